@@ -1,0 +1,313 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from .forms import PoolAdminForm
+from .models import Campaign, Code, Pool
+from .selectors import pools_with_counts
+from .services import pool_launch, pool_save
+
+LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
+LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
+LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
+
+
+def status_badge(pool: Pool) -> str:
+    return format_html(
+        '<span class="pool-status pool-status-{}">{}</span>', pool.status, pool.get_status_display()
+    )
+
+
+def counts_line(pool: Pool) -> str:
+    return format_html(
+        "{} available · {} issued · {} redeemed",
+        f"{pool.codes_available:,}",
+        f"{pool.codes_issued:,}",
+        f"{pool.codes_redeemed:,}",
+    )
+
+
+class AdminMedia:
+    css = {"all": ("pools/admin.css",)}
+
+
+class PoolInline(admin.TabularInline):
+    model = Pool
+    fields = ("slug", "pool_status", "description", "codes")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    verbose_name_plural = "promo code pools"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return pools_with_counts(super().get_queryset(request))
+
+    @admin.display(description="status")
+    def pool_status(self, pool):
+        return status_badge(pool)
+
+    @admin.display(description="codes")
+    def codes(self, pool):
+        return counts_line(pool)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    list_display = ("name", "pools_overview", "created_at")
+    search_fields = ("name",)
+    fields = ("name", "description")
+    inlines = [PoolInline]
+    Media = AdminMedia
+
+    def get_queryset(self, request):
+        # All pools with their counts in one query, however many campaigns the page lists.
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch("pools", queryset=pools_with_counts().order_by("created_at", "id"))
+            )
+        )
+
+    @admin.display(description="promo code pools")
+    def pools_overview(self, campaign):
+        pools = campaign.pools.all()
+        if not pools:
+            return "—"
+        return format_html(
+            '<ul class="pool-overview">{}</ul>',
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a> {} <span class="pool-counts">{}</span></li>',
+                (
+                    (
+                        reverse("admin:pools_pool_change", args=[pool.pk]),
+                        pool.slug,
+                        status_badge(pool),
+                        counts_line(pool),
+                    )
+                    for pool in pools
+                ),
+            ),
+        )
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    form = PoolAdminForm
+    list_display = (
+        "slug",
+        "campaign",
+        "pool_status",
+        "available",
+        "issued",
+        "redeemed",
+        "launched_at",
+    )
+    list_filter = ("status", "campaign")
+    list_select_related = ("campaign",)
+    search_fields = ("slug", "template_parameter", "description")
+    prepopulated_fields = {"slug": ("description",)}
+    actions = ["launch_selected"]
+    fieldsets = (
+        (
+            "General settings",
+            {"fields": ("campaign", "description", "slug", "template_parameter")},
+        ),
+        ("Codes", {"fields": ("codes_summary",)}),
+        (
+            "Usage settings",
+            {
+                "fields": (
+                    "require_issue_before_redeem",
+                    "issued_validity_days",
+                    "processing",
+                    "allow_multiple_use",
+                )
+            },
+        ),
+        ("Notification settings", {"fields": ("notify_below_enabled", "notify_below")}),
+        ("Status", {"fields": ("status", "launched_at", "launched_by")}),
+    )
+    readonly_fields = ("codes_summary", "status", "launched_at", "launched_by")
+    radio_fields = {"processing": admin.VERTICAL}
+
+    class Media:
+        css = AdminMedia.css
+        js = ("pools/pool_form.js",)
+
+    def get_queryset(self, request):
+        return pools_with_counts(super().get_queryset(request))
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if obj is not None and obj.is_active:
+            return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
+        return fields
+
+    def get_prepopulated_fields(self, request, obj=None):
+        if obj is not None and obj.is_active:
+            return {}
+        return super().get_prepopulated_fields(request, obj)
+
+    @admin.display(description="status", ordering="status")
+    def pool_status(self, pool):
+        return status_badge(pool)
+
+    @admin.display(ordering="codes_available")
+    def available(self, pool):
+        return f"{pool.codes_available:,}"
+
+    @admin.display(ordering="codes_issued")
+    def issued(self, pool):
+        return f"{pool.codes_issued:,}"
+
+    @admin.display(ordering="codes_redeemed")
+    def redeemed(self, pool):
+        return f"{pool.codes_redeemed:,}"
+
+    @admin.display(description="codes")
+    def codes_summary(self, pool):
+        if pool.pk is None:
+            return "Save the pool to add codes."
+        if not hasattr(pool, "codes_available"):
+            pool = pools_with_counts(Pool.objects.filter(pk=pool.pk)).get()
+        return format_html(
+            '{} <a href="{}?pool__id__exact={}">See the codes</a>',
+            counts_line(pool),
+            reverse("admin:pools_code_changelist"),
+            pool.pk,
+        )
+
+    def save_model(self, request, obj, form, change):
+        pool_save(pool=obj, user=request.user)
+
+    def has_delete_permission(self, request, obj=None):
+        # Other systems refer to a live pool by its ID and template parameter.
+        if obj is not None and obj.is_active:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_deleted_objects(self, objs, request):
+        # Django would list every code to be deleted; a million codes cannot be listed.
+        pools = list(pools_with_counts(Pool.objects.filter(pk__in=[p.pk for p in objs])))
+        codes = sum(p.codes_available + p.codes_issued + p.codes_redeemed for p in pools)
+        summary = [f"Pool {p.slug} with all its codes" for p in pools]
+        perms_needed = set()
+        if not all(self.has_delete_permission(request, p) for p in pools):
+            perms_needed.add("pool")
+        return summary, {"pools": len(pools), "codes": f"{codes:,}"}, perms_needed, []
+
+    # Launch: a button on the pool's page (it saves the form first) and an action on the list.
+
+    def has_launch_permission(self, request, obj=None):
+        return request.user.has_perm("pools.launch_pool")
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        launching = request.method == "POST" and "_launch" in request.POST
+        if launching and not self.has_launch_permission(request):
+            raise PermissionDenied
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["show_launch"] = (
+            not (obj and obj.is_active)
+            and self.has_launch_permission(request, obj)
+            and (self.has_add_permission(request) if add else self.has_change_permission(request))
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_launch" in request.POST:
+            return self._launch_and_redirect(request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if "_launch" in request.POST:
+            return self._launch_and_redirect(request, obj)
+        return super().response_change(request, obj)
+
+    def _launch_and_redirect(self, request, pool):
+        self._launch(request, pool)
+        return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+
+    def _launch(self, request, pool) -> bool:
+        try:
+            pool_launch(pool=pool, user=request.user)
+        except ValidationError as error:
+            for reason in error.messages:
+                messages.error(request, LAUNCH_REFUSED.format(pool=pool, reason=reason))
+            return False
+        self.log_change(request, pool, "Launched the pool.")
+        message = LAUNCH_SUCCESS.format(pool=pool)
+        if not pool.codes.exists():
+            message = f"{message} {LAUNCHED_EMPTY}"
+        messages.success(request, message)
+        return True
+
+    @admin.action(description="Launch selected pools", permissions=["launch"])
+    def launch_selected(self, request, queryset):
+        for pool in queryset:
+            self._launch(request, pool)
+
+
+class BoundedCountPaginator(Paginator):
+    """Count at most COUNT_LIMIT + 1 rows: exact for small lists, "more than" for huge ones."""
+
+    COUNT_LIMIT = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.COUNT_LIMIT + 1].count()
+
+    @property
+    def count_is_bounded(self) -> bool:
+        return self.count > self.COUNT_LIMIT
+
+
+@admin.register(Code)
+class CodeAdmin(admin.ModelAdmin):
+    list_display = (
+        "code",
+        "pool",
+        "status",
+        "issued_to",
+        "issued_at",
+        "redeemed_at",
+        "times_redeemed",
+        "issue_start",
+        "issue_end",
+        "available_from",
+        "available_till",
+    )
+    list_filter = ("status", "pool")
+    list_select_related = ("pool",)
+    search_fields = ("code",)
+    search_help_text = "Find a code by its exact text."
+    ordering = ("-id",)
+    paginator = BoundedCountPaginator
+    show_full_result_count = False
+    readonly_fields = [field.name for field in Code._meta.fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        # An exact match uses the (code, pool) index; a substring search would scan every code.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(code__in={term, term.upper()}), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Codes leave a pool only with it: their counts and history must stay whole.
+        return False

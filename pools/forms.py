@@ -1,0 +1,38 @@
+from django import forms
+
+from .models import Campaign, Pool
+from .services import pool_slug_suggestion, template_parameter_from_slug
+
+
+class PoolAdminForm(forms.ModelForm):
+    class Meta:
+        model = Pool
+        fields = [
+            "campaign",
+            "description",
+            "slug",
+            "template_parameter",
+            "require_issue_before_redeem",
+            "issued_validity_days",
+            "processing",
+            "allow_multiple_use",
+            "notify_below_enabled",
+            "notify_below",
+        ]
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Left blank, they are filled in on save (see pool_save); the placeholder shows the value.
+        for name in ("slug", "template_parameter"):
+            if name in self.fields:
+                self.fields[name].required = False
+        campaign_id = self.initial.get("campaign") or self.instance.campaign_id
+        if "slug" in self.fields and campaign_id and not self.instance.slug:
+            campaign = Campaign.objects.filter(pk=campaign_id).first()
+            if campaign:
+                slug = pool_slug_suggestion(campaign=campaign)
+                self.fields["slug"].widget.attrs["placeholder"] = slug
+                self.fields["template_parameter"].widget.attrs["placeholder"] = (
+                    template_parameter_from_slug(slug)
+                )

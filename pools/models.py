@@ -1,0 +1,248 @@
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+CODE_MAX_LENGTH = 100
+CUSTOMER_MAX_LENGTH = 200
+
+# User-facing messages are constants so that the admin, the services and the tests agree on them.
+DESCRIPTION_REQUIRED_FOR_LAUNCH = "A description is required to launch the pool."
+ISSUE_CHECK_EXCLUDES_MULTIPLE_USE = (
+    "“Check that code was issued to customer before activation” and “Codes can be used "
+    "multiple times” cannot both be on."
+)
+VALIDITY_PERIOD_REQUIRED = (
+    "Set the validity period of an issued code when “Check that code was issued to customer "
+    "before activation” is on."
+)
+NOTIFY_THRESHOLD_REQUIRED = "Set the code amount below which subscribed staff are notified."
+TEMPLATE_PARAMETER_INVALID = (
+    "Use letters, digits and underscores only, not starting with a digit (for example SPRING_SALE)."
+)
+
+template_parameter_validator = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*\Z", TEMPLATE_PARAMETER_INVALID, code="invalid"
+)
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return self.name
+
+
+class Pool(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        ACTIVE = "active", "Active"
+
+    class Processing(models.TextChoices):
+        INTERNAL = "internal", "In this system (it checks and redeems the codes)"
+        EXTERNAL = "external", "Externally (another system redeems the codes)"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="pools")
+    description = models.TextField(
+        blank=True,
+        help_text="Anything worth remembering about this pool, e.g. why it was created. "
+        "Required to launch.",
+    )
+    slug = models.SlugField(
+        "pool ID",
+        max_length=64,
+        unique=True,
+        help_text="Unique system name of the pool. Filled in automatically; can be edited "
+        "until the pool is launched.",
+    )
+    template_parameter = models.CharField(
+        "parameter name in the message template builder",
+        max_length=64,
+        unique=True,
+        validators=[template_parameter_validator],
+        help_text="Message templates insert a code from this pool under this name.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    launched_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    processing = models.CharField(
+        max_length=16, choices=Processing.choices, default=Processing.INTERNAL
+    )
+    require_issue_before_redeem = models.BooleanField(
+        "check that code was issued to customer before activation",
+        default=False,
+        help_text="A code can then be redeemed only by the customer it was issued to, within "
+        "the validity period. Protects from fraud and brute force.",
+    )
+    issued_validity_days = models.PositiveIntegerField(
+        "validity period of an issued code (days)",
+        null=True,
+        blank=True,
+        help_text="Days after issue during which the customer can redeem the code.",
+    )
+    allow_multiple_use = models.BooleanField(
+        "codes can be used multiple times",
+        default=False,
+        help_text="Cannot be changed once the pool is launched.",
+    )
+    notify_below_enabled = models.BooleanField("notify when code amount is below", default=False)
+    notify_below = models.PositiveIntegerField(
+        "code amount",
+        null=True,
+        blank=True,
+        help_text="Subscribed staff get an e-mail when the stock falls below this amount.",
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    # Other systems refer to these once the pool is live.
+    FROZEN_WHEN_ACTIVE = ("slug", "template_parameter", "allow_multiple_use")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("launch_pool", "Can launch pool")]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(require_issue_before_redeem=True, allow_multiple_use=True),
+                name="pool_issue_check_excludes_multiple_use",
+                violation_error_message=ISSUE_CHECK_EXCLUDES_MULTIPLE_USE,
+            ),
+            models.CheckConstraint(
+                condition=Q(require_issue_before_redeem=False) | Q(issued_validity_days__gt=0),
+                name="pool_validity_period_when_issue_checked",
+                violation_error_message=VALIDITY_PERIOD_REQUIRED,
+            ),
+            models.CheckConstraint(
+                condition=Q(notify_below_enabled=False) | Q(notify_below__gt=0),
+                name="pool_threshold_when_notifying",
+                violation_error_message=NOTIFY_THRESHOLD_REQUIRED,
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="active") | ~Q(description=""),
+                name="pool_active_has_description",
+                violation_error_message=DESCRIPTION_REQUIRED_FOR_LAUNCH,
+            ),
+        ]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def clean(self):
+        # Reported against the fields, so that the admin form shows them where the user looks.
+        errors = {}
+        if self.require_issue_before_redeem and self.allow_multiple_use:
+            errors["require_issue_before_redeem"] = ISSUE_CHECK_EXCLUDES_MULTIPLE_USE
+            errors["allow_multiple_use"] = ISSUE_CHECK_EXCLUDES_MULTIPLE_USE
+        elif self.require_issue_before_redeem and not self.issued_validity_days:
+            errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
+        if self.notify_below_enabled and not self.notify_below:
+            errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
+        if self.is_active and not self.description.strip():
+            errors["description"] = DESCRIPTION_REQUIRED_FOR_LAUNCH
+        if errors:
+            raise ValidationError(errors)
+
+    def launch_blockers(self) -> dict[str, str]:
+        """Return what stops this pool from being launched, by field; empty when it can be."""
+        blockers = {}
+        if not self.description.strip():
+            blockers["description"] = DESCRIPTION_REQUIRED_FOR_LAUNCH
+        return blockers
+
+
+class Code(models.Model):
+    class Status(models.TextChoices):
+        AVAILABLE = "available", "Available"
+        ISSUED = "issued", "Issued"
+        REDEEMED = "redeemed", "Redeemed"
+
+    # Indexed by the (pool, id) index below, which also orders a pool's code list.
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
+    code = models.CharField(max_length=CODE_MAX_LENGTH)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
+    issue_start = models.DateTimeField("issue-start", null=True, blank=True)
+    issue_end = models.DateTimeField("issue-end", null=True, blank=True)
+    available_from = models.DateTimeField("available-from", null=True, blank=True)
+    available_till = models.DateTimeField("available-till", null=True, blank=True)
+    issued_to = models.CharField(
+        "customer", max_length=CUSTOMER_MAX_LENGTH, blank=True, help_text="External customer id."
+    )
+    issued_at = models.DateTimeField(null=True, blank=True)
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    times_redeemed = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # (code, pool) rather than (pool, code): the same index then finds a code string
+            # across pools, which redemption needs.
+            models.UniqueConstraint(fields=["code", "pool"], name="code_unique_in_pool"),
+            models.CheckConstraint(
+                condition=Q(issue_start__isnull=True)
+                | Q(issue_end__isnull=True)
+                | Q(issue_end__gte=models.F("issue_start")),
+                name="code_issue_end_after_start",
+            ),
+            models.CheckConstraint(
+                condition=Q(available_from__isnull=True)
+                | Q(available_till__isnull=True)
+                | Q(available_till__gte=models.F("available_from")),
+                name="code_available_till_after_from",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["pool", "id"], name="code_pool_id"),
+            # Finds a pool's available codes without scanning the used ones.
+            models.Index(fields=["pool", "status", "id"], name="code_pool_status_id"),
+        ]
+
+    def __str__(self):
+        return self.code
+
+
+class PoolCounter(models.Model):
+    """A share of a pool's code counts by status.
+
+    Counts are kept as deltas in a few rows per pool (``shard``) so that concurrent writers do not
+    queue on one row lock; a pool's counts are the sums over its rows. This keeps the admin free of
+    COUNT(*) over millions of codes.
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="counters")
+    shard = models.PositiveSmallIntegerField()
+    available = models.BigIntegerField(default=0)
+    issued = models.BigIntegerField(default=0)
+    redeemed = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["pool", "shard"], name="pool_counter_unique_shard")
+        ]
+
+    def __str__(self):
+        return f"{self.pool_id}/{self.shard}"

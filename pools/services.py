@@ -1,0 +1,166 @@
+"""Writes and state transitions of campaigns and pools.
+
+The admin, the Django shell, the HTTP API and Celery tasks all call these, so a rule holds in every
+one of them or in none.
+"""
+
+import random
+import re
+from collections.abc import Iterator
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from .models import Campaign, Pool, PoolCounter
+
+FIELD_FROZEN_WHEN_ACTIVE = "“{label}” cannot be changed once the pool is launched."
+POOL_ALREADY_ACTIVE = "The pool is already active."
+STATUS_CHANGES_BY_LAUNCH_ONLY = "A pool's status changes only by launching it."
+
+# Rows per pool over which code counts are spread; see PoolCounter.
+COUNTER_SHARDS = 8
+_SLUG_BASE_LENGTH = 50
+
+
+def campaign_create(*, name: str, description: str = "") -> Campaign:
+    """Create a campaign."""
+    campaign = Campaign(name=name.strip(), description=description.strip())
+    campaign.full_clean()
+    campaign.save()
+    return campaign
+
+
+def pool_create(*, campaign: Campaign, user=None, **fields) -> Pool:
+    """Create a draft pool in `campaign`; the pool ID and template parameter are filled in if
+    not given."""
+    return pool_save(pool=Pool(campaign=campaign, **fields), user=user)
+
+
+def pool_update(*, pool: Pool, user=None, **fields) -> Pool:
+    """Change the given fields of `pool` and save it under the same rules as `pool_save`."""
+    for name, value in fields.items():
+        setattr(pool, name, value)
+    return pool_save(pool=pool, user=user)
+
+
+@transaction.atomic
+def pool_save(*, pool: Pool, user=None) -> Pool:
+    """Validate and save a new or edited pool.
+
+    Fills in a blank pool ID (from the description, else from the campaign's name and a number)
+    and a blank template parameter (from the pool ID). Once the pool is active, its pool ID,
+    template parameter and multiple-use option are fixed. The status changes only through
+    `pool_launch`.
+    """
+    pool.description = pool.description.strip()
+    if pool.pk is None:
+        if pool.status != Pool.Status.DRAFT:
+            raise ValidationError({"status": STATUS_CHANGES_BY_LAUNCH_ONLY})
+        pool.created_by = pool.created_by or user
+    else:
+        stored = Pool.objects.select_for_update().get(pk=pool.pk)
+        if (pool.status, pool.launched_at) != (stored.status, stored.launched_at):
+            raise ValidationError({"status": STATUS_CHANGES_BY_LAUNCH_ONLY})
+        if stored.is_active:
+            frozen = {
+                name: FIELD_FROZEN_WHEN_ACTIVE.format(label=Pool._meta.get_field(name).verbose_name)
+                for name in Pool.FROZEN_WHEN_ACTIVE
+                if getattr(pool, name) != getattr(stored, name)
+            }
+            if frozen:
+                raise ValidationError(frozen)
+    if not pool.slug:
+        pool.slug = pool_slug_suggestion(campaign=pool.campaign, description=pool.description)
+    if not pool.template_parameter:
+        base = template_parameter_from_slug(pool.slug)
+        pool.template_parameter = _first_free(
+            "template_parameter", _numbered(base, separator="_", first=None)
+        )
+    # A concurrent save could take a generated value between the check and the insert; the unique
+    # constraints then refuse it, and the caller retries.
+    pool.full_clean()
+    pool.save()
+    return pool
+
+
+@transaction.atomic
+def pool_launch(*, pool: Pool, user=None) -> Pool:
+    """Make the saved state of `pool` active, recording when and by whom.
+
+    Raises ValidationError, by field, when something stops the launch (no description).
+    """
+    stored = Pool.objects.select_for_update().get(pk=pool.pk)
+    if stored.is_active:
+        raise ValidationError(POOL_ALREADY_ACTIVE, code="already_active")
+    blockers = stored.launch_blockers()
+    if blockers:
+        raise ValidationError(blockers)
+    stored.status = Pool.Status.ACTIVE
+    stored.launched_at = timezone.now()
+    stored.launched_by = user
+    stored.full_clean()
+    stored.save(update_fields=["status", "launched_at", "launched_by", "updated_at"])
+    pool.status, pool.launched_at, pool.launched_by = (
+        stored.status,
+        stored.launched_at,
+        stored.launched_by,
+    )
+    return stored
+
+
+def pool_counts_add(*, pool_id: int, available: int = 0, issued: int = 0, redeemed: int = 0):
+    """Add the given deltas to a pool's code counts, inside the caller's transaction.
+
+    Call it in the same transaction as the change of codes it counts.
+    """
+    table = connection.ops.quote_name(PoolCounter._meta.db_table)
+    # Django's upsert (bulk_create update_conflicts) can only overwrite, not add; both PostgreSQL
+    # and SQLite accept this statement.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (pool_id, shard, available, issued, redeemed) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (pool_id, shard) DO UPDATE SET "
+            f"available = {table}.available + excluded.available, "
+            f"issued = {table}.issued + excluded.issued, "
+            f"redeemed = {table}.redeemed + excluded.redeemed",
+            [pool_id, random.randrange(COUNTER_SHARDS), available, issued, redeemed],
+        )
+
+
+def pool_slug_suggestion(*, campaign: Campaign, description: str = "") -> str:
+    """Return the pool ID a new pool of `campaign` would get if saved with a blank one."""
+    return _first_free("slug", _slug_candidates(Pool(campaign=campaign, description=description)))
+
+
+def template_parameter_from_slug(slug: str) -> str:
+    """Return the template parameter suggested for a pool ID: SPRING_SALE for spring-sale.
+
+    static/pools/pool_form.js makes the same suggestion while the user types.
+    """
+    name = re.sub(r"[^A-Za-z0-9_]", "_", slug).upper()
+    return name if name and not name[0].isdigit() else f"P_{name}"
+
+
+def _slug_candidates(pool: Pool) -> Iterator[str]:
+    if pool.description:
+        base = slugify(pool.description)[:_SLUG_BASE_LENGTH].strip("-")
+        if base:
+            return _numbered(base, separator="-", first=None)
+    base = slugify(pool.campaign.name)[:_SLUG_BASE_LENGTH].strip("-") or "pool"
+    return _numbered(base, separator="-", first=pool.campaign.pools.count() + 1)
+
+
+def _numbered(base: str, *, separator: str, first: int | None) -> Iterator[str]:
+    """Yield base (when `first` is None), then base-2, base-3, … (or from base-`first`)."""
+    number = first or 2
+    if first is None:
+        yield base
+    while True:
+        yield f"{base}{separator}{number}"
+        number += 1
+
+
+def _first_free(field: str, candidates: Iterator[str]) -> str:
+    return next(c for c in candidates if not Pool.objects.filter(**{field: c}).exists())

@@ -1,0 +1,47 @@
+"""Objects for tests, made through the services so that they obey the same rules as real ones."""
+
+import itertools
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from pools.groups import MANAGERS, VIEWERS
+from pools.models import Code, Pool
+from pools.services import campaign_create, pool_counts_add, pool_create, pool_launch
+
+_numbers = itertools.count(1)
+
+
+def make_campaign(name: str | None = None, **fields):
+    return campaign_create(name=name or f"Campaign {next(_numbers)}", **fields)
+
+
+def make_pool(campaign=None, *, launched: bool = False, **fields) -> Pool:
+    fields.setdefault("description", f"Pool {next(_numbers)}")
+    pool = pool_create(campaign=campaign or make_campaign(), **fields)
+    if launched:
+        pool_launch(pool=pool)
+    return pool
+
+
+def make_codes(pool: Pool, codes, **fields) -> list[Code]:
+    """Add codes to a pool and count them, as an import does."""
+    created = Code.objects.bulk_create(Code(pool=pool, code=code, **fields) for code in codes)
+    pool_counts_add(pool_id=pool.pk, available=len(created))
+    return created
+
+
+def make_staff(username: str, group: str = MANAGERS, **fields):
+    user = get_user_model().objects.create_user(
+        username=username, password="secret-pass", is_staff=True, **fields
+    )
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+def make_manager(username: str = "manager", **fields):
+    return make_staff(username, MANAGERS, **fields)
+
+
+def make_viewer(username: str = "viewer", **fields):
+    return make_staff(username, VIEWERS, **fields)

@@ -1,0 +1,273 @@
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from pools import models
+from pools.admin import LAUNCH_REFUSED, BoundedCountPaginator
+from pools.groups import MANAGERS, VIEWERS
+from pools.models import Code, Pool
+from tests.factories import make_campaign, make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+ADD_POOL = reverse("admin:pools_pool_add")
+
+
+def change_url(pool):
+    return reverse("admin:pools_pool_change", args=[pool.pk])
+
+
+def pool_form(campaign, **overrides):
+    data = {
+        "campaign": campaign.pk,
+        "description": "",
+        "slug": "",
+        "template_parameter": "",
+        "processing": Pool.Processing.INTERNAL,
+        "issued_validity_days": "",
+        "notify_below": "",
+    }
+    data.update(overrides)
+    # Unticked checkboxes are not sent by a browser.
+    return {key: value for key, value in data.items() if value is not False}
+
+
+def test_groups_exist_after_migrate_with_their_permissions():
+    managers = Group.objects.get(name=MANAGERS)
+    viewers = Group.objects.get(name=VIEWERS)
+
+    manager_perms = set(managers.permissions.values_list("codename", flat=True))
+    viewer_perms = set(viewers.permissions.values_list("codename", flat=True))
+
+    assert {"add_campaign", "change_pool", "launch_pool", "view_code"} <= manager_perms
+    assert viewer_perms == {p for p in manager_perms if p.startswith("view_")}
+
+
+def test_campaign_page_offers_to_add_a_pool_to_it(manager_client):
+    campaign = make_campaign("Autumn")
+
+    response = manager_client.get(reverse("admin:pools_campaign_change", args=[campaign.pk]))
+
+    assert f'{ADD_POOL}?campaign={campaign.pk}"' in response.content.decode()
+    add_page = manager_client.get(f"{ADD_POOL}?campaign={campaign.pk}").content.decode()
+    assert 'placeholder="autumn-1"' in add_page
+    assert 'placeholder="AUTUMN_1"' in add_page
+
+
+def test_pool_screen_is_laid_out_like_the_source_document(manager_client):
+    page = manager_client.get(ADD_POOL).content.decode()
+
+    sections = ["General settings", "Codes", "Usage settings", "Notification settings"]
+    positions = [page.index(f'class="fieldset-heading">{title}<') for title in sections]
+    assert positions == sorted(positions)
+    assert "Check that code was issued to customer before activation" in page
+    assert "Parameter name in the message template builder" in page
+
+
+def test_pool_saved_without_description_is_a_draft_with_filled_in_id(manager_client):
+    campaign = make_campaign("Winter Deals")
+
+    response = manager_client.post(ADD_POOL, pool_form(campaign))
+
+    assert response.status_code == 302
+    pool = Pool.objects.get()
+    assert (pool.status, pool.slug, pool.template_parameter) == (
+        Pool.Status.DRAFT,
+        "winter-deals-1",
+        "WINTER_DEALS_1",
+    )
+
+
+def test_launch_without_description_is_refused_with_the_reason(manager_client):
+    pool = make_pool(description="")
+
+    response = manager_client.post(
+        change_url(pool), pool_form(pool.campaign, slug=pool.slug, _launch="Launch"), follow=True
+    )
+
+    reason = models.DESCRIPTION_REQUIRED_FOR_LAUNCH
+    assert LAUNCH_REFUSED.format(pool=pool, reason=reason) in response.content.decode()
+    assert Pool.objects.get().status == Pool.Status.DRAFT
+
+
+def test_launch_saves_the_description_and_activates_the_pool(manager_client, manager):
+    pool = make_pool(description="")
+
+    response = manager_client.post(
+        change_url(pool),
+        pool_form(pool.campaign, slug=pool.slug, description="For the newsletter", _launch="1"),
+        follow=True,
+    )
+
+    pool.refresh_from_db()
+    assert pool.is_active
+    assert pool.description == "For the newsletter"
+    assert pool.launched_by == manager
+    page = response.content.decode()
+    assert "is launched and active" in page
+    assert LogEntry.objects.filter(
+        object_id=str(pool.pk), user=manager, change_message="Launched the pool."
+    ).exists()
+    history = manager_client.get(reverse("admin:pools_pool_history", args=[pool.pk]))
+    assert "Launched the pool." in history.content.decode()
+
+
+def test_both_usage_options_are_refused_on_both_fields(manager_client):
+    campaign = make_campaign()
+
+    response = manager_client.post(
+        ADD_POOL,
+        pool_form(
+            campaign,
+            require_issue_before_redeem="on",
+            issued_validity_days="5",
+            allow_multiple_use="on",
+        ),
+    )
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.errors["require_issue_before_redeem"] == [models.ISSUE_CHECK_EXCLUDES_MULTIPLE_USE]
+    assert form.errors["allow_multiple_use"] == [models.ISSUE_CHECK_EXCLUDES_MULTIPLE_USE]
+    assert not Pool.objects.exists()
+
+
+def test_issue_check_without_validity_period_is_refused(manager_client):
+    response = manager_client.post(
+        ADD_POOL, pool_form(make_campaign(), require_issue_before_redeem="on")
+    )
+
+    errors = response.context["adminform"].form.errors
+    assert errors["issued_validity_days"] == [models.VALIDITY_PERIOD_REQUIRED]
+    assert not Pool.objects.exists()
+
+
+def test_active_pool_locks_id_parameter_and_multiple_use(manager_client):
+    pool = make_pool(allow_multiple_use=True, launched=True)
+
+    page = manager_client.get(change_url(pool))
+    form_fields = page.context["adminform"].form.fields
+    assert not {"slug", "template_parameter", "allow_multiple_use"} & set(form_fields)
+    assert 'name="_launch"' not in page.content.decode()
+
+    manager_client.post(
+        change_url(pool),
+        pool_form(
+            pool.campaign,
+            description="Still live",
+            slug="forged",
+            template_parameter="FORGED",
+            allow_multiple_use=False,
+        ),
+    )
+
+    stored = Pool.objects.get()
+    assert stored.description == "Still live"
+    assert (stored.slug, stored.template_parameter, stored.allow_multiple_use) == (
+        pool.slug,
+        pool.template_parameter,
+        True,
+    )
+
+
+def test_viewer_sees_no_launch_button_and_a_forged_launch_is_refused(viewer_client):
+    pool = make_pool()
+
+    page = viewer_client.get(change_url(pool))
+    assert page.status_code == 200
+    assert 'name="_launch"' not in page.content.decode()
+
+    response = viewer_client.post(
+        change_url(pool), pool_form(pool.campaign, slug=pool.slug, _launch="1")
+    )
+
+    assert response.status_code == 403
+    assert Pool.objects.get().status == Pool.Status.DRAFT
+
+
+def test_manager_without_launch_permission_cannot_launch(client, django_user_model):
+    user = django_user_model.objects.create_user("editor", is_staff=True)
+    user.user_permissions.add(
+        *Group.objects.get(name=MANAGERS).permissions.exclude(codename="launch_pool")
+    )
+    client.force_login(user)
+    pool = make_pool()
+
+    response = client.post(change_url(pool), pool_form(pool.campaign, slug=pool.slug, _launch="1"))
+
+    assert response.status_code == 403
+    assert not Pool.objects.get().is_active
+
+
+def test_launch_action_on_the_list(manager_client):
+    ready = make_pool(description="Ready")
+    not_ready = make_pool(description="")
+
+    manager_client.post(
+        reverse("admin:pools_pool_changelist"),
+        {"action": "launch_selected", "_selected_action": [ready.pk, not_ready.pk]},
+    )
+
+    ready.refresh_from_db()
+    not_ready.refresh_from_db()
+    assert (ready.status, not_ready.status) == (Pool.Status.ACTIVE, Pool.Status.DRAFT)
+
+
+def test_campaign_list_shows_pools_with_status_and_counts_without_per_row_queries(
+    manager_client, django_assert_max_num_queries
+):
+    for number in range(5):
+        campaign = make_campaign(f"Campaign {number}")
+        for _ in range(3):
+            pool = make_pool(campaign)
+            make_codes(pool, [f"C{pool.pk}-{i}" for i in range(4)])
+    pool = Pool.objects.first()
+    make_pool(campaign, launched=True)
+
+    with django_assert_max_num_queries(12):
+        response = manager_client.get(reverse("admin:pools_campaign_changelist"))
+
+    page = response.content.decode()
+    assert f">{pool.slug}</a>" in page
+    assert "4 available · 0 issued · 0 redeemed" in page
+    assert 'class="pool-status pool-status-active"' in page
+
+
+def test_pool_page_links_to_its_codes_which_search_and_filter(manager_client):
+    pool = make_pool()
+    make_codes(pool, ["ALPHA1", "BETA22", "GAMMA3"])
+    Code.objects.filter(code="BETA22").update(status=Code.Status.ISSUED)
+    codes_url = reverse("admin:pools_code_changelist")
+
+    page = manager_client.get(change_url(pool)).content.decode()
+    assert f"{codes_url}?pool__id__exact={pool.pk}" in page
+
+    found = manager_client.get(codes_url, {"pool__id__exact": pool.pk, "q": "alpha1"})
+    assert [c.code for c in found.context["cl"].result_list] == ["ALPHA1"]
+    issued = manager_client.get(codes_url, {"pool__id__exact": pool.pk, "status__exact": "issued"})
+    assert [c.code for c in issued.context["cl"].result_list] == ["BETA22"]
+
+
+def test_code_list_counts_are_bounded(manager_client, monkeypatch):
+    monkeypatch.setattr(BoundedCountPaginator, "COUNT_LIMIT", 3)
+    pool = make_pool()
+    make_codes(pool, [f"CODE{i}" for i in range(5)])
+
+    page = manager_client.get(reverse("admin:pools_code_changelist")).content.decode()
+
+    assert "more than 3 codes" in page
+
+
+def test_active_pool_cannot_be_deleted_and_draft_delete_summarises_codes(manager_client):
+    active = make_pool(launched=True)
+    draft = make_pool()
+    make_codes(draft, [f"D{i}" for i in range(3)])
+
+    refused = manager_client.get(reverse("admin:pools_pool_delete", args=[active.pk]))
+    assert refused.status_code == 403
+    confirm = manager_client.get(reverse("admin:pools_pool_delete", args=[draft.pk]))
+    assert "with all its codes" in confirm.content.decode()
+    manager_client.post(reverse("admin:pools_pool_delete", args=[draft.pk]), {"post": "yes"})
+    assert list(Pool.objects.all()) == [active]
+    assert not Code.objects.exists()
