@@ -1,1 +1,106 @@
-from django.db import models  # noqa: F401
+from django.conf import settings
+from django.db import models
+
+from pools.models import Pool
+
+
+class Import(models.Model):
+    """One background task that adds codes to a pool; its id is the "task number".
+
+    The row is the source of truth for the task: status, progress, counts and who started it. The
+    counts and `rows_done` are committed with each batch of codes, so a task that is run again
+    after a crash resumes where the last committed batch ended.
+    """
+
+    class Source(models.TextChoices):
+        FILE = "file", "File upload"
+        TEXT = "text", "Pasted list"
+        GENERATION = "generation", "Generation"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_ERRORS = "completed_with_errors", "Completed with errors"
+        FAILED = "failed", "Failed"
+
+    MANUAL_SOURCES = (Source.FILE, Source.TEXT)
+    FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED)
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="imports")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED)
+    file = models.FileField(upload_to="imports/%Y/%m/", blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    file_size = models.BigIntegerField(default=0)
+    generation = models.JSONField(
+        default=dict, blank=True, help_text="count, length, alphabet and prefix of a generation."
+    )
+    message = models.TextField(blank=True, help_text="Why the import failed, or notes on it.")
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Refreshed with every batch; a running import whose heartbeat stops is taken over.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The pool's highest code id when the import first started: a code with a higher id that a
+    # row collides with was added by this import, so the row is a duplicate inside the file.
+    code_watermark = models.BigIntegerField(null=True, blank=True)
+
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0, help_text="Rows read and committed so far.")
+    rows_read = models.BigIntegerField(default=0)
+    codes_added = models.BigIntegerField(default=0)
+    duplicates_in_file = models.BigIntegerField(default=0)
+    already_in_pool = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"], name="import_pool_created")]
+
+    def __str__(self):
+        return f"#{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status in (self.Status.COMPLETED, self.Status.COMPLETED_WITH_ERRORS):
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class Rejection(models.Model):
+    """A row of an import that was not added, with the reason."""
+
+    job = models.ForeignKey(Import, on_delete=models.CASCADE, related_name="rejections")
+    row_number = models.BigIntegerField()
+    column = models.CharField(max_length=64, blank=True)
+    value = models.TextField(blank=True)
+    reason = models.CharField(max_length=255)
+    # The row's cells in the template's columns, so that the rejected rows can be downloaded,
+    # fixed and uploaded again.
+    cells = models.JSONField(default=list)
+
+    class Meta:
+        ordering = ["job", "row_number", "id"]
+        indexes = [models.Index(fields=["job", "row_number"], name="rejection_job_row")]
+
+    def __str__(self):
+        return f"row {self.row_number}: {self.reason}"

@@ -2,10 +2,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import HttpResponseRedirect
-from django.urls import reverse
+from django.http import Http404, HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+
+from imports.exports import code_rows, csv_response, xlsx_response
+from imports.selectors import pool_import_history
+from imports.services import generation_allowed
 
 from .forms import PoolAdminForm
 from .models import Campaign, Code, Pool
@@ -143,7 +148,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     class Media:
         css = AdminMedia.css
-        js = ("pools/pool_form.js",)
+        js = ("pools/pool_form.js", "imports/progress.js")
 
     def get_queryset(self, request):
         return pools_with_counts(super().get_queryset(request))
@@ -175,17 +180,26 @@ class PoolAdmin(admin.ModelAdmin):
     def redeemed(self, pool):
         return f"{pool.codes_redeemed:,}"
 
+    def get_object(self, request, object_id, from_field=None):
+        pool = super().get_object(request, object_id, from_field)
+        if pool is not None:
+            # Read-only field callables get no request; the codes panel needs to know this.
+            pool.can_add_codes = request.user.has_perm("imports.add_import")
+        return pool
+
     @admin.display(description="codes")
     def codes_summary(self, pool):
         if pool.pk is None:
             return "Save the pool to add codes."
-        if not hasattr(pool, "codes_available"):
-            pool = pools_with_counts(Pool.objects.filter(pk=pool.pk)).get()
-        return format_html(
-            '{} <a href="{}?pool__id__exact={}">See the codes</a>',
-            counts_line(pool),
-            reverse("admin:pools_code_changelist"),
-            pool.pk,
+        return render_to_string(
+            "admin/pools/pool/codes_panel.html",
+            {
+                "pool": pool,
+                "counts": counts_line(pool),
+                "can_add": getattr(pool, "can_add_codes", False),
+                "generation_allowed": generation_allowed(pool),
+                "history": pool_import_history(pool),
+            },
         )
 
     def save_model(self, request, obj, form, change):
@@ -304,6 +318,28 @@ class CodeAdmin(admin.ModelAdmin):
         if not term:
             return queryset, False
         return queryset.filter(code__in={term, term.upper()}), False
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("export.<str:file_format>", export, name="pools_code_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request, file_format):
+        """Download the codes the list shows (same filters and search) as CSV or XLSX."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if file_format not in ("csv", "xlsx"):
+            raise Http404
+        queryset = self.get_changelist_instance(request).get_queryset(request)
+        pool_id = request.GET.get("pool__id__exact")
+        pool = Pool.objects.filter(pk=pool_id).first() if pool_id else None
+        filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
+        rows = code_rows(queryset)
+        if file_format == "xlsx":
+            return xlsx_response(rows, filename)
+        return csv_response(rows, filename)
 
     def has_add_permission(self, request):
         return False

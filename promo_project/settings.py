@@ -136,6 +136,21 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Progress and outcome live on the job rows; the result backend is not used.
 CELERY_TASK_IGNORE_RESULT = True
 
+CELERY_BEAT_SCHEDULE = {
+    # Safety net for imports whose worker was killed outright.
+    "imports-recover-stale": {"task": "imports.tasks.imports_recover_stale", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Imports. Uploads larger than IMPORT_MAX_FILE_SIZE are refused before they are stored.
+IMPORT_MAX_FILE_SIZE = int(os.environ.get("IMPORT_MAX_FILE_SIZE", str(500 * 1024 * 1024)))
+# An XLSX is a zip: refuse one that would unpack to more than this, or that unpacks to more
+# than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb).
+IMPORT_MAX_XLSX_UNPACKED = int(os.environ.get("IMPORT_MAX_XLSX_UNPACKED", str(2 * 1024**3)))
+IMPORT_MAX_XLSX_RATIO = int(os.environ.get("IMPORT_MAX_XLSX_RATIO", "100"))
+# Pasted lists arrive as form fields, which Django caps at 2.5 MB by default.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
+
 EMAIL_BACKEND = os.environ.get(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"

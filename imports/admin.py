@@ -1,0 +1,225 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from pools.models import Pool
+
+from . import services
+from .exports import csv_response, xlsx_response
+from .forms import GenerateForm, PasteForm, UploadForm
+from .generation import CodeFormat
+from .models import Import
+from .readers import TEMPLATE_COLUMNS
+from .templates_download import TEMPLATE_EXAMPLE_ROW, TEMPLATE_NOTES, template_csv, template_xlsx
+
+IMPORT_QUEUED = "Import {job} is queued: its progress shows in the import history below."
+REJECTED_SHOWN = 100
+
+
+def status_cell(job: Import) -> str:
+    return format_html(
+        '<span class="import-status import-status-{}">{}</span>',
+        job.status,
+        job.get_status_display(),
+    )
+
+
+@admin.register(Import)
+class ImportAdmin(admin.ModelAdmin):
+    list_display = (
+        "task_number",
+        "pool",
+        "source",
+        "file_name",
+        "status_badge",
+        "codes_added",
+        "rows_rejected",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", "source", "pool")
+    list_select_related = ("pool", "created_by")
+    search_fields = ("=id", "file_name", "pool__slug")
+
+    class Media:
+        css = {"all": ("pools/admin.css",)}
+        js = ("imports/progress.js",)
+
+    @admin.display(description="task number", ordering="id")
+    def task_number(self, job):
+        return f"#{job.pk}"
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job):
+        return status_cell(job)
+
+    def get_model_perms(self, request):
+        # Codes are added from a pool's page; an "Add" link without a pool would lead nowhere.
+        return {**super().get_model_perms(request), "add": False}
+
+    def has_change_permission(self, request, obj=None):
+        return False  # an import's record is its report: written by the worker only
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path("template.<str:file_format>", wrap(self.template_view), name="imports_template"),
+            path("<int:pk>/progress/", wrap(self.progress_view), name="imports_import_progress"),
+            path(
+                "<int:pk>/rejected.<str:file_format>",
+                wrap(self.rejected_view),
+                name="imports_import_rejected",
+            ),
+            path(
+                "<int:pk>/rerun/", wrap(require_POST(self.rerun_view)), name="imports_import_rerun"
+            ),
+            *super().get_urls(),
+        ]
+
+    # The add page is the pool's "Add codes" page: upload, paste or generate.
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        pool = get_object_or_404(Pool, pk=request.GET.get("pool") or 0)
+        forms = {
+            "upload": UploadForm(prefix="upload"),
+            "paste": PasteForm(prefix="paste"),
+            "generate": GenerateForm(prefix="generate"),
+        }
+        if request.method == "POST":
+            kind = request.POST.get("kind")
+            if kind not in forms:
+                raise PermissionDenied
+            form_class = type(forms[kind])
+            forms[kind] = form = form_class(request.POST, request.FILES, prefix=kind)
+            if form.is_valid():
+                try:
+                    job = self._start(kind, pool, form.cleaned_data, request.user)
+                except ValidationError as error:
+                    _add_errors(form, error)
+                else:
+                    messages.success(request, IMPORT_QUEUED.format(job=job))
+                    return HttpResponseRedirect(request.get_full_path())
+        return TemplateResponse(
+            request,
+            "admin/imports/import/add_codes.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Add codes to {pool}",
+                "pool": pool,
+                "forms": forms,
+                "generation_allowed": services.generation_allowed(pool),
+                "available_for_generation": CodeFormat().available_for_generation(
+                    services.pool_code_total(pool)
+                ),
+                "history": pool.imports.select_related("created_by")[:20],
+                "template_columns": TEMPLATE_COLUMNS,
+                "template_example": TEMPLATE_EXAMPLE_ROW,
+                "template_notes": TEMPLATE_NOTES,
+            },
+        )
+
+    @staticmethod
+    def _start(kind, pool, data, user) -> Import:
+        if kind == "upload":
+            return services.import_file_start(pool=pool, file=data["file"], user=user)
+        if kind == "paste":
+            return services.import_text_start(pool=pool, text=data["text"], user=user)
+        return services.import_generate_start(pool=pool, user=user, **data)
+
+    # The change page is the import's report.
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, object_id)
+        if job is None:
+            raise Http404
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/imports/import/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Import {job} — {job.get_status_display()}",
+                "job": job,
+                "rejections": job.rejections.all()[:REJECTED_SHOWN],
+                "rejected_shown": REJECTED_SHOWN,
+                "can_rerun": job.status == Import.Status.FAILED
+                and self.has_add_permission(request),
+            },
+        )
+
+    def progress_view(self, request, pk):
+        job = get_object_or_404(Import, pk=pk)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return JsonResponse(
+            {
+                "status": job.status,
+                "status_display": job.get_status_display(),
+                "finished": job.is_finished,
+                "percent": job.progress_percent,
+                "codes_added": job.codes_added,
+                "rows_rejected": job.rows_rejected,
+                "report_url": reverse("admin:imports_import_change", args=[job.pk]),
+            }
+        )
+
+    def rejected_view(self, request, pk, file_format):
+        job = get_object_or_404(Import, pk=pk)
+        if not self.has_view_permission(request, job) or file_format not in ("csv", "xlsx"):
+            raise Http404
+        rows = _rejected_rows(job)
+        filename = f"import-{job.pk}-rejected-rows.{file_format}"
+        if file_format == "xlsx":
+            return xlsx_response(rows, filename, sheet_title="Rejected rows")
+        return csv_response(rows, filename)
+
+    def template_view(self, request, file_format):
+        if file_format == "csv":
+            return template_csv()
+        if file_format == "xlsx":
+            return template_xlsx()
+        raise Http404
+
+    def rerun_view(self, request, pk):
+        job = get_object_or_404(Import, pk=pk)
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        try:
+            services.import_rerun(job=job, user=request.user)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Import {job} is queued again.")
+        return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
+
+
+def _add_errors(form, error: ValidationError) -> None:
+    if hasattr(error, "error_dict"):
+        for field, field_errors in error.error_dict.items():
+            form.add_error(field if field in form.fields else None, field_errors)
+    else:
+        form.add_error(None, error)
+
+
+def _rejected_rows(job: Import):
+    """Yield the template's columns plus Reason, then each rejected row as it was read."""
+    yield [*TEMPLATE_COLUMNS, "Reason"]
+    for rejection in job.rejections.iterator(chunk_size=2000):
+        cells = list(rejection.cells) + [None] * (len(TEMPLATE_COLUMNS) - len(rejection.cells))
+        where = f"Row {rejection.row_number}"
+        if rejection.column:
+            where += f", {rejection.column}"
+        yield [*("" if c is None else c for c in cells), f"{where}: {rejection.reason}"]

@@ -1,0 +1,41 @@
+from django import forms
+
+from .generation import DEFAULT_ALPHABET, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(
+        label="Template file",
+        help_text="CSV or XLSX with the columns Code, Issue-start, Issue-end, Available-from, "
+        "Available-till. Only Code is required.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.xlsx,.txt"}),
+    )
+
+
+class PasteForm(forms.Form):
+    text = forms.CharField(
+        label="Codes",
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 40, "spellcheck": "false"}),
+        help_text="One code per line; commas, semicolons and tabs also separate codes.",
+    )
+
+
+class GenerateForm(forms.Form):
+    count = forms.IntegerField(label="How many", min_value=1, max_value=20_000_000)
+    length = forms.IntegerField(min_value=MIN_LENGTH, max_value=MAX_LENGTH, initial=DEFAULT_LENGTH)
+    alphabet = forms.CharField(
+        initial=DEFAULT_ALPHABET,
+        max_length=256,
+        strip=False,
+        help_text="Characters to draw from. The default leaves out look-alikes such as O/0 "
+        "and I/1.",
+    )
+    prefix = forms.CharField(
+        required=False, max_length=20, help_text="Optional fixed start of every code."
+    )
+
+    def clean_prefix(self):
+        prefix = self.cleaned_data["prefix"].strip()
+        if prefix and (not prefix.isprintable() or " " in prefix):
+            raise forms.ValidationError("The prefix may contain only characters that can be typed.")
+        return prefix

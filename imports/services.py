@@ -1,0 +1,364 @@
+"""Start, run, resume and re-run imports of codes into pools.
+
+The admin (and the shell) call the *_start services, which store the input and enqueue the job
+after the transaction commits; a Celery worker calls `import_run`, which claims the job and loads
+its rows in batches. Each batch commits its codes, its rejected rows, the pool's counts and the
+job's progress together, so a job run again after a crash resumes after the last batch.
+"""
+
+import logging
+import os
+from datetime import timedelta
+from enum import Enum
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from pools.models import Code, Pool
+from pools.selectors import pools_with_counts
+from pools.services import pool_counts_add
+
+from .generation import CodeFormat, generate_codes, normalize_alphabet
+from .loader import load_batch
+from .models import Import, Rejection
+from .readers import ImportFileError, check_size, open_table
+from .validation import DUPLICATE_IN_FILE, Rejected, clean_row
+
+logger = logging.getLogger(__name__)
+
+GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer offers generation."
+NOTHING_PASTED = "Paste at least one code."
+NOT_RERUNNABLE = "Only a failed import can be run again."
+WORKER_LOST = (
+    "The worker stopped during the import {attempts} times; the codes of the finished batches "
+    "are kept. Run it again to go on."
+)
+UNEXPECTED_ERROR = (
+    "The import stopped on an unexpected error; the codes of the finished batches are kept. "
+    "Run it again, or tell an administrator: {error}"
+)
+
+# A batch of 20,000 rows is one transaction of about a second on PostgreSQL, and a few MB of
+# memory in the worker; progress moves about once a second.
+BATCH_SIZE = 20_000
+# A running import whose heartbeat is older than this lost its worker.
+HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+MAX_ATTEMPTS = 3
+
+
+class RunOutcome(Enum):
+    FINISHED = "finished"
+    BUSY = "busy"  # another worker holds the job or the pool; try again later
+    GONE = "gone"  # finished already, or deleted
+
+
+class _ClaimLost(Exception):
+    """Another attempt took the job over: this attempt's batch must not be committed."""
+
+
+def generation_allowed(pool: Pool) -> bool:
+    """Return True if the pool still offers generation: no manual upload was made to it."""
+    return (
+        not Import.objects.filter(pool=pool, source__in=Import.MANUAL_SOURCES)
+        .exclude(status=Import.Status.FAILED)
+        .exists()
+    )
+
+
+def pool_code_total(pool: Pool) -> int:
+    counted = pools_with_counts(Pool.objects.filter(pk=pool.pk)).get()
+    return counted.codes_available + counted.codes_issued + counted.codes_redeemed
+
+
+def import_file_start(*, pool: Pool, file, user=None) -> Import:
+    """Store an uploaded CSV/XLSX file and queue its import into `pool`."""
+    name = os.path.basename(file.name)
+    try:
+        check_size(name=name, size=file.size)
+    except ImportFileError as error:
+        raise ValidationError({"file": str(error)}) from error
+    return _start(
+        pool=pool,
+        user=user,
+        source=Import.Source.FILE,
+        file=file,
+        file_name=name,
+        file_size=file.size,
+    )
+
+
+def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
+    """Queue the import of a pasted list of codes into `pool`."""
+    if not text.strip():
+        raise ValidationError({"text": NOTHING_PASTED})
+    content = text.encode("utf-8")
+    try:
+        check_size(name="The pasted list", size=len(content))
+    except ImportFileError as error:
+        raise ValidationError({"text": str(error)}) from error
+    return _start(
+        pool=pool,
+        user=user,
+        source=Import.Source.TEXT,
+        file=ContentFile(content, name="pasted-codes.txt"),
+        file_name="Pasted list",
+        file_size=len(content),
+    )
+
+
+def import_generate_start(
+    *, pool: Pool, count: int, length: int, alphabet: str, prefix: str = "", user=None
+) -> Import:
+    """Queue the generation of `count` random codes into `pool`.
+
+    Refused after a manual upload to the pool, and when the format cannot give that many codes
+    with a safe margin (see generation.MAX_FILL).
+    """
+    if not generation_allowed(pool):
+        raise ValidationError(GENERATION_CLOSED, code="generation_closed")
+    try:
+        alphabet = normalize_alphabet(alphabet)
+    except ValueError as error:
+        raise ValidationError({"alphabet": str(error)}) from error
+    code_format = CodeFormat(length=length, alphabet=alphabet, prefix=prefix.strip())
+    reason = code_format.too_many(count, pool_code_total(pool))
+    if reason:
+        raise ValidationError({"count": reason})
+    params = {"count": count, "length": length, "alphabet": alphabet, "prefix": prefix.strip()}
+    return _start(
+        pool=pool,
+        user=user,
+        source=Import.Source.GENERATION,
+        generation=params,
+        file_name=f"{count:,} generated codes",
+        progress_total=count,
+    )
+
+
+def _start(*, pool: Pool, user, **fields) -> Import:
+    with transaction.atomic():
+        fields.setdefault("progress_total", fields.get("file_size", 0))
+        job = Import.objects.create(pool=pool, created_by=user, **fields)
+        transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def _enqueue(import_id: int) -> None:
+    from .tasks import import_run as import_run_task
+
+    import_run_task.delay(import_id)
+
+
+@transaction.atomic
+def import_rerun(*, job: Import, user=None) -> Import:
+    """Queue a failed import again; the batches it already committed are not redone."""
+    job = Import.objects.select_for_update().get(pk=job.pk)
+    if job.status != Import.Status.FAILED:
+        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
+    job.status = Import.Status.QUEUED
+    job.message = ""
+    job.finished_at = None
+    job.attempts = 0
+    job.save(update_fields=["status", "message", "finished_at", "attempts"])
+    transaction.on_commit(lambda: _enqueue(job.pk))
+    return job
+
+
+def imports_recover_stale() -> int:
+    """Queue again the running imports whose worker died; fail those tried MAX_ATTEMPTS times.
+
+    Runs when a worker starts and periodically, for workers killed outright, whose tasks the
+    broker only redelivers after its visibility timeout.
+    """
+    cutoff = timezone.now() - HEARTBEAT_TIMEOUT
+    recovered = 0
+    for job_id in Import.objects.filter(
+        status=Import.Status.RUNNING, heartbeat_at__lt=cutoff
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            job = Import.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
+            if job is None or job.status != Import.Status.RUNNING or job.heartbeat_at >= cutoff:
+                continue
+            if job.attempts >= MAX_ATTEMPTS:
+                _finish(job, Import.Status.FAILED, WORKER_LOST.format(attempts=job.attempts))
+            else:
+                Import.objects.filter(pk=job.pk).update(status=Import.Status.QUEUED)
+                transaction.on_commit(lambda pk=job.pk: _enqueue(pk))
+            recovered += 1
+    return recovered
+
+
+def import_run(*, import_id: int) -> RunOutcome:
+    """Run (or resume) an import: claim it, load its rows in batches, record the outcome."""
+    job = _claim(import_id)
+    if not isinstance(job, Import):
+        return job
+    try:
+        if job.source == Import.Source.GENERATION:
+            _run_generation(job)
+        else:
+            _run_rows(job)
+    except _ClaimLost:
+        return RunOutcome.BUSY
+    except ImportFileError as error:
+        _finish(job, Import.Status.FAILED, str(error))
+    except Exception as error:
+        logger.exception("Import %s failed", import_id)
+        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=error))
+    return RunOutcome.FINISHED
+
+
+@transaction.atomic
+def _claim(import_id: int) -> Import | RunOutcome:
+    job = Import.objects.select_for_update().filter(pk=import_id).first()
+    if job is None or job.is_finished:
+        return RunOutcome.GONE
+    now = timezone.now()
+    cutoff = now - HEARTBEAT_TIMEOUT
+    if job.status == Import.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
+        return RunOutcome.BUSY
+    # One import at a time per pool: the duplicate check relies on it (see code_watermark).
+    Pool.objects.select_for_update().filter(pk=job.pool_id).first()
+    if (
+        Import.objects.filter(
+            pool_id=job.pool_id, status=Import.Status.RUNNING, heartbeat_at__gte=cutoff
+        )
+        .exclude(pk=job.pk)
+        .exists()
+    ):
+        return RunOutcome.BUSY
+    if job.code_watermark is None:
+        job.code_watermark = (
+            Code.objects.filter(pool_id=job.pool_id).aggregate(top=Max("id"))["top"] or 0
+        )
+    job.status = Import.Status.RUNNING
+    job.attempts += 1
+    job.started_at = job.started_at or now
+    job.heartbeat_at = now
+    job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "code_watermark"])
+    return job
+
+
+def _run_rows(job: Import) -> None:
+    tz = timezone.get_current_timezone()
+    with job.file.open("rb") as file:
+        table = open_table(
+            file, name=job.file_name, size=job.file_size, pasted=job.source == Import.Source.TEXT
+        )
+        if table.ignored_columns and not job.message:
+            job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
+            Import.objects.filter(pk=job.pk).update(message=job.message)
+        Import.objects.filter(pk=job.pk).update(progress_total=table.total)
+        clean, rejected = [], []
+        last_row = job.rows_done
+        for row_number, cells in table.rows:
+            if row_number <= job.rows_done:
+                continue  # committed by an earlier attempt
+            last_row = row_number
+            row = clean_row(row_number, cells, tz)
+            (rejected if isinstance(row, Rejected) else clean).append(row)
+            if len(clean) + len(rejected) >= BATCH_SIZE:
+                _commit_batch(job, clean, rejected, last_row, table.progress())
+                clean, rejected = [], []
+        _commit_batch(job, clean, rejected, last_row, table.progress())
+    job.refresh_from_db()
+    _finish(
+        job,
+        Import.Status.COMPLETED_WITH_ERRORS if job.rows_rejected else Import.Status.COMPLETED,
+        job.message,
+    )
+
+
+def _run_generation(job: Import) -> None:
+    params = job.generation
+    code_format = CodeFormat(
+        length=params["length"], alphabet=params["alphabet"], prefix=params["prefix"]
+    )
+    fruitless = 0
+    while job.codes_added < params["count"]:
+        wanted = min(BATCH_SIZE, params["count"] - job.codes_added)
+        codes = generate_codes(code_format, wanted)
+        rows = [(n, code, None, None, None, None) for n, code in enumerate(codes, start=1)]
+        before = job.codes_added
+        _commit_batch(job, rows, [], job.rows_done, None, generated=True)
+        job.refresh_from_db()
+        # Collisions are redrawn; with MAX_FILL they are rare, so a run of empty draws means the
+        # pool was filled by other means meanwhile.
+        fruitless = fruitless + 1 if job.codes_added == before else 0
+        if fruitless >= 3:
+            raise ImportFileError("No more free codes of this format could be drawn.")
+    _finish(job, Import.Status.COMPLETED, "")
+
+
+def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) -> None:
+    with transaction.atomic():
+        result = load_batch(pool_id=job.pool_id, rows=clean, watermark=job.code_watermark)
+        by_row = {row[0]: row for row in clean}
+        rejections = [
+            Rejection(
+                job=job,
+                row_number=r.row_number,
+                column=r.column,
+                value=r.value[:1000],
+                reason=r.reason,
+                cells=[_json_cell(c) for c in r.cells],
+            )
+            for r in rejected
+        ]
+        if not generated:
+            rejections += [
+                Rejection(
+                    job=job,
+                    row_number=row_number,
+                    column="Code",
+                    value=code,
+                    reason=DUPLICATE_IN_FILE,
+                    cells=[_json_cell(c) for c in by_row[row_number][1:]],
+                )
+                for row_number, code in result.duplicates
+            ]
+        Rejection.objects.bulk_create(rejections, batch_size=1000)
+        pool_counts_add(pool_id=job.pool_id, available=result.added)
+        updates = {
+            "codes_added": F("codes_added") + result.added,
+            "heartbeat_at": timezone.now(),
+        }
+        if generated:
+            updates["progress_done"] = F("codes_added") + result.added
+        else:
+            updates.update(
+                rows_done=last_row,
+                rows_read=F("rows_read") + len(clean) + len(rejected),
+                duplicates_in_file=F("duplicates_in_file") + len(result.duplicates),
+                already_in_pool=F("already_in_pool") + result.already_in_pool,
+                rows_rejected=F("rows_rejected") + len(rejections),
+                progress_done=progress,
+            )
+        claimed = Import.objects.filter(
+            pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
+        ).update(**updates)
+        if not claimed:
+            raise _ClaimLost
+    job.rows_done = last_row
+
+
+def _json_cell(value):
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _finish(job: Import, status: str, message: str) -> None:
+    now = timezone.now()
+    Import.objects.filter(pk=job.pk).update(
+        status=status,
+        message=message,
+        finished_at=now,
+        heartbeat_at=now,
+    )
+    job.status, job.message, job.finished_at = status, message, now

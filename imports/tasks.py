@@ -1,0 +1,26 @@
+"""Celery tasks: each loads nothing but ids and calls the service of the same name."""
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from . import services
+
+# How long a task waits before trying again when its pool is busy with another import.
+BUSY_RETRY_SECONDS = 10
+
+
+@shared_task(bind=True, max_retries=None)
+def import_run(self, import_id: int):
+    if services.import_run(import_id=import_id) is services.RunOutcome.BUSY:
+        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+
+
+@shared_task
+def imports_recover_stale():
+    services.imports_recover_stale()
+
+
+@worker_ready.connect
+def _recover_on_start(**kwargs):
+    # A worker that was killed outright left its imports running; take them back at once.
+    services.imports_recover_stale()

@@ -1,0 +1,50 @@
+"""The manual code import template, as CSV and XLSX."""
+
+import io
+
+from django.http import HttpResponse
+
+from .exports import XLSX_CONTENT_TYPE, csv_response
+from .readers import TEMPLATE_COLUMNS
+
+TEMPLATE_EXAMPLE_ROW = ("SPRING-7KQ2", "2026-03-01 00:00", "2026-03-31", "01.03.2026", "30.04.2026")
+TEMPLATE_NOTES = (
+    "Only the Code column is required; delete the other columns if a third-party system "
+    "redeems the codes.",
+    "Issue-start and Issue-end: when the code may be issued to a customer.",
+    "Available-from and Available-till: when the customer can redeem it.",
+    "Dates: YYYY-MM-DD HH:MM (ISO 8601) or DD.MM.YYYY HH:MM; the time may be left out. "
+    "A date alone in Issue-end or Available-till means the end of that day. Times without a "
+    "zone are read in the project's time zone.",
+    "Replace the example row with your codes, one per row.",
+)
+
+
+def template_csv():
+    return csv_response([TEMPLATE_COLUMNS, TEMPLATE_EXAMPLE_ROW], "promo-code-template.csv")
+
+
+def template_xlsx():
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.title = "Codes"
+    sheet.append(TEMPLATE_COLUMNS)
+    sheet.append(TEMPLATE_EXAMPLE_ROW)
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for column in "ABCDE":
+        sheet.column_dimensions[column].width = 20
+    # Codes as text, so that Excel keeps leading zeros.
+    sheet.column_dimensions["A"].number_format = "@"
+    notes = workbook.create_sheet("How to fill")
+    for note in TEMPLATE_NOTES:
+        notes.append([note])
+    notes.column_dimensions["A"].width = 120
+    output = io.BytesIO()
+    workbook.save(output)
+    response = HttpResponse(output.getvalue(), content_type=XLSX_CONTENT_TYPE)
+    response["Content-Disposition"] = 'attachment; filename="promo-code-template.xlsx"'
+    return response
