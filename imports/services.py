@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from enum import Enum
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -41,12 +42,18 @@ UNEXPECTED_ERROR = (
     "Run it again, or tell an administrator: {error}"
 )
 
-# A batch of 20,000 rows is one transaction of about a second on PostgreSQL, and a few MB of
-# memory in the worker; progress moves about once a second.
-BATCH_SIZE = 20_000
-# A running import whose heartbeat is older than this lost its worker.
-HEARTBEAT_TIMEOUT = timedelta(seconds=60)
+# Attempts before an import whose worker keeps dying is marked failed (it can be run again).
 MAX_ATTEMPTS = 3
+
+
+def _batch_size() -> int:
+    # settings.IMPORT_BATCH_SIZE: 20,000 rows are one transaction of a fraction of a second on
+    # PostgreSQL and a few MB in the worker, so progress moves about once a second.
+    return settings.IMPORT_BATCH_SIZE
+
+
+def _heartbeat_cutoff():
+    return timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT)
 
 
 class RunOutcome(Enum):
@@ -173,7 +180,7 @@ def imports_recover_stale() -> int:
     Runs when a worker starts and periodically, for workers killed outright, whose tasks the
     broker only redelivers after its visibility timeout.
     """
-    cutoff = timezone.now() - HEARTBEAT_TIMEOUT
+    cutoff = _heartbeat_cutoff()
     recovered = 0
     for job_id in Import.objects.filter(
         status=Import.Status.RUNNING, heartbeat_at__lt=cutoff
@@ -217,7 +224,7 @@ def _claim(import_id: int) -> Import | RunOutcome:
     if job is None or job.is_finished:
         return RunOutcome.GONE
     now = timezone.now()
-    cutoff = now - HEARTBEAT_TIMEOUT
+    cutoff = _heartbeat_cutoff()
     if job.status == Import.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
         return RunOutcome.BUSY
     # One import at a time per pool: the duplicate check relies on it (see code_watermark).
@@ -253,6 +260,7 @@ def _run_rows(job: Import) -> None:
             Import.objects.filter(pk=job.pk).update(message=job.message)
         Import.objects.filter(pk=job.pk).update(progress_total=table.total)
         clean, rejected = [], []
+        batch_size = _batch_size()
         last_row = job.rows_done
         for row_number, cells in table.rows:
             if row_number <= job.rows_done:
@@ -260,7 +268,7 @@ def _run_rows(job: Import) -> None:
             last_row = row_number
             row = clean_row(row_number, cells, tz)
             (rejected if isinstance(row, Rejected) else clean).append(row)
-            if len(clean) + len(rejected) >= BATCH_SIZE:
+            if len(clean) + len(rejected) >= batch_size:
                 _commit_batch(job, clean, rejected, last_row, table.progress())
                 clean, rejected = [], []
         _commit_batch(job, clean, rejected, last_row, table.progress())
@@ -279,7 +287,7 @@ def _run_generation(job: Import) -> None:
     )
     fruitless = 0
     while job.codes_added < params["count"]:
-        wanted = min(BATCH_SIZE, params["count"] - job.codes_added)
+        wanted = min(_batch_size(), params["count"] - job.codes_added)
         codes = generate_codes(code_format, wanted)
         rows = [(n, code, None, None, None, None) for n, code in enumerate(codes, start=1)]
         before = job.codes_added

@@ -2,17 +2,16 @@
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 
 from . import services
-
-# How long a task waits before trying again when its pool is busy with another import.
-BUSY_RETRY_SECONDS = 10
 
 
 @shared_task(bind=True, max_retries=None)
 def import_run(self, import_id: int):
     if services.import_run(import_id=import_id) is services.RunOutcome.BUSY:
-        raise self.retry(countdown=BUSY_RETRY_SECONDS)
+        # Another worker holds the job or its pool; a dead one's heartbeat soon goes stale.
+        raise self.retry(countdown=settings.IMPORT_BUSY_RETRY)
 
 
 @shared_task

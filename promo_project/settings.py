@@ -148,6 +148,12 @@ IMPORT_MAX_FILE_SIZE = int(os.environ.get("IMPORT_MAX_FILE_SIZE", str(500 * 1024
 # than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb).
 IMPORT_MAX_XLSX_UNPACKED = int(os.environ.get("IMPORT_MAX_XLSX_UNPACKED", str(2 * 1024**3)))
 IMPORT_MAX_XLSX_RATIO = int(os.environ.get("IMPORT_MAX_XLSX_RATIO", "100"))
+# A batch is one transaction; see imports/services.py for what one costs.
+IMPORT_BATCH_SIZE = int(os.environ.get("IMPORT_BATCH_SIZE", "20000"))
+# A running import whose heartbeat is older than this has lost its worker and is taken over.
+IMPORT_HEARTBEAT_TIMEOUT = int(os.environ.get("IMPORT_HEARTBEAT_TIMEOUT", "60"))
+# A task that finds its pool busy with another import tries again after this many seconds.
+IMPORT_BUSY_RETRY = int(os.environ.get("IMPORT_BUSY_RETRY", "10"))
 # Pasted lists arrive as form fields, which Django caps at 2.5 MB by default.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 

@@ -1,0 +1,284 @@
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from imports import loader, services
+from imports.models import Import
+from imports.services import (
+    RunOutcome,
+    generation_allowed,
+    import_file_start,
+    import_generate_start,
+    import_rerun,
+    import_run,
+    import_text_start,
+    imports_recover_stale,
+)
+from imports.validation import DUPLICATE_IN_FILE
+from pools.models import Code
+from pools.selectors import pools_with_counts
+from tests.factories import make_codes, make_pool
+from tests.imports.files import csv_upload, xlsx_upload
+
+pytestmark = pytest.mark.django_db
+
+
+def run(job: Import) -> Import:
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def counts(pool):
+    counted = pools_with_counts().get(pk=pool.pk)
+    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
+
+
+def test_upload_is_queued_and_enqueued_after_commit(django_capture_on_commit_callbacks):
+    pool = make_pool()
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        job = import_file_start(pool=pool, file=csv_upload("Code\nA1\nA2\n"))
+        assert Import.objects.get().status == Import.Status.QUEUED
+
+    assert len(callbacks) == 1
+    job.refresh_from_db()
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2)
+
+
+def test_import_report_counts_every_kind_of_row():
+    pool = make_pool()
+    make_codes(pool, ["OLD1"])
+    upload = csv_upload(
+        "Code;Issue-start;Issue-end\n"
+        "NEW1;01.01.2026;31.12.2026\n"
+        "OLD1;;\n"
+        "NEW1;;\n"
+        "BAD CODE;;\n"
+        "NEW2;2026-05-01;2026-04-01\n"
+        "NEW3;;\n"
+    )
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert job.status == Import.Status.COMPLETED_WITH_ERRORS
+    assert (job.rows_read, job.codes_added, job.duplicates_in_file, job.already_in_pool) == (
+        6,
+        2,
+        1,
+        1,
+    )
+    assert job.rows_rejected == 3
+    assert [(r.row_number, r.column, r.reason) for r in job.rejections.all()] == [
+        (4, "Code", DUPLICATE_IN_FILE),
+        (5, "Code", "The code contains a space or a character that cannot be typed."),
+        (6, "Issue-end", "Issue-end is before Issue-start."),
+    ]
+    assert set(Code.objects.filter(pool=pool).values_list("code", flat=True)) == {
+        "OLD1",
+        "NEW1",
+        "NEW3",
+    }
+    assert counts(pool) == (3, 0, 0)
+    new1 = Code.objects.get(code="NEW1")
+    assert new1.issue_start.isoformat() == "2026-01-01T00:00:00+00:00"
+    assert new1.issue_end.date().isoformat() == "2026-12-31"
+
+
+def test_reuploading_the_same_file_adds_nothing_and_loses_nothing():
+    pool = make_pool()
+    text = "Code\n" + "".join(f"C{i}\n" for i in range(50))
+
+    first = run(import_file_start(pool=pool, file=csv_upload(text)))
+    second = run(import_file_start(pool=pool, file=csv_upload(text)))
+
+    assert (first.codes_added, second.codes_added, second.already_in_pool) == (50, 0, 50)
+    assert second.status == Import.Status.COMPLETED
+    assert Code.objects.count() == 50
+    assert counts(pool) == (50, 0, 0)
+
+
+def test_duplicates_across_batches_are_found(settings):
+    settings.IMPORT_BATCH_SIZE = 3
+    pool = make_pool()
+    upload = csv_upload("Code\nA\nB\nC\nD\nA\nE\nB\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.codes_added, job.duplicates_in_file, job.already_in_pool) == (5, 2, 0)
+    assert [r.row_number for r in job.rejections.all()] == [6, 8]
+
+
+def test_xlsx_upload():
+    pool = make_pool()
+    upload = xlsx_upload([("Code", "Available-till"), ("X1", "31.12.2026"), (777, None)])
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2)
+    assert set(Code.objects.values_list("code", flat=True)) == {"X1", "777"}
+
+
+def test_file_level_problem_fails_the_import_and_imports_nothing():
+    pool = make_pool()
+
+    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n")))
+
+    assert job.status == Import.Status.FAILED
+    assert job.message == "“codes.csv” has no Code column. Columns found: “Promo”."
+    assert not Code.objects.exists()
+
+
+def test_file_over_the_limit_is_refused_before_it_is_stored(settings):
+    settings.IMPORT_MAX_FILE_SIZE = 5
+
+    with pytest.raises(ValidationError) as excinfo:
+        import_file_start(pool=make_pool(), file=csv_upload("Code\nA1\n"))
+
+    assert "files up to 5" in excinfo.value.message_dict["file"][0]
+    assert not Import.objects.exists()
+
+
+def test_pasted_list():
+    pool = make_pool()
+
+    job = run(import_text_start(pool=pool, text="AAA\nBBB, CCC\n\nAAA\n"))
+
+    assert (job.source, job.codes_added, job.duplicates_in_file) == ("text", 3, 1)
+    with pytest.raises(ValidationError):
+        import_text_start(pool=pool, text="  \n ")
+
+
+def test_generation_makes_unique_codes_of_the_format():
+    pool = make_pool()
+
+    job = run(
+        import_generate_start(pool=pool, count=500, length=8, alphabet="ABCDEFGH", prefix="GX-")
+    )
+
+    assert (job.status, job.codes_added, job.progress_percent) == ("completed", 500, 100)
+    codes = list(Code.objects.filter(pool=pool).values_list("code", flat=True))
+    assert len(set(codes)) == 500
+    assert all(
+        c.startswith("GX-") and len(c) == 11 and set(c[3:]) <= set("ABCDEFGH") for c in codes
+    )
+    assert counts(pool) == (500, 0, 0)
+
+
+def test_generation_refuses_a_format_without_a_safe_margin():
+    with pytest.raises(ValidationError) as excinfo:
+        import_generate_start(pool=make_pool(), count=200, length=4, alphabet="ABCD")
+
+    assert "at most 2 can be generated" in excinfo.value.message_dict["count"][0]
+    assert not Import.objects.exists()
+
+
+def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
+    pool = make_pool()
+    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n")))
+    assert generation_allowed(pool)
+
+    run(import_text_start(pool=pool, text="HANDMADE"))
+
+    assert not generation_allowed(pool)
+    with pytest.raises(ValidationError, match="no longer offers generation"):
+        import_generate_start(pool=pool, count=10, length=8, alphabet="ABCDEFGH")
+
+
+def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_counts(
+    settings, monkeypatch
+):
+    settings.IMPORT_BATCH_SIZE = 4
+    pool = make_pool()
+    text = "Code\n" + "".join(f"R{i}\n" for i in range(10)) + "R0\n"
+    job = import_file_start(pool=pool, file=csv_upload(text))
+    real_load_batch = loader.load_batch
+    calls = []
+
+    def crash_on_second_batch(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("database went away")
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(services, "load_batch", crash_on_second_batch)
+    job = run(job)
+
+    assert job.status == Import.Status.FAILED
+    assert "database went away" in job.message
+    assert (job.rows_done, job.codes_added) == (5, 4)
+    assert Code.objects.count() == 4
+
+    import_rerun(job=job)
+    job = run(job)
+
+    assert job.status == Import.Status.COMPLETED_WITH_ERRORS
+    assert (job.rows_read, job.codes_added, job.duplicates_in_file) == (11, 10, 1)
+    assert Code.objects.count() == 10
+    assert counts(pool) == (10, 0, 0)
+
+
+def test_rerun_only_of_failed_imports():
+    job = run(import_text_start(pool=make_pool(), text="A"))
+
+    with pytest.raises(ValidationError, match="Only a failed import"):
+        import_rerun(job=job)
+
+
+def test_a_job_held_by_a_live_worker_is_not_run_twice():
+    job = import_text_start(pool=make_pool(), text="A")
+    Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
+
+    assert import_run(import_id=job.pk) is RunOutcome.BUSY
+    assert not Code.objects.exists()
+
+
+def test_a_job_whose_worker_died_is_taken_over(settings):
+    job = import_text_start(pool=make_pool(), text="A")
+    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=stale, attempts=1)
+
+    assert import_run(import_id=job.pk) is RunOutcome.FINISHED
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.codes_added) == ("completed", 2, 1)
+
+
+def test_finished_job_is_not_run_again():
+    job = run(import_text_start(pool=make_pool(), text="A"))
+
+    assert import_run(import_id=job.pk) is RunOutcome.GONE
+
+
+def test_one_import_at_a_time_per_pool():
+    pool = make_pool()
+    first = import_text_start(pool=pool, text="A")
+    second = import_text_start(pool=pool, text="B")
+    Import.objects.filter(pk=first.pk).update(status="running", heartbeat_at=timezone.now())
+
+    assert import_run(import_id=second.pk) is RunOutcome.BUSY
+    assert import_run(import_id=import_text_start(pool=make_pool(), text="C").pk) is (
+        RunOutcome.FINISHED
+    )
+
+
+def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
+    settings, django_capture_on_commit_callbacks
+):
+    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    retried = import_text_start(pool=make_pool(), text="A")
+    exhausted = import_text_start(pool=make_pool(), text="B")
+    Import.objects.filter(pk=retried.pk).update(status="running", heartbeat_at=stale, attempts=1)
+    Import.objects.filter(pk=exhausted.pk).update(
+        status="running", heartbeat_at=stale, attempts=services.MAX_ATTEMPTS
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert imports_recover_stale() == 2
+
+    retried.refresh_from_db()
+    exhausted.refresh_from_db()
+    assert (retried.status, retried.codes_added) == ("completed", 1)
+    assert exhausted.status == "failed"
+    assert "Run it again" in exhausted.message

@@ -1,0 +1,91 @@
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from imports import validation
+from imports.readers import UnreadableRow
+from imports.validation import Rejected, clean_row, parse_datetime
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+
+
+def clean(code, *dates, tz=MOSCOW):
+    cells = (code, *dates, *[None] * (4 - len(dates)))
+    return clean_row(7, cells, tz)
+
+
+def test_code_is_trimmed_and_dates_are_optional():
+    assert clean("  SPRING10 \t") == (7, "SPRING10", None, None, None, None)
+
+
+def test_numeric_code_from_excel_keeps_its_digits():
+    assert clean(12345.0)[1] == "12345"
+
+
+@pytest.mark.parametrize(
+    "code, reason",
+    [
+        ("", validation.EMPTY_CODE),
+        ("   ", validation.EMPTY_CODE),
+        (None, validation.EMPTY_CODE),
+        ("X" * 101, validation.CODE_TOO_LONG),
+        ("TWO WORDS", validation.CODE_NOT_TYPABLE),
+        ("ZERO\u200bWIDTH", validation.CODE_NOT_TYPABLE),
+        ("NO\u00a0BREAK", validation.CODE_NOT_TYPABLE),
+        ("BROKEN\ufffd", validation.CODE_NOT_TYPABLE),
+    ],
+)
+def test_bad_codes_are_rejected_with_their_reason(code, reason):
+    result = clean(code)
+
+    assert isinstance(result, Rejected)
+    assert (result.row_number, result.column, result.reason) == (7, "Code", reason)
+
+
+def test_dates_in_every_supported_form():
+    row = clean("A", "2026-03-01T10:15:00+00:00", "31.03.2026 18:30", "01.03.2026", "2026-04-30")
+
+    assert row[2] == datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+    assert row[3] == datetime(2026, 3, 31, 18, 30, tzinfo=MOSCOW)
+    assert row[4] == datetime(2026, 3, 1, 0, 0, tzinfo=MOSCOW)
+    # A date alone in an end column means the whole of that day.
+    assert row[5] == datetime(2026, 4, 30, 23, 59, 59, 999999, tzinfo=MOSCOW)
+
+
+def test_native_excel_dates_are_read_in_the_project_time_zone():
+    row = clean("A", datetime(2026, 3, 1, 9, 0))
+
+    assert row[2] == datetime(2026, 3, 1, 9, 0, tzinfo=MOSCOW)
+
+
+@pytest.mark.parametrize("value", ["tomorrow", "32.01.2026", "2026-13-01", 45123.5])
+def test_unreadable_date_names_the_column_and_value(value):
+    result = clean("A", None, None, value)
+
+    assert isinstance(result, Rejected)
+    assert result.column == "Available-from"
+    assert result.reason.startswith(f"“{validation.cell_text(value)}” is not a date")
+
+
+def test_end_before_start_is_rejected_on_the_end_column():
+    result = clean("A", "2026-05-01", "2026-04-01")
+
+    assert (result.column, result.reason) == ("Issue-end", "Issue-end is before Issue-start.")
+    result = clean("A", None, None, "10.05.2026 12:00", "10.05.2026 11:00")
+    assert result.column == "Available-till"
+
+
+def test_same_day_start_and_end_is_allowed():
+    assert not isinstance(clean("A", "2026-05-01", "2026-05-01"), Rejected)
+
+
+def test_unreadable_row_is_rejected_with_its_reason():
+    result = clean_row(3, UnreadableRow("This row cannot be read: x."), MOSCOW)
+
+    assert (result.row_number, result.reason) == (3, "This row cannot be read: x.")
+
+
+def test_empty_date_cells_are_none():
+    assert parse_datetime("  ", end=False, tz=MOSCOW) is None
+    assert parse_datetime("", end=True, tz=MOSCOW) is None
