@@ -21,5 +21,8 @@ def imports_recover_stale():
 
 @worker_ready.connect
 def _recover_on_start(**kwargs):
-    # A worker that was killed outright left its imports running; take them back at once.
+    # A worker that was killed outright left its imports running. Take back those whose
+    # heartbeat is already stale, and look again once the others' heartbeats have gone stale
+    # (a restarted worker is usually back sooner than that).
     services.imports_recover_stale()
+    imports_recover_stale.apply_async(countdown=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)

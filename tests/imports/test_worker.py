@@ -1,0 +1,124 @@
+"""Imports run by a real Celery worker process on the local Redis and PostgreSQL."""
+
+import os
+import signal
+
+import pytest
+from django.db.models import Sum
+from django.urls import reverse
+
+from imports.models import Import
+from imports.services import import_file_start
+from pools.models import Code
+from tests.factories import make_manager, make_pool
+from tests.imports.files import csv_upload
+from tests.worker import Worker, point_app_at, require_services, wait_for, worker_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def broker_url():
+    import redis
+
+    url = require_services()
+    redis.Redis.from_url(url).flushdb()
+    point_app_at(url)
+    yield url
+    point_app_at(url)
+
+
+@pytest.fixture
+def worker_factory(broker_url, tmp_path):
+    workers = []
+
+    def start(**overrides):
+        env = worker_env(broker_url, **overrides)
+        worker = Worker(env, tmp_path / "worker.log").start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def finished(job):
+    job.refresh_from_db()
+    return job.is_finished
+
+
+def test_upload_from_the_admin_is_imported_by_the_worker_and_reported(client, worker_factory):
+    worker_factory()
+    client.force_login(make_manager())
+    pool = make_pool()
+
+    client.post(
+        f"{reverse('admin:imports_import_add')}?pool={pool.pk}",
+        {"kind": "upload", "upload-file": csv_upload("Code;Issue-end\nW1;\nW2;31.12.2026\nW1;\n")},
+    )
+    job = Import.objects.get()
+    wait_for(lambda: finished(job), timeout=60, what="the import to finish")
+
+    report = client.get(reverse("admin:imports_import_change", args=[job.pk]))
+    assert report.context["job"].status == Import.Status.COMPLETED_WITH_ERRORS
+    assert (job.codes_added, job.duplicates_in_file, job.attempts) == (2, 1, 1)
+    assert "The same code is in an earlier row." in report.content.decode()
+    assert sorted(Code.objects.values_list("code", flat=True)) == ["W1", "W2"]
+
+
+ROWS = 200_000
+
+
+def big_csv():
+    return csv_upload("Code\n" + "".join(f"K{i:07d}\n" for i in range(ROWS)))
+
+
+def assert_imported_exactly_once(job, pool):
+    assert job.status == Import.Status.COMPLETED, job.message
+    assert job.attempts >= 2
+    assert (job.rows_read, job.codes_added, job.duplicates_in_file) == (ROWS, ROWS, 0)
+    assert (job.already_in_pool, job.rows_rejected) == (0, 0)
+    assert Code.objects.filter(pool=pool).count() == ROWS
+    assert pool.counters.aggregate(total=Sum("available"))["total"] == ROWS
+
+
+def running_mid_way(job):
+    job.refresh_from_db()
+    return job.status == Import.Status.RUNNING and 0 < job.rows_done < ROWS // 2
+
+
+KNOBS = {
+    "IMPORT_BATCH_SIZE": 2000,
+    "IMPORT_HEARTBEAT_TIMEOUT": 3,
+    "IMPORT_BUSY_RETRY": 1,
+    "CELERY_VISIBILITY_TIMEOUT": 5,
+}
+
+
+def test_worker_child_killed_mid_import_resumes_without_duplicates(worker_factory):
+    worker = worker_factory(**KNOBS)
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=big_csv())
+    wait_for(lambda: running_mid_way(job), timeout=60, what="the import to be under way")
+
+    for pid in worker.child_pids():
+        os.kill(pid, signal.SIGKILL)
+
+    wait_for(lambda: finished(job), timeout=120, what="the redelivered import to finish")
+    assert_imported_exactly_once(job, pool)
+
+
+def test_whole_worker_killed_mid_import_is_taken_over_by_a_new_worker(worker_factory):
+    worker = worker_factory(**KNOBS)
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=big_csv())
+    wait_for(lambda: running_mid_way(job), timeout=60, what="the import to be under way")
+
+    worker.kill()
+    job.refresh_from_db()
+    assert job.status == Import.Status.RUNNING
+    worker_factory(**KNOBS)
+
+    wait_for(lambda: finished(job), timeout=120, what="the new worker to finish the import")
+    assert_imported_exactly_once(job, pool)

@@ -1,0 +1,134 @@
+"""A real Celery worker in a subprocess, on the local Redis and the test's PostgreSQL database."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from promo_project.celery import app as celery_app
+
+READY_TIMEOUT = 60
+
+
+def redis_url() -> str:
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        return settings.CELERY_BROKER_URL
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def require_services() -> str:
+    """Skip (or, in CI, fail) when PostgreSQL or Redis is not what the tests run on."""
+    import redis
+
+    problem = None
+    if connection.vendor != "postgresql":
+        problem = "needs DATABASE_URL to point at PostgreSQL"
+    else:
+        try:
+            redis.Redis.from_url(redis_url(), socket_connect_timeout=2).ping()
+        except redis.RedisError as error:
+            problem = f"needs Redis at {redis_url()}: {error}"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return redis_url()
+
+
+def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Worker:
+    def __init__(self, env: dict, log_path: Path):
+        self.env = env
+        self.log_path = log_path
+        self.process = None
+
+    def start(self):
+        log = open(self.log_path, "a")  # noqa: SIM115  (kept open for the subprocess)
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "promo_project",
+                "worker",
+                "--pool=prefork",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"test-{time.monotonic_ns()}@%h",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        start = self.log_path.read_text().count(" ready.")
+        wait_for(
+            lambda: self.log_path.read_text().count(" ready.") > start,
+            timeout=READY_TIMEOUT,
+            what=f"the worker to start; log: {self.log_path}",
+        )
+        return self
+
+    def child_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill(self):
+        """SIGKILL the whole worker, as an OOM killer or a lost machine would."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_env(broker_url: str, **overrides) -> dict:
+    db = connection.settings_dict
+    database_url = (
+        f"postgres://{db['USER'] or ''}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}"
+        f"@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    )
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PROMO_VAR_DIR": str(Path(settings.MEDIA_ROOT).parent / "var"),
+        **{key: str(value) for key, value in overrides.items()},
+    }
+
+
+def point_app_at(broker_url: str):
+    """Make this process send tasks to the worker's broker."""
+    celery_app.close()
+    # close() drops the connection pool, not the producer pool cached beside it.
+    celery_app.amqp._producer_pool = None
+    celery_app.conf.broker_url = broker_url
+    celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}
+    celery_app.conf.task_always_eager = False
