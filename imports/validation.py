@@ -38,52 +38,46 @@ def cell_text(value) -> str:
     return str(value)
 
 
-def parse_datetime(value, *, end: bool, tz: tzinfo) -> datetime | None:
+def parse_datetime(value, *, end: bool) -> datetime | None:
     """Read a date cell; None when empty. Raise ValueError when it is not a date.
 
     A date without a time means the start of that day, or its end in an end column
-    (Issue-end, Available-till): "until 31.12.2026" includes the 31st. A time without a zone is
-    read in the project's time zone.
+    (Issue-end, Available-till): "until 31.12.2026" includes the 31st. The result is naive
+    unless the cell names its zone; naive times are in the project's time zone.
     """
     if value is None:
         return None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, date):
-        moment = datetime.combine(value, time.max if end else time.min)
-    elif isinstance(value, str):
+    if isinstance(value, str):
         text = value.strip()
         if not text:
             return None
-        match = _DMY.fullmatch(text)
+        match = _DMY.fullmatch(text) if "." in text[:3] else None
         if match:
             day, month, year, hour, minute, second = match.groups()
             if hour is None:
-                moment = datetime.combine(
-                    date(int(year), int(month), int(day)), time.max if end else time.min
-                )
-            else:
-                moment = datetime(
-                    int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
-                )
-        else:
-            moment = datetime.fromisoformat(text)
-            if end and len(text) == 10:
-                moment = datetime.combine(moment.date(), time.max)
-    else:
-        raise ValueError(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=tz)
-    return moment
+                moment = datetime(int(year), int(month), int(day))
+                return datetime.combine(moment, time.max) if end else moment
+            return datetime(
+                int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
+            )
+        moment = datetime.fromisoformat(text)
+        if end and len(text) == 10:
+            return datetime.combine(moment, time.max)
+        return moment
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime.combine(value, time.max if end else time.min)
+    raise ValueError(value)
 
 
 def clean_row(row_number: int, cells, tz: tzinfo):
-    """Return (row_number, code, issue_start, issue_end, available_from, available_till), or
-    Rejected."""
+    """Return (row_number, code, issue_start, issue_end, available_from, available_till) with
+    the dates as naive ISO 8601 text in the time zone `tz`, or Rejected."""
     if isinstance(cells, UnreadableRow):
         return Rejected(row_number, "", "", cells.reason, ())
     raw_code, *raw_dates = cells
-    code = cell_text(raw_code).strip()
+    code = (raw_code if isinstance(raw_code, str) else cell_text(raw_code)).strip()
     reason = None
     if not code:
         reason = EMPTY_CODE
@@ -98,14 +92,14 @@ def clean_row(row_number: int, cells, tz: tzinfo):
     dates = []
     for index, value in enumerate(raw_dates, start=1):
         try:
-            dates.append(parse_datetime(value, end=index % 2 == 0, tz=tz))
+            dates.append(parse_datetime(value, end=index % 2 == 0))
         except ValueError:
             text = cell_text(value)
             return Rejected(
                 row_number, TEMPLATE_COLUMNS[index], text, BAD_DATE.format(value=text), cells
             )
     for start, end in ((0, 1), (2, 3)):
-        if dates[start] and dates[end] and dates[end] < dates[start]:
+        if dates[start] and dates[end] and _aware(dates[end], tz) < _aware(dates[start], tz):
             return Rejected(
                 row_number,
                 TEMPLATE_COLUMNS[end + 1],
@@ -115,4 +109,19 @@ def clean_row(row_number: int, cells, tz: tzinfo):
                 ),
                 cells,
             )
-    return (row_number, code, *dates)
+    # Naive text in the project's time zone: the database reads text faster than a driver
+    # converts objects, and one zone for all rows lets the loader convert them in one place.
+    return (row_number, code, *(d and _local(d, tz).isoformat(" ") for d in dates))
+
+
+def _aware(moment: datetime, tz: tzinfo) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def _local(moment: datetime, tz: tzinfo) -> datetime:
+    return moment.astimezone(tz).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def to_datetime(text: str | None, tz: tzinfo) -> datetime | None:
+    """Return the aware datetime of a date as clean_row gives it."""
+    return text and _aware(datetime.fromisoformat(text), tz)

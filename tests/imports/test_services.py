@@ -1,4 +1,5 @@
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -109,6 +110,20 @@ def test_duplicates_across_batches_are_found(settings):
 
     assert (job.codes_added, job.duplicates_in_file, job.already_in_pool) == (5, 2, 0)
     assert [r.row_number for r in job.rejections.all()] == [6, 8]
+
+
+def test_naive_times_are_read_in_the_project_time_zone(settings):
+    settings.TIME_ZONE = "Europe/Moscow"
+    pool = make_pool()
+    upload = csv_upload("Code,Issue-start,Available-till\nTZ1,01.03.2026 10:00,2026-03-31\n")
+
+    run(import_file_start(pool=pool, file=upload))
+
+    code = Code.objects.get()
+    assert code.issue_start.astimezone(UTC) == datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
+    assert code.available_till.astimezone(ZoneInfo("Europe/Moscow")).isoformat() == (
+        "2026-03-31T23:59:59.999999+03:00"
+    )
 
 
 def test_xlsx_upload():

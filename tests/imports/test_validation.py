@@ -1,11 +1,11 @@
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from imports import validation
 from imports.readers import UnreadableRow
-from imports.validation import Rejected, clean_row, parse_datetime
+from imports.validation import Rejected, clean_row, parse_datetime, to_datetime
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 
@@ -46,17 +46,27 @@ def test_bad_codes_are_rejected_with_their_reason(code, reason):
 def test_dates_in_every_supported_form():
     row = clean("A", "2026-03-01T10:15:00+00:00", "31.03.2026 18:30", "01.03.2026", "2026-04-30")
 
-    assert row[2] == datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
-    assert row[3] == datetime(2026, 3, 31, 18, 30, tzinfo=MOSCOW)
-    assert row[4] == datetime(2026, 3, 1, 0, 0, tzinfo=MOSCOW)
-    # A date alone in an end column means the whole of that day.
-    assert row[5] == datetime(2026, 4, 30, 23, 59, 59, 999999, tzinfo=MOSCOW)
+    assert row[2:] == (
+        "2026-03-01 13:15:00",
+        "2026-03-31 18:30:00",
+        "2026-03-01 00:00:00",
+        # A date alone in an end column means the whole of that day.
+        "2026-04-30 23:59:59.999999",
+    )
+    assert to_datetime(row[2], MOSCOW) == datetime(2026, 3, 1, 10, 15, tzinfo=UTC)
+    assert to_datetime(row[3], MOSCOW) == datetime(2026, 3, 31, 18, 30, tzinfo=MOSCOW)
 
 
-def test_native_excel_dates_are_read_in_the_project_time_zone():
-    row = clean("A", datetime(2026, 3, 1, 9, 0))
+def test_native_excel_dates_keep_their_time():
+    row = clean("A", datetime(2026, 3, 1, 9, 0), date(2026, 3, 2))
 
-    assert row[2] == datetime(2026, 3, 1, 9, 0, tzinfo=MOSCOW)
+    assert row[2:4] == ("2026-03-01 09:00:00", "2026-03-02 23:59:59.999999")
+
+
+def test_end_before_start_compares_zoned_and_naive_times_in_the_project_zone():
+    # 10:00 in Moscow is 07:00 UTC, so an end at 08:00 UTC is after the start.
+    assert not isinstance(clean("A", "2026-03-01 10:00", "2026-03-01T08:00+00:00"), Rejected)
+    assert isinstance(clean("A", "2026-03-01 10:00", "2026-03-01T06:00+00:00"), Rejected)
 
 
 @pytest.mark.parametrize("value", ["tomorrow", "32.01.2026", "2026-13-01", 45123.5])
@@ -87,5 +97,6 @@ def test_unreadable_row_is_rejected_with_its_reason():
 
 
 def test_empty_date_cells_are_none():
-    assert parse_datetime("  ", end=False, tz=MOSCOW) is None
-    assert parse_datetime("", end=True, tz=MOSCOW) is None
+    assert parse_datetime("  ", end=False) is None
+    assert parse_datetime("", end=True) is None
+    assert clean("A", "", " ", None, "") == (7, "A", None, None, None, None)
