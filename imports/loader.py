@@ -27,80 +27,86 @@ class BatchResult:
 
 def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
     """Add `rows` (row_number, code, issue_start, issue_end, available_from, available_till) to
-    a pool, inside the caller's transaction. Dates are ISO 8601 text, as clean_row gives them.
+    a pool, inside the caller's transaction. Dates are naive ISO 8601 text in the project's
+    time zone, as clean_row gives them.
 
     A code that collides with a code of id <= `watermark` was in the pool before the import;
     one that collides with a later code, or with an earlier row of the batch, is a duplicate.
+    The caller makes sure no other import writes to the pool meanwhile.
     """
-    if not rows:
-        return BatchResult()
-    if connection.vendor == "postgresql":
-        return _load_batch_postgresql(pool_id, rows, watermark)
-    return _load_batch_generic(pool_id, rows, watermark)
+    result = BatchResult()
+    first_rows = {}
+    for row in rows:
+        if row[1] in first_rows:
+            result.duplicates.append((row[0], row[1]))
+        else:
+            first_rows[row[1]] = row
+    unique = list(first_rows.values())
+    if not unique:
+        return result
+    load = _load_postgresql if connection.vendor == "postgresql" else _load_generic
+    result.added, collisions = load(pool_id, unique)
+    for row_number, code, code_id in collisions:
+        if code_id <= watermark:
+            result.already_in_pool += 1
+        else:
+            result.duplicates.append((row_number, code))
+    return result
 
 
-def _load_batch_postgresql(pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
+def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]:
+    """Return how many rows were added, and (row_number, code, id of the code it collided
+    with) for each row that was not."""
+    params = {
+        "pool": pool_id,
+        "available": Code.Status.AVAILABLE,
+        "tz": timezone.get_default_timezone_name(),
+    }
     with connection.cursor() as cursor:
         cursor.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS import_staging (row_number bigint, code text, "
             "issue_start timestamp, issue_end timestamp, available_from timestamp, "
             "available_till timestamp) ON COMMIT DELETE ROWS"
         )
+        # Emptied at commit, but a batch inside a caller's transaction only ends a savepoint.
         cursor.execute("TRUNCATE import_staging")
+        # Codes of this pool with a higher id than this were added by the INSERT below.
+        cursor.execute(f"SELECT max(id) FROM {_CODE_TABLE} WHERE pool_id = %(pool)s", params)
+        params["floor"] = cursor.fetchone()[0] or 0
         # COPY is the fastest way into PostgreSQL; the staging table lets one INSERT … SELECT
-        # then skip conflicts and report them.
+        # then skip the codes that are there already.
         with cursor.cursor.copy(f"COPY import_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
             copy.write(_copy_text(rows))
-        # Writers in data-modifying CTEs do not see each other's rows, so `existing` below is the
-        # pool as it was before this statement.
+        # The rows' dates are naive, in the project's time zone.
         cursor.execute(
             f"""
-            WITH staged AS (
-                SELECT row_number, code,
-                       min(row_number) OVER (PARTITION BY code) AS first_row
-                FROM import_staging
-            ), inserted AS (
+            WITH inserted AS (
                 INSERT INTO {_CODE_TABLE} (pool_id, code, status, issue_start, issue_end,
                     available_from, available_till, issued_to, times_redeemed)
-                SELECT DISTINCT ON (code) %(pool)s, code, %(available)s,
+                SELECT %(pool)s, code, %(available)s,
                     issue_start AT TIME ZONE %(tz)s, issue_end AT TIME ZONE %(tz)s,
                     available_from AT TIME ZONE %(tz)s, available_till AT TIME ZONE %(tz)s, '', 0
                 FROM import_staging
-                ORDER BY code, row_number
                 ON CONFLICT (code, pool_id) DO NOTHING
-                RETURNING code
-            ), not_added AS (
-                SELECT s.row_number, s.code, s.first_row
-                FROM staged s
-                LEFT JOIN inserted i ON i.code = s.code AND s.row_number = s.first_row
-                WHERE i.code IS NULL
+                RETURNING 1
             )
-            SELECT (SELECT count(*) FROM inserted), n.row_number, n.code,
-                n.row_number = n.first_row AND EXISTS (
-                    SELECT 1 FROM {_CODE_TABLE} existing
-                    WHERE existing.code = n.code AND existing.pool_id = %(pool)s
-                        AND existing.id <= %(watermark)s
-                )
-            FROM (SELECT 1) one LEFT JOIN not_added n ON true
+            SELECT count(*) FROM inserted
             """,
-            {
-                "pool": pool_id,
-                "available": Code.Status.AVAILABLE,
-                "watermark": watermark,
-                # The rows' dates are naive, in the project's time zone.
-                "tz": timezone.get_default_timezone_name(),
-            },
+            params,
         )
-        result = BatchResult()
-        for added, row_number, code, in_pool_before in cursor.fetchall():
-            result.added = added
-            if row_number is None:
-                continue
-            if in_pool_before:
-                result.already_in_pool += 1
-            else:
-                result.duplicates.append((row_number, code))
-        return result
+        added = cursor.fetchone()[0]
+        if added == len(rows):
+            return added, []
+        cursor.execute(
+            f"""
+            SELECT s.row_number, s.code, c.id
+            FROM import_staging s
+            JOIN {_CODE_TABLE} c ON c.code = s.code AND c.pool_id = %(pool)s
+            WHERE c.id <= %(floor)s
+            """,
+            params,
+        )
+        return added, cursor.fetchall()
 
 
 def _copy_text(rows: list[tuple]) -> str:
@@ -122,39 +128,27 @@ def _copy_text(rows: list[tuple]) -> str:
 _LOOKUP_CHUNK = 500
 
 
-def _load_batch_generic(pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
-    codes = list({row[1] for row in rows})
+def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]:
     existing: dict[str, int] = {}
+    codes = [row[1] for row in rows]
     for start in range(0, len(codes), _LOOKUP_CHUNK):
         chunk = codes[start : start + _LOOKUP_CHUNK]
         existing.update(
             Code.objects.filter(pool_id=pool_id, code__in=chunk).values_list("code", "id")
         )
-    result = BatchResult()
-    new_codes = []
-    seen = set()
     tz = timezone.get_default_timezone()
-    for row_number, code, issue_start, issue_end, available_from, available_till in rows:
-        if code in seen:
-            result.duplicates.append((row_number, code))
-            continue
-        seen.add(code)
-        if code in existing:
-            if existing[code] <= watermark:
-                result.already_in_pool += 1
-            else:
-                result.duplicates.append((row_number, code))
-            continue
-        new_codes.append(
-            Code(
-                pool_id=pool_id,
-                code=code,
-                issue_start=to_datetime(issue_start, tz),
-                issue_end=to_datetime(issue_end, tz),
-                available_from=to_datetime(available_from, tz),
-                available_till=to_datetime(available_till, tz),
-            )
+    collisions = [(row[0], row[1], existing[row[1]]) for row in rows if row[1] in existing]
+    new_codes = [
+        Code(
+            pool_id=pool_id,
+            code=code,
+            issue_start=to_datetime(issue_start, tz),
+            issue_end=to_datetime(issue_end, tz),
+            available_from=to_datetime(available_from, tz),
+            available_till=to_datetime(available_till, tz),
         )
+        for _, code, issue_start, issue_end, available_from, available_till in rows
+        if code not in existing
+    ]
     Code.objects.bulk_create(new_codes, batch_size=_LOOKUP_CHUNK)
-    result.added = len(new_codes)
-    return result
+    return len(new_codes), collisions

@@ -8,6 +8,7 @@ job's progress together, so a job run again after a crash resumes after the last
 
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from enum import Enum
@@ -259,10 +260,16 @@ class _Committer:
     tests) a second connection could not see the caller's rows, so the commits run inline.
     """
 
+    # The commit thread waits on the database, then needs the interpreter lock back for a moment,
+    # many times a batch; at the default 5 ms switch interval the reading thread keeps it so long
+    # that the two barely overlap (measured: 27 s instead of 19 s for a million rows).
+    SWITCH_INTERVAL = 0.0005
+
     def __init__(self):
         threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
         self.executor = ThreadPoolExecutor(1, "import-commit") if threaded else None
         self.pending = None
+        self.switch_interval = sys.getswitchinterval()
 
     def submit(self, commit, *args, **kwargs) -> None:
         self.wait()
@@ -277,6 +284,8 @@ class _Committer:
             pending.result()  # re-raises what the commit raised
 
     def __enter__(self):
+        if self.executor is not None:
+            sys.setswitchinterval(self.SWITCH_INTERVAL)
         return self
 
     def __exit__(self, *exc_info):
@@ -286,6 +295,7 @@ class _Committer:
             if self.executor is not None:
                 self.executor.submit(lambda: connection.close()).result()
                 self.executor.shutdown()
+                sys.setswitchinterval(self.switch_interval)
 
 
 def _run_rows(job: Import) -> None:
