@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test lint format bench
+.PHONY: install run worker test format bench-import
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ test: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Figures of issue 3 (imports); needs the local PostgreSQL and Redis. Not part of `make test`.
+bench-import: install
+	$(BIN)/python bench/import_bench.py

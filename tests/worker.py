@@ -52,9 +52,10 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.2):
 
 
 class Worker:
-    def __init__(self, env: dict, log_path: Path):
+    def __init__(self, env: dict, log_path: Path, pool: str = "prefork"):
         self.env = env
         self.log_path = log_path
+        self.pool = pool
         self.process = None
 
     def start(self):
@@ -67,7 +68,7 @@ class Worker:
                 "-A",
                 "promo_project",
                 "worker",
-                "--pool=prefork",
+                f"--pool={self.pool}",
                 "--concurrency=1",
                 "--loglevel=INFO",
                 "--without-gossip",
@@ -98,6 +99,13 @@ class Worker:
         """SIGKILL the whole worker, as an OOM killer or a lost machine would."""
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def stop_and_measure_peak_rss(self) -> int:
+        """Stop the worker gently and return its peak resident memory, in bytes."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        _, status, usage = os.wait4(self.process.pid, 0)
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        return usage.ru_maxrss * 1024  # Linux reports kilobytes
 
     def stop(self):
         if self.process and self.process.poll() is None:
