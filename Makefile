@@ -13,11 +13,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Serves the admin at http://127.0.0.1:8000/admin/ with a Celery worker beside it.
+# Serves the admin at http://127.0.0.1:8000/admin/ with a Celery worker (and its beat scheduler
+# for the periodic tasks) beside it.
 run: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_user
-	$(BIN)/celery -A promo_project worker --loglevel=INFO --concurrency=1 & \
+	$(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	  $(BIN)/python manage.py runserver 127.0.0.1:8000
 

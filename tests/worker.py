@@ -100,12 +100,17 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def stop_and_measure_peak_rss(self) -> int:
-        """Stop the worker gently and return its peak resident memory, in bytes."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        _, status, usage = os.wait4(self.process.pid, 0)
-        self.process.returncode = os.waitstatus_to_exitcode(status)
-        return usage.ru_maxrss * 1024  # Linux reports kilobytes
+    def peak_rss(self) -> int:
+        """Return the worker process's peak resident memory so far, in bytes.
+
+        Read from /proc, not from wait4's rusage: that one also counts the parent's memory,
+        which the child shares between fork and exec.
+        """
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        kilobytes = next(
+            line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")
+        )
+        return int(kilobytes) * 1024
 
     def stop(self):
         if self.process and self.process.poll() is None:
