@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 CODE_MAX_LENGTH = 100
 CUSTOMER_MAX_LENGTH = 200
@@ -246,3 +247,55 @@ class PoolCounter(models.Model):
 
     def __str__(self):
         return f"{self.pool_id}/{self.shard}"
+
+
+class CodeIssue(models.Model):
+    """A code handed to a customer: by `code_issue`, or marked as issued when handed out
+    elsewhere. A multiple-use code can be handed to many customers."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="+")
+    # DO_NOTHING: codes with a history are never deleted (the database refuses), and codes
+    # without one can then be deleted in one statement with their pool.
+    code = models.ForeignKey(Code, on_delete=models.DO_NOTHING, related_name="issues")
+    customer = models.CharField(max_length=CUSTOMER_MAX_LENGTH)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    marked = models.BooleanField(
+        default=False, help_text="Handed out elsewhere and marked as issued here."
+    )
+    issued_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-issued_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pool", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="code_issue_key_unique_in_pool",
+            )
+        ]
+        indexes = [models.Index(fields=["code", "customer"], name="code_issue_code_customer")]
+
+    def __str__(self):
+        return f"{self.code} → {self.customer}"
+
+
+class Redemption(models.Model):
+    """One use of a code by a customer."""
+
+    code = models.ForeignKey(Code, on_delete=models.DO_NOTHING, related_name="redemptions")
+    customer = models.CharField(max_length=CUSTOMER_MAX_LENGTH)
+    order_reference = models.CharField(max_length=200, blank=True)
+    redeemed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-redeemed_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["code", "order_reference"],
+                condition=~Q(order_reference=""),
+                name="redemption_order_unique_per_code",
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.code} by {self.customer}"

@@ -1,0 +1,230 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from pools.models import Code, CodeIssue, Pool, Redemption
+from pools.selectors import pools_with_counts
+from pools.services import (
+    CodeRefused,
+    Refusal,
+    code_check,
+    code_issue,
+    code_mark_issued,
+    code_redeem,
+    pool_stock,
+)
+from tests.factories import make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def refusal(call, **kwargs) -> Refusal:
+    with pytest.raises(CodeRefused) as excinfo:
+        call(**kwargs)
+    return excinfo.value.reason
+
+
+def counts(pool):
+    counted = pools_with_counts().get(pk=pool.pk)
+    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
+
+
+def test_issue_hands_out_each_code_once_then_says_none_left():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1", "A2"])
+
+    first = code_issue(pool=pool, customer="c1")
+    second = code_issue(pool=pool, customer="c2")
+
+    assert {first.code, second.code} == {"A1", "A2"}
+    assert (first.status, first.issued_to) == (Code.Status.ISSUED, "c1")
+    assert refusal(code_issue, pool=pool, customer="c3") == Refusal.NO_CODES_LEFT
+    assert counts(pool) == (0, 2, 0)
+    assert pool_stock(pool=pool) == 0
+
+
+def test_issue_respects_the_issue_window_and_expiry():
+    pool = make_pool(launched=True)
+    now = timezone.now()
+    make_codes(pool, ["LATER"], issue_start=now + timedelta(days=1))
+    make_codes(pool, ["OVER"], issue_end=now - timedelta(days=1))
+    make_codes(pool, ["GONE"], available_till=now - timedelta(seconds=1))
+    make_codes(pool, ["NOW"], issue_start=now - timedelta(days=1), issue_end=now + timedelta(1))
+
+    assert code_issue(pool=pool, customer="c").code == "NOW"
+    assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
+
+
+def test_issue_only_from_active_pools():
+    pool = make_pool()
+    make_codes(pool, ["A1"])
+
+    assert refusal(code_issue, pool=pool, customer="c") == Refusal.POOL_NOT_ACTIVE
+
+
+def test_retry_with_the_same_idempotency_key_returns_the_same_code():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1", "A2"])
+
+    first = code_issue(pool=pool, customer="c", idempotency_key="msg-1")
+    again = code_issue(pool=pool, customer="c", idempotency_key="msg-1")
+
+    assert first.pk == again.pk
+    assert pool_stock(pool=pool) == 1
+    assert refusal(code_issue, pool=pool, customer="other", idempotency_key="msg-1") == (
+        Refusal.KEY_REUSED
+    )
+
+
+def test_multiple_use_pool_hands_out_a_code_without_using_it_up():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    assert code_issue(pool=pool, customer="c1").code == "MULTI"
+    assert code_issue(pool=pool, customer="c2").code == "MULTI"
+    assert CodeIssue.objects.filter(code__code="MULTI").count() == 2
+    code_redeem(code="MULTI", customer="c1")
+    code_redeem(code="MULTI", customer="c2")
+    assert Code.objects.get().times_redeemed == 2
+    assert Redemption.objects.count() == 2
+    assert counts(pool) == (1, 0, 0)
+
+
+def test_redeem_single_use_code_once():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1"])
+
+    redemption = code_redeem(code="R1", customer="c", order_reference="order-9")
+
+    assert redemption.code.code == "R1"
+    code = Code.objects.get()
+    assert (code.status, code.times_redeemed) == (Code.Status.REDEEMED, 1)
+    assert counts(pool) == (0, 0, 1)
+    assert code_redeem(code="R1", customer="c", order_reference="order-9").pk == redemption.pk
+    assert refusal(code_redeem, code="R1", customer="c") == Refusal.ALREADY_REDEEMED
+    assert refusal(code_redeem, code="R1", customer="x", order_reference="order-9") == (
+        Refusal.ALREADY_REDEEMED
+    )
+    assert counts(pool) == (0, 0, 1)
+
+
+@pytest.mark.parametrize(
+    "pool_fields, code_fields, reason",
+    [
+        ({"launched": False}, {}, Refusal.POOL_NOT_ACTIVE),
+        ({"processing": Pool.Processing.EXTERNAL}, {}, Refusal.PROCESSED_EXTERNALLY),
+        ({}, {"available_from": timezone.now() + timedelta(days=1)}, Refusal.NOT_YET_AVAILABLE),
+        ({}, {"available_till": timezone.now() - timedelta(days=1)}, Refusal.EXPIRED),
+        (
+            {"require_issue_before_redeem": True, "issued_validity_days": 3},
+            {},
+            Refusal.NOT_ISSUED_TO_CUSTOMER,
+        ),
+    ],
+)
+def test_redeem_refusals(pool_fields, code_fields, reason):
+    pool = make_pool(**{"launched": True, **pool_fields})
+    make_codes(pool, ["X1"], **code_fields)
+
+    assert refusal(code_check, code="X1", customer="c") == reason
+    assert refusal(code_redeem, code="X1", customer="c") == reason
+    assert not Redemption.objects.exists()
+
+
+def test_issue_check_before_redemption():
+    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=3, launched=True)
+    make_codes(pool, ["V1", "V2"])
+    issued = code_issue(pool=pool, customer="alice")
+
+    assert refusal(code_redeem, code=issued.code, customer="bob") == (
+        Refusal.NOT_ISSUED_TO_CUSTOMER
+    )
+    Code.objects.filter(pk=issued.pk).update(issued_at=timezone.now() - timedelta(days=4))
+    assert refusal(code_redeem, code=issued.code, customer="alice") == (
+        Refusal.VALIDITY_PERIOD_OVER
+    )
+    Code.objects.filter(pk=issued.pk).update(issued_at=timezone.now() - timedelta(days=2))
+    assert code_check(code=issued.code, customer="alice").pk == issued.pk
+    code_redeem(code=issued.code, customer="alice")
+    assert counts(pool) == (1, 0, 1)
+
+
+def test_unknown_and_ambiguous_codes_and_naming_the_pool():
+    first, second = make_pool(launched=True), make_pool(launched=True)
+    make_codes(first, ["SAME", "ONLY1"])
+    make_codes(second, ["SAME"])
+
+    assert refusal(code_check, code="NOPE", customer="c") == Refusal.UNKNOWN_CODE
+    assert refusal(code_check, code="SAME", customer="c") == Refusal.AMBIGUOUS_CODE
+    assert code_check(code="SAME", customer="c", pool=second).pool_id == second.pk
+    # A code of another pool answers like a wrong code.
+    assert refusal(code_check, code="ONLY1", customer="c", pool=second) == Refusal.UNKNOWN_CODE
+
+
+def test_mark_as_issued():
+    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=1, launched=True)
+    make_codes(pool, ["PRINTED"])
+
+    code = code_mark_issued(code="PRINTED", customer="alice")
+    code_mark_issued(code="PRINTED", customer="alice")
+
+    assert (code.status, code.issued_to) == (Code.Status.ISSUED, "alice")
+    assert CodeIssue.objects.get().marked
+    assert refusal(code_mark_issued, code="PRINTED", customer="bob") == Refusal.ALREADY_ISSUED
+    code_redeem(code="PRINTED", customer="alice")
+    assert refusal(code_mark_issued, code="PRINTED", customer="alice") == (Refusal.ALREADY_REDEEMED)
+
+
+def run_in_threads(count: int, work) -> list[Exception]:
+    errors = []
+
+    def target(worker: int):
+        try:
+            work(worker)
+        except Exception as error:  # noqa: BLE001  (reported to the test)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=target, args=(w,)) for w in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_issue_and_redeem_never_double_spend():
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks need PostgreSQL")
+    pool = make_pool(launched=True)
+    codes = [f"C{i}" for i in range(80)]
+    make_codes(pool, codes)
+    issued, redeemed = [], []
+
+    def issue_until_empty(worker: int):
+        for n in range(1000):
+            try:
+                issued.append(code_issue(pool=pool, customer=f"w{worker}-{n}").code)
+            except CodeRefused as refused:
+                assert refused.reason == Refusal.NO_CODES_LEFT
+                return
+
+    def redeem_everything(worker: int):
+        for code in codes if worker % 2 else list(reversed(codes)):
+            try:
+                code_redeem(code=code, customer=f"w{worker}")
+                redeemed.append(code)
+            except CodeRefused as refused:
+                assert refused.reason == Refusal.ALREADY_REDEEMED
+
+    assert run_in_threads(8, issue_until_empty) == []
+    assert sorted(issued) == sorted(codes)
+    assert run_in_threads(8, redeem_everything) == []
+    assert sorted(redeemed) == sorted(codes)
+    assert Redemption.objects.count() == len(codes)
+    assert counts(pool) == (0, 0, len(codes))
