@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import F, Sum
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -376,15 +376,14 @@ def code_redeem(
     redemption = Redemption.objects.create(
         code=found, customer=customer, order_reference=order_reference, redeemed_at=now
     )
-    if found.pool.allow_multiple_use:
-        Code.objects.filter(pk=found.pk).update(
-            times_redeemed=F("times_redeemed") + 1, redeemed_at=now
-        )
-    else:
-        was = found.status
-        Code.objects.filter(pk=found.pk).update(
-            status=Code.Status.REDEEMED, redeemed_at=now, times_redeemed=1
-        )
+    # The row is locked, so its values in memory are current.
+    was = found.status
+    found.redeemed_at = now
+    found.times_redeemed += 1
+    if not found.pool.allow_multiple_use:
+        found.status = Code.Status.REDEEMED
+    found.save(update_fields=["status", "redeemed_at", "times_redeemed"])
+    if not found.pool.allow_multiple_use:
         pool_counts_add(
             pool_id=found.pool_id,
             available=-1 if was == Code.Status.AVAILABLE else 0,

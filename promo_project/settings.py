@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "import_export",
+    "rest_framework",
+    "rest_framework_api_key",
+    "drf_spectacular",
     "pools",
     "imports",
     "notifications",
@@ -110,6 +113,36 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
+
+# The cache holds the API's rate-limit counters: Redis when several processes serve the API.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL.startswith("redis")
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["pools.api_base.HasValidAPIKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "pools.api_base.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+    # Guessing codes is the attack the source document warns of: checks and redemptions are
+    # limited per API key and per customer.
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": os.environ.get("API_RATE_PER_KEY", "6000/min"),
+        "customer": os.environ.get("API_RATE_PER_CUSTOMER", "30/min"),
+    },
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "promo-pools API",
+    "DESCRIPTION": "Issue codes to customers, mark codes as issued, check and redeem codes.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 # Celery: imports and notifications run in workers. Redis in production; without it, a broker kept
 # in plain files so that `make run` still drives a real worker process with no other service.

@@ -1,6 +1,9 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
+from django.views import defaults
 from django.views.generic import RedirectView
+
+from pools.api_base import json_not_found, json_server_error
 
 admin.site.site_header = "Promo code pools"
 admin.site.site_title = "Promo code pools"
@@ -9,4 +12,18 @@ admin.site.index_title = "Campaigns and promo code pools"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/", include("pools.api")),
 ]
+
+
+def handler404(request, exception):
+    # API callers get JSON, never an HTML page.
+    if request.path.startswith("/api/"):
+        return json_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request):
+    if request.path.startswith("/api/"):
+        return json_server_error(request)
+    return defaults.server_error(request)

@@ -1,0 +1,156 @@
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+from pools.api import ApiKeyThrottle, CustomerThrottle
+from pools.models import Code, Redemption
+from pools.services import Refusal
+from tests.factories import make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    cache.clear()
+
+
+@pytest.fixture
+def api_key():
+    _, key = APIKey.objects.create_key(name="crm")
+    return key
+
+
+@pytest.fixture
+def api(api_key):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
+
+
+def post(api, url, data):
+    return api.post(url, data, format="json")
+
+
+def test_issue_then_redeem_over_http(api):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["HTTP1", "HTTP2"])
+
+    issued = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c1", "idempotency_key": "m1"})
+    again = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c1", "idempotency_key": "m1"})
+
+    assert issued.status_code == 200
+    assert issued.json()["code"] == again.json()["code"]
+    assert issued.json()["customer"] == "c1" and issued.json()["pool"] == pool.slug
+    assert api.get(f"/api/pools/{pool.slug}/stock").json() == {"pool": pool.slug, "stock": 1}
+
+    code = issued.json()["code"]
+    check = post(api, "/api/codes/check", {"code": code, "customer": "c1"})
+    assert check.json()["valid"] is True
+    redeemed = post(
+        api, "/api/codes/redeem", {"code": code, "customer": "c1", "order_reference": "o1"}
+    )
+    assert redeemed.status_code == 200 and redeemed.json()["code"]["status"] == "redeemed"
+    repeat = post(
+        api, "/api/codes/redeem", {"code": code, "customer": "c1", "order_reference": "o1"}
+    )
+    assert repeat.status_code == 200 and Redemption.objects.count() == 1
+
+    twice = post(api, "/api/codes/redeem", {"code": code, "customer": "c1"})
+    assert twice.status_code == 409
+    assert twice.json() == {
+        "error": {"code": "already_redeemed", "message": Refusal.ALREADY_REDEEMED.label}
+    }
+
+
+def test_wrong_code_and_code_of_another_pool_answer_alike(api):
+    mine, other = make_pool(launched=True), make_pool(launched=True)
+    make_codes(other, ["THEIRS"])
+
+    wrong = post(api, "/api/codes/redeem", {"code": "NOPE", "customer": "c", "pool": mine.slug})
+    foreign = post(api, "/api/codes/redeem", {"code": "THEIRS", "customer": "c", "pool": mine.slug})
+    unknown_pool = post(api, "/api/codes/redeem", {"code": "THEIRS", "customer": "c", "pool": "x"})
+
+    assert wrong.status_code == foreign.status_code == unknown_pool.status_code == 404
+    assert wrong.json() == foreign.json() == unknown_pool.json()
+    check = post(api, "/api/codes/check", {"code": "NOPE", "customer": "c"})
+    assert check.json()["valid"] is False and check.json()["error"]["code"] == "unknown_code"
+
+
+def test_mark_issued_over_http(api):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["PRINT1"])
+
+    response = post(api, "/api/codes/mark-issued", {"code": "PRINT1", "customer": "alice"})
+
+    assert response.status_code == 200
+    assert Code.objects.get().issued_to == "alice"
+
+
+def test_errors_are_json_with_a_stable_code(api):
+    pool = make_pool()
+
+    missing = post(api, f"/api/pools/{pool.slug}/issue", {})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["code"] == "invalid"
+    assert "customer" in missing.json()["error"]["fields"]
+    not_active = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c"})
+    assert (not_active.status_code, not_active.json()["error"]["code"]) == (409, "pool_not_active")
+    no_pool = post(api, "/api/pools/nope/issue", {"customer": "c"})
+    assert (no_pool.status_code, no_pool.json()["error"]["code"]) == (404, "unknown_pool")
+    nowhere = api.get("/api/no/such/thing")
+    assert nowhere.status_code == 404 and nowhere["Content-Type"] == "application/json"
+    assert nowhere.json()["error"]["code"] == "not_found"
+    not_json = api.post("/api/codes/check", "code=A", content_type="text/plain")
+    assert not_json.status_code == 415 and "error" in not_json.json()
+
+
+def test_api_key_is_required_and_revocation_takes_effect(api, api_key):
+    pool = make_pool(launched=True)
+    url = f"/api/pools/{pool.slug}/stock"
+
+    anonymous = APIClient().get(url)
+    assert anonymous.status_code == 403
+    assert anonymous.json()["error"]["code"] == "permission_denied"
+    assert api.get(url).status_code == 200
+
+    APIKey.objects.filter(prefix=api_key.partition(".")[0]).update(revoked=True)
+
+    assert api.get(url).status_code == 403
+
+
+def test_check_and_redeem_are_rate_limited_per_customer(api, monkeypatch):
+    monkeypatch.setattr(CustomerThrottle, "THROTTLE_RATES", {"customer": "3/min"})
+
+    statuses = [
+        post(api, "/api/codes/check", {"code": f"GUESS{i}", "customer": "mallory"}).status_code
+        for i in range(4)
+    ]
+    redeem = post(api, "/api/codes/redeem", {"code": "GUESS", "customer": "mallory"})
+    other = post(api, "/api/codes/check", {"code": "GUESS", "customer": "someone-else"})
+
+    assert statuses == [200, 200, 200, 429]
+    assert redeem.status_code == 429
+    assert redeem.json()["error"]["code"] == "throttled"
+    assert redeem.json()["error"]["retry_after"] > 0
+    assert other.status_code == 200
+
+
+def test_requests_are_rate_limited_per_api_key(api, monkeypatch):
+    monkeypatch.setattr(ApiKeyThrottle, "THROTTLE_RATES", {"api_key": "2/min"})
+    pool = make_pool(launched=True)
+    _, other_key = APIKey.objects.create_key(name="other")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+    url = f"/api/pools/{pool.slug}/stock"
+
+    assert [api.get(url).status_code for _ in range(3)] == [200, 200, 429]
+    assert other.get(url).status_code == 200
+
+
+def test_openapi_description_is_served(client):
+    response = client.get("/api/schema")
+
+    assert response.status_code == 200
+    assert b"/api/codes/redeem" in response.content
