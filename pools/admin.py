@@ -3,7 +3,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -13,13 +15,15 @@ from imports.selectors import pool_import_history
 from imports.services import generation_allowed
 
 from .forms import PoolAdminForm
-from .models import Campaign, Code, Pool
+from .messages import message_preview
+from .models import Campaign, Code, CodeIssue, Pool, Redemption
 from .selectors import pools_with_counts
-from .services import pool_launch, pool_save
+from .services import CodeRefused, code_mark_issued, pool_launch, pool_save, pool_stock
 
 LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
 LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
 LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
+MARKED_ISSUED = "The code {code} is marked as issued to {customer}."
 
 
 def status_badge(pool: Pool) -> str:
@@ -180,6 +184,37 @@ class PoolAdmin(admin.ModelAdmin):
     def redeemed(self, pool):
         return f"{pool.codes_redeemed:,}"
 
+    def get_urls(self):
+        preview = self.admin_site.admin_view(self.message_preview_view)
+        return [
+            path("message-preview/", preview, name="pools_pool_message_preview"),
+            *super().get_urls(),
+        ]
+
+    def message_preview_view(self, request):
+        """Show a message template with example codes; nothing is issued."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        text = request.POST.get("text") or request.GET.get("text", "")
+        preview, error = "", ""
+        if text:
+            try:
+                preview = message_preview(text=text)
+            except ValidationError as invalid:
+                error = " ".join(invalid.messages)
+        return TemplateResponse(
+            request,
+            "admin/pools/pool/message_preview.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": "Preview a message",
+                "text": text,
+                "preview": preview,
+                "error": error,
+            },
+        )
+
     def get_object(self, request, object_id, from_field=None):
         pool = super().get_object(request, object_id, from_field)
         if pool is not None:
@@ -196,6 +231,8 @@ class PoolAdmin(admin.ModelAdmin):
             {
                 "pool": pool,
                 "counts": counts_line(pool),
+                "stock": pool_stock(pool=pool),
+                "snippet": f"{{{{ promo.{pool.template_parameter} }}}}",
                 "can_add": getattr(pool, "can_add_codes", False),
                 "generation_allowed": generation_allowed(pool),
                 "history": pool_import_history(pool),
@@ -288,8 +325,33 @@ class BoundedCountPaginator(Paginator):
         return self.count > self.COUNT_LIMIT
 
 
+class CodeIssueInline(admin.TabularInline):
+    model = CodeIssue
+    fields = ("customer", "issued_at", "marked", "idempotency_key")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "issued to"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class RedemptionInline(admin.TabularInline):
+    model = Redemption
+    fields = ("customer", "redeemed_at", "order_reference")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "redemptions"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
+    inlines = [CodeIssueInline, RedemptionInline]
     list_display = (
         "code",
         "pool",
@@ -321,10 +383,37 @@ class CodeAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)
+        mark_issued = self.admin_site.admin_view(self.mark_issued_view)
         return [
             path("export.<str:file_format>", export, name="pools_code_export"),
+            path("<int:pk>/mark-issued/", mark_issued, name="pools_code_mark_issued"),
             *super().get_urls(),
         ]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_mark_issued"] = (
+            obj is not None
+            and obj.pool.is_active
+            and self.has_change_permission(request, obj)
+            and (obj.status == Code.Status.AVAILABLE or obj.pool.allow_multiple_use)
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def mark_issued_view(self, request, pk):
+        """Record that the code was handed to a customer elsewhere."""
+        code = get_object_or_404(Code.objects.select_related("pool"), pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, code):
+            raise PermissionDenied
+        customer = request.POST.get("customer", "")
+        try:
+            code_mark_issued(code=code.code, customer=customer, pool=code.pool)
+        except CodeRefused as refused:
+            messages.error(request, refused.reason.label)
+        except ValidationError as invalid:
+            messages.error(request, " ".join(invalid.messages))
+        else:
+            messages.success(request, MARKED_ISSUED.format(code=code, customer=customer.strip()))
+        return HttpResponseRedirect(reverse("admin:pools_code_change", args=[pk]))
 
     def export_view(self, request, file_format):
         """Download the codes the list shows (same filters and search) as CSV or XLSX."""

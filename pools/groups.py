@@ -5,7 +5,8 @@ from django.db import DEFAULT_DB_ALIAS
 
 MANAGERS = "Promo managers"
 VIEWERS = "Promo viewers"
-STAFF_APPS = ("pools", "imports", "notifications")
+# API keys are the HTTP API's credentials, which managers hand to other systems.
+STAFF_APPS = ("pools", "imports", "notifications", "rest_framework_api_key")
 
 
 def staff_groups_sync(*, using=DEFAULT_DB_ALIAS, **kwargs):

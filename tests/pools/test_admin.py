@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Group
@@ -271,3 +273,69 @@ def test_active_pool_cannot_be_deleted_and_draft_delete_summarises_codes(manager
     manager_client.post(reverse("admin:pools_pool_delete", args=[draft.pk]), {"post": "yes"})
     assert list(Pool.objects.all()) == [active]
     assert not Code.objects.exists()
+
+
+def test_code_page_shows_its_history_and_marks_it_issued(manager_client):
+    from pools.services import code_redeem
+
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    (code,) = make_codes(pool, ["HIST1"])
+    code_redeem(code="HIST1", customer="earlier", order_reference="o-77")
+    url = reverse("admin:pools_code_change", args=[code.pk])
+
+    page = manager_client.get(url).content.decode()
+    assert "o-77" in page and "earlier" in page
+    assert reverse("admin:pools_code_mark_issued", args=[code.pk]) in page
+
+    response = manager_client.post(
+        reverse("admin:pools_code_mark_issued", args=[code.pk]), {"customer": "ann"}, follow=True
+    )
+
+    assert "marked as issued to ann" in response.content.decode()
+    assert code.issues.get().customer == "ann"
+
+
+def test_viewer_cannot_mark_issued(viewer_client):
+    pool = make_pool(launched=True)
+    (code,) = make_codes(pool, ["V1"])
+
+    page = viewer_client.get(reverse("admin:pools_code_change", args=[code.pk])).content.decode()
+    response = viewer_client.post(
+        reverse("admin:pools_code_mark_issued", args=[code.pk]), {"customer": "x"}
+    )
+
+    assert "Mark as issued" not in page
+    assert response.status_code == 403
+    assert Code.objects.get().status == Code.Status.AVAILABLE
+
+
+def test_pool_page_shows_stock_and_template_snippet_and_preview(manager_client):
+    pool = make_pool(template_parameter="AUTUMN", launched=True)
+    make_codes(pool, ["A1", "A2"])
+
+    page = manager_client.get(change_url(pool)).content.decode()
+    assert "stock (can still be issued): <strong>2</strong>" in page
+    assert "{{ promo.AUTUMN }}" in page
+
+    preview = manager_client.post(
+        reverse("admin:pools_pool_message_preview"), {"text": "Yours: {{ promo.AUTUMN }}"}
+    )
+    assert "Yours: A1" in preview.content.decode()
+    unknown = manager_client.post(
+        reverse("admin:pools_pool_message_preview"), {"text": "{{ promo.NOPE }}"}
+    )
+    assert "No pool has the template parameter NOPE." in unknown.content.decode()
+
+
+def test_managers_create_api_keys_shown_once(manager_client):
+    from rest_framework_api_key.models import APIKey
+
+    response = manager_client.post(
+        reverse("admin:rest_framework_api_key_apikey_add"), {"name": "crm"}, follow=True
+    )
+
+    shown = re.search(r"\b(\w{8}\.\w{32})\b", response.content.decode()).group(1)
+    assert APIKey.objects.is_valid(shown)
+    key = APIKey.objects.get()
+    later = manager_client.get(reverse("admin:rest_framework_api_key_apikey_change", args=[key.pk]))
+    assert shown not in later.content.decode()
