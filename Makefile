@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test format bench-import
+.PHONY: install run worker test format bench-import bench-issue
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,7 @@ format: install
 # Figures of issue 3 (imports); needs the local PostgreSQL and Redis. Not part of `make test`.
 bench-import: install
 	$(BIN)/python bench/import_bench.py
+
+# Figures of issue 4 (issuing under concurrency); needs the local PostgreSQL.
+bench-issue: install
+	$(BIN)/python bench/issue_bench.py

@@ -222,14 +222,21 @@ def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
         issued = _issue_by_key(pool, idempotency_key, customer)
         if issued:
             return issued
-    if not Pool.objects.filter(pk=pool.pk, status=Pool.Status.ACTIVE).exists():
+    # A pool's status only moves from draft to active, so an active pool in memory is active.
+    if (
+        not pool.is_active
+        and not Pool.objects.filter(pk=pool.pk, status=Pool.Status.ACTIVE).exists()
+    ):
         raise CodeRefused(Refusal.POOL_NOT_ACTIVE)
     try:
-        with transaction.atomic():
-            code = _claim_code(pool, customer)
-            CodeIssue.objects.create(
-                pool=pool, code=code, customer=customer, idempotency_key=idempotency_key
-            )
+        if connection.vendor == "postgresql" and not pool.allow_multiple_use:
+            code = _claim_code_postgresql(pool, customer, idempotency_key)
+        else:
+            with transaction.atomic():
+                code = _claim_code(pool, customer)
+                CodeIssue.objects.create(
+                    pool=pool, code=code, customer=customer, idempotency_key=idempotency_key
+                )
     except IntegrityError:
         # A concurrent call with the same key won; this one's claim was rolled back.
         issued = _issue_by_key(pool, idempotency_key, customer) if idempotency_key else None
@@ -254,6 +261,55 @@ _ISSUABLE_NOW = (
     " AND (issue_end IS NULL OR issue_end >= %(now)s)"
     " AND (available_till IS NULL OR available_till >= %(now)s)"
 )
+
+
+_CODE_COLUMNS = [field.column for field in Code._meta.concrete_fields]
+
+
+def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> Code:
+    """Claim a code, record the issue and count it in one statement: one round trip and one
+    commit, which is what issuing under load costs."""
+    code_table = connection.ops.quote_name(Code._meta.db_table)
+    columns = ", ".join(_CODE_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH claimed AS (
+                UPDATE {code_table} SET status = %(issued)s, issued_to = %(customer)s,
+                    issued_at = %(now)s
+                WHERE id = (
+                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                )
+                RETURNING {columns}
+            ), recorded AS (
+                INSERT INTO {CodeIssue._meta.db_table}
+                    (pool_id, code_id, customer, idempotency_key, marked, issued_at)
+                SELECT pool_id, id, %(customer)s, %(key)s, false, %(now)s FROM claimed
+            ), counted AS (
+                INSERT INTO {PoolCounter._meta.db_table}
+                    (pool_id, shard, available, issued, redeemed)
+                SELECT pool_id, %(shard)s, -1, 1, 0 FROM claimed
+                ON CONFLICT (pool_id, shard) DO UPDATE SET
+                    available = {PoolCounter._meta.db_table}.available - 1,
+                    issued = {PoolCounter._meta.db_table}.issued + 1
+            )
+            SELECT {columns} FROM claimed
+            """,
+            {
+                "pool": pool.pk,
+                "now": timezone.now(),
+                "available": Code.Status.AVAILABLE,
+                "issued": Code.Status.ISSUED,
+                "customer": customer,
+                "key": idempotency_key,
+                "shard": random.randrange(COUNTER_SHARDS),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise CodeRefused(Refusal.NO_CODES_LEFT)
+    return Code.from_db(connection.alias, [f.attname for f in Code._meta.concrete_fields], row)
 
 
 def _claim_code(pool: Pool, customer: str) -> Code:
