@@ -149,13 +149,16 @@ def client(mode: str, number: int, pool_id: int, api_key: str, start_at: float, 
 
     time.sleep(max(0.0, start_at - time.time()))
     deadline = start_at + SECONDS
-    n = 0
-    while time.time() < deadline:
-        started = time.perf_counter()
-        issue(n)
-        latencies.append(time.perf_counter() - started)
-        n += 1
-    results.put((n, latencies))
+    n, error = 0, None
+    try:
+        while time.time() < deadline:
+            started = time.perf_counter()
+            issue(n)
+            latencies.append(time.perf_counter() - started)
+            n += 1
+    except Exception as failure:  # noqa: BLE001  (reported by the parent)
+        error = repr(failure)
+    results.put((n, latencies, error))
 
 
 def run(mode: str, clients: int, pool: Pool, api_key: str) -> tuple[float, float]:
@@ -173,7 +176,9 @@ def run(mode: str, clients: int, pool: Pool, api_key: str) -> tuple[float, float
         process.start()
     counts, latencies = 0, []
     for _ in processes:
-        count, times = results.get()
+        count, times, error = results.get()
+        if error:
+            raise RuntimeError(f"{mode} client failed: {error}")
         counts += count
         latencies.extend(times)
     for process in processes:
@@ -211,6 +216,8 @@ def start_gunicorn() -> subprocess.Popen:
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        # Rate limits and cached keys shared by the server's processes, as in production.
+        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13"),
     }
     server = subprocess.Popen(
         [
@@ -218,12 +225,9 @@ def start_gunicorn() -> subprocess.Popen:
             "promo_project.wsgi",
             "--bind",
             f"127.0.0.1:{HTTP_PORT}",
-            "--worker-class",
-            "gthread",
+            # Sync workers: threads in one process would queue on the interpreter lock.
             "--workers",
-            "4",
-            "--threads",
-            "8",
+            os.environ.get("BENCH_HTTP_WORKERS", "6"),
             "--log-level",
             "warning",
         ],

@@ -309,7 +309,9 @@ def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> C
         row = cursor.fetchone()
     if row is None:
         raise CodeRefused(Refusal.NO_CODES_LEFT)
-    return Code.from_db(connection.alias, [f.attname for f in Code._meta.concrete_fields], row)
+    code = Code.from_db(connection.alias, [f.attname for f in Code._meta.concrete_fields], row)
+    code.pool = pool
+    return code
 
 
 def _claim_code(pool: Pool, customer: str) -> Code:
@@ -343,7 +345,7 @@ def _claim_code(pool: Pool, customer: str) -> Code:
         raise CodeRefused(Refusal.NO_CODES_LEFT)
     if not pool.allow_multiple_use:
         pool_counts_add(pool_id=pool.pk, available=-1, issued=1)
-    return Code.objects.get(pk=row[0])
+    return Code.objects.select_related("pool").get(pk=row[0])
 
 
 CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
