@@ -40,19 +40,7 @@ class CodeResource(resources.ModelResource):
 
     class Meta:
         model = Code
-        fields = (
-            "pool",
-            "code",
-            "status",
-            "issued_to",
-            "issued_at",
-            "redeemed_at",
-            "times_redeemed",
-            "issue_start",
-            "issue_end",
-            "available_from",
-            "available_till",
-        )
+        fields = Code.LISTED_FIELDS
         export_order = fields
 
 

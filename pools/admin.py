@@ -45,17 +45,24 @@ class AdminMedia:
     css = {"all": ("pools/admin.css",)}
 
 
-class PoolInline(admin.TabularInline):
-    model = Pool
-    fields = ("slug", "pool_status", "description", "codes")
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
+    """Rows shown on a parent's page; they are written elsewhere (services, imports)."""
+
     extra = 0
     can_delete = False
-    show_change_link = True
-    verbose_name_plural = "promo code pools"
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
 
     def has_add_permission(self, request, obj=None):
         return False
+
+
+class PoolInline(ReadOnlyInline):
+    model = Pool
+    fields = ("slug", "pool_status", "description", "codes")
+    show_change_link = True
+    verbose_name_plural = "promo code pools"
 
     def get_queryset(self, request):
         return pools_with_counts(super().get_queryset(request))
@@ -325,46 +332,22 @@ class BoundedCountPaginator(Paginator):
         return self.count > self.COUNT_LIMIT
 
 
-class CodeIssueInline(admin.TabularInline):
+class CodeIssueInline(ReadOnlyInline):
     model = CodeIssue
     fields = ("customer", "issued_at", "marked", "idempotency_key")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "issued to"
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-
-class RedemptionInline(admin.TabularInline):
+class RedemptionInline(ReadOnlyInline):
     model = Redemption
     fields = ("customer", "redeemed_at", "order_reference")
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
     verbose_name_plural = "redemptions"
-
-    def has_add_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
     inlines = [CodeIssueInline, RedemptionInline]
-    list_display = (
-        "code",
-        "pool",
-        "status",
-        "issued_to",
-        "issued_at",
-        "redeemed_at",
-        "times_redeemed",
-        "issue_start",
-        "issue_end",
-        "available_from",
-        "available_till",
-    )
+    list_display = Code.LISTED_FIELDS
     list_filter = ("status", "pool")
     list_select_related = ("pool",)
     search_fields = ("code",)

@@ -198,6 +198,21 @@ class Code(models.Model):
     redeemed_at = models.DateTimeField(null=True, blank=True)
     times_redeemed = models.PositiveIntegerField(default=0)
 
+    # A code's row in the admin's list and in exports.
+    LISTED_FIELDS = (
+        "code",
+        "pool",
+        "status",
+        "issued_to",
+        "issued_at",
+        "redeemed_at",
+        "times_redeemed",
+        "issue_start",
+        "issue_end",
+        "available_from",
+        "available_till",
+    )
+
     class Meta:
         constraints = [
             # (code, pool) rather than (pool, code): the same index then finds a code string
