@@ -7,6 +7,7 @@ one of them or in none.
 import random
 import re
 from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import timedelta
 
 from django.core.exceptions import ValidationError
@@ -230,7 +231,10 @@ def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
         raise CodeRefused(Refusal.POOL_NOT_ACTIVE)
     try:
         if connection.vendor == "postgresql" and not pool.allow_multiple_use:
-            code = _claim_code_postgresql(pool, customer, idempotency_key)
+            # One statement commits on its own; inside a caller's transaction a savepoint keeps
+            # that transaction usable if the key turns out to be taken.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                code = _claim_code_postgresql(pool, customer, idempotency_key)
         else:
             with transaction.atomic():
                 code = _claim_code(pool, customer)

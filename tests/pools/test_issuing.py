@@ -228,3 +228,20 @@ def test_concurrent_issue_and_redeem_never_double_spend():
     assert sorted(redeemed) == sorted(codes)
     assert Redemption.objects.count() == len(codes)
     assert counts(pool) == (0, 0, len(codes))
+
+
+def test_key_race_inside_a_transaction_leaves_it_usable(monkeypatch):
+    from django.db import IntegrityError, transaction
+
+    from pools import services
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+    first = code_issue(pool=pool, customer="c", idempotency_key="dup")
+    # As if a concurrent call had recorded the key after this call looked for it.
+    monkeypatch.setattr(services, "_issue_by_key", lambda *a: None)
+
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):  # the key's unique constraint
+            code_issue(pool=pool, customer="c", idempotency_key="dup")
+        assert Code.objects.filter(pk=first.pk).exists()  # the transaction still works
