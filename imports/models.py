@@ -59,6 +59,7 @@ class Import(models.Model):
     duplicates_in_file = models.BigIntegerField(default=0)
     already_in_pool = models.BigIntegerField(default=0)
     rows_rejected = models.BigIntegerField(default=0)
+    finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -23,6 +23,7 @@ from django.utils import timezone
 from pools.models import Code, Pool
 from pools.selectors import pools_with_counts
 from pools.services import pool_counts_add
+from pools.signals import stock_changed
 
 from .generation import CodeFormat, generate_codes, normalize_alphabet
 from .loader import load_batch
@@ -419,3 +420,12 @@ def _finish(job: Import, status: str, message: str) -> None:
         heartbeat_at=now,
     )
     job.status, job.message, job.finished_at = status, message, now
+    # New codes may re-arm the pool's low-stock alert; the starter hears of the outcome.
+    stock_changed.send(sender=Pool, pool=job.pool)
+    transaction.on_commit(lambda: _enqueue_notice(job.pk))
+
+
+def _enqueue_notice(import_id: int) -> None:
+    from notifications.tasks import import_notice_send
+
+    import_notice_send.delay(import_id)

@@ -182,6 +182,7 @@ class Code(models.Model):
         AVAILABLE = "available", "Available"
         ISSUED = "issued", "Issued"
         REDEEMED = "redeemed", "Redeemed"
+        EXPIRED = "expired", "Expired"
 
     # Indexed by the (pool, id) index below, which also orders a pool's code list.
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
@@ -288,7 +289,10 @@ class CodeIssue(models.Model):
                 name="code_issue_key_unique_in_pool",
             )
         ]
-        indexes = [models.Index(fields=["code", "customer"], name="code_issue_code_customer")]
+        indexes = [
+            models.Index(fields=["code", "customer"], name="code_issue_code_customer"),
+            models.Index(fields=["pool", "issued_at"], name="code_issue_pool_time"),
+        ]
 
     def __str__(self):
         return f"{self.code} → {self.customer}"

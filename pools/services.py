@@ -12,11 +12,12 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Sum
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
 from .models import CUSTOMER_MAX_LENGTH, Campaign, Code, CodeIssue, Pool, PoolCounter, Redemption
+from .signals import stock_changed
 
 FIELD_FROZEN_WHEN_ACTIVE = "“{label}” cannot be changed once the pool is launched."
 POOL_ALREADY_ACTIVE = "The pool is already active."
@@ -85,6 +86,7 @@ def pool_save(*, pool: Pool, user=None) -> Pool:
     # constraints then refuse it, and the caller retries.
     pool.full_clean()
     pool.save()
+    transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool))
     return pool
 
 
@@ -247,6 +249,9 @@ def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
         if issued is None:
             raise
         return issued
+    if pool.notify_below_enabled:
+        # Only issuing lowers the stock; the check reads the pool's few counter rows.
+        stock_changed.send(sender=Pool, pool=pool)
     return code
 
 
@@ -471,14 +476,38 @@ def code_mark_issued(*, code: str, customer: str, pool: Pool | None = None) -> C
             raise CodeRefused(Refusal.ALREADY_REDEEMED)
         if found.status == Code.Status.ISSUED:
             raise CodeRefused(Refusal.ALREADY_ISSUED)
+        was = found.status
         found.status, found.issued_to, found.issued_at = (
             Code.Status.ISSUED,
             customer,
             timezone.now(),
         )
         found.save(update_fields=["status", "issued_to", "issued_at"])
-        pool_counts_add(pool_id=found.pool_id, available=-1, issued=1)
+        pool_counts_add(
+            pool_id=found.pool_id, available=-1 if was == Code.Status.AVAILABLE else 0, issued=1
+        )
     elif CodeIssue.objects.filter(code=found, customer=customer).exists():
         return found
     CodeIssue.objects.create(pool=found.pool, code=found, customer=customer, marked=True)
     return found
+
+
+def codes_expire(*, at=None) -> dict[int, int]:
+    """Mark available codes that can no longer be issued (past Issue-end or Available-till) as
+    expired, so that they leave the stock; return how many per pool.
+
+    Run periodically by the beat task: expiry lowers stock without anyone issuing.
+    """
+    at = at or timezone.now()
+    expired = {}
+    for pool_id in Pool.objects.values_list("pk", flat=True):
+        with transaction.atomic():
+            count = (
+                Code.objects.filter(pool_id=pool_id, status=Code.Status.AVAILABLE)
+                .filter(Q(issue_end__lt=at) | Q(available_till__lt=at))
+                .update(status=Code.Status.EXPIRED)
+            )
+            if count:
+                pool_counts_add(pool_id=pool_id, available=-count)
+                expired[pool_id] = count
+    return expired

@@ -174,6 +174,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     # Safety net for imports whose worker was killed outright.
     "imports-recover-stale": {"task": "imports.tasks.imports_recover_stale", "schedule": 60.0},
+    # Expire codes past their dates and alert on pools they leave short.
+    "pools-check-stock": {
+        "task": "notifications.tasks.pools_check_stock",
+        "schedule": float(os.environ.get("STOCK_CHECK_SECONDS", "300")),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -1,0 +1,190 @@
+"""Low-stock alerts to subscribed staff, and import-finished notices.
+
+A pool alerts once per crossing: when its stock falls below the threshold while armed, it sends
+one alert and disarms; it re-arms when the stock is back at the threshold or above, or when the
+option is turned off (so turning it on again re-arms it).
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Q
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from imports.models import Import
+from pools.models import CodeIssue, Pool
+from pools.services import codes_expire, pool_stock
+
+from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
+
+logger = logging.getLogger(__name__)
+
+
+def subscription_add(*, user, pool: Pool | None = None, campaign=None) -> Subscription:
+    """Subscribe `user` to a pool's low-stock e-mails, or to those of every pool of a campaign."""
+    subscription, _ = Subscription.objects.get_or_create(user=user, pool=pool, campaign=campaign)
+    return subscription
+
+
+def subscription_remove(*, user, pool: Pool | None = None, campaign=None) -> None:
+    Subscription.objects.filter(user=user, pool=pool, campaign=campaign).delete()
+
+
+def pool_subscribers(pool: Pool):
+    """Return the active staff with an e-mail address subscribed to the pool or its campaign."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .exclude(email="")
+        .filter(
+            Q(promo_subscriptions__pool=pool) | Q(promo_subscriptions__campaign=pool.campaign_id)
+        )
+        .distinct()
+        .order_by("pk")
+    )
+
+
+def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
+    """Alert the pool's subscribers if its stock has just fallen below the threshold.
+
+    Cheap when nothing changes: the pool's counter rows and its alert state are read, nothing
+    is locked. Returns the new alert, if one was raised.
+    """
+    pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
+    enabled = pool.notify_below_enabled and pool.notify_below
+    stock = pool_stock(pool=pool)
+    below = bool(enabled) and stock < pool.notify_below
+    state = PoolAlertState.objects.filter(pool=pool).first()
+    armed = state is None or state.armed
+    if below != armed:
+        return None  # above and armed, or below and already alerted
+    with transaction.atomic():
+        state, _ = PoolAlertState.objects.select_for_update().get_or_create(pool=pool)
+        if not below:
+            state.armed = True
+            state.save(update_fields=["armed"])
+            return None
+        if not state.armed:
+            return None  # a concurrent check alerted first
+        state.armed = False
+        state.crossings += 1
+        state.save(update_fields=["armed", "crossings"])
+        alert = LowStockAlert.objects.create(
+            pool=pool, crossing=state.crossings, stock=stock, threshold=pool.notify_below
+        )
+        transaction.on_commit(lambda: _enqueue_alert(alert.pk))
+    return alert
+
+
+def _enqueue_alert(alert_id: int) -> None:
+    from .tasks import alert_send
+
+    alert_send.delay(alert_id)
+
+
+def pools_check_stock() -> None:
+    """Expire codes past their dates, then check every pool that alerts or may re-arm."""
+    codes_expire()
+    watched = Pool.objects.filter(Q(notify_below_enabled=True) | Q(alert_state__armed=False))
+    for pool in watched:
+        low_stock_check(pool=pool)
+
+
+def alert_send(*, alert_id: int) -> int:
+    """E-mail an alert to each subscriber who has not had it yet; return how many were sent.
+
+    One sender at a time per alert (the alert's row is locked), and a delivery is recorded only
+    after the mail server accepted the message, so a retried task sends the rest and never sends
+    one twice. A mail-server error propagates, for the task to retry.
+    """
+    alert = LowStockAlert.objects.select_related("pool__campaign").get(pk=alert_id)
+    sent = 0
+    for user in pool_subscribers(alert.pool):
+        with transaction.atomic():
+            LowStockAlert.objects.select_for_update().get(pk=alert.pk)
+            if AlertDelivery.objects.filter(alert=alert, user=user).exists():
+                continue
+            _send(
+                "low_stock",
+                subject=f"Promo codes running low: {alert.pool} ({alert.pool.campaign})",
+                to=user.email,
+                context=_alert_context(alert, user),
+            )
+            AlertDelivery.objects.create(alert=alert, user=user, email=user.email)
+            sent += 1
+    return sent
+
+
+def _alert_context(alert: LowStockAlert, user) -> dict:
+    pool = alert.pool
+    since = timezone.now() - timedelta(hours=24)
+    issued_last_day = CodeIssue.objects.filter(pool=pool, issued_at__gte=since).count()
+    runs_dry_in = (
+        timedelta(days=alert.stock / issued_last_day) if issued_last_day and alert.stock else None
+    )
+    return {
+        "user": user,
+        "alert": alert,
+        "pool": pool,
+        "campaign": pool.campaign,
+        "issued_last_day": issued_last_day,
+        "runs_dry_in": runs_dry_in,
+        "runs_dry_at": timezone.now() + runs_dry_in if runs_dry_in else None,
+        "pool_url": settings.SITE_URL + reverse("admin:pools_pool_change", args=[pool.pk]),
+        "add_codes_url": settings.SITE_URL
+        + reverse("admin:imports_import_add")
+        + f"?pool={pool.pk}",
+        "template_url": settings.SITE_URL + reverse("admin:imports_template", args=["xlsx"]),
+    }
+
+
+def import_notice_send(*, import_id: int) -> bool:
+    """E-mail the person who started an import its outcome, once. Return True if sent."""
+    with transaction.atomic():
+        job = (
+            Import.objects.select_for_update(of=("self",))
+            .select_related("pool", "created_by")
+            .get(pk=import_id)
+        )
+        user = job.created_by
+        if job.finished_notice_sent_at or not job.is_finished or user is None or not user.email:
+            return False
+        preference = StaffPreference.objects.filter(user=user).first()
+        if preference and not preference.import_finished_emails:
+            return False
+        _send(
+            "import_finished",
+            subject=f"Import #{job.pk} into {job.pool}: {job.get_status_display()}",
+            to=user.email,
+            context={
+                "job": job,
+                "user": user,
+                "report_url": settings.SITE_URL
+                + reverse("admin:imports_import_change", args=[job.pk]),
+            },
+        )
+        job.finished_notice_sent_at = timezone.now()
+        job.save(update_fields=["finished_notice_sent_at"])
+    return True
+
+
+def import_notices_set(*, user, enabled: bool) -> StaffPreference:
+    """Turn the import-finished e-mails of `user` on or off."""
+    preference, _ = StaffPreference.objects.update_or_create(
+        user=user, defaults={"import_finished_emails": enabled}
+    )
+    return preference
+
+
+def _send(template: str, *, subject: str, to: str, context: dict) -> None:
+    text = render_to_string(f"notifications/email/{template}.txt", context)
+    html = render_to_string(f"notifications/email/{template}.html", context)
+    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message.attach_alternative(html, "text/html")
+    message.send()
