@@ -7,6 +7,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from notifications.services import import_notices_enabled, import_notices_set
 from pools.models import Pool
 
 from . import services
@@ -81,6 +82,7 @@ class ImportAdmin(admin.ModelAdmin):
             path(
                 "<int:pk>/rerun/", wrap(require_POST(self.rerun_view)), name="imports_import_rerun"
             ),
+            path("notices/", wrap(require_POST(self.notices_view)), name="imports_notices"),
             *super().get_urls(),
         ]
 
@@ -123,6 +125,7 @@ class ImportAdmin(admin.ModelAdmin):
                     services.pool_code_total(pool)
                 ),
                 "history": pool.imports.select_related("created_by")[:20],
+                "import_notices": import_notices_enabled(request.user),
                 "template_columns": TEMPLATE_COLUMNS,
                 "template_example": TEMPLATE_EXAMPLE_ROW,
                 "template_notes": TEMPLATE_NOTES,
@@ -192,6 +195,18 @@ class ImportAdmin(admin.ModelAdmin):
         if file_format == "xlsx":
             return template_xlsx()
         raise Http404
+
+    def notices_view(self, request):
+        """Turn the user's own import-finished e-mails on or off."""
+        enabled = request.POST.get("enabled") == "1"
+        import_notices_set(user=request.user, enabled=enabled)
+        messages.success(
+            request,
+            "You will get an e-mail when your imports finish."
+            if enabled
+            else "You will no longer get e-mails when your imports finish.",
+        )
+        return HttpResponseRedirect(request.POST.get("next") or reverse("admin:index"))
 
     def rerun_view(self, request, pk):
         job = get_object_or_404(Import, pk=pk)

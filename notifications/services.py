@@ -155,8 +155,7 @@ def import_notice_send(*, import_id: int) -> bool:
         user = job.created_by
         if job.finished_notice_sent_at or not job.is_finished or user is None or not user.email:
             return False
-        preference = StaffPreference.objects.filter(user=user).first()
-        if preference and not preference.import_finished_emails:
+        if not import_notices_enabled(user):
             return False
         _send(
             "import_finished",
@@ -172,6 +171,11 @@ def import_notice_send(*, import_id: int) -> bool:
         job.finished_notice_sent_at = timezone.now()
         job.save(update_fields=["finished_notice_sent_at"])
     return True
+
+
+def import_notices_enabled(user) -> bool:
+    preference = StaffPreference.objects.filter(user=user).first()
+    return preference is None or preference.import_finished_emails
 
 
 def import_notices_set(*, user, enabled: bool) -> StaffPreference:

@@ -13,6 +13,8 @@ from django.utils.html import format_html, format_html_join
 from imports.exports import code_rows, csv_response, xlsx_response
 from imports.selectors import pool_import_history
 from imports.services import generation_allowed
+from notifications.models import LowStockAlert, Subscription
+from notifications.services import subscription_add, subscription_remove
 
 from .forms import PoolAdminForm
 from .messages import message_preview
@@ -58,6 +60,33 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class PoolSubscriptionInline(admin.TabularInline):
+    model = Subscription
+    fk_name = "pool"
+    fields = ("user", "created_at")
+    readonly_fields = ("created_at",)
+    extra = 0
+    verbose_name_plural = "subscribed staff (low-stock e-mails)"
+
+
+class CampaignSubscriptionInline(PoolSubscriptionInline):
+    fk_name = "campaign"
+    verbose_name_plural = "subscribed staff (low-stock e-mails of every pool of the campaign)"
+
+
+class LowStockAlertInline(ReadOnlyInline):
+    model = LowStockAlert
+    fields = ("created_at", "stock", "threshold", "recipients")
+    verbose_name_plural = "low-stock alerts sent"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("deliveries")
+
+    @admin.display(description="sent to")
+    def recipients(self, alert):
+        return ", ".join(d.email for d in alert.deliveries.all()) or "— (not sent yet)"
+
+
 class PoolInline(ReadOnlyInline):
     model = Pool
     fields = ("slug", "pool_status", "description", "codes")
@@ -81,7 +110,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ("name", "pools_overview", "created_at")
     search_fields = ("name",)
     fields = ("name", "description")
-    inlines = [PoolInline]
+    inlines = [PoolInline, CampaignSubscriptionInline]
     Media = AdminMedia
 
     def get_queryset(self, request):
@@ -155,6 +184,7 @@ class PoolAdmin(admin.ModelAdmin):
         ("Status", {"fields": ("status", "launched_at", "launched_by")}),
     )
     readonly_fields = ("codes_summary", "status", "launched_at", "launched_by")
+    inlines = [PoolSubscriptionInline, LowStockAlertInline]
     radio_fields = {"processing": admin.VERTICAL}
 
     class Media:
@@ -193,8 +223,10 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.message_preview_view)
+        subscription = self.admin_site.admin_view(self.subscription_view)
         return [
             path("message-preview/", preview, name="pools_pool_message_preview"),
+            path("<int:pk>/subscription/", subscription, name="pools_pool_subscription"),
             *super().get_urls(),
         ]
 
@@ -221,6 +253,29 @@ class PoolAdmin(admin.ModelAdmin):
                 "error": error,
             },
         )
+
+    def subscription_view(self, request, pk):
+        """Subscribe the user to the pool's low-stock e-mails, or unsubscribe them."""
+        pool = get_object_or_404(Pool, pk=pk)
+        if request.method != "POST" or not self.has_view_permission(request, pool):
+            raise PermissionDenied
+        if request.POST.get("subscribe") == "1":
+            subscription_add(user=request.user, pool=pool)
+            message = f"You will get an e-mail when “{pool}” runs low."
+            if not request.user.email:
+                message += " Add an e-mail address to your account first."
+            messages.success(request, message)
+        else:
+            subscription_remove(user=request.user, pool=pool)
+            messages.success(request, f"You will no longer get low-stock e-mails of “{pool}”.")
+        return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pk]))
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["subscribed"] = Subscription.objects.filter(
+                user=request.user, pool=obj
+            ).exists()
+        return self._render_with_launch(request, context, add, change, form_url, obj)
 
     def get_object(self, request, object_id, from_field=None):
         pool = super().get_object(request, object_id, from_field)
@@ -276,7 +331,7 @@ class PoolAdmin(admin.ModelAdmin):
             raise PermissionDenied
         return super().changeform_view(request, object_id, form_url, extra_context)
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+    def _render_with_launch(self, request, context, add, change, form_url, obj):
         context["show_launch"] = (
             not (obj and obj.is_active)
             and self.has_launch_permission(request, obj)

@@ -30,6 +30,10 @@ def pool_form(campaign, **overrides):
         "issued_validity_days": "",
         "notify_below": "",
     }
+    # The management forms of the page's inlines (subscribed staff, alerts sent), as a browser
+    # sends them.
+    for prefix in ("subscriptions", "low_stock_alerts"):
+        data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0"})
     data.update(overrides)
     # Unticked checkboxes are not sent by a browser.
     return {key: value for key, value in data.items() if value is not False}
