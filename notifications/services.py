@@ -1,8 +1,8 @@
 """Low-stock alerts to subscribed staff, and import-finished notices.
 
-A pool alerts once per crossing: when its stock falls below the threshold while armed, it sends
-one alert and disarms; it re-arms when the stock is back at the threshold or above, or when the
-option is turned off (so turning it on again re-arms it).
+An active pool alerts once per crossing: when its stock falls below the threshold while armed,
+it sends one alert and disarms; it re-arms when the stock is back at the threshold or above, or
+when the option is turned off (so turning it on again re-arms it).
 """
 
 import logging
@@ -57,7 +57,8 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     is locked. Returns the new alert, if one was raised.
     """
     pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
-    enabled = pool.notify_below_enabled and pool.notify_below
+    # A draft pool issues nothing, so it cannot run low; launching it checks.
+    enabled = pool.is_active and pool.notify_below_enabled and pool.notify_below
     stock = pool_stock(pool=pool)
     below = bool(enabled) and stock < pool.notify_below
     state = PoolAlertState.objects.filter(pool=pool).first()
@@ -66,6 +67,10 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         return None  # above and armed, or below and already alerted
     with transaction.atomic():
         state, _ = PoolAlertState.objects.select_for_update().get_or_create(pool=pool)
+        # Read again under the lock: a stock read before it may be stale, and re-arming on a
+        # stale "above" would let the next issue alert a second time for the same crossing.
+        stock = pool_stock(pool=pool)
+        below = bool(enabled) and stock < pool.notify_below
         if not below:
             state.armed = True
             state.save(update_fields=["armed"])

@@ -112,6 +112,7 @@ def pool_launch(*, pool: Pool, user=None) -> Pool:
         stored.launched_at,
         stored.launched_by,
     )
+    transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=stored))
     return stored
 
 
