@@ -1,0 +1,64 @@
+import pytest
+from django.urls import reverse
+
+from notifications.models import LowStockAlert, StaffPreference, Subscription
+from tests.factories import make_campaign, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def test_subscribe_me_and_unsubscribe_on_the_pool_page(manager_client, manager):
+    pool = make_pool()
+    url = reverse("admin:pools_pool_change", args=[pool.pk])
+    toggle = reverse("admin:pools_pool_subscription", args=[pool.pk])
+
+    assert "Subscribe me" in manager_client.get(url).content.decode()
+    manager_client.post(toggle, {"subscribe": "1"})
+    assert Subscription.objects.filter(user=manager, pool=pool).exists()
+    assert "Unsubscribe" in manager_client.get(url).content.decode()
+
+    manager_client.post(toggle, {"subscribe": "0"})
+    assert not Subscription.objects.exists()
+
+
+def test_pool_page_lists_subscribers_and_alerts_sent(manager_client, manager):
+    pool = make_pool()
+    Subscription.objects.create(user=manager, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=4, threshold=10)
+    alert.deliveries.create(user=manager, email="boss@example.com")
+
+    page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk])).content.decode()
+
+    assert "subscribed staff" in page.lower()
+    assert "low-stock alerts sent" in page.lower()
+    assert "boss@example.com" in page
+
+
+def test_campaign_page_manages_campaign_subscribers(manager_client, manager):
+    campaign = make_campaign("Spring")
+
+    manager_client.post(
+        reverse("admin:pools_campaign_change", args=[campaign.pk]),
+        {
+            "name": "Spring",
+            "description": "",
+            "pools-TOTAL_FORMS": "0",
+            "pools-INITIAL_FORMS": "0",
+            "subscriptions-TOTAL_FORMS": "1",
+            "subscriptions-INITIAL_FORMS": "0",
+            "subscriptions-0-user": manager.pk,
+        },
+    )
+
+    assert Subscription.objects.get().campaign == campaign
+
+
+def test_staff_turn_import_notices_off_for_themselves(manager_client, manager):
+    pool = make_pool()
+    add_codes = f"{reverse('admin:imports_import_add')}?pool={pool.pk}"
+    assert "Stop these e-mails" in manager_client.get(add_codes).content.decode()
+
+    manager_client.post(reverse("admin:imports_notices"), {"enabled": "0", "next": add_codes})
+
+    assert StaffPreference.objects.get(user=manager).import_finished_emails is False
+    assert "E-mail me when my imports finish" in manager_client.get(add_codes).content.decode()
