@@ -148,7 +148,8 @@ SPECTACULAR_SETTINGS = {
 
 # Celery: imports and notifications run in workers. Redis in production; without it, a broker kept
 # in plain files so that `make run` still drives a real worker process with no other service.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+# (The host name means nothing to the file broker; naming one keeps kombu from warning.)
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery-broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
