@@ -1,0 +1,123 @@
+"""The whole journey of a marketing manager, in a real browser, with a real worker."""
+
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import expect
+
+from imports.models import Import
+from pools.models import Code, Pool
+from tests.factories import make_manager
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+BAD_CSV = (
+    "Code;Issue-start;Issue-end\n"
+    "WELCOME-1;01.03.2026;31.12.2026\n"
+    "WELCOME-2;;\n"
+    "WELCOME-1;;\n"
+    "BAD CODE;;\n"
+    "WELCOME-3;2026-05-01;2026-04-01\n"
+    "WELCOME-4;someday;\n"
+)
+
+
+def test_manager_sets_up_fills_and_launches_a_pool(
+    browser_page, live_server, live_worker, screenshot
+):
+    page = browser_page
+    make_manager("mia", email="mia@example.com")
+    url = live_server.url
+
+    # Log in and create a campaign.
+    page.goto(f"{url}/admin/")
+    page.get_by_label("Username").fill("mia")
+    page.get_by_label("Password").fill("secret-pass")
+    page.get_by_role("button", name="Log in").click()
+    page.goto(f"{url}/admin/pools/campaign/add/")
+    page.get_by_label("Name").fill("Spring Sale")
+    page.get_by_role("button", name="Save and continue editing").click()
+
+    # Add a pool from the campaign's page; the pool ID fills in while typing.
+    page.get_by_role("link", name="Add promo code pool").click()
+    assert page.get_by_label("Pool ID").get_attribute("placeholder") == "spring-sale-1"
+    page.get_by_label("Description").press_sequentially("Welcome codes")
+    expect(page.get_by_label("Pool ID")).to_have_value("welcome-codes")
+    expect(page.locator("#id_template_parameter")).to_have_value("WELCOME_CODES")
+
+    # Launch without a description: saved as a draft (its ID then from the campaign's name),
+    # and refused with the reason.
+    page.get_by_label("Description").fill("")
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("A description is required to launch the pool.").wait_for()
+    pool = Pool.objects.get()
+    assert (pool.slug, pool.status) == ("spring-sale-1", Pool.Status.DRAFT)
+
+    # The Add codes page: download the template.
+    page.get_by_role("link", name="Add codes").click()
+    with page.expect_download() as template:
+        page.locator("#upload-heading ~ .description").get_by_role("link", name="XLSX").click()
+    assert template.value.suggested_filename == "promo-code-template.xlsx"
+    screenshot(page, "add-codes", full_page=True)
+
+    # Upload a CSV with bad rows; the progress reaches the end without reloading the page.
+    page.evaluate("window.notReloaded = true")
+    page.get_by_label("Template file").set_input_files(
+        files=[{"name": "welcome.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}]
+    )
+    page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    page.get_by_text("is queued").wait_for()
+    page.evaluate("window.notReloaded = true")
+    page.locator(".import-history .import-status-completed_with_errors").wait_for()
+    assert page.evaluate("window.notReloaded") is True
+    assert page.locator(".import-history progress").first.get_attribute("value") == "100"
+
+    # The report, and the rejected rows to fix.
+    job = Import.objects.get()
+    page.get_by_role("link", name=f"#{job.pk}").click()
+    page.get_by_text("Completion report").wait_for()
+    rejected = page.locator("table.rejections tbody tr")
+    assert rejected.count() == 4
+    assert "“someday” is not a date" in page.locator("table.rejections").inner_text()
+    screenshot(page, "import-report", full_page=True)
+    with page.expect_download() as rows:
+        page.get_by_role("link", name="CSV").click()
+    content = Path(rows.value.path()).read_text(encoding="utf-8-sig")
+    assert content.splitlines()[0].endswith(",Reason")
+    assert "Row 5, Code: The code contains a space" in content
+
+    # Paste codes; generation is then no longer offered.
+    page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
+    page.locator("#id_paste-text").fill("PASTED-1\nPASTED-2, PASTED-3")
+    page.locator("#paste-form").get_by_role("button", name="Upload").click()
+    page.locator(".import-history tbody tr").first.locator(".import-status-completed").wait_for()
+    assert page.get_by_text("no longer offers generation").is_visible()
+    assert Code.objects.filter(pool=pool).count() == 5  # 2 valid rows of the file, 3 pasted
+
+    # Usage rules: the two exclusive options are refused on both fields.
+    page.goto(f"{url}{reverse('admin:pools_pool_change', args=[pool.pk])}")
+    page.get_by_label("Description").fill("Welcome codes for the newsletter")
+    page.get_by_label("check that code was issued to customer before activation").check()
+    page.get_by_label("Validity period of an issued code (days)").fill("7")
+    page.get_by_label("Codes can be used multiple times").check()
+    page.get_by_role("button", name="Save and continue editing").click()
+    page.get_by_text("Please correct the errors below.").wait_for()
+    assert page.locator(".errorlist").count() >= 2
+    assert "cannot both be on" in page.locator(".errorlist").first.inner_text()
+
+    # Subscribe, then launch with multiple use: the option is locked.
+    page.get_by_label("check that code was issued to customer before activation").uncheck()
+    page.get_by_role("button", name="Save and continue editing").click()
+    page.get_by_role("button", name="Subscribe me").click()
+    page.get_by_text("You will get an e-mail when").wait_for()
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text("is launched and active").wait_for()
+    assert page.locator("#id_allow_multiple_use").count() == 0
+    assert page.locator("#id_slug").count() == 0
+    screenshot(page, "pool", full_page=True)
+    pool.refresh_from_db()
+    assert pool.is_active and pool.allow_multiple_use
+
+    page.goto(f"{url}/admin/pools/campaign/")
+    screenshot(page, "campaigns")
