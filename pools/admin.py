@@ -16,10 +16,11 @@ from imports.services import generation_allowed
 from notifications.models import LowStockAlert, Subscription
 from notifications.services import subscription_add, subscription_remove
 
+from .charts import stock_chart_svg
 from .forms import PoolAdminForm
 from .messages import message_preview
 from .models import Campaign, Code, CodeIssue, Pool, Redemption
-from .selectors import pools_with_counts
+from .selectors import pool_daily_activity, pools_with_counts
 from .services import CodeRefused, code_mark_issued, pool_launch, pool_save, pool_stock
 
 LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
@@ -36,11 +37,22 @@ def status_badge(pool: Pool) -> str:
 
 def counts_line(pool: Pool) -> str:
     return format_html(
-        "{} available · {} issued · {} redeemed",
+        "{} available · {} issued · {} redeemed{}",
         f"{pool.codes_available:,}",
         f"{pool.codes_issued:,}",
         f"{pool.codes_redeemed:,}",
+        low_stock_badge(pool),
     )
+
+
+def low_stock_badge(pool: Pool) -> str:
+    """Return a badge when the pool's stock is below its alert threshold, else nothing."""
+    if pool.notify_below_enabled and pool.notify_below and pool.codes_available < pool.notify_below:
+        return format_html(
+            ' <span class="stock-low" title="Alert threshold: {}">low stock</span>',
+            pool.notify_below,
+        )
+    return ""
 
 
 class AdminMedia:
@@ -211,7 +223,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.display(ordering="codes_available")
     def available(self, pool):
-        return f"{pool.codes_available:,}"
+        return format_html("{}{}", f"{pool.codes_available:,}", low_stock_badge(pool))
 
     @admin.display(ordering="codes_issued")
     def issued(self, pool):
@@ -288,12 +300,14 @@ class PoolAdmin(admin.ModelAdmin):
     def codes_summary(self, pool):
         if pool.pk is None:
             return "Save the pool to add codes."
+        stock = pool_stock(pool=pool)
         return render_to_string(
             "admin/pools/pool/codes_panel.html",
             {
                 "pool": pool,
                 "counts": counts_line(pool),
-                "stock": pool_stock(pool=pool),
+                "stock": stock,
+                "chart": stock_chart_svg(pool_daily_activity(pool, stock=stock)),
                 "snippet": f"{{{{ promo.{pool.template_parameter} }}}}",
                 "can_add": getattr(pool, "can_add_codes", False),
                 "generation_allowed": generation_allowed(pool),

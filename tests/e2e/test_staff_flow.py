@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 
 from imports.models import Import
 from pools.models import Code, Pool
-from tests.factories import make_manager
+from tests.factories import make_manager, make_pool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -121,3 +121,45 @@ def test_manager_sets_up_fills_and_launches_a_pool(
 
     page.goto(f"{url}/admin/pools/campaign/")
     screenshot(page, "campaigns")
+
+
+def test_admin_screens_fit_narrow_windows_and_work_by_keyboard(
+    browser_page, live_server, screenshot
+):
+    page = browser_page
+    make_manager("kai", email="kai@example.com")
+    pool = make_pool(description="Narrow screens")
+    url = live_server.url
+
+    # By keyboard alone: type the credentials, Enter submits.
+    page.goto(f"{url}/admin/")
+    page.keyboard.type("kai")
+    page.keyboard.press("Tab")
+    page.keyboard.type("secret-pass")
+    page.keyboard.press("Enter")
+    page.get_by_text("Campaigns and promo code pools").wait_for()
+
+    for width in (1280, 800):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in (
+            reverse("admin:pools_pool_change", args=[pool.pk]),
+            f"{reverse('admin:imports_import_add')}?pool={pool.pk}",
+            reverse("admin:pools_campaign_changelist"),
+        ):
+            page.goto(f"{url}{path}")
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{path} is {overflow}px too wide at {width}px"
+        # Every form field on the pool page has a label.
+        page.goto(f"{url}{reverse('admin:pools_pool_change', args=[pool.pk])}")
+        unlabelled = page.evaluate(
+            """[...document.querySelectorAll(
+                '#pool_form input:not([type=hidden]):not([type=submit]), #pool_form select,'
+                + ' #pool_form textarea')]
+                .filter(e => e.offsetParent !== null)  // shown, not the inlines' blank template
+                .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+                .map(e => e.name)"""
+        )
+        assert unlabelled == []
+    screenshot(page, "pool-800px")
