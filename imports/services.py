@@ -311,9 +311,10 @@ def _run_rows(job: Import) -> None:
         Import.objects.filter(pk=job.pk).update(progress_total=table.total)
         clean, rejected = [], []
         batch_size = _batch_size()
-        last_row = job.rows_done
+        # Read once: the commit thread moves job.rows_done on while this loop reads ahead.
+        resume_after = last_row = job.rows_done
         for row_number, cells in table.rows:
-            if row_number <= job.rows_done:
+            if row_number <= resume_after:
                 continue  # committed by an earlier attempt
             last_row = row_number
             row = clean_row(row_number, cells, tz)
