@@ -274,6 +274,7 @@ _ISSUABLE_NOW = (
 
 
 _CODE_COLUMNS = [field.column for field in Code._meta.concrete_fields]
+_CODE_ATTNAMES = [field.attname for field in Code._meta.concrete_fields]
 
 
 def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> Code:
@@ -297,6 +298,7 @@ def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> C
                     (pool_id, code_id, customer, idempotency_key, marked, issued_at)
                 SELECT pool_id, id, %(customer)s, %(key)s, false, %(now)s FROM claimed
             ), counted AS (
+                -- pool_counts_add's upsert, inlined so that all of this is one statement
                 INSERT INTO {PoolCounter._meta.db_table}
                     (pool_id, shard, available, issued, redeemed)
                 SELECT pool_id, %(shard)s, -1, 1, 0 FROM claimed
@@ -319,7 +321,7 @@ def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> C
         row = cursor.fetchone()
     if row is None:
         raise CodeRefused(Refusal.NO_CODES_LEFT)
-    code = Code.from_db(connection.alias, [f.attname for f in Code._meta.concrete_fields], row)
+    code = Code.from_db(connection.alias, _CODE_ATTNAMES, row)
     code.pool = pool
     return code
 
