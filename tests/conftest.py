@@ -2,6 +2,7 @@ import pytest
 
 from promo_project.celery import app as celery_app
 from tests.factories import make_manager, make_viewer
+from tests.worker import Worker, point_app_at, require_services, worker_env
 
 
 @pytest.fixture(autouse=True)
@@ -42,3 +43,31 @@ def manager_client(client, manager):
 def viewer_client(client, viewer):
     client.force_login(viewer)
     return client
+
+
+@pytest.fixture
+def broker_url():
+    """The local Redis, emptied, as the broker of this process and of the workers started."""
+    import redis
+
+    url = require_services()
+    redis.Redis.from_url(url).flushdb()
+    point_app_at(url)
+    yield url
+    point_app_at(url)
+
+
+@pytest.fixture
+def worker_factory(broker_url, tmp_path):
+    """Start real Celery workers on the test's database; settings overrides as keywords."""
+    workers = []
+
+    def start(**overrides):
+        env = worker_env(broker_url, **overrides)
+        worker = Worker(env, tmp_path / "worker.log").start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

@@ -12,35 +12,9 @@ from imports.services import import_file_start
 from pools.models import Code
 from tests.factories import make_manager, make_pool
 from tests.imports.files import csv_upload
-from tests.worker import Worker, point_app_at, require_services, wait_for, worker_env
+from tests.worker import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def broker_url():
-    import redis
-
-    url = require_services()
-    redis.Redis.from_url(url).flushdb()
-    point_app_at(url)
-    yield url
-    point_app_at(url)
-
-
-@pytest.fixture
-def worker_factory(broker_url, tmp_path):
-    workers = []
-
-    def start(**overrides):
-        env = worker_env(broker_url, **overrides)
-        worker = Worker(env, tmp_path / "worker.log").start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
 
 
 def finished(job):
