@@ -79,8 +79,8 @@ def generation_allowed(pool: Pool) -> bool:
 
 
 def pool_code_total(pool: Pool) -> int:
-    counted = pools_with_counts(Pool.objects.filter(pk=pool.pk)).get()
-    return counted.codes_available + counted.codes_issued + counted.codes_redeemed
+    """Return how many codes the pool holds, whatever their status (expired ones too)."""
+    return pools_with_counts(Pool.objects.filter(pk=pool.pk)).get().codes_total
 
 
 def import_file_start(*, pool: Pool, file, user=None) -> Import:

@@ -327,7 +327,7 @@ class PoolAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs, request):
         # Django would list every code to be deleted; a million codes cannot be listed.
         pools = list(pools_with_counts(Pool.objects.filter(pk__in=[p.pk for p in objs])))
-        codes = sum(p.codes_available + p.codes_issued + p.codes_redeemed for p in pools)
+        codes = sum(p.codes_total for p in pools)
         summary = [f"Pool {p.slug} with all its codes" for p in pools]
         perms_needed = set()
         if not all(self.has_delete_permission(request, p) for p in pools):

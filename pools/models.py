@@ -255,6 +255,8 @@ class PoolCounter(models.Model):
     available = models.BigIntegerField(default=0)
     issued = models.BigIntegerField(default=0)
     redeemed = models.BigIntegerField(default=0)
+    # db_default: statements that write the other counts directly leave this one out.
+    expired = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [

@@ -2,7 +2,7 @@
 
 from datetime import datetime, time, timedelta
 
-from django.db.models import Count, QuerySet, Sum, Value
+from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
@@ -10,7 +10,8 @@ from .models import Pool
 
 
 def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
-    """Annotate pools with their code counts: codes_available, codes_issued, codes_redeemed.
+    """Annotate pools with their code counts: codes_available, codes_issued, codes_redeemed,
+    codes_expired and codes_total.
 
     One join on the pool's few counter rows, never a count over its codes.
     """
@@ -19,6 +20,12 @@ def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
         codes_available=Coalesce(Sum("counters__available"), Value(0)),
         codes_issued=Coalesce(Sum("counters__issued"), Value(0)),
         codes_redeemed=Coalesce(Sum("counters__redeemed"), Value(0)),
+        codes_expired=Coalesce(Sum("counters__expired"), Value(0)),
+    ).annotate(
+        codes_total=F("codes_available")
+        + F("codes_issued")
+        + F("codes_redeemed")
+        + F("codes_expired")
     )
 
 

@@ -116,8 +116,11 @@ def pool_launch(*, pool: Pool, user=None) -> Pool:
     return stored
 
 
-def pool_counts_add(*, pool_id: int, available: int = 0, issued: int = 0, redeemed: int = 0):
-    """Add the given deltas to a pool's code counts, inside the caller's transaction.
+def pool_counts_add(
+    *, pool_id: int, available: int = 0, issued: int = 0, redeemed: int = 0, expired: int = 0
+):
+    """Add the given deltas to a pool's code counts (one per code status, named like it),
+    inside the caller's transaction.
 
     Call it in the same transaction as the change of codes it counts.
     """
@@ -126,12 +129,13 @@ def pool_counts_add(*, pool_id: int, available: int = 0, issued: int = 0, redeem
     # and SQLite accept this statement.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (pool_id, shard, available, issued, redeemed) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (pool_id, shard) DO UPDATE SET "
+            f"INSERT INTO {table} (pool_id, shard, available, issued, redeemed, expired) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (pool_id, shard) DO UPDATE SET "
             f"available = {table}.available + excluded.available, "
             f"issued = {table}.issued + excluded.issued, "
-            f"redeemed = {table}.redeemed + excluded.redeemed",
-            [pool_id, random.randrange(COUNTER_SHARDS), available, issued, redeemed],
+            f"redeemed = {table}.redeemed + excluded.redeemed, "
+            f"expired = {table}.expired + excluded.expired",
+            [pool_id, random.randrange(COUNTER_SHARDS), available, issued, redeemed, expired],
         )
 
 
@@ -454,12 +458,8 @@ def code_redeem(
         found.status = Code.Status.REDEEMED
     found.save(update_fields=["status", "redeemed_at", "times_redeemed"])
     if not found.pool.allow_multiple_use:
-        pool_counts_add(
-            pool_id=found.pool_id,
-            available=-1 if was == Code.Status.AVAILABLE else 0,
-            issued=-1 if was == Code.Status.ISSUED else 0,
-            redeemed=1,
-        )
+        # The counts are named like the statuses: the code leaves its old one.
+        pool_counts_add(pool_id=found.pool_id, redeemed=1, **{was: -1})
     return redemption
 
 
@@ -486,9 +486,7 @@ def code_mark_issued(*, code: str, customer: str, pool: Pool | None = None) -> C
             timezone.now(),
         )
         found.save(update_fields=["status", "issued_to", "issued_at"])
-        pool_counts_add(
-            pool_id=found.pool_id, available=-1 if was == Code.Status.AVAILABLE else 0, issued=1
-        )
+        pool_counts_add(pool_id=found.pool_id, issued=1, **{was: -1})
     elif CodeIssue.objects.filter(code=found, customer=customer).exists():
         return found
     CodeIssue.objects.create(pool=found.pool, code=found, customer=customer, marked=True)
@@ -511,6 +509,6 @@ def codes_expire(*, at=None) -> dict[int, int]:
                 .update(status=Code.Status.EXPIRED)
             )
             if count:
-                pool_counts_add(pool_id=pool_id, available=-count)
+                pool_counts_add(pool_id=pool_id, available=-count, expired=count)
                 expired[pool_id] = count
     return expired

@@ -245,3 +245,22 @@ def test_key_race_inside_a_transaction_leaves_it_usable(monkeypatch):
         with pytest.raises(IntegrityError):  # the key's unique constraint
             code_issue(pool=pool, customer="c", idempotency_key="dup")
         assert Code.objects.filter(pk=first.pk).exists()  # the transaction still works
+
+
+def test_expired_codes_stay_counted_until_redeemed():
+    from pools.services import codes_expire
+
+    pool = make_pool(launched=True)
+    now = timezone.now()
+    make_codes(pool, ["LATE"], issue_end=now - timedelta(days=1), available_till=now + timedelta(1))
+    make_codes(pool, ["FRESH"])
+
+    assert codes_expire() == {pool.pk: 1}
+    counted = pools_with_counts().get(pk=pool.pk)
+    assert (counted.codes_available, counted.codes_expired, counted.codes_total) == (1, 1, 2)
+
+    # Past its issue window, but a customer who has it may still redeem it until Available-till.
+    code_redeem(code="LATE", customer="c")
+    counted = pools_with_counts().get(pk=pool.pk)
+    assert (counted.codes_expired, counted.codes_redeemed, counted.codes_total) == (0, 1, 2)
+    assert pool_stock(pool=pool) == 1
