@@ -52,14 +52,10 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from rest_framework_api_key.models import APIKey  # noqa: E402
 
+from pools.code_services import code_issue  # noqa: E402
+from pools.counters import pool_counts_add  # noqa: E402
 from pools.models import Code, Pool  # noqa: E402
-from pools.services import (  # noqa: E402
-    campaign_create,
-    code_issue,
-    pool_counts_add,
-    pool_create,
-    pool_launch,
-)
+from pools.services import campaign_create, pool_create, pool_launch  # noqa: E402
 
 SLUG = "issue-bench"
 BARE_SQL = """

@@ -1,25 +1,48 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from notifications.services import import_notices_enabled, import_notices_set
+from pools.admin import PageParts, pool_page
+from pools.exports import csv_response, xlsx_response
 from pools.models import Pool
+from pools.selectors import pool_code_total
 
 from . import services
-from .exports import csv_response, xlsx_response
 from .forms import GenerateForm, PasteForm, UploadForm
 from .generation import CodeFormat
 from .models import Import
 from .readers import TEMPLATE_COLUMNS
+from .selectors import generation_allowed, pool_import_history
 from .templates_download import TEMPLATE_EXAMPLE_ROW, TEMPLATE_NOTES, template_csv, template_xlsx
 
 IMPORT_QUEUED = "Import {job} is queued: its progress shows in the import history below."
 REJECTED_SHOWN = 100
+
+# What the apps above imports add to the "Add codes" page (sections: callables (request, pool)).
+add_codes_page = PageParts()
+
+
+def pool_codes_section(request, pool) -> str:
+    """The import part of a pool page's Codes section: Add codes, templates, import history."""
+    return render_to_string(
+        "admin/imports/import/pool_section.html",
+        {
+            "pool": pool,
+            "can_add": request.user.has_perm("imports.add_import"),
+            "generation_allowed": generation_allowed(pool),
+            "history": pool_import_history(pool),
+        },
+        request=request,
+    )
+
+
+pool_page.sections.append(pool_codes_section)
 
 
 def status_cell(job: Import) -> str:
@@ -73,16 +96,21 @@ class ImportAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("template.<str:file_format>", wrap(self.template_view), name="imports_template"),
-            path("<int:pk>/progress/", wrap(self.progress_view), name="imports_import_progress"),
             path(
-                "<int:pk>/rejected.<str:file_format>",
+                "<path:object_id>/progress/",
+                wrap(self.progress_view),
+                name="imports_import_progress",
+            ),
+            path(
+                "<path:object_id>/rejected.<str:file_format>",
                 wrap(self.rejected_view),
                 name="imports_import_rejected",
             ),
             path(
-                "<int:pk>/rerun/", wrap(require_POST(self.rerun_view)), name="imports_import_rerun"
+                "<path:object_id>/rerun/",
+                wrap(require_POST(self.rerun_view)),
+                name="imports_import_rerun",
             ),
-            path("notices/", wrap(require_POST(self.notices_view)), name="imports_notices"),
             *super().get_urls(),
         ]
 
@@ -91,7 +119,9 @@ class ImportAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        pool = get_object_or_404(Pool, pk=request.GET.get("pool") or 0)
+        pool = Pool.objects.filter(pk=_int_or_none(request.GET.get("pool"))).first()
+        if pool is None:
+            raise Http404("No such pool.")
         forms = {
             "upload": UploadForm(prefix="upload"),
             "paste": PasteForm(prefix="paste"),
@@ -120,12 +150,12 @@ class ImportAdmin(admin.ModelAdmin):
                 "title": f"Add codes to {pool}",
                 "pool": pool,
                 "forms": forms,
-                "generation_allowed": services.generation_allowed(pool),
+                "generation_allowed": generation_allowed(pool),
                 "available_for_generation": CodeFormat().available_for_generation(
-                    services.pool_code_total(pool)
+                    pool_code_total(pool)
                 ),
-                "history": pool.imports.select_related("created_by")[:20],
-                "import_notices": import_notices_enabled(request.user),
+                "history": pool_import_history(pool, limit=20),
+                "parts": add_codes_page.render(add_codes_page.sections, request, pool),
                 "template_columns": TEMPLATE_COLUMNS,
                 "template_example": TEMPLATE_EXAMPLE_ROW,
                 "template_notes": TEMPLATE_NOTES,
@@ -163,10 +193,16 @@ class ImportAdmin(admin.ModelAdmin):
             },
         )
 
-    def progress_view(self, request, pk):
-        job = get_object_or_404(Import, pk=pk)
+    def _get_job(self, request, object_id) -> Import:
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
         if not self.has_view_permission(request, job):
             raise PermissionDenied
+        return job
+
+    def progress_view(self, request, object_id):
+        job = self._get_job(request, object_id)
         return JsonResponse(
             {
                 "status": job.status,
@@ -179,9 +215,9 @@ class ImportAdmin(admin.ModelAdmin):
             }
         )
 
-    def rejected_view(self, request, pk, file_format):
-        job = get_object_or_404(Import, pk=pk)
-        if not self.has_view_permission(request, job) or file_format not in ("csv", "xlsx"):
+    def rejected_view(self, request, object_id, file_format):
+        job = self._get_job(request, object_id)
+        if file_format not in ("csv", "xlsx"):
             raise Http404
         rows = _rejected_rows(job)
         filename = f"import-{job.pk}-rejected-rows.{file_format}"
@@ -196,20 +232,8 @@ class ImportAdmin(admin.ModelAdmin):
             return template_xlsx()
         raise Http404
 
-    def notices_view(self, request):
-        """Turn the user's own import-finished e-mails on or off."""
-        enabled = request.POST.get("enabled") == "1"
-        import_notices_set(user=request.user, enabled=enabled)
-        messages.success(
-            request,
-            "You will get an e-mail when your imports finish."
-            if enabled
-            else "You will no longer get e-mails when your imports finish.",
-        )
-        return HttpResponseRedirect(request.POST.get("next") or reverse("admin:index"))
-
-    def rerun_view(self, request, pk):
-        job = get_object_or_404(Import, pk=pk)
+    def rerun_view(self, request, object_id):
+        job = self._get_job(request, object_id)
         if not self.has_add_permission(request):
             raise PermissionDenied
         try:
@@ -217,8 +241,17 @@ class ImportAdmin(admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            messages.success(request, f"Import {job} is queued again.")
+            message = f"Import {job} is queued again."
+            self.log_change(request, job, message)
+            messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _add_errors(form, error: ValidationError) -> None:

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.db import models
 
-from pools.models import Pool
+from pools.models import CodeAddition, Pool
 
 
 class Import(models.Model):
@@ -28,6 +28,10 @@ class Import(models.Model):
     FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_ERRORS, Status.FAILED)
 
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="imports")
+    # The pool's record of the codes this import adds (the pool's chart counts them there).
+    addition = models.OneToOneField(
+        CodeAddition, on_delete=models.SET_NULL, null=True, blank=True, related_name="import_job"
+    )
     source = models.CharField(max_length=16, choices=Source.choices)
     status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED)
     file = models.FileField(upload_to="imports/%Y/%m/", blank=True)

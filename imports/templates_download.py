@@ -4,7 +4,8 @@ import io
 
 from django.http import HttpResponse
 
-from .exports import XLSX_CONTENT_TYPE, csv_response
+from pools.exports import XLSX_CONTENT_TYPE, csv_response
+
 from .readers import TEMPLATE_COLUMNS
 
 TEMPLATE_EXAMPLE_ROW = ("SPRING-7KQ2", "2026-03-01 00:00", "2026-03-31", "01.03.2026", "30.04.2026")

@@ -5,11 +5,19 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
+        from imports.signals import import_finished
         from pools.signals import stock_changed
 
+        from . import tasks
         from .services import low_stock_check
+        from .signals import alert_raised
 
         def check(sender, pool, **kwargs):
+            # Synchronous and cheap: a few counter rows; an e-mail is queued only on a crossing.
             low_stock_check(pool=pool)
 
         stock_changed.connect(check, weak=False, dispatch_uid="notifications.low_stock_check")
+        import_finished.connect(
+            tasks.import_notice_enqueue, dispatch_uid="notifications.import_notice"
+        )
+        alert_raised.connect(tasks.alert_enqueue, dispatch_uid="notifications.alert_send")

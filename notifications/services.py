@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from imports.models import Import
 from pools.models import CodeIssue, Pool
-from pools.services import codes_expire, pool_stock
+from pools.selectors import pool_stock
 
 from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
+from .signals import alert_raised
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +58,8 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     is locked. Returns the new alert, if one was raised.
     """
     pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
-    # A draft pool issues nothing, so it cannot run low; launching it checks.
-    enabled = pool.is_active and pool.notify_below_enabled and pool.notify_below
     stock = pool_stock(pool=pool)
-    below = bool(enabled) and stock < pool.notify_below
+    below = _alerts_now(pool, stock)
     state = PoolAlertState.objects.filter(pool=pool).first()
     armed = state is None or state.armed
     if below != armed:
@@ -70,7 +69,7 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         # Read again under the lock: a stock read before it may be stale, and re-arming on a
         # stale "above" would let the next issue alert a second time for the same crossing.
         stock = pool_stock(pool=pool)
-        below = bool(enabled) and stock < pool.notify_below
+        below = _alerts_now(pool, stock)
         if not below:
             state.armed = True
             state.save(update_fields=["armed"])
@@ -83,19 +82,17 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         alert = LowStockAlert.objects.create(
             pool=pool, crossing=state.crossings, stock=stock, threshold=pool.notify_below
         )
-        transaction.on_commit(lambda: _enqueue_alert(alert.pk))
+        transaction.on_commit(lambda: alert_raised.send(sender=LowStockAlert, alert=alert))
     return alert
 
 
-def _enqueue_alert(alert_id: int) -> None:
-    from .tasks import alert_send
-
-    alert_send.delay(alert_id)
+def _alerts_now(pool: Pool, stock: int) -> bool:
+    # A draft pool issues nothing, so it cannot run low; launching it checks.
+    return pool.is_active and pool.is_below_threshold(stock)
 
 
 def pools_check_stock() -> None:
-    """Expire codes past their dates, then check every pool that alerts or may re-arm."""
-    codes_expire()
+    """Check every pool that alerts or may re-arm (a safety net for missed stock changes)."""
     watched = Pool.objects.filter(Q(notify_below_enabled=True) | Q(alert_state__armed=False))
     for pool in watched:
         low_stock_check(pool=pool)

@@ -1,4 +1,5 @@
-"""Celery tasks: each loads nothing but ids and calls the service of the same name."""
+"""Celery tasks: each loads nothing but ids and calls the service of the same name, and the
+receivers that queue them (connected in apps.py)."""
 
 import smtplib
 
@@ -23,3 +24,11 @@ def import_notice_send(import_id: int):
 @shared_task
 def pools_check_stock():
     services.pools_check_stock()
+
+
+def alert_enqueue(sender, alert, **kwargs) -> None:
+    alert_send.delay(alert.pk)
+
+
+def import_notice_enqueue(sender, job, **kwargs) -> None:
+    import_notice_send.delay(job.pk)

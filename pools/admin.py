@@ -1,32 +1,52 @@
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
-
-from imports.exports import code_rows, csv_response, xlsx_response
-from imports.selectors import pool_import_history
-from imports.services import generation_allowed
-from notifications.models import LowStockAlert, Subscription
-from notifications.services import subscription_add, subscription_remove
+from django.utils.safestring import mark_safe
 
 from .charts import stock_chart_svg
+from .code_services import code_mark_issued
+from .exports import code_rows, csv_response, xlsx_response
 from .forms import PoolAdminForm
 from .messages import message_preview
 from .models import Campaign, Code, CodeIssue, Pool, Redemption
-from .selectors import pool_daily_activity, pools_with_counts
-from .services import CodeRefused, code_mark_issued, pool_launch, pool_save, pool_stock
+from .refusals import CodeRefused
+from .selectors import pool_daily_activity, pool_stock, pools_with_counts
+from .services import pool_launch, pool_save
 
 LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
 LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
 LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
 MARKED_ISSUED = "The code {code} is marked as issued to {customer}."
+SAVE_TO_ADD_CODES = "Save the pool to add codes."
+
+
+class PageParts:
+    """What the apps above pools add to its admin pages, so that pools imports none of them.
+
+    Each app registers its parts from its own admin module, which the admin imports at start:
+    inlines, and callables (request, obj) -> HTML for the Codes section of a pool's page and
+    for the object tools beside "History".
+    """
+
+    def __init__(self):
+        self.inlines: list[type[admin.options.InlineModelAdmin]] = []
+        self.sections: list = []
+        self.object_tools: list = []
+
+    def render(self, parts, request, obj) -> str:
+        return mark_safe("".join(str(part(request, obj)) for part in parts))
+
+
+pool_page = PageParts()
+campaign_page = PageParts()
 
 
 def status_badge(pool: Pool) -> str:
@@ -47,7 +67,7 @@ def counts_line(pool: Pool) -> str:
 
 def low_stock_badge(pool: Pool) -> str:
     """Return a badge when the pool's stock is below its alert threshold, else nothing."""
-    if pool.notify_below_enabled and pool.notify_below and pool.codes_available < pool.notify_below:
+    if pool.is_below_threshold(pool.codes_available):
         return format_html(
             ' <span class="stock-low" title="Alert threshold: {}">low stock</span>',
             pool.notify_below,
@@ -70,33 +90,6 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_add_permission(self, request, obj=None):
         return False
-
-
-class PoolSubscriptionInline(admin.TabularInline):
-    model = Subscription
-    fk_name = "pool"
-    fields = ("user", "created_at")
-    readonly_fields = ("created_at",)
-    extra = 0
-    verbose_name_plural = "subscribed staff (low-stock e-mails)"
-
-
-class CampaignSubscriptionInline(PoolSubscriptionInline):
-    fk_name = "campaign"
-    verbose_name_plural = "subscribed staff (low-stock e-mails of every pool of the campaign)"
-
-
-class LowStockAlertInline(ReadOnlyInline):
-    model = LowStockAlert
-    fields = ("created_at", "stock", "threshold", "recipients")
-    verbose_name_plural = "low-stock alerts sent"
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("deliveries")
-
-    @admin.display(description="sent to")
-    def recipients(self, alert):
-        return ", ".join(d.email for d in alert.deliveries.all()) or "— (not sent yet)"
 
 
 class PoolInline(ReadOnlyInline):
@@ -122,8 +115,11 @@ class CampaignAdmin(admin.ModelAdmin):
     list_display = ("name", "pools_overview", "created_at")
     search_fields = ("name",)
     fields = ("name", "description")
-    inlines = [PoolInline, CampaignSubscriptionInline]
+    inlines = [PoolInline]
     Media = AdminMedia
+
+    def get_inlines(self, request, obj):
+        return [*self.inlines, *campaign_page.inlines]
 
     def get_queryset(self, request):
         # All pools with their counts in one query, however many campaigns the page lists.
@@ -180,7 +176,6 @@ class PoolAdmin(admin.ModelAdmin):
             "General settings",
             {"fields": ("campaign", "description", "slug", "template_parameter")},
         ),
-        ("Codes", {"fields": ("codes_summary",)}),
         (
             "Usage settings",
             {
@@ -195,8 +190,7 @@ class PoolAdmin(admin.ModelAdmin):
         ("Notification settings", {"fields": ("notify_below_enabled", "notify_below")}),
         ("Status", {"fields": ("status", "launched_at", "launched_by")}),
     )
-    readonly_fields = ("codes_summary", "status", "launched_at", "launched_by")
-    inlines = [PoolSubscriptionInline, LowStockAlertInline]
+    readonly_fields = ("status", "launched_at", "launched_by")
     radio_fields = {"processing": admin.VERTICAL}
 
     class Media:
@@ -205,6 +199,9 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return pools_with_counts(super().get_queryset(request))
+
+    def get_inlines(self, request, obj):
+        return [*self.inlines, *pool_page.inlines]
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
@@ -235,10 +232,8 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         preview = self.admin_site.admin_view(self.message_preview_view)
-        subscription = self.admin_site.admin_view(self.subscription_view)
         return [
             path("message-preview/", preview, name="pools_pool_message_preview"),
-            path("<int:pk>/subscription/", subscription, name="pools_pool_subscription"),
             *super().get_urls(),
         ]
 
@@ -266,40 +261,15 @@ class PoolAdmin(admin.ModelAdmin):
             },
         )
 
-    def subscription_view(self, request, pk):
-        """Subscribe the user to the pool's low-stock e-mails, or unsubscribe them."""
-        pool = get_object_or_404(Pool, pk=pk)
-        if request.method != "POST" or not self.has_view_permission(request, pool):
-            raise PermissionDenied
-        if request.POST.get("subscribe") == "1":
-            subscription_add(user=request.user, pool=pool)
-            message = f"You will get an e-mail when “{pool}” runs low."
-            if not request.user.email:
-                message += " Add an e-mail address to your account first."
-            messages.success(request, message)
-        else:
-            subscription_remove(user=request.user, pool=pool)
-            messages.success(request, f"You will no longer get low-stock e-mails of “{pool}”.")
-        return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pk]))
-
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        if obj is not None:
-            context["subscribed"] = Subscription.objects.filter(
-                user=request.user, pool=obj
-            ).exists()
+        if obj is None:
+            context["codes_section"] = SAVE_TO_ADD_CODES
+        else:
+            context["codes_section"] = self._codes_section(request, obj)
+            context["extra_object_tools"] = pool_page.render(pool_page.object_tools, request, obj)
         return self._render_with_launch(request, context, add, change, form_url, obj)
 
-    def get_object(self, request, object_id, from_field=None):
-        pool = super().get_object(request, object_id, from_field)
-        if pool is not None:
-            # Read-only field callables get no request; the codes panel needs to know this.
-            pool.can_add_codes = request.user.has_perm("imports.add_import")
-        return pool
-
-    @admin.display(description="codes")
-    def codes_summary(self, pool):
-        if pool.pk is None:
-            return "Save the pool to add codes."
+    def _codes_section(self, request, pool) -> str:
         stock = pool_stock(pool=pool)
         return render_to_string(
             "admin/pools/pool/codes_panel.html",
@@ -309,10 +279,9 @@ class PoolAdmin(admin.ModelAdmin):
                 "stock": stock,
                 "chart": stock_chart_svg(pool_daily_activity(pool, stock=stock)),
                 "snippet": f"{{{{ promo.{pool.template_parameter} }}}}",
-                "can_add": getattr(pool, "can_add_codes", False),
-                "generation_allowed": generation_allowed(pool),
-                "history": pool_import_history(pool),
+                "parts": pool_page.render(pool_page.sections, request, pool),
             },
+            request=request,
         )
 
     def save_model(self, request, obj, form, change):
@@ -438,7 +407,7 @@ class CodeAdmin(admin.ModelAdmin):
         mark_issued = self.admin_site.admin_view(self.mark_issued_view)
         return [
             path("export.<str:file_format>", export, name="pools_code_export"),
-            path("<int:pk>/mark-issued/", mark_issued, name="pools_code_mark_issued"),
+            path("<path:object_id>/mark-issued/", mark_issued, name="pools_code_mark_issued"),
             *super().get_urls(),
         ]
 
@@ -451,9 +420,11 @@ class CodeAdmin(admin.ModelAdmin):
         )
         return super().render_change_form(request, context, add, change, form_url, obj)
 
-    def mark_issued_view(self, request, pk):
+    def mark_issued_view(self, request, object_id):
         """Record that the code was handed to a customer elsewhere."""
-        code = get_object_or_404(Code.objects.select_related("pool"), pk=pk)
+        code = self.get_object(request, unquote(object_id))
+        if code is None:
+            raise Http404
         if request.method != "POST" or not self.has_change_permission(request, code):
             raise PermissionDenied
         customer = request.POST.get("customer", "")
@@ -464,8 +435,10 @@ class CodeAdmin(admin.ModelAdmin):
         except ValidationError as invalid:
             messages.error(request, " ".join(invalid.messages))
         else:
-            messages.success(request, MARKED_ISSUED.format(code=code, customer=customer.strip()))
-        return HttpResponseRedirect(reverse("admin:pools_code_change", args=[pk]))
+            message = MARKED_ISSUED.format(code=code, customer=customer.strip())
+            self.log_change(request, code, message)
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
 
     def export_view(self, request, file_format):
         """Download the codes the list shows (same filters and search) as CSV or XLSX."""

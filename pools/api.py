@@ -19,16 +19,10 @@ from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
 from .api_base import error_body
+from .code_services import code_check, code_issue, code_mark_issued, code_redeem
 from .models import CODE_MAX_LENGTH, CUSTOMER_MAX_LENGTH, Code, Pool, Redemption
-from .services import (
-    CodeRefused,
-    Refusal,
-    code_check,
-    code_issue,
-    code_mark_issued,
-    code_redeem,
-    pool_stock,
-)
+from .refusals import CodeRefused, Refusal
+from .selectors import pool_stock
 
 UNKNOWN_POOL = "unknown_pool"
 

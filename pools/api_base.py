@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework_api_key.models import APIKey
 from rest_framework_api_key.permissions import HasAPIKey
 
-from .services import CodeRefused, Refusal
+from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
 

@@ -5,8 +5,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from .code_services import code_issue
 from .models import Code, Pool
-from .services import code_issue
 
 PARAMETER = re.compile(r"\{\{\s*promo\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 UNKNOWN_PARAMETERS = "No pool has the template parameter {names}."

@@ -1,9 +1,13 @@
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from .refusals import Refusal
 
 CODE_MAX_LENGTH = 100
 CUSTOMER_MAX_LENGTH = 200
@@ -164,8 +168,8 @@ class Pool(models.Model):
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
         if self.notify_below_enabled and not self.notify_below:
             errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
-        if self.is_active and not self.description.strip():
-            errors["description"] = DESCRIPTION_REQUIRED_FOR_LAUNCH
+        if self.is_active:
+            errors.update(self.launch_blockers())
         if errors:
             raise ValidationError(errors)
 
@@ -175,6 +179,10 @@ class Pool(models.Model):
         if not self.description.strip():
             blockers["description"] = DESCRIPTION_REQUIRED_FOR_LAUNCH
         return blockers
+
+    def is_below_threshold(self, stock: int) -> bool:
+        """Return True if the pool alerts on low stock and `stock` is below its threshold."""
+        return bool(self.notify_below_enabled and self.notify_below) and stock < self.notify_below
 
 
 class Code(models.Model):
@@ -240,6 +248,30 @@ class Code(models.Model):
 
     def __str__(self):
         return self.code
+
+    def redeem_refusal(self, customer: str, at=None) -> Refusal | None:
+        """Return why `customer` cannot redeem this code now (or at `at`), or None if they can.
+
+        Check, redeem and the admin all ask this one question; `self.pool` must be loaded.
+        """
+        at = at or timezone.now()
+        pool = self.pool
+        if not pool.is_active:
+            return Refusal.POOL_NOT_ACTIVE
+        if pool.processing == Pool.Processing.EXTERNAL:
+            return Refusal.PROCESSED_EXTERNALLY
+        if self.available_from and at < self.available_from:
+            return Refusal.NOT_YET_AVAILABLE
+        if self.available_till and at > self.available_till:
+            return Refusal.EXPIRED
+        if self.status == Code.Status.REDEEMED:
+            return Refusal.ALREADY_REDEEMED
+        if pool.require_issue_before_redeem:
+            if self.status != Code.Status.ISSUED or self.issued_to != customer:
+                return Refusal.NOT_ISSUED_TO_CUSTOMER
+            if self.issued_at + timedelta(days=pool.issued_validity_days) < at:
+                return Refusal.VALIDITY_PERIOD_OVER
+        return None
 
 
 class PoolCounter(models.Model):
@@ -320,3 +352,24 @@ class Redemption(models.Model):
 
     def __str__(self):
         return f"{self.code} by {self.customer}"
+
+
+class CodeAddition(models.Model):
+    """One addition of codes to a pool: an upload, a pasted list or a generation run.
+
+    Whatever adds the codes (an import, in the imports app) points to its addition, so that the
+    pool's own screens count what was added when without knowing about imports.
+    """
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="additions")
+    codes_added = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    # When codes were last added: the day the stock chart counts them on.
+    added_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "added_at"], name="code_addition_pool_time")]
+
+    def __str__(self):
+        return f"{self.codes_added:,} codes added to {self.pool}"

@@ -6,7 +6,7 @@ from django.db.models import Count, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from .models import Pool
+from .models import CodeAddition, CodeIssue, Pool, PoolCounter, Redemption
 
 
 def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
@@ -29,6 +29,19 @@ def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
     )
 
 
+def pool_stock(*, pool: Pool) -> int:
+    """Return how many codes of the pool can still be issued (its available codes).
+
+    Read from the pool's counter rows: cheap enough to call after every issue.
+    """
+    return PoolCounter.objects.filter(pool=pool).aggregate(total=Sum("available"))["total"] or 0
+
+
+def pool_code_total(pool: Pool) -> int:
+    """Return how many codes the pool holds, whatever their status (expired ones too)."""
+    return pools_with_counts(Pool.objects.filter(pk=pool.pk)).get().codes_total
+
+
 def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]:
     """Return, for each of the last `days` days, the codes added, issued and redeemed, and the
     stock left at the day's end.
@@ -37,10 +50,6 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
     minus used up); codes that expired are not in the movements, so before an expiry the line
     runs a little low.
     """
-    from imports.models import Import
-
-    from .models import CodeIssue, Redemption
-
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
     since = timezone.make_aware(datetime.combine(first, time.min))
@@ -54,7 +63,7 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
         )
         return {row["day"]: row["total"] or 0 for row in rows}
 
-    added = per_day(Import.objects.filter(pool=pool), "finished_at", "codes_added")
+    added = per_day(CodeAddition.objects.filter(pool=pool), "added_at", "codes_added")
     issued = per_day(CodeIssue.objects.filter(pool=pool), "issued_at")
     redeemed = per_day(Redemption.objects.filter(code__pool=pool), "redeemed_at")
     # What uses a code up: issuing it in a single-use pool (redeeming an issued code does not

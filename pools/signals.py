@@ -1,5 +1,21 @@
+"""What the pools app announces to the apps above it, which connect in their AppConfig.ready().
+
+Pools imports nothing from them; each signal is sent once the transaction that caused it has
+committed, so a receiver never sees, nor acts on, a change that is then rolled back.
+"""
+
+from django.db import transaction
 from django.dispatch import Signal
 
-# Sent after something may have changed a pool's stock or its alert settings (codes issued or
-# added, settings saved), with `pool`. The notifications app checks for low stock on it.
+# Something may have changed a pool's stock or its alert settings (codes issued, added or
+# expired, settings saved, launched); sent with `pool`. The notifications app checks for low
+# stock on it.
 stock_changed = Signal()
+
+
+def stock_changed_on_commit(pool) -> None:
+    """Send stock_changed for `pool` after the current transaction commits (at once outside
+    one)."""
+    from .models import Pool
+
+    transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool))

@@ -175,7 +175,12 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULE = {
     # Safety net for imports whose worker was killed outright.
     "imports-recover-stale": {"task": "imports.tasks.imports_recover_stale", "schedule": 60.0},
-    # Expire codes past their dates and alert on pools they leave short.
+    # Expire codes past their dates (each pool they leave short is checked for alerts).
+    "codes-expire": {
+        "task": "pools.tasks.codes_expire",
+        "schedule": float(os.environ.get("EXPIRY_SECONDS", "300")),
+    },
+    # Safety net for low-stock alerts: checks every pool that alerts or may re-arm.
     "pools-check-stock": {
         "task": "notifications.tasks.pools_check_stock",
         "schedule": float(os.environ.get("STOCK_CHECK_SECONDS", "300")),

@@ -5,9 +5,10 @@ import itertools
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
+from pools.counters import pool_counts_add
 from pools.groups import MANAGERS, VIEWERS
 from pools.models import Code, Pool
-from pools.services import campaign_create, pool_counts_add, pool_create, pool_launch
+from pools.services import campaign_create, pool_create, pool_launch
 
 _numbers = itertools.count(1)
 

@@ -5,8 +5,8 @@ import pytest
 from django.urls import reverse
 from openpyxl import load_workbook
 
+from imports.engine import import_run
 from imports.models import Import
-from imports.services import import_run
 from pools.models import Code
 from tests.factories import make_codes, make_pool
 from tests.imports.files import csv_upload

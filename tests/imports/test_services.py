@@ -5,17 +5,15 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from imports import loader, services
+from imports import engine, loader
+from imports.engine import RunOutcome, import_run, imports_recover_stale
 from imports.models import Import
+from imports.selectors import generation_allowed
 from imports.services import (
-    RunOutcome,
-    generation_allowed,
     import_file_start,
     import_generate_start,
     import_rerun,
-    import_run,
     import_text_start,
-    imports_recover_stale,
 )
 from imports.validation import DUPLICATE_IN_FILE
 from pools.models import Code
@@ -218,7 +216,7 @@ def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_cou
             raise ConnectionError("database went away")
         return real_load_batch(**kwargs)
 
-    monkeypatch.setattr(services, "load_batch", crash_on_second_batch)
+    monkeypatch.setattr(engine, "load_batch", crash_on_second_batch)
     job = run(job)
 
     assert job.status == Import.Status.FAILED
@@ -286,7 +284,7 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     exhausted = import_text_start(pool=make_pool(), text="B")
     Import.objects.filter(pk=retried.pk).update(status="running", heartbeat_at=stale, attempts=1)
     Import.objects.filter(pk=exhausted.pk).update(
-        status="running", heartbeat_at=stale, attempts=services.MAX_ATTEMPTS
+        status="running", heartbeat_at=stale, attempts=engine.MAX_ATTEMPTS
     )
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 def test_subscribe_me_and_unsubscribe_on_the_pool_page(manager_client, manager):
     pool = make_pool()
     url = reverse("admin:pools_pool_change", args=[pool.pk])
-    toggle = reverse("admin:pools_pool_subscription", args=[pool.pk])
+    toggle = reverse("admin:notifications_pool_subscription", args=[pool.pk])
 
     assert "Subscribe me" in manager_client.get(url).content.decode()
     manager_client.post(toggle, {"subscribe": "1"})
@@ -58,7 +58,9 @@ def test_staff_turn_import_notices_off_for_themselves(manager_client, manager):
     add_codes = f"{reverse('admin:imports_import_add')}?pool={pool.pk}"
     assert "Stop these e-mails" in manager_client.get(add_codes).content.decode()
 
-    manager_client.post(reverse("admin:imports_notices"), {"enabled": "0", "next": add_codes})
+    manager_client.post(
+        reverse("admin:notifications_import_notices"), {"enabled": "0", "next": add_codes}
+    )
 
     assert StaffPreference.objects.get(user=manager).import_finished_emails is False
     assert "E-mail me when my imports finish" in manager_client.get(add_codes).content.decode()

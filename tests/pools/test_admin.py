@@ -280,7 +280,7 @@ def test_active_pool_cannot_be_deleted_and_draft_delete_summarises_codes(manager
 
 
 def test_code_page_shows_its_history_and_marks_it_issued(manager_client):
-    from pools.services import code_redeem
+    from pools.code_services import code_redeem
 
     pool = make_pool(allow_multiple_use=True, launched=True)
     (code,) = make_codes(pool, ["HIST1"])

@@ -5,7 +5,7 @@ from rest_framework_api_key.models import APIKey
 
 from pools.api import ApiKeyThrottle, CustomerThrottle
 from pools.models import Code, Redemption
-from pools.services import Refusal
+from pools.refusals import Refusal
 from tests.factories import make_codes, make_pool
 
 pytestmark = pytest.mark.django_db

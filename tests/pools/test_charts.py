@@ -1,9 +1,10 @@
 import pytest
 from django.urls import reverse
 
-from imports.services import import_run, import_text_start
-from pools.selectors import pool_daily_activity
-from pools.services import code_issue, code_redeem, pool_stock
+from imports.engine import import_run
+from imports.services import import_text_start
+from pools.code_services import code_issue, code_redeem
+from pools.selectors import pool_daily_activity, pool_stock
 from tests.factories import make_campaign, make_codes, make_pool
 
 pytestmark = pytest.mark.django_db

@@ -5,17 +5,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
 from pools.models import Code, CodeIssue, Pool, Redemption
-from pools.selectors import pools_with_counts
-from pools.services import (
-    CodeRefused,
-    Refusal,
-    code_check,
-    code_issue,
-    code_mark_issued,
-    code_redeem,
-    pool_stock,
-)
+from pools.refusals import CodeRefused, Refusal
+from pools.selectors import pool_stock, pools_with_counts
 from tests.factories import make_codes, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -233,7 +226,7 @@ def test_concurrent_issue_and_redeem_never_double_spend():
 def test_key_race_inside_a_transaction_leaves_it_usable(monkeypatch):
     from django.db import IntegrityError, transaction
 
-    from pools import services
+    from pools import code_services as services
 
     pool = make_pool(launched=True)
     make_codes(pool, ["K1", "K2"])
@@ -248,7 +241,7 @@ def test_key_race_inside_a_transaction_leaves_it_usable(monkeypatch):
 
 
 def test_expired_codes_stay_counted_until_redeemed():
-    from pools.services import codes_expire
+    from pools.code_services import codes_expire
 
     pool = make_pool(launched=True)
     now = timezone.now()

@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from pools import models, services
+from pools import counters, models
 from pools.models import Code, Pool
 from pools.selectors import pools_with_counts
 from pools.services import pool_create, pool_launch, pool_update
@@ -204,13 +204,13 @@ def test_same_code_can_live_in_two_pools():
 def test_code_counts_add_up_across_counter_shards():
     pool = make_pool()
     for _ in range(50):
-        services.pool_counts_add(pool_id=pool.pk, available=2)
-    services.pool_counts_add(pool_id=pool.pk, available=-3, issued=2, redeemed=1)
+        counters.pool_counts_add(pool_id=pool.pk, available=2)
+    counters.pool_counts_add(pool_id=pool.pk, available=-3, issued=2, redeemed=1)
 
     counted = pools_with_counts().get(pk=pool.pk)
 
     assert (counted.codes_available, counted.codes_issued, counted.codes_redeemed) == (97, 2, 1)
-    assert pool.counters.count() <= services.COUNTER_SHARDS
+    assert pool.counters.count() <= counters.COUNTER_SHARDS
 
 
 def test_pool_without_codes_counts_zero():

@@ -10,7 +10,7 @@ import tempfile
 from django.http import FileResponse, StreamingHttpResponse
 from import_export import fields, resources
 
-from pools.models import Code
+from .models import Code
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -1,0 +1,321 @@
+"""What happens to single codes: issue, mark as issued, check, redeem, expire.
+
+Every rule of issuing and redemption is enforced here (or in Code.redeem_refusal, which these
+ask), for the admin, the shell and the HTTP API alike. Refusals raise CodeRefused with a stable
+reason (refusals.py).
+"""
+
+from contextlib import nullcontext
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .counters import counter_shard, pool_counts_add
+from .models import (
+    CUSTOMER_MAX_LENGTH,
+    Code,
+    CodeAddition,
+    CodeIssue,
+    Pool,
+    PoolCounter,
+    Redemption,
+)
+from .refusals import CodeRefused, Refusal
+from .signals import stock_changed_on_commit
+
+
+def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
+    """Hand an available code of an active pool to `customer` and return it.
+
+    The code's issue window (Issue-start/-end) must contain now and it must not have expired.
+    With an idempotency key (a message id, say), a retry returns the code already issued for it.
+    In a multiple-use pool the code is handed out without being used up. Concurrent callers
+    never get the same single-use code: the claim skips rows other transactions have locked.
+    Raises CodeRefused.
+    """
+    customer = _clean_customer(customer)
+    if idempotency_key:
+        issued = _issue_by_key(pool, idempotency_key, customer)
+        if issued:
+            return issued
+    # A pool's status only moves from draft to active, so an active pool in memory is active.
+    if (
+        not pool.is_active
+        and not Pool.objects.filter(pk=pool.pk, status=Pool.Status.ACTIVE).exists()
+    ):
+        raise CodeRefused(Refusal.POOL_NOT_ACTIVE)
+    try:
+        if connection.vendor == "postgresql" and not pool.allow_multiple_use:
+            # One statement commits on its own; inside a caller's transaction a savepoint keeps
+            # that transaction usable if the key turns out to be taken.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                code = _claim_code_postgresql(pool, customer, idempotency_key)
+        else:
+            with transaction.atomic():
+                code = _claim_code(pool, customer)
+                CodeIssue.objects.create(
+                    pool=pool, code=code, customer=customer, idempotency_key=idempotency_key
+                )
+    except IntegrityError:
+        # A concurrent call with the same key won; this one's claim was rolled back.
+        issued = _issue_by_key(pool, idempotency_key, customer) if idempotency_key else None
+        if issued is None:
+            raise
+        return issued
+    if pool.notify_below_enabled:
+        # Only issuing lowers the stock; the check reads the pool's few counter rows.
+        stock_changed_on_commit(pool)
+    return code
+
+
+def _issue_by_key(pool: Pool, key: str, customer: str) -> Code | None:
+    issue = CodeIssue.objects.filter(pool=pool, idempotency_key=key).select_related("code").first()
+    if issue is None:
+        return None
+    if issue.customer != customer:
+        raise CodeRefused(Refusal.KEY_REUSED)
+    return issue.code
+
+
+_ISSUABLE_NOW = (
+    "status = %(available)s"
+    " AND (issue_start IS NULL OR issue_start <= %(now)s)"
+    " AND (issue_end IS NULL OR issue_end >= %(now)s)"
+    " AND (available_till IS NULL OR available_till >= %(now)s)"
+)
+
+
+_CODE_COLUMNS = [field.column for field in Code._meta.concrete_fields]
+_CODE_ATTNAMES = [field.attname for field in Code._meta.concrete_fields]
+
+
+def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> Code:
+    """Claim a code, record the issue and count it in one statement: one round trip and one
+    commit, which is what issuing under load costs."""
+    code_table = connection.ops.quote_name(Code._meta.db_table)
+    columns = ", ".join(_CODE_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH claimed AS (
+                UPDATE {code_table} SET status = %(issued)s, issued_to = %(customer)s,
+                    issued_at = %(now)s
+                WHERE id = (
+                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+                )
+                RETURNING {columns}
+            ), recorded AS (
+                INSERT INTO {CodeIssue._meta.db_table}
+                    (pool_id, code_id, customer, idempotency_key, marked, issued_at)
+                SELECT pool_id, id, %(customer)s, %(key)s, false, %(now)s FROM claimed
+            ), counted AS (
+                -- pool_counts_add's upsert, inlined so that all of this is one statement
+                INSERT INTO {PoolCounter._meta.db_table}
+                    (pool_id, shard, available, issued, redeemed)
+                SELECT pool_id, %(shard)s, -1, 1, 0 FROM claimed
+                ON CONFLICT (pool_id, shard) DO UPDATE SET
+                    available = {PoolCounter._meta.db_table}.available - 1,
+                    issued = {PoolCounter._meta.db_table}.issued + 1
+            )
+            SELECT {columns} FROM claimed
+            """,
+            {
+                "pool": pool.pk,
+                "now": timezone.now(),
+                "available": Code.Status.AVAILABLE,
+                "issued": Code.Status.ISSUED,
+                "customer": customer,
+                "key": idempotency_key,
+                "shard": counter_shard(),
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise CodeRefused(Refusal.NO_CODES_LEFT)
+    code = Code.from_db(connection.alias, _CODE_ATTNAMES, row)
+    code.pool = pool
+    return code
+
+
+def _claim_code(pool: Pool, customer: str) -> Code:
+    table = connection.ops.quote_name(Code._meta.db_table)
+    params = {
+        "pool": pool.pk,
+        "now": timezone.now(),
+        "available": Code.Status.AVAILABLE,
+        "issued": Code.Status.ISSUED,
+        "customer": customer,
+    }
+    first_issuable = (
+        f"SELECT id FROM {table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW} ORDER BY id LIMIT 1"
+    )
+    with connection.cursor() as cursor:
+        if pool.allow_multiple_use:
+            # Handing out a multiple-use code does not use it up: nothing to claim.
+            cursor.execute(first_issuable, params)
+        else:
+            # One statement claims the first issuable code that no other transaction holds;
+            # the (pool, status, id) index finds it without scanning used codes.
+            if connection.features.has_select_for_update_skip_locked:
+                first_issuable += " FOR UPDATE SKIP LOCKED"
+            cursor.execute(
+                f"UPDATE {table} SET status = %(issued)s, issued_to = %(customer)s, "
+                f"issued_at = %(now)s WHERE id = ({first_issuable}) RETURNING id",
+                params,
+            )
+        row = cursor.fetchone()
+    if row is None:
+        raise CodeRefused(Refusal.NO_CODES_LEFT)
+    if not pool.allow_multiple_use:
+        pool_counts_add(pool_id=pool.pk, available=-1, issued=1)
+    return Code.objects.select_related("pool").get(pk=row[0])
+
+
+CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
+
+
+def _clean_customer(customer: str) -> str:
+    customer = (customer or "").strip()
+    if not customer or len(customer) > CUSTOMER_MAX_LENGTH:
+        raise ValidationError({"customer": CUSTOMER_REQUIRED})
+    return customer
+
+
+def _find_code(code: str, pool: Pool | None, *, lock: bool) -> Code:
+    """Return the code with this text (in `pool` if given), locked for the transaction."""
+    queryset = Code.objects.filter(code=(code or "").strip()).select_related("pool")
+    if pool is not None:
+        queryset = queryset.filter(pool=pool)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    found = list(queryset[:2])
+    if not found:
+        raise CodeRefused(Refusal.UNKNOWN_CODE)
+    if len(found) > 1:
+        raise CodeRefused(Refusal.AMBIGUOUS_CODE)
+    return found[0]
+
+
+def code_check(*, code: str, customer: str, pool: Pool | None = None) -> Code:
+    """Return the code if `customer` could redeem it now, without redeeming it.
+
+    Raises CodeRefused with the reason otherwise.
+    """
+    customer = _clean_customer(customer)
+    found = _find_code(code, pool, lock=False)
+    refusal = found.redeem_refusal(customer)
+    if refusal:
+        raise CodeRefused(refusal)
+    return found
+
+
+@transaction.atomic
+def code_redeem(
+    *, code: str, customer: str, pool: Pool | None = None, order_reference: str = ""
+) -> Redemption:
+    """Redeem a code for `customer` under its pool's rules and return the redemption.
+
+    Repeating a redemption with the same order reference returns the first one. A code string
+    that is in several pools needs `pool`. The code's row is locked, so a single-use code is
+    never redeemed twice however many callers try at once. Raises CodeRefused.
+    """
+    customer = _clean_customer(customer)
+    found = _find_code(code, pool, lock=True)
+    order_reference = order_reference.strip()
+    if order_reference:
+        previous = Redemption.objects.filter(code=found, order_reference=order_reference).first()
+        if previous is not None:
+            if previous.customer != customer:
+                raise CodeRefused(Refusal.ALREADY_REDEEMED)
+            return previous
+    now = timezone.now()
+    refusal = found.redeem_refusal(customer, now)
+    if refusal:
+        raise CodeRefused(refusal)
+    redemption = Redemption.objects.create(
+        code=found, customer=customer, order_reference=order_reference, redeemed_at=now
+    )
+    # The row is locked, so its values in memory are current.
+    was = found.status
+    found.redeemed_at = now
+    found.times_redeemed += 1
+    if not found.pool.allow_multiple_use:
+        found.status = Code.Status.REDEEMED
+    found.save(update_fields=["status", "redeemed_at", "times_redeemed"])
+    if not found.pool.allow_multiple_use:
+        # The counts are named like the statuses: the code leaves its old one.
+        pool_counts_add(pool_id=found.pool_id, redeemed=1, **{was: -1})
+    return redemption
+
+
+@transaction.atomic
+def code_mark_issued(*, code: str, customer: str, pool: Pool | None = None) -> Code:
+    """Record that a code handed out elsewhere (printed, sent by another system) was issued
+    to `customer`. Marking it again for the same customer changes nothing. Raises CodeRefused.
+    """
+    customer = _clean_customer(customer)
+    found = _find_code(code, pool, lock=True)
+    if not found.pool.is_active:
+        raise CodeRefused(Refusal.POOL_NOT_ACTIVE)
+    if not found.pool.allow_multiple_use:
+        if found.status == Code.Status.ISSUED and found.issued_to == customer:
+            return found
+        if found.status == Code.Status.REDEEMED:
+            raise CodeRefused(Refusal.ALREADY_REDEEMED)
+        if found.status == Code.Status.ISSUED:
+            raise CodeRefused(Refusal.ALREADY_ISSUED)
+        was = found.status
+        found.status, found.issued_to, found.issued_at = (
+            Code.Status.ISSUED,
+            customer,
+            timezone.now(),
+        )
+        found.save(update_fields=["status", "issued_to", "issued_at"])
+        pool_counts_add(pool_id=found.pool_id, issued=1, **{was: -1})
+    elif CodeIssue.objects.filter(code=found, customer=customer).exists():
+        return found
+    CodeIssue.objects.create(pool=found.pool, code=found, customer=customer, marked=True)
+    return found
+
+
+def codes_expire(*, at=None) -> dict[int, int]:
+    """Mark available codes that can no longer be issued (past Issue-end or Available-till) as
+    expired, so that they leave the stock; return how many per pool.
+
+    Run periodically by the beat task (pools.tasks.codes_expire): expiry lowers stock without
+    anyone issuing.
+    """
+    at = at or timezone.now()
+    expired = {}
+    for pool in Pool.objects.all():
+        with transaction.atomic():
+            count = (
+                Code.objects.filter(pool=pool, status=Code.Status.AVAILABLE)
+                .filter(Q(issue_end__lt=at) | Q(available_till__lt=at))
+                .update(status=Code.Status.EXPIRED)
+            )
+            if count:
+                pool_counts_add(pool_id=pool.pk, available=-count, expired=count)
+                stock_changed_on_commit(pool)
+                expired[pool.pk] = count
+    return expired
+
+
+def code_addition_create(*, pool: Pool) -> CodeAddition:
+    """Open a record of codes about to be added to `pool` (by an upload, a paste or a
+    generation run)."""
+    return CodeAddition.objects.create(pool=pool)
+
+
+def code_addition_record(*, addition_id: int, pool_id: int, count: int) -> None:
+    """Count `count` codes just added to a pool as available, and as part of the addition, in
+    the caller's transaction (the one that added them)."""
+    if not count:
+        return
+    pool_counts_add(pool_id=pool_id, available=count)
+    CodeAddition.objects.filter(pk=addition_id).update(
+        codes_added=F("codes_added") + count, added_at=timezone.now()
+    )

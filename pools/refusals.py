@@ -1,0 +1,33 @@
+"""Why a code was not issued, checked or redeemed: stable codes for callers, and messages.
+
+The HTTP API maps each reason to a status once (pools/api_base.py); the admin shows the label.
+"""
+
+from django.db import models
+
+
+class Refusal(models.TextChoices):
+    UNKNOWN_CODE = "unknown_code", "There is no such code."
+    AMBIGUOUS_CODE = "ambiguous_code", "This code is in several pools: name the pool."
+    POOL_NOT_ACTIVE = "pool_not_active", "The pool is not active."
+    PROCESSED_EXTERNALLY = (
+        "processed_externally",
+        "Codes of this pool are redeemed by another system.",
+    )
+    NOT_YET_AVAILABLE = "not_yet_available", "The code cannot be used yet."
+    EXPIRED = "expired", "The code has expired."
+    ALREADY_REDEEMED = "already_redeemed", "The code has already been redeemed."
+    NOT_ISSUED_TO_CUSTOMER = "not_issued_to_customer", "The code was not issued to this customer."
+    VALIDITY_PERIOD_OVER = (
+        "issue_validity_over",
+        "The code's validity period after issue is over.",
+    )
+    NO_CODES_LEFT = "no_codes_left", "The pool has no code left to issue now."
+    ALREADY_ISSUED = "already_issued", "The code was issued to another customer."
+    KEY_REUSED = "idempotency_key_reused", "This idempotency key was used for another customer."
+
+
+class CodeRefused(Exception):
+    def __init__(self, reason: Refusal):
+        super().__init__(reason.label)
+        self.reason = reason
