@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test format bench-import bench-issue
+.PHONY: install run worker test format screenshots bench-import bench-issue bench-tiny
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Refresh the README's pictures in docs/screenshots/ (a test run writes them under var/).
+# Needs what the browser tests need (PostgreSQL in DATABASE_URL, Redis, Chromium); CI=1 makes a
+# missing one an error instead of a skip that would refresh nothing.
+screenshots: install
+	SCREENSHOTS_DIR=docs/screenshots CI=1 $(BIN)/pytest tests/e2e
 
 format: install
 	$(BIN)/ruff check --fix .
