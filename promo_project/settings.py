@@ -201,12 +201,12 @@ CELERY_BEAT_SCHEDULE = {
     # Expire codes past their dates (each pool they leave short is checked for alerts).
     "codes-expire": {
         "task": "pools.tasks.codes_expire",
-        "schedule": float(os.environ.get("EXPIRY_SECONDS", "300")),
+        "schedule": float(env_int("EXPIRY_SECONDS", 300)),
     },
     # Safety net for low-stock alerts: checks every pool that alerts or may re-arm.
     "pools-check-stock": {
         "task": "notifications.tasks.pools_check_stock",
-        "schedule": float(os.environ.get("STOCK_CHECK_SECONDS", "300")),
+        "schedule": float(env_int("STOCK_CHECK_SECONDS", 300)),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
