@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test format screenshots bench-import bench-issue bench-tiny
+.PHONY: install run worker test test-sqlite format screenshots bench-import bench-issue bench-tiny
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,17 @@ run: install
 worker: install
 	$(BIN)/celery -A promo_project worker --loglevel=INFO
 
+# The whole suite on the database DATABASE_URL names (CI: PostgreSQL), then the fast suite again
+# on SQLite: the zero-setup default that `make run` uses takes the generic loader and claim.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory test-sqlite
+
+test-sqlite: install
+	DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(BIN)/pytest -q \
+	  -m "not postgresql and not integration and not e2e"
 
 # Refresh the README's pictures in docs/screenshots/ (a test run writes them under var/).
 # Needs what the browser tests need (PostgreSQL in DATABASE_URL, Redis, Chromium); CI=1 makes a
