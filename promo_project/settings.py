@@ -116,19 +116,31 @@ MEDIA_URL = "media/"
 
 # The cache holds the API's rate-limit counters: Redis when several processes serve the API.
 CACHE_URL = os.environ.get("CACHE_URL", "")
+# A Redis that does not answer within CACHE_TIMEOUT seconds counts as down: the API then goes on
+# without it (pools/shared_cache.py) instead of waiting (issue 11).
+CACHE_TIMEOUT = float(os.environ.get("CACHE_TIMEOUT", "0.5"))
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT, "socket_timeout": CACHE_TIMEOUT},
+    }
     if CACHE_URL.startswith("redis")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Per process, for what must cost no round trip: API keys already checked.
-    "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"},
+    # Per process, for what must cost no round trip: API keys already checked; and the rate
+    # limits' counters while the shared cache is unreachable (room for that many).
+    "local": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "local",
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    },
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["pools.api_base.HasValidAPIKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["pools.api_base.JSONBodyParser"],
     "EXCEPTION_HANDLER": "pools.api_base.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -136,7 +148,6 @@ REST_FRAMEWORK = {
     # limited per API key and per customer.
     "DEFAULT_THROTTLE_RATES": {
         "api_key": os.environ.get("API_RATE_PER_KEY", "6000/min"),
-        "customer": os.environ.get("API_RATE_PER_CUSTOMER", "30/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -145,6 +156,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
 }
+
+# --- Guessing and abuse limits of the API (issue 11; pools/guessing.py, README) ---
+# Requests per customer id (stripped as the services strip it), whichever key asks.
+API_RATE_PER_CUSTOMER = os.environ.get("API_RATE_PER_CUSTOMER", "30/min")
+# Answers of `unknown_code` (failed guesses) per clock hour, per API key and per pool.
+API_FAILED_CHECKS_PER_KEY = int(os.environ.get("API_FAILED_CHECKS_PER_KEY", "500"))
+API_FAILED_CHECKS_PER_POOL = int(os.environ.get("API_FAILED_CHECKS_PER_POOL", "1000"))
+# --- end of the API's limits ---
 
 # Celery: imports and notifications run in workers. Redis in production; without it, a broker kept
 # in plain files so that `make run` still drives a real worker process with no other service.
