@@ -36,6 +36,7 @@ from .shared_cache import shared_get, shared_incr, shared_set
 
 UNKNOWN_POOL = "unknown_pool"
 UNKNOWN_POOL_MESSAGE = "There is no pool with this ID."
+INVALID_TEXT = "Give text without NUL characters."
 POOL_ID_MAX_LENGTH = Pool._meta.get_field("slug").max_length
 TEXT_MAX_LENGTH = 200
 
@@ -99,13 +100,25 @@ def _guessing_guard(request, data: dict):
 # Payloads
 
 
+# What DRF's CharField refuses besides lengths (NUL, which PostgreSQL cannot store, and lone
+# surrogates, which no encoding can), as patterns, so that the schema says what is enforced.
+NO_NUL = r"^[^\x00]*\Z"
+# And not only whitespace, which the services strip: the characters str.strip() takes, spelt
+# out, since "\s" means fewer of them in the schema's (ECMAScript) regular expressions.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SOME_TEXT = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*\Z"
+
+
 class Text(serializers.CharField):
     """A JSON string and nothing else (DRF's CharField takes numbers too), its length counted
-    as it arrives: what the OpenAPI schema's type and maxLength say. The services strip
-    surrounding whitespace."""
+    as it arrives: what the OpenAPI schema's type, minLength, maxLength and pattern say. The
+    services strip surrounding whitespace."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
+        if not kwargs.get("allow_blank"):
+            kwargs.setdefault("min_length", 1)
+        kwargs.setdefault("validators", [RegexValidator(NO_NUL, INVALID_TEXT)])
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
@@ -120,10 +133,9 @@ def _pool_field(**kwargs):
 
 class CustomerField(Text):
     def __init__(self, **kwargs):
-        # Not only whitespace: the services strip it (pattern for the schema, same as the rule).
         super().__init__(
             max_length=CUSTOMER_MAX_LENGTH,
-            validators=[RegexValidator(r"\S", CUSTOMER_REQUIRED)],
+            validators=[RegexValidator(SOME_TEXT, CUSTOMER_REQUIRED)],
             **kwargs,
         )
 

@@ -160,6 +160,18 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Issue codes to customers, mark codes as issued, check and redeem codes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Callers send an API key (issue 11: the schema documents every answer).
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "“Api-Key <key>”, a key staff create in the admin.",
+            }
+        }
+    },
+    "SECURITY": [{"ApiKey": []}],
 }
 
 # --- Guessing and abuse limits of the API (issue 11; pools/guessing.py, README) ---
