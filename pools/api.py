@@ -240,6 +240,10 @@ ERRORS = {
         "nested too deeply or has an unknown charset (`parse_error`).",
     ),
     403: OpenApiResponse(_error("ForbiddenError", ["permission_denied"]), "No valid API key."),
+    406: OpenApiResponse(
+        _error("NotAcceptableError", ["not_acceptable"]),
+        "The request's Accept header does not take `application/json`.",
+    ),
     404: OpenApiResponse(
         _error("NotFoundError", ["unknown_code", "unknown_pool", "not_found"]),
         "No such code in the pool (a wrong pool answers alike), or no such pool.",
@@ -267,7 +271,8 @@ ERRORS = {
 
 
 def _answers(ok, *statuses) -> dict:
-    return {200: ok, **{status: ERRORS[status] for status in statuses}}
+    # Any operation can be refused a key (403) or asked for something other than JSON (406).
+    return {200: ok, **{status: ERRORS[status] for status in sorted({*statuses, 403, 406})}}
 
 
 class CheckOutput(serializers.Serializer):

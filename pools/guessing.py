@@ -30,6 +30,17 @@ from .shared_cache import shared_get_many, shared_incr
 
 HOUR = 3600
 
+GUESSING_BUDGET = (
+    "Guessing: an API key may get “unknown code” {per_key:,} times an hour, all keys together "
+    "{per_pool:,} times an hour in one pool; then checks and redemptions wait for the next hour."
+)
+GUESSING_NOW = "With the default length and alphabet, this pool now has {odds}"
+GUESSING_AT_LIMIT = "Filled to generation's limit it would have {odds}"
+GUESSING_ODDS = (
+    "{codes:,} codes out of {space:,} possible ones (a fill of {fill}): one key guessing "
+    "finds {per_key} ({share} of the pool's codes an hour), all keys together {per_pool}."
+)
+
 
 class GuessingLimited(Exception):
     def __init__(self, retry_after: float):
@@ -107,3 +118,49 @@ def guessing_odds(*, space: int, codes: int) -> GuessingOdds:
         found_per_pool=per_pool * odds,
         share_per_key=found_per_key / codes if codes else 0.0,
     )
+
+
+def _rate_text(per_hour: float) -> str:
+    """Return a rate of finds as people say it: "5 codes an hour", "one code every 3 days"."""
+    if per_hour >= 1:
+        return f"about {per_hour:,.0f} codes an hour" if per_hour >= 1.5 else "about 1 code an hour"
+    if per_hour <= 0:
+        return "nothing"
+    hours = 1 / per_hour
+    for unit, size in (("years", 24 * 365), ("days", 24), ("hours", 1)):
+        if hours >= 2 * size or unit == "hours":
+            return f"one code every {hours / size:,.0f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def _share(part: float) -> str:
+    return f"{part:.2%}" if part >= 0.0001 else f"{part * 100:.2g}%"
+
+
+def guessing_odds_text(*, space: int, codes: int) -> str:
+    """Return the odds of guessing_odds in a sentence, for the generation screen."""
+    odds = guessing_odds(space=space, codes=codes)
+    return GUESSING_ODDS.format(
+        codes=codes,
+        space=space,
+        fill=_share(odds.fill),
+        share=_share(odds.share_per_key),
+        per_key=_rate_text(odds.found_per_key),
+        per_pool=_rate_text(odds.found_per_pool),
+    )
+
+
+def guessing_budget_text() -> str:
+    return GUESSING_BUDGET.format(
+        per_key=settings.API_FAILED_CHECKS_PER_KEY, per_pool=settings.API_FAILED_CHECKS_PER_POOL
+    )
+
+
+def generation_guessing_notes(*, space: int, codes: int, limit: int) -> list[str]:
+    """Return what the generation screen says of guessing: the budget, the odds in the pool as
+    it is (`codes` of `space` possible) and at generation's limit (`limit` codes)."""
+    lines = [guessing_budget_text()]
+    if codes:
+        lines.append(GUESSING_NOW.format(odds=guessing_odds_text(space=space, codes=codes)))
+    lines.append(GUESSING_AT_LIMIT.format(odds=guessing_odds_text(space=space, codes=limit)))
+    return lines

@@ -1,8 +1,13 @@
 """Names in e-mail headers and redirects after admin actions (issue 11)."""
 
+import logging
+
 import pytest
 from django.urls import reverse
+from kombu.exceptions import OperationalError
 
+from notifications import tasks
+from notifications.models import LowStockAlert
 from notifications.services import alert_send, header_clean, subscription_add
 from pools.code_services import code_issue
 from pools.services import pool_launch
@@ -55,3 +60,24 @@ def test_import_notice_preference_redirects_back_to_the_page(manager_client):
     )
 
     assert answer["Location"] == add_codes
+
+
+def test_an_issue_that_raises_an_alert_goes_on_when_the_broker_is_down(
+    caplog, monkeypatch, django_capture_on_commit_callbacks
+):
+    pool = make_pool(notify_below_enabled=True, notify_below=5)
+    make_codes(pool, ["N1", "N2"])
+    pool_launch(pool=pool)
+
+    def unreachable(*args, **kwargs):  # what kombu raises when Redis refuses the connection
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6399. Connection refused.")
+
+    monkeypatch.setattr(tasks.alert_send, "delay", unreachable)
+    with (
+        caplog.at_level(logging.ERROR, logger="notifications.tasks"),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        code = code_issue(pool=pool, customer="c")
+
+    assert code.issued_to == "c" and LowStockAlert.objects.filter(pool=pool).exists()
+    assert "the broker is unreachable" in caplog.text

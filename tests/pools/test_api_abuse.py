@@ -324,3 +324,21 @@ def test_a_redis_that_dies_mid_run_degrades(api, settings, tmp_path):
         server.wait()
 
     assert after.status_code == 200 and checked.json()["valid"] is True
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ({"HTTP_AUTHORIZATION": "Api-Key \u00fc\u00ff.\u00e9"}, 403, "permission_denied"),
+        ({"HTTP_AUTHORIZATION": "Api-Key " + "x" * 10_000}, 403, "permission_denied"),
+        ({"HTTP_AUTHORIZATION": "Bearer nothing"}, 403, "permission_denied"),
+        ({"HTTP_ACCEPT": "text/html"}, 406, "not_acceptable"),
+        ({"CONTENT_LENGTH": "not-a-number"}, 400, "invalid"),
+    ],
+)
+def test_odd_headers_answer_json(api, headers, status, code):
+    if "HTTP_AUTHORIZATION" in headers:
+        api.credentials()
+    answer = api.post("/api/codes/check", {"code": "A"}, format="json", **headers)
+
+    assert_json_error(answer, status, code)
