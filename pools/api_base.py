@@ -42,6 +42,7 @@ API_MAX_JSON_DEPTH = 16
 # the admin stops working at once in the process that saved it, and in others within this time.
 # Asking the database on every request would cost a round trip on every issue.
 API_KEY_CACHE_SECONDS = 10
+API_KEY_MAX_LENGTH = 100
 key_cache = caches["local"]
 
 
@@ -50,7 +51,9 @@ class HasValidAPIKey(HasAPIKey):
 
     def has_permission(self, request, view) -> bool:
         key = self.get_key(request)
-        if not key:
+        # A key is "<8-character prefix>.<32-character secret>"; anything much longer is not one,
+        # and must not become a cache key.
+        if not key or len(key) > API_KEY_MAX_LENGTH:
             return False
         cache_key = api_key_cache_key(key.partition(".")[0])
         hashed = key_cache.get(cache_key)
