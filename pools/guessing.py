@@ -4,7 +4,8 @@ the odds they leave.
 Three counters bound guessing, none of which a caller can multiply by changing the customer id:
 
 - per customer (normalised as the services normalise it, so " c1 " is "c1"): at most
-  API_RATE_PER_CUSTOMER requests, whichever key asks;
+  API_RATE_PER_CUSTOMER checks and redemptions, whichever key asks (not marks: a system that
+  hands out printed codes may mark many for one customer id);
 - per API key: at most API_FAILED_CHECKS_PER_KEY answers of `unknown_code` an hour, in any pool;
 - per pool: at most API_FAILED_CHECKS_PER_POOL answers of `unknown_code` an hour, whichever key
   asks, so that many keys cannot add up either.
@@ -65,16 +66,18 @@ def _failure_keys(caller: str, pool: str) -> tuple[str, str]:
     return f"guess:key:{caller}:{window}", f"guess:pool:{pool}:{window}"
 
 
-def guesses_allowed(*, caller: str, pool: str, customer: str) -> None:
+def guesses_allowed(*, caller: str, pool: str, customer: str | None) -> None:
     """Count one attempt on a code by `caller` (an API key's id) for `customer` in the pool with
-    ID `pool`; raise GuessingLimited if a limit is spent. Raises ValidationError for a customer
-    id the services would refuse."""
-    customer = customer_clean(customer)
-    limit, seconds = _rate("API_RATE_PER_CUSTOMER")
-    window, left = _window(seconds)
-    ident = hashlib.sha256(customer.encode()).hexdigest()
-    if shared_incr(f"guess:customer:{ident}:{window}", seconds + 1) > limit:
-        raise GuessingLimited(left)
+    ID `pool`; raise GuessingLimited if a limit is spent. A `customer` of None counts against
+    the budgets of failures only (marking codes as issued: one customer may receive many).
+    Raises ValidationError for a customer id the services would refuse."""
+    if customer is not None:
+        customer = customer_clean(customer)
+        limit, seconds = _rate("API_RATE_PER_CUSTOMER")
+        window, left = _window(seconds)
+        ident = hashlib.sha256(customer.encode()).hexdigest()
+        if shared_incr(f"guess:customer:{ident}:{window}", seconds + 1) > limit:
+            raise GuessingLimited(left)
     key_failures, pool_failures = _failure_keys(caller, pool)
     failures = shared_get_many([key_failures, pool_failures])
     if (
