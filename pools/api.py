@@ -101,8 +101,9 @@ def _guessing_guard(request, data: dict, *, per_customer: bool = True):
 # Payloads
 
 
-# What DRF's CharField refuses besides lengths (NUL, which PostgreSQL cannot store, and lone
-# surrogates, which no encoding can), as patterns, so that the schema says what is enforced.
+# DRF's CharField refuses NUL (PostgreSQL cannot store it): said as a pattern, so that the
+# schema says what is enforced. (It refuses lone surrogates too, which no encoding can carry;
+# a schema cannot say that, and clients generated from one never send them.)
 NO_NUL = r"^[^\x00]*\Z"
 # And not only whitespace, which the services strip: the characters str.strip() takes, spelt
 # out, since "\s" means fewer of them in the schema's (ECMAScript) regular expressions.

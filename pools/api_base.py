@@ -178,6 +178,22 @@ def api_exception_handler(exc, context):
     return response
 
 
+def schema_retry_after(result, generator, request, public):
+    """Document the Retry-After header DRF sends with every 429 (drf-spectacular has no way to
+    say it per response)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            throttled = operation.get("responses", {}).get("429")
+            if throttled is not None:
+                throttled["headers"] = {
+                    "Retry-After": {
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "Seconds until a retry can succeed.",
+                    }
+                }
+    return result
+
+
 def json_not_found(request, exception=None):
     return JsonResponse(error_body("not_found", NOT_FOUND), status=404)
 

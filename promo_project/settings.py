@@ -160,7 +160,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Issue codes to customers, mark codes as issued, check and redeem codes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Callers send an API key (issue 11: the schema documents every answer).
+    # Callers send an API key; a 429 carries Retry-After (issue 11: every answer documented).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pools.api_base.schema_retry_after",
+    ],
     "APPEND_COMPONENTS": {
         "securitySchemes": {
             "ApiKey": {

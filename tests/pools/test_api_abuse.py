@@ -65,6 +65,7 @@ def test_a_changed_customer_id_does_not_raise_the_guessing_budget(api, settings)
     assert [a.status_code for a in answers] == [200] * 5 + [429]
     assert answers[-1].json()["error"]["code"] == "throttled"
     assert answers[-1].json()["error"]["retry_after"] > 0
+    assert int(answers[-1]["Retry-After"]) >= 0  # as the schema documents
     # A spent budget refuses hits too: a guesser cannot tell them from misses any more.
     assert check(api, pool, "REAL", "customer-new").status_code == 429
     assert (
