@@ -15,6 +15,9 @@ PRODUCTION = {
     "DJANGO_DEBUG": "0",
     "DJANGO_SECRET_KEY": "x7#kq2!vLz9@pR4$wN8^bT1&cY6*hJ3(mF5)dS0_gA-eU+iO=lK~",
     "DJANGO_ALLOWED_HOSTS": "promo.example.com",
+    # Not connected to by `check`; named so that the zero-setup defaults are not in play.
+    "DATABASE_URL": "postgres://promo@db.example.com:5432/promo",
+    "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
     "DJANGO_SECURE_SSL_REDIRECT": "1",
     "DJANGO_SECURE_HSTS_SECONDS": "31536000",
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
