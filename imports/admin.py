@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 
 from pools.admin import PageParts, pool_page
 from pools.exports import csv_response, xlsx_response
+from pools.guessing import generation_guessing_notes
 from pools.models import Pool
 from pools.selectors import pool_code_total
 
@@ -153,6 +154,12 @@ class ImportAdmin(admin.ModelAdmin):
                 "generation_allowed": generation_allowed(pool),
                 "available_for_generation": CodeFormat().available_for_generation(
                     pool_code_total(pool)
+                ),
+                # What guessing can find, as the README states it (pools/guessing.py).
+                "guessing_notes": generation_guessing_notes(
+                    space=CodeFormat().capacity,
+                    codes=pool_code_total(pool),
+                    limit=CodeFormat().limit,
                 ),
                 "history": pool_import_history(pool, limit=20),
                 "parts": add_codes_page.render(add_codes_page.sections, request, pool),

@@ -188,9 +188,21 @@ def import_notices_set(*, user, enabled: bool) -> StaffPreference:
     return preference
 
 
+def header_clean(value: str) -> str:
+    """Return `value` fit for a mail header: one line, without control characters.
+
+    Names staff typed (a campaign's, a pool's) go into subjects; a line break in one would make
+    Django refuse the message (BadHeaderError), and the e-mail would never go out.
+    """
+    printable = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(printable.split())
+
+
 def _send(template: str, *, subject: str, to: str, context: dict) -> None:
     text = render_to_string(f"notifications/email/{template}.txt", context)
     html = render_to_string(f"notifications/email/{template}.html", context)
-    message = EmailMultiAlternatives(subject, text, settings.DEFAULT_FROM_EMAIL, [to])
+    message = EmailMultiAlternatives(
+        header_clean(subject), text, settings.DEFAULT_FROM_EMAIL, [header_clean(to)]
+    )
     message.attach_alternative(html, "text/html")
     message.send()

@@ -5,12 +5,13 @@ revoke in the admin. Every answer is JSON; an error is {"error": {"code", "messa
 stable code.
 """
 
-import hashlib
 import time
+from contextlib import contextmanager
 
-from django.core.cache import cache
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator, validate_slug
 from django.urls import path
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
@@ -19,12 +20,25 @@ from rest_framework.views import APIView
 from rest_framework_api_key.permissions import KeyParser
 
 from .api_base import error_body
-from .code_services import code_check, code_issue, code_mark_issued, code_redeem
+from .code_services import (
+    CUSTOMER_REQUIRED,
+    code_check,
+    code_issue,
+    code_mark_issued,
+    code_redeem,
+    customer_clean,
+)
+from .guessing import GuessingLimited, guess_failed, guesses_allowed
 from .models import CODE_MAX_LENGTH, CUSTOMER_MAX_LENGTH, Code, Pool, Redemption
 from .refusals import CodeRefused, Refusal
 from .selectors import pool_stock
+from .shared_cache import shared_get, shared_incr, shared_set
 
 UNKNOWN_POOL = "unknown_pool"
+UNKNOWN_POOL_MESSAGE = "There is no pool with this ID."
+INVALID_TEXT = "Give text without NUL characters."
+POOL_ID_MAX_LENGTH = Pool._meta.get_field("slug").max_length
+TEXT_MAX_LENGTH = 200
 
 
 # Rate limits
@@ -37,6 +51,7 @@ class FixedWindowThrottle(SimpleRateThrottle):
     at thousands of requests a minute each request moves a list that long, and concurrent
     requests overwrite each other's lists. A counter per window costs the same at any rate and
     never loses a request; it may let up to twice the rate through across a window's edge.
+    The counter lives in the shared cache, or in this process while that is unreachable.
     """
 
     def allow_request(self, request, view):
@@ -48,14 +63,7 @@ class FixedWindowThrottle(SimpleRateThrottle):
         now = time.time()
         window_key = f"{self.key}:{int(now // self.duration)}"
         self.wait_seconds = self.duration - now % self.duration
-        if cache.add(window_key, 1, self.duration + 1):
-            return True
-        try:
-            count = cache.incr(window_key)
-        except ValueError:  # expired between add and incr
-            cache.set(window_key, 1, self.duration + 1)
-            return True
-        return count <= self.num_requests
+        return shared_incr(window_key, self.duration + 1) <= self.num_requests
 
     def wait(self):
         return self.wait_seconds
@@ -65,50 +73,103 @@ class ApiKeyThrottle(FixedWindowThrottle):
     scope = "api_key"
 
     def get_cache_key(self, request, view):
-        prefix = (KeyParser().get(request) or "").partition(".")[0]
-        return self.cache_format % {"scope": self.scope, "ident": prefix}
+        return self.cache_format % {"scope": self.scope, "ident": _caller(request)}
 
 
-class CustomerThrottle(FixedWindowThrottle):
-    """Limit checks and redemptions per customer, whichever key the caller uses."""
+def _caller(request) -> str:
+    """Return the id of the caller's API key (its prefix; the key is valid by now)."""
+    return (KeyParser().get(request) or "").partition(".")[0]
 
-    scope = "customer"
 
-    def get_cache_key(self, request, view):
-        customer = request.data.get("customer") if isinstance(request.data, dict) else None
-        if not customer:
-            return None
-        ident = hashlib.sha256(str(customer).encode()).hexdigest()
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+@contextmanager
+def _guessing_guard(request, data: dict, *, per_customer: bool = True):
+    """Apply the guessing limits (pools/guessing.py) to one attempt on a code."""
+    caller = _caller(request)
+    customer = data["customer"] if per_customer else None
+    try:
+        guesses_allowed(caller=caller, pool=data["pool"], customer=customer)
+    except GuessingLimited as limited:
+        raise exceptions.Throttled(wait=limited.retry_after) from None
+    try:
+        yield
+    except CodeRefused as refused:
+        if refused.reason == Refusal.UNKNOWN_CODE:
+            guess_failed(caller=caller, pool=data["pool"])
+        raise
 
 
 # Payloads
 
 
+# DRF's CharField refuses NUL (PostgreSQL cannot store it): said as a pattern, so that the
+# schema says what is enforced. (It refuses lone surrogates too, which no encoding can carry;
+# a schema cannot say that, and clients generated from one never send them.)
+NO_NUL = r"^[^\x00]*\Z"
+# And not only whitespace, which the services strip: the characters str.strip() takes, spelt
+# out, since "\s" means fewer of them in the schema's (ECMAScript) regular expressions.
+WHITESPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+SOME_TEXT = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*\Z"
+
+
+class Text(serializers.CharField):
+    """A JSON string and nothing else (DRF's CharField takes numbers too), its length counted
+    as it arrives: what the OpenAPI schema's type, minLength, maxLength and pattern say. The
+    services strip surrounding whitespace."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        if not kwargs.get("allow_blank"):
+            kwargs.setdefault("min_length", 1)
+        kwargs.setdefault("validators", [RegexValidator(NO_NUL, INVALID_TEXT)])
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+def _pool_field(**kwargs):
+    return Text(max_length=POOL_ID_MAX_LENGTH, validators=[validate_slug], **kwargs)
+
+
+class CustomerField(Text):
+    def __init__(self, **kwargs):
+        super().__init__(
+            max_length=CUSTOMER_MAX_LENGTH,
+            validators=[RegexValidator(SOME_TEXT, CUSTOMER_REQUIRED)],
+            **kwargs,
+        )
+
+    def to_internal_value(self, data):
+        try:
+            return customer_clean(super().to_internal_value(data))
+        except DjangoValidationError:
+            raise serializers.ValidationError(CUSTOMER_REQUIRED) from None
+
+
 class IssueInput(serializers.Serializer):
-    customer = serializers.CharField(max_length=CUSTOMER_MAX_LENGTH)
-    idempotency_key = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
+    customer = CustomerField()
+    idempotency_key = Text(max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
 class CodeInput(serializers.Serializer):
-    code = serializers.CharField(max_length=CODE_MAX_LENGTH)
-    customer = serializers.CharField(max_length=CUSTOMER_MAX_LENGTH)
-    pool = serializers.CharField(
-        max_length=64, required=False, help_text="Pool ID; needed when the code is in several."
-    )
+    code = Text(max_length=CODE_MAX_LENGTH)
+    customer = CustomerField()
+    pool = _pool_field(help_text="Pool ID of the code.")
 
 
 class RedeemInput(CodeInput):
-    order_reference = serializers.CharField(
-        max_length=200, required=False, allow_blank=True, default=""
-    )
+    order_reference = Text(max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
 class CodeOutput(serializers.ModelSerializer):
     pool = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    customer = serializers.CharField(source="issued_to")
+    customer = serializers.CharField(
+        source="issued_to",
+        allow_null=True,
+        help_text="The customer the code was issued to, when that is the asking customer.",
+    )
 
     class Meta:
         model = Code
@@ -126,11 +187,15 @@ class CodeOutput(serializers.ModelSerializer):
         ]
 
 
-def code_payload(code: Code) -> dict:
+def code_payload(code: Code, *, customer: str | None = None) -> dict:
     """Return what CodeOutput describes, without building a serializer per response: the
-    serializer's field copies cost about a fifth of an issue request."""
+    serializer's field copies cost about a fifth of an issue request.
+
+    With `customer`, the code's holder is named only if it is that customer: an answer never
+    tells one customer's id to another."""
     payload = {name: getattr(code, name, None) for name in CodeOutput.Meta.fields}
-    payload.update(pool=code.pool.slug, customer=code.issued_to)
+    holder = code.issued_to if customer is None or code.issued_to == customer else None
+    payload.update(pool=code.pool.slug, customer=holder)
     return payload
 
 
@@ -142,10 +207,84 @@ class RedemptionOutput(serializers.ModelSerializer):
         fields = ["code", "customer", "order_reference", "redeemed_at"]
 
 
+def redemption_payload(redemption: Redemption) -> dict:
+    return {
+        "code": code_payload(redemption.code, customer=redemption.customer),
+        "customer": redemption.customer,
+        "order_reference": redemption.order_reference,
+        "redeemed_at": redemption.redeemed_at,
+    }
+
+
+# The error bodies, per status, for the schema.
+
+
+def _error(name: str, codes: list[str], **extra) -> serializers.Serializer:
+    detail = {"code": serializers.ChoiceField(choices=codes), "message": serializers.CharField()}
+    detail.update(extra)
+    return inline_serializer(name, {"error": inline_serializer(f"{name}Detail", detail)})
+
+
+REFUSALS = [reason.value for reason in Refusal]
+CONFLICTS = [reason for reason in REFUSALS if reason != Refusal.UNKNOWN_CODE]
+ERRORS = {
+    400: OpenApiResponse(
+        _error(
+            "InvalidError",
+            ["invalid", "parse_error", "bad_request"],
+            fields=serializers.DictField(
+                child=serializers.ListField(child=serializers.CharField()),
+                required=False,
+                help_text="For `invalid`: the messages per field.",
+            ),
+        ),
+        "Missing or wrong fields (`invalid`, with `fields`), or a body that is not JSON, is "
+        "nested too deeply or has an unknown charset (`parse_error`).",
+    ),
+    403: OpenApiResponse(_error("ForbiddenError", ["permission_denied"]), "No valid API key."),
+    406: OpenApiResponse(
+        _error("NotAcceptableError", ["not_acceptable"]),
+        "The request's Accept header does not take `application/json`.",
+    ),
+    404: OpenApiResponse(
+        _error("NotFoundError", ["unknown_code", "unknown_pool", "not_found"]),
+        "No such code in the pool (a wrong pool answers alike), or no such pool.",
+    ),
+    409: OpenApiResponse(
+        _error("RefusedError", CONFLICTS), "Refused: the code says why (see the README)."
+    ),
+    413: OpenApiResponse(
+        _error("TooLargeError", ["payload_too_large"]), "The body is over 64 KiB."
+    ),
+    415: OpenApiResponse(
+        _error("MediaTypeError", ["unsupported_media_type"]),
+        "The body is not `application/json`.",
+    ),
+    429: OpenApiResponse(
+        _error(
+            "ThrottledError",
+            ["throttled"],
+            retry_after=serializers.FloatField(help_text="Seconds until a retry can succeed."),
+        ),
+        "A rate limit or guessing budget is spent (see the README); retry after "
+        "`retry_after` seconds.",
+    ),
+}
+
+
+def _answers(ok, *statuses) -> dict:
+    # Any operation can be refused a key (403) or asked for something other than JSON (406).
+    return {200: ok, **{status: ERRORS[status] for status in sorted({*statuses, 403, 406})}}
+
+
 class CheckOutput(serializers.Serializer):
     valid = serializers.BooleanField()
     code = CodeOutput(allow_null=True)
-    error = serializers.DictField(allow_null=True)
+    error = inline_serializer(
+        "CheckRefusal",
+        {"code": serializers.ChoiceField(choices=REFUSALS), "message": serializers.CharField()},
+        allow_null=True,
+    )
 
 
 # Views
@@ -160,43 +299,52 @@ def _input(serializer_class, request) -> dict:
 ACTIVE_POOL_CACHE_SECONDS = 60
 
 
-def _pool_by_slug(slug: str) -> Pool:
+def _pool_or_none(slug: str) -> Pool | None:
     # An active pool can be cached: it cannot be deleted, go back to draft, or change the
-    # fields issuing reads (pool ID, multiple use). This saves a query on every issue.
+    # fields issuing reads (pool ID, multiple use). This saves a query on every issue. When
+    # the shared cache is unreachable this reads PostgreSQL (shared_cache.py).
     cache_key = f"api:active-pool:{slug}"
-    pool = cache.get(cache_key)
+    pool = shared_get(cache_key)
     if pool is None:
         pool = Pool.objects.filter(slug=slug).first()
-        if pool is None:
-            raise exceptions.NotFound(detail="There is no pool with this ID.", code=UNKNOWN_POOL)
-        if pool.is_active:
-            cache.set(cache_key, pool, ACTIVE_POOL_CACHE_SECONDS)
+        if pool is not None and pool.is_active:
+            shared_set(cache_key, pool, ACTIVE_POOL_CACHE_SECONDS)
     return pool
 
 
-def _named_pool(data: dict) -> Pool | None:
+def _pool_by_slug(slug: str) -> Pool:
+    pool = _pool_or_none(slug)
+    if pool is None:
+        raise exceptions.NotFound(detail=UNKNOWN_POOL_MESSAGE, code=UNKNOWN_POOL)
+    return pool
+
+
+def _named_pool(data: dict) -> Pool:
     """Return the pool named in the payload; an unknown pool answers like an unknown code."""
-    if not data.get("pool"):
-        return None
-    pool = Pool.objects.filter(slug=data["pool"]).first()
+    pool = _pool_or_none(data["pool"])
     if pool is None:
         raise CodeRefused(Refusal.UNKNOWN_CODE)
     return pool
 
 
-# Checks and redemptions are rate-limited, since guessing codes is the attack; issuing, marking
-# and reading stock are not, so that they cost no cache round trip.
+# Checks and redemptions are limited (pools/guessing.py), since guessing codes is the attack,
+# and marks count against the budget of failures; issuing and reading stock are not limited,
+# so that they cost no cache round trip.
 
 
 class PoolIssueView(APIView):
     throttle_classes = []
 
-    @extend_schema(request=IssueInput, responses=CodeOutput, summary="Issue a code")
+    @extend_schema(
+        request=IssueInput,
+        responses=_answers(CodeOutput, 400, 403, 404, 409, 413, 415),
+        summary="Issue a code",
+    )
     def post(self, request, slug):
         """Hand an available code of the pool to the customer; a retry with the same
         idempotency key returns the same code."""
         data = _input(IssueInput, request)
-        code = code_issue(pool=_pool_by_slug(slug), **data)
+        code = code_issue(pool=_pool_by_slug(slug), caller=_caller(request), **data)
         return Response(code_payload(code))
 
 
@@ -204,8 +352,12 @@ class PoolStockView(APIView):
     throttle_classes = []
 
     @extend_schema(
-        responses=inline_serializer(
-            "Stock", {"pool": serializers.CharField(), "stock": serializers.IntegerField()}
+        responses=_answers(
+            inline_serializer(
+                "Stock", {"pool": serializers.CharField(), "stock": serializers.IntegerField()}
+            ),
+            403,
+            404,
         ),
         summary="Codes that can still be issued",
     )
@@ -215,49 +367,77 @@ class PoolStockView(APIView):
 
 
 class CodeMarkIssuedView(APIView):
+    # Marking printed codes comes in bulk, for one customer id or few: only the budget of
+    # failures applies, since marking a guessed code as your own is guessing too.
     throttle_classes = []
 
-    @extend_schema(request=CodeInput, responses=CodeOutput, summary="Mark a code as issued")
+    @extend_schema(
+        request=CodeInput,
+        responses=_answers(CodeOutput, 400, 403, 404, 409, 413, 415, 429),
+        summary="Mark a code as issued",
+    )
     def post(self, request):
         data = _input(CodeInput, request)
-        code = code_mark_issued(
-            code=data["code"], customer=data["customer"], pool=_named_pool(data)
-        )
+        with _guessing_guard(request, data, per_customer=False):
+            code = code_mark_issued(
+                code=data["code"],
+                customer=data["customer"],
+                pool=_named_pool(data),
+                caller=_caller(request),
+            )
         return Response(code_payload(code))
 
 
 class CodeCheckView(APIView):
-    throttle_classes = [ApiKeyThrottle, CustomerThrottle]
+    throttle_classes = [ApiKeyThrottle]
 
-    @extend_schema(request=CodeInput, responses=CheckOutput, summary="Check a code")
+    @extend_schema(
+        request=CodeInput,
+        responses=_answers(CheckOutput, 400, 403, 413, 415, 429),
+        summary="Check a code",
+    )
     def post(self, request):
-        """Tell whether the customer could redeem the code now, without redeeming it."""
+        """Tell whether the customer could redeem the code now, without redeeming it. A
+        refusal answers 200 with `valid: false` and the reason in `error`."""
         data = _input(CodeInput, request)
         try:
-            code = code_check(code=data["code"], customer=data["customer"], pool=_named_pool(data))
+            with _guessing_guard(request, data):
+                code = code_check(
+                    code=data["code"],
+                    customer=data["customer"],
+                    pool=_named_pool(data),
+                    caller=_caller(request),
+                )
         except CodeRefused as refused:
             reason = refused.reason
             return Response(
                 {"valid": False, "code": None, **error_body(reason.value, reason.label)}
             )
-        return Response({"valid": True, "code": code_payload(code), "error": None})
+        payload = code_payload(code, customer=data["customer"])
+        return Response({"valid": True, "code": payload, "error": None})
 
 
 class CodeRedeemView(APIView):
-    throttle_classes = [ApiKeyThrottle, CustomerThrottle]
+    throttle_classes = [ApiKeyThrottle]
 
-    @extend_schema(request=RedeemInput, responses=RedemptionOutput, summary="Redeem a code")
+    @extend_schema(
+        request=RedeemInput,
+        responses=_answers(RedemptionOutput, 400, 403, 404, 409, 413, 415, 429),
+        summary="Redeem a code",
+    )
     def post(self, request):
         """Redeem the code for the customer; repeating it with the same order reference
         returns the first redemption."""
         data = _input(RedeemInput, request)
-        redemption = code_redeem(
-            code=data["code"],
-            customer=data["customer"],
-            order_reference=data["order_reference"],
-            pool=_named_pool(data),
-        )
-        return Response(RedemptionOutput(redemption).data)
+        with _guessing_guard(request, data):
+            redemption = code_redeem(
+                code=data["code"],
+                customer=data["customer"],
+                order_reference=data["order_reference"],
+                pool=_named_pool(data),
+                caller=_caller(request),
+            )
+        return Response(redemption_payload(redemption))
 
 
 urlpatterns = [

@@ -3,13 +3,17 @@
 Kept apart from pools/api.py, whose views DRF can only import once its settings are loaded.
 """
 
+import json
+
 from django.core.cache import caches
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework_api_key.models import APIKey
 from rest_framework_api_key.permissions import HasAPIKey
@@ -17,12 +21,28 @@ from rest_framework_api_key.permissions import HasAPIKey
 from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
+PAYLOAD_TOO_LARGE = "The request body is larger than {limit} bytes."
+NOT_JSON = "The request body is not JSON: {reason}"
+TOO_DEEP = "The JSON is nested more than {depth} levels deep."
+NOT_FOUND = "There is no such API address."
+BAD_REQUEST = "The request cannot be read."
+FORBIDDEN = "This request is not allowed."
+SERVER_ERROR = "Something went wrong on our side; try again later."
+
+# The longest valid body (a redemption with every field at its longest, each character written
+# as a \uXXXX escape) is about 3.4 KiB; anything much larger is not a request of this API. Django's
+# own limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 20 MiB here for pasted lists) would answer with an
+# HTML page.
+API_MAX_BODY_BYTES = 64 * 1024
+# Valid bodies are flat objects; json.load would recurse about a thousand levels before failing.
+API_MAX_JSON_DEPTH = 16
 
 
 # How long a process trusts a key it checked without asking the database again: a key revoked in
 # the admin stops working at once in the process that saved it, and in others within this time.
 # Asking the database on every request would cost a round trip on every issue.
 API_KEY_CACHE_SECONDS = 10
+API_KEY_MAX_LENGTH = 100
 key_cache = caches["local"]
 
 
@@ -31,7 +51,9 @@ class HasValidAPIKey(HasAPIKey):
 
     def has_permission(self, request, view) -> bool:
         key = self.get_key(request)
-        if not key:
+        # A key is "<8-character prefix>.<32-character secret>"; anything much longer is not one,
+        # and must not become a cache key.
+        if not key or len(key) > API_KEY_MAX_LENGTH:
             return False
         cache_key = api_key_cache_key(key.partition(".")[0])
         hashed = key_cache.get(cache_key)
@@ -59,6 +81,71 @@ def _forget_api_key(sender, instance, **kwargs):
     key_cache.delete(api_key_cache_key(instance.prefix))
 
 
+# Reading bodies
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "payload_too_large"
+    default_detail = PAYLOAD_TOO_LARGE.format(limit=API_MAX_BODY_BYTES)
+
+
+class JSONBodyParser(BaseParser):
+    """Parse a JSON body of at most API_MAX_BODY_BYTES, nested at most API_MAX_JSON_DEPTH deep.
+
+    Not a subclass of DRF's JSONParser, which DRF feeds `request.body`: Django refuses a body
+    over its own limit there with an HTML page. This one reads the stream itself, one byte past
+    the limit, and turns every way a body can be unreadable (encoding, unknown charset, depth,
+    numbers too long to convert) into a ParseError.
+    """
+
+    media_type = "application/json"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        if declared and declared.isdigit() and int(declared) > API_MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        raw = stream.read(API_MAX_BODY_BYTES + 1) if stream is not None else b""
+        if len(raw) > API_MAX_BODY_BYTES:
+            raise PayloadTooLarge()
+        encoding = (parser_context or {}).get("encoding") or "utf-8"
+        charset = dict(_media_params(media_type)).get("charset", encoding)
+        try:
+            text = raw.decode(charset)
+            data = json.loads(text, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise exceptions.ParseError(TOO_DEEP.format(depth=API_MAX_JSON_DEPTH)) from None
+        except (ValueError, LookupError) as error:  # UnicodeDecodeError is a ValueError
+            raise exceptions.ParseError(NOT_JSON.format(reason=error)) from None
+        if _depth_over(data, API_MAX_JSON_DEPTH):
+            raise exceptions.ParseError(TOO_DEEP.format(depth=API_MAX_JSON_DEPTH))
+        return data
+
+
+def _media_params(media_type: str | None):
+    for part in (media_type or "").split(";")[1:]:
+        name, _, value = part.partition("=")
+        yield name.strip().lower(), value.strip().strip('"')
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _depth_over(data, limit: int) -> bool:
+    """Return True if `data` nests containers deeper than `limit` (without recursing)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 # Errors
 
 
@@ -72,7 +159,10 @@ def api_exception_handler(exc, context):
         status = 404 if exc.reason == Refusal.UNKNOWN_CODE else 409
         return Response(error_body(exc.reason.value, exc.reason.label), status=status)
     if isinstance(exc, DjangoValidationError):
-        exc = exceptions.ValidationError(exc.message_dict)
+        # A ValidationError raised without a field (ValidationError("…")) has no message_dict.
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
     from rest_framework.views import exception_handler
 
     response = exception_handler(exc, context)
@@ -88,12 +178,38 @@ def api_exception_handler(exc, context):
     return response
 
 
+def schema_retry_after(result, generator, request, public):
+    """Document the Retry-After header DRF sends with every 429 (drf-spectacular has no way to
+    say it per response)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            throttled = operation.get("responses", {}).get("429")
+            if throttled is not None:
+                throttled["headers"] = {
+                    "Retry-After": {
+                        "schema": {"type": "integer", "minimum": 0},
+                        "description": "Seconds until a retry can succeed.",
+                    }
+                }
+    return result
+
+
 def json_not_found(request, exception=None):
-    return JsonResponse(error_body("not_found", "There is no such API address."), status=404)
+    return JsonResponse(error_body("not_found", NOT_FOUND), status=404)
+
+
+def json_bad_request(request, exception=None):
+    """Answer what Django refuses before a view runs (a disallowed Host header, a body over
+    Django's own limit) in the API's shape."""
+    if isinstance(exception, RequestDataTooBig):
+        body = error_body("payload_too_large", PayloadTooLarge.default_detail)
+        return JsonResponse(body, status=413)
+    return JsonResponse(error_body("bad_request", BAD_REQUEST), status=400)
+
+
+def json_forbidden(request, exception=None):
+    return JsonResponse(error_body("permission_denied", FORBIDDEN), status=403)
 
 
 def json_server_error(request):
-    return JsonResponse(
-        error_body("server_error", "Something went wrong on our side; try again later."),
-        status=500,
-    )
+    return JsonResponse(error_body("server_error", SERVER_ERROR), status=500)

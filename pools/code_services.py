@@ -26,16 +26,16 @@ from .refusals import CodeRefused, Refusal
 from .signals import stock_changed_on_commit
 
 
-def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
+def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "", caller: str = "") -> Code:
     """Hand an available code of an active pool to `customer` and return it.
 
     The code's issue window (Issue-start/-end) must contain now and it must not have expired.
     With an idempotency key (a message id, say), a retry returns the code already issued for it.
     In a multiple-use pool the code is handed out without being used up. Concurrent callers
     never get the same single-use code: the claim skips rows other transactions have locked.
-    Raises CodeRefused.
+    `caller` (an API key's prefix) is recorded as the code's issuer. Raises CodeRefused.
     """
-    customer = _clean_customer(customer)
+    customer = customer_clean(customer)
     if idempotency_key:
         issued = _issue_by_key(pool, idempotency_key, customer)
         if issued:
@@ -51,12 +51,16 @@ def code_issue(*, pool: Pool, customer: str, idempotency_key: str = "") -> Code:
             # One statement commits on its own; inside a caller's transaction a savepoint keeps
             # that transaction usable if the key turns out to be taken.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                code = _claim_code_postgresql(pool, customer, idempotency_key)
+                code = _claim_code_postgresql(pool, customer, idempotency_key, caller)
         else:
             with transaction.atomic():
                 code = _claim_code(pool, customer)
                 CodeIssue.objects.create(
-                    pool=pool, code=code, customer=customer, idempotency_key=idempotency_key
+                    pool=pool,
+                    code=code,
+                    customer=customer,
+                    idempotency_key=idempotency_key,
+                    issued_by=caller,
                 )
     except IntegrityError:
         # A concurrent call with the same key won; this one's claim was rolled back.
@@ -91,7 +95,7 @@ _CODE_COLUMNS = [field.column for field in Code._meta.concrete_fields]
 _CODE_ATTNAMES = [field.attname for field in Code._meta.concrete_fields]
 
 
-def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> Code:
+def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str, caller: str) -> Code:
     """Claim a code, record the issue and count it in one statement: one round trip and one
     commit, which is what issuing under load costs."""
     code_table = connection.ops.quote_name(Code._meta.db_table)
@@ -109,8 +113,9 @@ def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> C
                 RETURNING {columns}
             ), recorded AS (
                 INSERT INTO {CodeIssue._meta.db_table}
-                    (pool_id, code_id, customer, idempotency_key, marked, issued_at)
-                SELECT pool_id, id, %(customer)s, %(key)s, false, %(now)s FROM claimed
+                    (pool_id, code_id, customer, idempotency_key, marked, issued_at, issued_by)
+                SELECT pool_id, id, %(customer)s, %(key)s, false, %(now)s, %(caller)s
+                FROM claimed
             ), counted AS (
                 -- pool_counts_add's upsert, inlined so that all of this is one statement
                 INSERT INTO {PoolCounter._meta.db_table}
@@ -129,6 +134,7 @@ def _claim_code_postgresql(pool: Pool, customer: str, idempotency_key: str) -> C
                 "issued": Code.Status.ISSUED,
                 "customer": customer,
                 "key": idempotency_key,
+                "caller": caller,
                 "shard": counter_shard(),
             },
         )
@@ -177,7 +183,10 @@ def _claim_code(pool: Pool, customer: str) -> Code:
 CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
 
 
-def _clean_customer(customer: str) -> str:
+def customer_clean(customer: str) -> str:
+    """Return the customer id as every service stores and compares it (without surrounding
+    whitespace); raise ValidationError if there is none or it is too long. The API's limits
+    count customers by this same id."""
     customer = (customer or "").strip()
     if not customer or len(customer) > CUSTOMER_MAX_LENGTH:
         raise ValidationError({"customer": CUSTOMER_REQUIRED})
@@ -193,20 +202,43 @@ def _find_code(code: str, pool: Pool | None, *, lock: bool) -> Code:
         queryset = queryset.select_for_update(of=("self",))
     found = list(queryset[:2])
     if not found:
-        raise CodeRefused(Refusal.UNKNOWN_CODE)
+        # A pool that redeems nothing says so for any code, so that its refusal does not tell
+        # codes that exist from codes that do not.
+        refusal = pool.redeem_refusal() if pool is not None else None
+        raise CodeRefused(refusal or Refusal.UNKNOWN_CODE)
     if len(found) > 1:
         raise CodeRefused(Refusal.AMBIGUOUS_CODE)
     return found[0]
 
 
-def code_check(*, code: str, customer: str, pool: Pool | None = None) -> Code:
+def _refusal_for(found: Code, customer: str, caller: str | None, at=None) -> Refusal | None:
+    """Return why `customer` cannot redeem `found`, as far as `caller` may know it.
+
+    Where codes are personal (issue before redemption), a code that is not the customer's
+    answers like one that does not exist, so that its existence cannot be probed; the caller
+    that issued or marked it (or a caller of None: the admin, the shell) hears the reason.
+    """
+    refusal = found.redeem_refusal(customer, at)
+    if (
+        refusal == Refusal.NOT_ISSUED_TO_CUSTOMER
+        and caller is not None
+        and not (caller and CodeIssue.objects.filter(code=found, issued_by=caller).exists())
+    ):
+        return Refusal.UNKNOWN_CODE
+    return refusal
+
+
+def code_check(
+    *, code: str, customer: str, pool: Pool | None = None, caller: str | None = None
+) -> Code:
     """Return the code if `customer` could redeem it now, without redeeming it.
 
-    Raises CodeRefused with the reason otherwise.
+    Raises CodeRefused with the reason otherwise, as far as `caller` (an API key's prefix;
+    None for the admin and the shell) may know it: see _refusal_for.
     """
-    customer = _clean_customer(customer)
+    customer = customer_clean(customer)
     found = _find_code(code, pool, lock=False)
-    refusal = found.redeem_refusal(customer)
+    refusal = _refusal_for(found, customer, caller)
     if refusal:
         raise CodeRefused(refusal)
     return found
@@ -214,15 +246,21 @@ def code_check(*, code: str, customer: str, pool: Pool | None = None) -> Code:
 
 @transaction.atomic
 def code_redeem(
-    *, code: str, customer: str, pool: Pool | None = None, order_reference: str = ""
+    *,
+    code: str,
+    customer: str,
+    pool: Pool | None = None,
+    order_reference: str = "",
+    caller: str | None = None,
 ) -> Redemption:
     """Redeem a code for `customer` under its pool's rules and return the redemption.
 
     Repeating a redemption with the same order reference returns the first one. A code string
     that is in several pools needs `pool`. The code's row is locked, so a single-use code is
-    never redeemed twice however many callers try at once. Raises CodeRefused.
+    never redeemed twice however many callers try at once. Raises CodeRefused, with the
+    reason as far as `caller` may know it (as code_check).
     """
-    customer = _clean_customer(customer)
+    customer = customer_clean(customer)
     found = _find_code(code, pool, lock=True)
     order_reference = order_reference.strip()
     if order_reference:
@@ -232,7 +270,7 @@ def code_redeem(
                 raise CodeRefused(Refusal.ALREADY_REDEEMED)
             return previous
     now = timezone.now()
-    refusal = found.redeem_refusal(customer, now)
+    refusal = _refusal_for(found, customer, caller, now)
     if refusal:
         raise CodeRefused(refusal)
     redemption = Redemption.objects.create(
@@ -252,11 +290,14 @@ def code_redeem(
 
 
 @transaction.atomic
-def code_mark_issued(*, code: str, customer: str, pool: Pool | None = None) -> Code:
+def code_mark_issued(
+    *, code: str, customer: str, pool: Pool | None = None, caller: str = ""
+) -> Code:
     """Record that a code handed out elsewhere (printed, sent by another system) was issued
-    to `customer`. Marking it again for the same customer changes nothing. Raises CodeRefused.
+    to `customer`, by `caller` (an API key's prefix) if given. Marking it again for the same
+    customer changes nothing. Raises CodeRefused.
     """
-    customer = _clean_customer(customer)
+    customer = customer_clean(customer)
     found = _find_code(code, pool, lock=True)
     if not found.pool.is_active:
         raise CodeRefused(Refusal.POOL_NOT_ACTIVE)
@@ -277,7 +318,9 @@ def code_mark_issued(*, code: str, customer: str, pool: Pool | None = None) -> C
         pool_counts_add(pool_id=found.pool_id, issued=1, **{was: -1})
     elif CodeIssue.objects.filter(code=found, customer=customer).exists():
         return found
-    CodeIssue.objects.create(pool=found.pool, code=found, customer=customer, marked=True)
+    CodeIssue.objects.create(
+        pool=found.pool, code=found, customer=customer, marked=True, issued_by=caller
+    )
     return found
 
 

@@ -158,6 +158,14 @@ class Pool(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    def redeem_refusal(self) -> Refusal | None:
+        """Return why no code of this pool can be redeemed now, whichever, or None."""
+        if not self.is_active:
+            return Refusal.POOL_NOT_ACTIVE
+        if self.processing == self.Processing.EXTERNAL:
+            return Refusal.PROCESSED_EXTERNALLY
+        return None
+
     def clean(self):
         # Reported against the fields, so that the admin form shows them where the user looks.
         errors = {}
@@ -256,21 +264,27 @@ class Code(models.Model):
         """
         at = at or timezone.now()
         pool = self.pool
-        if not pool.is_active:
-            return Refusal.POOL_NOT_ACTIVE
-        if pool.processing == Pool.Processing.EXTERNAL:
-            return Refusal.PROCESSED_EXTERNALLY
+        refusal = pool.redeem_refusal()
+        if refusal:
+            return refusal
+        # Where codes are personal, whose code it is comes before anything about the code, so
+        # that someone else learns nothing of it (not even that it was redeemed or expired).
+        if pool.require_issue_before_redeem and (
+            self.status not in (Code.Status.ISSUED, Code.Status.REDEEMED)
+            or self.issued_to != customer
+        ):
+            return Refusal.NOT_ISSUED_TO_CUSTOMER
         if self.available_from and at < self.available_from:
             return Refusal.NOT_YET_AVAILABLE
         if self.available_till and at > self.available_till:
             return Refusal.EXPIRED
         if self.status == Code.Status.REDEEMED:
             return Refusal.ALREADY_REDEEMED
-        if pool.require_issue_before_redeem:
-            if self.status != Code.Status.ISSUED or self.issued_to != customer:
-                return Refusal.NOT_ISSUED_TO_CUSTOMER
-            if self.issued_at + timedelta(days=pool.issued_validity_days) < at:
-                return Refusal.VALIDITY_PERIOD_OVER
+        if (
+            pool.require_issue_before_redeem
+            and self.issued_at + timedelta(days=pool.issued_validity_days) < at
+        ):
+            return Refusal.VALIDITY_PERIOD_OVER
         return None
 
 
@@ -309,6 +323,9 @@ class CodeIssue(models.Model):
     code = models.ForeignKey(Code, on_delete=models.DO_NOTHING, related_name="issues")
     customer = models.CharField(max_length=CUSTOMER_MAX_LENGTH)
     idempotency_key = models.CharField(max_length=200, blank=True)
+    # Who issued or marked it: an API key's prefix over HTTP, empty from the admin and the shell.
+    # A refusal tells this caller why; others hear that there is no such code (issue 11).
+    issued_by = models.CharField(max_length=150, blank=True, default="", db_default="")
     marked = models.BooleanField(
         default=False, help_text="Handed out elsewhere and marked as issued here."
     )

@@ -7,6 +7,7 @@ printed to the console. Production sets DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DATAB
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -71,6 +72,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "axes",
     "pools",
     "imports",
     "notifications",
@@ -84,6 +86,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login (issue 11).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "promo_project.urls"
@@ -137,19 +142,31 @@ MEDIA_URL = "media/"
 
 # The cache holds the API's rate-limit counters: Redis when several processes serve the API.
 CACHE_URL = os.environ.get("CACHE_URL", "")
+# A Redis that does not answer within CACHE_TIMEOUT seconds counts as down: the API then goes on
+# without it (pools/shared_cache.py) instead of waiting (issue 11).
+CACHE_TIMEOUT = float(os.environ.get("CACHE_TIMEOUT") or 0.5)
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "OPTIONS": {"socket_connect_timeout": CACHE_TIMEOUT, "socket_timeout": CACHE_TIMEOUT},
+    }
     if CACHE_URL.startswith("redis")
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    # Per process, for what must cost no round trip: API keys already checked.
-    "local": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "local"},
+    # Per process, for what must cost no round trip: API keys already checked; and the rate
+    # limits' counters while the shared cache is unreachable (room for that many).
+    "local": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "local",
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    },
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["pools.api_base.HasValidAPIKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["pools.api_base.JSONBodyParser"],
     "EXCEPTION_HANDLER": "pools.api_base.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -157,7 +174,6 @@ REST_FRAMEWORK = {
     # limited per API key and per customer.
     "DEFAULT_THROTTLE_RATES": {
         "api_key": os.environ.get("API_RATE_PER_KEY", "6000/min"),
-        "customer": os.environ.get("API_RATE_PER_CUSTOMER", "30/min"),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -165,7 +181,31 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Issue codes to customers, mark codes as issued, check and redeem codes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Callers send an API key; a 429 carries Retry-After (issue 11: every answer documented).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pools.api_base.schema_retry_after",
+    ],
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "ApiKey": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "“Api-Key <key>”, a key staff create in the admin.",
+            }
+        }
+    },
+    "SECURITY": [{"ApiKey": []}],
 }
+
+# --- Guessing and abuse limits of the API (issue 11; pools/guessing.py, README) ---
+# Requests per customer id (stripped as the services strip it), whichever key asks.
+API_RATE_PER_CUSTOMER = os.environ.get("API_RATE_PER_CUSTOMER", "30/min")
+# Answers of `unknown_code` (failed guesses) per clock hour, per API key and per pool.
+API_FAILED_CHECKS_PER_KEY = int(os.environ.get("API_FAILED_CHECKS_PER_KEY") or 500)
+API_FAILED_CHECKS_PER_POOL = int(os.environ.get("API_FAILED_CHECKS_PER_POOL") or 1000)
+# --- end of the API's limits ---
 
 # Celery: imports and notifications run in workers. Redis in production; without it, a broker kept
 # in plain files so that `make run` still drives a real worker process with no other service.
@@ -244,6 +284,66 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "promo-pools@localhost
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
+
+# --- HTTPS, security headers and admin login limits (issue 11; README "Production settings") ---
+# Each is off by default, so that `make run` works on plain http://127.0.0.1:8000; production
+# behind HTTPS turns them on from the environment. `manage.py check --deploy` is clean with all
+# of them set (tests/test_production_settings.py).
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS") or 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Behind a proxy that ends TLS: the header it sets on HTTPS requests, e.g.
+# "X-Forwarded-Proto: https". Set it only if the proxy always sets or strips that header.
+_proxy_ssl_header = os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER", "")
+if _proxy_ssl_header:
+    _name, _, _value = _proxy_ssl_header.partition(":")
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _name.strip().upper().replace("-", "_"), _value.strip())
+
+# Content-Security-Policy, on everywhere (the admin works under it: the browser tests fail on a
+# violation). django-csp rather than a middleware of our own: Django 5.2 has none built in
+# (6.0 adds one), and django-csp is the maintained one, with report-only mode and nonces.
+# DJANGO_CSP_REPORT_ONLY=1 reports violations instead of blocking them (to try a change).
+_csp = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+if os.environ.get("DJANGO_CSP_REPORT_URI"):
+    _csp["DIRECTIVES"]["report-uri"] = [os.environ["DJANGO_CSP_REPORT_URI"]]
+if env_bool("DJANGO_CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _csp
+else:
+    CONTENT_SECURITY_POLICY = _csp
+
+# Admin logins: after LOGIN_FAILURE_LIMIT failed attempts on one account (from anywhere), or
+# from one address (on any accounts), further attempts are refused for LOGIN_COOLOFF_MINUTES,
+# counted again from each attempt made meanwhile. Attempts are kept in PostgreSQL (not the
+# cache, so that a Redis outage does not lift the limit); `manage.py axes_reset` unlocks.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT") or 5)
+AXES_COOLOFF_TIME = timedelta(minutes=float(os.environ.get("LOGIN_COOLOFF_MINUTES") or 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_TEMPLATE = "admin/login_locked.html"
+# Behind N proxies, the client's address is the N-th from the right of X-Forwarded-For; without
+# proxies it is the connection's (REMOTE_ADDR), which a client cannot forge.
+if os.environ.get("DJANGO_PROXY_COUNT"):
+    AXES_IPWARE_PROXY_COUNT = int(os.environ["DJANGO_PROXY_COUNT"])
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+# --- end of HTTPS, security headers and login limits ---
 
 LOGGING = {
     "version": 1,

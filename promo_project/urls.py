@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views import defaults
 from django.views.generic import RedirectView
 
-from pools.api_base import json_not_found, json_server_error
+from pools.api_base import json_bad_request, json_forbidden, json_not_found, json_server_error
 
 admin.site.site_header = "Promo code pools"
 admin.site.site_title = "Promo code pools"
@@ -16,8 +16,22 @@ urlpatterns = [
 ]
 
 
+# API callers get JSON, never an HTML page.
+
+
+def handler400(request, exception):
+    if request.path.startswith("/api/"):
+        return json_bad_request(request, exception)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request, exception):
+    if request.path.startswith("/api/"):
+        return json_forbidden(request, exception)
+    return defaults.permission_denied(request, exception)
+
+
 def handler404(request, exception):
-    # API callers get JSON, never an HTML page.
     if request.path.startswith("/api/"):
         return json_not_found(request, exception)
     return defaults.page_not_found(request, exception)

@@ -47,9 +47,20 @@ def browser_page(live_server, monkeypatch):
         page = context.new_page()
         errors = []
         page.on("pageerror", lambda error: errors.append(error))
+        # The admin must work under the Content-Security-Policy: Chromium reports each thing
+        # the policy blocked (an inline script or style, a foreign source) on the console.
+        violations = []
+        page.on(
+            "console",
+            lambda message: (
+                "Content Security Policy" in message.text
+                and violations.append(f"{page.url}: {message.text}")
+            ),
+        )
         yield page
         browser.close()
         assert errors == [], f"JavaScript errors: {errors}"
+        assert violations == [], "Content-Security-Policy violations:\n" + "\n".join(violations)
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 import pytest
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
-from pools.api import ApiKeyThrottle, CustomerThrottle
+from pools.api import ApiKeyThrottle
 from pools.models import Code, Redemption
 from pools.refusals import Refusal
 from tests.factories import make_codes, make_pool
@@ -14,6 +14,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_rate_limits():
     cache.clear()
+    caches["local"].clear()
 
 
 @pytest.fixture
@@ -46,18 +47,15 @@ def test_issue_then_redeem_over_http(api):
     assert api.get(f"/api/pools/{pool.slug}/stock").json() == {"pool": pool.slug, "stock": 1}
 
     code = issued.json()["code"]
-    check = post(api, "/api/codes/check", {"code": code, "customer": "c1"})
+    check = post(api, "/api/codes/check", {"code": code, "customer": "c1", "pool": pool.slug})
     assert check.json()["valid"] is True
-    redeemed = post(
-        api, "/api/codes/redeem", {"code": code, "customer": "c1", "order_reference": "o1"}
-    )
+    order = {"code": code, "customer": "c1", "pool": pool.slug, "order_reference": "o1"}
+    redeemed = post(api, "/api/codes/redeem", order)
     assert redeemed.status_code == 200 and redeemed.json()["code"]["status"] == "redeemed"
-    repeat = post(
-        api, "/api/codes/redeem", {"code": code, "customer": "c1", "order_reference": "o1"}
-    )
+    repeat = post(api, "/api/codes/redeem", order)
     assert repeat.status_code == 200 and Redemption.objects.count() == 1
 
-    twice = post(api, "/api/codes/redeem", {"code": code, "customer": "c1"})
+    twice = post(api, "/api/codes/redeem", {"code": code, "customer": "c1", "pool": pool.slug})
     assert twice.status_code == 409
     assert twice.json() == {
         "error": {"code": "already_redeemed", "message": Refusal.ALREADY_REDEEMED.label}
@@ -74,7 +72,7 @@ def test_wrong_code_and_code_of_another_pool_answer_alike(api):
 
     assert wrong.status_code == foreign.status_code == unknown_pool.status_code == 404
     assert wrong.json() == foreign.json() == unknown_pool.json()
-    check = post(api, "/api/codes/check", {"code": "NOPE", "customer": "c"})
+    check = post(api, "/api/codes/check", {"code": "NOPE", "customer": "c", "pool": mine.slug})
     assert check.json()["valid"] is False and check.json()["error"]["code"] == "unknown_code"
 
 
@@ -82,7 +80,9 @@ def test_mark_issued_over_http(api):
     pool = make_pool(launched=True)
     make_codes(pool, ["PRINT1"])
 
-    response = post(api, "/api/codes/mark-issued", {"code": "PRINT1", "customer": "alice"})
+    response = post(
+        api, "/api/codes/mark-issued", {"code": "PRINT1", "customer": "alice", "pool": pool.slug}
+    )
 
     assert response.status_code == 200
     assert Code.objects.get().issued_to == "alice"
@@ -122,15 +122,16 @@ def test_api_key_is_required_and_revocation_takes_effect(api, api_key):
     assert api.get(url).status_code == 403
 
 
-def test_check_and_redeem_are_rate_limited_per_customer(api, monkeypatch):
-    monkeypatch.setattr(CustomerThrottle, "THROTTLE_RATES", {"customer": "3/min"})
+def test_check_and_redeem_are_rate_limited_per_customer(api, settings):
+    settings.API_RATE_PER_CUSTOMER = "3/min"
+    pool = make_pool(launched=True)
 
-    statuses = [
-        post(api, "/api/codes/check", {"code": f"GUESS{i}", "customer": "mallory"}).status_code
-        for i in range(4)
-    ]
-    redeem = post(api, "/api/codes/redeem", {"code": "GUESS", "customer": "mallory"})
-    other = post(api, "/api/codes/check", {"code": "GUESS", "customer": "someone-else"})
+    def attempt(path, code, customer):
+        return post(api, path, {"code": code, "customer": customer, "pool": pool.slug})
+
+    statuses = [attempt("/api/codes/check", f"GUESS{i}", "mallory").status_code for i in range(4)]
+    redeem = attempt("/api/codes/redeem", "GUESS", "mallory")
+    other = attempt("/api/codes/check", "GUESS", "someone-else")
 
     assert statuses == [200, 200, 200, 429]
     assert redeem.status_code == 429
@@ -141,12 +142,14 @@ def test_check_and_redeem_are_rate_limited_per_customer(api, monkeypatch):
 
 def test_checks_are_rate_limited_per_api_key(api, monkeypatch):
     monkeypatch.setattr(ApiKeyThrottle, "THROTTLE_RATES", {"api_key": "2/min"})
+    pool = make_pool(launched=True)
     _, other_key = APIKey.objects.create_key(name="other")
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
 
     def check(client, customer):
-        return post(client, "/api/codes/check", {"code": "X", "customer": customer}).status_code
+        body = {"code": "X", "customer": customer, "pool": pool.slug}
+        return post(client, "/api/codes/check", body).status_code
 
     assert [check(api, f"c{i}") for i in range(3)] == [200, 200, 429]
     assert check(other, "c9") == 200
