@@ -1,11 +1,14 @@
 """Celery tasks: each loads nothing but ids and calls the service of the same name, and the
 receivers that queue them (connected in apps.py)."""
 
+import logging
 import smtplib
 
 from celery import shared_task
 
 from . import services
+
+logger = logging.getLogger(__name__)
 
 # A mail server that refuses or cannot be reached is tried again with growing pauses.
 RETRY_ON = (smtplib.SMTPException, OSError)
@@ -26,9 +29,28 @@ def pools_check_stock():
     services.pools_check_stock()
 
 
+@shared_task
+def notifications_send_due():
+    """The outbox: queue again the notices and alerts whose queueing failed."""
+    imports, alerts = services.notifications_due()
+    for import_id in imports:
+        import_notice_send.delay(import_id)
+    for alert_id in alerts:
+        alert_send.delay(alert_id)
+
+
 def alert_enqueue(sender, alert, **kwargs) -> None:
-    alert_send.delay(alert.pk)
+    _enqueue(alert_send, alert.pk)
 
 
 def import_notice_enqueue(sender, job, **kwargs) -> None:
-    import_notice_send.delay(job.pk)
+    _enqueue(import_notice_send, job.pk)
+
+
+def _enqueue(task, object_id: int) -> None:
+    """Queue a notice; with the broker down, leave it to the outbox (notifications_send_due)
+    rather than fail whatever announced it (an import that finished, say)."""
+    try:
+        task.delay(object_id)
+    except Exception:  # kombu and redis raise several kinds for a broker that is down
+        logger.warning("Could not queue %s(%s); the outbox sends it later", task.name, object_id)

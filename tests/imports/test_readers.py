@@ -1,4 +1,5 @@
 import io
+import zipfile
 from datetime import date, datetime
 
 import pytest
@@ -98,19 +99,38 @@ def test_broken_row_is_reported_as_unreadable_not_fatal(monkeypatch):
     assert rows[-1] == (3, ("GOOD", None, None, None, None))
 
 
-def test_not_csv_or_xlsx():
-    assert "is not a CSV or XLSX file" in file_error(b"%PDF-1.7 ...", "offer.pdf")
-    assert "is not a CSV or XLSX file" in file_error(b"Code\n\x00\x01\x02binary", "codes.csv")
+def test_files_that_are_not_tables_are_named_by_their_content():
+    assert file_error(b"%PDF-1.7 ...", "offer.pdf") == (
+        "“offer.pdf” is not a CSV file or a spreadsheet (it is a PDF document). Upload it as "
+        ".csv, .xlsx, .xlsm, .xlsb, .xls or .ods."
+    )
+    assert "(it is a PNG image)" in file_error(b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "codes.csv")
+    assert "is not a CSV file" in file_error(bytes(range(32)) * 10, "codes.csv")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    assert "(it is a ZIP archive)" in file_error(zipped.getvalue(), "codes.zip")
 
 
-def test_old_excel_file():
-    assert ".xls" in file_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "codes.xls")
+def test_csv_with_nul_bytes_is_a_csv_with_one_bad_row():
+    rows = read(b"Code\nA\x00B\nGOOD\n")
+
+    assert rows == [
+        (2, ("A\ufffdB", None, None, None, None)),
+        (3, ("GOOD", None, None, None, None)),
+    ]
 
 
-def test_corrupt_xlsx():
+def test_damaged_old_excel_file_is_named_as_xls():
+    message = file_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "codes.xls")
+    assert message == readers.DAMAGED.format(name="codes.xls", format=readers.FORMATS["xls"])
+
+
+def test_damaged_workbooks_are_named_by_their_format():
     message = file_error(b"PK\x03\x04 this is not really a zip", "codes.xlsx")
-    assert message == readers.CORRUPT_XLSX.format(name="codes.xlsx")
-    assert "damaged" in file_error(b"plain text", "codes.xlsx")
+    assert message == readers.DAMAGED.format(name="codes.xlsx", format=readers.FORMATS["xlsx"])
+    assert "not really an Excel workbook (.xlsx)" in file_error(b"plain text", "codes.xlsx")
+    assert "OpenDocument spreadsheet (.ods)" in file_error(b"plain text", "codes.ods")
 
 
 def test_empty_file_and_header_only():

@@ -137,10 +137,17 @@ def test_xlsx_upload():
 def test_file_level_problem_fails_the_import_and_imports_nothing():
     pool = make_pool()
 
-    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n")))
+    # The upload refuses such a file at once (test_admin); one that reaches the worker by
+    # another way is checked there too.
+    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n"), inspect=False))
 
     assert job.status == Import.Status.FAILED
-    assert job.message == "“codes.csv” has no Code column. Columns found: “Promo”."
+    assert job.message == (
+        "“codes.csv” has no Code column. Columns found: “Promo”. Fix the file and upload it again."
+    )
+    assert not job.can_run_again
+    with pytest.raises(ValidationError, match="cannot help"):
+        import_rerun(job=job)
     assert not Code.objects.exists()
 
 
@@ -190,7 +197,7 @@ def test_generation_refuses_a_format_without_a_safe_margin():
 
 def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
     pool = make_pool()
-    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n")))
+    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n"), inspect=False))
     assert generation_allowed(pool)
 
     run(import_text_start(pool=pool, text="HANDMADE"))
