@@ -78,7 +78,11 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tu
         params["floor"] = cursor.fetchone()[0] or 0
         # COPY is the fastest way into PostgreSQL; the staging table lets one INSERT … SELECT
         # then skip the codes that are there already.
-        with cursor.cursor.copy(f"COPY import_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+        # The raw driver's COPY, with its errors wrapped as Django's like every other query's.
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY import_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy,
+        ):
             copy.write(_copy_text(rows))
         # The rows' dates are naive, in the project's time zone.
         cursor.execute(

@@ -59,8 +59,8 @@ ZIP_BOMB = (
 UNREADABLE_ROW = "This row cannot be read: {error}."
 SHEET_READ = "Codes read from the sheet “{sheet}”."
 NUMERIC_CODES = (
-    "{count:,} codes were numbers in the file: Excel may have dropped leading zeros (00042 "
-    "becomes 42). If your codes have them, format the Code column as Text and upload again."
+    "The Code column holds numbers ({count:,} rows): Excel may have dropped leading zeros "
+    "(00042 becomes 42). If your codes have them, format the column as Text and upload again."
 )
 UNCOMPUTED_FORMULA = (
     "The {column} cell holds a formula whose value was never computed: open the file in Excel "

@@ -197,7 +197,10 @@ CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BEAT_SCHEDULE = {
     # Safety net for imports whose worker was killed outright.
-    "imports-recover-stale": {"task": "imports.tasks.imports_recover_stale", "schedule": 60.0},
+    "imports-recover-stale": {
+        "task": "imports.tasks.imports_recover_stale",
+        "schedule": float(os.environ.get("IMPORT_RECOVERY_SECONDS", "60")),
+    },
     # Expire codes past their dates (each pool they leave short is checked for alerts).
     "codes-expire": {
         "task": "pools.tasks.codes_expire",

@@ -3,10 +3,11 @@ import zipfile
 from datetime import date, datetime
 
 import pytest
+from openpyxl import Workbook
 
 from imports import readers
 from imports.readers import ImportFileError, UnreadableRow, open_table
-from tests.imports.files import xlsx_bytes, zip_bomb_bytes
+from tests.imports.files import ods_bytes, xlsx_bytes, zip_bomb_bytes
 
 
 def read(data: bytes, name: str = "codes.csv", pasted: bool = False):
@@ -162,3 +163,76 @@ def test_zip_bomb_is_refused(settings):
     message = file_error(zip_bomb_bytes(5 * 1024 * 1024), "codes.xlsx")
 
     assert "possible zip bomb" in message
+
+
+def test_ods_with_notes_sheet_first_reads_the_sheet_with_a_code_column():
+    data = ods_bytes({"Notes": [["hello"]], "Codes": [["Code", "Available-till"], ["ODS1", "x"]]})
+
+    table = open_table(io.BytesIO(data), name="codes.ods", size=len(data))
+
+    assert table.file_format == "ods"
+    assert list(table.rows) == [(2, ("ODS1", None, None, None, "x"))]
+    assert table.notes == ["Codes read from the sheet “Codes”."]
+
+
+def test_no_code_column_on_any_sheet_names_the_sheets_looked_at():
+    data = ods_bytes({"Notes": [["hello"]], "Data": [["Promo", "Start"], ["A", "B"]], "Empty": []})
+
+    assert file_error(data, "codes.ods") == (
+        "“codes.ods” has no Code column on any sheet. Sheets looked at: “Notes” (columns: "
+        "“hello”); “Data” (columns: “Promo”, “Start”); “Empty” (columns: none)."
+    )
+
+
+def test_xlsx_sheet_with_header_below_blank_rows_and_macro_workbook_name():
+    workbook = Workbook()
+    workbook.active.title = "Empty"
+    sheet = workbook.create_sheet("Codes")
+    sheet.append([])
+    sheet.append(["Code"])
+    sheet.append(["LOW1"])
+    output = io.BytesIO()
+    workbook.save(output)
+
+    table = open_table(io.BytesIO(output.getvalue()), name="codes.xlsm", size=output.tell())
+
+    assert table.file_format == "xlsm"
+    assert list(table.rows) == [(3, ("LOW1", None, None, None, None))]
+
+
+def test_numeric_codes_are_flagged_and_a_leading_zeros_format_keeps_its_digits():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Code"])
+    sheet.append([42])
+    sheet["A2"].number_format = "00000"
+    sheet.append([7])
+    output = io.BytesIO()
+    workbook.save(output)
+    data = output.getvalue()
+
+    table = open_table(io.BytesIO(data), name="codes.xlsx", size=len(data))
+
+    assert [cells[0] for _, cells in table.rows] == ["00042", 7]
+    assert table.notes == [readers.NUMERIC_CODES.format(count=1)]
+    assert "Excel may have dropped leading zeros" in table.notes[0]
+
+
+def test_formula_never_computed_rejects_its_row_instead_of_dropping_it():
+    # openpyxl writes formulas without their values, as programs that generate files do.
+    data = xlsx_bytes([("Code", "Issue-end"), ('="X"&"1"', None), ("PLAIN", None)])
+
+    rows = read(data, "codes.xlsx")
+
+    assert rows[0] == (2, UnreadableRow(readers.UNCOMPUTED_FORMULA.format(column="Code")))
+    assert rows[1] == (3, ("PLAIN", None, "", None, None))
+
+
+def test_password_or_garbage_zip_named_xlsb_is_named_as_xlsb():
+    assert "Excel binary workbook (.xlsb)" in file_error(b"PK\x03\x04 broken", "codes.xlsb")
+
+
+def test_long_and_control_character_headers_are_quoted_visibly_and_short():
+    message = file_error(("\x01" + "Y" * 300 + ",B\nA,B\n").encode())
+
+    assert "“␁YYY" in message and "…”" in message and len(message) < 200
