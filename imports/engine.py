@@ -153,6 +153,7 @@ def import_run(*, import_id: int) -> RunOutcome:
     except _LockWait:
         # Waiting on a lost worker's locks is not this attempt's failure: give the attempt
         # back, and try again once PostgreSQL has ended the lost session.
+        logger.warning("Import %s waits on a lock, most likely a lost worker's", job.pk)
         Import.objects.filter(
             pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
         ).update(

@@ -159,6 +159,10 @@ def point_app_at(broker_url: str):
     # close() drops the connection pool, not the producer pool cached beside it.
     celery_app.amqp._producer_pool = None
     celery_app.conf.broker_url = broker_url
+    # Celery prefers the CELERY_BROKER_URL environment variable to broker_url; the write and read
+    # URLs are taken as set.
+    celery_app.conf.broker_write_url = broker_url
+    celery_app.conf.broker_read_url = broker_url
     celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}
     celery_app.conf.task_always_eager = False
 
