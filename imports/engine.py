@@ -122,9 +122,7 @@ def imports_requeue_lost() -> int:
             if Import.objects.filter(
                 pk=job_id, status=Import.Status.QUEUED, enqueued_at=enqueued_at
             ).update(enqueued_at=now):
-                logger.warning(
-                    "Import %s waited in the queue since %s: queued again", job_id, enqueued_at
-                )
+                logger.warning("Import %s lost its task: queued again", job_id)
                 import_queued_on_commit(job_id)
                 requeued += 1
     return requeued
@@ -161,7 +159,9 @@ def import_run(*, import_id: int) -> RunOutcome:
         )
         return RunOutcome.BUSY
     except ImportFileError as error:
-        _finish(job, Import.Status.FAILED, f"{error} {FIX_THE_FILE}", needs_new_file=True)
+        # The input itself is at fault: running it again would fail the same way.
+        message = f"{error} {FIX_THE_FILE}" if job.source == Import.Source.FILE else str(error)
+        _finish(job, Import.Status.FAILED, message, needs_new_file=True)
     except Exception as error:
         logger.exception("Import %s failed", import_id)
         _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=shown(error, limit=300)))

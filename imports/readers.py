@@ -311,8 +311,9 @@ def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
     text = io.TextIOWrapper(
         io.BufferedReader(counter), encoding=encoding, errors="replace", newline=""
     )
-    # A NUL byte is a bad character of one row, not the end of the file.
-    lines = (line.replace("\x00", "\ufffd") if "\x00" in line else line for line in text)
+    # A NUL byte is a bad character of one row, not the end of the file: the csv module passes
+    # it through, and validation rejects that row.
+    lines = iter(text)
     first_line, header_number = "", 0
     for header_number, first_line in enumerate(lines, start=1):  # noqa: B007
         if first_line.strip() or header_number >= _HEADER_SEARCH_ROWS:
@@ -372,7 +373,8 @@ def _workbook_table(
             for meta in workbook.sheets_metadata
             if getattr(meta.typ, "name", "WorkSheet") == "WorkSheet"
         ]
-        looked_at = []
+        # The first sheet with a Code column: codes are often on a sheet after a "Notes" one.
+        looked_at = []  # (sheet name, its header's titles)
         for sheet_name in sheet_names:
             sheet = workbook.get_sheet_by_name(sheet_name)
             sheet_rows = sheet.iter_rows()
@@ -381,28 +383,23 @@ def _workbook_table(
                 if not _is_blank(row) or header_number >= _HEADER_SEARCH_ROWS:
                     header = row
                     break
-            try:
+            if "code" in _header_fields(header):
                 indexes, columns, ignored = _map_header(header, name=name)
-            except ImportFileError:
-                if "code" in _header_fields(header):
-                    raise  # a repeated column
-                looked_at.append(
-                    f"“{_short(sheet_name)}” (columns: {_columns_found(_header_titles(header))})"
-                )
-                continue
-            break
+                break
+            looked_at.append((sheet_name, _header_titles(header)))
         else:
-            if len(sheet_names) == 1:
-                raise ImportFileError(
-                    NO_CODE_COLUMN.format(name=name, found=looked_at[0].split("columns: ")[1][:-1])
-                )
+            if len(looked_at) == 1:
+                found = _columns_found(looked_at[0][1])
+                raise ImportFileError(NO_CODE_COLUMN.format(name=name, found=found))
+            sheets = "; ".join(
+                f"“{_short(sheet)}” (columns: {_columns_found(titles)})"
+                for sheet, titles in looked_at
+            )
             raise ImportFileError(
-                NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets="; ".join(looked_at) or "none")
+                NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets or "none")
             )
     except PasswordError as error:
         raise ImportFileError(ENCRYPTED.format(name=name)) from error
-    except ImportFileError:
-        raise
     except unreadable as error:
         raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
     notes = [SHEET_READ.format(sheet=sheet_name)] if len(sheet_names) > 1 else []

@@ -26,9 +26,15 @@ def _worker_database_options(**kwargs):
     (settings.WORKER_DATABASE_OPTIONS), before any connection is opened."""
     from django.conf import settings
 
-    database = settings.DATABASES["default"]
-    if "postgresql" in database["ENGINE"]:
-        options = database.setdefault("OPTIONS", {})
-        extra = dict(settings.WORKER_DATABASE_OPTIONS)
-        extra["options"] = " ".join(filter(None, [options.get("options", ""), extra["options"]]))
-        options.update(extra)
+    add_database_options(settings.DATABASES["default"], settings.WORKER_DATABASE_OPTIONS)
+
+
+def add_database_options(database: dict, extra: dict) -> None:
+    """Merge `extra` into a PostgreSQL database's OPTIONS; server settings (`options`, "-c …")
+    are appended to those already there."""
+    if "postgresql" not in database["ENGINE"]:
+        return
+    options = database.setdefault("OPTIONS", {})
+    extra = dict(extra)
+    extra["options"] = " ".join(filter(None, [options.get("options", ""), extra["options"]]))
+    options.update(extra)

@@ -117,7 +117,7 @@ def test_csv_with_nul_bytes_is_a_csv_with_one_bad_row():
     rows = read(b"Code\nA\x00B\nGOOD\n")
 
     assert rows == [
-        (2, ("A\ufffdB", None, None, None, None)),
+        (2, ("A\x00B", None, None, None, None)),
         (3, ("GOOD", None, None, None, None)),
     ]
 

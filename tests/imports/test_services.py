@@ -339,7 +339,26 @@ def test_bad_cells_cost_one_row_each_and_are_stored_shortened():
 
     assert (job.status, job.codes_added, job.rows_rejected) == ("completed_with_errors", 2, 3)
     values = [r.value for r in job.rejections.all()]
-    assert values == ["NUL\ufffdCODE", "9" * 100 + "…", "x\ufffdy"]
+    assert values == ["NUL␀CODE", "9" * 100 + "…", "x␀y"]
+
+
+def test_nul_bytes_after_the_first_64_kb_cost_their_rows_only():
+    pool = make_pool()
+    good = "".join(f"G{i:06d},2026-01-01\n" for i in range(5000))  # about 90 KB
+    upload = csv_upload("Code,Issue-end\n" + good + "N\x00UL,\nD1,2026-\x0001-01\nLAST,\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.rows_read, job.codes_added, job.rows_rejected) == (
+        "completed_with_errors",
+        5003,
+        5001,
+        2,
+    )
+    assert [(r.column, r.value) for r in job.rejections.all()] == [
+        ("Code", "N␀UL"),
+        ("Issue-end", "2026-␀01-01"),
+    ]
 
 
 def test_us_dates_in_a_csv_are_read_month_first():
@@ -449,3 +468,20 @@ def test_import_finishes_though_the_broker_is_down_and_the_outbox_sends_the_noti
 
     assert len(mailoutbox) == 1
     assert notifications_due() == ([], [])
+
+
+def test_worker_sessions_get_keepalives_and_an_idle_transaction_limit(settings):
+    from promo_project.celery import add_database_options
+
+    database = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"options": "-c a=b"}}
+
+    add_database_options(database, settings.WORKER_DATABASE_OPTIONS)
+
+    options = database["OPTIONS"]
+    assert (options["keepalives"], options["keepalives_idle"], options["keepalives_count"]) == (
+        1,
+        10,
+        3,
+    )
+    assert options["options"].startswith("-c a=b -c tcp_keepalives_idle=10 ")
+    assert "-c idle_in_transaction_session_timeout=60000" in options["options"]
