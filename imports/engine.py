@@ -42,8 +42,8 @@ UNEXPECTED_ERROR = (
 
 STORE_FAILED = "This row could not be stored: {error}"
 EXPIRED_ON_ARRIVAL = (
-    "{count:,} codes were added although their Issue-end or Available-till had already passed: "
-    "they can never be issued or redeemed."
+    "{codes} added although their Issue-end or Available-till had already passed: they can "
+    "never be issued or redeemed."
 )
 
 # Attempts before an import whose worker keeps dying is marked failed (it can be run again).
@@ -276,7 +276,9 @@ def _run_rows(job: Import) -> None:
     notes = [job.message] if job.message else []
     notes += [note for note in table.notes if note not in notes]
     if job.codes_expired_on_arrival:
-        notes.append(EXPIRED_ON_ARRIVAL.format(count=job.codes_expired_on_arrival))
+        count = job.codes_expired_on_arrival
+        codes = f"{count:,} codes were" if count != 1 else "1 code was"
+        notes.append(EXPIRED_ON_ARRIVAL.format(codes=codes))
     _finish(
         job,
         Import.Status.COMPLETED_WITH_ERRORS if job.rows_rejected else Import.Status.COMPLETED,

@@ -59,7 +59,7 @@ ZIP_BOMB = (
 UNREADABLE_ROW = "This row cannot be read: {error}."
 SHEET_READ = "Codes read from the sheet “{sheet}”."
 NUMERIC_CODES = (
-    "The Code column holds numbers ({count:,} rows): Excel may have dropped leading zeros "
+    "The Code column holds numbers (in {rows}): Excel may have dropped leading zeros "
     "(00042 becomes 42). If your codes have them, format the column as Text and upload again."
 )
 UNCOMPUTED_FORMULA = (
@@ -427,7 +427,9 @@ def _workbook_table(
                 numeric[0] += 1
             yield row_number, cells
         if numeric[0]:
-            notes.append(NUMERIC_CODES.format(count=numeric[0]))
+            count = numeric[0]
+            rows_text = f"{count:,} row" + ("" if count == 1 else "s")
+            notes.append(NUMERIC_CODES.format(rows=rows_text))
 
     return Table(rows(), lambda: done[0], max(sheet.height, 1), columns, ignored, notes=notes)
 

@@ -82,3 +82,24 @@ def ods_bytes(sheets: dict[str, list[list]]) -> bytes:
         archive.writestr("content.xml", content, compress_type=zipfile.ZIP_DEFLATED)
         archive.writestr("META-INF/manifest.xml", manifest, compress_type=zipfile.ZIP_DEFLATED)
     return output.getvalue()
+
+
+def xls_bytes(sheets: dict[str, list[list]]) -> bytes:
+    """An Excel 97-2003 workbook; datetimes get a date format, as Excel gives them."""
+    import datetime
+
+    import xlwt
+
+    workbook = xlwt.Workbook()
+    date_style = xlwt.easyxf(num_format_str="YYYY-MM-DD HH:MM")
+    for name, rows in sheets.items():
+        sheet = workbook.add_sheet(name)
+        for r, row in enumerate(rows):
+            for c, value in enumerate(row):
+                if isinstance(value, datetime.datetime):
+                    sheet.write(r, c, value, date_style)
+                elif value is not None:
+                    sheet.write(r, c, value)
+    output = io.BytesIO()
+    workbook.save(output)
+    return output.getvalue()

@@ -217,3 +217,34 @@ def test_xlsx_of_any_cells_never_fails_as_a_whole(rows):
         assert "has a header but no rows" in job.message, job.message
     else:
         assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
+
+
+@pytest.mark.django_db
+@given(
+    body=st.binary(max_size=1500),
+    lines=st.lists(any_text, max_size=8),
+    encoding=st.sampled_from(["utf-8", "utf-16", "cp1251", "latin-1"]),
+)
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_import_of_mixed_encodings_and_random_bytes_counts_every_row(body, lines, encoding):
+    text = "\n".join(lines)
+    data = "Code,Issue-end\n".encode(encoding) + text.encode(encoding, "replace") + body
+    try:
+        expected = sum(1 for _ in open_table(io.BytesIO(data), name="c.csv", size=len(data)).rows)
+    except ImportFileError:
+        expected = None
+    pool = make_pool()
+
+    job = import_file_start(pool=pool, file=csv_upload_bytes(data), date_order="dmy", inspect=False)
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+
+    if expected is None:
+        assert job.status == Import.Status.FAILED and job.needs_new_file
+    else:
+        assert job.status != Import.Status.FAILED, job.message
+        assert job.rows_read == expected
+        assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
+        assert Code.objects.filter(pool=pool).count() == job.codes_added

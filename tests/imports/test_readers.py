@@ -214,7 +214,7 @@ def test_numeric_codes_are_flagged_and_a_leading_zeros_format_keeps_its_digits()
     table = open_table(io.BytesIO(data), name="codes.xlsx", size=len(data))
 
     assert [cells[0] for _, cells in table.rows] == ["00042", 7]
-    assert table.notes == [readers.NUMERIC_CODES.format(count=1)]
+    assert table.notes == [readers.NUMERIC_CODES.format(rows="1 row")]
     assert "Excel may have dropped leading zeros" in table.notes[0]
 
 

@@ -485,3 +485,26 @@ def test_worker_sessions_get_keepalives_and_an_idle_transaction_limit(settings):
     )
     assert options["options"].startswith("-c a=b -c tcp_keepalives_idle=10 ")
     assert "-c idle_in_transaction_session_timeout=60000" in options["options"]
+
+
+@pytest.mark.parametrize("file_format", ["xls", "ods"])
+def test_old_excel_and_opendocument_files_import_with_dates_and_cyrillic(file_format):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.imports.files import ods_bytes, xls_bytes
+
+    rows = [["Code", "Issue-end"], ["ПРИВЕТ10", "31.12.2026"], ["OLD2", None]]
+    if file_format == "xls":
+        rows[2][1] = datetime(2027, 6, 30, 18, 0)
+        data = xls_bytes({"Notes": [["How to fill"]], "Codes": rows})
+    else:
+        data = ods_bytes({"Notes": [["How to fill"]], "Codes": rows})
+    pool = make_pool()
+
+    job = run(import_file_start(pool=pool, file=SimpleUploadedFile(f"codes.{file_format}", data)))
+
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2), job.message
+    assert job.message == "Codes read from the sheet “Codes”."
+    assert Code.objects.get(code="ПРИВЕТ10").issue_end.date().isoformat() == "2026-12-31"
+    if file_format == "xls":
+        assert Code.objects.get(code="OLD2").issue_end.isoformat() == "2027-06-30T18:00:00+00:00"
