@@ -7,8 +7,8 @@ from typing import BinaryIO
 
 from django.conf import settings
 
-from .readers import ImportFileError, open_table
-from .validation import _SLASHED, DateOrder
+from .readers import open_table
+from .validation import SLASHED_DATE, DateOrder
 
 AMBIGUOUS_DATES = (
     "The dates in “{name}” (such as “{example}”) could be day-first or month-first: choose the "
@@ -61,20 +61,16 @@ def _slashed_date_orders(rows) -> tuple[set[str], str]:
         if not isinstance(cells, tuple):
             continue
         for value in cells[1:]:
-            match = _SLASHED.fullmatch(value.strip()) if isinstance(value, str) else None
+            match = SLASHED_DATE.fullmatch(value.strip()) if isinstance(value, str) else None
             if not match:
                 continue
             first, second = int(match.group(1)), int(match.group(2))
-            if first > 12 >= second:
-                orders.add(DateOrder.DAY_FIRST)
-            elif second > 12 >= first:
-                orders.add(DateOrder.MONTH_FIRST)
-            elif first != second and first <= 12 and second <= 12:
+            readable_as = DateOrder.readable_as(first, second)
+            if len(readable_as) == 1:
+                orders |= readable_as
+            elif readable_as and first != second:
                 example = example or value.strip()
                 orders.add("both")
     if len(orders) > 1:
         orders.discard("both")
     return orders, example
-
-
-__all__ = ["AmbiguousDates", "ImportFileError", "inspect_file"]

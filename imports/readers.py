@@ -114,7 +114,7 @@ def check_size(*, name: str, size: int) -> None:
         )
 
 
-def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None) -> str:
+def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None, size: int = 0) -> str:
     """Return the file's format (a key of FORMATS) judged by its content, not its name.
 
     Raise ImportFileError when it is none of them. A zip is told apart by its members: a
@@ -122,7 +122,7 @@ def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None) -> st
     """
     extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
     if head.startswith(b"PK\x03\x04"):
-        return _zip_format(file, name=name, extension=extension)
+        return _zip_format(file, name=name, size=size, extension=extension)
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         return "xls"  # an OLE container; calamine tells a damaged one (or a .doc) later
     for magic, what in _MAGIC:
@@ -135,11 +135,11 @@ def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None) -> st
     return "csv"
 
 
-def _zip_format(file, *, name: str, extension: str) -> str:
+def _zip_format(file, *, name: str, size: int, extension: str) -> str:
     expected = extension if extension in SPREADSHEET_EXTENSIONS else "xlsx"
     if file is None:
         return expected
-    _check_zip_bomb(file, name=name, size=file.seek(0, 2), file_format=expected)
+    _check_zip_bomb(file, name=name, size=size, file_format=expected)
     try:
         with zipfile.ZipFile(file) as archive:
             members = set(archive.namelist())
@@ -192,7 +192,7 @@ def open_table(
         return _with_first_row(_text_table(file, size), name=name)
     head = file.read(_SAMPLE_SIZE)
     file.seek(0)
-    file_format = detect_format(head, name=name, file=file)
+    file_format = detect_format(head, name=name, file=file, size=size)
     if file_format == "csv":
         table = _csv_table(file, name=name, size=size)
     else:

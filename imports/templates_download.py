@@ -31,7 +31,8 @@ TEMPLATE_NOTES = (
     "redeems the codes.",
     "Issue-start and Issue-end: when the code may be issued to a customer.",
     "Available-from and Available-till: when the customer can redeem it.",
-    "Dates: YYYY-MM-DD HH:MM (ISO 8601) or DD.MM.YYYY HH:MM; the time may be left out. "
+    "Dates: YYYY-MM-DD HH:MM (ISO 8601), DD.MM.YYYY HH:MM, or with slashes DD/MM/YYYY or "
+    "MM/DD/YYYY (the file or the upload form says which); the time may be left out. "
     "A date alone in Issue-end or Available-till means the end of that day. Times without a "
     "zone are read in the project's time zone.",
     "Replace the example row with your codes, one per row (left in, it is skipped).",

@@ -14,15 +14,10 @@ from pools.models import CODE_MAX_LENGTH
 from .cells import cell_text, shown
 from .readers import TEMPLATE_COLUMNS, UnreadableRow
 
-__all__ = ["cell_text", "clean_row", "parse_datetime", "DateOrder", "Rejected", "to_datetime"]
-
 EMPTY_CODE = "The code is empty."
 CODE_TOO_LONG = f"The code is longer than {CODE_MAX_LENGTH} characters."
 CODE_NOT_TYPABLE = "The code contains a space or a character that cannot be typed."
-BAD_DATE = (
-    "“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or, with the date order "
-    "chosen on upload, MM/DD/YYYY."
-)
+BAD_DATE = "“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
 AMBIGUOUS_DATE = (
     "“{value}” could be day-first or month-first: choose the date order on the upload form and "
     "upload again."
@@ -32,13 +27,13 @@ END_BEFORE_START = "{end} is before {start}."
 DUPLICATE_IN_FILE = "The same code is in an earlier row."
 TEMPLATE_EXAMPLE = "This is the template's example row, not a code: skipped."
 
-# The template's example code (templates_download.TEMPLATE_EXAMPLE_ROW): an unedited template
+# The template's example code (templates_download.template_example_row): an unedited template
 # must not put it into a pool as a live code.
 TEMPLATE_EXAMPLE_CODE = "SPRING-7KQ2"
 
 _DMY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?")
 # 01/31/26, 1/31/2026 9:30 AM, 31/01/2026 18:00: the order of day and month is the file's.
-_SLASHED = re.compile(
+SLASHED_DATE = re.compile(
     r"(\d{1,2})/(\d{1,2})/(\d{4}|\d{2})"
     r"(?:[ T]+(\d{1,2}):(\d{2})(?::(\d{2}))?(?:\s*([AaPp])\.?[Mm]\.?)?)?"
 )
@@ -60,17 +55,22 @@ class DateOrder:
     def __init__(self, order: str = ""):
         self.order = order
 
-    def read(self, text: str, match: re.Match, *, end: bool) -> datetime:
-        first, second, year, hour, minute, sec, half = match.groups()
-        first, second = int(first), int(second)
-        readable_as = {
+    @classmethod
+    def readable_as(cls, first: int, second: int) -> set[str]:
+        """Return the orders in which a date starting first/second/ can be read."""
+        return {
             order
             for order, (day, month) in (
-                (self.DAY_FIRST, (first, second)),
-                (self.MONTH_FIRST, (second, first)),
+                (cls.DAY_FIRST, (first, second)),
+                (cls.MONTH_FIRST, (second, first)),
             )
             if 1 <= month <= 12 and 1 <= day <= 31
         }
+
+    def read(self, text: str, match: re.Match, *, end: bool) -> datetime:
+        first, second, year, hour, minute, sec, half = match.groups()
+        first, second = int(first), int(second)
+        readable_as = self.readable_as(first, second)
         if not readable_as:
             raise ValueError(text)
         if self.order:
@@ -132,7 +132,7 @@ def parse_datetime(value, *, end: bool, order: DateOrder | None = None) -> datet
             return datetime(
                 int(year), int(month), int(day), int(hour), int(minute), int(second or 0)
             )
-        match = _SLASHED.fullmatch(text) if "/" in text[:3] else None
+        match = SLASHED_DATE.fullmatch(text) if "/" in text[:3] else None
         if match:
             return (order or DateOrder()).read(text, match, end=end)
         moment = datetime.fromisoformat(text)
