@@ -94,9 +94,7 @@ def imports_recover_stale() -> int:
             if job.attempts >= MAX_ATTEMPTS:
                 _finish(job, Import.Status.FAILED, WORKER_LOST.format(attempts=job.attempts))
             else:
-                Import.objects.filter(pk=job.pk).update(
-                    status=Import.Status.QUEUED, enqueued_at=timezone.now()
-                )
+                _held(job).update(status=Import.Status.QUEUED, enqueued_at=timezone.now())
                 import_queued_on_commit(job.pk)
             recovered += 1
     return recovered
@@ -152,9 +150,7 @@ def import_run(*, import_id: int) -> RunOutcome:
         # Waiting on a lost worker's locks is not this attempt's failure: give the attempt
         # back, and try again once PostgreSQL has ended the lost session.
         logger.warning("Import %s waits on a lock, most likely a lost worker's", job.pk)
-        Import.objects.filter(
-            pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
-        ).update(
+        _held(job).update(
             status=Import.Status.QUEUED, attempts=F("attempts") - 1, enqueued_at=timezone.now()
         )
         return RunOutcome.BUSY
@@ -255,8 +251,8 @@ def _run_rows(job: Import) -> None:
         )
         if table.ignored_columns and not job.message:
             job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
-            Import.objects.filter(pk=job.pk).update(message=job.message)
-        Import.objects.filter(pk=job.pk).update(progress_total=table.total)
+            _held(job).update(message=job.message)
+        _held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
         clean, rejected = [], []
         batch_size = _batch_size()
@@ -358,6 +354,12 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
         )
 
 
+def _held(job: Import):
+    """The job's row while this attempt holds it: every write of an attempt goes through this
+    condition, so that a worker that lost its claim changes nothing."""
+    return Import.objects.filter(pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts)
+
+
 def _row_number(row) -> int:
     return row.row_number if isinstance(row, Rejected) else row[0]
 
@@ -429,9 +431,7 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None
         )
         if progress is not None:
             updates["progress_done"] = progress
-    claimed = Import.objects.filter(
-        pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
-    ).update(**updates)
+    claimed = _held(job).update(**updates)
     if not claimed:
         raise _ClaimLost
 
@@ -456,9 +456,7 @@ def _finish(job: Import, status: str, message: str, *, needs_new_file: bool = Fa
     The announcements go out after commit; they cannot change the outcome (signals.py).
     """
     now = timezone.now()
-    updated = Import.objects.filter(
-        pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
-    ).update(
+    updated = _held(job).update(
         status=status,
         message=message,
         needs_new_file=needs_new_file,
