@@ -1,19 +1,23 @@
 """Issuing under concurrency: the service and the HTTP API against a bare SQL loop.
 
     make bench-issue            (or: .venv/bin/python bench/issue_bench.py)
+    make bench-tiny             (every benchmark at a tiny size, as CI runs them)
 
-Needs the local PostgreSQL. Uses its own database (BENCH_DATABASE_URL, default
-postgres://postgres@127.0.0.1:5432/promo_bench). A launched pool of BENCH_POOL_CODES codes
-(default 1,000,000) is issued from by 8 and then 32 concurrent client processes for
-BENCH_SECONDS (default 8) each:
+Needs the local PostgreSQL and Redis; uses the benchmarks' own database and Redis database
+(bench/common.py). A launched pool of BENCH_POOL_CODES codes (default 1,000,000; tiny 20,000) is
+issued from by BENCH_CLIENTS concurrent client processes (default 8 and then 32; tiny 2 and 8)
+for BENCH_SECONDS (default 8; tiny 1) each, BENCH_REPEAT times (at least 3) for the median:
 - sql: a bare `UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED)` per issue, in autocommit
   (the limit: no record of who got the code, no counts);
 - service: `pools.services.code_issue`, as the Django shell or a task calls it;
-- http: POST /api/pools/<pool>/issue with an API key, served by gunicorn.
+- http: POST /api/pools/<pool>/issue with an API key, served by gunicorn (BENCH_HTTP_WORKERS
+  sync workers, default 6, tiny 2; the Redis cache shared by them, as in production).
 Before each run the pool is reset to all codes available and vacuumed. After each run it checks
 that no code was issued twice and that every issue the clients saw is recorded.
 """
 
+import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -21,34 +25,29 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-POOL_CODES = int(os.environ.get("BENCH_POOL_CODES", "1000000"))
-SECONDS = float(os.environ.get("BENCH_SECONDS", "8"))
-CLIENTS = (8, 32)
-DATABASE_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bench"
-)
+import common
+
+# Read before Django is set up, so that --help and a wrong argument touch no database.
+_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+_parser.add_argument("--tiny", action="store_true", help="a second per run, as CI runs it")
+_parser.parse_args()
+
+POOL_CODES = common.size("BENCH_POOL_CODES", 1_000_000, 20_000)
+SECONDS = common.size("BENCH_SECONDS", 8.0, 1.0)
+CLIENTS = [
+    int(n) for n in os.environ.get("BENCH_CLIENTS", "2,8" if common.TINY else "8,32").split(",")
+]
+HTTP_WORKERS = common.size("BENCH_HTTP_WORKERS", 6, 2)
 HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "8765"))
-os.environ.update(
-    DATABASE_URL=DATABASE_URL,
-    DJANGO_SETTINGS_MODULE="promo_project.settings",
-    LOG_LEVEL="WARNING",
-    API_RATE_PER_KEY="100000000/min",
-)
-sys.path.insert(0, str(ROOT))
+# Clients that have not started within this long after forking have failed.
+START_TIMEOUT = 60
 
-import django  # noqa: E402
+common.setup(API_RATE_PER_KEY="100000000/min")
 
-sys.path.insert(0, str(ROOT / "bench"))
-from import_bench import create_database  # noqa: E402
-
-create_database()
-django.setup()
-
-from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 from rest_framework_api_key.models import APIKey  # noqa: E402
 
@@ -58,6 +57,7 @@ from pools.models import Code, Pool  # noqa: E402
 from pools.services import campaign_create, pool_create, pool_launch  # noqa: E402
 
 SLUG = "issue-bench"
+MODES = ("sql", "service", "http")
 BARE_SQL = """
 UPDATE pools_code SET status = 'issued', issued_to = %(customer)s, issued_at = now()
 WHERE id = (
@@ -112,78 +112,91 @@ def reset(pool: Pool) -> None:
     pool_counts_add(pool_id=pool.pk, available=POOL_CODES)
 
 
-def client(mode: str, number: int, pool_id: int, api_key: str, start_at: float, results):
-    """Issue codes until the time is up; report (count, latencies in seconds)."""
-    latencies = []
+def issuer(mode: str, number: int, pool_id: int, api_key: str):
+    """Return a function that issues one code the way the mode says."""
     if mode == "sql":
         import psycopg
 
         conn = psycopg.connect(
-            DATABASE_URL.replace("postgres://", "postgresql://"), autocommit=True
+            common.DATABASE_URL.replace("postgres://", "postgresql://"), autocommit=True
         )
-
-        def issue(n):
-            conn.execute(BARE_SQL, {"customer": f"c{number}-{n}", "pool": pool_id}).fetchone()
-
-    elif mode == "service":
+        return lambda n: conn.execute(
+            BARE_SQL, {"customer": f"c{number}-{n}", "pool": pool_id}
+        ).fetchone()
+    if mode == "service":
         connections.close_all()
         pool = Pool.objects.get(pk=pool_id)
+        return lambda n: code_issue(pool=pool, customer=f"c{number}-{n}")
 
-        def issue(n):
-            code_issue(pool=pool, customer=f"c{number}-{n}")
+    conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=30)
+    headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
 
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=30)
-        headers = {"Authorization": f"Api-Key {api_key}", "Content-Type": "application/json"}
+    def issue(n):
+        body = json.dumps({"customer": f"c{number}-{n}"})
+        conn.request("POST", f"/api/pools/{SLUG}/issue", body, headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200, response.status
 
-        def issue(n):
-            body = json.dumps({"customer": f"c{number}-{n}"})
-            conn.request("POST", f"/api/pools/{SLUG}/issue", body, headers)
-            response = conn.getresponse()
-            response.read()
-            assert response.status == 200, response.status
+    return issue
 
-    time.sleep(max(0.0, start_at - time.time()))
-    deadline = start_at + SECONDS
-    n, error = 0, None
+
+def client(mode: str, number: int, pool_id: int, api_key: str, ready, results):
+    """Issue codes for SECONDS once every client is ready; report (count, latencies, error)."""
+    n, latencies, error = 0, [], None
     try:
-        while time.time() < deadline:
-            started = time.perf_counter()
+        issue = issuer(mode, number, pool_id, api_key)
+        ready.wait(START_TIMEOUT)
+        deadline = time.perf_counter() + SECONDS
+        while (started := time.perf_counter()) < deadline:
             issue(n)
             latencies.append(time.perf_counter() - started)
             n += 1
     except Exception as failure:  # noqa: BLE001  (reported by the parent)
-        error = repr(failure)
-    results.put((n, latencies, error))
+        error = failure
+        ready.abort()  # neither the parent nor the other clients wait for this one
+    results.put((n, latencies, repr(error) if error else None))
 
 
-def run(mode: str, clients: int, pool: Pool, api_key: str) -> tuple[float, float]:
+def run(mode: str, clients: int, pool: Pool, api_key: str, repetition: int) -> float:
+    """Run the clients once; print and return the issues per second."""
     reset(pool)
     connections.close_all()
-    results = multiprocessing.get_context("fork").Queue()
-    start_at = time.time() + 2.0
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+    # Every client connects before any starts issuing: forking 32 of them on two cores takes
+    # a while, and a late one would find the others done.
+    ready = context.Barrier(clients + 1)
     processes = [
-        multiprocessing.get_context("fork").Process(
-            target=client, args=(mode, number, pool.pk, api_key, start_at, results)
-        )
+        context.Process(target=client, args=(mode, number, pool.pk, api_key, ready, results))
         for number in range(clients)
     ]
     for process in processes:
         process.start()
-    counts, latencies = 0, []
+    # A client that failed breaks the barrier; its error comes with the results.
+    with contextlib.suppress(threading.BrokenBarrierError):
+        ready.wait(START_TIMEOUT)
+    counts, latencies, errors = 0, [], []
     for _ in processes:
-        count, times, error = results.get()
-        if error:
-            raise RuntimeError(f"{mode} client failed: {error}")
+        count, times, error = results.get(timeout=START_TIMEOUT + SECONDS)
         counts += count
         latencies.extend(times)
+        if error:
+            errors.append(error)
     for process in processes:
         process.join()
+    if errors:
+        # The clients that were only told to stop say BrokenBarrierError: show the cause first.
+        errors.sort(key=lambda error: "BrokenBarrierError" in error)
+        raise RuntimeError(f"{mode} client failed: {errors[0]}")
     rate = counts / SECONDS
     p99 = sorted(latencies)[int(len(latencies) * 0.99)] * 1000 if latencies else float("nan")
     check(pool, mode, counts)
-    print(f"{mode:8} {clients:2} clients: {rate:8,.0f} issues/s, p99 {p99:6.1f} ms", flush=True)
-    return rate, p99
+    print(
+        f"{mode:8} {clients:2} clients #{repetition}: {rate:8,.0f} issues/s, p99 {p99:6.1f} ms",
+        flush=True,
+    )
+    return rate
 
 
 def check(pool: Pool, mode: str, counts: int) -> None:
@@ -212,8 +225,8 @@ def start_gunicorn() -> subprocess.Popen:
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-        # Rate limits and cached keys shared by the server's processes, as in production.
-        "CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/13"),
+        # CACHE_URL (the benchmarks' Redis, from common.setup) holds the rate limits and cached
+        # keys shared by the server's processes, as in production.
     }
     server = subprocess.Popen(
         [
@@ -223,14 +236,16 @@ def start_gunicorn() -> subprocess.Popen:
             f"127.0.0.1:{HTTP_PORT}",
             # Sync workers: threads in one process would queue on the interpreter lock.
             "--workers",
-            os.environ.get("BENCH_HTTP_WORKERS", "6"),
+            str(HTTP_WORKERS),
             "--log-level",
             "warning",
         ],
-        cwd=ROOT,
+        cwd=common.ROOT,
         env=env,
     )
     for _ in range(100):
+        if server.poll() is not None:
+            raise RuntimeError(f"gunicorn exited ({server.returncode}): is port {HTTP_PORT} busy?")
         try:
             conn = http.client.HTTPConnection("127.0.0.1", HTTP_PORT, timeout=1)
             conn.request("GET", "/api/schema")
@@ -243,33 +258,28 @@ def start_gunicorn() -> subprocess.Popen:
 
 
 def main() -> int:
-    call_command("migrate", verbosity=0)
     print(
-        f"Pool of {POOL_CODES:,} codes; {SECONDS:g} s per run; PostgreSQL {connection.pg_version}"
+        f"Pool of {POOL_CODES:,} codes; {SECONDS:g} s per run; {', '.join(map(str, CLIENTS))} "
+        f"clients; {common.REPEAT} repetitions; PostgreSQL {connection.pg_version}",
+        flush=True,
     )
     pool = prepare_pool()
     _, api_key = APIKey.objects.create_key(name="issue bench")
     server = start_gunicorn()
-    rates = {}
     try:
         for clients in CLIENTS:
-            for mode in ("sql", "service", "http"):
-                rates[mode, clients] = run(mode, clients, pool, api_key)[0]
+            rates = {mode: [] for mode in MODES}
+            # Repetitions take turns with the modes, so that a slow minute hits all of them.
+            for repetition in range(1, common.REPEAT + 1):
+                for mode in MODES:
+                    rates[mode].append(run(mode, clients, pool, api_key, repetition))
+            for mode, target in (("service", 0.5), ("http", 0.25)):
+                ratios = [ours / sql for ours, sql in zip(rates[mode], rates["sql"], strict=True)]
+                common.figure(f"issue_{mode}_{clients}/sql", ratios, ">=", target)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    print()
-    failed = 0
-    for clients in CLIENTS:
-        for mode, target in (("service", 0.5), ("http", 0.25)):
-            ratio = rates[mode, clients] / rates["sql", clients]
-            ok = ratio >= target
-            failed += not ok
-            print(
-                f"issue_{mode}_{clients}/sql = {ratio:.2f} (target >= {target}) "
-                f"{'ok' if ok else 'MISSED'}"
-            )
-    return 1 if failed else 0
+    return common.report()
 
 
 if __name__ == "__main__":

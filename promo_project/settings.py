@@ -17,10 +17,31 @@ VAR_DIR = Path(os.environ.get("PROMO_VAR_DIR", BASE_DIR / "var"))
 
 
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    """Return the variable as a boolean; refuse a value that is not one of the known words.
+
+    A typo must not silently turn a setting off (DJANGO_SECURE_COOKIES=ture).
+    """
+    true, false = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
         return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    if value in true or value in false:
+        return value in true
+    raise ImproperlyConfigured(
+        f"{name}={os.environ[name]!r} is not a boolean: use one of "
+        f"{', '.join(true)} or {', '.join(false)}."
+    )
+
+
+def env_int(name: str, default: int) -> int:
+    """Return the variable as an integer; refuse, naming the variable, one that is not."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a whole number.") from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -86,7 +107,7 @@ TEMPLATES = [
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
 # A worker's database sessions notice a dead peer within about a minute, both ways: libpq's
@@ -94,7 +115,7 @@ DATABASES = {
 # (a worker cut off by the network is otherwise noticed after the kernel's two hours), and an
 # idle transaction ended after a minute (its locks would hold the import's next batch).
 # Applied to the worker's connections when it starts (promo_project/celery.py).
-DATABASE_DEAD_PEER_SECONDS = int(os.environ.get("DATABASE_DEAD_PEER_SECONDS", "30"))
+DATABASE_DEAD_PEER_SECONDS = env_int("DATABASE_DEAD_PEER_SECONDS", 30)
 WORKER_DATABASE_OPTIONS = {
     "keepalives": 1,
     "keepalives_idle": max(1, DATABASE_DEAD_PEER_SECONDS // 3),
@@ -179,12 +200,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
         "processed_folder": str(_broker_dir / "processed"),
+        # Exchange bindings; kombu's default is a `control` folder in the working directory.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 else:
     # Redelivery of an unacknowledged task waits this long; keep it above the longest import.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(6 * 3600)))
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 6 * 3600)
     }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 # A task is acknowledged only after it finished, and given back if its worker died, so that a
@@ -199,49 +222,49 @@ CELERY_BEAT_SCHEDULE = {
     # Safety net for imports whose worker was killed outright.
     "imports-recover-stale": {
         "task": "imports.tasks.imports_recover_stale",
-        "schedule": float(os.environ.get("IMPORT_RECOVERY_SECONDS", "60")),
+        "schedule": float(env_int("IMPORT_RECOVERY_SECONDS", 60)),
     },
     # Expire codes past their dates (each pool they leave short is checked for alerts).
     "codes-expire": {
         "task": "pools.tasks.codes_expire",
-        "schedule": float(os.environ.get("EXPIRY_SECONDS", "300")),
+        "schedule": float(env_int("EXPIRY_SECONDS", 300)),
     },
     # Outbox: import notices and alerts whose queueing failed (the broker was down).
     "notifications-send-due": {
         "task": "notifications.tasks.notifications_send_due",
-        "schedule": float(os.environ.get("NOTICE_RETRY_SECONDS", "60")),
+        "schedule": float(env_int("NOTICE_RETRY_SECONDS", 60)),
     },
     # Safety net for low-stock alerts: checks every pool that alerts or may re-arm.
     "pools-check-stock": {
         "task": "notifications.tasks.pools_check_stock",
-        "schedule": float(os.environ.get("STOCK_CHECK_SECONDS", "300")),
+        "schedule": float(env_int("STOCK_CHECK_SECONDS", 300)),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Imports. Uploads larger than IMPORT_MAX_FILE_SIZE are refused before they are stored.
-IMPORT_MAX_FILE_SIZE = int(os.environ.get("IMPORT_MAX_FILE_SIZE", str(500 * 1024 * 1024)))
+IMPORT_MAX_FILE_SIZE = env_int("IMPORT_MAX_FILE_SIZE", 500 * 1024 * 1024)
 # An XLSX is a zip: refuse one that would unpack to more than this, or that unpacks to more
 # than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb).
-IMPORT_MAX_XLSX_UNPACKED = int(os.environ.get("IMPORT_MAX_XLSX_UNPACKED", str(2 * 1024**3)))
-IMPORT_MAX_XLSX_RATIO = int(os.environ.get("IMPORT_MAX_XLSX_RATIO", "100"))
+IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 2 * 1024**3)
+IMPORT_MAX_XLSX_RATIO = env_int("IMPORT_MAX_XLSX_RATIO", 100)
 # A batch is one transaction; see imports/services.py for what one costs.
-IMPORT_BATCH_SIZE = int(os.environ.get("IMPORT_BATCH_SIZE", "20000"))
+IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
 # A running import whose heartbeat is older than this has lost its worker and is taken over.
-IMPORT_HEARTBEAT_TIMEOUT = int(os.environ.get("IMPORT_HEARTBEAT_TIMEOUT", "60"))
+IMPORT_HEARTBEAT_TIMEOUT = env_int("IMPORT_HEARTBEAT_TIMEOUT", 60)
 # A task that finds its pool busy with another import tries again after this many seconds.
-IMPORT_BUSY_RETRY = int(os.environ.get("IMPORT_BUSY_RETRY", "10"))
+IMPORT_BUSY_RETRY = env_int("IMPORT_BUSY_RETRY", 10)
 # A queued import that no task took or touched for this long lost its task (a broker restarted
 # without persistence): it is queued again, at most once per this interval.
-IMPORT_QUEUED_TIMEOUT = int(os.environ.get("IMPORT_QUEUED_TIMEOUT", "300"))
+IMPORT_QUEUED_TIMEOUT = env_int("IMPORT_QUEUED_TIMEOUT", 300)
 # A batch that waits longer than this on a lock (a cut-off worker's open transaction) gives
 # its attempt back and tries again later; below IMPORT_HEARTBEAT_TIMEOUT, so that the waiting
 # worker is not itself taken for lost.
-IMPORT_LOCK_TIMEOUT = float(os.environ.get("IMPORT_LOCK_TIMEOUT", "20"))
+IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # The upload request parses a workbook up to this size to check its Code column at once;
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
-IMPORT_SNIFF_MAX_WORKBOOK = int(os.environ.get("IMPORT_SNIFF_MAX_WORKBOOK", str(8 * 1024 * 1024)))
+IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
 # Pasted lists arrive as form fields, which Django caps at 2.5 MB by default.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
@@ -252,17 +275,17 @@ EMAIL_BACKEND = os.environ.get(
     else "django.core.mail.backends.console.EmailBackend",
 )
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
-EMAIL_TIMEOUT = int(os.environ.get("EMAIL_TIMEOUT", "30"))
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "promo-pools@localhost")
 # An import notice or alert not sent this many seconds after it was due is queued again by the
 # beat task (the broker was down when it was due), for up to NOTICE_WINDOW_HOURS.
-NOTICE_RETRY_SECONDS = float(os.environ.get("NOTICE_RETRY_SECONDS", "60"))
-NOTICE_WINDOW_HOURS = int(os.environ.get("NOTICE_WINDOW_HOURS", "24"))
+NOTICE_RETRY_SECONDS = env_int("NOTICE_RETRY_SECONDS", 60)
+NOTICE_WINDOW_HOURS = env_int("NOTICE_WINDOW_HOURS", 24)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

@@ -17,6 +17,21 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile("promo")
 
+NEEDS_POSTGRESQL = ("postgresql", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests that need PostgreSQL when the tests run on another database (in CI, where
+    PostgreSQL is a given, such a run deselects them with -m instead)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(reason=f"needs PostgreSQL; the database is {connection.vendor}")
+    for item in items:
+        if any(item.get_closest_marker(name) for name in NEEDS_POSTGRESQL):
+            item.add_marker(skip)
+
 
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):

@@ -304,6 +304,7 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     assert "Run it again" in exhausted.message
 
 
+@pytest.mark.postgresql  # a NUL that PostgreSQL refuses (SQLite stores it)
 def test_a_row_the_database_refuses_is_narrowed_down_and_rejected_alone(settings, monkeypatch):
     """A batch that fails to commit for a reason no validation foresaw is bisected: only the
     guilty row is rejected, every other row of the batch is added."""

@@ -167,10 +167,9 @@ def test_import_finished_notice_once_and_only_if_wanted(inbox, ann):
     assert len(inbox.messages) == 1
 
 
+@pytest.mark.postgresql  # concurrent writers
 @pytest.mark.django_db(transaction=True)
 def test_many_concurrent_issuers_send_one_email(inbox, ann):
-    if connection.vendor != "postgresql":
-        pytest.skip("concurrent writers need PostgreSQL")
     pool = alerting_pool(threshold=20, codes=40)
     subscription_add(user=ann, pool=pool)
     errors = []

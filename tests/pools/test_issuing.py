@@ -190,10 +190,9 @@ def run_in_threads(count: int, work) -> list[Exception]:
     return errors
 
 
+@pytest.mark.postgresql  # row locks
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_issue_and_redeem_never_double_spend():
-    if connection.vendor != "postgresql":
-        pytest.skip("row locks need PostgreSQL")
     pool = make_pool(launched=True)
     codes = [f"C{i}" for i in range(80)]
     make_codes(pool, codes)
