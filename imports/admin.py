@@ -20,7 +20,12 @@ from .generation import CodeFormat
 from .models import Import
 from .readers import TEMPLATE_COLUMNS
 from .selectors import generation_allowed, pool_import_history
-from .templates_download import TEMPLATE_EXAMPLE_ROW, TEMPLATE_NOTES, template_csv, template_xlsx
+from .templates_download import (
+    TEMPLATE_NOTES,
+    template_csv,
+    template_example_row,
+    template_xlsx,
+)
 
 IMPORT_QUEUED = "Import {job} is queued: its progress shows in the import history below."
 REJECTED_SHOWN = 100
@@ -164,7 +169,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "history": pool_import_history(pool, limit=20),
                 "parts": add_codes_page.render(add_codes_page.sections, request, pool),
                 "template_columns": TEMPLATE_COLUMNS,
-                "template_example": TEMPLATE_EXAMPLE_ROW,
+                "template_example": template_example_row(),
                 "template_notes": TEMPLATE_NOTES,
             },
         )
@@ -172,7 +177,9 @@ class ImportAdmin(admin.ModelAdmin):
     @staticmethod
     def _start(kind, pool, data, user) -> Import:
         if kind == "upload":
-            return services.import_file_start(pool=pool, file=data["file"], user=user)
+            return services.import_file_start(
+                pool=pool, file=data["file"], user=user, date_order=data["date_order"]
+            )
         if kind == "paste":
             return services.import_text_start(pool=pool, text=data["text"], user=user)
         return services.import_generate_start(pool=pool, user=user, **data)
@@ -195,8 +202,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "job": job,
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
-                "can_rerun": job.status == Import.Status.FAILED
-                and self.has_add_permission(request),
+                "can_rerun": job.can_run_again and self.has_add_permission(request),
             },
         )
 

@@ -6,26 +6,28 @@ services.py; run by the Celery task in tasks.py.
 """
 
 import logging
+import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from enum import Enum
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import F, Max
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from pools.code_services import code_addition_record
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
 
+from .cells import shown
 from .generation import CodeFormat, generate_codes
 from .loader import load_batch
 from .models import Import, Rejection
-from .readers import ImportFileError, open_table
+from .readers import FIX_THE_FILE, ImportFileError, open_table
 from .signals import import_finished_on_commit, import_queued_on_commit
-from .validation import DUPLICATE_IN_FILE, Rejected, clean_row
+from .validation import DUPLICATE_IN_FILE, DateOrder, Rejected, clean_row
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,12 @@ WORKER_LOST = (
 UNEXPECTED_ERROR = (
     "The import stopped on an unexpected error; the codes of the finished batches are kept. "
     "Run it again, or tell an administrator: {error}"
+)
+
+STORE_FAILED = "This row could not be stored: {error}"
+EXPIRED_ON_ARRIVAL = (
+    "{codes} added although their Issue-end or Available-till had already passed: they can "
+    "never be issued or redeemed."
 )
 
 # Attempts before an import whose worker keeps dying is marked failed (it can be run again).
@@ -62,14 +70,20 @@ class _ClaimLost(Exception):
     """Another attempt took the job over: this attempt's batch must not be committed."""
 
 
+class _LockWait(Exception):
+    """A batch waited longer than IMPORT_LOCK_TIMEOUT on a lock: most likely the open
+    transaction of a worker that was cut off, which PostgreSQL ends once it notices."""
+
+
 def imports_recover_stale() -> int:
     """Queue again the running imports whose worker died; fail those tried MAX_ATTEMPTS times.
+    Queue again the queued imports whose task was lost (see imports_requeue_lost).
 
     Runs when a worker starts and periodically, for workers killed outright, whose tasks the
     broker only redelivers after its visibility timeout.
     """
     cutoff = _heartbeat_cutoff()
-    recovered = 0
+    recovered = imports_requeue_lost()
     for job_id in Import.objects.filter(
         status=Import.Status.RUNNING, heartbeat_at__lt=cutoff
     ).values_list("pk", flat=True):
@@ -80,10 +94,44 @@ def imports_recover_stale() -> int:
             if job.attempts >= MAX_ATTEMPTS:
                 _finish(job, Import.Status.FAILED, WORKER_LOST.format(attempts=job.attempts))
             else:
-                Import.objects.filter(pk=job.pk).update(status=Import.Status.QUEUED)
+                _held(job).update(status=Import.Status.QUEUED, enqueued_at=timezone.now())
                 import_queued_on_commit(job.pk)
             recovered += 1
     return recovered
+
+
+def imports_requeue_lost() -> int:
+    """Queue again each queued import that no task has taken or touched for
+    IMPORT_QUEUED_TIMEOUT seconds (its task was lost, say by a broker restarted without
+    persistence); return how many.
+
+    At most once per interval per import: the conditional update of `enqueued_at` lets one
+    caller through. A task that was not lost after all finds the job claimed, or finished, and
+    does nothing, so an import never runs twice at the same time.
+    """
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.IMPORT_QUEUED_TIMEOUT)
+    lost = Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)
+    requeued = 0
+    for job_id, enqueued_at in Import.objects.filter(lost, status=Import.Status.QUEUED).values_list(
+        "pk", "enqueued_at"
+    ):
+        with transaction.atomic():
+            if Import.objects.filter(
+                pk=job_id, status=Import.Status.QUEUED, enqueued_at=enqueued_at
+            ).update(enqueued_at=now):
+                logger.warning("Import %s lost its task: queued again", job_id)
+                import_queued_on_commit(job_id)
+                requeued += 1
+    return requeued
+
+
+def import_touch_queued(*, import_id: int) -> None:
+    """Record that a task holds this queued import (it waits for its pool's turn), so that it is
+    not taken for lost."""
+    Import.objects.filter(pk=import_id, status=Import.Status.QUEUED).update(
+        enqueued_at=timezone.now()
+    )
 
 
 def import_run(*, import_id: int) -> RunOutcome:
@@ -98,11 +146,21 @@ def import_run(*, import_id: int) -> RunOutcome:
             _run_rows(job)
     except _ClaimLost:
         return RunOutcome.BUSY
+    except _LockWait:
+        # Waiting on a lost worker's locks is not this attempt's failure: give the attempt
+        # back, and try again once PostgreSQL has ended the lost session.
+        logger.warning("Import %s waits on a lock, most likely a lost worker's", job.pk)
+        _held(job).update(
+            status=Import.Status.QUEUED, attempts=F("attempts") - 1, enqueued_at=timezone.now()
+        )
+        return RunOutcome.BUSY
     except ImportFileError as error:
-        _finish(job, Import.Status.FAILED, str(error))
+        # The input itself is at fault: running it again would fail the same way.
+        message = f"{error} {FIX_THE_FILE}" if job.source == Import.Source.FILE else str(error)
+        _finish(job, Import.Status.FAILED, message, needs_new_file=True)
     except Exception as error:
         logger.exception("Import %s failed", import_id)
-        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=error))
+        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=shown(error, limit=300)))
     return RunOutcome.FINISHED
 
 
@@ -124,6 +182,7 @@ def _claim(import_id: int) -> Import | RunOutcome:
         .exclude(pk=job.pk)
         .exists()
     ):
+        transaction.on_commit(lambda: import_touch_queued(import_id=job.pk))
         return RunOutcome.BUSY
     if job.code_watermark is None:
         job.code_watermark = (
@@ -192,8 +251,9 @@ def _run_rows(job: Import) -> None:
         )
         if table.ignored_columns and not job.message:
             job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
-            Import.objects.filter(pk=job.pk).update(message=job.message)
-        Import.objects.filter(pk=job.pk).update(progress_total=table.total)
+            _held(job).update(message=job.message)
+        _held(job).update(progress_total=table.total)
+        order = DateOrder(job.date_order)
         clean, rejected = [], []
         batch_size = _batch_size()
         # Read once: the commit thread moves job.rows_done on while this loop reads ahead.
@@ -202,17 +262,23 @@ def _run_rows(job: Import) -> None:
             if row_number <= resume_after:
                 continue  # committed by an earlier attempt
             last_row = row_number
-            row = clean_row(row_number, cells, tz)
+            row = clean_row(row_number, cells, tz, order)
             (rejected if isinstance(row, Rejected) else clean).append(row)
             if len(clean) + len(rejected) >= batch_size:
-                committer.submit(_commit_batch, job, clean, rejected, last_row, table.progress())
+                committer.submit(_commit_rows, job, clean, rejected, last_row, table.progress())
                 clean, rejected = [], []
-        committer.submit(_commit_batch, job, clean, rejected, last_row, table.progress())
+        committer.submit(_commit_rows, job, clean, rejected, last_row, table.progress())
     job.refresh_from_db()
+    notes = [job.message] if job.message else []
+    notes += [note for note in table.notes if note not in notes]
+    if job.codes_expired_on_arrival:
+        count = job.codes_expired_on_arrival
+        codes = f"{count:,} codes were" if count != 1 else "1 code was"
+        notes.append(EXPIRED_ON_ARRIVAL.format(codes=codes))
     _finish(
         job,
         Import.Status.COMPLETED_WITH_ERRORS if job.rows_rejected else Import.Status.COMPLETED,
-        job.message,
+        " ".join(notes),
     )
 
 
@@ -237,75 +303,174 @@ def _run_generation(job: Import) -> None:
     _finish(job, Import.Status.COMPLETED, "")
 
 
-def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) -> None:
-    with transaction.atomic():
-        result = load_batch(pool_id=job.pool_id, rows=clean, watermark=job.code_watermark)
-        by_row = {row[0]: row for row in clean}
-        rejections = [
-            Rejection(
-                job=job,
-                row_number=r.row_number,
-                column=r.column,
-                value=r.value[:1000],
-                reason=r.reason,
-                cells=[_json_cell(c) for c in r.cells],
+def _commit_rows(job, clean, rejected, last_row, progress) -> None:
+    """Commit a batch; if the database refuses it for a reason no validation foresaw, narrow it
+    down (halves, then single rows) so that only the guilty rows are rejected.
+
+    Each part commits with the number of its own last row, so that a run resumed after a crash
+    starts after the parts already committed. A lost connection or an outage is not the rows'
+    fault: it ends the attempt, and the import resumes later.
+    """
+    try:
+        _commit_batch(job, clean, rejected, last_row, progress)
+        return
+    except (_ClaimLost, _LockWait, OperationalError, InterfaceError):
+        raise
+    except (DatabaseError, ValueError, UnicodeError) as error:
+        failure = error
+    rows = sorted([*clean, *rejected], key=_row_number)
+    if len(rows) == 1:
+        (row,) = rows
+        reason = STORE_FAILED.format(error=shown(str(failure).splitlines()[0], limit=120))
+        if isinstance(row, Rejected):
+            # Its value or cells could not be stored: keep the row with them spelled in ASCII.
+            stored = Rejected(
+                row.row_number,
+                row.column,
+                ascii(row.value)[1:-1][:200],
+                row.reason,
+                tuple(_ascii_cell(c) for c in row.cells),
             )
-            for r in rejected
-        ]
-        if not generated:
-            rejections += [
-                Rejection(
-                    job=job,
-                    row_number=row_number,
-                    column="Code",
-                    value=code,
-                    reason=DUPLICATE_IN_FILE,
-                    cells=[_json_cell(c) for c in by_row[row_number][1:]],
-                )
-                for row_number, code in result.duplicates
-            ]
-        Rejection.objects.bulk_create(rejections, batch_size=1000)
-        code_addition_record(addition_id=job.addition_id, pool_id=job.pool_id, count=result.added)
-        updates = {
-            "codes_added": F("codes_added") + result.added,
-            "heartbeat_at": timezone.now(),
-        }
-        if generated:
-            updates["progress_done"] = F("codes_added") + result.added
         else:
-            updates.update(
-                rows_done=last_row,
-                rows_read=F("rows_read") + len(clean) + len(rejected),
-                duplicates_in_file=F("duplicates_in_file") + len(result.duplicates),
-                already_in_pool=F("already_in_pool") + result.already_in_pool,
-                rows_rejected=F("rows_rejected") + len(rejections),
-                progress_done=progress,
+            stored = Rejected(
+                row[0], "Code", shown(row[1]), reason[:255], tuple(_ascii_cell(c) for c in row[1:])
             )
-        claimed = Import.objects.filter(
-            pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts
-        ).update(**updates)
-        if not claimed:
-            raise _ClaimLost
+        logger.warning(
+            "Import %s: row %s could not be stored: %s", job.pk, _row_number(row), failure
+        )
+        _commit_batch(job, [], [stored], last_row, progress)
+        return
+    middle = len(rows) // 2
+    for part, part_last, part_progress in (
+        (rows[:middle], _row_number(rows[middle - 1]), None),
+        (rows[middle:], last_row, progress),
+    ):
+        _commit_rows(
+            job,
+            [r for r in part if not isinstance(r, Rejected)],
+            [r for r in part if isinstance(r, Rejected)],
+            part_last,
+            part_progress,
+        )
+
+
+def _held(job: Import):
+    """The job's row while this attempt holds it: every write of an attempt goes through this
+    condition, so that a worker that lost its claim changes nothing."""
+    return Import.objects.filter(pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts)
+
+
+def _row_number(row) -> int:
+    return row.row_number if isinstance(row, Rejected) else row[0]
+
+
+def _ascii_cell(value):
+    if value is None or isinstance(value, int | float):
+        return value
+    return ascii(str(value))[1:-1][:1000]
+
+
+def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) -> None:
+    try:
+        with transaction.atomic():
+            _write_batch(job, clean, rejected, last_row, progress, generated=generated)
+    except OperationalError as error:
+        if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
+            raise _LockWait from error
+        raise
     job.rows_done = last_row
 
 
+def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None:
+    if connection.vendor == "postgresql":
+        # A batch that waits on a lock is most likely blocked by a lost worker's transaction;
+        # give up in time to keep this attempt's heartbeat fresh (see _LockWait).
+        with connection.cursor() as cursor:
+            cursor.execute(f"SET LOCAL lock_timeout = {int(settings.IMPORT_LOCK_TIMEOUT * 1000)}")
+    result = load_batch(pool_id=job.pool_id, rows=clean, watermark=job.code_watermark)
+    by_row = {row[0]: row for row in clean}
+    rejections = [
+        Rejection(
+            job=job,
+            row_number=r.row_number,
+            column=r.column,
+            value=shown(r.value),
+            reason=r.reason[:255],
+            cells=[_json_cell(c) for c in r.cells],
+        )
+        for r in rejected
+    ]
+    if not generated:
+        rejections += [
+            Rejection(
+                job=job,
+                row_number=row_number,
+                column="Code",
+                value=shown(code),
+                reason=DUPLICATE_IN_FILE,
+                cells=[_json_cell(c) for c in by_row[row_number][1:]],
+            )
+            for row_number, code in result.duplicates
+        ]
+    Rejection.objects.bulk_create(rejections, batch_size=1000)
+    code_addition_record(addition_id=job.addition_id, pool_id=job.pool_id, count=result.added)
+    updates = {
+        "codes_added": F("codes_added") + result.added,
+        "codes_expired_on_arrival": F("codes_expired_on_arrival") + result.expired_on_arrival,
+        "heartbeat_at": timezone.now(),
+    }
+    if generated:
+        updates["progress_done"] = F("codes_added") + result.added
+    else:
+        updates.update(
+            rows_done=last_row,
+            rows_read=F("rows_read") + len(clean) + len(rejected),
+            duplicates_in_file=F("duplicates_in_file") + len(result.duplicates),
+            already_in_pool=F("already_in_pool") + result.already_in_pool,
+            rows_rejected=F("rows_rejected") + len(rejections),
+        )
+        if progress is not None:
+            updates["progress_done"] = progress
+    claimed = _held(job).update(**updates)
+    if not claimed:
+        raise _ClaimLost
+
+
 def _json_cell(value):
-    if value is None or isinstance(value, str | int | float | bool):
+    """A cell as the rejected rows' download keeps it: JSON that PostgreSQL can store."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    if value is None or isinstance(value, int | float | bool):
         return value
+    if isinstance(value, str):
+        return shown(value, limit=1000)
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    return str(value)
+    return shown(str(value), limit=1000)
 
 
-def _finish(job: Import, status: str, message: str) -> None:
+def _finish(job: Import, status: str, message: str, *, needs_new_file: bool = False) -> bool:
+    """Record the outcome, if this attempt still holds the job; return whether it did.
+
+    A worker that lost its claim (cut off, then back after another took over) changes nothing.
+    The announcements go out after commit; they cannot change the outcome (signals.py).
+    """
     now = timezone.now()
-    Import.objects.filter(pk=job.pk).update(
+    updated = _held(job).update(
         status=status,
         message=message,
+        needs_new_file=needs_new_file,
         finished_at=now,
         heartbeat_at=now,
     )
+    if not updated:
+        logger.warning(
+            "Import %s: attempt %s lost its claim; outcome not recorded", job.pk, job.attempts
+        )
+        return False
     job.status, job.message, job.finished_at = status, message, now
+    job.needs_new_file = needs_new_file
     # New codes may re-arm the pool's low-stock alert; the starter hears of the outcome.
     stock_changed_on_commit(job.pool)
     import_finished_on_commit(job)
+    return True

@@ -1,14 +1,27 @@
 from django import forms
 
 from .generation import DEFAULT_ALPHABET, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
+from .readers import ACCEPTED_EXTENSIONS
 
 
 class UploadForm(forms.Form):
     file = forms.FileField(
         label="Template file",
-        help_text="CSV or XLSX with the columns Code, Issue-start, Issue-end, Available-from, "
-        "Available-till. Only Code is required.",
-        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.xlsx,.txt"}),
+        help_text="CSV, Excel (XLSX, XLSM, XLSB, XLS) or OpenDocument (ODS) with the columns "
+        "Code, Issue-start, Issue-end, Available-from, Available-till. Only Code is required; "
+        "in a workbook, the first sheet with a Code column is read.",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPTED_EXTENSIONS)}),
+    )
+    date_order = forms.ChoiceField(
+        label="Dates like 03/04/2026",
+        required=False,
+        choices=[
+            ("", "Find out from the file"),
+            ("dmy", "Day first: 31/01/2026"),
+            ("mdy", "Month first: 01/31/2026 (US)"),
+        ],
+        help_text="Only for dates written with slashes. Dotted dates (31.01.2026) are day "
+        "first; ISO dates (2026-01-31) need no choice.",
     )
 
 

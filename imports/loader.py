@@ -23,6 +23,8 @@ class BatchResult:
     # (row_number, code) of rows whose code appears earlier in the same import.
     duplicates: list[tuple[int, str]] = field(default_factory=list)
     already_in_pool: int = 0
+    # Added codes whose Issue-end or Available-till had already passed.
+    expired_on_arrival: int = 0
 
 
 def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
@@ -45,7 +47,7 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     if not unique:
         return result
     load = _load_postgresql if connection.vendor == "postgresql" else _load_generic
-    result.added, collisions = load(pool_id, unique)
+    result.added, result.expired_on_arrival, collisions = load(pool_id, unique)
     for row_number, code, code_id in collisions:
         if code_id <= watermark:
             result.already_in_pool += 1
@@ -54,9 +56,10 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     return result
 
 
-def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]:
-    """Return how many rows were added, and (row_number, code, id of the code it collided
-    with) for each row that was not."""
+def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
+    """Return how many rows were added, how many of them were past their Issue-end or
+    Available-till already, and (row_number, code, id of the code it collided with) for each
+    row that was not added."""
     params = {
         "pool": pool_id,
         "available": Code.Status.AVAILABLE,
@@ -75,7 +78,11 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]
         params["floor"] = cursor.fetchone()[0] or 0
         # COPY is the fastest way into PostgreSQL; the staging table lets one INSERT … SELECT
         # then skip the codes that are there already.
-        with cursor.cursor.copy(f"COPY import_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy:
+        # The raw driver's COPY, with its errors wrapped as Django's like every other query's.
+        with (
+            connection.wrap_database_errors,
+            cursor.cursor.copy(f"COPY import_staging ({_STAGING_COLUMNS}) FROM STDIN") as copy,
+        ):
             copy.write(_copy_text(rows))
         # The rows' dates are naive, in the project's time zone.
         cursor.execute(
@@ -88,15 +95,15 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]
                     available_from AT TIME ZONE %(tz)s, available_till AT TIME ZONE %(tz)s, '', 0
                 FROM import_staging
                 ON CONFLICT (code, pool_id) DO NOTHING
-                RETURNING 1
+                RETURNING issue_end < now() OR available_till < now() AS expired
             )
-            SELECT count(*) FROM inserted
+            SELECT count(*), count(*) FILTER (WHERE expired) FROM inserted
             """,
             params,
         )
-        added = cursor.fetchone()[0]
+        added, expired = cursor.fetchone()
         if added == len(rows):
-            return added, []
+            return added, expired, []
         cursor.execute(
             f"""
             SELECT s.row_number, s.code, c.id
@@ -106,7 +113,7 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]
             """,
             params,
         )
-        return added, cursor.fetchall()
+        return added, expired, cursor.fetchall()
 
 
 def _copy_text(rows: list[tuple]) -> str:
@@ -128,7 +135,7 @@ def _copy_text(rows: list[tuple]) -> str:
 _LOOKUP_CHUNK = 500
 
 
-def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]:
+def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
     existing: dict[str, int] = {}
     codes = [row[1] for row in rows]
     for start in range(0, len(codes), _LOOKUP_CHUNK):
@@ -151,4 +158,11 @@ def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, list[tuple]]:
         if code not in existing
     ]
     Code.objects.bulk_create(new_codes, batch_size=_LOOKUP_CHUNK)
-    return len(new_codes), collisions
+    now = timezone.now()
+    expired = sum(
+        1
+        for code in new_codes
+        if (code.issue_end and code.issue_end < now)
+        or (code.available_till and code.available_till < now)
+    )
+    return len(new_codes), expired, collisions

@@ -41,6 +41,10 @@ class Import(models.Model):
         default=dict, blank=True, help_text="count, length, alphabet and prefix of a generation."
     )
     message = models.TextField(blank=True, help_text="Why the import failed, or notes on it.")
+    # A failure of the file itself (no Code column, damaged): running it again cannot help.
+    needs_new_file = models.BooleanField(default=False)
+    # The order of day and month in slashed dates: "dmy", "mdy", or "" until the file says.
+    date_order = models.CharField(max_length=3, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -51,6 +55,9 @@ class Import(models.Model):
     # Refreshed with every batch; a running import whose heartbeat stops is taken over.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # When the job was last handed to the broker, or a task last found it waiting its turn: a
+    # queued job left alone longer than IMPORT_QUEUED_TIMEOUT lost its task and is queued again.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     # The pool's highest code id when the import first started: a code with a higher id that a
     # row collides with was added by this import, so the row is a duplicate inside the file.
     code_watermark = models.BigIntegerField(null=True, blank=True)
@@ -63,6 +70,8 @@ class Import(models.Model):
     duplicates_in_file = models.BigIntegerField(default=0)
     already_in_pool = models.BigIntegerField(default=0)
     rows_rejected = models.BigIntegerField(default=0)
+    # Codes added although their Issue-end or Available-till had already passed.
+    codes_expired_on_arrival = models.BigIntegerField(default=0)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -83,6 +92,12 @@ class Import(models.Model):
         if not self.progress_total:
             return 0
         return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def can_run_again(self) -> bool:
+        """Return True if running the import again could succeed (a lost worker, a database
+        outage), False for a failure of the file itself, which must be fixed and uploaded."""
+        return self.status == self.Status.FAILED and not self.needs_new_file
 
     @property
     def duration(self):

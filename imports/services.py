@@ -10,29 +10,45 @@ import os
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.utils import timezone
 
 from pools.code_services import code_addition_create
 from pools.models import Pool
 from pools.selectors import pool_code_total
 
 from .generation import CodeFormat, normalize_alphabet
+from .inspection import AmbiguousDates, inspect_file
 from .models import Import
-from .readers import ImportFileError, check_size
+from .readers import FIX_THE_FILE, ImportFileError, check_size
 from .selectors import generation_allowed
 from .signals import import_queued_on_commit
 
 GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer offers generation."
 NOTHING_PASTED = "Paste at least one code."
 NOT_RERUNNABLE = "Only a failed import can be run again."
+NEEDS_NEW_FILE = "Running it again cannot help: fix the file and upload it again."
 
 
-def import_file_start(*, pool: Pool, file, user=None) -> Import:
-    """Store an uploaded CSV/XLSX file and queue its import into `pool`."""
+def import_file_start(
+    *, pool: Pool, file, user=None, date_order: str = "", inspect: bool = True
+) -> Import:
+    """Store an uploaded file (CSV or a spreadsheet) and queue its import into `pool`.
+
+    The file is looked at first (inspection.inspect_file), so that a file the worker would
+    refuse as a whole is refused here, with the same message, while the manager waits.
+    `date_order` ("dmy" or "mdy") says how to read slashed dates such as 03/04/2026; without
+    it the file must say (a date like 31/01/2026 or 01/31/2026), or the upload is refused with
+    a question. `inspect=False` leaves every check to the worker.
+    """
     name = os.path.basename(file.name)
     try:
         check_size(name=name, size=file.size)
+        if inspect:
+            date_order = inspect_file(file, name=name, size=file.size, date_order=date_order)
     except ImportFileError as error:
-        raise ValidationError({"file": str(error)}) from error
+        raise ValidationError({"file": f"{error} {FIX_THE_FILE}"}, code="bad_file") from error
+    except AmbiguousDates as error:
+        raise ValidationError({"date_order": str(error)}, code="ambiguous_dates") from error
     return _start(
         pool=pool,
         user=user,
@@ -40,6 +56,7 @@ def import_file_start(*, pool: Pool, file, user=None) -> Import:
         file=file,
         file_name=name,
         file_size=file.size,
+        date_order=date_order,
     )
 
 
@@ -95,21 +112,30 @@ def _start(*, pool: Pool, user, **fields) -> Import:
     with transaction.atomic():
         fields.setdefault("progress_total", fields.get("file_size", 0))
         addition = code_addition_create(pool=pool)
-        job = Import.objects.create(pool=pool, addition=addition, created_by=user, **fields)
+        job = Import.objects.create(
+            pool=pool, addition=addition, created_by=user, enqueued_at=timezone.now(), **fields
+        )
         import_queued_on_commit(job.pk)
     return job
 
 
 @transaction.atomic
 def import_rerun(*, job: Import, user=None) -> Import:
-    """Queue a failed import again; the batches it already committed are not redone."""
+    """Queue a failed import again; the batches it already committed are not redone.
+
+    Refused for a failure of the file itself (Import.can_run_again): the same file would fail
+    the same way.
+    """
     job = Import.objects.select_for_update().get(pk=job.pk)
     if job.status != Import.Status.FAILED:
         raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
+    if job.needs_new_file:
+        raise ValidationError(NEEDS_NEW_FILE, code="needs_new_file")
     job.status = Import.Status.QUEUED
     job.message = ""
     job.finished_at = None
     job.attempts = 0
-    job.save(update_fields=["status", "message", "finished_at", "attempts"])
+    job.enqueued_at = timezone.now()
+    job.save(update_fields=["status", "message", "finished_at", "attempts", "enqueued_at"])
     import_queued_on_commit(job.pk)
     return job

@@ -1,28 +1,46 @@
 """The manual code import template, as CSV and XLSX."""
 
 import io
+from datetime import timedelta
 
 from django.http import HttpResponse
+from django.utils import timezone
 
 from pools.exports import XLSX_CONTENT_TYPE, csv_response
 
 from .readers import TEMPLATE_COLUMNS
+from .validation import TEMPLATE_EXAMPLE_CODE
 
-TEMPLATE_EXAMPLE_ROW = ("SPRING-7KQ2", "2026-03-01 00:00", "2026-03-31", "01.03.2026", "30.04.2026")
+
+def template_example_row() -> tuple:
+    """Return the template's example row, its dates from today on: a template filled in from
+    its example keeps dates that have not passed yet. The example code itself is skipped on
+    import, with a note in the report (validation.TEMPLATE_EXAMPLE)."""
+    today = timezone.localdate()
+    return (
+        TEMPLATE_EXAMPLE_CODE,
+        f"{today:%Y-%m-%d} 00:00",
+        f"{today + timedelta(days=30):%Y-%m-%d}",
+        f"{today:%d.%m.%Y}",
+        f"{today + timedelta(days=60):%d.%m.%Y}",
+    )
+
+
 TEMPLATE_NOTES = (
     "Only the Code column is required; delete the other columns if a third-party system "
     "redeems the codes.",
     "Issue-start and Issue-end: when the code may be issued to a customer.",
     "Available-from and Available-till: when the customer can redeem it.",
-    "Dates: YYYY-MM-DD HH:MM (ISO 8601) or DD.MM.YYYY HH:MM; the time may be left out. "
+    "Dates: YYYY-MM-DD HH:MM (ISO 8601), DD.MM.YYYY HH:MM, or with slashes DD/MM/YYYY or "
+    "MM/DD/YYYY (the file or the upload form says which); the time may be left out. "
     "A date alone in Issue-end or Available-till means the end of that day. Times without a "
     "zone are read in the project's time zone.",
-    "Replace the example row with your codes, one per row.",
+    "Replace the example row with your codes, one per row (left in, it is skipped).",
 )
 
 
 def template_csv():
-    return csv_response([TEMPLATE_COLUMNS, TEMPLATE_EXAMPLE_ROW], "promo-code-template.csv")
+    return csv_response([TEMPLATE_COLUMNS, template_example_row()], "promo-code-template.csv")
 
 
 def template_xlsx():
@@ -33,7 +51,7 @@ def template_xlsx():
     sheet = workbook.active
     sheet.title = "Codes"
     sheet.append(TEMPLATE_COLUMNS)
-    sheet.append(TEMPLATE_EXAMPLE_ROW)
+    sheet.append(template_example_row())
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for column in "ABCDE":

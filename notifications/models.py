@@ -67,6 +67,8 @@ class LowStockAlert(models.Model):
     stock = models.BigIntegerField()
     threshold = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # Set once every subscriber has had it; until then the beat task queues it again (outbox).
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

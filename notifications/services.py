@@ -82,7 +82,9 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         alert = LowStockAlert.objects.create(
             pool=pool, crossing=state.crossings, stock=stock, threshold=pool.notify_below
         )
-        transaction.on_commit(lambda: alert_raised.send(sender=LowStockAlert, alert=alert))
+        transaction.on_commit(
+            lambda: alert_raised.send(sender=LowStockAlert, alert=alert), robust=True
+        )
     return alert
 
 
@@ -120,7 +122,39 @@ def alert_send(*, alert_id: int) -> int:
             )
             AlertDelivery.objects.create(alert=alert, user=user, email=user.email)
             sent += 1
+    LowStockAlert.objects.filter(pk=alert.pk, sent_at__isnull=True).update(sent_at=timezone.now())
     return sent
+
+
+def notifications_due() -> tuple[list[int], list[int]]:
+    """Return the ids of the finished imports whose notice is due and of the alerts not sent to
+    everyone, as an outbox: their queueing may have failed (the broker was down).
+
+    Only those due for longer than NOTICE_RETRY_SECONDS (the usual path sends them sooner) and
+    for less than NOTICE_WINDOW_HOURS. Sending them twice is harmless: each send locks its row
+    and sends what was not sent yet, so every notice arrives once.
+    """
+    now = timezone.now()
+    newest = now - timedelta(seconds=settings.NOTICE_RETRY_SECONDS)
+    oldest = now - timedelta(hours=settings.NOTICE_WINDOW_HOURS)
+    imports = list(
+        Import.objects.filter(
+            status__in=Import.FINISHED,
+            finished_notice_sent_at__isnull=True,
+            finished_at__lte=newest,
+            finished_at__gte=oldest,
+            created_by__isnull=False,
+        )
+        .exclude(created_by__email="")
+        .exclude(created_by__promo_preference__import_finished_emails=False)
+        .values_list("pk", flat=True)
+    )
+    alerts = list(
+        LowStockAlert.objects.filter(
+            sent_at__isnull=True, created_at__lte=newest, created_at__gte=oldest
+        ).values_list("pk", flat=True)
+    )
+    return imports, alerts
 
 
 def _alert_context(alert: LowStockAlert, user) -> dict:

@@ -29,6 +29,16 @@ def pools_check_stock():
     services.pools_check_stock()
 
 
+@shared_task
+def notifications_send_due():
+    """The outbox: queue again the notices and alerts whose queueing failed."""
+    imports, alerts = services.notifications_due()
+    for import_id in imports:
+        import_notice_send.delay(import_id)
+    for alert_id in alerts:
+        alert_send.delay(alert_id)
+
+
 def alert_enqueue(sender, alert, **kwargs) -> None:
     _enqueue(alert_send, alert.pk)
 
@@ -37,14 +47,10 @@ def import_notice_enqueue(sender, job, **kwargs) -> None:
     _enqueue(import_notice_send, job.pk)
 
 
-def _enqueue(task, *args) -> None:
-    """Queue `task`; if the broker cannot be reached, log it and go on.
-
-    These are sent after a commit, from inside whatever committed: an API request that issued
-    the code which crossed the threshold. A Redis outage must not turn that issue into an error
-    (the code is issued; a retry without an idempotency key would spend another) (issue 11).
-    """
+def _enqueue(task, object_id: int) -> None:
+    """Queue a notice; with the broker down, leave it to the outbox (notifications_send_due)
+    rather than fail whatever announced it (an import that finished, say)."""
     try:
-        task.delay(*args)
-    except Exception:  # kombu's OperationalError and whatever a broker's client raises
-        logger.exception("Could not queue %s%r: the broker is unreachable", task.name, args)
+        task.delay(object_id)
+    except Exception:  # kombu and redis raise several kinds for a broker that is down
+        logger.warning("Could not queue %s(%s); the outbox sends it later", task.name, object_id)

@@ -18,4 +18,6 @@ def stock_changed_on_commit(pool) -> None:
     one)."""
     from .models import Pool
 
-    transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool))
+    # Robust: a receiver that fails (a broker down, say) is logged and changes nothing of what
+    # committed.
+    transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool), robust=True)

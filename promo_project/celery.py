@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 from celery import Celery
+from celery.signals import celeryd_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_project.settings")
 
@@ -17,3 +18,23 @@ def _make_file_broker_folders(sender, **kwargs):
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
+
+
+@celeryd_init.connect
+def _worker_database_options(**kwargs):
+    """Give the worker's PostgreSQL sessions keepalives and bounded idle transactions
+    (settings.WORKER_DATABASE_OPTIONS), before any connection is opened."""
+    from django.conf import settings
+
+    add_database_options(settings.DATABASES["default"], settings.WORKER_DATABASE_OPTIONS)
+
+
+def add_database_options(database: dict, extra: dict) -> None:
+    """Merge `extra` into a PostgreSQL database's OPTIONS; server settings (`options`, "-c …")
+    are appended to those already there."""
+    if "postgresql" not in database["ENGINE"]:
+        return
+    options = database.setdefault("OPTIONS", {})
+    extra = dict(extra)
+    extra["options"] = " ".join(filter(None, [options.get("options", ""), extra["options"]]))
+    options.update(extra)

@@ -115,6 +115,29 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+# A worker's database sessions notice a dead peer within about a minute, both ways: libpq's
+# keepalives on the worker's side; on the server's side the same keepalives for the session
+# (a worker cut off by the network is otherwise noticed after the kernel's two hours), and an
+# idle transaction ended after a minute (its locks would hold the import's next batch).
+# Applied to the worker's connections when it starts (promo_project/celery.py).
+DATABASE_DEAD_PEER_SECONDS = env_int("DATABASE_DEAD_PEER_SECONDS", 30)
+WORKER_DATABASE_OPTIONS = {
+    "keepalives": 1,
+    "keepalives_idle": max(1, DATABASE_DEAD_PEER_SECONDS // 3),
+    "keepalives_interval": max(1, DATABASE_DEAD_PEER_SECONDS // 6),
+    "keepalives_count": 3,
+    "tcp_user_timeout": DATABASE_DEAD_PEER_SECONDS * 1000,
+    "options": " ".join(
+        f"-c {name}={value}"
+        for name, value in {
+            "tcp_keepalives_idle": max(1, DATABASE_DEAD_PEER_SECONDS // 3),
+            "tcp_keepalives_interval": max(1, DATABASE_DEAD_PEER_SECONDS // 6),
+            "tcp_keepalives_count": 3,
+            "tcp_user_timeout": DATABASE_DEAD_PEER_SECONDS * 1000,
+            "idle_in_transaction_session_timeout": 2 * DATABASE_DEAD_PEER_SECONDS * 1000,
+        }.items()
+    ),
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Wait for the worker's write lock instead of failing at once with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
@@ -237,11 +260,19 @@ CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BEAT_SCHEDULE = {
     # Safety net for imports whose worker was killed outright.
-    "imports-recover-stale": {"task": "imports.tasks.imports_recover_stale", "schedule": 60.0},
+    "imports-recover-stale": {
+        "task": "imports.tasks.imports_recover_stale",
+        "schedule": float(env_int("IMPORT_RECOVERY_SECONDS", 60)),
+    },
     # Expire codes past their dates (each pool they leave short is checked for alerts).
     "codes-expire": {
         "task": "pools.tasks.codes_expire",
         "schedule": float(env_int("EXPIRY_SECONDS", 300)),
+    },
+    # Outbox: import notices and alerts whose queueing failed (the broker was down).
+    "notifications-send-due": {
+        "task": "notifications.tasks.notifications_send_due",
+        "schedule": float(env_int("NOTICE_RETRY_SECONDS", 60)),
     },
     # Safety net for low-stock alerts: checks every pool that alerts or may re-arm.
     "pools-check-stock": {
@@ -263,6 +294,17 @@ IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
 IMPORT_HEARTBEAT_TIMEOUT = env_int("IMPORT_HEARTBEAT_TIMEOUT", 60)
 # A task that finds its pool busy with another import tries again after this many seconds.
 IMPORT_BUSY_RETRY = env_int("IMPORT_BUSY_RETRY", 10)
+# A queued import that no task took or touched for this long lost its task (a broker restarted
+# without persistence): it is queued again, at most once per this interval.
+IMPORT_QUEUED_TIMEOUT = env_int("IMPORT_QUEUED_TIMEOUT", 300)
+# A batch that waits longer than this on a lock (a cut-off worker's open transaction) gives
+# its attempt back and tries again later; below IMPORT_HEARTBEAT_TIMEOUT, so that the waiting
+# worker is not itself taken for lost.
+IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
+# The upload request parses a workbook up to this size to check its Code column at once;
+# larger ones are checked as containers there and read fully by the worker. Parsing holds the
+# sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
+IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
 # Pasted lists arrive as form fields, which Django caps at 2.5 MB by default.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 
@@ -280,6 +322,10 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "promo-pools@localhost")
+# An import notice or alert not sent this many seconds after it was due is queued again by the
+# beat task (the broker was down when it was due), for up to NOTICE_WINDOW_HOURS.
+NOTICE_RETRY_SECONDS = env_int("NOTICE_RETRY_SECONDS", 60)
+NOTICE_WINDOW_HOURS = env_int("NOTICE_WINDOW_HOURS", 24)
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

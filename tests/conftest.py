@@ -1,8 +1,21 @@
+from pathlib import Path
+
 import pytest
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 from promo_project.celery import app as celery_app
 from tests.factories import make_manager, make_viewer
 from tests.worker import Worker, point_app_at, require_services, worker_env
+
+# Hypothesis keeps the examples it found under var/ (ignored by git), not in the work tree.
+hypothesis_settings.register_profile(
+    "promo",
+    database=DirectoryBasedExampleDatabase(
+        Path(__file__).resolve().parent.parent / "var" / "hypothesis"
+    ),
+)
+hypothesis_settings.load_profile("promo")
 
 NEEDS_POSTGRESQL = ("postgresql", "integration", "e2e")
 

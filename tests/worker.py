@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -52,16 +53,30 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.2):
 
 
 class Worker:
-    def __init__(self, env: dict, log_path: Path, pool: str = "prefork"):
+    """A worker process; `beat` runs the periodic tasks in it too, `prefix` runs it under a
+    command (`ip netns exec NAME`, to put it in a network namespace)."""
+
+    def __init__(
+        self,
+        env: dict,
+        log_path: Path,
+        pool: str = "prefork",
+        beat: bool = False,
+        prefix: tuple = (),
+    ):
         self.env = env
         self.log_path = log_path
         self.pool = pool
+        self.beat = beat
+        self.prefix = tuple(prefix)
         self.process = None
 
     def start(self):
         log = open(self.log_path, "a")  # noqa: SIM115  (kept open for the subprocess)
+        beat = ["--beat", f"--schedule={self.log_path.with_suffix('.beat')}"] if self.beat else []
         self.process = subprocess.Popen(
             [
+                *self.prefix,
                 sys.executable,
                 "-m",
                 "celery",
@@ -75,6 +90,7 @@ class Worker:
                 "--without-mingle",
                 "--hostname",
                 f"test-{time.monotonic_ns()}@%h",
+                *beat,
             ],
             env=self.env,
             stdout=log,
@@ -143,5 +159,61 @@ def point_app_at(broker_url: str):
     # close() drops the connection pool, not the producer pool cached beside it.
     celery_app.amqp._producer_pool = None
     celery_app.conf.broker_url = broker_url
+    # Celery prefers the CELERY_BROKER_URL environment variable to broker_url; the write and read
+    # URLs are taken as set.
+    celery_app.conf.broker_write_url = broker_url
+    celery_app.conf.broker_read_url = broker_url
     celery_app.conf.broker_transport_options = {"visibility_timeout": 3600}
     celery_app.conf.task_always_eager = False
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, without persistence, that the test can stop and start
+    (the shared one must stay up for others). Listens on 127.0.0.1 and the `bind` addresses."""
+
+    def __init__(self, directory: Path, bind: tuple = ()):
+        self.directory = directory
+        self.bind = ("127.0.0.1", *bind)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.process = None
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        return f"redis://{host}:{self.port}/0"
+
+    def start(self):
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                *self.bind,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        def answers():
+            try:
+                return redis.Redis.from_url(self.url(), socket_connect_timeout=1).ping()
+            except redis.RedisError:
+                return False
+
+        wait_for(answers, timeout=20, what=f"redis-server on port {self.port}")
+        return self
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

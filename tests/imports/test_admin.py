@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 from openpyxl import load_workbook
 
+from imports import engine
 from imports.engine import import_run
 from imports.models import Import
 from pools.models import Code
@@ -153,11 +154,12 @@ def test_progress_endpoint(manager_client):
 
 def test_failed_import_can_be_run_again_from_its_report(manager_client):
     pool = make_pool()
-    post_upload(manager_client, pool, csv_upload("Wrong\nA\n"))
+    post_upload(manager_client, pool, csv_upload("Code\nA\n"))
     job = Import.objects.get()
-    import_run(import_id=job.pk)
-    job.refresh_from_db()
-    assert job.status == "failed"
+    # As the stale-heartbeat recovery leaves an import whose workers kept dying.
+    Import.objects.filter(pk=job.pk).update(
+        status="failed", message=engine.WORKER_LOST.format(attempts=3)
+    )
     report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
     assert reverse("admin:imports_import_rerun", args=[job.pk]) in report.content.decode()
 
@@ -197,3 +199,77 @@ def test_codes_export_escapes_formulas_and_follows_the_list_filters(manager_clie
     )
     sheet = load_workbook(io.BytesIO(b"".join(issued.streaming_content))).active
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["PLAIN"]
+
+
+WHOLE_FILE_PROBLEMS = {
+    "png": ("logo.png", b"\x89PNG\r\n\x1a\n" + bytes(200)),
+    "text-named-xlsx": ("codes.xlsx", b"Code\nA1\n"),
+    "no-code-column": ("codes.csv", b"Promo,Start\nA,B\n"),
+    "header-only": ("codes.csv", b"Code\n"),
+    "empty-sheet-workbook": ("codes.ods", None),
+}
+
+
+@pytest.mark.parametrize("problem", sorted(WHOLE_FILE_PROBLEMS))
+def test_upload_refuses_a_bad_file_on_the_page_with_the_reports_message(manager_client, problem):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from imports.services import import_file_start
+    from tests.imports.files import ods_bytes
+
+    name, data = WHOLE_FILE_PROBLEMS[problem]
+    data = data if data is not None else ods_bytes({"Notes": [["hello"]]})
+    pool = make_pool()
+
+    response = post_upload(manager_client, pool, SimpleUploadedFile(name, data))
+
+    assert not Import.objects.exists()
+    errors = response.context["forms"]["upload"].errors["file"]
+    # The worker, given the same file by another way, fails it with the same message.
+    job = import_file_start(pool=pool, file=SimpleUploadedFile(name, data), inspect=False)
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+    assert errors == [job.message]
+    assert job.message.endswith("Fix the file and upload it again.")
+    report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
+    assert reverse("admin:imports_import_rerun", args=[job.pk]) not in report.content.decode()
+    assert "Running this import again cannot help" in report.content.decode()
+
+
+def test_upload_form_names_every_accepted_format_and_asks_the_date_order(manager_client):
+    pool = make_pool()
+
+    page = manager_client.get(add_codes_url(pool)).content.decode()
+
+    assert 'accept=".csv,.txt,.xlsx,.xlsm,.xlsb,.xls,.ods"' in page
+    assert "XLSX, XLSM, XLSB, XLS" in page and "ODS" in page
+    response = manager_client.post(
+        add_codes_url(pool),
+        {"kind": "upload", "upload-file": csv_upload("Code,Issue-end\nA,03/04/2026\n")},
+    )
+    assert "could be day-first or month-first" in response.content.decode()
+    assert not Import.objects.exists()
+    manager_client.post(
+        add_codes_url(pool),
+        {
+            "kind": "upload",
+            "upload-file": csv_upload("Code,Issue-end\nA,03/04/2026\n"),
+            "upload-date_order": "mdy",
+        },
+    )
+    assert Import.objects.get().date_order == "mdy"
+
+
+def test_queued_import_page_says_how_long_it_has_waited(manager_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    pool = make_pool()
+    post_upload(manager_client, pool, csv_upload("Code\nA\n"))
+    job = Import.objects.get()
+    Import.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=7))
+
+    page = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
+
+    assert "waiting for a worker for 7\xa0minutes" in page.content.decode()

@@ -1,11 +1,13 @@
 import io
+import zipfile
 from datetime import date, datetime
 
 import pytest
+from openpyxl import Workbook
 
 from imports import readers
 from imports.readers import ImportFileError, UnreadableRow, open_table
-from tests.imports.files import xlsx_bytes, zip_bomb_bytes
+from tests.imports.files import ods_bytes, xlsx_bytes, zip_bomb_bytes
 
 
 def read(data: bytes, name: str = "codes.csv", pasted: bool = False):
@@ -98,19 +100,38 @@ def test_broken_row_is_reported_as_unreadable_not_fatal(monkeypatch):
     assert rows[-1] == (3, ("GOOD", None, None, None, None))
 
 
-def test_not_csv_or_xlsx():
-    assert "is not a CSV or XLSX file" in file_error(b"%PDF-1.7 ...", "offer.pdf")
-    assert "is not a CSV or XLSX file" in file_error(b"Code\n\x00\x01\x02binary", "codes.csv")
+def test_files_that_are_not_tables_are_named_by_their_content():
+    assert file_error(b"%PDF-1.7 ...", "offer.pdf") == (
+        "“offer.pdf” is not a CSV file or a spreadsheet (it is a PDF document). Upload it as "
+        ".csv, .xlsx, .xlsm, .xlsb, .xls or .ods."
+    )
+    assert "(it is a PNG image)" in file_error(b"\x89PNG\r\n\x1a\n" + b"\0" * 50, "codes.csv")
+    assert "is not a CSV file" in file_error(bytes(range(32)) * 10, "codes.csv")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    assert "(it is a ZIP archive)" in file_error(zipped.getvalue(), "codes.zip")
 
 
-def test_old_excel_file():
-    assert ".xls" in file_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "codes.xls")
+def test_csv_with_nul_bytes_is_a_csv_with_one_bad_row():
+    rows = read(b"Code\nA\x00B\nGOOD\n")
+
+    assert rows == [
+        (2, ("A\x00B", None, None, None, None)),
+        (3, ("GOOD", None, None, None, None)),
+    ]
 
 
-def test_corrupt_xlsx():
+def test_damaged_old_excel_file_is_named_as_xls():
+    message = file_error(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100, "codes.xls")
+    assert message == readers.DAMAGED.format(name="codes.xls", format=readers.FORMATS["xls"])
+
+
+def test_damaged_workbooks_are_named_by_their_format():
     message = file_error(b"PK\x03\x04 this is not really a zip", "codes.xlsx")
-    assert message == readers.CORRUPT_XLSX.format(name="codes.xlsx")
-    assert "damaged" in file_error(b"plain text", "codes.xlsx")
+    assert message == readers.DAMAGED.format(name="codes.xlsx", format=readers.FORMATS["xlsx"])
+    assert "not really an Excel workbook (.xlsx)" in file_error(b"plain text", "codes.xlsx")
+    assert "OpenDocument spreadsheet (.ods)" in file_error(b"plain text", "codes.ods")
 
 
 def test_empty_file_and_header_only():
@@ -142,3 +163,76 @@ def test_zip_bomb_is_refused(settings):
     message = file_error(zip_bomb_bytes(5 * 1024 * 1024), "codes.xlsx")
 
     assert "possible zip bomb" in message
+
+
+def test_ods_with_notes_sheet_first_reads_the_sheet_with_a_code_column():
+    data = ods_bytes({"Notes": [["hello"]], "Codes": [["Code", "Available-till"], ["ODS1", "x"]]})
+
+    table = open_table(io.BytesIO(data), name="codes.ods", size=len(data))
+
+    assert table.file_format == "ods"
+    assert list(table.rows) == [(2, ("ODS1", None, None, None, "x"))]
+    assert table.notes == ["Codes read from the sheet “Codes”."]
+
+
+def test_no_code_column_on_any_sheet_names_the_sheets_looked_at():
+    data = ods_bytes({"Notes": [["hello"]], "Data": [["Promo", "Start"], ["A", "B"]], "Empty": []})
+
+    assert file_error(data, "codes.ods") == (
+        "“codes.ods” has no Code column on any sheet. Sheets looked at: “Notes” (columns: "
+        "“hello”); “Data” (columns: “Promo”, “Start”); “Empty” (columns: none)."
+    )
+
+
+def test_xlsx_sheet_with_header_below_blank_rows_and_macro_workbook_name():
+    workbook = Workbook()
+    workbook.active.title = "Empty"
+    sheet = workbook.create_sheet("Codes")
+    sheet.append([])
+    sheet.append(["Code"])
+    sheet.append(["LOW1"])
+    output = io.BytesIO()
+    workbook.save(output)
+
+    table = open_table(io.BytesIO(output.getvalue()), name="codes.xlsm", size=output.tell())
+
+    assert table.file_format == "xlsm"
+    assert list(table.rows) == [(3, ("LOW1", None, None, None, None))]
+
+
+def test_numeric_codes_are_flagged_and_a_leading_zeros_format_keeps_its_digits():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Code"])
+    sheet.append([42])
+    sheet["A2"].number_format = "00000"
+    sheet.append([7])
+    output = io.BytesIO()
+    workbook.save(output)
+    data = output.getvalue()
+
+    table = open_table(io.BytesIO(data), name="codes.xlsx", size=len(data))
+
+    assert [cells[0] for _, cells in table.rows] == ["00042", 7]
+    assert table.notes == [readers.NUMERIC_CODES.format(rows="1 row")]
+    assert "Excel may have dropped leading zeros" in table.notes[0]
+
+
+def test_formula_never_computed_rejects_its_row_instead_of_dropping_it():
+    # openpyxl writes formulas without their values, as programs that generate files do.
+    data = xlsx_bytes([("Code", "Issue-end"), ('="X"&"1"', None), ("PLAIN", None)])
+
+    rows = read(data, "codes.xlsx")
+
+    assert rows[0] == (2, UnreadableRow(readers.UNCOMPUTED_FORMULA.format(column="Code")))
+    assert rows[1] == (3, ("PLAIN", None, "", None, None))
+
+
+def test_password_or_garbage_zip_named_xlsb_is_named_as_xlsb():
+    assert "Excel binary workbook (.xlsb)" in file_error(b"PK\x03\x04 broken", "codes.xlsb")
+
+
+def test_long_and_control_character_headers_are_quoted_visibly_and_short():
+    message = file_error(("\x01" + "Y" * 300 + ",B\nA,B\n").encode())
+
+    assert "“␁YYY" in message and "…”" in message and len(message) < 200

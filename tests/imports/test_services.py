@@ -137,10 +137,17 @@ def test_xlsx_upload():
 def test_file_level_problem_fails_the_import_and_imports_nothing():
     pool = make_pool()
 
-    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n")))
+    # The upload refuses such a file at once (test_admin); one that reaches the worker by
+    # another way is checked there too.
+    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n"), inspect=False))
 
     assert job.status == Import.Status.FAILED
-    assert job.message == "“codes.csv” has no Code column. Columns found: “Promo”."
+    assert job.message == (
+        "“codes.csv” has no Code column. Columns found: “Promo”. Fix the file and upload it again."
+    )
+    assert not job.can_run_again
+    with pytest.raises(ValidationError, match="cannot help"):
+        import_rerun(job=job)
     assert not Code.objects.exists()
 
 
@@ -190,7 +197,7 @@ def test_generation_refuses_a_format_without_a_safe_margin():
 
 def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
     pool = make_pool()
-    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n")))
+    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n"), inspect=False))
     assert generation_allowed(pool)
 
     run(import_text_start(pool=pool, text="HANDMADE"))
@@ -295,3 +302,210 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     assert (retried.status, retried.codes_added) == ("completed", 1)
     assert exhausted.status == "failed"
     assert "Run it again" in exhausted.message
+
+
+@pytest.mark.postgresql  # a NUL that PostgreSQL refuses (SQLite stores it)
+def test_a_row_the_database_refuses_is_narrowed_down_and_rejected_alone(settings, monkeypatch):
+    """A batch that fails to commit for a reason no validation foresaw is bisected: only the
+    guilty row is rejected, every other row of the batch is added."""
+    settings.IMPORT_BATCH_SIZE = 50
+    real_clean_row = engine.clean_row
+
+    def clean_row_letting_a_nul_through(row_number, cells, tz, order=None):
+        row = real_clean_row(row_number, cells, tz, order)
+        return (row_number, "BAD\x00NUL", *row[2:]) if row_number == 37 else row
+
+    monkeypatch.setattr(engine, "clean_row", clean_row_letting_a_nul_through)
+    pool = make_pool()
+    upload = csv_upload("Code\n" + "".join(f"R{i}\n" for i in range(2, 102)))
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert job.status == Import.Status.COMPLETED_WITH_ERRORS
+    assert (job.rows_read, job.codes_added, job.rows_rejected) == (100, 99, 1)
+    (rejection,) = job.rejections.all()
+    assert (rejection.row_number, rejection.value) == (37, "BAD␀NUL")
+    assert rejection.reason.startswith("This row could not be stored:")
+    assert Code.objects.filter(pool=pool).count() == 99
+    assert counts(pool) == (99, 0, 0)
+
+
+def test_bad_cells_cost_one_row_each_and_are_stored_shortened():
+    pool = make_pool()
+    upload = csv_upload(
+        "Code,Issue-end\nGOOD1,\nNUL\x00CODE,\nGOOD2," + "9" * 300 + "\nGOOD3,x\x00y\nGOOD4,\n"
+    )
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.codes_added, job.rows_rejected) == ("completed_with_errors", 2, 3)
+    values = [r.value for r in job.rejections.all()]
+    assert values == ["NUL␀CODE", "9" * 100 + "…", "x␀y"]
+
+
+def test_nul_bytes_after_the_first_64_kb_cost_their_rows_only():
+    pool = make_pool()
+    good = "".join(f"G{i:06d},2026-01-01\n" for i in range(5000))  # about 90 KB
+    upload = csv_upload("Code,Issue-end\n" + good + "N\x00UL,\nD1,2026-\x0001-01\nLAST,\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.rows_read, job.codes_added, job.rows_rejected) == (
+        "completed_with_errors",
+        5003,
+        5001,
+        2,
+    )
+    assert [(r.column, r.value) for r in job.rejections.all()] == [
+        ("Code", "N␀UL"),
+        ("Issue-end", "2026-␀01-01"),
+    ]
+
+
+def test_us_dates_in_a_csv_are_read_month_first():
+    pool = make_pool()
+    upload = csv_upload("Code,Issue-start,Issue-end\nUS1,01/31/26,1/31/2026 9:30 PM\nUS2,3/4/26,\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.date_order, job.codes_added) == ("completed", "mdy", 2)
+    assert Code.objects.get(code="US2").issue_start.date().isoformat() == "2026-03-04"
+    assert Code.objects.get(code="US1").issue_end.isoformat() == "2026-01-31T21:30:00+00:00"
+
+
+def test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen():
+    pool = make_pool()
+    text = "Code,Issue-start\nAMB1,03/04/2026\n"
+
+    with pytest.raises(ValidationError) as excinfo:
+        import_file_start(pool=pool, file=csv_upload(text))
+    assert "could be day-first or month-first" in excinfo.value.message_dict["date_order"][0]
+
+    run(import_file_start(pool=pool, file=csv_upload(text), date_order="dmy"))
+    assert Code.objects.get().issue_start.date().isoformat() == "2026-04-03"
+
+
+def test_codes_dead_on_arrival_are_added_counted_and_flagged():
+    pool = make_pool()
+    upload = csv_upload(
+        "Code,Issue-end,Available-till\nOLD1,2020-01-01,\nOLD2,,2020-01-01\nNEW1,,2999-01-01\n"
+    )
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.codes_added, job.codes_expired_on_arrival) == ("completed", 3, 2)
+    assert "2 codes were added although their Issue-end or Available-till" in job.message
+
+
+def test_unedited_template_imports_nothing_and_says_why(client, manager):
+    from django.urls import reverse
+
+    client.force_login(manager)
+    template = b"".join(
+        client.get(reverse("admin:imports_template", args=["csv"])).streaming_content
+    )
+    pool = make_pool()
+
+    job = run(import_file_start(pool=pool, file=csv_upload(template.decode("utf-8-sig"))))
+
+    assert (job.codes_added, job.rows_rejected) == (0, 1)
+    assert job.rejections.get().reason == "This is the template's example row, not a code: skipped."
+
+
+def test_a_late_finish_of_a_lost_attempt_changes_nothing():
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=csv_upload("Code\nA\n"))
+    lost = engine._claim(job.pk)
+    # The worker was lost; another took over (attempt 2) and completed the import.
+    Import.objects.filter(pk=job.pk).update(status="queued")
+    assert run(job).status == Import.Status.COMPLETED
+
+    assert engine._finish(lost, Import.Status.FAILED, "late") is False
+
+    job.refresh_from_db()
+    assert (job.status, job.message) == (Import.Status.COMPLETED, "")
+
+
+def test_queued_import_whose_task_was_lost_is_queued_again_once_per_interval(
+    settings, django_capture_on_commit_callbacks, monkeypatch
+):
+    settings.IMPORT_QUEUED_TIMEOUT = 60
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=csv_upload("Code\nQ1\n"))  # its task "lost"
+    Import.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.imports_requeue_lost() == 1
+    assert engine.imports_requeue_lost() == 0  # not again within the interval
+
+    job.refresh_from_db()
+    assert (job.status, job.codes_added, job.attempts) == (Import.Status.COMPLETED, 1, 1)
+
+
+def test_import_finishes_though_the_broker_is_down_and_the_outbox_sends_the_notice(
+    monkeypatch, django_capture_on_commit_callbacks, settings, mailoutbox
+):
+    from notifications import tasks as notification_tasks
+    from notifications.services import notifications_due
+    from tests.factories import make_manager
+
+    settings.NOTICE_RETRY_SECONDS = 0
+    user = make_manager(email="ann@example.com")
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(notification_tasks.import_notice_send, "delay", broker_down)
+    job = import_file_start(pool=make_pool(), file=csv_upload("Code\nB1\n"), user=user)
+    with django_capture_on_commit_callbacks(execute=True):
+        run(job)
+    job.refresh_from_db()
+    assert job.status == Import.Status.COMPLETED and job.finished_notice_sent_at is None
+    assert notifications_due()[0] == [job.pk]
+
+    monkeypatch.undo()
+    notification_tasks.notifications_send_due()
+    notification_tasks.notifications_send_due()
+
+    assert len(mailoutbox) == 1
+    assert notifications_due() == ([], [])
+
+
+def test_worker_sessions_get_keepalives_and_an_idle_transaction_limit(settings):
+    from promo_project.celery import add_database_options
+
+    database = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"options": "-c a=b"}}
+
+    add_database_options(database, settings.WORKER_DATABASE_OPTIONS)
+
+    options = database["OPTIONS"]
+    assert (options["keepalives"], options["keepalives_idle"], options["keepalives_count"]) == (
+        1,
+        10,
+        3,
+    )
+    assert options["options"].startswith("-c a=b -c tcp_keepalives_idle=10 ")
+    assert "-c idle_in_transaction_session_timeout=60000" in options["options"]
+
+
+@pytest.mark.parametrize("file_format", ["xls", "ods"])
+def test_old_excel_and_opendocument_files_import_with_dates_and_cyrillic(file_format):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.imports.files import ods_bytes, xls_bytes
+
+    rows = [["Code", "Issue-end"], ["ПРИВЕТ10", "31.12.2026"], ["OLD2", None]]
+    if file_format == "xls":
+        rows[2][1] = datetime(2027, 6, 30, 18, 0)
+        data = xls_bytes({"Notes": [["How to fill"]], "Codes": rows})
+    else:
+        data = ods_bytes({"Notes": [["How to fill"]], "Codes": rows})
+    pool = make_pool()
+
+    job = run(import_file_start(pool=pool, file=SimpleUploadedFile(f"codes.{file_format}", data)))
+
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2), job.message
+    assert job.message == "Codes read from the sheet “Codes”."
+    assert Code.objects.get(code="ПРИВЕТ10").issue_end.date().isoformat() == "2026-12-31"
+    if file_format == "xls":
+        assert Code.objects.get(code="OLD2").issue_end.isoformat() == "2027-06-30T18:00:00+00:00"

@@ -5,7 +5,7 @@ import pytest
 
 from imports import validation
 from imports.readers import UnreadableRow
-from imports.validation import Rejected, clean_row, parse_datetime, to_datetime
+from imports.validation import DateOrder, Rejected, clean_row, parse_datetime, to_datetime
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 
@@ -100,3 +100,50 @@ def test_empty_date_cells_are_none():
     assert parse_datetime("  ", end=False) is None
     assert parse_datetime("", end=True) is None
     assert clean("A", "", " ", None, "") == (7, "A", None, None, None, None)
+
+
+def test_long_unreadable_date_is_shown_shortened_and_visible():
+    result = clean("A", "x\x00" * 300)
+
+    assert result.value == ("x␀" * 50) + "…"
+    assert len(result.reason) <= 255 and result.reason.startswith("“x␀x␀")
+
+
+@pytest.mark.parametrize(
+    "value, order, expected",
+    [
+        ("01/31/26", "", "2026-01-31 00:00:00"),
+        ("1/31/2026 9:30 AM", "", "2026-01-31 09:30:00"),
+        ("12/31/2026 12:05 pm", "mdy", "2026-12-31 12:05:00"),
+        ("31/01/2026 18:00", "", "2026-01-31 18:00:00"),
+        ("03/04/2026", "dmy", "2026-04-03 00:00:00"),
+        ("03/04/2026", "mdy", "2026-03-04 00:00:00"),
+        ("04/04/2026", "", "2026-04-04 00:00:00"),
+    ],
+)
+def test_slashed_dates_read_in_the_files_order(value, order, expected):
+    assert clean_row(1, ("A", value, None, None, None), UTC, DateOrder(order))[2] == expected
+
+
+def test_ambiguous_slashed_date_is_asked_about_not_guessed():
+    result = clean_row(1, ("A", "03/04/2026", None, None, None), UTC, DateOrder())
+
+    assert result.reason == validation.AMBIGUOUS_DATE.format(value="03/04/2026")
+
+
+def test_first_unambiguous_date_settles_the_order_for_the_rest_of_the_file():
+    order = DateOrder()
+    assert clean_row(1, ("A", "01/31/2026", None, None, None), UTC, order)[2].startswith(
+        "2026-01-31"
+    )
+    assert clean_row(2, ("B", "03/04/2026", None, None, None), UTC, order)[2].startswith(
+        "2026-03-04"
+    )
+    refused = clean_row(3, ("C", "31/01/2026", None, None, None), UTC, order)
+    assert refused.reason == "“31/01/2026” is not a date in the file's month-first order."
+
+
+def test_template_example_row_is_skipped_with_a_note():
+    result = clean(validation.TEMPLATE_EXAMPLE_CODE, "2026-03-01")
+
+    assert (result.column, result.reason) == ("Code", validation.TEMPLATE_EXAMPLE)

@@ -1,0 +1,76 @@
+"""The upload request's look at a file, while the manager waits: the same checks the worker
+makes on the whole file (type by content, encoding, delimiter, a header with a Code column,
+size), so that a file the worker would refuse is refused on the page with the same message."""
+
+import time
+from typing import BinaryIO
+
+from django.conf import settings
+
+from .readers import open_table
+from .validation import SLASHED_DATE, DateOrder
+
+AMBIGUOUS_DATES = (
+    "The dates in “{name}” (such as “{example}”) could be day-first or month-first: choose the "
+    "date order and upload again."
+)
+
+# Rows and seconds the look at a file may take: enough to find a date that settles the order
+# in any real file, and within a second or two for the manager.
+_ROWS_LOOKED_AT = 20_000
+_SECONDS = 1.5
+
+
+class AmbiguousDates(Exception):
+    """The file's slashed dates read both ways and no date order was chosen."""
+
+
+def inspect_file(file: BinaryIO, *, name: str, size: int, date_order: str = "") -> str:
+    """Check a file as the worker would, from its first rows; return the date order of its
+    slashed dates ("dmy", "mdy", or "" when it has none or they disagree).
+
+    Raise ImportFileError for a file the worker would refuse, AmbiguousDates when its dates
+    could be read both ways and `date_order` does not say which. Workbooks larger than
+    IMPORT_SNIFF_MAX_WORKBOOK are checked as containers only (parsing one holds the sheet in
+    memory and takes seconds); the worker checks the rest.
+    """
+    try:
+        table = open_table(
+            file, name=name, size=size, load_sheets=size <= settings.IMPORT_SNIFF_MAX_WORKBOOK
+        )
+        if date_order:
+            return date_order
+        found = _slashed_date_orders(table.rows)
+    finally:
+        file.seek(0)
+    orders, example = found
+    if orders == {DateOrder.DAY_FIRST} or orders == {DateOrder.MONTH_FIRST}:
+        return orders.pop()
+    if orders == {"both"}:
+        raise AmbiguousDates(AMBIGUOUS_DATES.format(name=name, example=example))
+    return ""
+
+
+def _slashed_date_orders(rows) -> tuple[set[str], str]:
+    orders: set[str] = set()
+    example = ""
+    deadline = time.monotonic() + _SECONDS
+    for count, (_, cells) in enumerate(rows):
+        if count >= _ROWS_LOOKED_AT or time.monotonic() > deadline:
+            break
+        if not isinstance(cells, tuple):
+            continue
+        for value in cells[1:]:
+            match = SLASHED_DATE.fullmatch(value.strip()) if isinstance(value, str) else None
+            if not match:
+                continue
+            first, second = int(match.group(1)), int(match.group(2))
+            readable_as = DateOrder.readable_as(first, second)
+            if len(readable_as) == 1:
+                orders |= readable_as
+            elif readable_as and first != second:
+                example = example or value.strip()
+                orders.add("both")
+    if len(orders) > 1:
+        orders.discard("both")
+    return orders, example

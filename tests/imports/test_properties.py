@@ -1,0 +1,250 @@
+"""Property-based tests: whatever the cells and files hold, the import never fails as a whole
+for a row's problem, never loses a valid row, and its counts add up to the rows read."""
+
+import csv
+import io
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from imports.engine import import_run
+from imports.models import Import
+from imports.readers import ImportFileError, open_table
+from imports.services import import_file_start
+from imports.validation import DateOrder, Rejected, clean_row
+from pools.models import Code
+from tests.factories import make_pool
+from tests.imports.files import xlsx_bytes
+
+TZ = ZoneInfo("Europe/Moscow")
+
+# Any text: every code point, lone surrogates, NUL and control characters, any length.
+any_text = st.text(st.characters(codec=None), max_size=300) | st.text(
+    st.sampled_from("\x00\x01\x1f\x7f\ud800\udfff\ufffd \t\r\n\"';,/.-:0123456789AbZяЖ€"),
+    max_size=40,
+)
+codes = st.text(st.sampled_from("ABCXYZ0123456789-_"), min_size=1, max_size=8)
+date_texts = st.sampled_from(
+    [
+        "2026-03-01",
+        "2026-03-01 10:00",
+        "01.03.2026",
+        "31.12.2026 23:59",
+        "01/31/26",
+        "31/01/2026",
+        "03/04/2026",
+        "1/31/2026 9:30 AM",
+        "9999-12-31",
+        "0001-01-01",
+        "13/13/2026",
+        "",
+    ]
+)
+cells = st.one_of(
+    st.none(),
+    any_text,
+    codes,
+    date_texts,
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.dates(),
+    st.datetimes(),
+)
+
+
+@given(row=st.tuples(cells, cells, cells, cells, cells), order=st.sampled_from(["", "dmy", "mdy"]))
+@example(row=("A\x00B", None, None, None, None), order="")
+@example(row=("A", "2" * 5000, None, None, None), order="")
+@example(row=("A", None, "9999-12-31", None, None), order="")
+@example(row=("\ud800", "\ud800" * 300, None, None, None), order="")
+def test_clean_row_never_raises_and_rejects_with_a_storable_reason(row, order):
+    result = clean_row(3, row, TZ, DateOrder(order))
+
+    if isinstance(result, Rejected):
+        assert result.reason and len(result.reason) <= 255
+        assert len(result.value) <= 101
+        assert "\x00" not in result.value
+        result.value.encode("utf-8")  # no lone surrogate left: a database can store it
+        result.reason.encode("utf-8")
+    else:
+        number, code, *dates = result
+        assert number == 3 and code and code.isprintable() and len(code) <= 100
+        for value in dates:
+            assert value is None or datetime.fromisoformat(value)
+
+
+def _csv_bytes(rows, encoding="utf-8", delimiter=","):
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    writer.writerow(["Code", "Issue-start", "Issue-end", "Available-from", "Available-till"])
+    writer.writerows(rows)
+    return out.getvalue().encode(encoding, errors="replace")
+
+
+@given(data=st.binary(max_size=3000), name=st.sampled_from(["codes.csv", "codes.xlsx", "x.ods"]))
+@settings(max_examples=300)
+def test_any_bytes_are_rows_or_one_clear_file_message(data, name):
+    try:
+        table = open_table(io.BytesIO(data), name=name, size=len(data))
+        for number, row in table.rows:
+            clean_row(number, row, TZ)
+    except ImportFileError as error:
+        assert str(error).startswith(f"“{name}”")
+
+
+@given(
+    body=st.binary(max_size=2000),
+    encoding=st.sampled_from(["utf-8", "utf-16", "cp1251"]),
+)
+def test_a_header_then_any_bytes_never_fails_as_a_whole_but_for_no_rows_or_binary(body, encoding):
+    data = "Code;Issue-end\n".encode(encoding) + body
+    try:
+        rows = list(open_table(io.BytesIO(data), name="codes.csv", size=len(data)).rows)
+    except ImportFileError as error:
+        message = str(error)
+        assert "no rows" in message or "is not a CSV file" in message or "no Code" in message
+    else:
+        for number, row in rows:
+            assert not isinstance(clean_row(number, row, TZ), Exception)
+
+
+def _expected_rows(rows):
+    """The rows a reader yields: those with a cell that is not blank."""
+    return [r for r in rows if any(str(c).strip() for c in r)]
+
+
+row_cells = st.tuples(
+    codes | any_text.filter(lambda t: not any("\ud800" <= ch <= "\udfff" for ch in t)),
+    date_texts,
+    date_texts,
+    date_texts,
+    date_texts,
+)
+
+
+@pytest.mark.django_db
+@given(
+    rows=st.lists(row_cells, min_size=1, max_size=40),
+    existing=st.lists(codes, max_size=5),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16"]),
+    batch=st.integers(min_value=1, max_value=7),
+)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_import_of_any_rows_adds_every_valid_row_and_counts_add_up(
+    rows, existing, delimiter, encoding, batch, settings_batch
+):
+    settings_batch(batch)
+    pool = make_pool()
+    Code.objects.bulk_create([Code(pool=pool, code=c) for c in set(existing)])
+    data = _csv_bytes(rows, encoding=encoding, delimiter=delimiter)
+    # Cells read back as written (NUL and undecodable bytes become U+FFFD on the way).
+    read_back = (
+        [cells for _, cells in open_table(io.BytesIO(data), name="c.csv", size=len(data)).rows]
+        if _expected_rows(rows)
+        else []
+    )
+
+    job = import_file_start(pool=pool, file=csv_upload_bytes(data), date_order="dmy")
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+
+    assert job.status != Import.Status.FAILED, job.message
+    assert job.rows_read == len(read_back)
+    assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
+    assert job.rejections.count() == job.rows_rejected
+    valid = {
+        result[1]
+        for number, cells in enumerate(read_back)
+        if not isinstance(result := clean_row(number, cells, TZ, DateOrder("dmy")), Rejected)
+    }
+    stored = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
+    assert valid <= stored
+    assert job.codes_added == len(valid - set(existing))
+
+
+def csv_upload_bytes(data: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("codes.csv", data, content_type="text/csv")
+
+
+@pytest.fixture
+def settings_batch(settings):
+    def set_batch(size):
+        settings.IMPORT_BATCH_SIZE = size
+
+    return set_batch
+
+
+@pytest.mark.django_db
+@given(rows=st.lists(st.tuples(cells, cells), min_size=1, max_size=15))
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_xlsx_of_any_cells_never_fails_as_a_whole(rows):
+    def writable(value):
+        if isinstance(value, str):
+            # What a spreadsheet can hold at all: no control characters or lone surrogates.
+            value = "".join(c for c in value if c.isprintable() and not "\ud800" <= c <= "\udfff")
+            return value.lstrip("=")[:1000]
+        if isinstance(value, float) and value != value:
+            return None
+        if isinstance(value, datetime | date) and value.year < 1900:
+            return None
+        if isinstance(value, int) and abs(value) > 10**15:
+            return None
+        if isinstance(value, float) and abs(value) > 1e300:
+            return None
+        return value
+
+    clean = [tuple(writable(v) for v in row) for row in rows]
+    data = xlsx_bytes([("Code", "Available-till"), *clean])
+    pool = make_pool()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    job = import_file_start(pool=pool, file=SimpleUploadedFile("codes.xlsx", data), inspect=False)
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+
+    if job.status == Import.Status.FAILED:
+        assert "has a header but no rows" in job.message, job.message
+    else:
+        assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
+
+
+@pytest.mark.django_db
+@given(
+    body=st.binary(max_size=1500),
+    lines=st.lists(any_text, max_size=8),
+    encoding=st.sampled_from(["utf-8", "utf-16", "cp1251", "latin-1"]),
+)
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+def test_import_of_mixed_encodings_and_random_bytes_counts_every_row(body, lines, encoding):
+    text = "\n".join(lines)
+    data = "Code,Issue-end\n".encode(encoding) + text.encode(encoding, "replace") + body
+    try:
+        expected = sum(1 for _ in open_table(io.BytesIO(data), name="c.csv", size=len(data)).rows)
+    except ImportFileError:
+        expected = None
+    pool = make_pool()
+
+    job = import_file_start(pool=pool, file=csv_upload_bytes(data), date_order="dmy", inspect=False)
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+
+    if expected is None:
+        assert job.status == Import.Status.FAILED and job.needs_new_file
+    else:
+        assert job.status != Import.Status.FAILED, job.message
+        assert job.rows_read == expected
+        assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
+        assert Code.objects.filter(pool=pool).count() == job.codes_added
