@@ -3,7 +3,7 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import Http404, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,10 +13,17 @@ from django.utils.safestring import mark_safe
 
 from .charts import stock_chart_svg
 from .code_services import code_mark_issued
-from .exports import code_rows, csv_response, xlsx_response
+from .export_services import (
+    EXPORT_AT_ONCE_MAX,
+    code_export_estimate,
+    code_export_filters,
+    code_export_is_small,
+    code_export_start,
+)
+from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
 from .forms import PoolAdminForm
 from .messages import message_preview
-from .models import Campaign, Code, CodeIssue, Pool, Redemption
+from .models import Campaign, Code, CodeExport, CodeIssue, Pool, Redemption
 from .refusals import CodeRefused
 from .selectors import pool_daily_activity, pool_stock, pools_with_counts
 from .services import pool_launch, pool_save
@@ -441,23 +448,137 @@ class CodeAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
 
     def export_view(self, request, file_format):
-        """Download the codes the list shows (same filters and search) as CSV or XLSX."""
+        """Export the codes the list shows (its pool, status and search) as CSV or XLSX: a
+        small export answers at once; a bigger one is a job, started from this page."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        if file_format not in ("csv", "xlsx"):
+        if file_format not in CodeExport.Format.values:
             raise Http404
-        queryset = self.get_changelist_instance(request).get_queryset(request)
-        pool_id = request.GET.get("pool__id__exact")
-        pool = Pool.objects.filter(pk=pool_id).first() if pool_id else None
-        filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
-        rows = code_rows(queryset)
-        if file_format == "xlsx":
-            return xlsx_response(rows, filename)
-        return csv_response(rows, filename)
+        source = request.POST if request.method == "POST" else request.GET
+        filters = code_export_filters(
+            pool=source.get("pool__id__exact") or None,
+            status=source.get("status__exact", ""),
+            q=source.get("q", ""),
+        )
+        pool = Pool.objects.filter(pk=filters["pool"]).first() if filters.get("pool") else None
+        if filters.get("pool") and pool is None:
+            raise Http404
+        if not can_export(request, pool):
+            raise PermissionDenied
+        if request.method == "POST":
+            export = code_export_start(filters=filters, file_format=file_format, user=request.user)
+            return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
+        if code_export_is_small(filters):
+            filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
+            rows = code_rows(codes_filtered(filters))
+            if file_format == "xlsx":
+                return xlsx_response(rows, filename)
+            return csv_response(rows, filename)
+        estimate = code_export_estimate(filters)
+        return TemplateResponse(
+            request,
+            "admin/pools/code/export_start.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Export codes as {file_format.upper()}",
+                "pool": pool,
+                "filters": filters,
+                "file_format": file_format,
+                "estimate": estimate,
+                "at_once_max": EXPORT_AT_ONCE_MAX,
+                "sheets": -(-estimate // XLSX_ROWS_PER_SHEET),
+                "rows_per_sheet": XLSX_ROWS_PER_SHEET,
+                "hidden": {
+                    key: value
+                    for key, value in (
+                        ("pool__id__exact", filters.get("pool")),
+                        ("status__exact", filters.get("status")),
+                        ("q", filters.get("q")),
+                    )
+                    if value
+                },
+                "recent": CodeExport.objects.filter(created_by=request.user)
+                .select_related("pool")
+                .order_by("-id")[:5],
+            },
+        )
 
     def has_add_permission(self, request):
         return False
 
     def has_delete_permission(self, request, obj=None):
         # Codes leave a pool only with it: their counts and history must stay whole.
+        return False
+
+
+def can_export(request, pool: Pool | None) -> bool:
+    """Return True if the user may export (and download) the codes of `pool` (of every pool
+    when None): view permission on codes and on the pool."""
+    pools = admin.site.get_model_admin(Pool)
+    codes = admin.site.get_model_admin(Code)
+    return codes.has_view_permission(request) and pools.has_view_permission(request, pool)
+
+
+@admin.register(CodeExport)
+class CodeExportAdmin(admin.ModelAdmin):
+    """Export jobs: the list, one job's page (progress, then the download)."""
+
+    list_display = ("task_number", "pool", "file_format", "status", "progress", "created_by")
+    list_filter = ("status", "file_format")
+    list_select_related = ("pool", "created_by")
+    Media = AdminMedia
+
+    @admin.display(description="task number", ordering="id")
+    def task_number(self, export):
+        return f"#{export.pk}"
+
+    @admin.display(description="progress")
+    def progress(self, export):
+        return f"{export.rows_done:,} of ~{export.rows_total:,}"
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<path:object_id>/download/", download, name="pools_codeexport_download"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        export = self.get_object(request, unquote(object_id))
+        if export is None:
+            raise Http404
+        if not self.has_view_permission(request, export):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/pools/codeexport/export.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Export #{export.pk}",
+                "export": export,
+                "can_download": export.status == CodeExport.Status.COMPLETED
+                and can_export(request, export.pool),
+            },
+        )
+
+    def download_view(self, request, object_id):
+        """Send the export's file to staff who may view the pool's codes."""
+        export = self.get_object(request, unquote(object_id))
+        if export is None:
+            raise Http404
+        if not (self.has_view_permission(request, export) and can_export(request, export.pool)):
+            raise PermissionDenied
+        if export.status != CodeExport.Status.COMPLETED or not export.file:
+            raise Http404
+        return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.file_name)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

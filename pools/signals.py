@@ -21,3 +21,26 @@ def stock_changed_on_commit(pool) -> None:
     # Robust: a receiver that fails (a broker down, say) is logged and changes nothing of what
     # committed.
     transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool), robust=True)
+
+
+# An export job waits for a worker (with `export_id`); pools/tasks.py enqueues it.
+export_queued = Signal()
+# An export job ended, whatever its outcome (with `export`); the notifications app e-mails the
+# link to the one who asked.
+export_finished = Signal()
+
+
+def export_queued_on_commit(export_id: int) -> None:
+    from .models import CodeExport
+
+    transaction.on_commit(
+        lambda: export_queued.send(sender=CodeExport, export_id=export_id), robust=True
+    )
+
+
+def export_finished_on_commit(export) -> None:
+    from .models import CodeExport
+
+    transaction.on_commit(
+        lambda: export_finished.send(sender=CodeExport, export=export), robust=True
+    )
