@@ -6,9 +6,10 @@ notifications app turns into an e-mail with the link). On PostgreSQL the CSV is 
 database itself (COPY … TO STDOUT, streamed into the file); elsewhere, and for XLSX, rows are
 read in bulk and written here.
 
-Codes are written newest first, in chunks of EXPORT_CHUNK_ROWS by id. Each chunk is committed
-with the job's progress and the file's size; a job run again after a kill truncates the file
-to that size and goes on after the last committed chunk. A workbook cannot be appended to, so
+Codes are written in the order they were added, in chunks of EXPORT_CHUNK_ROWS ids (so that no
+query has to find where a chunk ends). Each chunk is committed with the job's progress, the id
+the next chunk starts from and the file's size; a job run again after a kill truncates the
+file to that size and goes on from the next chunk. A workbook cannot be appended to, so
 an XLSX export run again starts over.
 """
 
@@ -171,19 +172,14 @@ def _finish(export: CodeExport, status, **fields) -> None:
             export_finished_on_commit(export)
 
 
-def _chunk_floor(filters: dict, before) -> int | None:
-    """Return the id of the last code of the chunk below `before` (None: the rest fits)."""
+def _id_range(filters: dict) -> tuple[int, int] | None:
+    """Return the lowest and highest id of the codes an export of `filters` writes (two index
+    lookups), or None when there are none."""
     queryset = codes_filtered(filters)
-    if before is not None:
-        queryset = queryset.filter(id__lt=before)
-    ids = queryset.values_list("id", flat=True)[
-        settings.EXPORT_CHUNK_ROWS : settings.EXPORT_CHUNK_ROWS + 1
-    ]
-    following = list(ids)
-    if not following:
+    first = queryset.values_list("id", flat=True).first()
+    if first is None:
         return None
-    # The chunk ends just before the first code beyond it.
-    return following[0] + 1
+    return first, queryset.order_by("-id").values_list("id", flat=True).first()
 
 
 def _write_csv(export: CodeExport, path: Path) -> bool:
@@ -198,18 +194,20 @@ def _write_csv(export: CodeExport, path: Path) -> bool:
             # A BOM so that Excel reads the file as UTF-8, then the header.
             file.write("\ufeff".encode())
             file.write(_csv_line(EXPORT_HEADERS))
-        before = export.last_id if resume else None
-        while True:
-            floor = _chunk_floor(export.filters, before)
-            rows = _write_csv_chunk(export.filters, file, before=before, floor=floor)
+        bounds = _id_range(export.filters)
+        if bounds is None:
+            return _commit_chunk(export, rows_done=0, bytes_done=file.tell())
+        start = export.last_id if resume else bounds[0]
+        while start <= bounds[1]:
+            end = start + settings.EXPORT_CHUNK_ROWS
+            rows = _write_csv_chunk(export.filters, file, start=start, end=end)
             file.flush()
             if not _commit_chunk(
-                export, rows_done=export.rows_done + rows, last_id=floor, bytes_done=file.tell()
+                export, rows_done=export.rows_done + rows, last_id=end, bytes_done=file.tell()
             ):
                 return False
-            if floor is None:
-                return True
-            before = floor
+            start = end
+        return True
 
 
 def _csv_line(row) -> bytes:
@@ -220,20 +218,17 @@ def _csv_line(row) -> bytes:
     return csv.writer(Line(), lineterminator="\n").writerow(row).encode()
 
 
-def _write_csv_chunk(filters: dict, file, *, before, floor) -> int:
+def _write_csv_chunk(filters: dict, file, *, start: int, end: int) -> int:
     if copy_available():
-        sql, params = copy_select_sql(filters, before=before, floor=floor)
+        sql, params = copy_select_sql(filters, start=start, end=end)
         with connection.cursor() as cursor:
             raw = cursor.cursor
+            cursor.execute("SET DateStyle = 'ISO, YMD'")
             with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
                 for data in copy:
                     file.write(data)
             return raw.rowcount
-    queryset = codes_filtered(filters)
-    if before is not None:
-        queryset = queryset.filter(id__lt=before)
-    if floor is not None:
-        queryset = queryset.filter(id__gte=floor)
+    queryset = codes_filtered(filters).filter(id__gte=start, id__lt=end)
     rows = 0
     for row in code_rows(queryset):
         if rows:

@@ -50,16 +50,16 @@ def test_csv_and_xlsx_exports_by_the_worker_follow_the_filter_and_escape_formula
     got = client.get(reverse("admin:pools_codeexport_download", args=[as_csv.pk]))
     rows = list(csv.reader(io.StringIO(b"".join(got.streaming_content).decode("utf-8-sig"))))
     assert [row[:4] for row in rows[1:]] == [
-        ["PLAIN", pool.slug, "issued", "'+cust"],
-        ["'@SUM", pool.slug, "issued", "'+cust"],
         ["'=HYPERLINK(1)", pool.slug, "issued", "'+cust"],
+        ["'@SUM", pool.slug, "issued", "'+cust"],
+        ["PLAIN", pool.slug, "issued", "'+cust"],
     ]
     got = client.get(reverse("admin:pools_codeexport_download", args=[as_xlsx.pk]))
     sheet = load_workbook(io.BytesIO(b"".join(got.streaming_content))).active
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
-        "PLAIN",
-        "'@SUM",
         "'=HYPERLINK(1)",
+        "'@SUM",
+        "PLAIN",
     ]
 
     # Staff who may see codes and exports, but not pools, cannot download.
@@ -105,4 +105,4 @@ def test_whole_worker_killed_mid_export_is_taken_over_and_the_file_is_whole(work
         rows = list(csv.reader(io.StringIO(file.read().decode("utf-8-sig"))))
     codes = [row[0] for row in rows[1:]]
     assert len(codes) == export.rows_done == ROWS
-    assert codes == [f"K{n:07d}" for n in range(ROWS, 0, -1)]
+    assert codes == [f"K{n:07d}" for n in range(1, ROWS + 1)]

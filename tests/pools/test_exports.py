@@ -67,7 +67,7 @@ def test_csv_job_writes_what_the_python_formatter_writes(settings):
         row[:7] for row in rows
     ]
     assert {row[0] for row in rows} >= {"'=1+2", "'+A", "'-B", "'@C", "'\tD", 'Q"uote,comma'}
-    assert rows[1][0] == "C039"  # newest first, as the list shows them
+    assert rows[1][0] == "'=1+2"  # in the order they were added
 
 
 def test_export_follows_the_filter(settings):
@@ -153,7 +153,7 @@ def test_viewer_downloads_someone_without_pool_view_cannot(client, settings):
     assert download in page.content.decode()
     response = client.get(download)
     assert response.status_code == 200
-    assert csv_rows(b"".join(response.streaming_content))[1][0] == "C039"
+    assert csv_rows(b"".join(response.streaming_content))[1][0] == "'=1+2"
 
     outsider = make_staff("outsider")
     outsider.groups.clear()
