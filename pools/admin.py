@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -389,11 +390,32 @@ class RedemptionInline(ReadOnlyInline):
     verbose_name_plural = "redemptions"
 
 
+class PoolListFilter(admin.RelatedFieldListFilter):
+    """The codes list's pool filter, written as a range of one id.
+
+    With `pool_id = X … ORDER BY id DESC` PostgreSQL walks the primary key backwards and skips
+    every newer code of other pools (250 ms behind 2,000,000 of them, 5 s for a later page); a
+    range is not folded into the ordering, so `ORDER BY pool_id DESC, id DESC` (the codes
+    list's ordering with this filter) walks the (pool, id) index and stops after a page: 0.1 ms
+    on a pool of 20,000,000 codes (bench/admin_bench.py).
+    """
+
+    def queryset(self, request, queryset):
+        value = request.GET.get(self.lookup_kwarg)
+        if not value:
+            return super().queryset(request, queryset)
+        try:
+            pool_id = int(value)
+        except ValueError as invalid:
+            raise IncorrectLookupParameters(invalid) from invalid
+        return queryset.filter(pool_id__gte=pool_id, pool_id__lte=pool_id)
+
+
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
     inlines = [CodeIssueInline, RedemptionInline]
     list_display = Code.LISTED_FIELDS
-    list_filter = ("status", "pool")
+    list_filter = ("status", ("pool", PoolListFilter))
     list_select_related = ("pool",)
     search_fields = ("code",)
     search_help_text = "Find a code by its exact text."
@@ -401,6 +423,14 @@ class CodeAdmin(admin.ModelAdmin):
     paginator = BoundedCountPaginator
     show_full_result_count = False
     readonly_fields = [field.name for field in Code._meta.fields]
+
+    def get_ordering(self, request):
+        # Newest first either way; see PoolListFilter.
+        if not request.GET.get("pool__id__exact"):
+            return ("-id",)
+        if request.GET.get("status__exact"):
+            return ("-pool_id", "-status", "-id")
+        return ("-pool_id", "-id")
 
     def get_search_results(self, request, queryset, search_term):
         # An exact match uses the (code, pool) index; a substring search would scan every code.
