@@ -239,7 +239,12 @@ def _run_generation(job: Import) -> None:
 
 def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) -> None:
     with transaction.atomic():
-        result = load_batch(pool_id=job.pool_id, rows=clean, watermark=job.code_watermark)
+        result = load_batch(
+            pool_id=job.pool_id,
+            rows=clean,
+            watermark=job.code_watermark,
+            addition_id=job.addition_id,
+        )
         by_row = {row[0]: row for row in clean}
         rejections = [
             Rejection(

@@ -58,6 +58,10 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     is locked. Returns the new alert, if one was raised.
     """
     pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
+    if pool.status in (Pool.Status.PAUSED, Pool.Status.ENDED):
+        # No alerts while paused or after the end; the alert state is left as it was, so a
+        # resumed pool still low on codes does not alert again for the same crossing.
+        return None
     stock = pool_stock(pool=pool)
     below = _alerts_now(pool, stock)
     state = PoolAlertState.objects.filter(pool=pool).first()
@@ -93,7 +97,9 @@ def _alerts_now(pool: Pool, stock: int) -> bool:
 
 def pools_check_stock() -> None:
     """Check every pool that alerts or may re-arm (a safety net for missed stock changes)."""
-    watched = Pool.objects.filter(Q(notify_below_enabled=True) | Q(alert_state__armed=False))
+    watched = Pool.objects.filter(
+        Q(notify_below_enabled=True) | Q(alert_state__armed=False)
+    ).exclude(status__in=(Pool.Status.PAUSED, Pool.Status.ENDED))
     for pool in watched:
         low_stock_check(pool=pool)
 

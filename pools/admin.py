@@ -205,12 +205,12 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
         return fields
 
     def get_prepopulated_fields(self, request, obj=None):
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return {}
         return super().get_prepopulated_fields(request, obj)
 
@@ -289,7 +289,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         # Other systems refer to a live pool by its ID and template parameter.
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return False
         return super().has_delete_permission(request, obj)
 
@@ -316,7 +316,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     def _render_with_launch(self, request, context, add, change, form_url, obj):
         context["show_launch"] = (
-            not (obj and obj.is_active)
+            not (obj and obj.is_launched)
             and self.has_launch_permission(request, obj)
             and (self.has_add_permission(request) if add else self.has_change_permission(request))
         )

@@ -161,8 +161,10 @@ ACTIVE_POOL_CACHE_SECONDS = 60
 
 
 def _pool_by_slug(slug: str) -> Pool:
-    # An active pool can be cached: it cannot be deleted, go back to draft, or change the
-    # fields issuing reads (pool ID, multiple use). This saves a query on every issue.
+    # A launched pool can be cached with what cannot change once launched (id, pool ID,
+    # multiple use): it cannot be deleted or go back to draft. Its status can change (pause,
+    # end), so it is not cached: issuing reads it from the pool's row in its own statement.
+    # This saves a query on every issue.
     cache_key = f"api:active-pool:{slug}"
     pool = cache.get(cache_key)
     if pool is None:
@@ -170,7 +172,8 @@ def _pool_by_slug(slug: str) -> Pool:
         if pool is None:
             raise exceptions.NotFound(detail="There is no pool with this ID.", code=UNKNOWN_POOL)
         if pool.is_active:
-            cache.set(cache_key, pool, ACTIVE_POOL_CACHE_SECONDS)
+            frozen = Pool(pk=pool.pk, slug=pool.slug, allow_multiple_use=pool.allow_multiple_use)
+            cache.set(cache_key, frozen, ACTIVE_POOL_CACHE_SECONDS)
     return pool
 
 

@@ -18,6 +18,15 @@ from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
 
+# The HTTP status of each refusal; any other refusal answers 409 (a conflict with the state of
+# the code or pool). An ended pool and a withdrawn code are gone for good: 410.
+REFUSAL_STATUS = {
+    Refusal.UNKNOWN_CODE: 404,
+    Refusal.POOL_PAUSED: 409,
+    Refusal.POOL_ENDED: 410,
+    Refusal.WITHDRAWN: 410,
+}
+
 
 # How long a process trusts a key it checked without asking the database again: a key revoked in
 # the admin stops working at once in the process that saved it, and in others within this time.
@@ -69,7 +78,7 @@ def error_body(code: str, message: str, **extra) -> dict:
 def api_exception_handler(exc, context):
     """Give DRF's errors the API's shape: {"error": {"code", "message"}}."""
     if isinstance(exc, CodeRefused):
-        status = 404 if exc.reason == Refusal.UNKNOWN_CODE else 409
+        status = REFUSAL_STATUS.get(exc.reason, 409)
         return Response(error_body(exc.reason.value, exc.reason.label), status=status)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict)

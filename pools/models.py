@@ -49,6 +49,8 @@ class Pool(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        ENDED = "ended", "Ended"
 
     class Processing(models.TextChoices):
         INTERNAL = "internal", "In this system (it checks and redeems the codes)"
@@ -83,6 +85,9 @@ class Pool(models.Model):
         blank=True,
         related_name="+",
     )
+    # Set when the pool is ended with "stop redemptions too": codes already issued can then no
+    # longer be redeemed either.
+    redemptions_stopped = models.BooleanField(default=False)
 
     processing = models.CharField(
         max_length=16, choices=Processing.choices, default=Processing.INTERNAL
@@ -127,7 +132,11 @@ class Pool(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("launch_pool", "Can launch pool")]
+        permissions = [
+            ("launch_pool", "Can launch pool"),
+            ("pause_pool", "Can pause and resume pool"),
+            ("end_pool", "Can end pool"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(require_issue_before_redeem=True, allow_multiple_use=True),
@@ -145,7 +154,7 @@ class Pool(models.Model):
                 violation_error_message=NOTIFY_THRESHOLD_REQUIRED,
             ),
             models.CheckConstraint(
-                condition=~Q(status="active") | ~Q(description=""),
+                condition=Q(status="draft") | ~Q(description=""),
                 name="pool_active_has_description",
                 violation_error_message=DESCRIPTION_REQUIRED_FOR_LAUNCH,
             ),
@@ -158,6 +167,15 @@ class Pool(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    @property
+    def is_launched(self) -> bool:
+        """Return True once the pool has been launched, whatever happened to it since."""
+        return self.status != self.Status.DRAFT
+
+    def issue_refusal(self) -> Refusal | None:
+        """Return why this pool cannot issue (or mark as issued) a code now, or None."""
+        return _STATUS_REFUSALS.get(self.status)
+
     def clean(self):
         # Reported against the fields, so that the admin form shows them where the user looks.
         errors = {}
@@ -168,7 +186,7 @@ class Pool(models.Model):
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
         if self.notify_below_enabled and not self.notify_below:
             errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
-        if self.is_active:
+        if self.is_launched:
             errors.update(self.launch_blockers())
         if errors:
             raise ValidationError(errors)
@@ -185,12 +203,54 @@ class Pool(models.Model):
         return bool(self.notify_below_enabled and self.notify_below) and stock < self.notify_below
 
 
+_STATUS_REFUSALS = {
+    Pool.Status.DRAFT: Refusal.POOL_NOT_ACTIVE,
+    Pool.Status.PAUSED: Refusal.POOL_PAUSED,
+    Pool.Status.ENDED: Refusal.POOL_ENDED,
+}
+
+
+class PoolEvent(models.Model):
+    """A change of a pool's status (launch, pause, resume, end): who, when and why.
+
+    Written by the services themselves rather than read from the admin's LogEntry, so that a
+    pause from the shell or a task is in the pool's history as much as one from the admin
+    (LogEntry needs a user and holds free text only).
+    """
+
+    class Action(models.TextChoices):
+        LAUNCHED = "launched", "Launched"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        ENDED = "ended", "Ended"
+        ENDED_AND_STOPPED = "ended_stopped", "Ended, redemptions stopped too"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField("when", default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["pool", "-at"], name="pool_event_pool_time")]
+
+    def __str__(self):
+        return f"{self.pool}: {self.get_action_display()}"
+
+
 class Code(models.Model):
     class Status(models.TextChoices):
         AVAILABLE = "available", "Available"
         ISSUED = "issued", "Issued"
         REDEEMED = "redeemed", "Redeemed"
         EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    # What a withdrawal takes out of use; a single-use code already redeemed is used up.
+    WITHDRAWABLE = (Status.AVAILABLE, Status.ISSUED, Status.EXPIRED)
 
     # Indexed by the (pool, id) index below, which also orders a pool's code list.
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
@@ -206,6 +266,25 @@ class Code(models.Model):
     issued_at = models.DateTimeField(null=True, blank=True)
     redeemed_at = models.DateTimeField(null=True, blank=True)
     times_redeemed = models.PositiveIntegerField(default=0)
+    # Which addition (an import, in the imports app) brought the code in; null for codes added
+    # before additions were recorded on codes. DO_NOTHING: an addition is deleted only with its
+    # pool, which deletes the codes in the same statement set.
+    addition = models.ForeignKey(
+        "CodeAddition",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="codes",
+        db_index=False,
+    )
+    withdrawal = models.ForeignKey(
+        "Withdrawal",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="codes",
+        db_index=False,
+    )
 
     # A code's row in the admin's list and in exports.
     LISTED_FIELDS = (
@@ -244,7 +323,19 @@ class Code(models.Model):
             models.Index(fields=["pool", "id"], name="code_pool_id"),
             # Finds a pool's available codes without scanning the used ones.
             models.Index(fields=["pool", "status", "id"], name="code_pool_status_id"),
+            # Undoing an addition finds its still-available codes; the code's page its import.
+            models.Index(
+                fields=["addition", "status", "id"],
+                name="code_addition_status_id",
+                condition=Q(addition__isnull=False),
+            ),
+            # Prefix search (LIKE 'ABC%') on PostgreSQL whatever the database's collation; the
+            # (code, pool) index serves it only under the C collation. Ignored on SQLite.
+            models.Index(
+                fields=["code"], name="code_code_prefix", opclasses=["varchar_pattern_ops"]
+            ),
         ]
+        permissions = [("withdraw_code", "Can withdraw code")]
 
     def __str__(self):
         return self.code
@@ -256,8 +347,15 @@ class Code(models.Model):
         """
         at = at or timezone.now()
         pool = self.pool
-        if not pool.is_active:
-            return Refusal.POOL_NOT_ACTIVE
+        if pool.status in (Pool.Status.DRAFT, Pool.Status.PAUSED):
+            return pool.issue_refusal()
+        if self.status == Code.Status.WITHDRAWN:
+            return Refusal.WITHDRAWN
+        if pool.status == Pool.Status.ENDED and (
+            pool.redemptions_stopped or not self.was_issued(customer)
+        ):
+            # An ended pool honours the codes it handed out, until their Available-till.
+            return Refusal.POOL_ENDED
         if pool.processing == Pool.Processing.EXTERNAL:
             return Refusal.PROCESSED_EXTERNALLY
         if self.available_from and at < self.available_from:
@@ -272,6 +370,12 @@ class Code(models.Model):
             if self.issued_at + timedelta(days=pool.issued_validity_days) < at:
                 return Refusal.VALIDITY_PERIOD_OVER
         return None
+
+    def was_issued(self, customer: str) -> bool:
+        """Return True if this code was handed out (to `customer`, for a multiple-use code)."""
+        if not self.pool.allow_multiple_use:
+            return self.status in (Code.Status.ISSUED, Code.Status.REDEEMED)
+        return self.issues.filter(customer=customer).exists()
 
 
 class PoolCounter(models.Model):
@@ -289,6 +393,7 @@ class PoolCounter(models.Model):
     redeemed = models.BigIntegerField(default=0)
     # db_default: statements that write the other counts directly leave this one out.
     expired = models.BigIntegerField(default=0, db_default=0)
+    withdrawn = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -325,6 +430,8 @@ class CodeIssue(models.Model):
         ]
         indexes = [
             models.Index(fields=["code", "customer"], name="code_issue_code_customer"),
+            # "Which code did customer cust-3 get?" on the codes list.
+            models.Index(fields=["customer"], name="code_issue_customer"),
             models.Index(fields=["pool", "issued_at"], name="code_issue_pool_time"),
         ]
 
@@ -366,10 +473,62 @@ class CodeAddition(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # When codes were last added: the day the stock chart counts them on.
     added_at = models.DateTimeField(null=True, blank=True)
+    # Undo: how many of its codes were removed again (still available ones), when and by whom.
+    codes_removed = models.BigIntegerField(default=0)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pool", "added_at"], name="code_addition_pool_time")]
+        permissions = [("undo_codeaddition", "Can remove the codes an import added")]
 
     def __str__(self):
         return f"{self.codes_added:,} codes added to {self.pool}"
+
+
+class Withdrawal(models.Model):
+    """One withdrawal of codes (leaked ones, say) from a pool: a single code, a selection, or a
+    pasted or uploaded list. A long list is a job that a worker runs; its row is its report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="withdrawals")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    reason = models.TextField(blank=True)
+    # The codes asked for, one a line (kept for a queued job and for the report).
+    requested = models.TextField(blank=True)
+    codes_requested = models.BigIntegerField(default=0)
+    # How many of the requested codes were dealt with and committed: a job run again resumes.
+    codes_done = models.BigIntegerField(default=0)
+    codes_withdrawn = models.BigIntegerField(default=0)
+    # Of them, how many were in stock (the chart's stock line drops by these).
+    from_stock = models.BigIntegerField(default=0)
+    already_withdrawn = models.BigIntegerField(default=0)
+    already_redeemed = models.BigIntegerField(default=0)
+    not_found = models.BigIntegerField(default=0)
+    # The first codes not found, for the report.
+    not_found_sample = models.TextField(blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"], name="withdrawal_pool_created")]
+
+    def __str__(self):
+        return f"withdrawal #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED)

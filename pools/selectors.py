@@ -11,7 +11,7 @@ from .models import CodeAddition, CodeIssue, Pool, PoolCounter, Redemption
 
 def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
     """Annotate pools with their code counts: codes_available, codes_issued, codes_redeemed,
-    codes_expired and codes_total.
+    codes_expired, codes_withdrawn and codes_total.
 
     One join on the pool's few counter rows, never a count over its codes.
     """
@@ -21,11 +21,13 @@ def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
         codes_issued=Coalesce(Sum("counters__issued"), Value(0)),
         codes_redeemed=Coalesce(Sum("counters__redeemed"), Value(0)),
         codes_expired=Coalesce(Sum("counters__expired"), Value(0)),
+        codes_withdrawn=Coalesce(Sum("counters__withdrawn"), Value(0)),
     ).annotate(
         codes_total=F("codes_available")
         + F("codes_issued")
         + F("codes_redeemed")
         + F("codes_expired")
+        + F("codes_withdrawn")
     )
 
 
