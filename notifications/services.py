@@ -51,6 +51,19 @@ def pool_subscribers(pool: Pool):
     )
 
 
+NO_SUBSCRIBERS = (
+    "Low-stock alerts are on, but nobody with an e-mail address is subscribed to this pool or "
+    "its campaign: nobody would hear that it runs low."
+)
+
+
+def launch_warnings(pool: Pool) -> list[str]:
+    """Warn at launch when the pool alerts on low stock but nobody would get the e-mail."""
+    if pool.notify_below_enabled and not pool_subscribers(pool).exists():
+        return [NO_SUBSCRIBERS]
+    return []
+
+
 def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     """Alert the pool's subscribers if its stock has just fallen below the threshold.
 

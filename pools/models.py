@@ -334,6 +334,18 @@ class Code(models.Model):
             models.Index(
                 fields=["code"], name="code_code_prefix", opclasses=["varchar_pattern_ops"]
             ),
+            # "Codes expiring within a week" on the home page: only available codes with a date
+            # are in these, so code-only imports do not pay for them.
+            models.Index(
+                fields=["available_till"],
+                name="code_available_till_soon",
+                condition=Q(status="available", available_till__isnull=False),
+            ),
+            models.Index(
+                fields=["issue_end"],
+                name="code_issue_end_soon",
+                condition=Q(status="available", issue_end__isnull=False),
+            ),
         ]
         permissions = [("withdraw_code", "Can withdraw code")]
 
