@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test format bench-import bench-issue
+.PHONY: install run worker test format bench-import bench-issue bench-live
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,8 @@ bench-import: install
 # Figures of issue 4 (issuing under concurrency); needs the local PostgreSQL.
 bench-issue: install
 	$(BIN)/python bench/issue_bench.py
+
+# Figures of issue 12 (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
+# local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).
+bench-live: install
+	$(BIN)/python bench/live_pool_bench.py
