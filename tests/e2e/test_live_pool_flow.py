@@ -21,7 +21,7 @@ def log_in(page, url, username="lea"):
     page.get_by_role("button", name="Log in").click()
 
 
-def test_pause_resume_then_end_a_pool(browser_page, live_server, screenshot):
+def test_pause_resume_then_end_a_pool(browser_page, live_server):
     page = browser_page
     pool = make_pool(description="Live codes", launched=True)
     make_codes(pool, ["LIVE-1", "LIVE-2"])
@@ -40,13 +40,11 @@ def test_pause_resume_then_end_a_pool(browser_page, live_server, screenshot):
     page.get_by_text("is active again").wait_for()
 
     page.get_by_role("link", name="End", exact=True).click()
-    screenshot(page, "end-pool")
     page.get_by_label("Stop redemptions too").check()
     page.get_by_role("button", name="End").click()
     page.get_by_text("can no longer be redeemed").wait_for()
     expect(page.get_by_role("link", name="Pause", exact=True)).to_have_count(0)
     expect(page.get_by_role("link", name="Resume")).to_have_count(0)
-    screenshot(page, "pool-history", full_page=True)
     assert list(PoolEvent.objects.values_list("action", flat=True)) == [
         "ended_stopped",
         "resumed",
@@ -73,7 +71,7 @@ def test_withdraw_a_pasted_list_of_leaked_codes(browser_page, live_server):
     assert Code.objects.filter(status=Code.Status.WITHDRAWN).count() == 2
 
 
-def test_undo_an_import_from_its_report(browser_page, live_server, screenshot):
+def test_undo_an_import_from_its_report(browser_page, live_server):
     page = browser_page
     pool = make_pool(description="Wrong pool", launched=True)
     job = import_text_start(pool=pool, text="WRONG-1\nWRONG-2\nWRONG-3")
@@ -86,14 +84,13 @@ def test_undo_an_import_from_its_report(browser_page, live_server, screenshot):
 
     page.get_by_role("link", name="Remove the codes this import added").click()
     page.get_by_text("2 codes will be removed").wait_for()
-    screenshot(page, "undo-import")
     page.get_by_role("button", name="Remove 2 codes").click()
 
     page.get_by_text("Removed 2 codes that import").wait_for()
     assert list(Code.objects.values_list("code", flat=True)) == ["WRONG-1"]
 
 
-def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server, screenshot):
+def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server):
     page = browser_page
     pool = make_pool(description="Empty so far")
     log_in(page, live_server.url)
@@ -101,7 +98,6 @@ def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server,
 
     page.get_by_role("button", name="Launch").click()
     page.get_by_text(selectors.NO_CODES).wait_for()
-    screenshot(page, "launch-confirmation")
     assert Pool.objects.get().status == Pool.Status.DRAFT
     page.get_by_role("button", name="Launch").click()
 
