@@ -406,9 +406,16 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal:
     if not claimed:
         return withdrawal
     codes = withdrawal.requested.split("\n")
-    while withdrawal.codes_done < len(codes):
-        chunk = codes[withdrawal.codes_done : withdrawal.codes_done + WITHDRAW_SLICE]
-        _withdraw_slice(withdrawal, chunk)
+    try:
+        while withdrawal.codes_done < len(codes):
+            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + WITHDRAW_SLICE]
+            _withdraw_slice(withdrawal, chunk)
+    except Exception as error:
+        # The committed slices stay; running it again goes on after them.
+        Withdrawal.objects.filter(pk=withdrawal.pk).update(
+            status=Withdrawal.Status.FAILED, message=str(error), finished_at=timezone.now()
+        )
+        raise
     Withdrawal.objects.filter(pk=withdrawal.pk).update(
         status=Withdrawal.Status.COMPLETED, finished_at=timezone.now()
     )
@@ -552,7 +559,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, Counter
 
     Walking by id (keyset) rather than asking again for "the first removable codes" each time
     matters: deleted rows stay in the index until vacuumed, and every slice would step over all
-    the slices before it (measured on a million codes: 159 s, against 19 s walking by id).
+    the slices before it (measured on a million codes: 159 s, against 17 s walking by id).
     """
     if connection.vendor == "postgresql":
         table = Code._meta.db_table

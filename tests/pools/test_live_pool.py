@@ -322,3 +322,31 @@ def test_undo_keeps_multiple_use_codes_that_were_handed_out():
 
     assert (outcome.removed, outcome.kept_used) == (1, 1)
     assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["MU1"]
+
+
+def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(monkeypatch):
+    monkeypatch.setattr(code_services, "WITHDRAW_AT_ONCE", 10)
+    monkeypatch.setattr(code_services, "WITHDRAW_SLICE", 2)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["F1", "F2", "F3", "F4"])
+    real_slice = code_services._withdraw_slice
+    calls = []
+
+    def failing_second_slice(withdrawal, chunk):
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise RuntimeError("database went away")
+        return real_slice(withdrawal, chunk)
+
+    monkeypatch.setattr(code_services, "_withdraw_slice", failing_second_slice)
+    with pytest.raises(RuntimeError):
+        codes_withdraw(pool=pool, codes=["F1", "F2", "F3", "F4"])
+    withdrawal = Withdrawal.objects.get()
+    assert (withdrawal.status, withdrawal.codes_done) == (Withdrawal.Status.FAILED, 2)
+    assert withdrawal.message == "database went away"
+
+    again = code_services.withdrawal_run(withdrawal_id=withdrawal.pk)
+
+    assert (again.status, again.codes_withdrawn) == (Withdrawal.Status.COMPLETED, 4)
+    assert calls == [["F1", "F2"], ["F3", "F4"], ["F3", "F4"]]
+    assert pool_stock(pool=pool) == 0
