@@ -27,14 +27,17 @@ class BatchResult:
     expired_on_arrival: int = 0
 
 
-def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
+def load_batch(
+    *, pool_id: int, rows: list[tuple], watermark: int, addition_id: int | None = None
+) -> BatchResult:
     """Add `rows` (row_number, code, issue_start, issue_end, available_from, available_till) to
     a pool, inside the caller's transaction. Dates are naive ISO 8601 text in the project's
     time zone, as clean_row gives them.
 
     A code that collides with a code of id <= `watermark` was in the pool before the import;
     one that collides with a later code, or with an earlier row of the batch, is a duplicate.
-    The caller makes sure no other import writes to the pool meanwhile.
+    The caller makes sure no other import writes to the pool meanwhile. Each code added records
+    `addition_id` (the pool's record of this addition), so that the addition can be undone.
     """
     result = BatchResult()
     first_rows = {}
@@ -47,7 +50,7 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     if not unique:
         return result
     load = _load_postgresql if connection.vendor == "postgresql" else _load_generic
-    result.added, result.expired_on_arrival, collisions = load(pool_id, unique)
+    result.added, result.expired_on_arrival, collisions = load(pool_id, unique, addition_id)
     for row_number, code, code_id in collisions:
         if code_id <= watermark:
             result.already_in_pool += 1
@@ -56,12 +59,15 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     return result
 
 
-def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
+def _load_postgresql(
+    pool_id: int, rows: list[tuple], addition_id: int | None = None
+) -> tuple[int, int, list[tuple]]:
     """Return how many rows were added, how many of them were past their Issue-end or
     Available-till already, and (row_number, code, id of the code it collided with) for each
     row that was not added."""
     params = {
         "pool": pool_id,
+        "addition": addition_id,
         "available": Code.Status.AVAILABLE,
         "tz": timezone.get_default_timezone_name(),
     }
@@ -88,9 +94,9 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tu
         cursor.execute(
             f"""
             WITH inserted AS (
-                INSERT INTO {_CODE_TABLE} (pool_id, code, status, issue_start, issue_end,
-                    available_from, available_till, issued_to, times_redeemed)
-                SELECT %(pool)s, code, %(available)s,
+                INSERT INTO {_CODE_TABLE} (pool_id, addition_id, code, status, issue_start,
+                    issue_end, available_from, available_till, issued_to, times_redeemed)
+                SELECT %(pool)s, %(addition)s::bigint, code, %(available)s,
                     issue_start AT TIME ZONE %(tz)s, issue_end AT TIME ZONE %(tz)s,
                     available_from AT TIME ZONE %(tz)s, available_till AT TIME ZONE %(tz)s, '', 0
                 FROM import_staging
@@ -135,7 +141,9 @@ def _copy_text(rows: list[tuple]) -> str:
 _LOOKUP_CHUNK = 500
 
 
-def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
+def _load_generic(
+    pool_id: int, rows: list[tuple], addition_id: int | None = None
+) -> tuple[int, int, list[tuple]]:
     existing: dict[str, int] = {}
     codes = [row[1] for row in rows]
     for start in range(0, len(codes), _LOOKUP_CHUNK):
@@ -148,6 +156,7 @@ def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple
     new_codes = [
         Code(
             pool_id=pool_id,
+            addition_id=addition_id,
             code=code,
             issue_start=to_datetime(issue_start, tz),
             issue_end=to_datetime(issue_end, tz),

@@ -21,3 +21,16 @@ def stock_changed_on_commit(pool) -> None:
     # Robust: a receiver that fails (a broker down, say) is logged and changes nothing of what
     # committed.
     transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool), robust=True)
+
+
+# A withdrawal of a long list of codes waits for a worker; sent with `withdrawal_id`. The pools
+# app's own tasks.py enqueues it (connected in apps.py), so that services never import tasks.
+withdrawal_queued = Signal()
+
+
+def withdrawal_queued_on_commit(withdrawal_id: int) -> None:
+    from .models import Withdrawal
+
+    transaction.on_commit(
+        lambda: withdrawal_queued.send(sender=Withdrawal, withdrawal_id=withdrawal_id)
+    )
