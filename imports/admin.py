@@ -1,14 +1,18 @@
+from datetime import timedelta
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from pools.admin import PageParts, pool_page
+from pools.admin import PageParts, addition_labels, home_page, pool_page
 from pools.exports import csv_response, xlsx_response
 from pools.guessing import generation_guessing_notes
 from pools.models import Pool
@@ -28,6 +32,13 @@ from .templates_download import (
 )
 
 IMPORT_QUEUED = "Import {job} is queued: its progress shows in the import history below."
+UNDONE = (
+    "Removed {removed:,} codes that import {job} added. Kept {kept:,} that have a history: "
+    "{issued:,} issued, {redeemed:,} redeemed, {withdrawn:,} withdrawn, {used:,} multiple-use "
+    "codes already handed out."
+)
+UNDONE_NOTHING_KEPT = "Removed {removed:,} codes that import {job} added; none had been used."
+RECENT_IMPORT_DAYS = 3
 REJECTED_SHOWN = 100
 
 # What the apps above imports add to the "Add codes" page (sections: callables (request, pool)).
@@ -49,6 +60,53 @@ def pool_codes_section(request, pool) -> str:
 
 
 pool_page.sections.append(pool_codes_section)
+
+
+def import_addition_label(addition) -> str | None:
+    """Name the import behind a pool's record of an addition of codes, for the code's page."""
+    job = Import.objects.filter(addition=addition).select_related("created_by").first()
+    if job is None:
+        return None
+    return format_html(
+        '<a href="{}">import #{}</a> ({}, {}{})',
+        reverse("admin:imports_import_change", args=[job.pk]),
+        job.pk,
+        job.get_source_display().lower(),
+        job.file_name or "—",
+        format_html(", started by {}", job.created_by) if job.created_by else "",
+    )
+
+
+def imports_attention_section(request) -> str:
+    """The home page's list of imports running now or failed in the last days."""
+    since = timezone.now() - timedelta(days=RECENT_IMPORT_DAYS)
+    jobs = (
+        Import.objects.filter(
+            Q(status__in=(Import.Status.QUEUED, Import.Status.RUNNING))
+            | Q(status=Import.Status.FAILED, created_at__gte=since)
+        )
+        .select_related("pool")
+        .order_by("-created_at")[:20]
+    )
+    rows = [
+        format_html(
+            '<a href="{}">Import #{}</a> into {}: {}',
+            reverse("admin:imports_import_change", args=[job.pk]),
+            job.pk,
+            job.pool,
+            status_cell(job),
+        )
+        for job in jobs
+    ]
+    return render_to_string(
+        "admin/pools/attention_section.html",
+        {"title": "Imports running, or failed in the last days", "rows": rows},
+        request=request,
+    )
+
+
+addition_labels.append(import_addition_label)
+home_page.sections.append(imports_attention_section)
 
 
 def status_cell(job: Import) -> str:
@@ -111,6 +169,11 @@ class ImportAdmin(admin.ModelAdmin):
                 "<path:object_id>/rejected.<str:file_format>",
                 wrap(self.rejected_view),
                 name="imports_import_rejected",
+            ),
+            path(
+                "<path:object_id>/undo/",
+                wrap(self.undo_view),
+                name="imports_import_undo",
             ),
             path(
                 "<path:object_id>/rerun/",
@@ -203,6 +266,73 @@ class ImportAdmin(admin.ModelAdmin):
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
+                "can_undo": job.is_finished
+                and job.addition_id is not None
+                and job.codes_added > 0
+                and request.user.has_perm("pools.undo_codeaddition"),
+            },
+        )
+
+    def undo_view(self, request, object_id):
+        """Count first, then remove the codes this import added that were never used."""
+        job = self._get_job(request, object_id)
+        if not request.user.has_perm("pools.undo_codeaddition"):
+            raise PermissionDenied
+        report_url = reverse("admin:imports_import_change", args=[job.pk])
+        try:
+            if request.method == "POST" and "confirm" in request.POST:
+                outcome = services.import_undo(job=job, user=request.user)
+            else:
+                preview = services.import_undo_preview(job=job)
+                return self._undo_confirm_page(request, job, preview, report_url)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+            return HttpResponseRedirect(report_url)
+        message = (UNDONE if outcome.kept else UNDONE_NOTHING_KEPT).format(
+            removed=outcome.removed,
+            job=job,
+            kept=outcome.kept,
+            issued=outcome.kept_issued,
+            redeemed=outcome.kept_redeemed,
+            withdrawn=outcome.kept_withdrawn,
+            used=outcome.kept_used,
+        )
+        self.log_change(request, job, message)
+        messages.success(request, message)
+        return HttpResponseRedirect(report_url)
+
+    def _undo_confirm_page(self, request, job, preview, report_url):
+        facts = [
+            f"{preview.removed:,} codes will be removed: they were never issued nor redeemed.",
+            f"{preview.kept:,} will be kept, since they have a history: "
+            f"{preview.kept_issued:,} issued, {preview.kept_redeemed:,} redeemed, "
+            f"{preview.kept_withdrawn:,} withdrawn, {preview.kept_used:,} multiple-use codes "
+            "already handed out.",
+        ]
+        return TemplateResponse(
+            request,
+            "admin/pools/confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Remove the codes import {job} added?",
+                "intro": [
+                    f"Import {job} added {job.codes_added:,} codes to {job.pool}. Codes that "
+                    "were issued, redeemed or withdrawn stay, with their history; the others "
+                    "leave the pool and its stock."
+                ],
+                "sections": [{"heading": "What will happen", "facts": facts}],
+                "crumbs": [
+                    {
+                        "url": reverse("admin:pools_pool_change", args=[job.pool_id]),
+                        "label": job.pool,
+                    },
+                    {"url": report_url, "label": f"Import {job}"},
+                ],
+                "confirm_label": f"Remove {preview.removed:,} codes",
+                "dangerous": True,
+                "can_confirm": preview.removed > 0,
+                "cancel_url": report_url,
             },
         )
 

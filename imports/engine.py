@@ -387,7 +387,12 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None
         # give up in time to keep this attempt's heartbeat fresh (see _LockWait).
         with connection.cursor() as cursor:
             cursor.execute(f"SET LOCAL lock_timeout = {int(settings.IMPORT_LOCK_TIMEOUT * 1000)}")
-    result = load_batch(pool_id=job.pool_id, rows=clean, watermark=job.code_watermark)
+    result = load_batch(
+        pool_id=job.pool_id,
+        rows=clean,
+        watermark=job.code_watermark,
+        addition_id=job.addition_id,
+    )
     by_row = {row[0]: row for row in clean}
     rejections = [
         Rejection(

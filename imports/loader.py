@@ -28,14 +28,17 @@ class BatchResult:
     expired_on_arrival: int = 0
 
 
-def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResult:
+def load_batch(
+    *, pool_id: int, rows: list[tuple], watermark: int, addition_id: int | None = None
+) -> BatchResult:
     """Add `rows` (row_number, code, issue_start, issue_end, available_from, available_till) to
     a pool, inside the caller's transaction. Dates are naive ISO 8601 text in the project's
     time zone, as clean_row gives them.
 
     A code that collides with a code of id <= `watermark` was in the pool before the import;
     one that collides with a later code, or with an earlier row of the batch, is a duplicate.
-    The caller makes sure no other import writes to the pool meanwhile.
+    The caller makes sure no other import writes to the pool meanwhile. Each code added records
+    `addition_id` (the pool's record of this addition), so that the addition can be undone.
     """
     result = BatchResult()
     first_rows = {}
@@ -48,12 +51,16 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     if not unique:
         return result
     if connection.vendor != "postgresql":
-        result.added, result.expired_on_arrival, collisions = _load_generic(pool_id, unique)
-    elif watermark == 0 and (direct := _copy_straight_in(pool_id, unique)) is not None:
+        result.added, result.expired_on_arrival, collisions = _load_generic(
+            pool_id, unique, addition_id
+        )
+    elif watermark == 0 and (direct := _copy_straight_in(pool_id, unique, addition_id)):
         # The pool was empty when the import started and no row of the batch collided.
         (result.added, result.expired_on_arrival), collisions = direct, []
     else:
-        result.added, result.expired_on_arrival, collisions = _load_postgresql(pool_id, unique)
+        result.added, result.expired_on_arrival, collisions = _load_postgresql(
+            pool_id, unique, addition_id
+        )
     for row_number, code, code_id in collisions:
         if code_id <= watermark:
             result.already_in_pool += 1
@@ -62,12 +69,15 @@ def load_batch(*, pool_id: int, rows: list[tuple], watermark: int) -> BatchResul
     return result
 
 
-def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
+def _load_postgresql(
+    pool_id: int, rows: list[tuple], addition_id: int | None = None
+) -> tuple[int, int, list[tuple]]:
     """Return how many rows were added, how many of them were past their Issue-end or
     Available-till already, and (row_number, code, id of the code it collided with) for each
     row that was not added."""
     params = {
         "pool": pool_id,
+        "addition": addition_id,
         "available": Code.Status.AVAILABLE,
         "tz": timezone.get_default_timezone_name(),
     }
@@ -94,9 +104,9 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tu
         cursor.execute(
             f"""
             WITH inserted AS (
-                INSERT INTO {_CODE_TABLE} (pool_id, code, status, issue_start, issue_end,
-                    available_from, available_till, issued_to, times_redeemed)
-                SELECT %(pool)s, code, %(available)s,
+                INSERT INTO {_CODE_TABLE} (pool_id, addition_id, code, status, issue_start,
+                    issue_end, available_from, available_till, issued_to, times_redeemed)
+                SELECT %(pool)s, %(addition)s::bigint, code, %(available)s,
                     issue_start AT TIME ZONE %(tz)s, issue_end AT TIME ZONE %(tz)s,
                     available_from AT TIME ZONE %(tz)s, available_till AT TIME ZONE %(tz)s, '', 0
                 FROM import_staging
@@ -122,7 +132,9 @@ def _load_postgresql(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tu
         return added, expired, cursor.fetchall()
 
 
-def _copy_straight_in(pool_id: int, rows: list[tuple]) -> tuple[int, int] | None:
+def _copy_straight_in(
+    pool_id: int, rows: list[tuple], addition_id: int | None
+) -> tuple[int, int] | None:
     """COPY the rows straight into the codes table, in a savepoint; return how many were added
     and how many of them had expired already, or None (and nothing added) if one collided.
 
@@ -133,6 +145,8 @@ def _copy_straight_in(pool_id: int, rows: list[tuple]) -> tuple[int, int] | None
     the import ~1.2× a plain COPY instead of ~1.7× (1,000,000 codes; see README, Figures).
     """
     tz_name = timezone.get_default_timezone_name()
+    addition = "\\N" if addition_id is None else str(addition_id)
+    prefix = f"{pool_id}\t{addition}\t{Code.Status.AVAILABLE}\t\t0\t"
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             # The rows' dates are naive, in the project's time zone; COPY reads them in the
@@ -144,11 +158,12 @@ def _copy_straight_in(pool_id: int, rows: list[tuple]) -> tuple[int, int] | None
             with (
                 connection.wrap_database_errors,
                 cursor.cursor.copy(
-                    f"COPY {_CODE_TABLE} (pool_id, status, issued_to, times_redeemed, "
-                    "code, issue_start, issue_end, available_from, available_till) FROM STDIN"
+                    f"COPY {_CODE_TABLE} (pool_id, addition_id, status, issued_to, "
+                    "times_redeemed, code, issue_start, issue_end, available_from, "
+                    "available_till) FROM STDIN"
                 ) as copy,
             ):
-                copy.write(_copy_text(rows, prefix=f"{pool_id}\t{Code.Status.AVAILABLE}\t\t0\t"))
+                copy.write(_copy_text(rows, prefix=prefix))
             cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_tz])
     except IntegrityError:
         return None
@@ -183,7 +198,9 @@ def _copy_text(rows: list[tuple], prefix: str | None = None) -> str:
 _LOOKUP_CHUNK = 500
 
 
-def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple]]:
+def _load_generic(
+    pool_id: int, rows: list[tuple], addition_id: int | None = None
+) -> tuple[int, int, list[tuple]]:
     existing: dict[str, int] = {}
     codes = [row[1] for row in rows]
     for start in range(0, len(codes), _LOOKUP_CHUNK):
@@ -196,6 +213,7 @@ def _load_generic(pool_id: int, rows: list[tuple]) -> tuple[int, int, list[tuple
     new_codes = [
         Code(
             pool_id=pool_id,
+            addition_id=addition_id,
             code=code,
             issue_start=to_datetime(issue_start, tz),
             issue_end=to_datetime(issue_end, tz),

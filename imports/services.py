@@ -12,7 +12,12 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from pools.code_services import code_addition_create
+from pools.code_services import (
+    UndoOutcome,
+    code_addition_create,
+    code_addition_undo,
+    code_addition_undo_preview,
+)
 from pools.models import Pool
 from pools.selectors import pool_code_total
 
@@ -27,6 +32,11 @@ GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer o
 NOTHING_PASTED = "Paste at least one code."
 NOT_RERUNNABLE = "Only a failed import can be run again."
 NEEDS_NEW_FILE = "Running it again cannot help: fix the file and upload it again."
+UNDO_NOT_FINISHED = "The import is still running: wait until it has finished to remove its codes."
+UNDO_NOT_RECORDED = (
+    "This import added its codes before codes recorded which import added them: they cannot be "
+    "told apart from the pool's other codes."
+)
 
 
 def import_file_start(
@@ -139,3 +149,27 @@ def import_rerun(*, job: Import, user=None) -> Import:
     job.save(update_fields=["status", "message", "finished_at", "attempts", "enqueued_at"])
     import_queued_on_commit(job.pk)
     return job
+
+
+def _undoable(job: Import):
+    if not job.is_finished:
+        raise ValidationError(UNDO_NOT_FINISHED, code="not_finished")
+    addition = job.addition
+    # Codes loaded before they recorded their addition have none: nothing tells them apart.
+    unrecorded = addition is None or (
+        addition.codes_added and not addition.codes_removed and not addition.codes.exists()
+    )
+    if unrecorded:
+        raise ValidationError(UNDO_NOT_RECORDED, code="not_recorded")
+    return addition
+
+
+def import_undo_preview(*, job: Import) -> UndoOutcome:
+    """Return what removing the codes this import added would do now (a count, no change)."""
+    return code_addition_undo_preview(addition=_undoable(job))
+
+
+def import_undo(*, job: Import, user=None) -> UndoOutcome:
+    """Remove the codes this import added that are still available (never issued, never
+    redeemed), and keep the others; see pools.code_services.code_addition_undo."""
+    return code_addition_undo(addition=_undoable(job), user=user)

@@ -10,11 +10,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from imports.admin import add_codes_page
-from pools.admin import ReadOnlyInline, campaign_page, pool_page
+from pools.admin import ReadOnlyInline, campaign_page, home_page, pool_page
 from pools.models import Pool
 
 from .models import LowStockAlert, Subscription
@@ -78,6 +80,29 @@ def import_notices_switch(request, pool) -> str:
     )
 
 
+def alerts_today_section(request) -> str:
+    """The home page's list of low-stock alerts raised today."""
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    alerts = LowStockAlert.objects.filter(created_at__gte=today).select_related("pool")[:20]
+    rows = [
+        format_html(
+            '<a href="{}">{}</a>: {} left (alert below {}) at {}',
+            reverse("admin:pools_pool_change", args=[alert.pool_id]),
+            alert.pool,
+            f"{alert.stock:,}",
+            f"{alert.threshold:,}",
+            timezone.localtime(alert.created_at).strftime("%H:%M"),
+        )
+        for alert in alerts
+    ]
+    return render_to_string(
+        "admin/pools/attention_section.html",
+        {"title": "Low-stock alerts sent today", "rows": rows},
+        request=request,
+    )
+
+
+home_page.sections.append(alerts_today_section)
 pool_page.inlines += [PoolSubscriptionInline, LowStockAlertInline]
 pool_page.object_tools.append(subscribe_button)
 campaign_page.inlines.append(CampaignSubscriptionInline)

@@ -6,10 +6,11 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from imports.signals import import_finished
+        from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
         from . import tasks
-        from .services import low_stock_check
+        from .services import launch_warnings, low_stock_check
         from .signals import alert_raised
 
         def check(sender, pool, **kwargs):
@@ -24,3 +25,5 @@ class NotificationsConfig(AppConfig):
             tasks.export_notice_enqueue, dispatch_uid="notifications.export_notice"
         )
         alert_raised.connect(tasks.alert_enqueue, dispatch_uid="notifications.alert_send")
+        if launch_warnings not in launch_warning_checks:
+            launch_warning_checks.append(launch_warnings)

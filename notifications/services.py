@@ -51,6 +51,19 @@ def pool_subscribers(pool: Pool):
     )
 
 
+NO_SUBSCRIBERS = (
+    "Low-stock alerts are on, but nobody with an e-mail address is subscribed to this pool or "
+    "its campaign: nobody would hear that it runs low."
+)
+
+
+def launch_warnings(pool: Pool) -> list[str]:
+    """Warn at launch when the pool alerts on low stock but nobody would get the e-mail."""
+    if pool.notify_below_enabled and not pool_subscribers(pool).exists():
+        return [NO_SUBSCRIBERS]
+    return []
+
+
 def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     """Alert the pool's subscribers if its stock has just fallen below the threshold.
 
@@ -58,6 +71,10 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
     is locked. Returns the new alert, if one was raised.
     """
     pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
+    if pool.status in (Pool.Status.PAUSED, Pool.Status.ENDED):
+        # No alerts while paused or after the end; the alert state is left as it was, so a
+        # resumed pool still low on codes does not alert again for the same crossing.
+        return None
     stock = pool_stock(pool=pool)
     below = _alerts_now(pool, stock)
     state = PoolAlertState.objects.filter(pool=pool).first()
@@ -95,7 +112,9 @@ def _alerts_now(pool: Pool, stock: int) -> bool:
 
 def pools_check_stock() -> None:
     """Check every pool that alerts or may re-arm (a safety net for missed stock changes)."""
-    watched = Pool.objects.filter(Q(notify_below_enabled=True) | Q(alert_state__armed=False))
+    watched = Pool.objects.filter(
+        Q(notify_below_enabled=True) | Q(alert_state__armed=False)
+    ).exclude(status__in=(Pool.Status.PAUSED, Pool.Status.ENDED))
     for pool in watched:
         low_stock_check(pool=pool)
 

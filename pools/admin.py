@@ -13,7 +13,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from .charts import stock_chart_svg
-from .code_services import code_mark_issued
+from .code_services import code_list_parse, code_mark_issued, codes_withdraw
 from .export_services import (
     EXPORT_AT_ONCE_MAX,
     code_export_estimate,
@@ -22,18 +22,41 @@ from .export_services import (
     code_export_start,
 )
 from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
-from .forms import PoolAdminForm
+from .forms import EndForm, PoolAdminForm, ReasonForm, WithdrawListForm
 from .messages import message_preview
-from .models import Campaign, Code, CodeExport, CodeIssue, Pool, Redemption
+from .models import Campaign, Code, CodeAddition, CodeExport, Pool, Withdrawal
 from .refusals import CodeRefused
-from .selectors import pool_daily_activity, pool_stock, pools_with_counts
-from .services import pool_launch, pool_save
+from .selectors import (
+    codes_search,
+    launch_summary,
+    pool_daily_activity,
+    pool_history,
+    pool_stock,
+    pools_below_threshold,
+    pools_expiring_soon,
+    pools_with_counts,
+)
+from .services import pool_end, pool_launch, pool_pause, pool_resume, pool_save
 
 LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
 LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
 LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
+LAUNCH_NOTHING_SELECTED = "Select at least one draft pool to launch."
 MARKED_ISSUED = "The code {code} is marked as issued to {customer}."
 SAVE_TO_ADD_CODES = "Save the pool to add codes."
+PAUSED = "The pool “{pool}” is paused: it issues and redeems no codes until it is resumed."
+RESUMED = "The pool “{pool}” is active again."
+ENDED = (
+    "The pool “{pool}” has ended: it issues no more codes. Codes it issued can be redeemed "
+    "until their Available-till."
+)
+ENDED_STOPPED = "The pool “{pool}” has ended; its codes can no longer be redeemed."
+WITHDRAWN_DONE = "Withdrew {withdrawn:,} of {requested:,} codes of “{pool}”."
+WITHDRAW_QUEUED = (
+    "The {requested:,} codes of “{pool}” are being withdrawn in the background: this report "
+    "shows the progress."
+)
+WITHDRAW_NOTHING = "Paste or upload at least one code."
 
 
 class PageParts:
@@ -55,6 +78,20 @@ class PageParts:
 
 pool_page = PageParts()
 campaign_page = PageParts()
+# The admin's home page: sections are callables (request) -> HTML telling what needs attention
+# (pools' own below; imports and notifications add theirs from their admin modules).
+home_page = PageParts()
+# How a code's page names the addition that brought it in: callables (addition) -> HTML or
+# None; the imports app registers one naming the import.
+addition_labels: list = []
+
+
+def addition_label(addition: CodeAddition) -> str:
+    for label in addition_labels:
+        text = label(addition)
+        if text:
+            return text
+    return format_html("an addition of {} codes", f"{addition.codes_added:,}")
 
 
 def status_badge(pool: Pool) -> str:
@@ -64,11 +101,13 @@ def status_badge(pool: Pool) -> str:
 
 
 def counts_line(pool: Pool) -> str:
+    withdrawn = getattr(pool, "codes_withdrawn", 0)
     return format_html(
-        "{} available · {} issued · {} redeemed{}",
+        "{} available · {} issued · {} redeemed{}{}",
         f"{pool.codes_available:,}",
         f"{pool.codes_issued:,}",
         f"{pool.codes_redeemed:,}",
+        format_html(" · {} withdrawn", f"{withdrawn:,}") if withdrawn else "",
         low_stock_badge(pool),
     )
 
@@ -213,12 +252,12 @@ class PoolAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
         return fields
 
     def get_prepopulated_fields(self, request, obj=None):
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return {}
         return super().get_prepopulated_fields(request, obj)
 
@@ -239,9 +278,22 @@ class PoolAdmin(admin.ModelAdmin):
         return f"{pool.codes_redeemed:,}"
 
     def get_urls(self):
-        preview = self.admin_site.admin_view(self.message_preview_view)
+        wrap = self.admin_site.admin_view
+        preview = wrap(self.message_preview_view)
+        status = wrap(self.status_change_view)
         return [
             path("message-preview/", preview, name="pools_pool_message_preview"),
+            path("launch/", wrap(self.launch_confirm_view), name="pools_pool_launch"),
+            path("<path:object_id>/pause/", status, {"action": "pause"}, name="pools_pool_pause"),
+            path(
+                "<path:object_id>/resume/", status, {"action": "resume"}, name="pools_pool_resume"
+            ),
+            path("<path:object_id>/end/", status, {"action": "end"}, name="pools_pool_end"),
+            path(
+                "<path:object_id>/withdraw/",
+                wrap(self.withdraw_view),
+                name="pools_pool_withdraw",
+            ),
             *super().get_urls(),
         ]
 
@@ -275,6 +327,13 @@ class PoolAdmin(admin.ModelAdmin):
         else:
             context["codes_section"] = self._codes_section(request, obj)
             context["extra_object_tools"] = pool_page.render(pool_page.object_tools, request, obj)
+            context["status_actions"] = [
+                (name, spec["button"])
+                for name, spec in self.STATUS_ACTIONS.items()
+                if obj.status in spec["from"] and self._may(request, spec["permission"])
+            ]
+            context["can_withdraw"] = obj.is_launched and self._may(request, "withdraw_code")
+            context["pool_history"] = pool_history(obj)
         return self._render_with_launch(request, context, add, change, form_url, obj)
 
     def _codes_section(self, request, pool) -> str:
@@ -297,7 +356,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         # Other systems refer to a live pool by its ID and template parameter.
-        if obj is not None and obj.is_active:
+        if obj is not None and obj.is_launched:
             return False
         return super().has_delete_permission(request, obj)
 
@@ -324,7 +383,7 @@ class PoolAdmin(admin.ModelAdmin):
 
     def _render_with_launch(self, request, context, add, change, form_url, obj):
         context["show_launch"] = (
-            not (obj and obj.is_active)
+            not (obj and obj.is_launched)
             and self.has_launch_permission(request, obj)
             and (self.has_add_permission(request) if add else self.has_change_permission(request))
         )
@@ -341,8 +400,191 @@ class PoolAdmin(admin.ModelAdmin):
         return super().response_change(request, obj)
 
     def _launch_and_redirect(self, request, pool):
-        self._launch(request, pool)
-        return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+        if pool.launch_blockers():
+            # Refused at once, on the pool's page, where the missing field is.
+            self._launch(request, pool)
+            return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+        # Saved; launching asks first.
+        return HttpResponseRedirect(f"{reverse('admin:pools_pool_launch')}?ids={pool.pk}")
+
+    def launch_confirm_view(self, request):
+        """Sum up what launching the given pools means and warn of likely mistakes; launch
+        them once confirmed."""
+        if not (self.has_launch_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        ids = [
+            int(i)
+            for i in request.POST.get("ids", request.GET.get("ids", "")).split(",")
+            if i.strip().isdigit()
+        ]
+        pools = list(pools_with_counts(Pool.objects.filter(pk__in=ids, status=Pool.Status.DRAFT)))
+        if not pools:
+            messages.error(request, LAUNCH_NOTHING_SELECTED)
+            return HttpResponseRedirect(reverse("admin:pools_pool_changelist"))
+        if request.method == "POST" and "confirm" in request.POST:
+            for pool in pools:
+                self._launch(request, pool)
+            if len(pools) == 1:
+                return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pools[0].pk]))
+            return HttpResponseRedirect(reverse("admin:pools_pool_changelist"))
+        sections = []
+        for pool in pools:
+            summary = launch_summary(pool)
+            sections.append(
+                {
+                    "heading": f"{pool.slug} ({pool.campaign})",
+                    "facts": summary["facts"],
+                    "warnings": [
+                        LAUNCH_REFUSED.format(pool=pool, reason=reason)
+                        for reason in summary["blockers"].values()
+                    ]
+                    + summary["warnings"],
+                }
+            )
+        single = len(pools) == 1
+        return self._confirm_page(
+            request,
+            title=f"Launch {pools[0].slug}?" if single else f"Launch {len(pools)} pools?",
+            intro=["Launching makes a pool active: it issues and redeems codes from now on."],
+            sections=sections,
+            hidden=[("ids", ",".join(str(p.pk) for p in pools))],
+            confirm_label="Launch" if single else f"Launch {len(pools)} pools",
+            cancel_url=reverse("admin:pools_pool_change", args=[pools[0].pk])
+            if single
+            else reverse("admin:pools_pool_changelist"),
+            crumbs=[self._crumb(pools[0])] if single else [],
+        )
+
+    def _crumb(self, pool):
+        return {"url": reverse("admin:pools_pool_change", args=[pool.pk]), "label": pool.slug}
+
+    def _confirm_page(self, request, **context):
+        context.setdefault("can_confirm", True)
+        return TemplateResponse(
+            request,
+            "admin/pools/confirm.html",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    # Pause, resume, end: each a confirmation page with an optional reason.
+
+    STATUS_ACTIONS = {
+        "pause": {
+            "service": pool_pause,
+            "permission": "pause_pool",
+            "from": (Pool.Status.ACTIVE,),
+            "button": "Pause",
+            "form": ReasonForm,
+            "title": "Pause {pool}?",
+            "intro": "While paused, the pool refuses to issue, mark and redeem codes "
+            "(reason pool_paused), and sends no low-stock alerts, until it is resumed.",
+            "done": PAUSED,
+        },
+        "resume": {
+            "service": pool_resume,
+            "permission": "pause_pool",
+            "from": (Pool.Status.PAUSED,),
+            "button": "Resume",
+            "form": ReasonForm,
+            "title": "Resume {pool}?",
+            "intro": "The pool becomes active again: it issues and redeems codes.",
+            "done": RESUMED,
+        },
+        "end": {
+            "service": pool_end,
+            "permission": "end_pool",
+            "from": (Pool.Status.ACTIVE, Pool.Status.PAUSED),
+            "button": "End",
+            "form": EndForm,
+            "title": "End {pool}?",
+            "intro": "Ending is final: the pool issues no more codes and cannot be resumed.",
+            "done": ENDED,
+            "dangerous": True,
+        },
+    }
+
+    def _may(self, request, codename) -> bool:
+        return request.user.has_perm(f"pools.{codename}")
+
+    def status_change_view(self, request, object_id, action):
+        """Pause, resume or end the pool, after a confirmation with an optional reason."""
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            raise Http404
+        spec = self.STATUS_ACTIONS[action]
+        if not self._may(request, spec["permission"]):
+            raise PermissionDenied
+        form = spec["form"](request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                event = spec["service"](pool=pool, user=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                for reason in error.messages:
+                    messages.error(request, reason)
+            else:
+                done = ENDED_STOPPED if pool.redemptions_stopped else spec["done"]
+                message = done.format(pool=pool)
+                if event.reason:
+                    message = f"{message} Reason: {event.reason}"
+                self.log_change(request, pool, message)
+                messages.success(request, message)
+            return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+        return self._confirm_page(
+            request,
+            title=spec["title"].format(pool=pool),
+            intro=[spec["intro"]],
+            form=form,
+            confirm_label=spec["button"],
+            dangerous=spec.get("dangerous", False),
+            can_confirm=pool.status in spec["from"],
+            cancel_url=reverse("admin:pools_pool_change", args=[pool.pk]),
+            crumbs=[self._crumb(pool)],
+        )
+
+    def withdraw_view(self, request, object_id):
+        """Withdraw a pasted or uploaded list of codes of the pool (leaked ones, say)."""
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            raise Http404
+        if not self._may(request, "withdraw_code"):
+            raise PermissionDenied
+        form = WithdrawListForm(
+            request.POST if request.method == "POST" else None,
+            request.FILES if request.method == "POST" else None,
+        )
+        if request.method == "POST" and form.is_valid():
+            # Parsed apart: each may start with its own `code` header.
+            codes = code_list_parse(form.cleaned_data["codes"]) + code_list_parse(
+                form.cleaned_data["file"]
+            )
+            if not codes:
+                form.add_error("codes", WITHDRAW_NOTHING)
+            else:
+                withdrawal = codes_withdraw(
+                    pool=pool, codes=codes, user=request.user, reason=form.cleaned_data["reason"]
+                )
+                _tell_withdrawal(request, withdrawal)
+                self.log_change(
+                    request, pool, f"Withdrawal #{withdrawal.pk} of {len(codes):,} codes."
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
+                )
+        return self._confirm_page(
+            request,
+            title=f"Withdraw codes of {pool}",
+            intro=[
+                "Withdrawn codes are out of use for good: check and redeem refuse them "
+                "(reason withdrawn), and they leave the stock. Codes already redeemed are left "
+                "as they are.",
+            ],
+            form=form,
+            multipart=True,
+            confirm_label="Withdraw",
+            dangerous=True,
+            cancel_url=reverse("admin:pools_pool_change", args=[pool.pk]),
+            crumbs=[self._crumb(pool)],
+        )
 
     def _launch(self, request, pool) -> bool:
         try:
@@ -360,8 +602,20 @@ class PoolAdmin(admin.ModelAdmin):
 
     @admin.action(description="Launch selected pools", permissions=["launch"])
     def launch_selected(self, request, queryset):
-        for pool in queryset:
-            self._launch(request, pool)
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:pools_pool_launch')}?ids={ids}")
+
+
+def _tell_withdrawal(request, withdrawal: Withdrawal) -> None:
+    values = {
+        "withdrawn": withdrawal.codes_withdrawn,
+        "requested": withdrawal.codes_requested,
+        "pool": withdrawal.pool,
+    }
+    if withdrawal.is_finished:
+        messages.success(request, WITHDRAWN_DONE.format(**values))
+    else:
+        messages.info(request, WITHDRAW_QUEUED.format(**values))
 
 
 class BoundedCountPaginator(Paginator):
@@ -376,18 +630,6 @@ class BoundedCountPaginator(Paginator):
     @property
     def count_is_bounded(self) -> bool:
         return self.count > self.COUNT_LIMIT
-
-
-class CodeIssueInline(ReadOnlyInline):
-    model = CodeIssue
-    fields = ("customer", "issued_at", "marked", "idempotency_key")
-    verbose_name_plural = "issued to"
-
-
-class RedemptionInline(ReadOnlyInline):
-    model = Redemption
-    fields = ("customer", "redeemed_at", "order_reference")
-    verbose_name_plural = "redemptions"
 
 
 class PoolListFilter(admin.RelatedFieldListFilter):
@@ -413,16 +655,18 @@ class PoolListFilter(admin.RelatedFieldListFilter):
 
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
-    inlines = [CodeIssueInline, RedemptionInline]
     list_display = Code.LISTED_FIELDS
     list_filter = ("status", ("pool", PoolListFilter))
     list_select_related = ("pool",)
     search_fields = ("code",)
-    search_help_text = "Find a code by its exact text."
+    search_help_text = (
+        "Find codes by their text or its beginning (a prefix), or the codes issued to a customer "
+        "id."
+    )
     ordering = ("-id",)
     paginator = BoundedCountPaginator
     show_full_result_count = False
-    readonly_fields = [field.name for field in Code._meta.fields]
+    actions = ["withdraw_selected"]
 
     def get_ordering(self, request):
         # Newest first either way; see PoolListFilter.
@@ -433,29 +677,57 @@ class CodeAdmin(admin.ModelAdmin):
         return ("-pool_id", "-id")
 
     def get_search_results(self, request, queryset, search_term):
-        # An exact match uses the (code, pool) index; a substring search would scan every code.
-        term = search_term.strip()
-        if not term:
+        # One rule for the list and its exports (codes_search), each branch served by an index.
+        if not search_term.strip():
             return queryset, False
-        return queryset.filter(code__in={term, term.upper()}), False
+        return codes_search(queryset, search_term), False
 
     def get_urls(self):
-        export = self.admin_site.admin_view(self.export_view)
-        mark_issued = self.admin_site.admin_view(self.mark_issued_view)
+        wrap = self.admin_site.admin_view
         return [
-            path("export.<str:file_format>", export, name="pools_code_export"),
-            path("<path:object_id>/mark-issued/", mark_issued, name="pools_code_mark_issued"),
+            path("export.<str:file_format>", wrap(self.export_view), name="pools_code_export"),
+            path(
+                "<path:object_id>/mark-issued/",
+                wrap(self.mark_issued_view),
+                name="pools_code_mark_issued",
+            ),
+            path(
+                "<path:object_id>/withdraw/",
+                wrap(self.withdraw_view),
+                name="pools_code_withdraw",
+            ),
             *super().get_urls(),
         ]
 
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["can_mark_issued"] = (
-            obj is not None
-            and obj.pool.is_active
-            and self.has_change_permission(request, obj)
-            and (obj.status == Code.Status.AVAILABLE or obj.pool.allow_multiple_use)
+    def has_withdraw_permission(self, request, obj=None):
+        return request.user.has_perm("pools.withdraw_code")
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The code's page: read-only, in plain words, with its story."""
+        code = self.get_object(request, unquote(object_id))
+        if code is None:
+            raise Http404
+        if not self.has_view_permission(request, code):
+            raise PermissionDenied
+        pool = code.pool
+        can_change = self.has_change_permission(request, code)
+        return TemplateResponse(
+            request,
+            "admin/pools/code/story.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Code {code.code}",
+                "code": code,
+                "pool": pool,
+                "story": code_story(code),
+                "can_mark_issued": pool.is_active
+                and can_change
+                and (code.status == Code.Status.AVAILABLE or pool.allow_multiple_use),
+                "can_withdraw": code.status in Code.WITHDRAWABLE
+                and self.has_withdraw_permission(request, code),
+            },
         )
-        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def mark_issued_view(self, request, object_id):
         """Record that the code was handed to a customer elsewhere."""
@@ -476,6 +748,73 @@ class CodeAdmin(admin.ModelAdmin):
             self.log_change(request, code, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
+
+    def withdraw_view(self, request, object_id):
+        """Withdraw this one code (a leaked one, say), with an optional reason."""
+        code = self.get_object(request, unquote(object_id))
+        if code is None:
+            raise Http404
+        if request.method != "POST" or not self.has_withdraw_permission(request, code):
+            raise PermissionDenied
+        form = ReasonForm(request.POST)
+        form.is_valid()
+        withdrawal = codes_withdraw(
+            pool=code.pool,
+            code_ids=[code.pk],
+            user=request.user,
+            reason=form.cleaned_data.get("reason", ""),
+        )
+        self.log_change(request, code, f"Withdrawn (withdrawal #{withdrawal.pk}).")
+        _tell_withdrawal(request, withdrawal)
+        return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
+
+    @admin.action(description="Withdraw selected codes", permissions=["withdraw"])
+    def withdraw_selected(self, request, queryset):
+        """Ask for a reason, then withdraw the selected codes, pool by pool."""
+        if "confirm" in request.POST:
+            form = ReasonForm(request.POST)
+            form.is_valid()
+            by_pool: dict[int, list[int]] = {}
+            for pk, pool_id in queryset.values_list("pk", "pool_id"):
+                by_pool.setdefault(pool_id, []).append(pk)
+            for pool in Pool.objects.filter(pk__in=by_pool):
+                withdrawal = codes_withdraw(
+                    pool=pool,
+                    code_ids=by_pool[pool.pk],
+                    user=request.user,
+                    reason=form.cleaned_data.get("reason", ""),
+                )
+                self.log_change(request, pool, f"Withdrawal #{withdrawal.pk} of selected codes.")
+                _tell_withdrawal(request, withdrawal)
+            return None
+        count = queryset.count()
+        return TemplateResponse(
+            request,
+            "admin/pools/confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Withdraw {count:,} selected codes?",
+                "intro": [
+                    "Withdrawn codes are out of use for good: check and redeem refuse them "
+                    "(reason withdrawn), and they leave the stock. Codes already redeemed are "
+                    "left as they are."
+                ],
+                "crumbs": [{"url": reverse("admin:pools_code_changelist"), "label": "Codes"}],
+                # Posted back to the same address (filters and search in its query string), as
+                # the list's own form posts it: "all N codes" stays a query, not a list of ids.
+                "hidden": [
+                    ("action", "withdraw_selected"),
+                    ("select_across", request.POST.get("select_across", "0")),
+                ]
+                + [("_selected_action", pk) for pk in request.POST.getlist("_selected_action")],
+                "form": ReasonForm(),
+                "confirm_label": "Withdraw",
+                "dangerous": True,
+                "can_confirm": True,
+                "cancel_url": request.get_full_path(),
+            },
+        )
 
     def export_view(self, request, file_format):
         """Export the codes the list shows (its pool, status and search) as CSV or XLSX: a
@@ -540,6 +879,136 @@ class CodeAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         # Codes leave a pool only with it: their counts and history must stay whole.
         return False
+
+
+def code_story(code: Code) -> list[dict]:
+    """Return what happened to a code, oldest first, in plain words."""
+    story = []
+    if code.addition_id:
+        addition = CodeAddition.objects.get(pk=code.addition_id)
+        story.append(
+            {
+                "at": addition.added_at or addition.created_at,
+                "text": format_html("Added to the pool by {}.", addition_label(addition)),
+            }
+        )
+    for issue in code.issues.order_by("issued_at", "id"):
+        if issue.marked:
+            text = format_html("Marked as issued to customer {}.", issue.customer)
+        elif issue.idempotency_key:
+            text = format_html(
+                "Issued to customer {} under the key “{}”.", issue.customer, issue.idempotency_key
+            )
+        else:
+            text = format_html("Issued to customer {}.", issue.customer)
+        story.append({"at": issue.issued_at, "text": text})
+    for redemption in code.redemptions.order_by("redeemed_at", "id"):
+        if redemption.order_reference:
+            text = format_html(
+                "Redeemed by customer {}, order {}.",
+                redemption.customer,
+                redemption.order_reference,
+            )
+        else:
+            text = format_html("Redeemed by customer {}.", redemption.customer)
+        story.append({"at": redemption.redeemed_at, "text": text})
+    if code.withdrawal_id:
+        withdrawal = Withdrawal.objects.select_related("created_by").get(pk=code.withdrawal_id)
+        text = format_html(
+            "Withdrawn by {}{}.",
+            withdrawal.created_by or "someone",
+            format_html(": “{}”", withdrawal.reason) if withdrawal.reason else "",
+        )
+        story.append({"at": withdrawal.created_at, "text": text})
+    if code.status == Code.Status.EXPIRED:
+        story.append({"at": None, "text": "Expired unused: past its Issue-end or Available-till."})
+    return sorted(story, key=lambda item: (item["at"] is None, item["at"] or 0))
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(admin.ModelAdmin):
+    """Withdrawals are made from a pool's page, a code's page or the codes list; each one's
+    page is its report."""
+
+    list_display = (
+        "__str__",
+        "pool",
+        "status",
+        "codes_requested",
+        "codes_withdrawn",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", "pool")
+    list_select_related = ("pool", "created_by")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        withdrawal = self.get_object(request, unquote(object_id))
+        if withdrawal is None:
+            raise Http404
+        if not self.has_view_permission(request, withdrawal):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/pools/withdrawal/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
+                "withdrawal": withdrawal,
+                "not_found": withdrawal.not_found_sample.split(),
+            },
+        )
+
+
+# The home page: what needs attention
+
+
+def _attention(request, title, rows) -> str:
+    return render_to_string(
+        "admin/pools/attention_section.html", {"title": title, "rows": rows}, request=request
+    )
+
+
+def low_stock_section(request) -> str:
+    rows = [
+        format_html(
+            '<a href="{}">{}</a> ({}): {} left, alert below {}',
+            reverse("admin:pools_pool_change", args=[pool.pk]),
+            pool.slug,
+            pool.campaign,
+            f"{pool.codes_available:,}",
+            f"{pool.notify_below:,}",
+        )
+        for pool in pools_below_threshold()
+    ]
+    return _attention(request, "Pools below their alert threshold", rows)
+
+
+def expiring_section(request) -> str:
+    rows = [
+        format_html(
+            '<a href="{}">{}</a> ({}): {} available codes stop within a week',
+            reverse("admin:pools_pool_change", args=[pool.pk]),
+            pool.slug,
+            pool.campaign,
+            f"{count:,}",
+        )
+        for pool, count in pools_expiring_soon()
+    ]
+    return _attention(request, "Codes expiring within a week", rows)
+
+
+home_page.sections += [low_stock_section, expiring_section]
 
 
 def can_export(request, pool: Pool | None) -> bool:

@@ -300,15 +300,18 @@ ACTIVE_POOL_CACHE_SECONDS = 60
 
 
 def _pool_or_none(slug: str) -> Pool | None:
-    # An active pool can be cached: it cannot be deleted, go back to draft, or change the
-    # fields issuing reads (pool ID, multiple use). This saves a query on every issue. When
-    # the shared cache is unreachable this reads PostgreSQL (shared_cache.py).
+    # A launched pool can be cached with what cannot change once launched (id, pool ID,
+    # multiple use): it cannot be deleted or go back to draft. Its status can change (pause,
+    # end), so it is not cached: issuing reads it from the pool's row in its own statement.
+    # This saves a query on every issue. When the shared cache is unreachable this reads
+    # PostgreSQL (shared_cache.py).
     cache_key = f"api:active-pool:{slug}"
     pool = shared_get(cache_key)
     if pool is None:
         pool = Pool.objects.filter(slug=slug).first()
         if pool is not None and pool.is_active:
-            shared_set(cache_key, pool, ACTIVE_POOL_CACHE_SECONDS)
+            frozen = Pool(pk=pool.pk, slug=pool.slug, allow_multiple_use=pool.allow_multiple_use)
+            shared_set(cache_key, frozen, ACTIVE_POOL_CACHE_SECONDS)
     return pool
 
 
@@ -320,8 +323,11 @@ def _pool_by_slug(slug: str) -> Pool:
 
 
 def _named_pool(data: dict) -> Pool:
-    """Return the pool named in the payload; an unknown pool answers like an unknown code."""
-    pool = _pool_or_none(data["pool"])
+    """Return the pool named in the payload; an unknown pool answers like an unknown code.
+
+    Read from the database, not the cache: check and redeem need the pool's status and rules.
+    """
+    pool = Pool.objects.filter(slug=data["pool"]).first()
     if pool is None:
         raise CodeRefused(Refusal.UNKNOWN_CODE)
     return pool

@@ -37,6 +37,15 @@ API_MAX_BODY_BYTES = 64 * 1024
 # Valid bodies are flat objects; json.load would recurse about a thousand levels before failing.
 API_MAX_JSON_DEPTH = 16
 
+# The HTTP status of each refusal; any other refusal answers 409 (a conflict with the state of
+# the code or pool). An ended pool and a withdrawn code are gone for good: 410.
+REFUSAL_STATUS = {
+    Refusal.UNKNOWN_CODE: 404,
+    Refusal.POOL_PAUSED: 409,
+    Refusal.POOL_ENDED: 410,
+    Refusal.WITHDRAWN: 410,
+}
+
 
 # How long a process trusts a key it checked without asking the database again: a key revoked in
 # the admin stops working at once in the process that saved it, and in others within this time.
@@ -156,7 +165,7 @@ def error_body(code: str, message: str, **extra) -> dict:
 def api_exception_handler(exc, context):
     """Give DRF's errors the API's shape: {"error": {"code", "message"}}."""
     if isinstance(exc, CodeRefused):
-        status = 404 if exc.reason == Refusal.UNKNOWN_CODE else 409
+        status = REFUSAL_STATUS.get(exc.reason, 409)
         return Response(error_body(exc.reason.value, exc.reason.label), status=status)
     if isinstance(exc, DjangoValidationError):
         # A ValidationError raised without a field (ValidationError("…")) has no message_dict.

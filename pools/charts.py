@@ -3,16 +3,21 @@
 from django.template.loader import render_to_string
 
 WIDTH, HEIGHT, PAD = 640, 180, 28
-SERIES = (("added", "#3a8a4f"), ("issued", "#2f6db5"), ("redeemed", "#d98324"))
+SERIES = (
+    ("added", "#3a8a4f"),
+    ("issued", "#2f6db5"),
+    ("redeemed", "#d98324"),
+    ("withdrawn", "#8a1111"),
+)
 
 
 def stock_chart_svg(activity: list[dict]) -> str:
-    """Return an SVG of daily added / issued / redeemed bars and the stock line."""
+    """Return an SVG of daily added / issued / redeemed / withdrawn bars and the stock line."""
     days = len(activity)
-    top = max([1] + [day[key] for day in activity for key in ("added", "issued", "redeemed")])
+    top = max([1] + [day.get(key, 0) for day in activity for key, _ in SERIES])
     stock_top = max([1] + [day["stock"] for day in activity])
     slot = (WIDTH - 2 * PAD) / days
-    bar = max(1.0, slot / 4)
+    bar = max(1.0, slot / (len(SERIES) + 1))
     plot_height = HEIGHT - 2 * PAD
 
     def y(value, scale):
@@ -21,7 +26,7 @@ def stock_chart_svg(activity: list[dict]) -> str:
     bars = []
     for index, day in enumerate(activity):
         for offset, (key, colour) in enumerate(SERIES):
-            if day[key]:
+            if day.get(key):
                 x = round(PAD + index * slot + offset * bar + bar / 2, 1)
                 top_y = y(day[key], top)
                 bars.append(

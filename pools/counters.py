@@ -16,7 +16,13 @@ def counter_shard() -> int:
 
 
 def pool_counts_add(
-    *, pool_id: int, available: int = 0, issued: int = 0, redeemed: int = 0, expired: int = 0
+    *,
+    pool_id: int,
+    available: int = 0,
+    issued: int = 0,
+    redeemed: int = 0,
+    expired: int = 0,
+    withdrawn: int = 0,
 ):
     """Add the given deltas to a pool's code counts (one per code status, named like it),
     inside the caller's transaction.
@@ -28,11 +34,13 @@ def pool_counts_add(
     # and SQLite accept this statement.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (pool_id, shard, available, issued, redeemed, expired) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (pool_id, shard) DO UPDATE SET "
+            f"INSERT INTO {table} "
+            "(pool_id, shard, available, issued, redeemed, expired, withdrawn) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (pool_id, shard) DO UPDATE SET "
             f"available = {table}.available + excluded.available, "
             f"issued = {table}.issued + excluded.issued, "
             f"redeemed = {table}.redeemed + excluded.redeemed, "
-            f"expired = {table}.expired + excluded.expired",
-            [pool_id, counter_shard(), available, issued, redeemed, expired],
+            f"expired = {table}.expired + excluded.expired, "
+            f"withdrawn = {table}.withdrawn + excluded.withdrawn",
+            [pool_id, counter_shard(), available, issued, redeemed, expired, withdrawn],
         )

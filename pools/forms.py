@@ -36,3 +36,40 @@ class PoolAdminForm(forms.ModelForm):
                 self.fields["template_parameter"].widget.attrs["placeholder"] = (
                     template_parameter_from_slug(slug)
                 )
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Optional; shown in the pool's history.",
+    )
+
+
+class EndForm(ReasonForm):
+    stop_redemptions = forms.BooleanField(
+        label="Stop redemptions too",
+        required=False,
+        help_text="Codes already issued can then no longer be redeemed either. Without it they "
+        "can be redeemed until their Available-till.",
+    )
+
+
+class WithdrawListForm(ReasonForm):
+    codes = forms.CharField(
+        label="Codes to withdraw",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
+        help_text="One a line, or separated by spaces, commas or semicolons.",
+    )
+    file = forms.FileField(
+        label="Or a file of codes",
+        required=False,
+        help_text="A text or CSV file with the codes (the same separators).",
+    )
+
+    def clean_file(self):
+        upload = self.cleaned_data.get("file")
+        if not upload:
+            return ""
+        return upload.read().decode("utf-8-sig", errors="replace")

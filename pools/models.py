@@ -49,6 +49,8 @@ class Pool(models.Model):
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
         ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+        ENDED = "ended", "Ended"
 
     class Processing(models.TextChoices):
         INTERNAL = "internal", "In this system (it checks and redeems the codes)"
@@ -83,6 +85,9 @@ class Pool(models.Model):
         blank=True,
         related_name="+",
     )
+    # Set when the pool is ended with "stop redemptions too": codes already issued can then no
+    # longer be redeemed either.
+    redemptions_stopped = models.BooleanField(default=False)
 
     processing = models.CharField(
         max_length=16, choices=Processing.choices, default=Processing.INTERNAL
@@ -127,7 +132,11 @@ class Pool(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        permissions = [("launch_pool", "Can launch pool")]
+        permissions = [
+            ("launch_pool", "Can launch pool"),
+            ("pause_pool", "Can pause and resume pool"),
+            ("end_pool", "Can end pool"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=~Q(require_issue_before_redeem=True, allow_multiple_use=True),
@@ -145,7 +154,7 @@ class Pool(models.Model):
                 violation_error_message=NOTIFY_THRESHOLD_REQUIRED,
             ),
             models.CheckConstraint(
-                condition=~Q(status="active") | ~Q(description=""),
+                condition=Q(status="draft") | ~Q(description=""),
                 name="pool_active_has_description",
                 violation_error_message=DESCRIPTION_REQUIRED_FOR_LAUNCH,
             ),
@@ -158,10 +167,25 @@ class Pool(models.Model):
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE
 
+    @property
+    def is_launched(self) -> bool:
+        """Return True once the pool has been launched, whatever happened to it since."""
+        return self.status != self.Status.DRAFT
+
+    def issue_refusal(self) -> Refusal | None:
+        """Return why this pool cannot issue (or mark as issued) a code now, or None."""
+        return _STATUS_REFUSALS.get(self.status)
+
     def redeem_refusal(self) -> Refusal | None:
-        """Return why no code of this pool can be redeemed now, whichever, or None."""
-        if not self.is_active:
-            return Refusal.POOL_NOT_ACTIVE
+        """Return why no code of this pool can be redeemed now, whichever, or None.
+
+        An ended pool still honours the codes it handed out unless its redemptions were
+        stopped: that depends on the code (Code.redeem_refusal).
+        """
+        if self.status in (self.Status.DRAFT, self.Status.PAUSED) or (
+            self.status == self.Status.ENDED and self.redemptions_stopped
+        ):
+            return self.issue_refusal()
         if self.processing == self.Processing.EXTERNAL:
             return Refusal.PROCESSED_EXTERNALLY
         return None
@@ -176,7 +200,7 @@ class Pool(models.Model):
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
         if self.notify_below_enabled and not self.notify_below:
             errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
-        if self.is_active:
+        if self.is_launched:
             errors.update(self.launch_blockers())
         if errors:
             raise ValidationError(errors)
@@ -193,12 +217,54 @@ class Pool(models.Model):
         return bool(self.notify_below_enabled and self.notify_below) and stock < self.notify_below
 
 
+_STATUS_REFUSALS = {
+    Pool.Status.DRAFT: Refusal.POOL_NOT_ACTIVE,
+    Pool.Status.PAUSED: Refusal.POOL_PAUSED,
+    Pool.Status.ENDED: Refusal.POOL_ENDED,
+}
+
+
+class PoolEvent(models.Model):
+    """A change of a pool's status (launch, pause, resume, end): who, when and why.
+
+    Written by the services themselves rather than read from the admin's LogEntry, so that a
+    pause from the shell or a task is in the pool's history as much as one from the admin
+    (LogEntry needs a user and holds free text only).
+    """
+
+    class Action(models.TextChoices):
+        LAUNCHED = "launched", "Launched"
+        PAUSED = "paused", "Paused"
+        RESUMED = "resumed", "Resumed"
+        ENDED = "ended", "Ended"
+        ENDED_AND_STOPPED = "ended_stopped", "Ended, redemptions stopped too"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="events")
+    action = models.CharField(max_length=16, choices=Action.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    at = models.DateTimeField("when", default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["pool", "-at"], name="pool_event_pool_time")]
+
+    def __str__(self):
+        return f"{self.pool}: {self.get_action_display()}"
+
+
 class Code(models.Model):
     class Status(models.TextChoices):
         AVAILABLE = "available", "Available"
         ISSUED = "issued", "Issued"
         REDEEMED = "redeemed", "Redeemed"
         EXPIRED = "expired", "Expired"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    # What a withdrawal takes out of use; a single-use code already redeemed is used up.
+    WITHDRAWABLE = (Status.AVAILABLE, Status.ISSUED, Status.EXPIRED)
 
     # Indexed by the (pool, id) index below, which also orders a pool's code list.
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
@@ -214,6 +280,25 @@ class Code(models.Model):
     issued_at = models.DateTimeField(null=True, blank=True)
     redeemed_at = models.DateTimeField(null=True, blank=True)
     times_redeemed = models.PositiveIntegerField(default=0)
+    # Which addition (an import, in the imports app) brought the code in; null for codes added
+    # before additions were recorded on codes. DO_NOTHING: an addition is deleted only with its
+    # pool, which deletes the codes in the same statement set.
+    addition = models.ForeignKey(
+        "CodeAddition",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="codes",
+        db_index=False,
+    )
+    withdrawal = models.ForeignKey(
+        "Withdrawal",
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="codes",
+        db_index=False,
+    )
 
     # A code's row in the admin's list and in exports.
     LISTED_FIELDS = (
@@ -233,8 +318,15 @@ class Code(models.Model):
     class Meta:
         constraints = [
             # (code, pool) rather than (pool, code): the same index then finds a code string
-            # across pools, which redemption needs.
-            models.UniqueConstraint(fields=["code", "pool"], name="code_unique_in_pool"),
+            # across pools, which redemption needs. The pattern operator class lets it serve a
+            # prefix search (LIKE 'ABC%') too, whatever the database's collation, so that no
+            # second index on the code is written on every import and every issue. (Ignored on
+            # SQLite.)
+            models.UniqueConstraint(
+                fields=["code", "pool"],
+                name="code_unique_in_pool",
+                opclasses=["varchar_pattern_ops", "int8_ops"],
+            ),
             models.CheckConstraint(
                 condition=Q(issue_start__isnull=True)
                 | Q(issue_end__isnull=True)
@@ -252,7 +344,28 @@ class Code(models.Model):
             models.Index(fields=["pool", "id"], name="code_pool_id"),
             # Finds a pool's available codes without scanning the used ones.
             models.Index(fields=["pool", "status", "id"], name="code_pool_status_id"),
+            # Undoing an addition walks its codes in id order; the status is included so that
+            # counting them by status (the undo's confirmation) reads the index alone.
+            models.Index(
+                fields=["addition", "id"],
+                include=["status"],
+                name="code_addition_id",
+                condition=Q(addition__isnull=False),
+            ),
+            # "Codes expiring within a week" on the home page: only available codes with a date
+            # are in these, so code-only imports do not pay for them.
+            models.Index(
+                fields=["available_till"],
+                name="code_available_till_soon",
+                condition=Q(status="available", available_till__isnull=False),
+            ),
+            models.Index(
+                fields=["issue_end"],
+                name="code_issue_end_soon",
+                condition=Q(status="available", issue_end__isnull=False),
+            ),
         ]
+        permissions = [("withdraw_code", "Can withdraw code")]
 
     def __str__(self):
         return self.code
@@ -268,12 +381,18 @@ class Code(models.Model):
         if refusal:
             return refusal
         # Where codes are personal, whose code it is comes before anything about the code, so
-        # that someone else learns nothing of it (not even that it was redeemed or expired).
+        # that someone else learns nothing of it (not even that it was redeemed, expired or
+        # withdrawn).
         if pool.require_issue_before_redeem and (
-            self.status not in (Code.Status.ISSUED, Code.Status.REDEEMED)
+            self.status not in (Code.Status.ISSUED, Code.Status.REDEEMED, Code.Status.WITHDRAWN)
             or self.issued_to != customer
         ):
             return Refusal.NOT_ISSUED_TO_CUSTOMER
+        if self.status == Code.Status.WITHDRAWN:
+            return Refusal.WITHDRAWN
+        if pool.status == Pool.Status.ENDED and not self.was_issued(customer):
+            # An ended pool honours the codes it handed out, until their Available-till.
+            return Refusal.POOL_ENDED
         if self.available_from and at < self.available_from:
             return Refusal.NOT_YET_AVAILABLE
         if self.available_till and at > self.available_till:
@@ -286,6 +405,12 @@ class Code(models.Model):
         ):
             return Refusal.VALIDITY_PERIOD_OVER
         return None
+
+    def was_issued(self, customer: str) -> bool:
+        """Return True if this code was handed out (to `customer`, for a multiple-use code)."""
+        if not self.pool.allow_multiple_use:
+            return self.status in (Code.Status.ISSUED, Code.Status.REDEEMED)
+        return self.issues.filter(customer=customer).exists()
 
 
 class PoolCounter(models.Model):
@@ -303,6 +428,7 @@ class PoolCounter(models.Model):
     redeemed = models.BigIntegerField(default=0)
     # db_default: statements that write the other counts directly leave this one out.
     expired = models.BigIntegerField(default=0, db_default=0)
+    withdrawn = models.BigIntegerField(default=0, db_default=0)
 
     class Meta:
         constraints = [
@@ -342,6 +468,8 @@ class CodeIssue(models.Model):
         ]
         indexes = [
             models.Index(fields=["code", "customer"], name="code_issue_code_customer"),
+            # "Which code did customer cust-3 get?" on the codes list.
+            models.Index(fields=["customer"], name="code_issue_customer"),
             models.Index(fields=["pool", "issued_at"], name="code_issue_pool_time"),
         ]
 
@@ -383,13 +511,65 @@ class CodeAddition(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     # When codes were last added: the day the stock chart counts them on.
     added_at = models.DateTimeField(null=True, blank=True)
+    # Undo: how many of its codes were removed again (still available ones), when and by whom.
+    codes_removed = models.BigIntegerField(default=0)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pool", "added_at"], name="code_addition_pool_time")]
+        permissions = [("undo_codeaddition", "Can remove the codes an import added")]
 
     def __str__(self):
         return f"{self.codes_added:,} codes added to {self.pool}"
+
+
+class Withdrawal(models.Model):
+    """One withdrawal of codes (leaked ones, say) from a pool: a single code, a selection, or a
+    pasted or uploaded list. A long list is a job that a worker runs; its row is its report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="withdrawals")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    reason = models.TextField(blank=True)
+    # The codes asked for, one a line (kept for a queued job and for the report).
+    requested = models.TextField(blank=True)
+    codes_requested = models.BigIntegerField(default=0)
+    # How many of the requested codes were dealt with and committed: a job run again resumes.
+    codes_done = models.BigIntegerField(default=0)
+    codes_withdrawn = models.BigIntegerField(default=0)
+    # Of them, how many were in stock (the chart's stock line drops by these).
+    from_stock = models.BigIntegerField(default=0)
+    already_withdrawn = models.BigIntegerField(default=0)
+    already_redeemed = models.BigIntegerField(default=0)
+    not_found = models.BigIntegerField(default=0)
+    # The first codes not found, for the report.
+    not_found_sample = models.TextField(blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"], name="withdrawal_pool_created")]
+
+    def __str__(self):
+        return f"withdrawal #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
 
 
 class CodeExport(models.Model):

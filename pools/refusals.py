@@ -10,6 +10,9 @@ class Refusal(models.TextChoices):
     UNKNOWN_CODE = "unknown_code", "There is no such code."
     AMBIGUOUS_CODE = "ambiguous_code", "This code is in several pools: name the pool."
     POOL_NOT_ACTIVE = "pool_not_active", "The pool is not active."
+    POOL_PAUSED = "pool_paused", "The pool is paused: try again once it is resumed."
+    POOL_ENDED = "pool_ended", "The pool has ended."
+    WITHDRAWN = "withdrawn", "The code has been withdrawn."
     PROCESSED_EXTERNALLY = (
         "processed_externally",
         "Codes of this pool are redeemed by another system.",

@@ -1,17 +1,58 @@
 """Reads of campaigns and pools that the admin and the API share."""
 
+from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
-from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from .models import CodeAddition, CodeIssue, Pool, PoolCounter, Redemption
+from .models import Code, CodeAddition, CodeIssue, Pool, PoolCounter, Redemption, Withdrawal
+
+NO_CODES = "It has no codes: it would refuse every issue until codes are added."
+ALL_EXPIRED = "All its codes have expired: it would refuse every issue."
+NO_STOCK = "No code can be issued now (all are issued, redeemed, withdrawn or expired)."
+THRESHOLD_ABOVE_STOCK = (
+    "Its alert threshold ({threshold:,}) is above its stock ({stock:,}): subscribers would get "
+    "a low-stock e-mail at once."
+)
+LOCKED_AT_LAUNCH = (
+    "The pool ID “{slug}”, the template parameter “{parameter}” and “codes can be used "
+    "multiple times” ({multiple}) can no longer be changed."
+)
+
+# A customer's codes that the codes list's search (and an export of it) finds, at most.
+CUSTOMER_CODES_SHOWN = 1000
+
+
+def codes_search(queryset: QuerySet[Code], term: str) -> QuerySet[Code]:
+    """Return the codes of `queryset` that the codes list's search for `term` finds: codes
+    starting with it (as typed, and in capitals) and the codes issued to it as a customer id.
+
+    Each branch is served by an index, so the search stays fast on ten million codes: a
+    prefix (LIKE 'ABC%', which an exact code is too) by the code's pattern index, a customer's
+    codes by the issues' customer index. A substring search would scan.
+    """
+    term = term.strip()
+    customer_codes = list(
+        CodeIssue.objects.filter(customer=term).values_list("code_id", flat=True)[
+            :CUSTOMER_CODES_SHOWN
+        ]
+    )
+    found = Q(code__startswith=term) | Q(pk__in=customer_codes)
+    if term.upper() != term:
+        found |= Q(code__startswith=term.upper())
+    return queryset.filter(found)
+
+
+# Checks that apps above pools add to the launch confirmation: callables (pool) -> list of
+# warnings, registered in their AppConfig.ready() (notifications: no subscribers).
+launch_warning_checks: list[Callable[[Pool], list[str]]] = []
 
 
 def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
     """Annotate pools with their code counts: codes_available, codes_issued, codes_redeemed,
-    codes_expired and codes_total.
+    codes_expired, codes_withdrawn and codes_total.
 
     One join on the pool's few counter rows, never a count over its codes.
     """
@@ -21,11 +62,13 @@ def pools_with_counts(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
         codes_issued=Coalesce(Sum("counters__issued"), Value(0)),
         codes_redeemed=Coalesce(Sum("counters__redeemed"), Value(0)),
         codes_expired=Coalesce(Sum("counters__expired"), Value(0)),
+        codes_withdrawn=Coalesce(Sum("counters__withdrawn"), Value(0)),
     ).annotate(
         codes_total=F("codes_available")
         + F("codes_issued")
         + F("codes_redeemed")
         + F("codes_expired")
+        + F("codes_withdrawn")
     )
 
 
@@ -64,6 +107,12 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
         return {row["day"]: row["total"] or 0 for row in rows}
 
     added = per_day(CodeAddition.objects.filter(pool=pool), "added_at", "codes_added")
+    # Withdrawals and undone additions take codes out of the stock.
+    taken = per_day(Withdrawal.objects.filter(pool=pool), "finished_at", "from_stock")
+    for day, removed in per_day(
+        CodeAddition.objects.filter(pool=pool), "removed_at", "codes_removed"
+    ).items():
+        taken[day] = taken.get(day, 0) + removed
     issued = per_day(CodeIssue.objects.filter(pool=pool), "issued_at")
     redeemed = per_day(Redemption.objects.filter(code__pool=pool), "redeemed_at")
     # What uses a code up: issuing it in a single-use pool (redeeming an issued code does not
@@ -78,9 +127,93 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
                 "added": added.get(day, 0),
                 "issued": issued.get(day, 0),
                 "redeemed": redeemed.get(day, 0),
+                "withdrawn": taken.get(day, 0),
                 "stock": stock,
             }
         )
-        stock = max(0, stock - added.get(day, 0) + used_up.get(day, 0))
+        stock = max(0, stock - added.get(day, 0) + used_up.get(day, 0) + taken.get(day, 0))
     activity.reverse()
     return activity
+
+
+def launch_summary(pool: Pool) -> dict:
+    """Return what launching `pool` means (what locks, its stock and threshold) and what is
+    probably a mistake, for the launch confirmation; `pool` must carry pools_with_counts."""
+    stock = pool.codes_available
+    facts = [
+        LOCKED_AT_LAUNCH.format(
+            slug=pool.slug,
+            parameter=pool.template_parameter,
+            multiple="on" if pool.allow_multiple_use else "off",
+        ),
+        f"Codes in stock (can be issued now): {stock:,} of {pool.codes_total:,}.",
+        f"Low-stock alert: below {pool.notify_below:,}."
+        if pool.notify_below_enabled
+        else "Low-stock alert: off.",
+    ]
+    warnings = []
+    if not pool.codes_total:
+        warnings.append(NO_CODES)
+    elif pool.codes_expired == pool.codes_total:
+        warnings.append(ALL_EXPIRED)
+    elif not stock:
+        warnings.append(NO_STOCK)
+    if pool.codes_total and pool.is_below_threshold(stock):
+        warnings.append(THRESHOLD_ABOVE_STOCK.format(threshold=pool.notify_below, stock=stock))
+    for check in launch_warning_checks:
+        warnings.extend(check(pool))
+    return {"pool": pool, "facts": facts, "warnings": warnings, "blockers": pool.launch_blockers()}
+
+
+def pools_below_threshold() -> list[Pool]:
+    """Return the active pools whose stock is below their alert threshold."""
+    return list(
+        pools_with_counts(Pool.objects.filter(status=Pool.Status.ACTIVE, notify_below_enabled=True))
+        .filter(codes_available__lt=F("notify_below"))
+        .select_related("campaign")
+    )
+
+
+def pools_expiring_soon(*, days: int = 7) -> list[tuple[Pool, int]]:
+    """Return the launched pools with available codes that stop being issuable (Issue-end or
+    Available-till) within `days`, with how many; served by two partial indexes."""
+    now = timezone.now()
+    soon = now + timedelta(days=days)
+    rows = (
+        Code.objects.filter(status=Code.Status.AVAILABLE)
+        .filter(Q(available_till__range=(now, soon)) | Q(issue_end__range=(now, soon)))
+        .values("pool")
+        .annotate(n=Count("id"))
+        .values_list("pool", "n")
+    )
+    counts = dict(rows)
+    pools = Pool.objects.filter(pk__in=counts).exclude(status=Pool.Status.ENDED)
+    return [(pool, counts[pool.pk]) for pool in pools.select_related("campaign")]
+
+
+def pool_history(pool: Pool) -> list[dict]:
+    """Return the pool's status changes, withdrawals and undone additions, newest first."""
+    items = [
+        {"at": e.at, "what": e.get_action_display(), "who": e.user, "why": e.reason}
+        for e in pool.events.select_related("user")
+    ]
+    items += [
+        {
+            "at": w.created_at,
+            "what": f"Withdrew {w.codes_withdrawn:,} of {w.codes_requested:,} codes",
+            "who": w.created_by,
+            "why": w.reason,
+            "withdrawal": w,
+        }
+        for w in pool.withdrawals.select_related("created_by")
+    ]
+    items += [
+        {
+            "at": a.removed_at,
+            "what": f"Removed {a.codes_removed:,} of the {a.codes_added:,} codes of an addition",
+            "who": a.removed_by,
+            "why": "",
+        }
+        for a in pool.additions.filter(codes_removed__gt=0).select_related("removed_by")
+    ]
+    return sorted(items, key=lambda item: item["at"], reverse=True)

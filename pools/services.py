@@ -1,4 +1,5 @@
-"""Writes and state transitions of campaigns and pools (create, edit, launch).
+"""Writes and state transitions of campaigns and pools (create, edit, launch, pause, resume,
+end).
 
 The admin, the Django shell, the HTTP API and Celery tasks all call these, so a rule holds in every
 one of them or in none. What happens to single codes (issue, redeem, expire) is in
@@ -13,12 +14,18 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from .models import Campaign, Pool
+from .models import Campaign, Pool, PoolEvent
 from .signals import stock_changed_on_commit
 
 FIELD_FROZEN_WHEN_ACTIVE = "“{label}” cannot be changed once the pool is launched."
 POOL_ALREADY_ACTIVE = "The pool is already active."
-STATUS_CHANGES_BY_LAUNCH_ONLY = "A pool's status changes only by launching it."
+POOL_ALREADY_LAUNCHED = "The pool was launched already; it is {status}."
+STATUS_CHANGES_BY_LAUNCH_ONLY = (
+    "A pool's status changes only by launching, pausing, resuming or ending it."
+)
+PAUSE_NEEDS_ACTIVE = "Only an active pool can be paused; this one is {status}."
+RESUME_NEEDS_PAUSED = "Only a paused pool can be resumed; this one is {status}."
+END_NEEDS_LAUNCHED = "Only an active or paused pool can be ended; this one is {status}."
 _SLUG_BASE_LENGTH = 50
 
 
@@ -61,7 +68,7 @@ def pool_save(*, pool: Pool, user=None) -> Pool:
         stored = Pool.objects.select_for_update().get(pk=pool.pk)
         if (pool.status, pool.launched_at) != (stored.status, stored.launched_at):
             raise ValidationError({"status": STATUS_CHANGES_BY_LAUNCH_ONLY})
-        if stored.is_active:
+        if stored.is_launched:
             frozen = {
                 name: FIELD_FROZEN_WHEN_ACTIVE.format(label=Pool._meta.get_field(name).verbose_name)
                 for name in Pool.FROZEN_WHEN_ACTIVE
@@ -93,6 +100,11 @@ def pool_launch(*, pool: Pool, user=None) -> Pool:
     stored = Pool.objects.select_for_update().get(pk=pool.pk)
     if stored.is_active:
         raise ValidationError(POOL_ALREADY_ACTIVE, code="already_active")
+    if stored.is_launched:
+        raise ValidationError(
+            POOL_ALREADY_LAUNCHED.format(status=stored.get_status_display().lower()),
+            code="already_launched",
+        )
     blockers = stored.launch_blockers()
     if blockers:
         raise ValidationError(blockers)
@@ -101,6 +113,9 @@ def pool_launch(*, pool: Pool, user=None) -> Pool:
     stored.launched_by = user
     stored.full_clean()
     stored.save(update_fields=["status", "launched_at", "launched_by", "updated_at"])
+    PoolEvent.objects.create(
+        pool=stored, action=PoolEvent.Action.LAUNCHED, user=user, at=stored.launched_at
+    )
     pool.status, pool.launched_at, pool.launched_by = (
         stored.status,
         stored.launched_at,
@@ -108,6 +123,72 @@ def pool_launch(*, pool: Pool, user=None) -> Pool:
     )
     stock_changed_on_commit(stored)
     return stored
+
+
+def pool_pause(*, pool: Pool, user=None, reason: str = "") -> PoolEvent:
+    """Pause an active pool: issuing, marking and redemption are refused with `pool_paused`
+    until it is resumed. Takes effect for every caller once committed (issuing reads the pool's
+    status in its own statement). Raises ValidationError when the pool is not active."""
+    return _pool_transition(
+        pool=pool,
+        user=user,
+        reason=reason,
+        allowed=(Pool.Status.ACTIVE,),
+        refused=PAUSE_NEEDS_ACTIVE,
+        status=Pool.Status.PAUSED,
+        action=PoolEvent.Action.PAUSED,
+    )
+
+
+def pool_resume(*, pool: Pool, user=None, reason: str = "") -> PoolEvent:
+    """Make a paused pool active again. Raises ValidationError when it is not paused."""
+    return _pool_transition(
+        pool=pool,
+        user=user,
+        reason=reason,
+        allowed=(Pool.Status.PAUSED,),
+        refused=RESUME_NEEDS_PAUSED,
+        status=Pool.Status.ACTIVE,
+        action=PoolEvent.Action.RESUMED,
+    )
+
+
+def pool_end(*, pool: Pool, user=None, reason: str = "", stop_redemptions: bool = False):
+    """End an active or paused pool, for good: it issues no more codes. Codes it issued can
+    still be redeemed until their Available-till, unless `stop_redemptions`. Raises
+    ValidationError when the pool is a draft or has ended already."""
+    return _pool_transition(
+        pool=pool,
+        user=user,
+        reason=reason,
+        allowed=(Pool.Status.ACTIVE, Pool.Status.PAUSED),
+        refused=END_NEEDS_LAUNCHED,
+        status=Pool.Status.ENDED,
+        action=PoolEvent.Action.ENDED_AND_STOPPED if stop_redemptions else PoolEvent.Action.ENDED,
+        redemptions_stopped=stop_redemptions,
+    )
+
+
+@transaction.atomic
+def _pool_transition(
+    *, pool, user, reason, allowed, refused, status, action, redemptions_stopped=False
+) -> PoolEvent:
+    # The row lock orders concurrent transitions: the second one sees the first one's status.
+    stored = Pool.objects.select_for_update().get(pk=pool.pk)
+    if stored.status not in allowed:
+        raise ValidationError(
+            refused.format(status=stored.get_status_display().lower()), code="invalid_status"
+        )
+    stored.status = status
+    stored.redemptions_stopped = redemptions_stopped
+    stored.save(update_fields=["status", "redemptions_stopped", "updated_at"])
+    event = PoolEvent.objects.create(
+        pool=stored, action=action, user=user, reason=(reason or "").strip()
+    )
+    pool.status, pool.redemptions_stopped = stored.status, stored.redemptions_stopped
+    # Alerts stop while a pool is paused or ended, and a resumed pool is checked again.
+    stock_changed_on_commit(stored)
+    return event
 
 
 def pool_slug_suggestion(*, campaign: Campaign, description: str = "") -> str:

@@ -44,3 +44,16 @@ def export_finished_on_commit(export) -> None:
     transaction.on_commit(
         lambda: export_finished.send(sender=CodeExport, export=export), robust=True
     )
+
+
+# A withdrawal of a long list of codes waits for a worker; sent with `withdrawal_id`. The pools
+# app's own tasks.py enqueues it (connected in apps.py), so that services never import tasks.
+withdrawal_queued = Signal()
+
+
+def withdrawal_queued_on_commit(withdrawal_id: int) -> None:
+    from .models import Withdrawal
+
+    transaction.on_commit(
+        lambda: withdrawal_queued.send(sender=Withdrawal, withdrawal_id=withdrawal_id)
+    )

@@ -35,3 +35,13 @@ def _recover_exports_on_start(**kwargs):
     # look again once the others' heartbeats have gone stale.
     code_exports_clean.delay()
     code_exports_clean.apply_async(countdown=settings.EXPORT_HEARTBEAT_TIMEOUT + 1)
+
+
+@shared_task
+def withdrawal_run(withdrawal_id: int):
+    code_services.withdrawal_run(withdrawal_id=withdrawal_id)
+
+
+def withdrawal_enqueue(sender, withdrawal_id: int, **kwargs) -> None:
+    """Hand a queued withdrawal to a worker; connected to signals.withdrawal_queued."""
+    withdrawal_run.delay(withdrawal_id)

@@ -112,6 +112,9 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     page.get_by_role("button", name="Subscribe me").click()
     page.get_by_text("You will get an e-mail when").wait_for()
     page.get_by_role("button", name="Launch").click()
+    # Launch asks first, summing up what locks.
+    page.get_by_text("can no longer be changed").wait_for()
+    page.get_by_role("button", name="Launch").click()
     page.get_by_text("is launched and active").wait_for()
     assert page.locator("#id_allow_multiple_use").count() == 0
     assert page.locator("#id_slug").count() == 0

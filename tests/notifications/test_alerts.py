@@ -13,9 +13,10 @@ from notifications.services import (
     alert_send,
     import_notice_send,
     import_notices_set,
+    pools_check_stock,
     subscription_add,
 )
-from pools.code_services import code_issue
+from pools.code_services import code_issue, codes_withdraw
 from pools.refusals import CodeRefused
 from pools.services import pool_launch, pool_update
 from pools.tasks import codes_expire as codes_expire_task
@@ -209,3 +210,26 @@ def test_draft_pools_do_not_alert_and_launch_checks(inbox, ann, django_capture_o
         pool_launch(pool=pool)
 
     assert len(inbox.to("ann@example.com")) == 1
+
+
+def test_paused_and_ended_pools_do_not_alert(inbox, ann, django_capture_on_commit_callbacks):
+    from pools.services import pool_end, pool_pause, pool_resume
+
+    paused = alerting_pool(threshold=3, codes=3)
+    subscription_add(user=ann, pool=paused)
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_pause(pool=paused)
+        codes_withdraw(pool=paused, codes=[f"{paused.slug}-0"])
+        pools_check_stock()
+    assert LowStockAlert.objects.filter(pool=paused).count() == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_resume(pool=paused)
+    assert LowStockAlert.objects.filter(pool=paused).count() == 1
+
+    ended = alerting_pool(threshold=3, codes=3)
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_end(pool=ended)
+        codes_withdraw(pool=ended, codes=[f"{ended.slug}-0"])
+        pools_check_stock()
+    assert LowStockAlert.objects.filter(pool=ended).count() == 0

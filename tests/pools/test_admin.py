@@ -105,6 +105,13 @@ def test_launch_saves_the_description_and_activates_the_pool(manager_client, man
         pool_form(pool.campaign, slug=pool.slug, description="For the newsletter", _launch="1"),
         follow=True,
     )
+    # Saved, then asked first.
+    pool.refresh_from_db()
+    assert (pool.description, pool.status) == ("For the newsletter", Pool.Status.DRAFT)
+    assert f"Launch {pool.slug}?" in response.content.decode()
+    response = manager_client.post(
+        reverse("admin:pools_pool_launch"), {"ids": str(pool.pk), "confirm": "1"}, follow=True
+    )
 
     pool.refresh_from_db()
     assert pool.is_active
@@ -210,9 +217,19 @@ def test_launch_action_on_the_list(manager_client):
     ready = make_pool(description="Ready")
     not_ready = make_pool(description="")
 
-    manager_client.post(
+    asked = manager_client.post(
         reverse("admin:pools_pool_changelist"),
         {"action": "launch_selected", "_selected_action": [ready.pk, not_ready.pk]},
+        follow=True,
+    )
+    page = asked.content.decode()
+    assert "Launch 2 pools?" in page
+    assert models.DESCRIPTION_REQUIRED_FOR_LAUNCH in page
+    assert Pool.objects.filter(status=Pool.Status.ACTIVE).count() == 0
+
+    manager_client.post(
+        reverse("admin:pools_pool_launch"),
+        {"ids": f"{ready.pk},{not_ready.pk}", "confirm": "1"},
     )
 
     ready.refresh_from_db()

@@ -160,3 +160,48 @@ def test_openapi_description_is_served(client):
 
     assert response.status_code == 200
     assert b"/api/codes/redeem" in response.content
+
+
+def test_pause_answers_at_once_though_the_pool_is_cached(api):
+    from pools.services import pool_end, pool_pause, pool_resume
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["LIVE1", "LIVE2", "LIVE3"])
+    issued = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c1"}).json()["code"]
+
+    pool_pause(pool=pool)  # the API process cached the pool as active a moment ago
+
+    paused = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c2"})
+    assert paused.status_code == 409
+    assert paused.json()["error"]["code"] == Refusal.POOL_PAUSED
+    named = {"code": issued, "customer": "c1", "pool": pool.slug}
+    check = post(api, "/api/codes/check", named).json()
+    assert (check["valid"], check["error"]["code"]) == (False, "pool_paused")
+    redeem = post(api, "/api/codes/redeem", named)
+    assert (redeem.status_code, redeem.json()["error"]["code"]) == (409, "pool_paused")
+
+    pool_resume(pool=pool)
+    assert post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c2"}).status_code == 200
+
+    pool_end(pool=pool)
+    ended = post(api, f"/api/pools/{pool.slug}/issue", {"customer": "c3"})
+    assert (ended.status_code, ended.json()["error"]["code"]) == (410, "pool_ended")
+    assert post(api, "/api/codes/redeem", named).status_code == 200
+
+
+def test_withdrawn_code_is_refused_over_http(api):
+    from pools.code_services import codes_withdraw
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["LEAKED"])
+    codes_withdraw(pool=pool, codes=["LEAKED"])
+
+    leaked = {"code": "LEAKED", "customer": "c1", "pool": pool.slug}
+    check = post(api, "/api/codes/check", leaked).json()
+    redeem = post(api, "/api/codes/redeem", leaked)
+    marked = post(api, "/api/codes/mark-issued", leaked)
+
+    assert check["error"]["code"] == "withdrawn"
+    assert (redeem.status_code, redeem.json()["error"]["code"]) == (410, "withdrawn")
+    assert marked.status_code == 410
+    assert api.get(f"/api/pools/{pool.slug}/stock").json()["stock"] == 0

@@ -76,9 +76,11 @@ def test_export_follows_the_filter(settings):
 
     issued = run_export(pool, status="issued")
     searched = run_export(pool, q="c007")
+    by_prefix = run_export(pool, q="C03")
 
     assert [row[0] for row in csv_rows(issued.file.read())[1:]] == ["PLAIN"]
     assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
+    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(10)]
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
@@ -220,4 +222,5 @@ def test_files_are_removed_after_their_time(settings):
 
 
 def test_copy_path_is_taken_on_postgresql():
-    assert exports.copy_available() is (connection.vendor == "postgresql")
+    assert exports.copy_available({"pool": 1}) is (connection.vendor == "postgresql")
+    assert exports.copy_available({"pool": 1, "q": "AB"}) is False

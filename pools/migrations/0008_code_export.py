@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pools', '0006_codeissue_issued_by'),
+        ('pools', '0007_live_pools'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,105 @@
+"""A live pool's life in a real browser: pause, resume and end; withdrawing a pasted list;
+undoing an import; the launch confirmation."""
+
+import pytest
+from playwright.sync_api import expect
+
+from imports.engine import import_run
+from imports.services import import_text_start
+from pools import selectors
+from pools.models import Code, Pool, PoolEvent
+from tests.factories import make_codes, make_manager, make_pool
+
+pytestmark = [pytest.mark.e2e]
+
+
+def log_in(page, url, username="lea"):
+    make_manager(username, email=f"{username}@example.com")
+    page.goto(f"{url}/admin/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("secret-pass")
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_pause_resume_then_end_a_pool(browser_page, live_server):
+    page = browser_page
+    pool = make_pool(description="Live codes", launched=True)
+    make_codes(pool, ["LIVE-1", "LIVE-2"])
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/pools/pool/{pool.pk}/change/")
+
+    page.get_by_role("link", name="Pause", exact=True).click()
+    page.get_by_label("Reason").fill("Codes leaked on a forum")
+    page.get_by_role("button", name="Pause").click()
+    page.get_by_text("is paused").wait_for()
+    expect(page.locator(".pool-history")).to_contain_text("Codes leaked on a forum")
+    assert Pool.objects.get().status == Pool.Status.PAUSED
+
+    page.get_by_role("link", name="Resume").click()
+    page.get_by_role("button", name="Resume").click()
+    page.get_by_text("is active again").wait_for()
+
+    page.get_by_role("link", name="End", exact=True).click()
+    page.get_by_label("Stop redemptions too").check()
+    page.get_by_role("button", name="End").click()
+    page.get_by_text("can no longer be redeemed").wait_for()
+    expect(page.get_by_role("link", name="Pause", exact=True)).to_have_count(0)
+    expect(page.get_by_role("link", name="Resume")).to_have_count(0)
+    assert list(PoolEvent.objects.values_list("action", flat=True)) == [
+        "ended_stopped",
+        "resumed",
+        "paused",
+        "launched",
+    ]
+
+
+def test_withdraw_a_pasted_list_of_leaked_codes(browser_page, live_server):
+    page = browser_page
+    pool = make_pool(description="Leaky", launched=True)
+    make_codes(pool, ["LEAK-1", "LEAK-2", "SAFE-1"])
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/pools/pool/{pool.pk}/change/")
+
+    page.get_by_role("link", name="Withdraw codes").click()
+    page.get_by_label("Codes to withdraw").fill("LEAK-1\nLEAK-2, NOT-OURS")
+    page.get_by_label("Reason").fill("Posted on a deal site")
+    page.get_by_role("button", name="Withdraw").click()
+
+    page.get_by_text("Withdrew 2 of 3 codes").wait_for()
+    expect(page.locator(".withdrawal-report")).to_contain_text("Posted on a deal site")
+    page.get_by_text("NOT-OURS").wait_for()
+    assert Code.objects.filter(status=Code.Status.WITHDRAWN).count() == 2
+
+
+def test_undo_an_import_from_its_report(browser_page, live_server):
+    page = browser_page
+    pool = make_pool(description="Wrong pool", launched=True)
+    job = import_text_start(pool=pool, text="WRONG-1\nWRONG-2\nWRONG-3")
+    import_run(import_id=job.pk)
+    from pools.code_services import code_issue
+
+    code_issue(pool=pool, customer="cust-1")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/imports/import/{job.pk}/change/")
+
+    page.get_by_role("link", name="Remove the codes this import added").click()
+    page.get_by_text("2 codes will be removed").wait_for()
+    page.get_by_role("button", name="Remove 2 codes").click()
+
+    page.get_by_text("Removed 2 codes that import").wait_for()
+    assert list(Code.objects.values_list("code", flat=True)) == ["WRONG-1"]
+
+
+def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server):
+    page = browser_page
+    pool = make_pool(description="Empty so far")
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/pools/pool/{pool.pk}/change/")
+
+    page.get_by_role("button", name="Launch").click()
+    page.get_by_text(selectors.NO_CODES).wait_for()
+    assert Pool.objects.get().status == Pool.Status.DRAFT
+    page.get_by_role("button", name="Launch").click()
+
+    page.get_by_text("is launched and active").wait_for()
+    assert Pool.objects.get().status == Pool.Status.ACTIVE

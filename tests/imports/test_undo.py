@@ -1,0 +1,128 @@
+"""Undoing an import: each code records its addition; the report removes the unused ones."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from imports import admin as imports_admin
+from imports.engine import import_run
+from imports.models import Import
+from imports.services import (
+    UNDO_NOT_FINISHED,
+    UNDO_NOT_RECORDED,
+    import_generate_start,
+    import_text_start,
+    import_undo,
+    import_undo_preview,
+)
+from pools.code_services import code_issue, code_redeem, codes_withdraw
+from pools.models import Code
+from pools.selectors import pool_stock, pools_with_counts
+from tests.factories import make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def imported(pool, text) -> Import:
+    job = import_text_start(pool=pool, text=text)
+    import_run(import_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_every_code_records_the_import_that_added_it():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["BEFORE"])
+    first = imported(pool, "A1\nA2\nBEFORE")
+    second = imported(pool, "B1\nA1")
+    generated = import_generate_start(
+        pool=make_pool(), count=5, length=8, alphabet="ABCDEFGHJK", prefix="G-"
+    )
+    import_run(import_id=generated.pk)
+    generated.refresh_from_db()
+
+    by_code = dict(Code.objects.filter(pool=pool).values_list("code", "addition_id"))
+    assert by_code == {
+        "BEFORE": None,
+        "A1": first.addition_id,
+        "A2": first.addition_id,
+        "B1": second.addition_id,
+    }
+    assert Code.objects.filter(addition_id=generated.addition_id).count() == 5
+
+
+def test_undo_removes_the_unused_codes_of_the_import_only():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["OLD"])
+    job = imported(pool, "\n".join(f"U{i}" for i in range(6)))
+    other = imported(pool, "KEEP1\nKEEP2")
+    issued = code_issue(pool=pool, customer="c1")  # OLD, the lowest id
+    issued = code_issue(pool=pool, customer="c1")  # U0
+    code_redeem(code=code_issue(pool=pool, customer="c2").code, customer="c2")  # U1
+    codes_withdraw(pool=pool, codes=["U5"])
+
+    preview = import_undo_preview(job=job)
+    assert (preview.removed, preview.kept) == (3, 3)
+    outcome = import_undo(job=job)
+
+    assert issued.code == "U0"
+    assert (outcome.removed, outcome.kept_issued, outcome.kept_redeemed) == (3, 1, 1)
+    assert outcome.kept_withdrawn == 1
+    left = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
+    assert left == {"OLD", "U0", "U1", "U5", "KEEP1", "KEEP2"}
+    counted = pools_with_counts().get(pk=pool.pk)
+    assert (counted.codes_available, counted.codes_total) == (2, 6)
+    assert pool_stock(pool=pool) == 2
+    assert other.addition.codes.count() == 2
+
+
+def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():
+    pool = make_pool()
+    job = import_text_start(pool=pool, text="R1")
+    with pytest.raises(ValidationError) as running:
+        import_undo(job=job)
+    assert running.value.messages == [UNDO_NOT_FINISHED]
+
+    import_run(import_id=job.pk)
+    Code.objects.update(addition=None)  # as codes loaded before additions were recorded
+    job.refresh_from_db()
+    with pytest.raises(ValidationError) as unrecorded:
+        import_undo(job=job)
+    assert unrecorded.value.messages == [UNDO_NOT_RECORDED]
+
+
+def test_report_offers_undo_counts_first_then_removes(manager_client, manager):
+    pool = make_pool(launched=True)
+    job = imported(pool, "X1\nX2\nX3")
+    code_issue(pool=pool, customer="c1")
+    report = reverse("admin:imports_import_change", args=[job.pk])
+    undo = reverse("admin:imports_import_undo", args=[job.pk])
+
+    assert undo in manager_client.get(report).content.decode()
+    confirm = manager_client.get(undo).content.decode()
+    assert "2 codes will be removed" in confirm and "Remove 2 codes" in confirm
+    assert Code.objects.count() == 3
+
+    response = manager_client.post(undo, {"confirm": "1"}, follow=True)
+
+    message = imports_admin.UNDONE.format(
+        removed=2, job=job, kept=1, issued=1, redeemed=0, withdrawn=0, used=0
+    )
+    assert message in response.content.decode()
+    assert list(Code.objects.values_list("code", flat=True)) == ["X1"]
+    pool_page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk]))
+    assert "Removed 2 of the 3 codes of an addition" in pool_page.content.decode()
+    code_page = manager_client.get(reverse("admin:pools_code_change", args=[Code.objects.get().pk]))
+    assert f"import #{job.pk}" in code_page.content.decode()
+
+
+def test_viewer_is_not_offered_undo_and_a_forged_one_is_refused(viewer_client):
+    pool = make_pool()
+    job = imported(pool, "Y1")
+    report = viewer_client.get(reverse("admin:imports_import_change", args=[job.pk]))
+    response = viewer_client.post(
+        reverse("admin:imports_import_undo", args=[job.pk]), {"confirm": "1"}
+    )
+    assert "Remove the codes this import added" not in report.content.decode()
+    assert response.status_code == 403
+    assert Code.objects.count() == 1
