@@ -517,8 +517,8 @@ def test_an_empty_pool_takes_the_straight_copy_until_a_batch_collides(settings, 
     straight = []
     copy_straight_in = loader._copy_straight_in
 
-    def spy(pool_id, rows):
-        result = copy_straight_in(pool_id, rows)
+    def spy(*args):
+        result = copy_straight_in(*args)
         straight.append(result is not None)
         return result
 
