@@ -11,11 +11,12 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from .charts import stock_chart_svg
+from .charts import chart_range, stock_chart_svg
 from .code_services import code_list_parse, code_mark_issued, codes_withdraw
 from .exports import code_rows, csv_response, xlsx_response
+from .formats import export_filename
 from .forms import EndForm, PoolAdminForm, ReasonForm, WithdrawListForm
-from .messages import message_preview
+from .messages import DID_YOU_MEAN, UNKNOWN_PARAMETERS, message_preview_parts
 from .models import Campaign, Code, CodeAddition, CodeIssue, Pool, Withdrawal
 from .refusals import CodeRefused
 from .selectors import (
@@ -208,7 +209,6 @@ class PoolAdmin(admin.ModelAdmin):
     list_filter = ("status", "campaign")
     list_select_related = ("campaign",)
     search_fields = ("slug", "template_parameter", "description")
-    prepopulated_fields = {"slug": ("description",)}
     actions = ["launch_selected"]
     fieldsets = (
         (
@@ -247,11 +247,6 @@ class PoolAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_launched:
             return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
         return fields
-
-    def get_prepopulated_fields(self, request, obj=None):
-        if obj is not None and obj.is_launched:
-            return {}
-        return super().get_prepopulated_fields(request, obj)
 
     @admin.display(description="status", ordering="status")
     def pool_status(self, pool):
@@ -294,12 +289,15 @@ class PoolAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         text = request.POST.get("text") or request.GET.get("text", "")
-        preview, error = "", ""
+        parts, errors = [], []
         if text:
-            try:
-                preview = message_preview(text=text)
-            except ValidationError as invalid:
-                error = " ".join(invalid.messages)
+            parts = message_preview_parts(text=text)
+            for part in parts:
+                if part.unknown:
+                    error = UNKNOWN_PARAMETERS.format(names=part.parameter)
+                    if part.suggestion:
+                        error += " " + DID_YOU_MEAN.format(suggestion=part.suggestion)
+                    errors.append(error)
         return TemplateResponse(
             request,
             "admin/pools/pool/message_preview.html",
@@ -308,8 +306,8 @@ class PoolAdmin(admin.ModelAdmin):
                 "opts": self.opts,
                 "title": "Preview a message",
                 "text": text,
-                "preview": preview,
-                "error": error,
+                "parts": parts,
+                "errors": list(dict.fromkeys(errors)),
             },
         )
 
@@ -330,13 +328,16 @@ class PoolAdmin(admin.ModelAdmin):
 
     def _codes_section(self, request, pool) -> str:
         stock = pool_stock(pool=pool)
+        days = chart_range(request.GET.get("chart"))
         return render_to_string(
             "admin/pools/pool/codes_panel.html",
             {
                 "pool": pool,
                 "counts": counts_line(pool),
                 "stock": stock,
-                "chart": stock_chart_svg(pool_daily_activity(pool, stock=stock)),
+                "chart": stock_chart_svg(
+                    pool_daily_activity(pool, days=days, stock=stock), chosen=days
+                ),
                 "snippet": f"{{{{ promo.{pool.template_parameter} }}}}",
                 "parts": pool_page.render(pool_page.sections, request, pool),
             },
@@ -799,7 +800,12 @@ class CodeAdmin(admin.ModelAdmin):
         queryset = self.get_changelist_instance(request).get_queryset(request)
         pool_id = request.GET.get("pool__id__exact")
         pool = Pool.objects.filter(pk=pool_id).first() if pool_id else None
-        filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
+        status = request.GET.get("status__exact")
+        filters = {
+            "status": Code.Status(status).label if status in Code.Status.values else status,
+            "search": request.GET.get("q", "").strip(),
+        }
+        filename = export_filename(what="codes", pool=pool, filters=filters, extension=file_format)
         rows = code_rows(queryset)
         if file_format == "xlsx":
             return xlsx_response(rows, filename)

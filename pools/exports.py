@@ -10,6 +10,7 @@ import tempfile
 from django.http import FileResponse, StreamingHttpResponse
 from import_export import fields, resources
 
+from .formats import export_value
 from .models import Code
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -43,13 +44,17 @@ class CodeResource(resources.ModelResource):
         fields = Code.LISTED_FIELDS
         export_order = fields
 
+    def dehydrate_status(self, code):
+        # The label the screens show ("Issued"), not the stored value ("issued").
+        return code.get_status_display()
+
 
 def code_rows(queryset):
     """Yield the header, then one row per code, formatted by CodeResource."""
     resource = CodeResource()
     yield resource.get_export_headers()
     for code in queryset.select_related("pool").iterator(chunk_size=_STREAM_CHUNK):
-        yield resource.export_resource(code)
+        yield [export_value(cell) for cell in resource.export_resource(code)]
 
 
 class _Echo:
@@ -85,8 +90,10 @@ def xlsx_response(rows, filename: str, sheet_title: str = "Codes") -> FileRespon
 
 
 def _xlsx_cell(value):
+    # Moments arrive as ISO 8601 text in the project's time zone (pools/formats.py), the same as
+    # in the CSV, so that both files read alike.
     if hasattr(value, "tzinfo") and value.tzinfo is not None:
-        return value.replace(tzinfo=None)  # Excel has no time zones; values are in UTC
+        return export_value(value)
     return escape_formula(value)
 
 
