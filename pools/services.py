@@ -33,9 +33,12 @@ _SLUG_BASE_LENGTH = 50
 # pool_form.js applies the same rule while the manager types.
 SLUG_WORDS = 3
 SLUG_MAX_LENGTH = 30
-SLUG_SKIPPED_WORDS = frozenset(
-    ["a", "an", "and", "are", "as", "asked", "at", "be", "because", "by", "for", "from", "has", "have", "in", "into", "is", "it", "its", "need", "needed", "of", "on", "or", "our", "so", "that", "the", "their", "them", "these", "they", "this", "those", "to", "us", "was", "we", "were", "which", "who", "why", "will", "with", "want", "wanted", "you", "your", "created", "create", "pool", "pools", "code", "codes", "promo"]
+_SKIPPED = (
+    "a an and are as asked at be because by for from has have in into is it its need needed "
+    "of on or our so that the their them these they this those to us was we were which who "
+    "why will with want wanted you your created create pool pools code codes promo"
 )
+SLUG_SKIPPED_WORDS = frozenset(_SKIPPED.split())
 
 
 def campaign_create(*, name: str, description: str = "") -> Campaign:

@@ -66,6 +66,3 @@ def test_any_moment_exports_without_microseconds(moment):
     written = datetime_export(moment)
     assert "." not in written
     assert datetime.fromisoformat(written) == moment.replace(microsecond=0)
-
-
-
