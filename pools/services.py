@@ -36,7 +36,7 @@ SLUG_MAX_LENGTH = 30
 _SKIPPED = (
     "a an and are as asked at be because by for from has have in into is it its need needed "
     "of on or our so that the their them these they this those to us was we were which who "
-    "why will with want wanted you your created create pool pools code codes promo"
+    "why will with want wanted you your created create pool pools"
 )
 SLUG_SKIPPED_WORDS = frozenset(_SKIPPED.split())
 

@@ -13,7 +13,7 @@
     const SKIPPED = new Set((
         'a an and are as asked at be because by for from has have in into is it its need needed ' +
         'of on or our so that the their them these they this those to us was we were which who ' +
-        'why will with want wanted you your created create pool pools code codes promo'
+        'why will with want wanted you your created create pool pools'
     ).split(' '));
 
     const slugify = (text) => text.normalize('NFKD').replace(/[\u0300-\u036f]/g, '')
