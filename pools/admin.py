@@ -627,6 +627,7 @@ class BoundedCountPaginator(Paginator):
 
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = Code.LISTED_FIELDS
     list_filter = ("status", "pool")
     list_select_related = ("pool",)
@@ -865,6 +866,7 @@ def code_story(code: Code) -> list[dict]:
 
 @admin.register(Withdrawal)
 class WithdrawalAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     """Withdrawals are made from a pool's page, a code's page or the codes list; each one's
     page is its report."""
 
