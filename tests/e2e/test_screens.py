@@ -23,7 +23,8 @@ AXE = Path(__file__).resolve().parents[2] / "var/axe/node_modules/axe-core/axe.m
 OVERFLOWING = """() => {
     const width = document.documentElement.clientWidth;
     const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '')
-        + (typeof e.className === 'string' && e.className ? '.' + e.className.split(' ').join('.') : '');
+        + (typeof e.className === 'string' && e.className
+            ? '.' + e.className.split(' ').join('.') : '');
     const found = [];
     for (const element of document.querySelectorAll('#content *, #header *, .breadcrumbs *')) {
         const box = element.getBoundingClientRect();
@@ -31,7 +32,8 @@ OVERFLOWING = """() => {
             continue;  // not shown (closed details, hidden templates)
         }
         if (box.right > width + 1 || box.left < -1) {
-            found.push(name(element) + ' leaves the window (' + Math.round(box.right) + ' > ' + width + ')');
+            found.push(name(element) + ' leaves the window ('
+                + Math.round(box.right) + ' > ' + width + ')');
             continue;
         }
         for (let a = element.parentElement; a && a !== document.body; a = a.parentElement) {
