@@ -1,6 +1,7 @@
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from django.template import Context, Template
 from django.test import override_settings
 from hypothesis import given
@@ -66,3 +67,12 @@ def test_any_moment_exports_without_microseconds(moment):
     written = datetime_export(moment)
     assert "." not in written
     assert datetime.fromisoformat(written) == moment.replace(microsecond=0)
+
+
+@pytest.mark.django_db
+def test_a_bad_pool_id_is_told_in_the_products_words():
+    from pools.forms import POOL_ID_INVALID, PoolAdminForm
+
+    form = PoolAdminForm(data={"slug": "not valid!"})
+    form.is_valid()
+    assert form.errors["slug"] == [POOL_ID_INVALID]
