@@ -12,7 +12,14 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
-install: $(BIN)/.installed
+# axe-core (from the npm registry) for the browser tests' accessibility check, kept under var/.
+AXE = var/axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p var/axe && cd var/axe && npm install --no-audit --no-fund --silent axe-core@4; \
+	else echo "npm not found: the accessibility check will be skipped"; fi
+
+install: $(BIN)/.installed $(AXE)
 
 # Serves the admin at http://127.0.0.1:8000/admin/ with a Celery worker (and its beat scheduler
 # for the periodic tasks) beside it.

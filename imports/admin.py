@@ -31,7 +31,7 @@ from .templates_download import (
     template_xlsx,
 )
 
-IMPORT_QUEUED = "Import {job} is queued: its progress shows in the import history below."
+IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
 UNDONE = (
     "Removed {removed:,} codes that import {job} added. Kept {kept:,} that have a history: "
     "{issued:,} issued, {redeemed:,} redeemed, {withdrawn:,} withdrawn, {used:,} multiple-use "
@@ -43,6 +43,8 @@ REJECTED_SHOWN = 100
 
 # What the apps above imports add to the "Add codes" page (sections: callables (request, pool)).
 add_codes_page = PageParts()
+
+CHOOSE_A_POOL = "Codes are added to a pool: open a pool, then “Add codes”."
 
 
 def pool_codes_section(request, pool) -> str:
@@ -146,6 +148,12 @@ class ImportAdmin(admin.ModelAdmin):
     def status_badge(self, job):
         return status_cell(job)
 
+    def changelist_view(self, request, extra_context=None):
+        # No "Add import" button: codes are added from a pool's page ("Add codes").
+        return super().changelist_view(
+            request, {**(extra_context or {}), "has_add_permission": False}
+        )
+
     def get_model_perms(self, request):
         # Codes are added from a pool's page; an "Add" link without a pool would lead nowhere.
         return {**super().get_model_perms(request), "add": False}
@@ -190,7 +198,9 @@ class ImportAdmin(admin.ModelAdmin):
             raise PermissionDenied
         pool = Pool.objects.filter(pk=_int_or_none(request.GET.get("pool"))).first()
         if pool is None:
-            raise Http404("No such pool.")
+            # Codes are added to a pool: send the manager to choose one rather than to a 404.
+            messages.info(request, CHOOSE_A_POOL)
+            return HttpResponseRedirect(reverse("admin:pools_pool_changelist"))
         forms = {
             "upload": UploadForm(prefix="upload"),
             "paste": PasteForm(prefix="paste"),
@@ -209,7 +219,10 @@ class ImportAdmin(admin.ModelAdmin):
                     _add_errors(form, error)
                 else:
                     messages.success(request, IMPORT_QUEUED.format(job=job))
-                    return HttpResponseRedirect(request.get_full_path())
+                    # The manager lands where the progress is: the report updates itself.
+                    return HttpResponseRedirect(
+                        reverse("admin:imports_import_change", args=[job.pk])
+                    )
         return TemplateResponse(
             request,
             "admin/imports/import/add_codes.html",

@@ -20,6 +20,9 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        # The product's words: the admin says "Subscribed staff", not "Subscriptions".
+        verbose_name = "subscribed staff member"
+        verbose_name_plural = "subscribed staff"
         constraints = [
             models.CheckConstraint(
                 condition=Q(pool__isnull=True, campaign__isnull=False)
@@ -34,7 +37,7 @@ class Subscription(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.user} → {self.pool or self.campaign}"
+        return f"{self.user} (low-stock e-mails of {self.pool or self.campaign})"
 
 
 class StaffPreference(models.Model):

@@ -12,7 +12,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from .charts import stock_chart_svg
+from .charts import chart_range, stock_chart_svg
 from .code_services import code_list_parse, code_mark_issued, codes_withdraw
 from .export_services import (
     EXPORT_AT_ONCE_MAX,
@@ -22,8 +22,9 @@ from .export_services import (
     code_export_start,
 )
 from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
+from .formats import export_filename
 from .forms import EndForm, PoolAdminForm, ReasonForm, WithdrawListForm
-from .messages import message_preview
+from .messages import DID_YOU_MEAN, UNKNOWN_PARAMETERS, message_preview_parts
 from .models import Campaign, Code, CodeAddition, CodeExport, Pool, Withdrawal
 from .refusals import CodeRefused
 from .selectors import (
@@ -216,7 +217,6 @@ class PoolAdmin(admin.ModelAdmin):
     list_filter = ("status", "campaign")
     list_select_related = ("campaign",)
     search_fields = ("slug", "template_parameter", "description")
-    prepopulated_fields = {"slug": ("description",)}
     actions = ["launch_selected"]
     fieldsets = (
         (
@@ -255,11 +255,6 @@ class PoolAdmin(admin.ModelAdmin):
         if obj is not None and obj.is_launched:
             return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
         return fields
-
-    def get_prepopulated_fields(self, request, obj=None):
-        if obj is not None and obj.is_launched:
-            return {}
-        return super().get_prepopulated_fields(request, obj)
 
     @admin.display(description="status", ordering="status")
     def pool_status(self, pool):
@@ -302,12 +297,15 @@ class PoolAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         text = request.POST.get("text") or request.GET.get("text", "")
-        preview, error = "", ""
+        parts, errors = [], []
         if text:
-            try:
-                preview = message_preview(text=text)
-            except ValidationError as invalid:
-                error = " ".join(invalid.messages)
+            parts = message_preview_parts(text=text)
+            for part in parts:
+                if part.unknown:
+                    error = UNKNOWN_PARAMETERS.format(names=part.parameter)
+                    if part.suggestion:
+                        error += " " + DID_YOU_MEAN.format(suggestion=part.suggestion)
+                    errors.append(error)
         return TemplateResponse(
             request,
             "admin/pools/pool/message_preview.html",
@@ -316,8 +314,8 @@ class PoolAdmin(admin.ModelAdmin):
                 "opts": self.opts,
                 "title": "Preview a message",
                 "text": text,
-                "preview": preview,
-                "error": error,
+                "parts": parts,
+                "errors": list(dict.fromkeys(errors)),
             },
         )
 
@@ -338,13 +336,16 @@ class PoolAdmin(admin.ModelAdmin):
 
     def _codes_section(self, request, pool) -> str:
         stock = pool_stock(pool=pool)
+        days = chart_range(request.GET.get("chart"))
         return render_to_string(
             "admin/pools/pool/codes_panel.html",
             {
                 "pool": pool,
                 "counts": counts_line(pool),
                 "stock": stock,
-                "chart": stock_chart_svg(pool_daily_activity(pool, stock=stock)),
+                "chart": stock_chart_svg(
+                    pool_daily_activity(pool, days=days, stock=stock), chosen=days
+                ),
                 "snippet": f"{{{{ promo.{pool.template_parameter} }}}}",
                 "parts": pool_page.render(pool_page.sections, request, pool),
             },
@@ -669,6 +670,7 @@ class StatusListFilter(admin.ChoicesFieldListFilter):
 
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = Code.LISTED_FIELDS
     list_filter = (("status", StatusListFilter), ("pool", PoolListFilter))
     list_select_related = ("pool",)
@@ -852,7 +854,14 @@ class CodeAdmin(admin.ModelAdmin):
             export = code_export_start(filters=filters, file_format=file_format, user=request.user)
             return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
         if code_export_is_small(filters):
-            filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
+            status = filters.get("status")
+            named = {
+                "status": Code.Status(status).label if status in Code.Status.values else status,
+                "search": filters.get("q", "").strip(),
+            }
+            filename = export_filename(
+                what="codes", pool=pool, filters=named, extension=file_format
+            )
             rows = code_rows(codes_filtered(filters))
             if file_format == "xlsx":
                 return xlsx_response(rows, filename)
@@ -941,6 +950,7 @@ def code_story(code: Code) -> list[dict]:
 
 @admin.register(Withdrawal)
 class WithdrawalAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     """Withdrawals are made from a pool's page, a code's page or the codes list; each one's
     page is its report."""
 

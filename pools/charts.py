@@ -1,63 +1,113 @@
-"""The stock chart of a pool's page: an SVG drawn on the server, readable without JavaScript."""
+"""The stock chart of a pool's page: an SVG drawn on the server, readable without JavaScript.
+
+Readable at any scale: the stock has its own panel and axis, and each kind of activity (added,
+issued, redeemed, withdrawn) its own row with its own scale, so that a 5,000-code import does not
+flatten ten issues a day into nothing. Every bar and point says its number on hover (SVG <title>)
+and the table beneath lists them all.
+"""
 
 from django.template.loader import render_to_string
 
-WIDTH, HEIGHT, PAD = 640, 180, 28
+from .formats import number
+
+WIDTH, PAD_LEFT, PAD_RIGHT = 640, 96, 16
+STOCK_TOP, STOCK_HEIGHT = 22, 90
+ROW_HEIGHT, ROW_GAP = 34, 8
 SERIES = (
     ("added", "#3a8a4f"),
     ("issued", "#2f6db5"),
-    ("redeemed", "#d98324"),
+    ("redeemed", "#b35c00"),
     ("withdrawn", "#8a1111"),
 )
+RANGES = (7, 30, 90)
+DEFAULT_RANGE = 30
 
 
-def stock_chart_svg(activity: list[dict]) -> str:
-    """Return an SVG of daily added / issued / redeemed / withdrawn bars and the stock line."""
+def chart_range(value) -> int:
+    """Return the number of days the chart shows for a ?chart= value, the default if unknown."""
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RANGE
+    return days if days in RANGES else DEFAULT_RANGE
+
+
+def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str:
+    """Return an SVG of the stock line on its own axis and one row of daily bars per activity."""
     days = len(activity)
-    top = max([1] + [day.get(key, 0) for day in activity for key, _ in SERIES])
+    plot_width = WIDTH - PAD_LEFT - PAD_RIGHT
+    slot = plot_width / days
+    bar = max(1.0, slot * 0.7)
+
+    def x(index):
+        return round(PAD_LEFT + index * slot + (slot - bar) / 2, 1)
+
     stock_top = max([1] + [day["stock"] for day in activity])
-    slot = (WIDTH - 2 * PAD) / days
-    bar = max(1.0, slot / (len(SERIES) + 1))
-    plot_height = HEIGHT - 2 * PAD
+    stock_base = STOCK_TOP + STOCK_HEIGHT
 
-    def y(value, scale):
-        return round(HEIGHT - PAD - plot_height * value / scale, 1)
+    def stock_y(value):
+        return round(stock_base - STOCK_HEIGHT * value / stock_top, 1)
 
-    bars = []
+    points = []
     for index, day in enumerate(activity):
-        for offset, (key, colour) in enumerate(SERIES):
-            if day.get(key):
-                x = round(PAD + index * slot + offset * bar + bar / 2, 1)
-                top_y = y(day[key], top)
+        points.append(
+            {
+                "x": round(PAD_LEFT + (index + 0.5) * slot, 1),
+                "y": stock_y(day["stock"]),
+                "title": f"{day['day']:%Y-%m-%d}: stock {number(day['stock'])}",
+            }
+        )
+    rows = []
+    top = stock_base + 28
+    for key, colour in SERIES:
+        scale = max([0] + [day.get(key, 0) for day in activity])
+        base = top + ROW_HEIGHT
+        bars = []
+        for index, day in enumerate(activity):
+            value = day.get(key, 0)
+            if value:
+                # At least 2 px, so that a single code on a busy chart still shows.
+                height = max(2.0, round(ROW_HEIGHT * value / scale, 1))
                 bars.append(
                     {
-                        "x": x,
-                        "y": top_y,
-                        "height": round(HEIGHT - PAD - top_y, 1),
+                        "x": x(index),
+                        "y": round(base - height, 1),
                         "width": round(bar, 1),
-                        "colour": colour,
-                        "title": f"{day['day']:%d %b}: {day[key]} {key}",
+                        "height": height,
+                        "title": f"{day['day']:%Y-%m-%d}: {number(value)} {key}",
                     }
                 )
-    points = " ".join(
-        f"{round(PAD + (index + 0.5) * slot, 1)},{y(day['stock'], stock_top)}"
-        for index, day in enumerate(activity)
-    )
+        rows.append(
+            {
+                "name": key,
+                "colour": colour,
+                "top": top,
+                "base": base,
+                "label_y": round(top + ROW_HEIGHT / 2 + 4, 1),
+                "max": number(scale),
+                "bars": bars,
+            }
+        )
+        top = base + ROW_GAP
+    height = top + 16
     return render_to_string(
         "admin/pools/pool/stock_chart.svg",
         {
             "width": WIDTH,
-            "height": HEIGHT,
-            "pad": PAD,
-            "bars": bars,
+            "height": round(height),
+            "left": PAD_LEFT,
+            "right": WIDTH - PAD_RIGHT,
+            "stock_top_y": STOCK_TOP,
+            "stock_base": stock_base,
+            "stock_max": number(stock_top),
+            "polyline": " ".join(f"{p['x']},{p['y']}" for p in points),
             "points": points,
-            "top": top,
-            "stock_top": stock_top,
+            "rows": rows,
+            "dates_y": round(height - 4),
             "first": activity[0]["day"],
             "last": activity[-1]["day"],
-            "series": SERIES,
             "activity": activity,
-            "axis_y": HEIGHT - PAD,
-            "right": WIDTH - PAD,
+            "ranges": [(days_, days_ == chosen) for days_ in RANGES],
+            "series": SERIES,
         },
     )

@@ -14,6 +14,7 @@ from django.http import FileResponse, StreamingHttpResponse
 from django.utils import timezone
 from import_export import fields, resources
 
+from .formats import datetime_export, export_value
 from .models import Code, Pool
 from .selectors import codes_search
 
@@ -23,7 +24,8 @@ _STREAM_CHUNK = 2000
 XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 # A sheet holds 1,048,576 rows; each sheet of an export starts with the header.
 XLSX_ROWS_PER_SHEET = 1_048_576 - 1
-_DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # DateTimeWidget's, which CodeResource uses
+# Statuses are written as people read them, the same in both paths.
+_STATUS_LABELS = dict(Code.Status.choices)
 
 
 def escape_formula(value):
@@ -50,6 +52,10 @@ class CodeResource(resources.ModelResource):
         model = Code
         fields = Code.LISTED_FIELDS
         export_order = fields
+
+    def dehydrate_status(self, code):
+        # The label the screens show ("Issued"), not the stored value ("issued").
+        return code.get_status_display()
 
 
 EXPORT_HEADERS = CodeResource().get_export_headers()
@@ -88,7 +94,9 @@ def row_format(values) -> list:
         if value is None:
             row.append("")
         elif name in _DATETIME_FIELDS:
-            row.append(timezone.localtime(value, zone).strftime(_DATETIME_FORMAT))
+            row.append(datetime_export(timezone.localtime(value, zone)))
+        elif name == "status":
+            row.append(_STATUS_LABELS.get(value, value))
         else:
             row.append(escape_formula(str(value)))
     return row
@@ -113,8 +121,11 @@ def _formatted_sql(name: str, *, one_pool: bool) -> str:
         # A timestamp without zone in whole seconds, which COPY writes as YYYY-MM-DD HH:MM:SS
         # (DateStyle ISO, set by the export): cheaper than to_char.
         return f"date_trunc('second', c.{name} AT TIME ZONE %(zone)s)"
-    if name in ("times_redeemed", "status"):
-        return f"c.{name}"  # a number; one of Code.Status's values
+    if name == "status":
+        cases = " ".join(f"WHEN '{value}' THEN '{label}'" for value, label in Code.Status.choices)
+        return f"CASE c.status {cases} ELSE c.status END"
+    if name == "times_redeemed":
+        return f"c.{name}"  # a number
     return _escaped_sql(f"c.{name}")
 
 
@@ -210,8 +221,10 @@ def xlsx_write(rows, output, *, sheet_title: str = "Codes", progress=None) -> in
 
 
 def _xlsx_cell(value):
+    # Moments arrive as ISO 8601 text in the project's time zone (pools/formats.py), the same as
+    # in the CSV, so that both files read alike.
     if hasattr(value, "tzinfo") and value.tzinfo is not None:
-        return value.replace(tzinfo=None)  # Excel has no time zones; values are in UTC
+        return export_value(value)
     return escape_formula(value)
 
 

@@ -1,7 +1,13 @@
 from django import forms
+from django.core.validators import RegexValidator
 
 from .models import Campaign, Pool
 from .services import pool_slug_suggestion, template_parameter_from_slug
+
+POOL_ID_INVALID = (
+    "Use letters, digits, hyphens and underscores only in the pool ID (for example spring-sale)."
+)
+pool_id_validator = RegexValidator(r"^[-a-zA-Z0-9_]+\Z", POOL_ID_INVALID, code="invalid")
 
 
 class PoolAdminForm(forms.ModelForm):
@@ -27,6 +33,9 @@ class PoolAdminForm(forms.ModelForm):
         for name in ("slug", "template_parameter"):
             if name in self.fields:
                 self.fields[name].required = False
+        if "slug" in self.fields:
+            # The product's words instead of Django's 'Enter a valid “slug”'.
+            self.fields["slug"].validators = [pool_id_validator]
         campaign_id = self.initial.get("campaign") or self.instance.campaign_id
         if "slug" in self.fields and campaign_id and not self.instance.slug:
             campaign = Campaign.objects.filter(pk=campaign_id).first()

@@ -1,7 +1,9 @@
 """Message templates that insert promo codes: `{{ promo.SPRING_SALE }}` becomes a code of the pool
 whose template parameter is SPRING_SALE, issued to the message's recipient."""
 
+import difflib
 import re
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
@@ -11,6 +13,8 @@ from .models import Code, Pool
 PARAMETER = re.compile(r"\{\{\s*promo\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 UNKNOWN_PARAMETERS = "No pool has the template parameter {names}."
 PREVIEW_NO_CODE = "[no code left in {pool}]"
+DID_YOU_MEAN = "Did you mean {suggestion}?"
+PREVIEW_UNKNOWN = "[unknown parameter {name}]"
 
 
 def message_parameters(text: str) -> list[str]:
@@ -42,11 +46,67 @@ def message_render(*, text: str, customer: str, message_id: str) -> str:
     return PARAMETER.sub(lambda match: codes[match.group(1)], text)
 
 
+@dataclass(frozen=True)
+class PreviewPart:
+    """One piece of a previewed message: text as written, an example code, or an unknown
+    parameter (with the closest known one, if any)."""
+
+    text: str
+    parameter: str = ""
+    unknown: bool = False
+    suggestion: str = ""
+
+
+def parameter_suggestion(name: str, known: list[str]) -> str:
+    """Return the known template parameter closest to `name`, ignoring case, or ""."""
+    by_folded = {}
+    for candidate in known:
+        by_folded.setdefault(candidate.casefold(), candidate)
+    folded = name.casefold()
+    if folded in by_folded:
+        return by_folded[folded]
+    close = difflib.get_close_matches(folded, list(by_folded), n=1, cutoff=0.6)
+    return by_folded[close[0]] if close else ""
+
+
+def message_preview_parts(*, text: str) -> list[PreviewPart]:
+    """Return the message cut into parts: each known parameter with an example code of its pool,
+    each unknown one marked where it stands with a suggestion; issue nothing."""
+    names = message_parameters(text)
+    pools = {p.template_parameter: p for p in Pool.objects.filter(template_parameter__in=names)}
+    known = []
+    if any(name not in pools for name in names):
+        known = list(Pool.objects.values_list("template_parameter", flat=True))
+    parts = []
+    position = 0
+    for match in PARAMETER.finditer(text):
+        if match.start() > position:
+            parts.append(PreviewPart(text[position : match.start()]))
+        name = match.group(1)
+        pool = pools.get(name)
+        if pool is None:
+            parts.append(
+                PreviewPart(
+                    match.group(0),
+                    parameter=name,
+                    unknown=True,
+                    suggestion=parameter_suggestion(name, known),
+                )
+            )
+        else:
+            example = Code.objects.filter(pool=pool, status=Code.Status.AVAILABLE).first()
+            code = example.code if example else PREVIEW_NO_CODE.format(pool=pool)
+            parts.append(PreviewPart(code, parameter=name))
+        position = match.end()
+    if position < len(text):
+        parts.append(PreviewPart(text[position:]))
+    return parts
+
+
 def message_preview(*, text: str) -> str:
-    """Return the message with an example code of each pool, issuing nothing."""
-    pools = _pools_for(text)
-    examples = {}
-    for name, pool in pools.items():
-        example = Code.objects.filter(pool=pool, status=Code.Status.AVAILABLE).first()
-        examples[name] = example.code if example else PREVIEW_NO_CODE.format(pool=pool)
-    return PARAMETER.sub(lambda match: examples[match.group(1)], text)
+    """Return the message with an example code of each pool, issuing nothing; an unknown
+    parameter shows as [unknown parameter NAME]."""
+    return "".join(
+        PREVIEW_UNKNOWN.format(name=part.parameter) if part.unknown else part.text
+        for part in message_preview_parts(text=text)
+    )

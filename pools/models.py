@@ -194,7 +194,7 @@ class Pool(models.Model):
         # Reported against the fields, so that the admin form shows them where the user looks.
         errors = {}
         if self.require_issue_before_redeem and self.allow_multiple_use:
-            errors["require_issue_before_redeem"] = ISSUE_CHECK_EXCLUDES_MULTIPLE_USE
+            # Once, under the second of the two options, rather than twice on the same page.
             errors["allow_multiple_use"] = ISSUE_CHECK_EXCLUDES_MULTIPLE_USE
         elif self.require_issue_before_redeem and not self.issued_validity_days:
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED

@@ -27,6 +27,18 @@ PAUSE_NEEDS_ACTIVE = "Only an active pool can be paused; this one is {status}."
 RESUME_NEEDS_PAUSED = "Only a paused pool can be resumed; this one is {status}."
 END_NEEDS_LAUNCHED = "Only an active or paused pool can be ended; this one is {status}."
 _SLUG_BASE_LENGTH = 50
+# A pool ID suggested from a description keeps its first few telling words ("we created this
+# pool because the CRM team asked for unique codes" → crm-team-unique): an ID is typed into other
+# systems and becomes the template parameter, so a sentence makes a poor one. static/pools/
+# pool_form.js applies the same rule while the manager types.
+SLUG_WORDS = 3
+SLUG_MAX_LENGTH = 30
+_SKIPPED = (
+    "a an and are as asked at be because by for from has have in into is it its need needed "
+    "of on or our so that the their them these they this those to us was we were which who "
+    "why will with want wanted you your created create pool pools"
+)
+SLUG_SKIPPED_WORDS = frozenset(_SKIPPED.split())
 
 
 def campaign_create(*, name: str, description: str = "") -> Campaign:
@@ -205,9 +217,22 @@ def template_parameter_from_slug(slug: str) -> str:
     return name if name and not name[0].isdigit() else f"P_{name}"
 
 
+def slug_from_description(description: str) -> str:
+    """Return a short pool ID made of the description's first few telling words, or ""."""
+    words = [w for w in slugify(description).split("-") if w]
+    telling = [w for w in words if w not in SLUG_SKIPPED_WORDS] or words
+    slug = ""
+    for word in telling[:SLUG_WORDS]:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > SLUG_MAX_LENGTH:
+            break
+        slug = candidate
+    return slug or (telling[0][:SLUG_MAX_LENGTH].strip("-_") if telling else "")
+
+
 def _slug_candidates(pool: Pool) -> Iterator[str]:
     if pool.description:
-        base = slugify(pool.description)[:_SLUG_BASE_LENGTH].strip("-")
+        base = slug_from_description(pool.description)
         if base:
             return _numbered(base, separator="-", first=None)
     base = slugify(pool.campaign.name)[:_SLUG_BASE_LENGTH].strip("-") or "pool"

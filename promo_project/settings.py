@@ -156,6 +156,10 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One format for dates and numbers on every screen and e-mail: promo_project/formats/en/formats.py
+# (thousands separators everywhere; templates write raw numbers into attributes with |unlocalize).
+FORMAT_MODULE_PATH = ["promo_project.formats"]
+USE_THOUSAND_SEPARATOR = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]

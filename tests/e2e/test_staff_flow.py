@@ -61,22 +61,17 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     assert template.value.suggested_filename == "promo-code-template.xlsx"
     screenshot(page, "add-codes", full_page=True)
 
-    # Upload a CSV with bad rows; the progress reaches the end without reloading the page.
-    page.evaluate("window.notReloaded = true")
+    # Upload a CSV with bad rows: the manager lands on the import's report, which follows the
+    # progress and says when the import ends.
     page.get_by_label("Template file").set_input_files(
         files=[{"name": "welcome.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}]
     )
     page.locator("#upload-form").get_by_role("button", name="Upload").click()
-    page.get_by_text("is queued").wait_for()
-    page.evaluate("window.notReloaded = true")
-    page.locator(".import-history .import-status-completed_with_errors").wait_for()
-    assert page.evaluate("window.notReloaded") is True
-    assert page.locator(".import-history progress").first.get_attribute("value") == "100"
-
-    # The report, and the rejected rows to fix.
     job = Import.objects.get()
-    page.get_by_role("link", name=f"#{job.pk}").click()
+    page.wait_for_url(f"**{reverse('admin:imports_import_change', args=[job.pk])}")
     page.get_by_text("Completion report").wait_for()
+    page.locator(".import-report .import-status-completed_with_errors").wait_for()
+    page.locator(".import-ended").wait_for()
     rejected = page.locator("table.rejections tbody tr")
     assert rejected.count() == 4
     assert "“someday” is not a date" in page.locator("table.rejections").inner_text()
@@ -91,19 +86,43 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
     page.locator("#id_paste-text").fill("PASTED-1\nPASTED-2, PASTED-3")
     page.locator("#paste-form").get_by_role("button", name="Upload").click()
-    page.locator(".import-history tbody tr").first.locator(".import-status-completed").wait_for()
+    page.locator(".import-report .import-status-completed").wait_for()
+    page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
     assert page.get_by_text("no longer offers generation").is_visible()
     assert Code.objects.filter(pool=pool).count() == 5  # 2 valid rows of the file, 3 pasted
 
-    # Usage rules: the two exclusive options are refused on both fields.
+    # Usage rules answer while the manager clicks: the exclusive options disable each other
+    # with a reason, and the validity period is enabled exactly when needed.
     page.goto(f"{url}{reverse('admin:pools_pool_change', args=[pool.pk])}")
     page.get_by_label("Description").fill("Welcome codes for the newsletter")
-    page.get_by_label("check that code was issued to customer before activation").check()
-    page.get_by_label("Validity period of an issued code (days)").fill("7")
-    page.get_by_label("Codes can be used multiple times").check()
+    issue_check = page.get_by_label("check that code was issued to customer before activation")
+    multiple_use = page.get_by_label("Codes can be used multiple times")
+    validity = page.get_by_label("Validity period of an issued code (days)")
+    expect(validity).to_be_disabled()
+    issue_check.check()
+    expect(multiple_use).to_be_disabled()
+    expect(page.locator("#multiple-use-reason")).to_contain_text("exclude each other")
+    expect(validity).to_be_enabled()
+    issue_check.uncheck()
+    expect(multiple_use).to_be_enabled()
+    expect(validity).to_be_disabled()
+    multiple_use.check()
+    expect(issue_check).to_be_disabled()
+    expect(page.locator("#issue-check-reason")).to_contain_text("exclude each other")
+    page.get_by_label("Externally").check()
+    expect(page.locator("#processing-effect")).to_contain_text("another system redeems them")
+    page.get_by_label("In this system").check()
+
+    # The server still enforces the rule when the page's script is got round: said once.
+    page.evaluate(
+        """() => { for (const id of ['id_require_issue_before_redeem', 'id_issued_validity_days']) {
+            const field = document.getElementById(id); field.disabled = false; }
+            document.getElementById('id_require_issue_before_redeem').checked = true;
+            document.getElementById('id_issued_validity_days').value = '7'; }"""
+    )
     page.get_by_role("button", name="Save and continue editing").click()
-    page.get_by_text("Please correct the errors below.").wait_for()
-    assert page.locator(".errorlist").count() >= 2
+    page.get_by_text("Please correct the error below.").wait_for()
+    assert page.locator(".errorlist").count() == 1
     assert "cannot both be on" in page.locator(".errorlist").first.inner_text()
 
     # Subscribe, then launch with multiple use: the option is locked.

@@ -54,7 +54,8 @@ def test_upload_queues_an_import_shown_in_the_history_and_report(
     job = Import.objects.get()
     page = response.content.decode()
     assert f"Import #{job.pk} is queued" in page
-    assert reverse("admin:imports_import_change", args=[job.pk]) in page
+    # The manager lands on the report, which follows the import's progress.
+    assert response.redirect_chain[-1][0] == reverse("admin:imports_import_change", args=[job.pk])
     report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
     text = report.content.decode()
     assert "Completed with errors" in text
@@ -191,7 +192,7 @@ def test_codes_export_escapes_formulas_and_follows_the_list_filters(manager_clie
 
     assert rows[0][:4] == ["Code", "Pool ID", "Status", "Customer"]
     assert sorted(r[0] for r in rows[1:]) == ["'=1+2", "'@SUM", "PLAIN"]
-    assert ["PLAIN", pool.slug, "issued", "'-cust"] in [r[:4] for r in rows]
+    assert ["PLAIN", pool.slug, "Issued", "'-cust"] in [r[:4] for r in rows]
 
     issued = manager_client.get(
         reverse("admin:pools_code_export", args=["xlsx"]),
@@ -199,6 +200,8 @@ def test_codes_export_escapes_formulas_and_follows_the_list_filters(manager_clie
     )
     sheet = load_workbook(io.BytesIO(b"".join(issued.streaming_content))).active
     assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["PLAIN"]
+    # The file's name says the pool and the filter.
+    assert f'filename="codes-{pool.slug}-status-issued.xlsx"' in issued["Content-Disposition"]
 
 
 WHOLE_FILE_PROBLEMS = {

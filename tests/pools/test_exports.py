@@ -63,7 +63,7 @@ def test_csv_job_writes_what_the_python_formatter_writes(settings):
     assert rows == expected
     assert rows[0][:4] == ["Code", "Pool ID", "Status", "Customer"]
     assert export.rows_done == len(rows) - 1 == 47
-    assert ["PLAIN", "tricky", "issued", "'-cust", "2026-03-04 05:06:07", "", "2"] in [
+    assert ["PLAIN", "tricky", "Issued", "'-cust", "2026-03-04 05:06:07", "", "2"] in [
         row[:7] for row in rows
     ]
     assert {row[0] for row in rows} >= {"'=1+2", "'+A", "'-B", "'@C", "'\tD", 'Q"uote,comma'}
