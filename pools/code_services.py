@@ -450,9 +450,7 @@ def _claim_many_postgresql(
 
 
 @transaction.atomic
-def code_release(
-    *, pool: Pool, code: str, idempotency_key: str
-) -> Code:
+def code_release(*, pool: Pool, code: str, idempotency_key: str) -> Code:
     """Give an issued code back to stock, when its message was never delivered, and return it.
 
     Only a code not redeemed, and only by whoever issued it: the idempotency key it was issued

@@ -42,7 +42,8 @@ def test_issue_batch_then_retry_then_release_one(api):
     assert first.status_code == 200, first.json()
     issued = first.json()["issued"]
     assert [(i["customer"], i["code"]["customer"]) for i in issued] == [("a", "a"), ("b", "b")]
-    assert [i["code"]["code"] for i in again.json()["issued"]] == [i["code"]["code"] for i in issued]
+    codes = [i["code"]["code"] for i in issued]
+    assert [i["code"]["code"] for i in again.json()["issued"]] == codes
     assert [i["again"] for i in again.json()["issued"]] == [True, True]
     assert first.json()["short"] == []
 
@@ -100,7 +101,9 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     customers=st.one_of(st.lists(st.text(max_size=30), max_size=12), JSON_VALUES),
     key=st.one_of(st.text(max_size=30), JSON_VALUES),

@@ -155,9 +155,7 @@ def test_release_races_a_redemption_and_exactly_one_wins():
     """Both start together (a barrier) on separate connections; the row lock orders them."""
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-    pool = make_pool(
-        launched=True, require_issue_before_redeem=True, issued_validity_days=30
-    )
+    pool = make_pool(launched=True, require_issue_before_redeem=True, issued_validity_days=30)
     rounds = 20
     make_codes(pool, [f"R{i}" for i in range(rounds)])
     for i in range(rounds):
@@ -166,7 +164,7 @@ def test_release_races_a_redemption_and_exactly_one_wins():
         barrier = threading.Barrier(2)
         results = {}
 
-        def run(name, call, **kwargs):
+        def run(name, call, barrier=barrier, results=results, **kwargs):
             try:
                 barrier.wait()
                 call(**kwargs)
