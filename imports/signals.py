@@ -29,3 +29,17 @@ def import_finished_on_commit(job) -> None:
     from .models import Import
 
     transaction.on_commit(lambda: import_finished.send(sender=Import, job=job), robust=True)
+
+
+# An assignment (a customer list to give codes to) waits for a worker; sent with
+# `assignment_id`. imports/tasks.py enqueues it.
+assignment_queued = Signal()
+
+
+def assignment_queued_on_commit(assignment_id: int) -> None:
+    from .models import Assignment
+
+    transaction.on_commit(
+        lambda: assignment_queued.send(sender=Assignment, assignment_id=assignment_id),
+        robust=True,
+    )

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -282,7 +282,12 @@ def batch_key(key: str, customer: str) -> str:
 
 
 def code_issue_batch(
-    *, pool: Pool, customers: list[str], idempotency_key: str = "", caller: str = ""
+    *,
+    pool: Pool,
+    customers: list[str],
+    idempotency_key: str = "",
+    caller: str = "",
+    once_per_customer: bool = False,
 ) -> BatchOutcome:
     """Issue a code to each of `customers` (each once, however often listed) and return the
     codes in the order asked, with the customers left without one if the pool ran dry.
@@ -293,6 +298,9 @@ def code_issue_batch(
     issue windows, pause and end (read by the claim itself), no code to two customers, and the
     fallback pool when this one runs dry. Raises CodeRefused when the pool cannot issue at all
     (not active, paused, ended), ValidationError for a bad customer id or batch size.
+
+    With `once_per_customer` (an assignment), a customer who already holds a code of the pool
+    (or of its fallback), issued under any key and not given back, gets that code again.
     """
     customers = list(dict.fromkeys(customer_clean(c) for c in customers))
     if not customers:
@@ -300,7 +308,21 @@ def code_issue_batch(
     if len(customers) > BATCH_MAX:
         raise ValidationError({"customers": BATCH_TOO_LARGE})
     keys = {c: batch_key(idempotency_key, c) if idempotency_key else "" for c in customers}
-    return _issue_many(pool, customers, keys, caller)
+    held = codes_held(pool=pool, customers=customers) if once_per_customer else None
+    return _issue_many(pool, customers, keys, caller, held=held)
+
+
+def codes_held(*, pool: Pool, customers: list[str]) -> dict[str, Code]:
+    """Return the code each of `customers` holds from the pool or its fallback (issued and
+    not given back; the latest when there are several), by customer."""
+    issues = (
+        CodeIssue.objects.filter(
+            _in_pool_or_fallback(pool), customer__in=customers, released_at__isnull=True
+        )
+        .select_related("code__pool")
+        .order_by("id")
+    )
+    return {issue.customer: issue.code for issue in issues}
 
 
 def _issue_many(
@@ -309,13 +331,19 @@ def _issue_many(
     """Issue to each customer, recording keys[customer]; `held` (customer → Code) names codes
     the customers already hold, returned as they are."""
     found = dict(held or {})
-    for _attempt in range(3):
+    for _attempt in range(5):
         found.update(_issued_by_keys(pool, [keys[c] for c in customers if keys[c]], keys))
         todo = [c for c in customers if c not in found]
         try:
             new, short = _claim_many(pool, todo, keys, caller)
         except IntegrityError:
             # A concurrent call under the same keys won some customers: take theirs, go on.
+            continue
+        except OperationalError as error:
+            # Two batches inside longer transactions (assignments) that wait on each other's
+            # keys: PostgreSQL ends one claim, whose savepoint is rolled back; try again.
+            if "deadlock" not in str(error):
+                raise
             continue
         if short:
             fallback_pool = _fallback_of(pool)
