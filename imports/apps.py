@@ -11,3 +11,12 @@ class ImportsConfig(AppConfig):
 
         import_queued.connect(import_enqueue, dispatch_uid="imports.import_enqueue")
         assignment_queued.connect(assignment_enqueue, dispatch_uid="imports.assignment_enqueue")
+
+        from pools.signals import stock_changed
+
+        from .refill import refill_check
+
+        def refill(sender, pool, **kwargs):
+            refill_check(pool=pool)
+
+        stock_changed.connect(refill, weak=False, dispatch_uid="imports.refill_check")

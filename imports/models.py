@@ -73,6 +73,8 @@ class Import(models.Model):
     # Codes added although their Issue-end or Available-till had already passed.
     codes_expired_on_arrival = models.BigIntegerField(default=0)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
+    # Started by the pool itself when its stock fell below "keep at least" (imports/refill.py).
+    refill = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -43,3 +43,14 @@ def assignment_queued_on_commit(assignment_id: int) -> None:
         lambda: assignment_queued.send(sender=Assignment, assignment_id=assignment_id),
         robust=True,
     )
+
+
+# A refill was due but the 1% capacity rule stopped it (imports/refill.py); sent with `job` (the
+# failed import that says why). The notifications app e-mails the pool's subscribers.
+refill_stopped = Signal()
+
+
+def refill_stopped_on_commit(job) -> None:
+    from .models import Import
+
+    transaction.on_commit(lambda: refill_stopped.send(sender=Import, job=job), robust=True)

@@ -156,7 +156,7 @@ def _claim_code_postgresql(
 ) -> tuple[Code, bool]:
     """Claim a code of an active pool, record the issue and count it in one statement: one
     round trip and one commit, which is what issuing under load costs. Return the code and
-    whether the pool alerts on low stock (read from its row now, not from `pool`)."""
+    whether the pool alerts on low stock or refills (read from its row now, not from `pool`)."""
     code_table = connection.ops.quote_name(Code._meta.db_table)
     columns = ", ".join(_CODE_COLUMNS)
     with connection.cursor() as cursor:
@@ -185,7 +185,8 @@ def _claim_code_postgresql(
                     issued = {PoolCounter._meta.db_table}.issued + 1
             )
             SELECT {columns},
-                (SELECT notify_below_enabled FROM {Pool._meta.db_table} WHERE id = %(pool)s)
+                (SELECT notify_below_enabled OR refill_below IS NOT NULL
+                    FROM {Pool._meta.db_table} WHERE id = %(pool)s)
             FROM claimed
             """,
             {
@@ -455,7 +456,8 @@ def _claim_many_postgresql(
                     issued = {counter_table}.issued + excluded.issued
             )
             SELECT {", ".join(_CODE_COLUMNS)},
-                (SELECT notify_below_enabled FROM {Pool._meta.db_table} WHERE id = %(pool)s)
+                (SELECT notify_below_enabled OR refill_below IS NOT NULL
+                    FROM {Pool._meta.db_table} WHERE id = %(pool)s)
             FROM claimed
             """,
             {

@@ -27,6 +27,7 @@ TEMPLATE_PARAMETER_INVALID = (
     "Use letters, digits and underscores only, not starting with a digit (for example SPRING_SALE)."
 )
 
+REFILL_COUNT_REQUIRED = "Say how many codes a refill generates."
 FALLBACK_NOT_ITSELF = "A pool cannot be its own fallback."
 FALLBACK_SAME_CAMPAIGN = "The fallback pool must belong to the same campaign."
 
@@ -118,6 +119,19 @@ class Pool(models.Model):
         null=True,
         blank=True,
         help_text="Subscribed staff get an e-mail when the stock falls below this amount.",
+    )
+    # Issue 15: a pool filled by generation tops itself up (imports/refill.py).
+    refill_below = models.PositiveIntegerField(
+        "keep at least this many codes",
+        null=True,
+        blank=True,
+        help_text="When the stock falls below this, a generation of the size below runs by "
+        "itself (within the 1% capacity rule). Only for pools filled by generation.",
+    )
+    refill_count = models.PositiveIntegerField(
+        "codes to generate per refill",
+        null=True,
+        blank=True,
     )
     # Issue 15: where issuing turns when this pool has no issuable code (one hop: the fallback's
     # own fallback is not followed, so that pools naming each other cannot loop).
@@ -214,6 +228,8 @@ class Pool(models.Model):
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
         if self.notify_below_enabled and not self.notify_below:
             errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
+        if self.refill_below and not self.refill_count:
+            errors["refill_count"] = REFILL_COUNT_REQUIRED
         if self.fallback_pool_id:
             if self.fallback_pool_id == self.pk:
                 errors["fallback_pool"] = FALLBACK_NOT_ITSELF
