@@ -147,6 +147,15 @@ _ISSUABLE_NOW = (
 )
 
 
+# Where this process's next claim in a pool starts looking: after the last code it claimed.
+# Claims go in id order, so the codes before that are issued; their index entries under
+# "available" stay until vacuum, and a claim from the first code would walk past every one of
+# them (measured with 8 clients: 1,112 issues/s in the first 10 s, 319/s by the sixtieth
+# second). A claim that finds nothing after its starting point looks again from the first code,
+# so no issuable code is ever missed: this changes where a claim looks first, not what it may
+# take.
+_claim_start: dict[int, int] = {}
+
 _CODE_COLUMNS = [field.column for field in Code._meta.concrete_fields]
 _CODE_ATTNAMES = [field.attname for field in Code._meta.concrete_fields]
 
@@ -159,6 +168,7 @@ def _claim_code_postgresql(
     whether the pool alerts on low stock or refills (read from its row now, not from `pool`)."""
     code_table = connection.ops.quote_name(Code._meta.db_table)
     columns = ", ".join(_CODE_COLUMNS)
+    start = _claim_start.get(pool.pk, 0)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -167,6 +177,7 @@ def _claim_code_postgresql(
                     issued_at = %(now)s
                 WHERE id = (
                     SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    AND id >= %(start)s
                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 )
                 RETURNING {columns}
@@ -198,12 +209,19 @@ def _claim_code_postgresql(
                 "key": idempotency_key,
                 "caller": caller,
                 "shard": counter_shard(),
+                "start": start,
             },
         )
         row = cursor.fetchone()
     if row is None:
+        if start:
+            # Nothing after the starting point: look from the first code (released codes,
+            # codes whose issue window opened, claims rolled back) before saying none is left.
+            _claim_start.pop(pool.pk, None)
+            return _claim_code_postgresql(pool, customer, idempotency_key, caller)
         raise _nothing_claimed(pool)
     code = Code.from_db(connection.alias, _CODE_ATTNAMES, row[:-1])
+    _claim_start[pool.pk] = code.pk + 1
     code.pool = pool
     return code, row[-1]
 
@@ -422,6 +440,7 @@ def _claim_many_postgresql(
     them, in one statement (as _claim_code_postgresql does for one)."""
     code_table = connection.ops.quote_name(Code._meta.db_table)
     counter_table = PoolCounter._meta.db_table
+    start = _claim_start.get(pool.pk, 0)
     columns = ", ".join(f"c.{column}" for column in _CODE_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -433,6 +452,7 @@ def _claim_many_postgresql(
             ), picked AS (
                 SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
                     SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    AND id >= %(start)s
                     ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
                 ) free
             ), claimed AS (
@@ -470,9 +490,20 @@ def _claim_many_postgresql(
                 "issued": Code.Status.ISSUED,
                 "caller": caller,
                 "shard": counter_shard(),
+                "start": start,
             },
         )
         rows = cursor.fetchall()
+    if rows:
+        _claim_start[pool.pk] = max(row[0] for row in rows) + 1
+    if len(rows) < len(customers) and start:
+        # Short after the starting point: the rest from the first code (see _claim_start).
+        _claim_start.pop(pool.pk, None)
+        done = {row[_CODE_ATTNAMES.index("issued_to")] for row in rows}
+        more, alerts = _claim_many_postgresql(
+            pool, [c for c in customers if c not in done], keys, caller
+        )
+        return [row[:-1] for row in rows] + more, bool(alerts or (rows and rows[0][-1]))
     return [row[:-1] for row in rows], bool(rows and rows[0][-1])
 
 

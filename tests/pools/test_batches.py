@@ -241,3 +241,20 @@ def test_batch_of_any_customer_ids_gives_each_valid_id_one_code_or_refuses(custo
     wanted = list(dict.fromkeys(c.strip() for c in customers))
     assert [i.customer for i in outcome.issued] == wanted
     assert len({i.code.pk for i in outcome.issued}) == len(wanted)
+
+
+def test_a_code_before_the_claims_starting_point_is_still_issued():
+    """Claims start after the last code claimed; a code before it that becomes issuable (its
+    window opens, or it is given back) is found once none is left after it."""
+    pool = make_pool(launched=True)
+    later = timezone.now() + timezone.timedelta(days=1)
+    make_codes(pool, ["EARLY"], issue_start=later)
+    make_codes(pool, ["NOW"])
+    assert code_issue(pool=pool, customer="a").code == "NOW"
+    Code.objects.filter(code="EARLY").update(issue_start=None)
+    assert code_issue(pool=pool, customer="b").code == "EARLY"
+    assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
+    Code.objects.filter(code="EARLY").update(status=Code.Status.AVAILABLE)
+    assert [i.code.code for i in code_issue_batch(pool=pool, customers=["d", "e"]).issued] == [
+        "EARLY"
+    ]
