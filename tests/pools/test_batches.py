@@ -258,3 +258,18 @@ def test_a_code_before_the_claims_starting_point_is_still_issued():
     assert [i.code.code for i in code_issue_batch(pool=pool, customers=["d", "e"]).issued] == [
         "EARLY"
     ]
+
+
+def test_message_batch_render_gives_each_recipient_their_code_and_again_on_retry():
+    from pools.messages import message_render_batch
+
+    pool = make_pool(launched=True, template_parameter="SALE")
+    make_codes(pool, ["M1", "M2"])
+    texts, short = message_render_batch(
+        text="Hi, {{ promo.SALE }}", customers=["a", "b", "c"], mailing_id="mail-1"
+    )
+    assert texts == {"a": "Hi, M1", "b": "Hi, M2"} and short == ["c"]
+    again, _ = message_render_batch(
+        text="Hi, {{ promo.SALE }}", customers=["a", "b"], mailing_id="mail-1"
+    )
+    assert again == {"a": "Hi, M1", "b": "Hi, M2"}
