@@ -132,8 +132,11 @@ def _issue_by_key(pool: Pool, key: str, customer: str) -> Code | None:
 
 
 def _in_pool_or_fallback(pool: Pool) -> Q:
-    fallback = Pool.objects.filter(pk=pool.pk).values("fallback_pool_id")
-    return Q(pool_id=pool.pk) | Q(pool_id__in=fallback)
+    # The ids as values, read first: with a subquery (pool = X OR pool IN (SELECT …)) the
+    # planner cannot use the (pool, key) index by its first column and reads all of it (an
+    # assignment of 1,000,000 customers slowed down batch after batch).
+    fallback = Pool.objects.filter(pk=pool.pk).values_list("fallback_pool_id", flat=True).first()
+    return Q(pool_id__in=[pool.pk, fallback] if fallback else [pool.pk])
 
 
 _ISSUABLE_NOW = (
