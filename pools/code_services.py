@@ -337,14 +337,15 @@ def code_issue_batch(
 def codes_held(*, pool: Pool, customers: list[str]) -> dict[str, Code]:
     """Return the code each of `customers` holds from the pool or its fallback (issued and
     not given back; the latest when there are several), by customer."""
+    # By customer alone, the pools filtered here: given the pool too, the planner ANDs in the
+    # pool's index entries, all of them, for every batch of an assignment.
+    pool_ids = set(_in_pool_or_fallback(pool).children[0][1])
     issues = (
-        CodeIssue.objects.filter(
-            _in_pool_or_fallback(pool), customer__in=customers, released_at__isnull=True
-        )
+        CodeIssue.objects.filter(customer__in=customers, released_at__isnull=True)
         .select_related("code__pool")
         .order_by("id")
     )
-    return {issue.customer: issue.code for issue in issues}
+    return {issue.customer: issue.code for issue in issues if issue.pool_id in pool_ids}
 
 
 def _issue_many(
