@@ -29,6 +29,10 @@ def refill_stopped_send(import_id: int):
     services.refill_stopped_send(import_id=import_id)
 
 
+def export_notice_send(export_id: int):
+    services.export_notice_send(export_id=export_id)
+
+
 @shared_task
 def pools_check_stock():
     services.pools_check_stock()
@@ -54,6 +58,10 @@ def import_notice_enqueue(sender, job, **kwargs) -> None:
 
 def refill_stopped_enqueue(sender, job, **kwargs) -> None:
     _enqueue(refill_stopped_send, job.pk)
+
+
+def export_notice_enqueue(sender, export, **kwargs) -> None:
+    _enqueue(export_notice_send, export.pk)
 
 
 def _enqueue(task, object_id: int) -> None:

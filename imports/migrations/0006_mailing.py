@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('imports', '0005_resilience'),
-        ('pools', '0008_mailing'),
+        ('pools', '0009_mailing'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

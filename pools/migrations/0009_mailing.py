@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pools', '0007_live_pools'),
+        ('pools', '0008_code_export'),
     ]
 
     operations = [
