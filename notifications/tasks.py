@@ -29,6 +29,7 @@ def refill_stopped_send(import_id: int):
     services.refill_stopped_send(import_id=import_id)
 
 
+@shared_task(autoretry_for=RETRY_ON, retry_backoff=5, retry_backoff_max=600, max_retries=10)
 def export_notice_send(export_id: int):
     services.export_notice_send(export_id=export_id)
 
