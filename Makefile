@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 
 .PHONY: install run worker test test-sqlite format screenshots bench-import bench-issue bench-tiny bench-live \
-	bench-export bench-admin
+	bench-export bench-admin bench-mailing
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -81,8 +81,15 @@ bench-tiny: install
 	BENCH_SIZE=tiny $(BIN)/python bench/live_pool_bench.py
 	$(BIN)/python bench/export_bench.py --tiny
 	$(BIN)/python bench/admin_bench.py --tiny
+	$(BIN)/python bench/mailing_bench.py --tiny
 
 # Figures of issue 12 (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
 # local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).
 bench-live: install
 	$(BIN)/python bench/live_pool_bench.py
+
+# Figures of issue 15 (batches, sustained issuing, assignments) at full size: about 25 minutes
+# (5-minute sustained runs, a 1,000,000-customer list, three times each); needs the local
+# PostgreSQL and Redis.
+bench-mailing: install
+	$(BIN)/python bench/mailing_bench.py

@@ -52,3 +52,22 @@ class GenerateForm(forms.Form):
         if prefix and (not prefix.isprintable() or " " in prefix):
             raise forms.ValidationError("The prefix may contain only characters that can be typed.")
         return prefix
+
+
+class AssignForm(forms.Form):
+    file = forms.FileField(
+        label="Customer list",
+        help_text="CSV or Excel with a customer id column (Customer, Customer id or Id); other "
+        "columns, such as e-mail or name, are kept. Each customer gets one code; the list comes "
+        "back with a Code column added.",
+        widget=forms.ClearableFileInput(attrs={"accept": ",".join(ACCEPTED_EXTENSIONS)}),
+    )
+
+
+class ReleaseForm(forms.Form):
+    customers = forms.CharField(
+        label="Customers whose message was not delivered",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 40, "spellcheck": "false"}),
+        help_text="One customer id per line: their codes from this assignment go back to stock "
+        "(codes already redeemed stay).",
+    )

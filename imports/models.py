@@ -73,6 +73,8 @@ class Import(models.Model):
     # Codes added although their Issue-end or Available-till had already passed.
     codes_expired_on_arrival = models.BigIntegerField(default=0)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
+    # Started by the pool itself when its stock fell below "keep at least" (imports/refill.py).
+    refill = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -124,3 +126,69 @@ class Rejection(models.Model):
 
     def __str__(self):
         return f"row {self.row_number}: {self.reason}"
+
+
+class Assignment(models.Model):
+    """One job that issues a code of a pool to every customer of an uploaded list and hands
+    the list back with a Code column (issue 15); its id is the task number, its row the report.
+
+    Lives in imports: it reads the uploaded list with imports' readers, and issues through the
+    pools services (pools imports nothing from here). Counts and `rows_done` are committed with
+    each batch's issues, so a job run again after a kill resumes after the last batch.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        COMPLETED_WITH_SHORTFALL = "completed_with_shortfall", "Completed, pool ran dry"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_SHORTFALL, Status.FAILED)
+    # Rejected rows and customers left without a code kept for the report; the rest counted.
+    SAMPLE = 1_000
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="assignments")
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.QUEUED)
+    file = models.FileField(upload_to="assignments/%Y/%m/")
+    file_name = models.CharField(max_length=255, blank=True)
+    result = models.FileField(upload_to="assignments/%Y/%m/", blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    rows_done = models.BigIntegerField(default=0, help_text="Rows read and committed so far.")
+    customers_read = models.BigIntegerField(default=0)
+    codes_issued = models.BigIntegerField(default=0)
+    already_held = models.BigIntegerField(default=0)
+    from_fallback = models.BigIntegerField(default=0)
+    rows_rejected = models.BigIntegerField(default=0)
+    shortfall = models.BigIntegerField(default=0)
+    # [[row number, value, reason], …] and [customer, …], the first SAMPLE of each.
+    rejected_sample = models.JSONField(default=list, blank=True)
+    short_sample = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["pool", "-created_at"], name="assignment_pool_created")]
+
+    def __str__(self):
+        return f"#{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status in (self.Status.COMPLETED, self.Status.COMPLETED_WITH_SHORTFALL):
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_done / self.progress_total))

@@ -303,6 +303,19 @@ class _CountingReader(io.RawIOBase):
 
 
 def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
+    header, rows, progress = _csv_rows(file, size=size)
+    indexes, columns, ignored = _map_header(header, name=name)
+
+    def picked():
+        for row_number, row in rows:
+            yield row_number, row if isinstance(row, UnreadableRow) else _pick(row, indexes)
+
+    return Table(picked(), progress, size, columns, ignored)
+
+
+def _csv_rows(file: BinaryIO, *, size: int):
+    """Return a CSV file's header (its first non-blank line among the first few), its other
+    non-blank rows as (row number, cells or UnreadableRow), and a progress counter in bytes."""
     sample = file.read(_SAMPLE_SIZE)
     file.seek(0)
     encoding = _detect_encoding(sample)
@@ -324,7 +337,6 @@ def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
         header = next(csv.reader([first_line], delimiter=delimiter), [])
     except csv.Error:
         header = first_line.split(delimiter)
-    indexes, columns, ignored = _map_header(header, name=name)
     reader = csv.reader(lines, delimiter=delimiter)
 
     def rows():
@@ -339,9 +351,9 @@ def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
                 yield row_number, UnreadableRow(UNREADABLE_ROW.format(error=error))
                 continue
             if not _is_blank(row):
-                yield row_number, _pick(row, indexes)
+                yield row_number, row
 
-    return Table(rows(), lambda: counter.count, size, columns, ignored)
+    return header, rows(), lambda: counter.count
 
 
 @dataclass(frozen=True)
@@ -508,3 +520,114 @@ def _text_table(file: BinaryIO, size: int) -> Table:
                     yield line_number, (token, None, None, None, None)
 
     return Table(rows(), lambda: counter.count, size, ["Code"], [])
+
+
+# Customer lists (assignments, issue 15): any columns, one of them the customer id; the others
+# are kept as they are and handed back with a Code column added.
+
+NO_CUSTOMER_COLUMN = (
+    "“{name}” has no customer id column (named Customer, Customer id or Id). Columns found: "
+    "{found}."
+)
+NO_CUSTOMERS = "“{name}” has a header but no rows of customers under it."
+
+
+@dataclass
+class CustomerTable:
+    """The rows of a customer list: (row number, all cells as text) and where the id is."""
+
+    header: list[str]
+    customer_index: int
+    rows: Iterator[tuple[int, list | UnreadableRow]]
+    progress: Callable[[], int]
+    total: int
+
+
+def _customer_column(header: list[str]) -> int | None:
+    keys = [re.sub(r"[\s_-]+", "", title).lower() for title in header]
+    for wanted in ("customer", "customerid", "id"):
+        if wanted in keys:
+            return keys.index(wanted)
+    return None
+
+
+def _text_cell(cell) -> str:
+    if cell is None:
+        return ""
+    if isinstance(cell, float) and cell.is_integer():
+        # A spreadsheet stores customer number 1042 as 1042.0.
+        return str(int(cell))
+    return str(cell)
+
+
+def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable:
+    """Return the rows of an uploaded customer list (CSV, or the first sheet of a workbook).
+
+    Raises ImportFileError for a file that is not a table, has no customer id column or no
+    rows, as open_table does for codes.
+    """
+    check_size(name=name, size=size)
+    if size == 0:
+        raise ImportFileError(EMPTY_FILE.format(name=name))
+    head = file.read(_SAMPLE_SIZE)
+    file.seek(0)
+    file_format = detect_format(head, name=name, file=file, size=size)
+    if file_format == "csv":
+        header, rows, progress = _csv_rows(file, size=size)
+        total = size
+    else:
+        header, rows, progress, total = _first_sheet_rows(file, name=name, file_format=file_format)
+    header = _header_titles(header)
+    index = _customer_column(header)
+    if index is None:
+        raise ImportFileError(NO_CUSTOMER_COLUMN.format(name=name, found=_columns_found(header)))
+    width = len(header)
+
+    def cells():
+        for row_number, row in rows:
+            if isinstance(row, UnreadableRow):
+                yield row_number, row
+                continue
+            row = [_text_cell(cell) for cell in row]
+            yield row_number, (row + [""] * (width - len(row))) if len(row) < width else row
+
+    table = CustomerTable(header, index, cells(), progress, total)
+    first = next(table.rows, None)
+    if first is None:
+        raise ImportFileError(NO_CUSTOMERS.format(name=name))
+    rest = table.rows
+
+    def chained():
+        yield first
+        yield from rest
+
+    table.rows = chained()
+    return table
+
+
+def _first_sheet_rows(file: BinaryIO, *, name: str, file_format: str):
+    import python_calamine
+    from python_calamine import CalamineWorkbook, PasswordError
+
+    try:
+        workbook = CalamineWorkbook.from_filelike(file)
+        sheet = workbook.get_sheet_by_index(0)
+        sheet_rows = sheet.iter_rows()
+        header, header_number = [], 0
+        for header_number, row in enumerate(sheet_rows, start=1):  # noqa: B007
+            if not _is_blank(row) or header_number >= _HEADER_SEARCH_ROWS:
+                header = row
+                break
+    except PasswordError as error:
+        raise ImportFileError(ENCRYPTED.format(name=name)) from error
+    except (python_calamine.CalamineError, ValueError, OSError, UnicodeError) as error:
+        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
+    done = [0]
+
+    def rows():
+        for row_number, row in enumerate(sheet_rows, start=header_number + 1):
+            done[0] = row_number
+            if not _is_blank(row):
+                yield row_number, list(row)
+
+    return header, rows(), lambda: done[0], max(sheet.height, 1)

@@ -90,7 +90,14 @@ def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
 
 
 def import_generate_start(
-    *, pool: Pool, count: int, length: int, alphabet: str, prefix: str = "", user=None
+    *,
+    pool: Pool,
+    count: int,
+    length: int,
+    alphabet: str,
+    prefix: str = "",
+    user=None,
+    refill: bool = False,
 ) -> Import:
     """Queue the generation of `count` random codes into `pool`.
 
@@ -113,7 +120,8 @@ def import_generate_start(
         user=user,
         source=Import.Source.GENERATION,
         generation=params,
-        file_name=f"{count:,} generated codes",
+        refill=refill,
+        file_name=f"{'Refill: ' if refill else ''}{count:,} generated codes",
         progress_total=count,
     )
 

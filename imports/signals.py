@@ -29,3 +29,28 @@ def import_finished_on_commit(job) -> None:
     from .models import Import
 
     transaction.on_commit(lambda: import_finished.send(sender=Import, job=job), robust=True)
+
+
+# An assignment (a customer list to give codes to) waits for a worker; sent with
+# `assignment_id`. imports/tasks.py enqueues it.
+assignment_queued = Signal()
+
+
+def assignment_queued_on_commit(assignment_id: int) -> None:
+    from .models import Assignment
+
+    transaction.on_commit(
+        lambda: assignment_queued.send(sender=Assignment, assignment_id=assignment_id),
+        robust=True,
+    )
+
+
+# A refill was due but the 1% capacity rule stopped it (imports/refill.py); sent with `job` (the
+# failed import that says why). The notifications app e-mails the pool's subscribers.
+refill_stopped = Signal()
+
+
+def refill_stopped_on_commit(job) -> None:
+    from .models import Import
+
+    transaction.on_commit(lambda: refill_stopped.send(sender=Import, job=job), robust=True)

@@ -4,7 +4,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import engine
+from . import assignments, engine
 
 
 @shared_task(bind=True, max_retries=None)
@@ -24,6 +24,21 @@ def import_enqueue(sender, import_id: int, **kwargs) -> None:
     import_run.delay(import_id)
 
 
+@shared_task
+def assignment_run(assignment_id: int):
+    assignments.assignment_run(assignment_id=assignment_id)
+
+
+@shared_task
+def assignments_recover_stale():
+    assignments.assignments_recover_stale()
+
+
+def assignment_enqueue(sender, assignment_id: int, **kwargs) -> None:
+    """Hand a queued assignment to a worker; connected to signals.assignment_queued."""
+    assignment_run.delay(assignment_id)
+
+
 @worker_ready.connect
 def _recover_on_start(**kwargs):
     # A worker that was killed outright left its imports running. Take back those whose
@@ -31,3 +46,5 @@ def _recover_on_start(**kwargs):
     # (a restarted worker is usually back sooner than that).
     engine.imports_recover_stale()
     imports_recover_stale.apply_async(countdown=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    assignments.assignments_recover_stale()
+    assignments_recover_stale.apply_async(countdown=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)

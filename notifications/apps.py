@@ -5,7 +5,7 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
-        from imports.signals import import_finished
+        from imports.signals import import_finished, refill_stopped
         from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
@@ -25,5 +25,8 @@ class NotificationsConfig(AppConfig):
             tasks.export_notice_enqueue, dispatch_uid="notifications.export_notice"
         )
         alert_raised.connect(tasks.alert_enqueue, dispatch_uid="notifications.alert_send")
+        refill_stopped.connect(
+            tasks.refill_stopped_enqueue, dispatch_uid="notifications.refill_stopped"
+        )
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)

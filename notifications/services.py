@@ -228,6 +228,37 @@ def import_notice_send(*, import_id: int) -> bool:
     return True
 
 
+def refill_stopped_send(*, import_id: int) -> int:
+    """E-mail the pool's subscribers that its refill was stopped by the capacity rule, once
+    (the import's notice time records it); return how many were sent."""
+    with transaction.atomic():
+        job = (
+            Import.objects.select_for_update(of=("self",))
+            .select_related("pool__campaign")
+            .get(pk=import_id)
+        )
+        if job.finished_notice_sent_at or not job.refill:
+            return 0
+        sent = 0
+        for user in pool_subscribers(job.pool):
+            _send(
+                "refill_stopped",
+                subject=f"Promo codes cannot be refilled: {job.pool} ({job.pool.campaign})",
+                to=user.email,
+                context={
+                    "job": job,
+                    "user": user,
+                    "pool": job.pool,
+                    "report_url": settings.SITE_URL
+                    + reverse("admin:imports_import_change", args=[job.pk]),
+                },
+            )
+            sent += 1
+        job.finished_notice_sent_at = timezone.now()
+        job.save(update_fields=["finished_notice_sent_at"])
+    return sent
+
+
 def export_notice_send(*, export_id: int) -> bool:
     """E-mail the person who asked for an export the link to its file (or why it failed),
     once, under the same preference as import notices. Return True if sent."""

@@ -25,6 +25,11 @@ def import_notice_send(import_id: int):
 
 
 @shared_task(autoretry_for=RETRY_ON, retry_backoff=5, retry_backoff_max=600, max_retries=10)
+def refill_stopped_send(import_id: int):
+    services.refill_stopped_send(import_id=import_id)
+
+
+@shared_task(autoretry_for=RETRY_ON, retry_backoff=5, retry_backoff_max=600, max_retries=10)
 def export_notice_send(export_id: int):
     services.export_notice_send(export_id=export_id)
 
@@ -50,6 +55,10 @@ def alert_enqueue(sender, alert, **kwargs) -> None:
 
 def import_notice_enqueue(sender, job, **kwargs) -> None:
     _enqueue(import_notice_send, job.pk)
+
+
+def refill_stopped_enqueue(sender, job, **kwargs) -> None:
+    _enqueue(refill_stopped_send, job.pk)
 
 
 def export_notice_enqueue(sender, export, **kwargs) -> None:

@@ -235,6 +235,7 @@ class PoolAdmin(admin.ModelAdmin):
             },
         ),
         ("Notification settings", {"fields": ("notify_below_enabled", "notify_below")}),
+        ("Mailings", {"fields": ("fallback_pool", "refill_below", "refill_count")}),
         ("Status", {"fields": ("status", "launched_at", "launched_by")}),
     )
     readonly_fields = ("status", "launched_at", "launched_by")

@@ -21,11 +21,14 @@ from rest_framework_api_key.permissions import KeyParser
 
 from .api_base import error_body
 from .code_services import (
+    BATCH_MAX,
     CUSTOMER_REQUIRED,
     code_check,
     code_issue,
+    code_issue_batch,
     code_mark_issued,
     code_redeem,
+    code_release,
     customer_clean,
 )
 from .guessing import GuessingLimited, guess_failed, guesses_allowed
@@ -153,6 +156,44 @@ class IssueInput(serializers.Serializer):
     idempotency_key = Text(max_length=TEXT_MAX_LENGTH, required=False, allow_blank=True, default="")
 
 
+class FlatListField(serializers.ListField):
+    """A list whose item errors come as a flat list of messages ("Item 3: …"), as the error
+    body's `fields` says: DRF would nest them in a dict by index."""
+
+    def to_internal_value(self, data):
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if not isinstance(error.detail, dict):
+                raise
+            messages = [
+                f"Item {index}: {message}"
+                for index, problems in list(error.detail.items())[:10]
+                for message in problems
+            ]
+            raise serializers.ValidationError(messages) from None
+
+
+class IssueBatchInput(serializers.Serializer):
+    customers = FlatListField(
+        child=CustomerField(), min_length=1, max_length=BATCH_MAX, help_text="Customer ids."
+    )
+    idempotency_key = Text(
+        max_length=TEXT_MAX_LENGTH,
+        help_text="One key for the batch: a retry returns the same codes and issues only to "
+        "the customers still without one.",
+    )
+
+
+class ReleaseInput(serializers.Serializer):
+    code = Text(max_length=CODE_MAX_LENGTH)
+    pool = _pool_field(help_text="Pool ID of the code.")
+    idempotency_key = Text(
+        max_length=TEXT_MAX_LENGTH,
+        help_text="The key the code was issued under (for a batch: `<batch key>:<customer>`).",
+    )
+
+
 class CodeInput(serializers.Serializer):
     code = Text(max_length=CODE_MAX_LENGTH)
     customer = CustomerField()
@@ -197,6 +238,23 @@ def code_payload(code: Code, *, customer: str | None = None) -> dict:
     holder = code.issued_to if customer is None or code.issued_to == customer else None
     payload.update(pool=code.pool.slug, customer=holder)
     return payload
+
+
+class BatchItemOutput(serializers.Serializer):
+    customer = serializers.CharField()
+    code = CodeOutput()
+    again = serializers.BooleanField(help_text="Issued before under this key (a retry).")
+    from_fallback = serializers.BooleanField(help_text="Taken from the pool's fallback pool.")
+
+
+class BatchOutput(serializers.Serializer):
+    pool = serializers.CharField()
+    issued = BatchItemOutput(many=True)
+    short = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Customers left without a code: the pool (and its fallback) ran dry. A retry "
+        "under the same key issues to them once there is stock.",
+    )
 
 
 class RedemptionOutput(serializers.ModelSerializer):
@@ -252,6 +310,10 @@ ERRORS = {
     ),
     409: OpenApiResponse(
         _error("RefusedError", CONFLICTS), "Refused: the code says why (see the README)."
+    ),
+    410: OpenApiResponse(
+        _error("GoneError", ["pool_ended", "withdrawn"]),
+        "The pool has ended, or the code was withdrawn: for good.",
     ),
     413: OpenApiResponse(
         _error("TooLargeError", ["payload_too_large"]), "The body is over 64 KiB."
@@ -354,6 +416,38 @@ class PoolIssueView(APIView):
         return Response(code_payload(code))
 
 
+# 10,000 customer ids of up to 200 characters each, with room for JSON's quotes and commas.
+BATCH_MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class PoolIssueBatchView(APIView):
+    throttle_classes = []
+    max_body_bytes = BATCH_MAX_BODY_BYTES
+
+    @extend_schema(
+        request=IssueBatchInput,
+        responses=_answers(BatchOutput, 400, 403, 404, 409, 410, 413, 415),
+        summary="Issue codes to a batch of customers",
+    )
+    def post(self, request, slug):
+        """Hand a code of the pool to each customer (each once). One idempotency key covers the
+        batch: a retry returns the same codes. Customers left without a code (the pool ran dry)
+        are listed in `short`."""
+        data = _input(IssueBatchInput, request)
+        pool = _pool_by_slug(slug)
+        outcome = code_issue_batch(pool=pool, caller=_caller(request), **data)
+        issued = [
+            {
+                "customer": item.customer,
+                "code": code_payload(item.code),
+                "again": item.again,
+                "from_fallback": item.from_fallback,
+            }
+            for item in outcome.issued
+        ]
+        return Response({"pool": pool.slug, "issued": issued, "short": outcome.short})
+
+
 class PoolStockView(APIView):
     throttle_classes = []
 
@@ -446,11 +540,35 @@ class CodeRedeemView(APIView):
         return Response(redemption_payload(redemption))
 
 
+class CodeReleaseView(APIView):
+    # Naming a code is guessing too: a failure counts against the budget of failures.
+    throttle_classes = [ApiKeyThrottle]
+
+    @extend_schema(
+        request=ReleaseInput,
+        responses=_answers(CodeOutput, 400, 403, 404, 409, 413, 415, 429),
+        summary="Give an issued code back",
+    )
+    def post(self, request):
+        """Return an issued, unredeemed code to stock (its message was never delivered), under
+        the idempotency key it was issued with; any other key answers like an unknown code."""
+        data = _input(ReleaseInput, request)
+        with _guessing_guard(request, data, per_customer=False):
+            code = code_release(
+                code=data["code"], pool=_named_pool(data), idempotency_key=data["idempotency_key"]
+            )
+        return Response(code_payload(code))
+
+
 urlpatterns = [
     path("pools/<slug:slug>/issue", PoolIssueView.as_view(), name="api-pool-issue"),
+    path(
+        "pools/<slug:slug>/issue-batch", PoolIssueBatchView.as_view(), name="api-pool-issue-batch"
+    ),
     path("pools/<slug:slug>/stock", PoolStockView.as_view(), name="api-pool-stock"),
     path("codes/mark-issued", CodeMarkIssuedView.as_view(), name="api-code-mark-issued"),
     path("codes/check", CodeCheckView.as_view(), name="api-code-check"),
     path("codes/redeem", CodeRedeemView.as_view(), name="api-code-redeem"),
+    path("codes/release", CodeReleaseView.as_view(), name="api-code-release"),
     path("schema", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
 ]

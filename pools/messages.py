@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 
-from .code_services import code_issue
+from .code_services import code_issue, code_issue_batch
 from .models import Code, Pool
 
 PARAMETER = re.compile(r"\{\{\s*promo\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -101,6 +101,32 @@ def message_preview_parts(*, text: str) -> list[PreviewPart]:
     if position < len(text):
         parts.append(PreviewPart(text[position:]))
     return parts
+
+
+def message_render_batch(
+    *, text: str, customers: list[str], mailing_id: str
+) -> tuple[dict[str, str], list[str]]:
+    """Return each customer's message (customer → text) and the customers left without one
+    because a pool (and its fallback) ran dry; one batch issue per pool for the whole list.
+
+    The mailing id is the batch's idempotency key (each customer's issue is recorded under
+    "<mailing id>:<customer>"): rendering the mailing again inserts the same codes. Raises
+    ValidationError for an unknown parameter and CodeRefused when a pool cannot issue.
+    """
+    pools = _pools_for(text)
+    codes: dict[str, dict[str, str]] = {}
+    short: set[str] = set()
+    for name, pool in pools.items():
+        outcome = code_issue_batch(pool=pool, customers=customers, idempotency_key=mailing_id)
+        for item in outcome.issued:
+            codes.setdefault(item.customer, {})[name] = item.code.code
+        short.update(outcome.short)
+    rendered = {
+        customer: PARAMETER.sub(lambda match, c=found: c[match.group(1)], text)
+        for customer, found in codes.items()
+        if customer not in short
+    }
+    return rendered, sorted(short)
 
 
 def message_preview(*, text: str) -> str:

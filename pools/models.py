@@ -27,6 +27,10 @@ TEMPLATE_PARAMETER_INVALID = (
     "Use letters, digits and underscores only, not starting with a digit (for example SPRING_SALE)."
 )
 
+REFILL_COUNT_REQUIRED = "Say how many codes a refill generates."
+FALLBACK_NOT_ITSELF = "A pool cannot be its own fallback."
+FALLBACK_SAME_CAMPAIGN = "The fallback pool must belong to the same campaign."
+
 template_parameter_validator = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*\Z", TEMPLATE_PARAMETER_INVALID, code="invalid"
 )
@@ -116,6 +120,30 @@ class Pool(models.Model):
         blank=True,
         help_text="Subscribed staff get an e-mail when the stock falls below this amount.",
     )
+    # Issue 15: a pool filled by generation tops itself up (imports/refill.py).
+    refill_below = models.PositiveIntegerField(
+        "keep at least this many codes",
+        null=True,
+        blank=True,
+        help_text="When the stock falls below this, a generation of the size below runs by "
+        "itself (within the 1% capacity rule). Only for pools filled by generation.",
+    )
+    refill_count = models.PositiveIntegerField(
+        "codes to generate per refill",
+        null=True,
+        blank=True,
+    )
+    # Issue 15: where issuing turns when this pool has no issuable code (one hop: the fallback's
+    # own fallback is not followed, so that pools naming each other cannot loop).
+    fallback_pool = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Issuing takes from this pool (same campaign, active) when this one has no "
+        "code left to issue.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -200,6 +228,13 @@ class Pool(models.Model):
             errors["issued_validity_days"] = VALIDITY_PERIOD_REQUIRED
         if self.notify_below_enabled and not self.notify_below:
             errors["notify_below"] = NOTIFY_THRESHOLD_REQUIRED
+        if self.refill_below and not self.refill_count:
+            errors["refill_count"] = REFILL_COUNT_REQUIRED
+        if self.fallback_pool_id:
+            if self.fallback_pool_id == self.pk:
+                errors["fallback_pool"] = FALLBACK_NOT_ITSELF
+            elif self.fallback_pool.campaign_id != self.campaign_id:
+                errors["fallback_pool"] = FALLBACK_SAME_CAMPAIGN
         if self.is_launched:
             errors.update(self.launch_blockers())
         if errors:
@@ -456,6 +491,10 @@ class CodeIssue(models.Model):
         default=False, help_text="Handed out elsewhere and marked as issued here."
     )
     issued_at = models.DateTimeField(default=timezone.now)
+    # Given back (code_release): the code went back to stock and the key was freed, so that a
+    # retry under it issues anew rather than naming a code someone else may hold by then.
+    released_at = models.DateTimeField(null=True, blank=True)
+    released_key = models.CharField(max_length=200, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-issued_at", "-id"]

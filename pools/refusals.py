@@ -28,6 +28,7 @@ class Refusal(models.TextChoices):
     NO_CODES_LEFT = "no_codes_left", "The pool has no code left to issue now."
     ALREADY_ISSUED = "already_issued", "The code was issued to another customer."
     KEY_REUSED = "idempotency_key_reused", "This idempotency key was used for another customer."
+    NOT_RELEASABLE = "not_releasable", "The code is not issued: there is nothing to give back."
 
 
 class CodeRefused(Exception):

@@ -1,0 +1,160 @@
+"""Assignments: a customer list in, one code per customer, the list with codes out (issue 15)."""
+
+import csv
+import io
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imports.assignments import assignment_release, assignment_start
+from imports.models import Assignment
+from imports.readers import ImportFileError, open_customer_list
+from pools.code_services import code_issue, code_redeem
+from pools.models import Code, CodeIssue, Pool
+from tests.factories import make_codes, make_pool
+from tests.imports.files import csv_upload, xlsx_upload
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _run_on_commit(monkeypatch):
+    """Run on-commit callbacks (the enqueueing of the job; tasks run eagerly here) at once."""
+    from django.db import transaction
+
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
+
+
+def result_rows(job) -> list[list[str]]:
+    with job.result.open("rb") as stored:
+        return list(csv.reader(io.StringIO(stored.read().decode())))
+
+
+def test_assignment_gives_each_customer_one_code_and_hands_the_list_back():
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"C{i}" for i in range(10)])
+    code_issue(pool=pool, customer="ann")  # holds a code already
+    upload = csv_upload(
+        "Email;Customer id;Name\na@x;ann;Ann\nb@x;bob;Bob\nc@x;;Nobody\nb2@x;bob;Bob again\n",
+        name="march.csv",
+    )
+
+    job = assignment_start(pool=pool, file=upload)
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.customers_read, job.codes_issued, job.already_held) == (3, 1, 2)
+    assert job.rows_rejected == 1 and job.rejected_sample[0][0] == 4
+    rows = result_rows(job)
+    assert rows[0] == ["Email", "Customer id", "Name", "Code"]
+    codes = {row[1]: row[3] for row in rows[1:]}
+    assert codes["ann"] == Code.objects.get(issued_to="ann").code
+    assert rows[2][3] == rows[4][3] == Code.objects.get(issued_to="bob").code
+    assert codes[""] == ""
+
+    again = assignment_start(pool=pool, file=csv_upload("Customer\nann\nbob\n"))
+    again.refresh_from_db()
+    assert (again.codes_issued, again.already_held) == (0, 2)
+    assert Code.objects.filter(pool=pool, status="issued").count() == 2
+
+
+def test_assignment_reports_the_shortfall_and_takes_from_the_fallback():
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(pool, ["M1"])
+    make_codes(spare, ["S1"])
+
+    job = assignment_start(pool=pool, file=csv_upload("id\n1\n2\n3\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED_WITH_SHORTFALL
+    assert (job.codes_issued, job.from_fallback, job.shortfall) == (2, 1, 1)
+    assert job.short_sample == ["3"]
+    assert [row[1] for row in result_rows(job)[1:]] == ["M1", "S1", ""]
+
+
+def test_assignment_from_a_workbook_keeps_numbers_as_ids():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["X1", "X2"])
+    job = assignment_start(pool=pool, file=xlsx_upload([["Customer", "Mail"], [1042, "a@x"]]))
+    job.refresh_from_db()
+    assert result_rows(job)[1] == ["1042", "a@x", "X1"]
+    assert CodeIssue.objects.get().customer == "1042"
+
+
+def test_assignment_refuses_a_list_without_a_customer_column_or_an_inactive_pool():
+    pool = make_pool(launched=True)
+    with pytest.raises(ValidationError):
+        assignment_start(pool=pool, file=csv_upload("Email\na@x\n"))
+    with pytest.raises(ValidationError):
+        assignment_start(pool=make_pool(), file=csv_upload("Customer\na\n"))
+
+
+def test_release_from_an_assignment_gives_back_only_unredeemed_codes():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1", "R2"])
+    job = assignment_start(pool=pool, file=csv_upload("Customer\na\nb\n"))
+    code_redeem(code="R2", customer="b", pool=pool)
+
+    counts = assignment_release(job=job, customers=["a", "b", "zed"])
+
+    assert counts == {"released": 1, "redeemed": 1, "not_found": 1}
+    assert Code.objects.get(code="R1").status == Code.Status.AVAILABLE
+    assert CodeIssue.objects.get(code__code="R1").released_at is not None
+
+
+def test_admin_upload_report_download_and_release(manager_client):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1", "A2"])
+    page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk]))
+    assert "Assign to customers" in page.content.decode()
+
+    answer = manager_client.post(
+        f"{reverse('admin:imports_assignment_add')}?pool={pool.pk}",
+        {"file": csv_upload("Customer,Email\nc1,a@x\n")},
+    )
+    job = Assignment.objects.get()
+    assert answer.status_code == 302
+    report = manager_client.get(reverse("admin:imports_assignment_change", args=[job.pk]))
+    assert "Download the list with codes" in report.content.decode()
+    download = manager_client.get(reverse("admin:imports_assignment_result", args=[job.pk]))
+    assert b"".join(download.streaming_content).decode().splitlines()[1] == "c1,a@x,A1"
+    manager_client.post(
+        reverse("admin:imports_assignment_release", args=[job.pk]), {"customers": "c1\n"}
+    )
+    assert Code.objects.get(code="A1").status == Code.Status.AVAILABLE
+
+
+CELL = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    extra=st.lists(st.text(alphabet="abcXYZ ", min_size=1, max_size=6), min_size=1, max_size=3),
+    rows=st.lists(st.lists(CELL, min_size=1, max_size=4), min_size=1, max_size=20),
+    delimiter=st.sampled_from([",", ";", "\t"]),
+)
+def test_customer_list_reader_returns_every_row_with_its_id_or_refuses_the_file(
+    extra, rows, delimiter
+):
+    """Any table with a Customer column (and another, so that the delimiter shows in the
+    header, where the reader looks for it) reads back row for row (blank rows skipped), each
+    padded to the header's width; a file whose rows are all blank is refused as a whole."""
+    header = ["Customer", *(f"{name}{i}" for i, name in enumerate(extra))]
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerows([header, *rows])
+    data = out.getvalue().encode()
+    expected = [r for r in rows if any(c.strip() for c in r)]
+    try:
+        table = open_customer_list(io.BytesIO(data), name="list.csv", size=len(data))
+    except ImportFileError:
+        assert not expected or not data.strip()
+        return
+    read = [cells for _, cells in table.rows]
+    assert table.header[table.customer_index] == "Customer"
+    assert len(read) <= len(expected) + sum(c.count("\n") + c.count("\r") for r in rows for c in r)
+    assert all(len(cells) >= len(header) for cells in read if isinstance(cells, list))
