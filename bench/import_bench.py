@@ -55,7 +55,7 @@ from django.utils import timezone  # noqa: E402
 from imports.models import Import  # noqa: E402
 from imports.services import import_file_start  # noqa: E402
 from imports.validation import clean_row  # noqa: E402
-from pools.models import Code, Pool, PoolCounter  # noqa: E402
+from pools.models import Code, CodeIssue, Pool, PoolCounter, Redemption  # noqa: E402
 from pools.services import campaign_create, pool_create  # noqa: E402
 from tests.worker import Worker, point_app_at  # noqa: E402
 
@@ -134,7 +134,18 @@ def fresh_pool():
         else:
             # No VACUUM: on tens of millions of codes it takes minutes; autovacuum comes by.
             # (The throughput part is best run in a database without the big pools.)
-            cursor.execute(f"DELETE FROM {Code._meta.db_table} WHERE NOT pool_id = ANY(%s)", [kept])
+            # Issues and redemptions (the issuing benchmarks leave some in a shared database)
+            # reference codes: they go first.
+            codes = Code._meta.db_table
+            cursor.execute(
+                f"DELETE FROM {Redemption._meta.db_table} r USING {codes} c "
+                "WHERE r.code_id = c.id AND NOT c.pool_id = ANY(%s)",
+                [kept],
+            )
+            cursor.execute(
+                f"DELETE FROM {CodeIssue._meta.db_table} WHERE NOT pool_id = ANY(%s)", [kept]
+            )
+            cursor.execute(f"DELETE FROM {codes} WHERE NOT pool_id = ANY(%s)", [kept])
     campaign = campaign_create(name=f"Bench {time.monotonic_ns()}")
     return pool_create(campaign=campaign, description="benchmark")
 
