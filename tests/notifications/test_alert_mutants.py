@@ -1,0 +1,149 @@
+"""Tests that fail on the mutants of low-stock alerts that the rest of the suite let through
+(issue 16), and a race test of the alert lock that fails for sure when the lock is removed."""
+
+import contextlib
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.db import connection
+
+from notifications import services
+from notifications.models import AlertDelivery, LowStockAlert, PoolAlertState
+from notifications.services import _alert_context, alert_send, low_stock_check, subscription_add
+from pools.code_services import code_issue
+from pools.models import Pool
+from tests.factories import make_codes, make_manager, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def low_pool(*, threshold: int, stock: int, enabled: bool = True, armed: bool = True) -> Pool:
+    """An active pool with `stock` codes whose alert state is `armed`; launched with the option
+    off so that the launch's own check changes nothing, then set as asked."""
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"{pool.slug}-{i}" for i in range(stock)])
+    Pool.objects.filter(pk=pool.pk).update(notify_below_enabled=enabled, notify_below=threshold)
+    PoolAlertState.objects.update_or_create(pool=pool, defaults={"armed": armed})
+    pool.refresh_from_db()
+    return pool
+
+
+def armed(pool) -> bool:
+    return PoolAlertState.objects.get(pool=pool).armed
+
+
+def test_stock_back_exactly_at_the_threshold_rearms():
+    pool = low_pool(threshold=5, stock=5, armed=False)
+
+    assert low_stock_check(pool=pool) is None
+    assert armed(pool) is True
+
+
+def test_stock_one_below_the_threshold_stays_disarmed_and_sends_nothing():
+    pool = low_pool(threshold=5, stock=4, armed=False)
+
+    assert low_stock_check(pool=pool) is None
+    assert armed(pool) is False
+    assert not LowStockAlert.objects.exists()
+
+
+def test_stock_one_below_the_threshold_alerts_once_and_at_it_does_not():
+    at = low_pool(threshold=5, stock=5)
+    below = low_pool(threshold=5, stock=4)
+
+    assert low_stock_check(pool=at) is None
+    alert = low_stock_check(pool=below)
+
+    assert (alert.pool_id, alert.crossing, alert.stock, alert.threshold) == (below.pk, 1, 4, 5)
+    assert (armed(at), armed(below)) == (True, False)
+    assert low_stock_check(pool=below) is None
+    assert LowStockAlert.objects.count() == 1
+
+
+def test_no_alert_while_the_option_is_off():
+    pool = low_pool(threshold=5, stock=1, enabled=False)
+
+    assert low_stock_check(pool=pool) is None
+    services.pools_check_stock()
+
+    assert not LowStockAlert.objects.exists()
+    assert armed(pool) is True
+
+
+def test_a_retry_sends_to_every_subscriber_after_one_already_served(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    users = [make_manager(name, email=f"{name}@example.com") for name in ("ann", "bob", "cy")]
+    pool = low_pool(threshold=5, stock=1)
+    for user in users:
+        subscription_add(user=user, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=1, threshold=5)
+    # The first subscriber had it before the previous attempt failed.
+    AlertDelivery.objects.create(alert=alert, user=users[0], email=users[0].email)
+
+    assert alert_send(alert_id=alert.pk) == 2
+
+    assert [m.to for m in mail.outbox] == [["bob@example.com"], ["cy@example.com"]]
+    alert.refresh_from_db()
+    assert alert.sent_at is not None
+
+
+def test_the_forecast_divides_the_stock_by_the_last_day_issues():
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"F{i}" for i in range(10)])
+    for n in range(4):
+        code_issue(pool=pool, customer=f"c{n}")
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=8, threshold=10)
+    user = make_manager("dee", email="dee@example.com")
+
+    context = _alert_context(alert, user)
+
+    assert context["issued_last_day"] == 4
+    assert context["runs_dry_in"] == timedelta(days=2)
+    alert.stock = 0
+    assert _alert_context(alert, user)["runs_dry_in"] is None
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
+    """Both checks read the pool as low and armed before either takes the lock (a barrier);
+    inside the locked section the first waits for the second for a while. With the alert
+    state's row lock the second cannot get in, so it finds the pool alerted already; without
+    the lock both are inside at once, each having read "armed", and two alerts are raised."""
+    pool = low_pool(threshold=5, stock=3)
+    outside = threading.Barrier(2, timeout=30)
+    inside = threading.Barrier(2, timeout=2)
+    real_stock = services.pool_stock
+    local = threading.local()
+
+    def stock_with_meeting_points(*, pool):
+        local.calls = getattr(local, "calls", 0) + 1
+        stock = real_stock(pool=pool)
+        # Broken inside when the lock kept the other one out: expected.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            (outside if local.calls == 1 else inside).wait()
+        return stock
+
+    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
+    results, errors = [], []
+
+    def check():
+        try:
+            results.append(low_stock_check(pool=pool))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert LowStockAlert.objects.filter(pool=pool).count() == 1
+    assert sorted(r is None for r in results) == [False, True]
+    assert PoolAlertState.objects.get(pool=pool).crossings == 1
