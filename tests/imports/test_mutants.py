@@ -240,3 +240,28 @@ def test_each_database_takes_its_own_loader(monkeypatch):
     result = load_batch(pool_id=pool.pk, rows=[(2, "A", None, None, None, None)], watermark=0)
 
     assert result.added == 1
+
+
+@pytest.mark.django_db
+def test_an_empty_batch_adds_and_reports_nothing():
+    pool = make_pool()
+
+    result = load_batch(pool_id=pool.pk, rows=[], watermark=0)
+
+    assert (result.added, result.duplicates, result.already_in_pool) == (0, [], 0)
+    assert result.expired_on_arrival == 0
+    assert not Code.objects.filter(pool=pool).exists()
+
+
+@pytest.mark.django_db
+def test_loaded_dates_are_read_in_the_project_time_zone(settings):
+    settings.TIME_ZONE = "Europe/Moscow"
+    pool = make_pool()
+    rows = [(2, "TZ", "2026-03-01 10:00:00", "2026-03-31 23:59:59.999999", None, None)]
+
+    load_batch(pool_id=pool.pk, rows=rows, watermark=0)
+
+    code = Code.objects.get(pool=pool)
+    assert code.issue_start.isoformat() == "2026-03-01T07:00:00+00:00"
+    assert code.issue_end.isoformat() == "2026-03-31T20:59:59.999999+00:00"
+    assert (code.available_from, code.available_till, code.status) == (None, None, "available")
