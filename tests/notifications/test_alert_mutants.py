@@ -8,12 +8,13 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.db import connection
+from django.utils import timezone
 
 from notifications import services
 from notifications.models import AlertDelivery, LowStockAlert, PoolAlertState
 from notifications.services import _alert_context, alert_send, low_stock_check, subscription_add
 from pools.code_services import code_issue
-from pools.models import Pool
+from pools.models import CodeIssue, Pool
 from tests.factories import make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +148,51 @@ def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
     assert LowStockAlert.objects.filter(pool=pool).count() == 1
     assert sorted(r is None for r in results) == [False, True]
     assert PoolAlertState.objects.get(pool=pool).crossings == 1
+
+
+def test_the_forecast_counts_the_last_24_hours_only_and_says_when(settings):
+    settings.SITE_URL = "https://promo.example.com"
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"D{i}" for i in range(5)])
+    recent, old, older = (code_issue(pool=pool, customer=f"c{n}") for n in range(3))
+    now = timezone.now()
+    CodeIssue.objects.filter(code=recent).update(issued_at=now - timedelta(hours=23))
+    CodeIssue.objects.filter(code=old).update(issued_at=now - timedelta(hours=24, minutes=30))
+    CodeIssue.objects.filter(code=older).update(issued_at=now - timedelta(days=3))
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=3, threshold=10)
+    user = make_manager("eve", email="eve@example.com")
+
+    context = _alert_context(alert, user)
+
+    assert context["issued_last_day"] == 1
+    assert context["runs_dry_in"] == timedelta(days=3)
+    assert now + timedelta(days=3) <= context["runs_dry_at"] <= timezone.now() + timedelta(days=3)
+    assert context["pool_url"] == f"https://promo.example.com/admin/pools/pool/{pool.pk}/change/"
+    assert context["add_codes_url"] == (
+        f"https://promo.example.com/admin/imports/import/add/?pool={pool.pk}"
+    )
+    assert context["template_url"] == "https://promo.example.com/admin/imports/import/template.xlsx"
+    assert (context["user"], context["pool"], context["campaign"]) == (user, pool, pool.campaign)
+
+
+def test_no_forecast_without_issues_in_the_last_day():
+    pool = make_pool(launched=True)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=3, threshold=10)
+
+    context = _alert_context(alert, make_manager("fay", email="fay@example.com"))
+
+    assert (context["issued_last_day"], context["runs_dry_in"], context["runs_dry_at"]) == (
+        0,
+        None,
+        None,
+    )
+
+
+def test_a_pool_without_an_alert_state_yet_alerts_on_its_first_fall():
+    pool = low_pool(threshold=5, stock=2)
+    PoolAlertState.objects.filter(pool=pool).delete()
+
+    alert = low_stock_check(pool=pool)
+
+    assert (alert.crossing, alert.stock) == (1, 2)
+    assert PoolAlertState.objects.get(pool=pool).armed is False
