@@ -265,3 +265,24 @@ def test_loaded_dates_are_read_in_the_project_time_zone(settings):
     assert code.issue_start.isoformat() == "2026-03-01T07:00:00+00:00"
     assert code.issue_end.isoformat() == "2026-03-31T20:59:59.999999+00:00"
     assert (code.available_from, code.available_till, code.status) == (None, None, "available")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("generic", [False, True], ids=["vendor", "generic"])
+def test_collisions_are_looked_up_in_this_pool_only(generic, monkeypatch):
+    """A batch with a real collision (so the loader looks collisions up) and a code that only
+    another, older pool holds: only the first is already in the pool."""
+    other, pool = make_pool(), make_pool()
+    make_codes(other, ["SHARED"])
+    (mine,) = make_codes(pool, ["MINE"])
+    if generic:
+        monkeypatch.setattr(loader, "_load_postgresql", _load_generic)
+    rows = [(2, "MINE", None, None, None, None), (3, "SHARED", None, None, None, None)]
+
+    result = load_batch(pool_id=pool.pk, rows=rows, watermark=mine.pk)
+
+    assert (result.added, result.already_in_pool, result.duplicates) == (1, 1, [])
+    assert sorted(Code.objects.filter(pool=pool).values_list("code", flat=True)) == [
+        "MINE",
+        "SHARED",
+    ]
