@@ -13,9 +13,10 @@ from django.utils import timezone
 from notifications import services
 from notifications.models import AlertDelivery, LowStockAlert, PoolAlertState
 from notifications.services import _alert_context, alert_send, low_stock_check, subscription_add
+from notifications.signals import alert_raised
 from pools.code_services import code_issue
 from pools.models import CodeIssue, Pool
-from tests.factories import make_codes, make_manager, make_pool
+from tests.factories import make_campaign, make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -196,3 +197,52 @@ def test_a_pool_without_an_alert_state_yet_alerts_on_its_first_fall():
 
     assert (alert.crossing, alert.stock) == (1, 2)
     assert PoolAlertState.objects.get(pool=pool).armed is False
+
+
+def test_the_safety_net_alerts_a_low_pool_that_no_issue_checked():
+    low = low_pool(threshold=5, stock=2)
+    fine = low_pool(threshold=5, stock=9)
+
+    services.pools_check_stock()
+
+    assert list(LowStockAlert.objects.values_list("pool_id", "stock")) == [(low.pk, 2)]
+    assert (armed(low), armed(fine)) == (False, True)
+
+
+def test_the_safety_net_rearms_a_pool_whose_option_was_turned_off():
+    pool = low_pool(threshold=5, stock=2, enabled=False, armed=False)
+
+    services.pools_check_stock()
+
+    assert armed(pool) is True
+    assert not LowStockAlert.objects.exists()
+
+
+def test_a_failing_alert_receiver_does_not_fail_the_check(django_capture_on_commit_callbacks):
+    def broken_receiver(**kwargs):
+        raise RuntimeError("queueing failed")
+
+    alert_raised.connect(broken_receiver)
+    try:
+        pool = low_pool(threshold=5, stock=2)
+        with django_capture_on_commit_callbacks(execute=True) as callbacks:
+            alert = low_stock_check(pool=pool)
+    finally:
+        alert_raised.disconnect(broken_receiver)
+
+    assert len(callbacks) == 1
+    assert (alert.pool_id, alert.crossing) == (pool.pk, 1)
+
+
+def test_the_alert_subject_names_the_pool_and_its_campaign(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    pool = make_pool(campaign=make_campaign("Spring sale"), slug="spring-10")
+    user = make_manager("gil", email="gil@example.com")
+    subscription_add(user=user, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=1, threshold=5)
+
+    assert alert_send(alert_id=alert.pk) == 1
+
+    (message,) = mail.outbox
+    assert message.subject == "Promo codes running low: spring-10 (Spring sale)"
+    assert message.to == ["gil@example.com"]
