@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test test-sqlite mutation format screenshots bench-import bench-issue bench-tiny bench-live
+.PHONY: install run worker test test-sqlite mutation format screenshots bench-import bench-issue \
+	bench-tiny bench-live bench-export bench-admin
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,15 @@ format: install
 bench-import: install
 	$(BIN)/python bench/import_bench.py
 
+# Figures of issue 14 (exports): the CSV job against a bare COPY … TO of 10,000,000 codes of a
+# 20,000,000-code pool (built in SQL once, kept in the bench database), and XLSX against CSV.
+bench-export: install
+	$(BIN)/python bench/export_bench.py
+
+# Figures of issue 14 (admin): each page a manager opens, on the 20,000,000-code pool.
+bench-admin: install
+	$(BIN)/python bench/admin_bench.py
+
 # Figures of issue 4 (issuing under concurrency) at full size; needs the local PostgreSQL and Redis.
 bench-issue: install
 	$(BIN)/python bench/issue_bench.py
@@ -69,6 +79,8 @@ bench-tiny: install
 	$(BIN)/python bench/import_bench.py --tiny
 	$(BIN)/python bench/issue_bench.py --tiny
 	BENCH_SIZE=tiny $(BIN)/python bench/live_pool_bench.py
+	$(BIN)/python bench/export_bench.py --tiny
+	$(BIN)/python bench/admin_bench.py --tiny
 
 # Figures of issue 12 (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
 # local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).

@@ -96,6 +96,9 @@ def report() -> int:
     missed = 0
     for name, values, op, target in _figures:
         median = statistics.median(values)
+        if op == "reported":
+            print(f"{name} = {median:.2f} (median of {len(values)}; reported, no target)")
+            continue
         ok = median <= target if op == "<=" else median >= target
         missed += not ok
         verdict = "not judged (tiny)" if TINY else "ok" if ok else "MISSED"

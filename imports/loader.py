@@ -5,8 +5,9 @@ cannot create a duplicate; a row whose code is already there is reported, not lo
 """
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from pools.models import Code
@@ -49,8 +50,17 @@ def load_batch(
     unique = list(first_rows.values())
     if not unique:
         return result
-    load = _load_postgresql if connection.vendor == "postgresql" else _load_generic
-    result.added, result.expired_on_arrival, collisions = load(pool_id, unique, addition_id)
+    if connection.vendor != "postgresql":
+        result.added, result.expired_on_arrival, collisions = _load_generic(
+            pool_id, unique, addition_id
+        )
+    elif watermark == 0 and (direct := _copy_straight_in(pool_id, unique, addition_id)):
+        # The pool was empty when the import started and no row of the batch collided.
+        (result.added, result.expired_on_arrival), collisions = direct, []
+    else:
+        result.added, result.expired_on_arrival, collisions = _load_postgresql(
+            pool_id, unique, addition_id
+        )
     for row_number, code, code_id in collisions:
         if code_id <= watermark:
             result.already_in_pool += 1
@@ -122,18 +132,65 @@ def _load_postgresql(
         return added, expired, cursor.fetchall()
 
 
-def _copy_text(rows: list[tuple]) -> str:
+def _copy_straight_in(
+    pool_id: int, rows: list[tuple], addition_id: int | None
+) -> tuple[int, int] | None:
+    """COPY the rows straight into the codes table, in a savepoint; return how many were added
+    and how many of them had expired already, or None (and nothing added) if one collided.
+
+    For a pool that was empty when the import started, the common case: only a code repeated
+    in the file can collide, with a row of this batch (load_batch drops those) or of an earlier
+    batch, which the unique index refuses; the batch then takes the staging table, which
+    reports each such row exactly. This skips the staging table and its INSERT … SELECT, which
+    wrote every row twice (README, Figures: import_csv_1000k_empty/copy).
+    """
+    tz_name = timezone.get_default_timezone_name()
+    addition = "\\N" if addition_id is None else str(addition_id)
+    prefix = f"{pool_id}\t{addition}\t{Code.Status.AVAILABLE}\t\t0\t"
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # The rows' dates are naive, in the project's time zone; COPY reads them in the
+            # session's, set for this transaction only and set back after.
+            cursor.execute(
+                "SELECT current_setting('TimeZone'), set_config('TimeZone', %s, true)", [tz_name]
+            )
+            session_tz = cursor.fetchone()[0]
+            with (
+                connection.wrap_database_errors,
+                cursor.cursor.copy(
+                    f"COPY {_CODE_TABLE} (pool_id, addition_id, status, issued_to, "
+                    "times_redeemed, code, issue_start, issue_end, available_from, "
+                    "available_till) FROM STDIN"
+                ) as copy,
+            ):
+                copy.write(_copy_text(rows, prefix=prefix))
+            cursor.execute("SELECT set_config('TimeZone', %s, true)", [session_tz])
+    except IntegrityError:
+        return None
+    now = timezone.localtime(timezone.now(), timezone.get_default_timezone()).replace(tzinfo=None)
+    expired = sum(
+        1
+        for row in rows
+        if (row[3] and datetime.fromisoformat(row[3]) < now)
+        or (row[5] and datetime.fromisoformat(row[5]) < now)
+    )
+    return len(rows), expired
+
+
+def _copy_text(rows: list[tuple], prefix: str | None = None) -> str:
     """Return the rows in COPY's text format.
 
     Written by hand because the driver's per-row conversion costs more than the database's
     work; validation has left no tab or newline in a code, and no special character in a date,
-    so only a code's backslashes need escaping.
+    so only a code's backslashes need escaping. Each line starts with the row's number, or with
+    `prefix` instead.
     """
     lines = []
     for row_number, code, *dates in rows:
         if "\\" in code:
             code = code.replace("\\", "\\\\")
-        lines.append(f"{row_number}\t{code}\t" + "\t".join(d or "\\N" for d in dates) + "\n")
+        start = f"{row_number}\t" if prefix is None else prefix
+        lines.append(f"{start}{code}\t" + "\t".join(d or "\\N" for d in dates) + "\n")
     return "".join(lines)
 
 

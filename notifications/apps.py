@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from imports.signals import import_finished
         from pools.selectors import launch_warning_checks
-        from pools.signals import stock_changed
+        from pools.signals import export_finished, stock_changed
 
         from . import tasks
         from .services import launch_warnings, low_stock_check
@@ -20,6 +20,9 @@ class NotificationsConfig(AppConfig):
         stock_changed.connect(check, weak=False, dispatch_uid="notifications.low_stock_check")
         import_finished.connect(
             tasks.import_notice_enqueue, dispatch_uid="notifications.import_notice"
+        )
+        export_finished.connect(
+            tasks.export_notice_enqueue, dispatch_uid="notifications.export_notice"
         )
         alert_raised.connect(tasks.alert_enqueue, dispatch_uid="notifications.alert_send")
         if launch_warnings not in launch_warning_checks:

@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imports.models import Import
-from pools.models import CodeIssue, Pool
+from pools.models import CodeExport, CodeIssue, Pool
 from pools.selectors import pool_stock
 
 from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
@@ -225,6 +225,39 @@ def import_notice_send(*, import_id: int) -> bool:
         )
         job.finished_notice_sent_at = timezone.now()
         job.save(update_fields=["finished_notice_sent_at"])
+    return True
+
+
+def export_notice_send(*, export_id: int) -> bool:
+    """E-mail the person who asked for an export the link to its file (or why it failed),
+    once, under the same preference as import notices. Return True if sent."""
+    with transaction.atomic():
+        export = (
+            CodeExport.objects.select_for_update(of=("self",))
+            .select_related("pool", "created_by")
+            .get(pk=export_id)
+        )
+        user = export.created_by
+        if export.finished_notice_sent_at or not export.is_finished or user is None:
+            return False
+        if not user.email or not import_notices_enabled(user):
+            return False
+        _send(
+            "export_finished",
+            subject=f"Export #{export.pk} of {export.pool or 'all pools'}: "
+            f"{export.get_status_display()}",
+            to=user.email,
+            context={
+                "export": export,
+                "user": user,
+                "export_url": settings.SITE_URL
+                + reverse("admin:pools_codeexport_change", args=[export.pk]),
+                "download_url": settings.SITE_URL
+                + reverse("admin:pools_codeexport_download", args=[export.pk]),
+            },
+        )
+        export.finished_notice_sent_at = timezone.now()
+        export.save(update_fields=["finished_notice_sent_at"])
     return True
 
 

@@ -24,6 +24,11 @@ def import_notice_send(import_id: int):
     services.import_notice_send(import_id=import_id)
 
 
+@shared_task(autoretry_for=RETRY_ON, retry_backoff=5, retry_backoff_max=600, max_retries=10)
+def export_notice_send(export_id: int):
+    services.export_notice_send(export_id=export_id)
+
+
 @shared_task
 def pools_check_stock():
     services.pools_check_stock()
@@ -45,6 +50,10 @@ def alert_enqueue(sender, alert, **kwargs) -> None:
 
 def import_notice_enqueue(sender, job, **kwargs) -> None:
     _enqueue(import_notice_send, job.pk)
+
+
+def export_notice_enqueue(sender, export, **kwargs) -> None:
+    _enqueue(export_notice_send, export.pk)
 
 
 def _enqueue(task, object_id: int) -> None:

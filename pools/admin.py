@@ -1,9 +1,10 @@
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Prefetch, Q
-from django.http import Http404, HttpResponseRedirect
+from django.db.models import Prefetch
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -13,12 +14,20 @@ from django.utils.safestring import mark_safe
 
 from .charts import stock_chart_svg
 from .code_services import code_list_parse, code_mark_issued, codes_withdraw
-from .exports import code_rows, csv_response, xlsx_response
+from .export_services import (
+    EXPORT_AT_ONCE_MAX,
+    code_export_estimate,
+    code_export_filters,
+    code_export_is_small,
+    code_export_start,
+)
+from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
 from .forms import EndForm, PoolAdminForm, ReasonForm, WithdrawListForm
 from .messages import message_preview
-from .models import Campaign, Code, CodeAddition, CodeIssue, Pool, Withdrawal
+from .models import Campaign, Code, CodeAddition, CodeExport, Pool, Withdrawal
 from .refusals import CodeRefused
 from .selectors import (
+    codes_search,
     launch_summary,
     pool_daily_activity,
     pool_history,
@@ -48,7 +57,6 @@ WITHDRAW_QUEUED = (
     "shows the progress."
 )
 WITHDRAW_NOTHING = "Paste or upload at least one code."
-CUSTOMER_CODES_SHOWN = 1000
 
 
 class PageParts:
@@ -624,10 +632,45 @@ class BoundedCountPaginator(Paginator):
         return self.count > self.COUNT_LIMIT
 
 
+class PoolListFilter(admin.RelatedFieldListFilter):
+    """The codes list's pool filter, written so that PostgreSQL walks the right index.
+
+    With `pool_id = X … ORDER BY id DESC`, PostgreSQL walks the primary key backwards and
+    skips every newer code of other pools (250 ms behind 2,000,000 of them, more for a later
+    page). Written as a range of one id, the pool is not folded out of the ordering, so
+    `ORDER BY pool_id DESC, id DESC` (the list's ordering with this filter) walks the (pool, id)
+    index and stops after a page. With a status too, the pool stays an equality and the status
+    is the range (StatusListFilter): `ORDER BY status DESC, id DESC` then walks the
+    (pool, status, id) index between tight bounds, whether the status has half the pool's codes
+    or none (two ranges would scan the whole pool: 2 s). Measured on a pool of 20,000,000
+    codes: bench/admin_bench.py.
+    """
+
+    def queryset(self, request, queryset):
+        value = request.GET.get(self.lookup_kwarg)
+        if not value or request.GET.get("status__exact"):
+            return super().queryset(request, queryset)
+        try:
+            pool_id = int(value)
+        except ValueError as invalid:
+            raise IncorrectLookupParameters(invalid) from invalid
+        return queryset.filter(pool_id__gte=pool_id, pool_id__lte=pool_id)
+
+
+class StatusListFilter(admin.ChoicesFieldListFilter):
+    """The codes list's status filter; within a pool, a range of one value (PoolListFilter)."""
+
+    def queryset(self, request, queryset):
+        value = request.GET.get(self.lookup_kwarg)
+        if not value or not request.GET.get("pool__id__exact"):
+            return super().queryset(request, queryset)
+        return queryset.filter(status__gte=value, status__lte=value)
+
+
 @admin.register(Code)
 class CodeAdmin(admin.ModelAdmin):
     list_display = Code.LISTED_FIELDS
-    list_filter = ("status", "pool")
+    list_filter = (("status", StatusListFilter), ("pool", PoolListFilter))
     list_select_related = ("pool",)
     search_fields = ("code",)
     search_help_text = (
@@ -639,22 +682,19 @@ class CodeAdmin(admin.ModelAdmin):
     show_full_result_count = False
     actions = ["withdraw_selected"]
 
+    def get_ordering(self, request):
+        # Newest first either way; see PoolListFilter.
+        if not request.GET.get("pool__id__exact"):
+            return ("-id",)
+        if request.GET.get("status__exact"):
+            return ("-status", "-id")
+        return ("-pool_id", "-id")
+
     def get_search_results(self, request, queryset, search_term):
-        # Each branch is served by an index, so the search stays fast on ten million codes: a
-        # prefix (LIKE 'ABC%', which an exact code is too) by the code's pattern index, a
-        # customer's codes by the issues' customer index. A substring search would scan.
-        term = search_term.strip()
-        if not term:
+        # One rule for the list and its exports (codes_search), each branch served by an index.
+        if not search_term.strip():
             return queryset, False
-        customer_codes = list(
-            CodeIssue.objects.filter(customer=term).values_list("code_id", flat=True)[
-                :CUSTOMER_CODES_SHOWN
-            ]
-        )
-        found = Q(code__startswith=term) | Q(pk__in=customer_codes)
-        if term.upper() != term:
-            found |= Q(code__startswith=term.upper())
-        return queryset.filter(found), False
+        return codes_search(queryset, search_term), False
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -791,19 +831,61 @@ class CodeAdmin(admin.ModelAdmin):
         )
 
     def export_view(self, request, file_format):
-        """Download the codes the list shows (same filters and search) as CSV or XLSX."""
+        """Export the codes the list shows (its pool, status and search) as CSV or XLSX: a
+        small export answers at once; a bigger one is a job, started from this page."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        if file_format not in ("csv", "xlsx"):
+        if file_format not in CodeExport.Format.values:
             raise Http404
-        queryset = self.get_changelist_instance(request).get_queryset(request)
-        pool_id = request.GET.get("pool__id__exact")
-        pool = Pool.objects.filter(pk=pool_id).first() if pool_id else None
-        filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
-        rows = code_rows(queryset)
-        if file_format == "xlsx":
-            return xlsx_response(rows, filename)
-        return csv_response(rows, filename)
+        source = request.POST if request.method == "POST" else request.GET
+        filters = code_export_filters(
+            pool=source.get("pool__id__exact") or None,
+            status=source.get("status__exact", ""),
+            q=source.get("q", ""),
+        )
+        pool = Pool.objects.filter(pk=filters["pool"]).first() if filters.get("pool") else None
+        if filters.get("pool") and pool is None:
+            raise Http404
+        if not can_export(request, pool):
+            raise PermissionDenied
+        if request.method == "POST":
+            export = code_export_start(filters=filters, file_format=file_format, user=request.user)
+            return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
+        if code_export_is_small(filters):
+            filename = f"codes-{pool.slug if pool else 'all'}.{file_format}"
+            rows = code_rows(codes_filtered(filters))
+            if file_format == "xlsx":
+                return xlsx_response(rows, filename)
+            return csv_response(rows, filename)
+        estimate = code_export_estimate(filters)
+        return TemplateResponse(
+            request,
+            "admin/pools/code/export_start.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Export codes as {file_format.upper()}",
+                "pool": pool,
+                "filters": filters,
+                "file_format": file_format,
+                "estimate": estimate,
+                "at_once_max": EXPORT_AT_ONCE_MAX,
+                "sheets": -(-estimate // XLSX_ROWS_PER_SHEET),
+                "rows_per_sheet": XLSX_ROWS_PER_SHEET,
+                "hidden": {
+                    key: value
+                    for key, value in (
+                        ("pool__id__exact", filters.get("pool")),
+                        ("status__exact", filters.get("status")),
+                        ("q", filters.get("q")),
+                    )
+                    if value
+                },
+                "recent": CodeExport.objects.filter(created_by=request.user)
+                .select_related("pool")
+                .order_by("-id")[:5],
+            },
+        )
 
     def has_add_permission(self, request):
         return False
@@ -941,3 +1023,75 @@ def expiring_section(request) -> str:
 
 
 home_page.sections += [low_stock_section, expiring_section]
+
+
+def can_export(request, pool: Pool | None) -> bool:
+    """Return True if the user may export (and download) the codes of `pool` (of every pool
+    when None): view permission on codes and on the pool."""
+    pools = admin.site.get_model_admin(Pool)
+    codes = admin.site.get_model_admin(Code)
+    return codes.has_view_permission(request) and pools.has_view_permission(request, pool)
+
+
+@admin.register(CodeExport)
+class CodeExportAdmin(admin.ModelAdmin):
+    """Export jobs: the list, one job's page (progress, then the download)."""
+
+    list_display = ("task_number", "pool", "file_format", "status", "progress", "created_by")
+    list_filter = ("status", "file_format")
+    list_select_related = ("pool", "created_by")
+    Media = AdminMedia
+
+    @admin.display(description="task number", ordering="id")
+    def task_number(self, export):
+        return f"#{export.pk}"
+
+    @admin.display(description="progress")
+    def progress(self, export):
+        return f"{export.rows_done:,} of ~{export.rows_total:,}"
+
+    def get_urls(self):
+        download = self.admin_site.admin_view(self.download_view)
+        return [
+            path("<path:object_id>/download/", download, name="pools_codeexport_download"),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        export = self.get_object(request, unquote(object_id))
+        if export is None:
+            raise Http404
+        if not self.has_view_permission(request, export):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/pools/codeexport/export.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Export #{export.pk}",
+                "export": export,
+                "can_download": export.status == CodeExport.Status.COMPLETED
+                and can_export(request, export.pool),
+            },
+        )
+
+    def download_view(self, request, object_id):
+        """Send the export's file to staff who may view the pool's codes."""
+        export = self.get_object(request, unquote(object_id))
+        if export is None:
+            raise Http404
+        if not (self.has_view_permission(request, export) and can_export(request, export.pool)):
+            raise PermissionDenied
+        if export.status != CodeExport.Status.COMPLETED or not export.file:
+            raise Http404
+        return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.file_name)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

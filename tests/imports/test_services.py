@@ -511,3 +511,31 @@ def test_old_excel_and_opendocument_files_import_with_dates_and_cyrillic(file_fo
     )
     if file_format == "xls":
         assert Code.objects.get(code="OLD2").issue_end.isoformat() == "2027-06-30T18:00:00+00:00"
+
+
+@pytest.mark.postgresql
+def test_an_empty_pool_takes_the_straight_copy_until_a_batch_collides(settings, monkeypatch):
+    settings.IMPORT_BATCH_SIZE = 3
+    straight = []
+    copy_straight_in = loader._copy_straight_in
+
+    def spy(*args):
+        result = copy_straight_in(*args)
+        straight.append(result is not None)
+        return result
+
+    monkeypatch.setattr(loader, "_copy_straight_in", spy)
+    pool = make_pool()
+    upload = csv_upload("Code,Issue-end\nA,\nB,2001-01-01\nC,\nD,\nA,\nE,\nF,\nG,\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    # The second batch (D, A, E) collides with A: it is written through the staging table.
+    assert straight == [True, False, True]
+    assert (job.codes_added, job.duplicates_in_file, job.codes_expired_on_arrival) == (7, 1, 1)
+    assert [r.row_number for r in job.rejections.all()] == [6]
+    assert counts(pool)[0] == 7
+
+    again = run(import_file_start(pool=pool, file=csv_upload("Code\nZ\n")))
+    assert straight == [True, False, True]  # a pool with codes takes the staging table
+    assert again.codes_added == 1

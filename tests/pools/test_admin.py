@@ -360,3 +360,19 @@ def test_managers_create_api_keys_shown_once(manager_client):
     key = APIKey.objects.get()
     later = manager_client.get(reverse("admin:rest_framework_api_key_apikey_change", args=[key.pk]))
     assert shown not in later.content.decode()
+
+
+def test_codes_list_of_a_pool_and_a_status_newest_first(manager_client):
+    pool, other = make_pool(), make_pool()
+    make_codes(pool, ["P1", "P2", "P3"])
+    make_codes(other, ["O1"])
+    Code.objects.filter(code="P2").update(status=Code.Status.ISSUED)
+    url = reverse("admin:pools_code_changelist")
+
+    of_pool = manager_client.get(url, {"pool__id__exact": pool.pk})
+    available = manager_client.get(url, {"pool__id__exact": pool.pk, "status__exact": "available"})
+    wrong = manager_client.get(url, {"pool__id__exact": "x"})
+
+    assert [c.code for c in of_pool.context["cl"].result_list] == ["P3", "P2", "P1"]
+    assert [c.code for c in available.context["cl"].result_list] == ["P3", "P1"]
+    assert wrong.status_code == 302 and "e=1" in wrong.url

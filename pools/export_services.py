@@ -1,0 +1,283 @@
+"""Export jobs: files of codes written in the background, to download from the admin.
+
+A job is started by code_export_start (the admin's codes list), run by a worker
+(pools.tasks.code_export_run) and announced when it ends (signals.export_finished, which the
+notifications app turns into an e-mail with the link). On PostgreSQL the CSV is written by the
+database itself (COPY … TO STDOUT, streamed into the file); elsewhere, and for XLSX, rows are
+read in bulk and written here.
+
+Codes are written in the order they were added, in chunks of EXPORT_CHUNK_ROWS ids (so that no
+query has to find where a chunk ends). Each chunk is committed with the job's progress, the id
+the next chunk starts from and the file's size; a job run again after a kill truncates the
+file to that size and goes on from the next chunk. A workbook cannot be appended to, so
+an XLSX export run again starts over.
+"""
+
+import csv
+import enum
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from .exports import (
+    EXPORT_HEADERS,
+    code_rows,
+    codes_filtered,
+    copy_available,
+    copy_select_sql,
+    xlsx_write,
+)
+from .models import Code, CodeExport, Pool, PoolCounter
+from .signals import export_finished_on_commit, export_queued_on_commit
+
+logger = logging.getLogger(__name__)
+
+# Up to this many rows an export answers at once in the web request (~1 s of rows here).
+EXPORT_AT_ONCE_MAX = 10_000
+# A search's codes are counted up to this many for the export page (~50 ms of index here).
+SEARCH_COUNT_MAX = 100_000
+# An XLSX export commits its progress every this many rows (~1 s of writing here).
+XLSX_PROGRESS_ROWS = 50_000
+EXPORT_FAILED = "The export failed: {error}. Start it again from the codes list."
+
+
+class RunOutcome(enum.Enum):
+    DONE = "done"
+    SKIPPED = "skipped"  # finished already, or another worker holds it
+
+
+def code_export_filters(*, pool=None, status: str = "", q: str = "") -> dict:
+    """Return the filters of an export, as the codes list passes them."""
+    filters = {}
+    if pool:
+        filters["pool"] = int(pool)
+    if status in Code.Status.values:
+        filters["status"] = status
+    if q.strip():
+        filters["q"] = q.strip()
+    return filters
+
+
+def code_export_is_small(filters: dict) -> bool:
+    """Return True if an export of `filters` is small enough to answer at once."""
+    return codes_filtered(filters)[: EXPORT_AT_ONCE_MAX + 1].count() <= EXPORT_AT_ONCE_MAX
+
+
+def code_export_estimate(filters: dict) -> int:
+    """Return how many codes an export of `filters` writes, from the pools' counter rows (a
+    search counts its rows, up to SEARCH_COUNT_MAX)."""
+    if filters.get("q"):
+        return codes_filtered(filters)[:SEARCH_COUNT_MAX].count()
+    counters = PoolCounter.objects.all()
+    if filters.get("pool"):
+        counters = counters.filter(pool_id=filters["pool"])
+    statuses = [filters["status"]] if filters.get("status") else Code.Status.values
+    totals = counters.aggregate(**{status: Sum(status) for status in statuses})
+    return max(0, sum(value or 0 for value in totals.values()))
+
+
+def code_export_start(*, filters: dict, file_format: str, user=None) -> CodeExport:
+    """Queue an export of the codes `filters` selects as `file_format` (csv or xlsx)."""
+    if file_format not in CodeExport.Format.values:
+        raise ValueError(f"unknown export format: {file_format}")
+    pool = Pool.objects.filter(pk=filters["pool"]).first() if filters.get("pool") else None
+    with transaction.atomic():
+        export = CodeExport.objects.create(
+            pool=pool,
+            filters=filters,
+            file_format=file_format,
+            created_by=user,
+            rows_total=code_export_estimate(filters),
+            file_name=f"codes-{pool.slug if pool else 'all'}.{file_format}",
+        )
+        export_queued_on_commit(export.pk)
+    return export
+
+
+def _claim(export_id: int) -> CodeExport | None:
+    """Take the job: a queued one, or a running one whose worker is gone (stale heartbeat)."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    with transaction.atomic():
+        export = (
+            CodeExport.objects.select_for_update(skip_locked=True)
+            .filter(pk=export_id)
+            .filter(
+                Q(status=CodeExport.Status.QUEUED)
+                | Q(status=CodeExport.Status.RUNNING, heartbeat_at__lt=stale)
+            )
+            .first()
+        )
+        if export is None:
+            return None
+        export.status = CodeExport.Status.RUNNING
+        export.attempts += 1
+        export.started_at = export.started_at or now
+        export.heartbeat_at = now
+        export.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+    return export
+
+
+def _commit_chunk(export: CodeExport, **progress) -> bool:
+    """Record a chunk's progress if this attempt still holds the job; return whether it does."""
+    progress["heartbeat_at"] = timezone.now()
+    held = CodeExport.objects.filter(
+        pk=export.pk, status=CodeExport.Status.RUNNING, attempts=export.attempts
+    ).update(**progress)
+    for name, value in progress.items():
+        setattr(export, name, value)
+    return bool(held)
+
+
+def code_export_run(*, export_id: int) -> RunOutcome:
+    """Write the export's file, chunk by chunk, then mark it completed (or failed) and announce
+    it. A job finished, or held by a live worker, is left alone."""
+    export = _claim(export_id)
+    if export is None:
+        return RunOutcome.SKIPPED
+    path = Path(settings.MEDIA_ROOT) / "exports" / f"code-export-{export.pk}.{export.file_format}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if export.file_format == CodeExport.Format.CSV:
+            held = _write_csv(export, path)
+        else:
+            held = _write_xlsx(export, path)
+    except Exception as error:
+        logger.exception("Export %s failed", export.pk)
+        _finish(export, CodeExport.Status.FAILED, message=EXPORT_FAILED.format(error=error))
+        return RunOutcome.DONE
+    if not held:
+        return RunOutcome.SKIPPED
+    _finish(export, CodeExport.Status.COMPLETED, file=f"exports/{path.name}")
+    return RunOutcome.DONE
+
+
+def _finish(export: CodeExport, status, **fields) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        done = CodeExport.objects.filter(
+            pk=export.pk, status=CodeExport.Status.RUNNING, attempts=export.attempts
+        ).update(
+            status=status,
+            finished_at=now,
+            expires_at=now + timedelta(hours=settings.EXPORT_KEEP_HOURS),
+            **fields,
+        )
+        if done:
+            export.refresh_from_db()
+            export_finished_on_commit(export)
+
+
+def _id_range(filters: dict) -> tuple[int, int] | None:
+    """Return the lowest and highest id of the codes an export of `filters` writes (two index
+    lookups), or None when there are none."""
+    queryset = codes_filtered(filters)
+    first = queryset.values_list("id", flat=True).first()
+    if first is None:
+        return None
+    return first, queryset.order_by("-id").values_list("id", flat=True).first()
+
+
+def _write_csv(export: CodeExport, path: Path) -> bool:
+    resume = export.last_id is not None and export.bytes_done and path.exists()
+    with open(path, "r+b" if resume else "wb") as file:
+        if resume:
+            # What was written after the last committed chunk is written again.
+            file.truncate(export.bytes_done)
+            file.seek(export.bytes_done)
+        else:
+            export.rows_done = 0
+            # A BOM so that Excel reads the file as UTF-8, then the header.
+            file.write("\ufeff".encode())
+            file.write(_csv_line(EXPORT_HEADERS))
+        bounds = _id_range(export.filters)
+        if bounds is None:
+            return _commit_chunk(export, rows_done=0, bytes_done=file.tell())
+        start = export.last_id if resume else bounds[0]
+        while start <= bounds[1]:
+            end = start + settings.EXPORT_CHUNK_ROWS
+            rows = _write_csv_chunk(export.filters, file, start=start, end=end)
+            file.flush()
+            if not _commit_chunk(
+                export, rows_done=export.rows_done + rows, last_id=end, bytes_done=file.tell()
+            ):
+                return False
+            start = end
+        return True
+
+
+def _csv_line(row) -> bytes:
+    class Line:
+        def write(self, value):
+            return value
+
+    return csv.writer(Line(), lineterminator="\n").writerow(row).encode()
+
+
+def _write_csv_chunk(filters: dict, file, *, start: int, end: int) -> int:
+    if copy_available(filters):
+        sql, params = copy_select_sql(filters, start=start, end=end)
+        with connection.cursor() as cursor:
+            raw = cursor.cursor
+            cursor.execute("SET DateStyle = 'ISO, YMD'")
+            with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", params) as copy:
+                for data in copy:
+                    file.write(data)
+            return raw.rowcount
+    queryset = codes_filtered(filters).filter(id__gte=start, id__lt=end)
+    rows = 0
+    for row in code_rows(queryset):
+        if rows:
+            file.write(_csv_line(row))
+        rows += 1
+    return rows - 1
+
+
+def _write_xlsx(export: CodeExport, path: Path) -> bool:
+    # A workbook is written in one go: a job run again starts over.
+    export.rows_done, export.last_id = 0, None
+    held = True
+
+    def progress(done):
+        nonlocal held
+        if held and done % XLSX_PROGRESS_ROWS == 0:
+            held = _commit_chunk(export, rows_done=done)
+            if not held:
+                raise _Lost
+
+    try:
+        with open(path, "wb") as file:
+            rows = xlsx_write(code_rows(codes_filtered(export.filters)), file, progress=progress)
+    except _Lost:
+        return False
+    return _commit_chunk(export, rows_done=rows)
+
+
+class _Lost(Exception):
+    """This attempt no longer holds the job (another worker took it over)."""
+
+
+def code_exports_clean(*, at=None) -> list[int]:
+    """Delete the files of exports kept past their time, and return the ids of running exports
+    that lost their worker, for the caller to run again."""
+    at = at or timezone.now()
+    for export in CodeExport.objects.filter(
+        status=CodeExport.Status.COMPLETED, expires_at__lt=at
+    ).only("pk", "file"):
+        if export.file:
+            default_storage.delete(export.file.name)
+        CodeExport.objects.filter(pk=export.pk).update(status=CodeExport.Status.REMOVED, file="")
+    stale = at - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    queued_long = at - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
+    return list(
+        CodeExport.objects.filter(
+            Q(status=CodeExport.Status.RUNNING, heartbeat_at__lt=stale)
+            | Q(status=CodeExport.Status.QUEUED, created_at__lt=queued_long)
+        ).values_list("pk", flat=True)
+    )

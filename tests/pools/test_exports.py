@@ -1,0 +1,226 @@
+"""Export jobs: the file (same columns, formats and escaping on every path), chunks and resume,
+sheets, who may download, the e-mail with the link, and the clean-up of old files."""
+
+import csv
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.core import mail
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+from openpyxl import load_workbook
+
+from notifications.services import import_notices_set
+from pools import export_services, exports
+from pools.export_services import code_export_run, code_export_start, code_exports_clean
+from pools.models import Code, CodeExport
+from tests.factories import make_codes, make_manager, make_pool, make_staff, make_viewer
+
+pytestmark = pytest.mark.django_db
+
+WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def csv_rows(data: bytes) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
+
+
+def tricky_pool():
+    pool = make_pool(slug="tricky")
+    make_codes(pool, ["=1+2", "+A", "-B", "@C", "\tD", "PLAIN", 'Q"uote,comma'])
+    make_codes(pool, [f"C{i:03d}" for i in range(40)], issue_end=WHEN, available_from=WHEN)
+    Code.objects.filter(code="PLAIN").update(
+        status=Code.Status.ISSUED, issued_to="-cust", issued_at=WHEN, times_redeemed=2
+    )
+    return pool
+
+
+def run_export(pool=None, file_format="csv", user=None, **filters):
+    export = code_export_start(
+        filters={"pool": pool.pk, **filters} if pool else filters,
+        file_format=file_format,
+        user=user,
+    )
+    code_export_run(export_id=export.pk)
+    export.refresh_from_db()
+    return export
+
+
+def test_csv_job_writes_what_the_python_formatter_writes(settings):
+    """On PostgreSQL the database writes the CSV (COPY); the rows equal the Python path's."""
+    settings.EXPORT_CHUNK_ROWS = 7
+    pool = tricky_pool()
+    make_codes(make_pool(), ["OTHER"])
+
+    export = run_export(pool)
+
+    assert export.status == CodeExport.Status.COMPLETED, export.message
+    rows = csv_rows(export.file.read())
+    expected = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+    assert rows == expected
+    assert rows[0][:4] == ["Code", "Pool ID", "Status", "Customer"]
+    assert export.rows_done == len(rows) - 1 == 47
+    assert ["PLAIN", "tricky", "issued", "'-cust", "2026-03-04 05:06:07", "", "2"] in [
+        row[:7] for row in rows
+    ]
+    assert {row[0] for row in rows} >= {"'=1+2", "'+A", "'-B", "'@C", "'\tD", 'Q"uote,comma'}
+    assert rows[1][0] == "'=1+2"  # in the order they were added
+
+
+def test_export_follows_the_filter(settings):
+    settings.EXPORT_CHUNK_ROWS = 5
+    pool = tricky_pool()
+
+    issued = run_export(pool, status="issued")
+    searched = run_export(pool, q="c007")
+    by_prefix = run_export(pool, q="C03")
+
+    assert [row[0] for row in csv_rows(issued.file.read())[1:]] == ["PLAIN"]
+    assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
+    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(10)]
+
+
+def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
+    settings.EXPORT_CHUNK_ROWS = 10
+    pool = tricky_pool()
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv")
+    commit = export_services._commit_chunk
+    calls = []
+
+    def killed_after_two(job, **progress):
+        calls.append(1)
+        if len(calls) == 3:
+            # What the killed worker wrote after its last commit stays in the file, unrecorded.
+            raise SystemExit("killed")
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", killed_after_two)
+    with pytest.raises(SystemExit):
+        code_export_run(export_id=export.pk)
+    monkeypatch.setattr(export_services, "_commit_chunk", commit)
+    export.refresh_from_db()
+    assert (export.status, export.rows_done) == (CodeExport.Status.RUNNING, 20)
+
+    # A live worker holds it: left alone. Once its heartbeat is stale, it is taken over.
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+    CodeExport.objects.filter(pk=export.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert code_exports_clean() == [export.pk]
+    code_export_run(export_id=export.pk)
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts) == (CodeExport.Status.COMPLETED, 2)
+    rows = csv_rows(export.file.read())
+    assert rows == list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+
+
+def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
+    pool = tricky_pool()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_services, "_write_csv", broken)
+    export = run_export(pool, user=make_manager(email="m@example.com"))
+
+    assert export.status == CodeExport.Status.FAILED
+    assert "disk full" in export.message
+
+
+def test_xlsx_goes_on_on_further_sheets(monkeypatch):
+    monkeypatch.setattr(exports, "XLSX_ROWS_PER_SHEET", 20)
+    pool = tricky_pool()
+
+    export = run_export(pool, file_format="xlsx")
+
+    assert export.status == CodeExport.Status.COMPLETED, export.message
+    book = load_workbook(export.file.open("rb"), read_only=True)
+    assert book.sheetnames == ["Codes", "Codes 2", "Codes 3"]
+    rows = [row for sheet in book for row in sheet.iter_rows(values_only=True)]
+    headers = [row for row in rows if row[0] == "Code"]
+    codes = [row[0] for row in rows if row[0] != "Code"]
+    assert len(headers) == 3 and len(codes) == export.rows_done == 47
+    assert "'=1+2" in codes and "'-B" in codes
+
+
+def test_viewer_downloads_someone_without_pool_view_cannot(client, settings):
+    pool = tricky_pool()
+    export = run_export(pool, user=make_manager())
+    download = reverse("admin:pools_codeexport_download", args=[export.pk])
+
+    client.force_login(make_viewer())
+    page = client.get(reverse("admin:pools_codeexport_change", args=[export.pk]))
+    assert download in page.content.decode()
+    response = client.get(download)
+    assert response.status_code == 200
+    assert csv_rows(b"".join(response.streaming_content))[1][0] == "'=1+2"
+
+    outsider = make_staff("outsider")
+    outsider.groups.clear()
+    outsider.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_codeexport", "view_code"])
+    )
+    client.force_login(outsider)
+    assert client.get(download).status_code == 403
+
+
+def test_codes_list_starts_a_job_for_a_big_export(
+    manager_client, monkeypatch, settings, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 10)
+    pool = tricky_pool()
+    url = reverse("admin:pools_code_export", args=["xlsx"])
+
+    page = manager_client.get(url, {"pool__id__exact": pool.pk, "status__exact": "available"})
+    assert page.status_code == 200
+    assert "Start the export" in page.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = manager_client.post(
+            url, {"pool__id__exact": pool.pk, "status__exact": "available"}
+        )
+
+    export = CodeExport.objects.get()
+    assert response.url == reverse("admin:pools_codeexport_change", args=[export.pk])
+    export.refresh_from_db()
+    assert export.filters == {"pool": pool.pk, "status": "available"}
+    assert (export.status, export.rows_done) == (CodeExport.Status.COMPLETED, 46)
+
+
+def test_the_one_who_asked_gets_the_link_unless_import_emails_are_off(
+    django_capture_on_commit_callbacks,
+):
+    pool = tricky_pool()
+    user = make_manager(email="asker@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        export = run_export(pool, user=user)
+    assert len(mail.outbox) == 1
+    assert reverse("admin:pools_codeexport_download", args=[export.pk]) in mail.outbox[0].body
+
+    import_notices_set(user=user, enabled=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_export(pool, user=user)
+    assert len(mail.outbox) == 1
+
+
+def test_files_are_removed_after_their_time(settings):
+    pool = tricky_pool()
+    export = run_export(pool)
+    path = export.file.path
+
+    code_exports_clean(at=export.expires_at - timedelta(minutes=1))
+    export.refresh_from_db()
+    assert export.status == CodeExport.Status.COMPLETED
+
+    code_exports_clean(at=export.expires_at + timedelta(minutes=1))
+    export.refresh_from_db()
+    assert (export.status, export.file.name) == (CodeExport.Status.REMOVED, "")
+    import os
+
+    assert not os.path.exists(path)
+
+
+def test_copy_path_is_taken_on_postgresql():
+    assert exports.copy_available({"pool": 1}) is (connection.vendor == "postgresql")
+    assert exports.copy_available({"pool": 1, "q": "AB"}) is False
