@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test test-sqlite format screenshots bench-import bench-issue bench-tiny bench-live \
-	bench-export bench-admin bench-mailing
+.PHONY: install run worker test test-sqlite mutation format screenshots bench-import bench-issue \
+	bench-tiny bench-live bench-export bench-admin bench-mailing
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ test-sqlite: install
 # missing one an error instead of a skip that would refresh nothing.
 screenshots: install
 	SCREENSHOTS_DIR=docs/screenshots CI=1 $(BIN)/pytest tests/e2e
+
+# Mutation testing of the core modules (README, "Mutation testing"): slow (tens of minutes per
+# module), not part of `make test` nor of CI. MODULES=loader runs one; the tests use their own
+# database (DATABASE_URL, by default promo_mutation on the local PostgreSQL).
+mutation: install
+	$(BIN)/pip install --quiet -e ".[test,mutation]"
+	$(BIN)/python tools/mutation.py $(MODULES)
 
 format: install
 	$(BIN)/ruff check --fix .

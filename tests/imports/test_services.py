@@ -83,7 +83,7 @@ def test_import_report_counts_every_kind_of_row():
     assert counts(pool) == (3, 0, 0)
     new1 = Code.objects.get(code="NEW1")
     assert new1.issue_start.isoformat() == "2026-01-01T00:00:00+00:00"
-    assert new1.issue_end.date().isoformat() == "2026-12-31"
+    assert new1.issue_end.isoformat() == "2026-12-31T23:59:59.999999+00:00"
 
 
 def test_reuploading_the_same_file_adds_nothing_and_loses_nothing():
@@ -369,7 +369,7 @@ def test_us_dates_in_a_csv_are_read_month_first():
     job = run(import_file_start(pool=pool, file=upload))
 
     assert (job.status, job.date_order, job.codes_added) == ("completed", "mdy", 2)
-    assert Code.objects.get(code="US2").issue_start.date().isoformat() == "2026-03-04"
+    assert Code.objects.get(code="US2").issue_start.isoformat() == "2026-03-04T00:00:00+00:00"
     assert Code.objects.get(code="US1").issue_end.isoformat() == "2026-01-31T21:30:00+00:00"
 
 
@@ -382,7 +382,7 @@ def test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen():
     assert "could be day-first or month-first" in excinfo.value.message_dict["date_order"][0]
 
     run(import_file_start(pool=pool, file=csv_upload(text), date_order="dmy"))
-    assert Code.objects.get().issue_start.date().isoformat() == "2026-04-03"
+    assert Code.objects.get().issue_start.isoformat() == "2026-04-03T00:00:00+00:00"
 
 
 def test_codes_dead_on_arrival_are_added_counted_and_flagged():
@@ -506,7 +506,9 @@ def test_old_excel_and_opendocument_files_import_with_dates_and_cyrillic(file_fo
 
     assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2), job.message
     assert job.message == "Codes read from the sheet “Codes”."
-    assert Code.objects.get(code="ПРИВЕТ10").issue_end.date().isoformat() == "2026-12-31"
+    assert Code.objects.get(code="ПРИВЕТ10").issue_end.isoformat() == (
+        "2026-12-31T23:59:59.999999+00:00"
+    )
     if file_format == "xls":
         assert Code.objects.get(code="OLD2").issue_end.isoformat() == "2027-06-30T18:00:00+00:00"
 

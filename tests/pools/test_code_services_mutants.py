@@ -1,0 +1,297 @@
+"""Tests that fail on the mutants of issuing and redemption that the rest of the suite let
+through (issue 16), and race tests that fail for sure when the lock they rely on is removed:
+the second party is made to arrive inside the critical section, not left to luck."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from pools import code_services
+from pools.code_services import (
+    _claim_code,
+    code_check,
+    code_issue,
+    code_mark_issued,
+    code_redeem,
+    customer_clean,
+)
+from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
+from pools.refusals import CodeRefused, Refusal
+from pools.selectors import pool_stock, pools_with_counts
+from tests.factories import make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def refusal(call, **kwargs) -> Refusal:
+    with pytest.raises(CodeRefused) as excinfo:
+        call(**kwargs)
+    return excinfo.value.reason
+
+
+def counts(pool):
+    counted = pools_with_counts().get(pk=pool.pk)
+    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
+
+
+def test_marking_a_code_issued_moves_it_from_stock_to_issued():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["M1", "M2", "M3"])
+
+    marked = code_mark_issued(code="M2", customer="alice")
+
+    assert (marked.status, marked.issued_to) == (Code.Status.ISSUED, "alice")
+    assert counts(pool) == (2, 1, 0)
+    assert pool_stock(pool=pool) == 2
+    # Marking it again for the same customer changes nothing.
+    code_mark_issued(code="M2", customer="alice")
+    assert counts(pool) == (2, 1, 0)
+    assert CodeIssue.objects.filter(code=marked, marked=True).count() == 1
+
+
+def test_an_expired_code_marked_issued_leaves_the_expired_count():
+    pool = make_pool(launched=True)
+    (code,) = make_codes(pool, ["E1"])
+    Code.objects.filter(pk=code.pk).update(status=Code.Status.EXPIRED)
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
+
+    code_mark_issued(code="E1", customer="bob")
+
+    counted = pools_with_counts().get(pk=pool.pk)
+    assert (counted.codes_available, counted.codes_issued, counted.codes_expired) == (0, 1, 0)
+
+
+def test_a_code_is_redeemable_from_its_available_from_moment_on():
+    pool = make_pool(launched=True)
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    (code,) = make_codes(pool, ["LATER"], available_from=start)
+    code = Code.objects.select_related("pool").get(pk=code.pk)
+
+    assert code.redeem_refusal("c", at=start - timedelta(microseconds=1)) == (
+        Refusal.NOT_YET_AVAILABLE
+    )
+    assert code.redeem_refusal("c", at=start) is None
+    redemption = code_redeem(code="LATER", customer="c")
+    assert redemption.code_id == code.pk
+    assert counts(pool) == (0, 0, 1)
+
+
+def test_a_code_is_redeemable_until_its_available_till_moment():
+    pool = make_pool(launched=True)
+    till = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    (code,) = make_codes(pool, ["SOON"], available_till=till)
+    code = Code.objects.select_related("pool").get(pk=code.pk)
+
+    assert code.redeem_refusal("c", at=till) is None
+    assert code.redeem_refusal("c", at=till + timedelta(microseconds=1)) == Refusal.EXPIRED
+
+
+def test_the_validity_period_ends_exactly_so_many_days_after_issue():
+    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=3, launched=True)
+    make_codes(pool, ["P1"])
+    issued = code_issue(pool=pool, customer="c")
+    code = Code.objects.select_related("pool").get(pk=issued.pk)
+    end = code.issued_at + timedelta(days=3)
+
+    assert code.redeem_refusal("c", at=end) is None
+    assert code.redeem_refusal("c", at=end + timedelta(microseconds=1)) == (
+        Refusal.VALIDITY_PERIOD_OVER
+    )
+
+
+def test_customer_ids_are_cleaned_by_every_service():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["C1", "C2"])
+
+    issued = code_issue(pool=pool, customer="  alice \t", idempotency_key="k")
+    assert issued.issued_to == "alice"
+    assert CodeIssue.objects.get(code=issued).customer == "alice"
+    assert code_issue(pool=pool, customer="alice", idempotency_key="k").pk == issued.pk
+    marked = code_mark_issued(code="C2", customer=" bob ")
+    assert marked.issued_to == "bob"
+    assert code_check(code=issued.code, customer=" alice ").pk == issued.pk
+    redemption = code_redeem(code=" C2 ", customer="\tbob  ", order_reference=" o-1 ")
+    assert (redemption.customer, redemption.order_reference) == ("bob", "o-1")
+    assert code_redeem(code="C2", customer="bob", order_reference="o-1").pk == redemption.pk
+
+
+def test_a_customer_id_of_the_maximum_length_is_accepted_and_one_more_is_refused():
+    longest = "c" * CUSTOMER_MAX_LENGTH
+    assert customer_clean(f" {longest} ") == longest
+    with pytest.raises(ValidationError):
+        customer_clean(longest + "c")
+    with pytest.raises(ValidationError):
+        customer_clean("   ")
+
+
+def test_the_generic_claim_hands_out_each_code_once_and_counts_it():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["G1", "G2"])
+
+    first = _claim_code(pool, "c1")
+    second = _claim_code(pool, "c2")
+
+    assert [first.code, second.code] == ["G1", "G2"]
+    assert (second.status, second.issued_to) == (Code.Status.ISSUED, "c2")
+    assert counts(pool) == (0, 2, 0)
+    assert refusal(_claim_code, pool=pool, customer="c3") == Refusal.NO_CODES_LEFT
+
+
+def test_the_generic_claim_of_a_multiple_use_pool_uses_nothing_up():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    assert _claim_code(pool, "c1").code == "MULTI"
+    assert _claim_code(pool, "c2").status == Code.Status.AVAILABLE
+    assert counts(pool) == (1, 0, 0)
+
+
+def test_each_database_takes_its_own_claim(monkeypatch):
+    """PostgreSQL issues with its one-statement claim; another database with the generic one.
+    Sending either down the other's path fails here."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the other database's claim was used")
+
+    other = "_claim_code" if connection.vendor == "postgresql" else "_claim_code_postgresql"
+    monkeypatch.setattr(code_services, other, forbidden)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["V1"])
+
+    with CaptureQueriesContext(connection) as queries:
+        issued = code_issue(pool=pool, customer="c")
+
+    assert issued.code == "V1"
+    claims = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(claims) == 1 and "WITH claimed AS" in claims[0]
+    assert counts(pool) == (0, 1, 0)
+
+
+def _in_thread(target, results, name):
+    def run():
+        try:
+            results[name] = target()
+        except Exception as error:  # noqa: BLE001  (asserted by the test)
+            results[name] = error
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_skips_a_code_another_transaction_holds():
+    """A second connection holds the first code's row lock for the whole issue: the claim must
+    take the next code at once. Without SKIP LOCKED it waits for the lock (and the lock timeout
+    set here makes that an error), or, once the holder commits, finds nothing."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["H1", "H2"])
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H1' FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            issued = code_issue(pool=pool, customer="c")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+        assert issued.code == "H2"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert counts(pool) == (1, 1, 0)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
+    """Both calls look the key up before either records it (a barrier makes sure of it); the
+    loser's claim violates the key's constraint, and the recovery branch returns the winner's
+    code. Nothing is patched away: the real look-up runs both times."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1", "R2", "R3"])
+    barrier = threading.Barrier(2, timeout=30)
+    real_lookup = code_services._issue_by_key
+    local = threading.local()
+
+    def lookup_then_wait(*args):
+        found = real_lookup(*args)
+        if not getattr(local, "waited", False):
+            local.waited = True
+            barrier.wait()  # both have looked, neither has claimed
+        return found
+
+    monkeypatch.setattr(code_services, "_issue_by_key", lookup_then_wait)
+    results = {}
+    threads = [
+        _in_thread(lambda: code_issue(pool=pool, customer="c", idempotency_key="race"), results, n)
+        for n in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(isinstance(r, Code) for r in results.values()), results
+    assert results["a"].pk == results["b"].pk
+    assert CodeIssue.objects.filter(idempotency_key="race").count() == 1
+    assert counts(pool) == (2, 1, 0)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch):
+    """The second redemption reaches the row while the first holds it (a pause inside the first
+    one's transaction, after its refusal check): without the row lock both would redeem."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["ONCE"])
+    first_inside = threading.Event()
+    real_refusal_for = code_services._refusal_for
+    local = threading.local()
+
+    def refusal_for_then_pause(*args, **kwargs):
+        refusal_ = real_refusal_for(*args, **kwargs)
+        if getattr(local, "first", False):
+            first_inside.set()
+            # Give the second a chance to get past its own check if nothing stops it.
+            second_done.wait(timeout=2)
+        return refusal_
+
+    second_done = threading.Event()
+    monkeypatch.setattr(code_services, "_refusal_for", refusal_for_then_pause)
+    results = {}
+
+    def first():
+        local.first = True
+        return code_redeem(code="ONCE", customer="c1")
+
+    def second():
+        first_inside.wait(timeout=30)
+        try:
+            return code_redeem(code="ONCE", customer="c2")
+        finally:
+            second_done.set()
+
+    threads = [_in_thread(first, results, "first"), _in_thread(second, results, "second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert isinstance(results["first"], Redemption)
+    assert isinstance(results["second"], CodeRefused)
+    assert results["second"].reason == Refusal.ALREADY_REDEEMED
+    assert Redemption.objects.count() == 1
+    assert counts(pool) == (0, 0, 1)
