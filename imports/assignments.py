@@ -254,6 +254,7 @@ class _SliceIssuer:
 
     @staticmethod
     def for_pool(job: Assignment) -> "_SliceIssuer":
+        # The fallback pool is read once per run of the job.
         fallback = _fallback_of(job.pool)
         set_based = connection.vendor == "postgresql" and not any(
             pool.allow_multiple_use for pool in (job.pool, fallback) if pool is not None
