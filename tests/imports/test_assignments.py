@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imports.assignments import (
+    ASSIGNMENT_KEY,
     RUN_AGAIN,
     STOPPED,
     assignment_release,
@@ -18,7 +19,7 @@ from imports.assignments import (
 )
 from imports.models import Assignment
 from imports.readers import ImportFileError, open_customer_list
-from pools.code_services import code_issue, code_redeem
+from pools.code_services import batch_key, code_issue, code_redeem, code_release
 from pools.models import Code, CodeIssue, Pool
 from pools.refusals import Refusal
 from pools.services import pool_pause, pool_resume
@@ -125,6 +126,33 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
         ["c3", "P2"],
         ["c4", "P3"],
     ]
+
+
+def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_out(settings):
+    """Each slice claims after the codes the job claimed last; a code given back behind that
+    point is found when nothing is left after it, before anyone is reported short."""
+    settings.ASSIGN_BATCH_SIZE = 1
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A", "B"])
+
+    def give_back_the_first(sender, pool, **kwargs):
+        stock_changed.disconnect(give_back_the_first)
+        code_release(pool=pool, code="A", idempotency_key=batch_key(ASSIGNMENT_KEY, "c1"))
+
+    stock_changed.connect(give_back_the_first, weak=False)
+    try:
+        job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\n"))
+    finally:
+        stock_changed.disconnect(give_back_the_first)
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.codes_issued, job.shortfall) == (3, 0)
+    held = dict(
+        CodeIssue.objects.filter(released_at__isnull=True).values_list("customer", "code__code")
+    )
+    # Which of the two gets the given-back code depends on where the claims start.
+    assert sorted(held) == ["c2", "c3"] and sorted(held.values()) == ["A", "B"]
 
 
 def test_assignment_from_a_workbook_keeps_numbers_as_ids():
