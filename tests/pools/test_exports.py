@@ -22,6 +22,7 @@ from tests.factories import make_codes, make_manager, make_pool, make_staff, mak
 pytestmark = pytest.mark.django_db
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+KOLKATA = timedelta(hours=5, minutes=30)  # Asia/Kolkata: no summer time
 
 
 def csv_rows(data: bytes) -> list[list[str]]:
@@ -30,12 +31,57 @@ def csv_rows(data: bytes) -> list[list[str]]:
 
 def tricky_pool():
     pool = make_pool(slug="tricky")
-    make_codes(pool, ["=1+2", "+A", "-B", "@C", "\tD", "PLAIN", 'Q"uote,comma'])
-    make_codes(pool, [f"C{i:03d}" for i in range(40)], issue_end=WHEN, available_from=WHEN)
+    make_codes(pool, ["=1+2", "+A", "-B", "@C", "\tD", "PLAIN", 'Q"uote,comma', "\rE"])
+    make_codes(pool, [f"C{i:03d}" for i in range(39)], issue_end=WHEN, available_from=WHEN)
+    # Every moment column a different moment, so that a column written from another one shows.
     Code.objects.filter(code="PLAIN").update(
-        status=Code.Status.ISSUED, issued_to="-cust", issued_at=WHEN, times_redeemed=2
+        status=Code.Status.ISSUED,
+        issued_to="-cust",
+        issued_at=WHEN,
+        redeemed_at=WHEN + timedelta(hours=1),
+        times_redeemed=2,
+        issue_start=WHEN - timedelta(days=1),
+        issue_end=WHEN + timedelta(days=1),
+        available_from=WHEN - timedelta(days=2),
+        available_till=WHEN + timedelta(days=2, seconds=1),
     )
     return pool
+
+
+HEADER = [
+    "Code", "Pool ID", "Status", "Customer", "Issued at", "Redeemed at", "Times redeemed",
+    "Issue-start", "Issue-end", "Available-from", "Available-till",
+]  # fmt: skip
+
+
+def _available(code, issue_end="", available_from=""):
+    return [code, "tricky", "Available", "", "", "", "0", "", issue_end, available_from, ""]
+
+
+def tricky_rows(ahead: timedelta = timedelta(0)) -> list[list[str]]:
+    """The tricky pool's file, row by row, with moments written in a zone `ahead` of UTC (as
+    the project's TIME_ZONE says)."""
+
+    def at(moment):
+        return (moment + ahead).strftime("%Y-%m-%d %H:%M:%S")
+
+    plain = [
+        "PLAIN", "tricky", "Issued", "'-cust", at(WHEN), at(WHEN + timedelta(hours=1)), "2",
+        at(WHEN - timedelta(days=1)), at(WHEN + timedelta(days=1)),
+        at(WHEN - timedelta(days=2)), at(WHEN + timedelta(days=2, seconds=1)),
+    ]  # fmt: skip
+    return [
+        HEADER,
+        _available("'=1+2"),
+        _available("'+A"),
+        _available("'-B"),
+        _available("'@C"),
+        _available("'\tD"),
+        plain,
+        _available('Q"uote,comma'),
+        _available("'\rE"),
+        *[_available(f"C{i:03d}", at(WHEN), at(WHEN)) for i in range(39)],
+    ]
 
 
 def run_export(pool=None, file_format="csv", user=None, **filters):
@@ -49,9 +95,11 @@ def run_export(pool=None, file_format="csv", user=None, **filters):
     return export
 
 
-def test_csv_job_writes_what_the_python_formatter_writes(settings):
-    """On PostgreSQL the database writes the CSV (COPY); the rows equal the Python path's."""
+def test_csv_job_writes_every_column_formatted_and_escaped_row_by_row(settings):
+    """On PostgreSQL the database writes the CSV (COPY); in the order the codes were added,
+    moments in the project's time zone to the second, formulas escaped."""
     settings.EXPORT_CHUNK_ROWS = 7
+    settings.TIME_ZONE = "Asia/Kolkata"  # 5:30 ahead of UTC, all year
     pool = tricky_pool()
     make_codes(make_pool(), ["OTHER"])
 
@@ -59,15 +107,35 @@ def test_csv_job_writes_what_the_python_formatter_writes(settings):
 
     assert export.status == CodeExport.Status.COMPLETED, export.message
     rows = csv_rows(export.file.read())
-    expected = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
-    assert rows == expected
-    assert rows[0][:4] == ["Code", "Pool ID", "Status", "Customer"]
-    assert export.rows_done == len(rows) - 1 == 47
-    assert ["PLAIN", "tricky", "Issued", "'-cust", "2026-03-04 05:06:07", "", "2"] in [
-        row[:7] for row in rows
+    assert rows == tricky_rows(KOLKATA)
+    assert rows[6][4] == "2026-03-04 10:36:07"  # WHEN, 05:06:07 UTC
+    assert export.rows_done == 47
+
+
+def test_the_python_formatter_writes_the_same_rows_as_copy(settings):
+    """The generic path (other databases, searches, XLSX, small exports at once)."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    pool = tricky_pool()
+    make_codes(make_pool(), ["OTHER"])
+
+    rows = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+
+    assert rows == tricky_rows(KOLKATA)
+
+
+def test_an_export_of_all_pools_names_each_codes_pool_escaped():
+    make_codes(make_pool(slug="-minus"), ["M1"])
+    make_codes(make_pool(slug="plain"), ["P1"])
+
+    export = run_export()
+
+    assert [row[:3] for row in csv_rows(export.file.read())] == [
+        ["Code", "Pool ID", "Status"],
+        ["M1", "'-minus", "Available"],
+        ["P1", "plain", "Available"],
     ]
-    assert {row[0] for row in rows} >= {"'=1+2", "'+A", "'-B", "'@C", "'\tD", 'Q"uote,comma'}
-    assert rows[1][0] == "'=1+2"  # in the order they were added
+    rows = list(exports.code_rows(exports.codes_filtered({})))
+    assert [row[:2] for row in rows[1:]] == [["M1", "'-minus"], ["P1", "plain"]]
 
 
 def test_export_follows_the_filter(settings):
@@ -80,7 +148,7 @@ def test_export_follows_the_filter(settings):
 
     assert [row[0] for row in csv_rows(issued.file.read())[1:]] == ["PLAIN"]
     assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
-    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(10)]
+    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(9)]
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
@@ -113,7 +181,7 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     export.refresh_from_db()
     assert (export.status, export.attempts) == (CodeExport.Status.COMPLETED, 2)
     rows = csv_rows(export.file.read())
-    assert rows == list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+    assert rows == tricky_rows()
 
 
 def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
@@ -126,7 +194,7 @@ def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
     export = run_export(pool, user=make_manager(email="m@example.com"))
 
     assert export.status == CodeExport.Status.FAILED
-    assert "disk full" in export.message
+    assert export.message == "The export failed: disk full. Start it again from the codes list."
 
 
 def test_xlsx_goes_on_on_further_sheets(monkeypatch):
@@ -138,11 +206,17 @@ def test_xlsx_goes_on_on_further_sheets(monkeypatch):
     assert export.status == CodeExport.Status.COMPLETED, export.message
     book = load_workbook(export.file.open("rb"), read_only=True)
     assert book.sheetnames == ["Codes", "Codes 2", "Codes 3"]
-    rows = [row for sheet in book for row in sheet.iter_rows(values_only=True)]
-    headers = [row for row in rows if row[0] == "Code"]
-    codes = [row[0] for row in rows if row[0] != "Code"]
-    assert len(headers) == 3 and len(codes) == export.rows_done == 47
-    assert "'=1+2" in codes and "'-B" in codes
+    sheets = [
+        [
+            ["" if cell is None else str(cell) for cell in row]
+            for row in sheet.iter_rows(values_only=True)
+        ]
+        for sheet in book
+    ]
+    # XML reads a carriage return back as a line feed.
+    header, *rows = [[cell.replace("\r", "\n") for cell in row] for row in tricky_rows()]
+    assert sheets == [[header, *rows[:20]], [header, *rows[20:40]], [header, *rows[40:]]]
+    assert export.rows_done == 47
 
 
 def test_viewer_downloads_someone_without_pool_view_cannot(client, settings):
@@ -195,8 +269,12 @@ def test_the_one_who_asked_gets_the_link_unless_import_emails_are_off(
     user = make_manager(email="asker@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         export = run_export(pool, user=user)
-    assert len(mail.outbox) == 1
-    assert reverse("admin:pools_codeexport_download", args=[export.pk]) in mail.outbox[0].body
+    (message,) = mail.outbox
+    assert (message.subject, message.to) == (
+        f"Export #{export.pk} of tricky: Completed",
+        ["asker@example.com"],
+    )
+    assert reverse("admin:pools_codeexport_download", args=[export.pk]) in message.body
 
     import_notices_set(user=user, enabled=False)
     with django_capture_on_commit_callbacks(execute=True):
@@ -209,11 +287,12 @@ def test_files_are_removed_after_their_time(settings):
     export = run_export(pool)
     path = export.file.path
 
-    code_exports_clean(at=export.expires_at - timedelta(minutes=1))
+    assert export.expires_at == export.finished_at + timedelta(hours=72)
+    code_exports_clean(at=export.expires_at)
     export.refresh_from_db()
     assert export.status == CodeExport.Status.COMPLETED
 
-    code_exports_clean(at=export.expires_at + timedelta(minutes=1))
+    code_exports_clean(at=export.expires_at + timedelta(microseconds=1))
     export.refresh_from_db()
     assert (export.status, export.file.name) == (CodeExport.Status.REMOVED, "")
     import os
