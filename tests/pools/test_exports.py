@@ -303,3 +303,206 @@ def test_files_are_removed_after_their_time(settings):
 def test_copy_path_is_taken_on_postgresql():
     assert exports.copy_available({"pool": 1}) is (connection.vendor == "postgresql")
     assert exports.copy_available({"pool": 1, "q": "AB"}) is False
+
+
+# The parts of an export, each at its edges (issue 16: mutants these tests fail on had survived)
+
+
+def test_formula_escaping_is_for_text_starting_with_a_formula_character_only():
+    assert [exports.escape_formula(v) for v in ("=A", "+A", "-A", "@A", "\tA", "\rA")] == [
+        "'=A", "'+A", "'-A", "'@A", "'\tA", "'\rA",
+    ]  # fmt: skip
+    assert [exports.escape_formula(v) for v in ("A=", "", "'=A", 5, None)] == [
+        "A=", "", "'=A", 5, None,
+    ]  # fmt: skip
+
+
+def test_csv_response_is_an_escaped_utf8_attachment_excel_reads():
+    response = exports.csv_response([["Code", "Note"], ["=1", 'ü,"x"']], "codes-x.csv")
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="codes-x.csv"'
+    body = b"".join(response.streaming_content)
+    assert body == '\ufeffCode,Note\r\n\'=1,"ü,""x"""\r\n'.encode()
+
+
+def test_xlsx_response_is_an_attachment_with_the_sheet_named():
+    response = exports.xlsx_response([["Code"], ["=1"]], "rejected.xlsx", sheet_title="Rejected")
+
+    assert response["Content-Type"] == exports.XLSX_CONTENT_TYPE
+    assert response["Content-Disposition"] == 'attachment; filename="rejected.xlsx"'
+    book = load_workbook(io.BytesIO(b"".join(response.streaming_content)))
+    assert book.sheetnames == ["Rejected"]
+    assert list(book["Rejected"].iter_rows(values_only=True)) == [("Code",), ("'=1",)]
+
+
+def test_an_empty_workbook_still_has_its_header(settings):
+    output = io.BytesIO()
+
+    assert exports.xlsx_write(iter([["Code", "Status"]]), output, sheet_title="Codes") == 0
+
+    book = load_workbook(output)
+    assert book.sheetnames == ["Codes"]
+    assert list(book["Codes"].iter_rows(values_only=True)) == [("Code", "Status")]
+
+
+def test_workbook_progress_is_told_every_2000_rows_and_moments_are_iso_text(settings):
+    settings.TIME_ZONE = "Asia/Kolkata"
+    told = []
+    rows = [["Code", "When"], *([f"R{n}", WHEN] for n in range(4001))]
+    output = io.BytesIO()
+
+    assert exports.xlsx_write(rows, output, progress=told.append) == 4001
+
+    assert told == [2000, 4000]
+    sheet = load_workbook(output).active
+    assert [c.value for c in sheet[2]] == ["R0", "2026-03-04 10:36:07"]
+    assert sheet.max_row == 4002
+
+
+def test_copy_select_takes_the_status_and_the_id_range():
+    pool = make_pool(slug="ranged")
+    codes = make_codes(pool, ["A", "B", "C", "D"])
+    Code.objects.filter(code="C").update(status=Code.Status.ISSUED)
+    ids = [code.pk for code in codes]
+
+    def copied(filters, **bounds):
+        sql, params = exports.copy_select_sql(filters, **bounds)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [row[:3] for row in cursor.fetchall()]
+
+    if connection.vendor == "postgresql":
+        assert copied({"pool": pool.pk}, start=ids[1], end=ids[3]) == [
+            ("B", "ranged", "Available"),
+            ("C", "ranged", "Issued"),
+        ]
+        assert copied({"pool": pool.pk, "status": "available"}) == [
+            ("A", "ranged", "Available"),
+            ("B", "ranged", "Available"),
+            ("D", "ranged", "Available"),
+        ]
+        assert copied({}, start=ids[3]) == [("D", "ranged", "Available")]
+    with pytest.raises(ValueError, match="generic path"):
+        exports.copy_select_sql({"pool": pool.pk, "q": "A"})
+
+
+def test_export_filters_keep_what_the_list_passes_and_drop_the_rest():
+    assert export_services.code_export_filters(pool="7", status="issued", q="  ab ") == {
+        "pool": 7,
+        "status": "issued",
+        "q": "ab",
+    }
+    assert export_services.code_export_filters(pool="", status="bogus", q="   ") == {}
+
+
+def test_an_export_is_answered_at_once_up_to_the_limit_and_queued_past_it(monkeypatch):
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 3)
+    pool = make_pool()
+    make_codes(pool, ["A", "B", "C"])
+
+    assert export_services.code_export_is_small({"pool": pool.pk}) is True
+    make_codes(pool, ["D"])
+    assert export_services.code_export_is_small({"pool": pool.pk}) is False
+
+
+def test_the_estimate_counts_a_pools_codes_by_status_from_its_counters(monkeypatch):
+    pool = make_pool()
+    make_codes(pool, ["A", "B", "C", "AB"])
+    Code.objects.filter(code="C").update(status=Code.Status.ISSUED)
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-1, issued=1)
+    make_codes(make_pool(), ["OTHER"])
+    estimate = export_services.code_export_estimate
+
+    assert estimate({"pool": pool.pk}) == 4
+    assert estimate({"pool": pool.pk, "status": "issued"}) == 1
+    assert estimate({"pool": pool.pk, "status": "available"}) == 3
+    assert estimate({}) == 5
+    assert estimate({"pool": pool.pk, "q": "A"}) == 2  # A and AB: counted, not estimated
+    monkeypatch.setattr(export_services, "SEARCH_COUNT_MAX", 1)
+    assert estimate({"pool": pool.pk, "q": "A"}) == 1
+
+
+def test_an_export_is_queued_with_its_name_and_estimate(django_capture_on_commit_callbacks):
+    pool = make_pool(slug="named")
+    make_codes(pool, ["A", "B"])
+    user = make_manager()
+
+    with django_capture_on_commit_callbacks() as queued:
+        export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx", user=user)
+    everything = code_export_start(filters={}, file_format="csv")
+
+    assert len(queued) == 1
+    stored = CodeExport.objects.get(pk=export.pk)
+    assert (stored.status, stored.pool, stored.created_by, stored.rows_total) == (
+        CodeExport.Status.QUEUED, pool, user, 2,
+    )  # fmt: skip
+    assert (stored.file_name, stored.file_format, stored.filters) == (
+        "codes-named.xlsx", "xlsx", {"pool": pool.pk},
+    )  # fmt: skip
+    assert (everything.file_name, everything.pool) == ("codes-all.csv", None)
+    with pytest.raises(ValueError, match="unknown export format: pdf"):
+        code_export_start(filters={}, file_format="pdf")
+
+
+def test_a_running_export_is_taken_over_only_once_its_heartbeat_is_older_than_the_timeout(
+    settings, monkeypatch
+):
+    settings.EXPORT_HEARTBEAT_TIMEOUT = 300
+    now = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    pool = make_pool()
+    make_codes(pool, ["A"])
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv")
+    CodeExport.objects.filter(pk=export.pk).update(
+        status=CodeExport.Status.RUNNING,
+        attempts=1,
+        started_at=now - timedelta(hours=1),
+        heartbeat_at=now - timedelta(seconds=300),
+    )
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+    CodeExport.objects.filter(pk=export.pk).update(
+        heartbeat_at=now - timedelta(seconds=300, microseconds=1)
+    )
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.rows_done) == (CodeExport.Status.COMPLETED, 2, 1)
+    assert (export.started_at, export.finished_at, export.heartbeat_at) == (
+        now - timedelta(hours=1), now, now,
+    )  # fmt: skip
+    assert export.expires_at == now + timedelta(hours=72)
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+
+
+def test_the_clean_up_runs_again_exports_stuck_past_the_timeout_to_the_second(settings):
+    settings.EXPORT_HEARTBEAT_TIMEOUT = 300
+    at = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    limit, tick = at - timedelta(seconds=300), timedelta(microseconds=1)
+
+    def export(status, **moments):
+        made = CodeExport.objects.create(file_format="csv", status=status)
+        CodeExport.objects.filter(pk=made.pk).update(**moments)
+        return made.pk
+
+    stale = export(CodeExport.Status.RUNNING, heartbeat_at=limit - tick)
+    export(CodeExport.Status.RUNNING, heartbeat_at=limit)
+    forgotten = export(CodeExport.Status.QUEUED, created_at=limit - tick)
+    export(CodeExport.Status.QUEUED, created_at=limit)
+    export(CodeExport.Status.COMPLETED, heartbeat_at=limit - tick, created_at=limit - tick)
+
+    assert sorted(code_exports_clean(at=at)) == sorted([stale, forgotten])
+
+
+def test_an_export_of_no_codes_is_the_header_alone():
+    pool = make_pool()
+
+    export = run_export(pool)
+
+    assert (export.status, export.rows_done) == (CodeExport.Status.COMPLETED, 0)
+    assert csv_rows(export.file.read()) == [HEADER]
+    export.file.open("rb")
+    assert export.file.read().startswith("\ufeffCode,".encode())
