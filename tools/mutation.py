@@ -76,8 +76,8 @@ MODULES = {
     "redemption": (
         "pools/code_services.py",
         [
+            "tests/pools/test_redemption.py",
             "tests/pools/test_code_services_mutants.py",
-            "tests/pools/test_services.py",
             "tests/pools/test_issuing.py",
         ],
         _REDEMPTION,
@@ -106,7 +106,7 @@ MODULES = {
     ),
     "export_services": (
         "pools/export_services.py",
-        ["tests/pools/test_exports.py", "tests/pools/test_export_worker.py"],
+        ["tests/pools/test_exports.py"],
     ),
 }
 
