@@ -86,8 +86,10 @@ MODULES = {
     "sweeps": (
         "pools/code_services.py",
         [
+            "tests/pools/test_sweeps.py",
             "tests/pools/test_expiry.py",
             "tests/pools/test_live_pool.py",
+            "tests/pools/test_code_list_parse.py",
             "tests/imports/test_undo.py",
         ],
         _SWEEPS,
