@@ -12,7 +12,6 @@ from imports.models import Import
 from notifications import services
 from notifications.models import LowStockAlert, StaffPreference, Subscription
 from notifications.services import (
-    NO_SUBSCRIBERS,
     export_notice_send,
     import_notice_send,
     import_notices_enabled,
@@ -100,7 +99,10 @@ def test_launch_warns_only_when_alerts_are_on_and_nobody_would_hear():
     subscription_add(user=make_manager("ann", email="ann@example.com"), pool=heard)
     quiet = make_pool()
 
-    assert launch_warnings(lonely) == [NO_SUBSCRIBERS]
+    assert launch_warnings(lonely) == [
+        "Low-stock alerts are on, but nobody with an e-mail address is subscribed to this pool or "
+        "its campaign: nobody would hear that it runs low."
+    ]
     assert launch_warnings(heard) == []
     assert launch_warnings(quiet) == []
 

@@ -506,3 +506,58 @@ def test_an_export_of_no_codes_is_the_header_alone():
     assert csv_rows(export.file.read()) == [HEADER]
     export.file.open("rb")
     assert export.file.read().startswith("\ufeffCode,".encode())
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+def test_an_attempt_that_lost_its_job_to_another_worker_stops_and_finishes_nothing(
+    monkeypatch, settings, file_format
+):
+    settings.EXPORT_CHUNK_ROWS = 2
+    monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 2)
+    pool = make_pool()
+    make_codes(pool, [f"L{i}" for i in range(5)])
+    export = code_export_start(filters={"pool": pool.pk}, file_format=file_format)
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def taken_over_after_the_first(job, **progress):
+        recorded.append(progress.get("rows_done"))
+        if len(recorded) == 2:  # another worker claimed it meanwhile
+            CodeExport.objects.filter(pk=job.pk).update(attempts=job.attempts + 1)
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", taken_over_after_the_first)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+
+    assert recorded == [2, 4]
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.rows_done) == (CodeExport.Status.RUNNING, 2, 2)
+    assert (export.finished_at, export.file.name) == (None, "")
+
+
+def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
+    monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 4)
+    pool = make_pool()
+    make_codes(pool, [f"P{i}" for i in range(9)])
+    export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def watched(job, **progress):
+        recorded.append(progress)
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", watched)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+    assert recorded == [{"rows_done": 4}, {"rows_done": 8}, {"rows_done": 9}]
+    export.refresh_from_db()
+    assert (export.status, export.rows_done, export.file.name) == (
+        CodeExport.Status.COMPLETED,
+        9,
+        f"exports/code-export-{export.pk}.xlsx",
+    )

@@ -59,11 +59,21 @@ def test_a_paused_pool_answers_paused_for_any_code_even_one_it_does_not_have():
     assert refusal(code_check, code="MADE-UP", customer="c") == Refusal.UNKNOWN_CODE
 
 
-def test_an_empty_or_missing_code_is_unknown():
-    make_codes(make_pool(launched=True), ["A"])
+def test_an_empty_or_missing_code_is_unknown_whatever_codes_there_are():
+    make_codes(make_pool(launched=True), ["A", "XXXX", "None"])
 
     assert refusal(code_check, code="", customer="c") == Refusal.UNKNOWN_CODE
     assert refusal(code_check, code=None, customer="c") == Refusal.UNKNOWN_CODE
+    assert refusal(code_redeem, code=None, customer="c") == Refusal.UNKNOWN_CODE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_outside_any_transaction_answers():
+    """The API checks in autocommit: a check locks nothing (a lock needs a transaction)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["FREE"])
+
+    assert code_check(code="FREE", customer="c").code == "FREE"
 
 
 def test_who_hears_that_a_personal_code_is_someone_elses():
