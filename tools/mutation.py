@@ -97,8 +97,8 @@ MODULES = {
     "alerts": (
         "notifications/services.py",
         [
-            "tests/notifications/test_alert_mutants.py",
             "tests/notifications/test_notices.py",
+            "tests/notifications/test_alert_mutants.py",
             "tests/notifications/test_alerts.py",
             "tests/notifications/test_abuse.py",
         ],

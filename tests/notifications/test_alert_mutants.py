@@ -1,13 +1,13 @@
 """Tests that fail on the mutants of low-stock alerts that the rest of the suite let through
 (issue 16), and a race test of the alert lock that fails for sure when the lock is removed."""
 
-import contextlib
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from notifications import services
@@ -108,50 +108,6 @@ def test_the_forecast_divides_the_stock_by_the_last_day_issues():
     assert _alert_context(alert, user)["runs_dry_in"] is None
 
 
-@pytest.mark.postgresql
-@pytest.mark.django_db(transaction=True)
-def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
-    """Both checks read the pool as low and armed before either takes the lock (a barrier);
-    inside the locked section the first waits for the second for a while. With the alert
-    state's row lock the second cannot get in, so it finds the pool alerted already; without
-    the lock both are inside at once, each having read "armed", and two alerts are raised."""
-    pool = low_pool(threshold=5, stock=3)
-    outside = threading.Barrier(2, timeout=30)
-    inside = threading.Barrier(2, timeout=2)
-    real_stock = services.pool_stock
-    local = threading.local()
-
-    def stock_with_meeting_points(*, pool):
-        local.calls = getattr(local, "calls", 0) + 1
-        stock = real_stock(pool=pool)
-        # Broken inside when the lock kept the other one out: expected.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            (outside if local.calls == 1 else inside).wait()
-        return stock
-
-    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
-    results, errors = [], []
-
-    def check():
-        try:
-            results.append(low_stock_check(pool=pool))
-        except Exception as error:  # noqa: BLE001  (asserted below)
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    assert LowStockAlert.objects.filter(pool=pool).count() == 1
-    assert sorted(r is None for r in results) == [False, True]
-    assert PoolAlertState.objects.get(pool=pool).crossings == 1
-
-
 def test_the_forecast_counts_the_last_24_hours_only_and_says_when(settings):
     settings.SITE_URL = "https://promo.example.com"
     pool = make_pool(launched=True)
@@ -247,3 +203,66 @@ def test_the_alert_subject_names_the_pool_and_its_campaign(settings):
     (message,) = mail.outbox
     assert message.subject == "Promo codes running low: spring-10 (Spring sale)"
     assert message.to == ["gil@example.com"]
+
+
+def _blocked_on_a_lock() -> bool:
+    """Return True if another session of this database waits for a row lock."""
+    probe = connections.create_connection("default")
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+    finally:
+        probe.close()
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
+    """Both checks read the pool as low and armed before either takes the lock (a barrier);
+    inside the locked section the first waits until the second is either inside too or
+    blocked on the alert state's row lock. With the lock the second is blocked, and then
+    finds the pool alerted already; without it both are inside at once, each having read
+    "armed", and two alerts are raised."""
+    pool = low_pool(threshold=5, stock=3)
+    outside = threading.Barrier(2, timeout=30)
+    inside = []
+    real_stock = services.pool_stock
+    local = threading.local()
+
+    def stock_with_meeting_points(*, pool):
+        local.calls = getattr(local, "calls", 0) + 1
+        stock = real_stock(pool=pool)
+        if local.calls == 1:
+            outside.wait()
+        else:
+            inside.append(1)
+            deadline = time.monotonic() + 30
+            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return stock
+
+    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
+    results, errors = [], []
+
+    def check():
+        try:
+            results.append(low_stock_check(pool=pool))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert LowStockAlert.objects.filter(pool=pool).count() == 1
+    assert sorted(r is None for r in results) == [False, True]
+    assert PoolAlertState.objects.get(pool=pool).crossings == 1
