@@ -2,9 +2,12 @@
 (moments to the second, counts), and which refusal comes when (issue 16: mutants of these
 functions that the rest of the suite let through)."""
 
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection, connections
 from django.utils import timezone
 
 from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
@@ -239,4 +242,74 @@ def test_an_expired_code_marked_issued_leaves_the_expired_count():
 
     code_mark_issued(code="E1", customer="bob")
 
+    assert counts(pool) == (0, 1, 0, 0)
+
+
+def test_a_code_marked_from_the_admin_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+
+    code_mark_issued(code="A1", customer="alice")
+
+    assert CodeIssue.objects.get().issued_by == ""
+
+
+def _blocked_on_a_lock() -> bool:
+    """Return True if another session of this database waits for a row lock."""
+    probe = connections.create_connection("default")
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+    finally:
+        probe.close()
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch):
+    """The first mark waits inside its transaction, past the code's row lock, until the second
+    is either inside too or blocked on that lock: without the lock both would mark the code,
+    the second over the first, with two issues recorded."""
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["ONCE"])
+    inside = []
+    real_refusal = Pool.issue_refusal
+
+    def refusal_then_wait(self):
+        inside.append(1)
+        if len(inside) == 1:
+            deadline = time.monotonic() + 30
+            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real_refusal(self)
+
+    monkeypatch.setattr(Pool, "issue_refusal", refusal_then_wait)
+    results = {}
+
+    def mark(customer):
+        try:
+            results[customer] = code_mark_issued(code="ONCE", customer=customer)
+        except CodeRefused as refused:
+            results[customer] = refused.reason
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=mark, args=("alice",))
+    first.start()
+    while not inside:
+        time.sleep(0.01)
+    second = threading.Thread(target=mark, args=("bob",))
+    second.start()
+    first.join()
+    second.join()
+
+    assert results["bob"] == Refusal.ALREADY_ISSUED
+    assert Code.objects.get().issued_to == "alice"
+    assert list(CodeIssue.objects.values_list("customer", flat=True)) == ["alice"]
     assert counts(pool) == (0, 1, 0, 0)
