@@ -3,6 +3,7 @@ through (issue 16), and race tests that fail for sure when the lock they rely on
 the second party is made to arrive inside the critical section, not left to luck."""
 
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -250,41 +251,52 @@ def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
     assert counts(pool) == (2, 1, 0)
 
 
+def _blocked_on_a_lock() -> bool:
+    """Return True if another session of this database waits for a row lock."""
+    probe = connections.create_connection("default")
+    try:
+        with probe.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] > 0
+    finally:
+        probe.close()
+
+
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch):
-    """The second redemption reaches the row while the first holds it (a pause inside the first
-    one's transaction, after its refusal check): without the row lock both would redeem."""
+    """The first redemption waits inside its transaction, after its refusal check, until the
+    second is past its own check too or blocked on the code's row lock: without the lock both
+    would redeem."""
     pool = make_pool(launched=True)
     make_codes(pool, ["ONCE"])
-    first_inside = threading.Event()
+    inside = []
     real_refusal_for = code_services._refusal_for
-    local = threading.local()
 
-    def refusal_for_then_pause(*args, **kwargs):
+    def refusal_for_then_wait(*args, **kwargs):
         refusal_ = real_refusal_for(*args, **kwargs)
-        if getattr(local, "first", False):
-            first_inside.set()
-            # Give the second a chance to get past its own check if nothing stops it.
-            second_done.wait(timeout=2)
+        inside.append(1)
+        if len(inside) == 1:
+            deadline = time.monotonic() + 30
+            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.01)
         return refusal_
 
-    second_done = threading.Event()
-    monkeypatch.setattr(code_services, "_refusal_for", refusal_for_then_pause)
+    monkeypatch.setattr(code_services, "_refusal_for", refusal_for_then_wait)
     results = {}
 
-    def first():
-        local.first = True
-        return code_redeem(code="ONCE", customer="c1")
-
     def second():
-        first_inside.wait(timeout=30)
-        try:
-            return code_redeem(code="ONCE", customer="c2")
-        finally:
-            second_done.set()
+        while not inside:
+            time.sleep(0.01)
+        return code_redeem(code="ONCE", customer="c2")
 
-    threads = [_in_thread(first, results, "first"), _in_thread(second, results, "second")]
+    threads = [
+        _in_thread(lambda: code_redeem(code="ONCE", customer="c1"), results, "first"),
+        _in_thread(second, results, "second"),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
