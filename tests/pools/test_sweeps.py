@@ -405,3 +405,21 @@ def test_an_undo_that_removes_nothing_leaves_who_removed_the_codes_and_when(monk
     assert (outcome.removed, outcome.kept_issued) == (0, 1)
     addition.refresh_from_db()
     assert (addition.codes_removed, addition.removed_at, addition.removed_by) == (1, first, ann)
+
+
+def test_the_very_first_code_of_the_database_expires_and_is_undone_too():
+    """Both sweeps walk by id from the start: the code with id 1 (a new database's first)
+    must not be stepped over."""
+    pool = make_pool(launched=True)
+    Code.objects.create(pk=1, pool=pool, code="FIRST", issue_end=NOW - TICK)
+    code_services.pool_counts_add(pool_id=pool.pk, available=1)
+
+    assert codes_expire(at=NOW) == {pool.pk: 1}
+
+    addition = code_addition_create(pool=pool)
+    Code.objects.create(pk=2, pool=pool, code="SECOND", addition=addition)
+    Code.objects.filter(pk=1).update(addition=addition)
+    code_addition_record(addition_id=addition.pk, pool_id=pool.pk, count=1)
+
+    assert code_addition_undo(addition=addition).removed == 2
+    assert not Code.objects.filter(pool=pool).exists()
