@@ -131,6 +131,10 @@ def test_import_notice_says_the_outcome_and_records_when_it_went(frozen):
     (message,) = mail.outbox
     assert message.subject == f"Import #{job.pk} into june: Failed"
     assert message.to == ["ann@example.com"]
+    assert message.body.splitlines()[3:5] == [
+        f'Your import #{job.pk} into the pool "june" finished: Failed.',
+        "Codes added: 0; rows rejected: 0; already in the pool: 0.",
+    ]
     assert f"The report: https://promo.example.com/admin/imports/import/{job.pk}/change/" in (
         message.body
     )
@@ -171,7 +175,7 @@ def test_no_import_notice_without_someone_to_tell():
 
 
 def test_refill_stopped_tells_every_subscriber_once(frozen):
-    pool = make_pool(make_campaign("Autumn"), slug="autumn")
+    pool = make_pool(make_campaign("Autumn"), slug="autumn", refill_below=5, refill_count=10)
     for name in ("ann", "bob"):
         subscription_add(user=make_manager(name, email=f"{name}@example.com"), pool=pool)
     job = finished_import(
@@ -184,7 +188,15 @@ def test_refill_stopped_tells_every_subscriber_once(frozen):
         (["ann@example.com"], "Promo codes cannot be refilled: autumn (Autumn)"),
         (["bob@example.com"], "Promo codes cannot be refilled: autumn (Autumn)"),
     ]
-    assert "\nNo refill can run.\n" in mail.outbox[0].body
+    assert mail.outbox[0].body.splitlines()[2:5] == [
+        'The promo code pool "autumn" of the campaign "Autumn" keeps at least 5 codes by '
+        "generating more, but this refill could not run.",
+        "",
+        "No refill can run.",
+    ]
+    assert f"The report: https://promo.example.com/admin/imports/import/{job.pk}/change/" in (
+        mail.outbox[1].body
+    )
     job.refresh_from_db()
     assert job.finished_notice_sent_at == NOW
     assert refill_stopped_send(import_id=job.pk) == 0

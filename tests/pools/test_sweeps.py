@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, connections
 from django.utils import timezone
 
 from pools import code_services
@@ -24,6 +25,7 @@ from pools.code_services import (
 )
 from pools.models import Code, CodeAddition, Withdrawal
 from pools.selectors import pools_with_counts
+from pools.signals import stock_changed
 from tests.factories import make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -423,3 +425,58 @@ def test_the_very_first_code_of_the_database_expires_and_is_undone_too():
 
     assert code_addition_undo(addition=addition).removed == 2
     assert not Code.objects.filter(pool=pool).exists()
+
+
+@pytest.fixture
+def stock_news():
+    """The pools whose stock_changed signal was sent (what alerts and refills listen to)."""
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    stock_changed.connect(receiver)
+    yield heard
+    stock_changed.disconnect(receiver)
+
+
+def test_the_sweep_announces_the_pools_it_expired_codes_of_and_only_those(
+    stock_news, django_capture_on_commit_callbacks
+):
+    touched = make_pool(launched=True)
+    make_codes(touched, ["OLD"], issue_end=NOW - TICK)
+    untouched = make_pool(launched=True)
+    make_codes(untouched, ["NEW"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        codes_expire(at=NOW)
+
+    assert stock_news == [touched.pk]
+    assert untouched.pk not in stock_news
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_skips_a_code_being_issued_and_expires_it_next_time():
+    """A second connection holds a row lock on one expirable code (as an issue in progress
+    does): the sweep must not wait for it (the lock timeout set here would make that an
+    error); the next sweep expires it."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["HELD", "FREE"], issue_end=NOW - TICK)
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'HELD' FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            assert codes_expire(at=NOW) == {pool.pk: 1}
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert statuses(pool) == {"HELD": "available", "FREE": "expired"}
+    assert codes_expire(at=NOW) == {pool.pk: 1}
