@@ -71,6 +71,7 @@ MODULES = {
             "tests/pools/test_issuing.py",
             "tests/pools/test_batches.py",
             "tests/pools/test_live_pool.py",
+            "tests/pools/test_fallback_race.py",
         ],
         _ISSUING,
     ),
