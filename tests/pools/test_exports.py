@@ -561,3 +561,57 @@ def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
         9,
         f"exports/code-export-{export.pk}.xlsx",
     )
+
+
+def test_a_workbook_job_commits_its_progress_every_50000_rows(monkeypatch):
+    """The writer tells progress at every 2,000 rows (tested above); the job commits at each
+    multiple of 50,000 only, then the total."""
+    pool = make_pool()
+    export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def watched(job, **progress):
+        recorded.append(progress["rows_done"])
+        return commit(job, **progress)
+
+    def writer(rows, output, *, progress):
+        for done in (48_000, 50_000, 98_000, 100_000, 102_000):
+            progress(done)
+        return 102_001
+
+    monkeypatch.setattr(export_services, "_commit_chunk", watched)
+    monkeypatch.setattr(export_services, "xlsx_write", writer)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+    assert recorded == [50_000, 100_000, 102_001]
+
+
+def test_a_sheet_holds_excels_1048576_rows_with_its_header():
+    # Excel's documented limit; a workbook that size takes minutes to write, so the sheets
+    # themselves are tested with a smaller limit (test_xlsx_goes_on_on_further_sheets).
+    assert exports.XLSX_ROWS_PER_SHEET + 1 == 1_048_576
+
+
+def test_ten_thousand_codes_are_answered_at_once_and_one_more_is_a_job():
+    pool = make_pool()
+    make_codes(pool, [f"T{i:05d}" for i in range(10_000)])
+
+    assert export_services.code_export_is_small({"pool": pool.pk}) is True
+    make_codes(pool, ["ONE-MORE"])
+    assert export_services.code_export_is_small({"pool": pool.pk}) is False
+
+
+@pytest.mark.postgresql
+def test_a_search_is_counted_up_to_100000_codes():
+    pool = make_pool()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Code._meta.db_table} (pool_id, code, status, issued_to, times_redeemed)"
+            " SELECT %s, 'S' || lpad(n::text, 6, '0'), 'available', '', 0"
+            " FROM generate_series(1, 100001) n",
+            [pool.pk],
+        )
+
+    assert export_services.code_export_estimate({"pool": pool.pk, "q": "S"}) == 100_000
+    assert export_services.code_export_estimate({"pool": pool.pk, "q": "S10000"}) == 2
