@@ -231,8 +231,10 @@ def test_withdraw_by_ids_takes_only_the_pools_codes():
     theirs = make_codes(make_pool(launched=True), ["I1"])
 
     withdrawal = codes_withdraw(pool=pool, code_ids=[mine[1].pk, theirs[0].pk])
+    without_reason = codes_withdraw(pool=pool, codes=["I1"], reason=None)
 
-    assert (withdrawal.requested, withdrawal.codes_withdrawn) == ("I2", 1)
+    assert (withdrawal.requested, withdrawal.codes_withdrawn, withdrawal.reason) == ("I2", 1, "")
+    assert without_reason.reason == ""
     assert Code.objects.get(pk=theirs[0].pk).status == Code.Status.AVAILABLE
 
 
