@@ -126,10 +126,12 @@ def test_customer_ids_are_cleaned_by_every_service():
 def test_a_customer_id_of_the_maximum_length_is_accepted_and_one_more_is_refused():
     longest = "c" * CUSTOMER_MAX_LENGTH
     assert customer_clean(f" {longest} ") == longest
-    with pytest.raises(ValidationError):
-        customer_clean(longest + "c")
-    with pytest.raises(ValidationError):
-        customer_clean("   ")
+    for refused in (longest + "c", "   ", "", None, "a\x00b"):
+        with pytest.raises(ValidationError) as excinfo:
+            customer_clean(refused)
+        assert excinfo.value.message_dict == {
+            "customer": ["Give the customer's id (at most 200 characters)."]
+        }
 
 
 def test_the_generic_claim_hands_out_each_code_once_and_counts_it():
