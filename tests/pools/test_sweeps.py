@@ -482,3 +482,12 @@ def test_the_sweep_skips_a_code_being_issued_and_expires_it_next_time():
         holder.close()
     assert statuses(pool) == {"HELD": "available", "FREE": "expired"}
     assert codes_expire(at=NOW) == {pool.pk: 1}
+
+
+def test_a_sweep_one_code_at_a_time_expires_every_code(monkeypatch):
+    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 1)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["X1", "X2", "X3"], issue_end=NOW - TICK)
+
+    assert codes_expire(at=NOW) == {pool.pk: 3}
+    assert set(statuses(pool).values()) == {"expired"}
