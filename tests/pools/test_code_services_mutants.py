@@ -309,3 +309,26 @@ def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch)
     assert results["second"].reason == Refusal.ALREADY_REDEEMED
     assert Redemption.objects.count() == 1
     assert counts(pool) == (0, 0, 1)
+
+
+def test_an_issue_from_the_admin_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+
+    code_issue(pool=pool, customer="c")
+
+    assert CodeIssue.objects.get().issued_by == ""
+
+
+def test_a_fallback_pools_own_fallback_is_not_used():
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    last = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    Pool.objects.filter(pk=spare.pk).update(fallback_pool=last)
+    make_codes(last, ["LAST"])
+
+    assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
+    assert code_issue(pool=spare, customer="c").code == "LAST"
