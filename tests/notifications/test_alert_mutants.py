@@ -266,3 +266,50 @@ def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
     assert LowStockAlert.objects.filter(pool=pool).count() == 1
     assert sorted(r is None for r in results) == [False, True]
     assert PoolAlertState.objects.get(pool=pool).crossings == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_of_one_alert_racing_send_each_subscriber_one_email(monkeypatch, settings):
+    """The first sender waits inside its locked section, before the mail goes out, until the
+    second is inside too or blocked on the alert's row lock: without the lock both would
+    find no delivery recorded and both would send."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    pool = low_pool(threshold=5, stock=1)
+    subscription_add(user=make_manager("ann", email="ann@example.com"), pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=1, threshold=5)
+    inside = []
+    real_send = services._send
+
+    def send_after_waiting(*args, **kwargs):
+        inside.append(1)
+        if len(inside) == 1:
+            deadline = time.monotonic() + 30
+            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_send", send_after_waiting)
+    sent, errors = [], []
+
+    def send():
+        try:
+            sent.append(alert_send(alert_id=alert.pk))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send)
+    first.start()
+    while not inside:
+        time.sleep(0.01)
+    second = threading.Thread(target=send)
+    second.start()
+    first.join()
+    second.join()
+
+    assert errors == []
+    assert sorted(sent) == [0, 1]
+    assert [m.to for m in mail.outbox] == [["ann@example.com"]]
+    assert AlertDelivery.objects.filter(alert=alert).count() == 1
