@@ -329,7 +329,9 @@ def test_csv_response_is_an_escaped_utf8_attachment_excel_reads():
 def test_xlsx_response_is_an_attachment_with_the_sheet_named():
     response = exports.xlsx_response([["Code"], ["=1"]], "rejected.xlsx", sheet_title="Rejected")
 
-    assert response["Content-Type"] == exports.XLSX_CONTENT_TYPE
+    assert response["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
     assert response["Content-Disposition"] == 'attachment; filename="rejected.xlsx"'
     book = load_workbook(io.BytesIO(b"".join(response.streaming_content)))
     assert book.sheetnames == ["Rejected"]
