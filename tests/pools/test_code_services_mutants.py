@@ -332,3 +332,30 @@ def test_a_fallback_pools_own_fallback_is_not_used():
 
     assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
     assert code_issue(pool=spare, customer="c").code == "LAST"
+
+
+def test_issuing_announces_a_stock_change_of_its_pool_unless_nothing_is_used_up(
+    django_capture_on_commit_callbacks,
+):
+    """What alerts and refills listen to: a single-use code leaves the stock, a multiple-use
+    code does not."""
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    single = make_pool(launched=True)
+    make_codes(single, ["S1"])
+    multiple = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(multiple, ["M1"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue(pool=multiple, customer="c")
+            code_issue(pool=single, customer="c")
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [single.pk]
