@@ -337,8 +337,8 @@ def test_a_fallback_pools_own_fallback_is_not_used():
 def test_issuing_announces_a_stock_change_of_its_pool_unless_nothing_is_used_up(
     django_capture_on_commit_callbacks,
 ):
-    """What alerts and refills listen to: a single-use code leaves the stock, a multiple-use
-    code does not."""
+    """What alerts and refills listen to (pools that alert here): a single-use code leaves the
+    stock, a multiple-use code does not."""
     from pools.signals import stock_changed
 
     heard = []
@@ -346,9 +346,10 @@ def test_issuing_announces_a_stock_change_of_its_pool_unless_nothing_is_used_up(
     def receiver(sender, pool, **kwargs):
         heard.append(pool.pk)
 
-    single = make_pool(launched=True)
-    make_codes(single, ["S1"])
-    multiple = make_pool(allow_multiple_use=True, launched=True)
+    alerting = {"notify_below_enabled": True, "notify_below": 1, "launched": True}
+    single = make_pool(**alerting)
+    make_codes(single, ["S1", "S2"])
+    multiple = make_pool(allow_multiple_use=True, **alerting)
     make_codes(multiple, ["M1"])
     stock_changed.connect(receiver)
     try:
