@@ -360,3 +360,31 @@ def test_issuing_announces_a_stock_change_of_its_pool_unless_nothing_is_used_up(
         stock_changed.disconnect(receiver)
 
     assert heard == [single.pk]
+
+
+@pytest.mark.postgresql
+def test_the_one_statement_claim_announces_nothing_for_a_pool_nobody_listens_to(
+    django_capture_on_commit_callbacks,
+):
+    """The claim reads from the pool's row whether it alerts or refills; a pool that does
+    neither is not announced (a check per issue for nothing)."""
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    quiet = make_pool(launched=True)
+    make_codes(quiet, ["Q1"])
+    alerting = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    make_codes(alerting, ["A1", "A2"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue(pool=quiet, customer="c")
+            code_issue(pool=alerting, customer="c")
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [alerting.pk]
