@@ -149,6 +149,7 @@ def test_export_follows_the_filter(settings):
     assert [row[0] for row in csv_rows(issued.file.read())[1:]] == ["PLAIN"]
     assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
     assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(9)]
+    assert (issued.rows_done, searched.rows_done, by_prefix.rows_done) == (1, 1, 9)
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
@@ -184,7 +185,7 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     assert rows == tricky_rows()
 
 
-def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
+def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch, caplog):
     pool = tricky_pool()
 
     def broken(*args, **kwargs):
@@ -195,6 +196,8 @@ def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
 
     assert export.status == CodeExport.Status.FAILED
     assert export.message == "The export failed: disk full. Start it again from the codes list."
+    (logged,) = [r for r in caplog.records if r.name == "pools.export_services"]
+    assert (logged.getMessage(), logged.exc_info[0]) == (f"Export {export.pk} failed", OSError)
 
 
 def test_xlsx_goes_on_on_further_sheets(monkeypatch):
@@ -617,3 +620,62 @@ def test_a_search_is_counted_up_to_100000_codes():
 
     assert export_services.code_export_estimate({"pool": pool.pk, "q": "S"}) == 100_000
     assert export_services.code_export_estimate({"pool": pool.pk, "q": "S10000"}) == 2
+
+
+@pytest.mark.parametrize("q", ["", "R"])  # the database's COPY, then the generic path
+def test_a_chunk_starting_at_the_last_code_is_written(settings, q):
+    settings.EXPORT_CHUNK_ROWS = 2
+    pool = make_pool()
+    make_codes(pool, ["R1", "R2", "R3", "R4", "R5"])
+
+    export = run_export(pool, q=q) if q else run_export(pool)
+
+    assert [row[0] for row in csv_rows(export.file.read())[1:]] == ["R1", "R2", "R3", "R4", "R5"]
+    assert export.rows_done == 5
+
+
+def test_estimates_never_count_below_zero_nor_missing_counts():
+    pool = make_pool()
+    estimate = export_services.code_export_estimate
+
+    assert estimate({"pool": pool.pk}) == 0  # no counter rows at all
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-2, issued=1)  # a moment between two updates
+    assert estimate({"pool": pool.pk}) == 0
+    assert estimate({"pool": pool.pk, "status": "issued"}) == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_does_not_wait_for_another_that_is_claiming_the_job():
+    """Another connection holds the job's row (a worker claiming it): this one skips it at
+    once rather than wait (the lock timeout set here would make waiting an error)."""
+    from django.db import connections
+
+    pool = make_pool()
+    make_codes(pool, ["A"])
+    # Made as queued without its task (which would run it at once here).
+    export = CodeExport.objects.create(pool=pool, filters={"pool": pool.pk}, file_format="csv")
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {CodeExport._meta.db_table} WHERE id = %s FOR UPDATE", [export.pk]
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            outcome = code_export_run(export_id=export.pk)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert outcome is export_services.RunOutcome.SKIPPED
+    export.refresh_from_db()
+    assert (export.status, export.attempts) == (CodeExport.Status.QUEUED, 0)
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
