@@ -51,8 +51,7 @@ class CodeResource(resources.ModelResource):
 
     class Meta:
         model = Code
-        fields = Code.LISTED_FIELDS
-        export_order = fields
+        fields = Code.LISTED_FIELDS  # and their order
 
     def dehydrate_status(self, code):
         # The label the screens show ("Issued"), not the stored value ("issued").
