@@ -2,6 +2,7 @@
 through (issue 16), and race tests that fail for sure when the lock they rely on is removed:
 the second party is made to arrive inside the critical section, not left to luck."""
 
+import hashlib
 import threading
 import time
 from datetime import timedelta
@@ -15,8 +16,10 @@ from django.utils import timezone
 from pools import code_services
 from pools.code_services import (
     _claim_code,
+    batch_key,
     code_check,
     code_issue,
+    code_issue_batch,
     code_mark_issued,
     code_redeem,
     customer_clean,
@@ -388,3 +391,29 @@ def test_the_one_statement_claim_announces_nothing_for_a_pool_nobody_listens_to(
         stock_changed.disconnect(receiver)
 
     assert heard == [alerting.pk]
+
+
+def test_a_batch_key_up_to_the_keys_length_is_kept_and_a_longer_one_is_hashed():
+    at_most = batch_key("k" * 190, "c" * 9)  # 190 + ":" + 9 = 200, the column's length
+    longer = batch_key("k" * 190, "c" * 10)
+
+    assert at_most == "k" * 190 + ":" + "c" * 9
+    assert longer == "sha256:" + hashlib.sha256(("k" * 190 + ":" + "c" * 10).encode()).hexdigest()
+    assert len(longer) == 71
+
+
+def test_a_batch_without_a_key_records_none_and_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["B1", "B2"])
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"])
+
+    assert [i.code.code for i in outcome.issued] == ["B1", "B2"]
+    assert list(CodeIssue.objects.order_by("id").values_list("idempotency_key", "issued_by")) == [
+        ("", ""),
+        ("", ""),
+    ]
+    # Without once_per_customer, a customer who holds a code is asked a new one (none left),
+    # not given the one held.
+    again = code_issue_batch(pool=pool, customers=["a"])
+    assert again.short == ["a"]

@@ -336,9 +336,13 @@ def test_xlsx_response_is_an_attachment_with_the_sheet_named():
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     )
     assert response["Content-Disposition"] == 'attachment; filename="rejected.xlsx"'
-    book = load_workbook(io.BytesIO(b"".join(response.streaming_content)))
+    body = b"".join(response.streaming_content)
+    assert body.startswith(b"PK\x03\x04")  # a whole zip file, from its first byte
+    book = load_workbook(io.BytesIO(body))
     assert book.sheetnames == ["Rejected"]
     assert list(book["Rejected"].iter_rows(values_only=True)) == [("Code",), ("'=1",)]
+    default = exports.xlsx_response([["Code"]], "codes.xlsx")
+    assert load_workbook(io.BytesIO(b"".join(default.streaming_content))).sheetnames == ["Codes"]
 
 
 def test_an_empty_workbook_still_has_its_header(settings):
@@ -388,8 +392,9 @@ def test_copy_select_takes_the_status_and_the_id_range():
             ("D", "ranged", "Available"),
         ]
         assert copied({}, start=ids[3]) == [("D", "ranged", "Available")]
-    with pytest.raises(ValueError, match="generic path"):
+    with pytest.raises(ValueError) as excinfo:
         exports.copy_select_sql({"pool": pool.pk, "q": "A"})
+    assert str(excinfo.value) == "a search is exported by the generic path (codes_search)"
 
 
 def test_export_filters_keep_what_the_list_passes_and_drop_the_rest():
