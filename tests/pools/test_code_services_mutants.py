@@ -457,3 +457,109 @@ def test_a_batch_once_per_customer_gives_a_holder_the_code_held():
 
     assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "H1"), ("b", "H2")]
     assert CodeIssue.objects.count() == 2
+
+
+def test_a_batch_whose_keys_were_taken_meanwhile_takes_the_codes_recorded_under_them(monkeypatch):
+    """As if a concurrent batch under the same key had recorded some customers after this one
+    looked them up: the claim violates the key's constraint, and the next attempt's real
+    look-up takes the codes recorded."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2", "K3"])
+    first = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m")
+    real = code_services._issued_by_keys
+    looked = []
+
+    def missing_them_the_first_time(*args):
+        looked.append(1)
+        return {} if len(looked) == 1 else real(*args)
+
+    monkeypatch.setattr(code_services, "_issued_by_keys", missing_them_the_first_time)
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+
+    assert len(looked) == 2
+    assert [(i.customer, i.code.code, i.again) for i in outcome.issued] == [
+        ("a", first.issued[0].code.code, True),
+        ("b", "K2", False),
+    ]
+    assert CodeIssue.objects.count() == 2
+
+
+def test_a_batch_whose_keys_keep_being_taken_gives_up_after_five_attempts(monkeypatch):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+    code_issue_batch(pool=pool, customers=["a"], idempotency_key="m")
+    looked = []
+
+    def never_finding_them(*args):
+        looked.append(1)
+        return {}
+
+    monkeypatch.setattr(code_services, "_issued_by_keys", never_finding_them)
+
+    assert refusal(code_issue_batch, pool=pool, customers=["a"], idempotency_key="m") == (
+        Refusal.KEY_REUSED
+    )
+    assert len(looked) == 5
+
+
+def test_a_batch_ended_by_a_deadlock_tries_again_and_other_errors_propagate(monkeypatch):
+    from django.db import OperationalError
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["D1", "D2"])
+    real = code_services._claim_many
+    errors = [OperationalError("deadlock detected")]
+
+    def failing_first(*args):
+        if errors:
+            raise errors.pop(0)
+        return real(*args)
+
+    monkeypatch.setattr(code_services, "_claim_many", failing_first)
+    outcome = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m1")
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "D1")]
+
+    errors.append(OperationalError("server closed the connection"))
+    with pytest.raises(OperationalError) as excinfo:
+        code_issue_batch(pool=pool, customers=["b"], idempotency_key="m2")
+    assert str(excinfo.value) == "server closed the connection"
+    assert Code.objects.get(code="D2").status == Code.Status.AVAILABLE
+
+
+def test_a_batch_of_a_multiple_use_pool_hands_out_the_code_without_using_it_up():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "MULTI"), ("b", "MULTI")]
+    code = Code.objects.get()
+    assert (code.status, code.issued_to) == (Code.Status.AVAILABLE, "")
+    assert counts(pool) == (1, 0, 0)
+
+
+@pytest.mark.postgresql
+def test_the_one_statement_batch_claim_announces_only_pools_that_alert_or_refill(
+    django_capture_on_commit_callbacks,
+):
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    quiet = make_pool(launched=True)
+    make_codes(quiet, ["Q1"])
+    alerting = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    make_codes(alerting, ["A1", "A2", "A3"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue_batch(pool=quiet, customers=["a"])
+            code_issue_batch(pool=alerting, customers=["a", "b"])
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [alerting.pk]
