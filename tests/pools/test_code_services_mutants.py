@@ -408,7 +408,7 @@ def test_a_batch_without_a_key_records_none_and_names_no_caller():
 
     outcome = code_issue_batch(pool=pool, customers=["a", "b"])
 
-    assert [i.code.code for i in outcome.issued] == ["B1", "B2"]
+    assert [(i.code.code, i.code.pool) for i in outcome.issued] == [("B1", pool), ("B2", pool)]
     assert list(CodeIssue.objects.order_by("id").values_list("idempotency_key", "issued_by")) == [
         ("", ""),
         ("", ""),
