@@ -169,7 +169,13 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     monkeypatch.setattr(export_services, "_commit_chunk", killed_after_two)
     with pytest.raises(SystemExit):
         code_export_run(export_id=export.pk)
-    monkeypatch.setattr(export_services, "_commit_chunk", commit)
+    resumed = []
+
+    def recorded(job, **progress):
+        resumed.append(progress["rows_done"])
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", recorded)
     export.refresh_from_db()
     assert (export.status, export.rows_done) == (CodeExport.Status.RUNNING, 20)
 
@@ -179,10 +185,31 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     assert code_exports_clean() == [export.pk]
     code_export_run(export_id=export.pk)
 
+    assert resumed == [30, 40, 47]  # the committed chunks are not written again
     export.refresh_from_db()
     assert (export.status, export.attempts) == (CodeExport.Status.COMPLETED, 2)
     rows = csv_rows(export.file.read())
     assert rows == tricky_rows()
+
+
+def test_a_job_taken_over_without_its_file_starts_over(settings, monkeypatch):
+    """The new worker does not find the file (another machine's disk): it writes it whole."""
+    settings.EXPORT_CHUNK_ROWS = 10
+    pool = tricky_pool()
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv")
+    CodeExport.objects.filter(pk=export.pk).update(
+        status=CodeExport.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+        last_id=export.pk,  # whatever: the file it belongs to is gone
+        bytes_done=100,
+        rows_done=20,
+    )
+
+    code_export_run(export_id=export.pk)
+
+    export.refresh_from_db()
+    assert (export.status, export.rows_done) == (CodeExport.Status.COMPLETED, 47)
+    assert csv_rows(export.file.read()) == tricky_rows()
 
 
 def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch, caplog):
@@ -192,9 +219,12 @@ def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch, caplog):
         raise OSError("disk full")
 
     monkeypatch.setattr(export_services, "_write_csv", broken)
+    before = timezone.now()
     export = run_export(pool, user=make_manager(email="m@example.com"))
 
     assert export.status == CodeExport.Status.FAILED
+    # Claimed (its heartbeat set), then failed.
+    assert before <= export.heartbeat_at <= export.finished_at
     assert export.message == "The export failed: disk full. Start it again from the codes list."
     (logged,) = [r for r in caplog.records if r.name == "pools.export_services"]
     assert (logged.getMessage(), logged.exc_info[0]) == (f"Export {export.pk} failed", OSError)
