@@ -538,6 +538,13 @@ def test_a_batch_of_a_multiple_use_pool_hands_out_the_code_without_using_it_up()
     assert (code.status, code.issued_to) == (Code.Status.AVAILABLE, "")
     assert counts(pool) == (1, 0, 0)
 
+    Code.objects.update(issue_end=timezone.now() - timedelta(seconds=1))
+    assert code_issue_batch(pool=pool, customers=["c", "d"]).short == ["c", "d"]
+    from pools.services import pool_pause
+
+    pool_pause(pool=pool)
+    assert refusal(code_issue_batch, pool=pool, customers=["e"]) == Refusal.POOL_PAUSED
+
 
 @pytest.mark.postgresql
 def test_the_one_statement_batch_claim_announces_only_pools_that_alert_or_refill(
@@ -554,12 +561,14 @@ def test_the_one_statement_batch_claim_announces_only_pools_that_alert_or_refill
     make_codes(quiet, ["Q1"])
     alerting = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
     make_codes(alerting, ["A1", "A2", "A3"])
+    dry = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
     stock_changed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             code_issue_batch(pool=quiet, customers=["a"])
             code_issue_batch(pool=alerting, customers=["a", "b"])
+            assert code_issue_batch(pool=dry, customers=["a"]).short == ["a"]
     finally:
         stock_changed.disconnect(receiver)
 
-    assert heard == [alerting.pk]
+    assert heard == [alerting.pk]  # a dry pool's stock did not change
