@@ -716,3 +716,21 @@ def test_a_worker_does_not_wait_for_another_that_is_claiming_the_job():
     export.refresh_from_db()
     assert (export.status, export.attempts) == (CodeExport.Status.QUEUED, 0)
     assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+
+def test_a_line_break_in_a_cell_is_quoted_on_the_generic_path_too():
+    """A search is written by Python (COPY quotes such cells itself): a customer id holding a
+    carriage return or a line feed stays one cell of one row."""
+    pool = make_pool(slug="breaks")
+    make_codes(pool, ["BR1", "BR2"])
+    Code.objects.filter(code="BR1").update(status=Code.Status.ISSUED, issued_to="x\ry")
+    Code.objects.filter(code="BR2").update(status=Code.Status.ISSUED, issued_to="x\ny")
+
+    export = run_export(pool, q="BR")
+
+    data = export.file.read()
+    assert [row[:4] for row in csv_rows(data)[1:]] == [
+        ["BR1", "breaks", "Issued", "x\ry"],
+        ["BR2", "breaks", "Issued", "x\ny"],
+    ]
+    assert data.count(b"\n") == 3 + 1  # three lines, and the line feed inside its quotes
