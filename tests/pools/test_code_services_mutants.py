@@ -572,3 +572,52 @@ def test_the_one_statement_batch_claim_announces_only_pools_that_alert_or_refill
         stock_changed.disconnect(receiver)
 
     assert heard == [alerting.pk]  # a dry pool's stock did not change
+
+
+def test_a_batch_takes_codes_after_the_claims_starting_point_then_before_it():
+    """Claims start after the last code claimed: a batch takes what is after that point, then
+    the rest from the first code (a code whose window opened meanwhile)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["EARLY"], issue_start=timezone.now() + timedelta(days=1))
+    make_codes(pool, ["MID", "LATE"])
+    assert code_issue(pool=pool, customer="a").code == "MID"
+    Code.objects.filter(code="EARLY").update(issue_start=None)
+
+    outcome = code_issue_batch(pool=pool, customers=["b", "c", "d"])
+
+    # Which of the two gets which code depends on the database's claim; that each gets one
+    # does not.
+    given = {i.customer: i.code.code for i in outcome.issued}
+    assert (sorted(given), sorted(given.values()), outcome.short) == (
+        ["b", "c"],
+        ["EARLY", "LATE"],
+        ["d"],
+    )
+    stored = dict(Code.objects.filter(status=Code.Status.ISSUED).values_list("code", "issued_to"))
+    assert stored == {"MID": "a", **{code: customer for customer, code in given.items()}}
+
+
+def test_batches_announce_a_stock_change_unless_nothing_is_used_up(
+    django_capture_on_commit_callbacks,
+):
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    alerting = {"notify_below_enabled": True, "notify_below": 1, "launched": True}
+    single = make_pool(**alerting)
+    make_codes(single, ["S1", "S2", "S3"])
+    multiple = make_pool(allow_multiple_use=True, **alerting)
+    make_codes(multiple, ["M1"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue_batch(pool=multiple, customers=["a", "b"])
+            code_issue_batch(pool=single, customers=["a", "b"])
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [single.pk]
