@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from notifications import services
@@ -17,6 +17,7 @@ from notifications.signals import alert_raised
 from pools.code_services import code_issue
 from pools.models import CodeIssue, Pool
 from tests.factories import make_campaign, make_codes, make_manager, make_pool
+from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
@@ -205,20 +206,6 @@ def test_the_alert_subject_names_the_pool_and_its_campaign(settings):
     assert message.to == ["gil@example.com"]
 
 
-def _blocked_on_a_lock() -> bool:
-    """Return True if another session of this database waits for a row lock."""
-    probe = connections.create_connection("default")
-    try:
-        with probe.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] > 0
-    finally:
-        probe.close()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
@@ -240,9 +227,7 @@ def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
             outside.wait()
         else:
             inside.append(1)
-            deadline = time.monotonic() + 30
-            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_inside_until_the_other_arrives(inside)
         return stock
 
     monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
@@ -284,9 +269,7 @@ def test_two_senders_of_one_alert_racing_send_each_subscriber_one_email(monkeypa
     def send_after_waiting(*args, **kwargs):
         inside.append(1)
         if len(inside) == 1:
-            deadline = time.monotonic() + 30
-            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_inside_until_the_other_arrives(inside)
         return real_send(*args, **kwargs)
 
     monkeypatch.setattr(services, "_send", send_after_waiting)

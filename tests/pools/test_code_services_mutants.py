@@ -28,6 +28,7 @@ from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock, pools_with_counts
 from tests.factories import make_codes, make_pool
+from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
@@ -256,20 +257,6 @@ def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
     assert counts(pool) == (2, 1, 0)
 
 
-def _blocked_on_a_lock() -> bool:
-    """Return True if another session of this database waits for a row lock."""
-    probe = connections.create_connection("default")
-    try:
-        with probe.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] > 0
-    finally:
-        probe.close()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch):
@@ -285,9 +272,7 @@ def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch)
         refusal_ = real_refusal_for(*args, **kwargs)
         inside.append(1)
         if len(inside) == 1:
-            deadline = time.monotonic() + 30
-            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_inside_until_the_other_arrives(inside)
         return refusal_
 
     monkeypatch.setattr(code_services, "_refusal_for", refusal_for_then_wait)

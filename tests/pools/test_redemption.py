@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
@@ -17,6 +17,7 @@ from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pools_with_counts
 from pools.services import pool_end, pool_pause
 from tests.factories import make_codes, make_pool
+from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
@@ -254,20 +255,6 @@ def test_a_code_marked_from_the_admin_names_no_caller():
     assert CodeIssue.objects.get().issued_by == ""
 
 
-def _blocked_on_a_lock() -> bool:
-    """Return True if another session of this database waits for a row lock."""
-    probe = connections.create_connection("default")
-    try:
-        with probe.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            return cursor.fetchone()[0] > 0
-    finally:
-        probe.close()
-
-
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch):
@@ -284,9 +271,7 @@ def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch
     def refusal_then_wait(self):
         inside.append(1)
         if len(inside) == 1:
-            deadline = time.monotonic() + 30
-            while len(inside) < 2 and not _blocked_on_a_lock() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_inside_until_the_other_arrives(inside)
         return real_refusal(self)
 
     monkeypatch.setattr(Pool, "issue_refusal", refusal_then_wait)
