@@ -5,7 +5,6 @@ it sends one alert and disarms; it re-arms when the stock is back at the thresho
 when the option is turned off (so turning it on again re-arms it).
 """
 
-import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,8 +22,6 @@ from pools.selectors import pool_stock
 
 from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
 from .signals import alert_raised
-
-logger = logging.getLogger(__name__)
 
 
 def subscription_add(*, user, pool: Pool | None = None, campaign=None) -> Subscription:

@@ -993,7 +993,9 @@ def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
             after, gone = _undo_slice(addition, after)
             if after is None:
                 break
-            if not gone:
+            # The PostgreSQL slice counts each status, zero included: a Counter of zeros is
+            # not empty, and recording it would name this caller as the one who removed codes.
+            if not sum(gone.values()):
                 continue
             removed.update(gone)
             pool_counts_add(

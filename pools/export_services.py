@@ -217,7 +217,11 @@ def _csv_line(row) -> bytes:
         def write(self, value):
             return value
 
-    return csv.writer(Line(), lineterminator="\n").writerow(row).encode()
+    # Lines end in "\n", as COPY ends them; but the csv module quotes only the characters of its
+    # line terminator, so with "\n" a cell holding "\r" went out unquoted (and broke the row).
+    # Written with "\r\n", both are quoted; the terminator is then made "\n".
+    line = csv.writer(Line(), lineterminator="\r\n").writerow(row)
+    return (line[:-2] + "\n").encode()
 
 
 def _write_csv_chunk(filters: dict, file, *, start: int, end: int) -> int:

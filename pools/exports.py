@@ -1,9 +1,10 @@
 """Files of codes and of rejected rows: the columns, their formats, and the writers.
 
-django-import-export defines the exported columns (CodeResource); the rows are read in bulk and
-formatted here as it formats them (its own export builds the whole table in memory first, and
-formats ~9,000 rows/s). On PostgreSQL, export jobs have the database write the CSV itself
-(COPY … TO STDOUT) from copy_select_sql, which formats and escapes in the SELECT.
+django-import-export defines the exported columns (CodeResource: each column's header and the
+attribute it is read from); the rows are read in bulk and formatted here (its own export builds
+the whole table in memory first, and formats ~9,000 rows/s). On PostgreSQL, export jobs have
+the database write the CSV itself (COPY … TO STDOUT) from copy_select_sql, which formats and
+escapes in the SELECT.
 """
 
 import csv
@@ -50,17 +51,18 @@ class CodeResource(resources.ModelResource):
 
     class Meta:
         model = Code
-        fields = Code.LISTED_FIELDS
-        export_order = fields
+        fields = Code.LISTED_FIELDS  # and their order
 
     def dehydrate_status(self, code):
         # The label the screens show ("Issued"), not the stored value ("issued").
         return code.get_status_display()
 
 
-EXPORT_HEADERS = CodeResource().get_export_headers()
-# The columns of EXPORT_HEADERS as read from a code (its pool by the pool's ID).
-_ROW_FIELDS = tuple("pool__slug" if name == "pool" else name for name in Code.LISTED_FIELDS)
+_EXPORT_FIELDS = CodeResource().get_export_fields()
+EXPORT_HEADERS = [field.column_name for field in _EXPORT_FIELDS]
+# The columns of EXPORT_HEADERS as read from a code (its pool by the pool's ID): the resource's
+# attributes, so that the resource defines both what a column is called and what it holds.
+_ROW_FIELDS = tuple(field.attribute for field in _EXPORT_FIELDS)
 _DATETIME_FIELDS = frozenset(
     ("issued_at", "redeemed_at", "issue_start", "issue_end", "available_from", "available_till")
 )

@@ -71,14 +71,15 @@ MODULES = {
             "tests/pools/test_issuing.py",
             "tests/pools/test_batches.py",
             "tests/pools/test_live_pool.py",
+            "tests/pools/test_fallback_race.py",
         ],
         _ISSUING,
     ),
     "redemption": (
         "pools/code_services.py",
         [
+            "tests/pools/test_redemption.py",
             "tests/pools/test_code_services_mutants.py",
-            "tests/pools/test_services.py",
             "tests/pools/test_issuing.py",
         ],
         _REDEMPTION,
@@ -86,15 +87,22 @@ MODULES = {
     "sweeps": (
         "pools/code_services.py",
         [
+            "tests/pools/test_sweeps.py",
             "tests/pools/test_expiry.py",
             "tests/pools/test_live_pool.py",
+            "tests/pools/test_code_list_parse.py",
             "tests/imports/test_undo.py",
         ],
         _SWEEPS,
     ),
     "alerts": (
         "notifications/services.py",
-        ["tests/notifications/test_alert_mutants.py", "tests/notifications/test_alerts.py"],
+        [
+            "tests/notifications/test_notices.py",
+            "tests/notifications/test_alert_mutants.py",
+            "tests/notifications/test_alerts.py",
+            "tests/notifications/test_abuse.py",
+        ],
     ),
     "exports": (
         "pools/exports.py",
@@ -102,7 +110,7 @@ MODULES = {
     ),
     "export_services": (
         "pools/export_services.py",
-        ["tests/pools/test_exports.py", "tests/pools/test_export_worker.py"],
+        ["tests/pools/test_exports.py"],
     ),
 }
 

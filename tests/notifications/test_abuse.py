@@ -32,7 +32,9 @@ def test_a_line_break_in_a_campaign_name_does_not_stop_its_email(
         code_issue(pool=pool, customer="c")
 
     (message,) = inbox.to("ann@example.com")
-    assert "Spring Bcc: everyone@example.com Sale" in message["Subject"]
+    assert message["Subject"] == (
+        f"Promo codes running low: {pool.slug} (Spring Bcc: everyone@example.com Sale)"
+    )
     assert message["Bcc"] is None
     assert alert_send(alert_id=pool.low_stock_alerts.get().pk) == 0  # delivered, recorded
 

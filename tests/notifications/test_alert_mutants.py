@@ -1,8 +1,8 @@
 """Tests that fail on the mutants of low-stock alerts that the rest of the suite let through
 (issue 16), and a race test of the alert lock that fails for sure when the lock is removed."""
 
-import contextlib
 import threading
+import time
 from datetime import timedelta
 
 import pytest
@@ -17,6 +17,7 @@ from notifications.signals import alert_raised
 from pools.code_services import code_issue
 from pools.models import CodeIssue, Pool
 from tests.factories import make_campaign, make_codes, make_manager, make_pool
+from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
@@ -84,11 +85,12 @@ def test_a_retry_sends_to_every_subscriber_after_one_already_served(settings):
     # The first subscriber had it before the previous attempt failed.
     AlertDelivery.objects.create(alert=alert, user=users[0], email=users[0].email)
 
+    before = timezone.now()
     assert alert_send(alert_id=alert.pk) == 2
 
     assert [m.to for m in mail.outbox] == [["bob@example.com"], ["cy@example.com"]]
     alert.refresh_from_db()
-    assert alert.sent_at is not None
+    assert before <= alert.sent_at <= timezone.now()
 
 
 def test_the_forecast_divides_the_stock_by_the_last_day_issues():
@@ -105,50 +107,6 @@ def test_the_forecast_divides_the_stock_by_the_last_day_issues():
     assert context["runs_dry_in"] == timedelta(days=2)
     alert.stock = 0
     assert _alert_context(alert, user)["runs_dry_in"] is None
-
-
-@pytest.mark.postgresql
-@pytest.mark.django_db(transaction=True)
-def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
-    """Both checks read the pool as low and armed before either takes the lock (a barrier);
-    inside the locked section the first waits for the second for a while. With the alert
-    state's row lock the second cannot get in, so it finds the pool alerted already; without
-    the lock both are inside at once, each having read "armed", and two alerts are raised."""
-    pool = low_pool(threshold=5, stock=3)
-    outside = threading.Barrier(2, timeout=30)
-    inside = threading.Barrier(2, timeout=2)
-    real_stock = services.pool_stock
-    local = threading.local()
-
-    def stock_with_meeting_points(*, pool):
-        local.calls = getattr(local, "calls", 0) + 1
-        stock = real_stock(pool=pool)
-        # Broken inside when the lock kept the other one out: expected.
-        with contextlib.suppress(threading.BrokenBarrierError):
-            (outside if local.calls == 1 else inside).wait()
-        return stock
-
-    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
-    results, errors = [], []
-
-    def check():
-        try:
-            results.append(low_stock_check(pool=pool))
-        except Exception as error:  # noqa: BLE001  (asserted below)
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=check) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert errors == []
-    assert LowStockAlert.objects.filter(pool=pool).count() == 1
-    assert sorted(r is None for r in results) == [False, True]
-    assert PoolAlertState.objects.get(pool=pool).crossings == 1
 
 
 def test_the_forecast_counts_the_last_24_hours_only_and_says_when(settings):
@@ -246,3 +204,95 @@ def test_the_alert_subject_names_the_pool_and_its_campaign(settings):
     (message,) = mail.outbox
     assert message.subject == "Promo codes running low: spring-10 (Spring sale)"
     assert message.to == ["gil@example.com"]
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
+    """Both checks read the pool as low and armed before either takes the lock (a barrier);
+    inside the locked section the first waits until the second is either inside too or
+    blocked on the alert state's row lock. With the lock the second is blocked, and then
+    finds the pool alerted already; without it both are inside at once, each having read
+    "armed", and two alerts are raised."""
+    pool = low_pool(threshold=5, stock=3)
+    outside = threading.Barrier(2, timeout=30)
+    inside = []
+    real_stock = services.pool_stock
+    local = threading.local()
+
+    def stock_with_meeting_points(*, pool):
+        local.calls = getattr(local, "calls", 0) + 1
+        stock = real_stock(pool=pool)
+        if local.calls == 1:
+            outside.wait()
+        else:
+            inside.append(1)
+            wait_inside_until_the_other_arrives(inside)
+        return stock
+
+    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
+    results, errors = [], []
+
+    def check():
+        try:
+            results.append(low_stock_check(pool=pool))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=check) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert LowStockAlert.objects.filter(pool=pool).count() == 1
+    assert sorted(r is None for r in results) == [False, True]
+    assert PoolAlertState.objects.get(pool=pool).crossings == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_of_one_alert_racing_send_each_subscriber_one_email(monkeypatch, settings):
+    """The first sender waits inside its locked section, before the mail goes out, until the
+    second is inside too or blocked on the alert's row lock: without the lock both would
+    find no delivery recorded and both would send."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    pool = low_pool(threshold=5, stock=1)
+    subscription_add(user=make_manager("ann", email="ann@example.com"), pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=1, threshold=5)
+    inside = []
+    real_send = services._send
+
+    def send_after_waiting(*args, **kwargs):
+        inside.append(1)
+        if len(inside) == 1:
+            wait_inside_until_the_other_arrives(inside)
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_send", send_after_waiting)
+    sent, errors = [], []
+
+    def send():
+        try:
+            sent.append(alert_send(alert_id=alert.pk))
+        except Exception as error:  # noqa: BLE001  (asserted below)
+            errors.append(error)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send)
+    first.start()
+    while not inside:
+        time.sleep(0.01)
+    second = threading.Thread(target=send)
+    second.start()
+    first.join()
+    second.join()
+
+    assert errors == []
+    assert sorted(sent) == [0, 1]
+    assert [m.to for m in mail.outbox] == [["ann@example.com"]]
+    assert AlertDelivery.objects.filter(alert=alert).count() == 1

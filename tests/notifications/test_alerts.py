@@ -56,7 +56,7 @@ def test_one_email_per_crossing_with_what_staff_need(
     issue(pool, 3, django_capture_on_commit_callbacks)  # stock 2, 1, 0: one crossing
 
     (message,) = inbox.to("ann@example.com")
-    assert pool.slug in message["Subject"] and pool.campaign.name in message["Subject"]
+    assert message["Subject"] == f"Promo codes running low: {pool.slug} ({pool.campaign.name})"
     text = message.get_body(("plain",)).get_content()
     assert "Codes left to issue: 2 (you are alerted below 3)" in text
     assert "Issued in the last 24 hours: 3" in text  # counted when the e-mail is sent
@@ -158,8 +158,11 @@ def test_import_finished_notice_once_and_only_if_wanted(inbox, ann):
     assert import_notice_send(import_id=job.pk) is True
     assert import_notice_send(import_id=job.pk) is False
     (message,) = inbox.to("ann@example.com")
-    assert f"Import #{job.pk}" in message["Subject"] and "Completed" in message["Subject"]
-    assert f"/admin/imports/import/{job.pk}/change/" in message.get_body(("plain",)).get_content()
+    assert message["Subject"] == f"Import #{job.pk} into {pool.slug}: Completed"
+    assert (
+        f"The report: https://promo.example.com/admin/imports/import/{job.pk}/change/"
+        in message.get_body(("plain",)).get_content()
+    )
 
     import_notices_set(user=ann, enabled=False)
     other = import_text_start(pool=pool, text="N3", user=ann)

@@ -94,5 +94,7 @@ def test_refill_end_to_end_through_the_worker_and_the_mail_server(inbox, worker_
     stopped = Import.objects.filter(pool=pool, refill=True).order_by("-id").first()
     assert stopped.status == Import.Status.FAILED and stopped.finished_notice_sent_at
     message = inbox.to("ann@example.com")[0]
-    assert "cannot be refilled" in message["Subject"]
+    assert message["Subject"] == (
+        f"Promo codes cannot be refilled: {pool.slug} ({pool.campaign.name})"
+    )
     assert "at most 9,235 may exist" in message.get_body(("plain",)).get_content()

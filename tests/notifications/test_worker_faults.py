@@ -65,7 +65,7 @@ def test_broker_stopped_while_an_import_finishes_then_the_notice_arrives_once(
             what="three more rounds of the outbox",
         )
         (notice,) = inbox.to("ann@example.com")
-        assert f"Import #{job.pk}" in notice["Subject"] and "Completed" in notice["Subject"]
+        assert notice["Subject"] == f"Import #{job.pk} into {pool.slug}: Completed"
         job.refresh_from_db()
         assert job.status == Import.Status.COMPLETED and job.finished_notice_sent_at
     finally:

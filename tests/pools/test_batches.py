@@ -81,12 +81,28 @@ def test_batch_refuses_paused_pools_and_respects_issue_windows():
     assert refusal(code_issue_batch, pool=pool, customers=["c"]) == Refusal.POOL_PAUSED
 
 
-def test_batch_size_is_bounded():
+def test_batch_size_is_bounded_at_both_ends():
     pool = make_pool(launched=True)
-    with pytest.raises(ValidationError):
-        code_issue_batch(pool=pool, customers=[])
-    with pytest.raises(ValidationError):
-        code_issue_batch(pool=pool, customers=[f"c{i}" for i in range(BATCH_MAX + 1)])
+    make_codes(pool, ["ONE"])
+    refused = [
+        ([], {"customers": ["Give at least one customer."]}),
+        (["a", " "], {"customer": ["Give the customer's id (at most 200 characters)."]}),
+        (
+            [f"c{i}" for i in range(BATCH_MAX + 1)],
+            {"customers": ["Give at most 10,000 customers in one batch."]},
+        ),
+    ]
+    for customers, errors in refused:
+        with pytest.raises(ValidationError) as excinfo:
+            code_issue_batch(pool=pool, customers=customers)
+        assert excinfo.value.message_dict == errors
+    assert pool_stock(pool=pool) == 1
+
+    # Exactly the maximum is a batch (the same customer listed twice counts once).
+    outcome = code_issue_batch(pool=pool, customers=[f"c{i}" for i in range(BATCH_MAX)] + ["c0"])
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("c0", "ONE")]
+    assert len(outcome.short) == BATCH_MAX - 1
 
 
 def test_fallback_pool_serves_single_and_batch_issues_when_the_pool_runs_dry():

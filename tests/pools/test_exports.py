@@ -22,6 +22,7 @@ from tests.factories import make_codes, make_manager, make_pool, make_staff, mak
 pytestmark = pytest.mark.django_db
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+KOLKATA = timedelta(hours=5, minutes=30)  # Asia/Kolkata: no summer time
 
 
 def csv_rows(data: bytes) -> list[list[str]]:
@@ -30,12 +31,57 @@ def csv_rows(data: bytes) -> list[list[str]]:
 
 def tricky_pool():
     pool = make_pool(slug="tricky")
-    make_codes(pool, ["=1+2", "+A", "-B", "@C", "\tD", "PLAIN", 'Q"uote,comma'])
-    make_codes(pool, [f"C{i:03d}" for i in range(40)], issue_end=WHEN, available_from=WHEN)
+    make_codes(pool, ["=1+2", "+A", "-B", "@C", "\tD", "PLAIN", 'Q"uote,comma', "\rE"])
+    make_codes(pool, [f"C{i:03d}" for i in range(39)], issue_end=WHEN, available_from=WHEN)
+    # Every moment column a different moment, so that a column written from another one shows.
     Code.objects.filter(code="PLAIN").update(
-        status=Code.Status.ISSUED, issued_to="-cust", issued_at=WHEN, times_redeemed=2
+        status=Code.Status.ISSUED,
+        issued_to="-cust",
+        issued_at=WHEN,
+        redeemed_at=WHEN + timedelta(hours=1),
+        times_redeemed=2,
+        issue_start=WHEN - timedelta(days=1),
+        issue_end=WHEN + timedelta(days=1),
+        available_from=WHEN - timedelta(days=2),
+        available_till=WHEN + timedelta(days=2, seconds=1),
     )
     return pool
+
+
+HEADER = [
+    "Code", "Pool ID", "Status", "Customer", "Issued at", "Redeemed at", "Times redeemed",
+    "Issue-start", "Issue-end", "Available-from", "Available-till",
+]  # fmt: skip
+
+
+def _available(code, issue_end="", available_from=""):
+    return [code, "tricky", "Available", "", "", "", "0", "", issue_end, available_from, ""]
+
+
+def tricky_rows(ahead: timedelta = timedelta(0)) -> list[list[str]]:
+    """The tricky pool's file, row by row, with moments written in a zone `ahead` of UTC (as
+    the project's TIME_ZONE says)."""
+
+    def at(moment):
+        return (moment + ahead).strftime("%Y-%m-%d %H:%M:%S")
+
+    plain = [
+        "PLAIN", "tricky", "Issued", "'-cust", at(WHEN), at(WHEN + timedelta(hours=1)), "2",
+        at(WHEN - timedelta(days=1)), at(WHEN + timedelta(days=1)),
+        at(WHEN - timedelta(days=2)), at(WHEN + timedelta(days=2, seconds=1)),
+    ]  # fmt: skip
+    return [
+        HEADER,
+        _available("'=1+2"),
+        _available("'+A"),
+        _available("'-B"),
+        _available("'@C"),
+        _available("'\tD"),
+        plain,
+        _available('Q"uote,comma'),
+        _available("'\rE"),
+        *[_available(f"C{i:03d}", at(WHEN), at(WHEN)) for i in range(39)],
+    ]
 
 
 def run_export(pool=None, file_format="csv", user=None, **filters):
@@ -49,9 +95,11 @@ def run_export(pool=None, file_format="csv", user=None, **filters):
     return export
 
 
-def test_csv_job_writes_what_the_python_formatter_writes(settings):
-    """On PostgreSQL the database writes the CSV (COPY); the rows equal the Python path's."""
+def test_csv_job_writes_every_column_formatted_and_escaped_row_by_row(settings):
+    """On PostgreSQL the database writes the CSV (COPY); in the order the codes were added,
+    moments in the project's time zone to the second, formulas escaped."""
     settings.EXPORT_CHUNK_ROWS = 7
+    settings.TIME_ZONE = "Asia/Kolkata"  # 5:30 ahead of UTC, all year
     pool = tricky_pool()
     make_codes(make_pool(), ["OTHER"])
 
@@ -59,15 +107,35 @@ def test_csv_job_writes_what_the_python_formatter_writes(settings):
 
     assert export.status == CodeExport.Status.COMPLETED, export.message
     rows = csv_rows(export.file.read())
-    expected = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
-    assert rows == expected
-    assert rows[0][:4] == ["Code", "Pool ID", "Status", "Customer"]
-    assert export.rows_done == len(rows) - 1 == 47
-    assert ["PLAIN", "tricky", "Issued", "'-cust", "2026-03-04 05:06:07", "", "2"] in [
-        row[:7] for row in rows
+    assert rows == tricky_rows(KOLKATA)
+    assert rows[6][4] == "2026-03-04 10:36:07"  # WHEN, 05:06:07 UTC
+    assert export.rows_done == 47
+
+
+def test_the_python_formatter_writes_the_same_rows_as_copy(settings):
+    """The generic path (other databases, searches, XLSX, small exports at once)."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    pool = tricky_pool()
+    make_codes(make_pool(), ["OTHER"])
+
+    rows = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+
+    assert rows == tricky_rows(KOLKATA)
+
+
+def test_an_export_of_all_pools_names_each_codes_pool_escaped():
+    make_codes(make_pool(slug="-minus"), ["M1"])
+    make_codes(make_pool(slug="plain"), ["P1"])
+
+    export = run_export()
+
+    assert [row[:3] for row in csv_rows(export.file.read())] == [
+        ["Code", "Pool ID", "Status"],
+        ["M1", "'-minus", "Available"],
+        ["P1", "plain", "Available"],
     ]
-    assert {row[0] for row in rows} >= {"'=1+2", "'+A", "'-B", "'@C", "'\tD", 'Q"uote,comma'}
-    assert rows[1][0] == "'=1+2"  # in the order they were added
+    rows = list(exports.code_rows(exports.codes_filtered({})))
+    assert [row[:2] for row in rows[1:]] == [["M1", "'-minus"], ["P1", "plain"]]
 
 
 def test_export_follows_the_filter(settings):
@@ -80,7 +148,8 @@ def test_export_follows_the_filter(settings):
 
     assert [row[0] for row in csv_rows(issued.file.read())[1:]] == ["PLAIN"]
     assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
-    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(10)]
+    assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(9)]
+    assert (issued.rows_done, searched.rows_done, by_prefix.rows_done) == (1, 1, 9)
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
@@ -100,7 +169,13 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     monkeypatch.setattr(export_services, "_commit_chunk", killed_after_two)
     with pytest.raises(SystemExit):
         code_export_run(export_id=export.pk)
-    monkeypatch.setattr(export_services, "_commit_chunk", commit)
+    resumed = []
+
+    def recorded(job, **progress):
+        resumed.append(progress["rows_done"])
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", recorded)
     export.refresh_from_db()
     assert (export.status, export.rows_done) == (CodeExport.Status.RUNNING, 20)
 
@@ -110,23 +185,49 @@ def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monke
     assert code_exports_clean() == [export.pk]
     code_export_run(export_id=export.pk)
 
+    assert resumed == [30, 40, 47]  # the committed chunks are not written again
     export.refresh_from_db()
     assert (export.status, export.attempts) == (CodeExport.Status.COMPLETED, 2)
     rows = csv_rows(export.file.read())
-    assert rows == list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))
+    assert rows == tricky_rows()
 
 
-def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch):
+def test_a_job_taken_over_without_its_file_starts_over(settings, monkeypatch):
+    """The new worker does not find the file (another machine's disk): it writes it whole."""
+    settings.EXPORT_CHUNK_ROWS = 10
+    pool = tricky_pool()
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv")
+    CodeExport.objects.filter(pk=export.pk).update(
+        status=CodeExport.Status.RUNNING,
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+        last_id=export.pk,  # whatever: the file it belongs to is gone
+        bytes_done=100,
+        rows_done=20,
+    )
+
+    code_export_run(export_id=export.pk)
+
+    export.refresh_from_db()
+    assert (export.status, export.rows_done) == (CodeExport.Status.COMPLETED, 47)
+    assert csv_rows(export.file.read()) == tricky_rows()
+
+
+def test_a_failing_job_fails_cleanly_and_says_why(monkeypatch, caplog):
     pool = tricky_pool()
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr(export_services, "_write_csv", broken)
+    before = timezone.now()
     export = run_export(pool, user=make_manager(email="m@example.com"))
 
     assert export.status == CodeExport.Status.FAILED
-    assert "disk full" in export.message
+    # Claimed (its heartbeat set), then failed.
+    assert before <= export.heartbeat_at <= export.finished_at
+    assert export.message == "The export failed: disk full. Start it again from the codes list."
+    (logged,) = [r for r in caplog.records if r.name == "pools.export_services"]
+    assert (logged.getMessage(), logged.exc_info[0]) == (f"Export {export.pk} failed", OSError)
 
 
 def test_xlsx_goes_on_on_further_sheets(monkeypatch):
@@ -138,11 +239,17 @@ def test_xlsx_goes_on_on_further_sheets(monkeypatch):
     assert export.status == CodeExport.Status.COMPLETED, export.message
     book = load_workbook(export.file.open("rb"), read_only=True)
     assert book.sheetnames == ["Codes", "Codes 2", "Codes 3"]
-    rows = [row for sheet in book for row in sheet.iter_rows(values_only=True)]
-    headers = [row for row in rows if row[0] == "Code"]
-    codes = [row[0] for row in rows if row[0] != "Code"]
-    assert len(headers) == 3 and len(codes) == export.rows_done == 47
-    assert "'=1+2" in codes and "'-B" in codes
+    sheets = [
+        [
+            ["" if cell is None else str(cell) for cell in row]
+            for row in sheet.iter_rows(values_only=True)
+        ]
+        for sheet in book
+    ]
+    # XML reads a carriage return back as a line feed.
+    header, *rows = [[cell.replace("\r", "\n") for cell in row] for row in tricky_rows()]
+    assert sheets == [[header, *rows[:20]], [header, *rows[20:40]], [header, *rows[40:]]]
+    assert export.rows_done == 47
 
 
 def test_viewer_downloads_someone_without_pool_view_cannot(client, settings):
@@ -195,8 +302,12 @@ def test_the_one_who_asked_gets_the_link_unless_import_emails_are_off(
     user = make_manager(email="asker@example.com")
     with django_capture_on_commit_callbacks(execute=True):
         export = run_export(pool, user=user)
-    assert len(mail.outbox) == 1
-    assert reverse("admin:pools_codeexport_download", args=[export.pk]) in mail.outbox[0].body
+    (message,) = mail.outbox
+    assert (message.subject, message.to) == (
+        f"Export #{export.pk} of tricky: Completed",
+        ["asker@example.com"],
+    )
+    assert reverse("admin:pools_codeexport_download", args=[export.pk]) in message.body
 
     import_notices_set(user=user, enabled=False)
     with django_capture_on_commit_callbacks(execute=True):
@@ -209,11 +320,12 @@ def test_files_are_removed_after_their_time(settings):
     export = run_export(pool)
     path = export.file.path
 
-    code_exports_clean(at=export.expires_at - timedelta(minutes=1))
+    assert export.expires_at == export.finished_at + timedelta(hours=72)
+    code_exports_clean(at=export.expires_at)
     export.refresh_from_db()
     assert export.status == CodeExport.Status.COMPLETED
 
-    code_exports_clean(at=export.expires_at + timedelta(minutes=1))
+    code_exports_clean(at=export.expires_at + timedelta(microseconds=1))
     export.refresh_from_db()
     assert (export.status, export.file.name) == (CodeExport.Status.REMOVED, "")
     import os
@@ -224,3 +336,401 @@ def test_files_are_removed_after_their_time(settings):
 def test_copy_path_is_taken_on_postgresql():
     assert exports.copy_available({"pool": 1}) is (connection.vendor == "postgresql")
     assert exports.copy_available({"pool": 1, "q": "AB"}) is False
+
+
+# The parts of an export, each at its edges (issue 16: mutants these tests fail on had survived)
+
+
+def test_formula_escaping_is_for_text_starting_with_a_formula_character_only():
+    assert [exports.escape_formula(v) for v in ("=A", "+A", "-A", "@A", "\tA", "\rA")] == [
+        "'=A", "'+A", "'-A", "'@A", "'\tA", "'\rA",
+    ]  # fmt: skip
+    assert [exports.escape_formula(v) for v in ("A=", "", "'=A", 5, None)] == [
+        "A=", "", "'=A", 5, None,
+    ]  # fmt: skip
+
+
+def test_csv_response_is_an_escaped_utf8_attachment_excel_reads():
+    response = exports.csv_response([["Code", "Note"], ["=1", 'ü,"x"']], "codes-x.csv")
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"] == 'attachment; filename="codes-x.csv"'
+    body = b"".join(response.streaming_content)
+    assert body == '\ufeffCode,Note\r\n\'=1,"ü,""x"""\r\n'.encode()
+
+
+def test_xlsx_response_is_an_attachment_with_the_sheet_named():
+    response = exports.xlsx_response([["Code"], ["=1"]], "rejected.xlsx", sheet_title="Rejected")
+
+    assert response["Content-Type"] == (
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    )
+    assert response["Content-Disposition"] == 'attachment; filename="rejected.xlsx"'
+    body = b"".join(response.streaming_content)
+    assert body.startswith(b"PK\x03\x04")  # a whole zip file, from its first byte
+    book = load_workbook(io.BytesIO(body))
+    assert book.sheetnames == ["Rejected"]
+    assert list(book["Rejected"].iter_rows(values_only=True)) == [("Code",), ("'=1",)]
+    default = exports.xlsx_response([["Code"]], "codes.xlsx")
+    assert load_workbook(io.BytesIO(b"".join(default.streaming_content))).sheetnames == ["Codes"]
+
+
+def test_an_empty_workbook_still_has_its_header(settings):
+    output = io.BytesIO()
+
+    assert exports.xlsx_write(iter([["Code", "Status"]]), output, sheet_title="Codes") == 0
+
+    book = load_workbook(output)
+    assert book.sheetnames == ["Codes"]
+    assert list(book["Codes"].iter_rows(values_only=True)) == [("Code", "Status")]
+
+
+def test_workbook_progress_is_told_every_2000_rows_and_moments_are_iso_text(settings):
+    settings.TIME_ZONE = "Asia/Kolkata"
+    told = []
+    rows = [["Code", "When"], *([f"R{n}", WHEN] for n in range(4001))]
+    output = io.BytesIO()
+
+    assert exports.xlsx_write(rows, output, progress=told.append) == 4001
+
+    assert told == [2000, 4000]
+    sheet = load_workbook(output).active
+    assert [c.value for c in sheet[2]] == ["R0", "2026-03-04 10:36:07"]
+    assert sheet.max_row == 4002
+
+
+def test_copy_select_takes_the_status_and_the_id_range():
+    pool = make_pool(slug="ranged")
+    codes = make_codes(pool, ["A", "B", "C", "D"])
+    Code.objects.filter(code="C").update(status=Code.Status.ISSUED)
+    ids = [code.pk for code in codes]
+
+    def copied(filters, **bounds):
+        sql, params = exports.copy_select_sql(filters, **bounds)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return [row[:3] for row in cursor.fetchall()]
+
+    if connection.vendor == "postgresql":
+        assert copied({"pool": pool.pk}, start=ids[1], end=ids[3]) == [
+            ("B", "ranged", "Available"),
+            ("C", "ranged", "Issued"),
+        ]
+        assert copied({"pool": pool.pk, "status": "available"}) == [
+            ("A", "ranged", "Available"),
+            ("B", "ranged", "Available"),
+            ("D", "ranged", "Available"),
+        ]
+        assert copied({}, start=ids[3]) == [("D", "ranged", "Available")]
+    with pytest.raises(ValueError) as excinfo:
+        exports.copy_select_sql({"pool": pool.pk, "q": "A"})
+    assert str(excinfo.value) == "a search is exported by the generic path (codes_search)"
+
+
+def test_export_filters_keep_what_the_list_passes_and_drop_the_rest():
+    assert export_services.code_export_filters(pool="7", status="issued", q="  ab ") == {
+        "pool": 7,
+        "status": "issued",
+        "q": "ab",
+    }
+    assert export_services.code_export_filters(pool="", status="bogus", q="   ") == {}
+    assert export_services.code_export_filters() == {}
+
+
+def test_an_export_is_answered_at_once_up_to_the_limit_and_queued_past_it(monkeypatch):
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 3)
+    pool = make_pool()
+    make_codes(pool, ["A", "B", "C"])
+
+    assert export_services.code_export_is_small({"pool": pool.pk}) is True
+    make_codes(pool, ["D"])
+    assert export_services.code_export_is_small({"pool": pool.pk}) is False
+
+
+def test_the_estimate_counts_a_pools_codes_by_status_from_its_counters(monkeypatch):
+    pool = make_pool()
+    make_codes(pool, ["A", "B", "C", "AB"])
+    Code.objects.filter(code="C").update(status=Code.Status.ISSUED)
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-1, issued=1)
+    make_codes(make_pool(), ["OTHER"])
+    estimate = export_services.code_export_estimate
+
+    assert estimate({"pool": pool.pk}) == 4
+    assert estimate({"pool": pool.pk, "status": "issued"}) == 1
+    assert estimate({"pool": pool.pk, "status": "available"}) == 3
+    assert estimate({}) == 5
+    assert estimate({"pool": pool.pk, "q": "A"}) == 2  # A and AB: counted, not estimated
+    monkeypatch.setattr(export_services, "SEARCH_COUNT_MAX", 1)
+    assert estimate({"pool": pool.pk, "q": "A"}) == 1
+
+
+def test_an_export_is_queued_with_its_name_and_estimate(django_capture_on_commit_callbacks):
+    pool = make_pool(slug="named")
+    make_codes(pool, ["A", "B"])
+    user = make_manager()
+
+    with django_capture_on_commit_callbacks() as queued:
+        export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx", user=user)
+    everything = code_export_start(filters={}, file_format="csv")
+
+    assert len(queued) == 1
+    stored = CodeExport.objects.get(pk=export.pk)
+    assert (stored.status, stored.pool, stored.created_by, stored.rows_total) == (
+        CodeExport.Status.QUEUED, pool, user, 2,
+    )  # fmt: skip
+    assert (stored.file_name, stored.file_format, stored.filters) == (
+        "codes-named.xlsx", "xlsx", {"pool": pool.pk},
+    )  # fmt: skip
+    assert (everything.file_name, everything.pool) == ("codes-all.csv", None)
+    with pytest.raises(ValueError) as excinfo:
+        code_export_start(filters={}, file_format="pdf")
+    assert str(excinfo.value) == "unknown export format: pdf"
+
+
+def test_a_running_export_is_taken_over_only_once_its_heartbeat_is_older_than_the_timeout(
+    settings, monkeypatch
+):
+    settings.EXPORT_HEARTBEAT_TIMEOUT = 300
+    now = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    pool = make_pool()
+    make_codes(pool, ["A"])
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv")
+    CodeExport.objects.filter(pk=export.pk).update(
+        status=CodeExport.Status.RUNNING,
+        attempts=1,
+        started_at=now - timedelta(hours=1),
+        heartbeat_at=now - timedelta(seconds=300),
+    )
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+    CodeExport.objects.filter(pk=export.pk).update(
+        heartbeat_at=now - timedelta(seconds=300, microseconds=1)
+    )
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.rows_done) == (CodeExport.Status.COMPLETED, 2, 1)
+    assert (export.started_at, export.finished_at, export.heartbeat_at) == (
+        now - timedelta(hours=1), now, now,
+    )  # fmt: skip
+    assert export.expires_at == now + timedelta(hours=72)
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+
+
+def test_the_clean_up_runs_again_exports_stuck_past_the_timeout_to_the_second(settings):
+    settings.EXPORT_HEARTBEAT_TIMEOUT = 300
+    at = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+    limit, tick = at - timedelta(seconds=300), timedelta(microseconds=1)
+
+    def export(status, **moments):
+        made = CodeExport.objects.create(file_format="csv", status=status)
+        CodeExport.objects.filter(pk=made.pk).update(**moments)
+        return made.pk
+
+    stale = export(CodeExport.Status.RUNNING, heartbeat_at=limit - tick)
+    export(CodeExport.Status.RUNNING, heartbeat_at=limit)
+    forgotten = export(CodeExport.Status.QUEUED, created_at=limit - tick)
+    export(CodeExport.Status.QUEUED, created_at=limit)
+    export(CodeExport.Status.COMPLETED, heartbeat_at=limit - tick, created_at=limit - tick)
+
+    assert sorted(code_exports_clean(at=at)) == sorted([stale, forgotten])
+
+
+def test_an_export_of_no_codes_is_the_header_alone():
+    pool = make_pool()
+
+    export = run_export(pool)
+
+    assert (export.status, export.rows_done) == (CodeExport.Status.COMPLETED, 0)
+    assert csv_rows(export.file.read()) == [HEADER]
+    export.file.open("rb")
+    assert export.file.read().startswith("\ufeffCode,".encode())
+
+
+@pytest.mark.parametrize("file_format", ["csv", "xlsx"])
+def test_an_attempt_that_lost_its_job_to_another_worker_stops_and_finishes_nothing(
+    monkeypatch, settings, file_format
+):
+    settings.EXPORT_CHUNK_ROWS = 2
+    monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 2)
+    pool = make_pool()
+    make_codes(pool, [f"L{i}" for i in range(5)])
+    export = code_export_start(filters={"pool": pool.pk}, file_format=file_format)
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def taken_over_after_the_first(job, **progress):
+        recorded.append(progress.get("rows_done"))
+        if len(recorded) == 2:  # another worker claimed it meanwhile
+            CodeExport.objects.filter(pk=job.pk).update(attempts=job.attempts + 1)
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", taken_over_after_the_first)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.SKIPPED
+
+    assert recorded == [2, 4]
+    export.refresh_from_db()
+    assert (export.status, export.attempts, export.rows_done) == (CodeExport.Status.RUNNING, 2, 2)
+    assert (export.finished_at, export.file.name) == (None, "")
+
+
+def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
+    monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 4)
+    pool = make_pool()
+    make_codes(pool, [f"P{i}" for i in range(9)])
+    export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def watched(job, **progress):
+        recorded.append(progress)
+        return commit(job, **progress)
+
+    monkeypatch.setattr(export_services, "_commit_chunk", watched)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+    assert recorded == [{"rows_done": 4}, {"rows_done": 8}, {"rows_done": 9}]
+    export.refresh_from_db()
+    assert (export.status, export.rows_done, export.file.name) == (
+        CodeExport.Status.COMPLETED,
+        9,
+        f"exports/code-export-{export.pk}.xlsx",
+    )
+
+
+def test_a_workbook_job_commits_its_progress_every_50000_rows(monkeypatch):
+    """The writer tells progress at every 2,000 rows (tested above); the job commits at each
+    multiple of 50,000 only, then the total."""
+    pool = make_pool()
+    export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
+    commit = export_services._commit_chunk
+    recorded = []
+
+    def watched(job, **progress):
+        recorded.append(progress["rows_done"])
+        return commit(job, **progress)
+
+    def writer(rows, output, *, progress):
+        for done in (48_000, 50_000, 98_000, 100_000, 102_000):
+            progress(done)
+        return 102_001
+
+    monkeypatch.setattr(export_services, "_commit_chunk", watched)
+    monkeypatch.setattr(export_services, "xlsx_write", writer)
+
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+    assert recorded == [50_000, 100_000, 102_001]
+
+
+def test_a_sheet_holds_excels_1048576_rows_with_its_header():
+    # Excel's documented limit; a workbook that size takes minutes to write, so the sheets
+    # themselves are tested with a smaller limit (test_xlsx_goes_on_on_further_sheets).
+    assert exports.XLSX_ROWS_PER_SHEET + 1 == 1_048_576
+
+
+def test_ten_thousand_codes_are_answered_at_once_and_one_more_is_a_job():
+    pool = make_pool()
+    make_codes(pool, [f"T{i:05d}" for i in range(10_000)])
+
+    assert export_services.code_export_is_small({"pool": pool.pk}) is True
+    make_codes(pool, ["ONE-MORE"])
+    assert export_services.code_export_is_small({"pool": pool.pk}) is False
+
+
+@pytest.mark.postgresql
+def test_a_search_is_counted_up_to_100000_codes():
+    pool = make_pool()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Code._meta.db_table} (pool_id, code, status, issued_to, times_redeemed)"
+            " SELECT %s, 'S' || lpad(n::text, 6, '0'), 'available', '', 0"
+            " FROM generate_series(1, 100001) n",
+            [pool.pk],
+        )
+
+    assert export_services.code_export_estimate({"pool": pool.pk, "q": "S"}) == 100_000
+    assert export_services.code_export_estimate({"pool": pool.pk, "q": "S10000"}) == 2
+
+
+@pytest.mark.parametrize("q", ["", "R"])  # the database's COPY, then the generic path
+def test_a_chunk_starting_at_the_last_code_is_written(settings, q):
+    settings.EXPORT_CHUNK_ROWS = 2
+    pool = make_pool()
+    make_codes(pool, ["R1", "R2", "R3", "R4", "R5"])
+
+    export = run_export(pool, q=q) if q else run_export(pool)
+
+    assert [row[0] for row in csv_rows(export.file.read())[1:]] == ["R1", "R2", "R3", "R4", "R5"]
+    assert export.rows_done == 5
+
+
+def test_estimates_never_count_below_zero_nor_missing_counts():
+    pool = make_pool()
+    estimate = export_services.code_export_estimate
+
+    assert estimate({"pool": pool.pk}) == 0  # no counter rows at all
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-2, issued=1)  # a moment between two updates
+    assert estimate({"pool": pool.pk}) == 0
+    assert estimate({"pool": pool.pk, "status": "issued"}) == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_does_not_wait_for_another_that_is_claiming_the_job():
+    """Another connection holds the job's row (a worker claiming it): this one skips it at
+    once rather than wait (the lock timeout set here would make waiting an error)."""
+    from django.db import connections
+
+    pool = make_pool()
+    make_codes(pool, ["A"])
+    # Made as queued without its task (which would run it at once here).
+    export = CodeExport.objects.create(pool=pool, filters={"pool": pool.pk}, file_format="csv")
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {CodeExport._meta.db_table} WHERE id = %s FOR UPDATE", [export.pk]
+            )
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            outcome = code_export_run(export_id=export.pk)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert outcome is export_services.RunOutcome.SKIPPED
+    export.refresh_from_db()
+    assert (export.status, export.attempts) == (CodeExport.Status.QUEUED, 0)
+    assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
+
+
+def test_a_line_break_in_a_cell_is_quoted_on_the_generic_path_too():
+    """A search is written by Python (COPY quotes such cells itself): a customer id holding a
+    carriage return or a line feed stays one cell of one row."""
+    pool = make_pool(slug="breaks")
+    make_codes(pool, ["BR1", "BR2"])
+    Code.objects.filter(code="BR1").update(status=Code.Status.ISSUED, issued_to="x\ry")
+    Code.objects.filter(code="BR2").update(status=Code.Status.ISSUED, issued_to="x\ny")
+
+    export = run_export(pool, q="BR")
+
+    data = export.file.read()
+    assert [row[:4] for row in csv_rows(data)[1:]] == [
+        ["BR1", "breaks", "Issued", "x\ry"],
+        ["BR2", "breaks", "Issued", "x\ny"],
+    ]
+    assert data.count(b"\n") == 3 + 1  # three lines, and the line feed inside its quotes

@@ -222,21 +222,47 @@ def test_concurrent_issue_and_redeem_never_double_spend():
     assert counts(pool) == (0, 0, len(codes))
 
 
-def test_key_race_inside_a_transaction_leaves_it_usable(monkeypatch):
-    from django.db import IntegrityError, transaction
+def test_key_race_inside_a_transaction_returns_the_winners_code_and_leaves_it_usable(
+    monkeypatch,
+):
+    """As if a concurrent call had recorded the key after this call looked for it: the look-ups
+    before the claim miss it, the claim then violates the key's constraint, and the recovery
+    branch's real look-up returns the winner's code, inside the caller's transaction (which a
+    savepoint keeps usable)."""
+    from django.db import transaction
 
     from pools import code_services as services
 
     pool = make_pool(launched=True)
     make_codes(pool, ["K1", "K2"])
     first = code_issue(pool=pool, customer="c", idempotency_key="dup")
-    # As if a concurrent call had recorded the key after this call looked for it.
-    monkeypatch.setattr(services, "_issue_by_key", lambda *a: None)
+    real_lookup = services._issue_by_key
+    claimed = []
+
+    def lookup_missing_it_before_the_claim(*args):
+        return real_lookup(*args) if claimed else None
+
+    def counting(name):
+        real = getattr(services, name)
+
+        def claim(*args):
+            claimed.append(name)
+            return real(*args)
+
+        return claim
+
+    monkeypatch.setattr(services, "_issue_by_key", lookup_missing_it_before_the_claim)
+    for name in ("_claim_code_postgresql", "_claim_code"):  # whichever the database takes
+        monkeypatch.setattr(services, name, counting(name))
 
     with transaction.atomic():
-        with pytest.raises(IntegrityError):  # the key's unique constraint
-            code_issue(pool=pool, customer="c", idempotency_key="dup")
+        again = code_issue(pool=pool, customer="c", idempotency_key="dup")
+        assert again.pk == first.pk
         assert Code.objects.filter(pk=first.pk).exists()  # the transaction still works
+
+    assert len(claimed) == 1
+    assert CodeIssue.objects.filter(idempotency_key="dup").count() == 1
+    assert counts(pool) == (1, 1, 0)
 
 
 def test_expired_codes_stay_counted_until_redeemed():

@@ -1,6 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from pools import counters, models
 from pools.models import Code, Pool
@@ -94,12 +95,13 @@ def test_launch_makes_the_pool_active_and_records_who(django_user_model):
     pool = pool_create(campaign=make_campaign())
     pool_update(pool=pool, description="Codes for the newsletter")
 
+    before = timezone.now()
     pool_launch(pool=pool, user=user)
 
     pool.refresh_from_db()
     assert pool.is_active
     assert pool.launched_by == user
-    assert pool.launched_at is not None
+    assert before <= pool.launched_at <= timezone.now()
 
 
 def test_launch_twice_is_refused():

@@ -1,0 +1,300 @@
+"""Check, redeem and mark as issued at their edges: what a caller may learn, what is recorded
+(moments to the second, counts), and which refusal comes when (issue 16: mutants of these
+functions that the rest of the suite let through)."""
+
+import threading
+import time
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
+from pools.counters import pool_counts_add
+from pools.models import Code, CodeIssue, Redemption
+from pools.refusals import CodeRefused, Refusal
+from pools.selectors import pools_with_counts
+from pools.services import pool_end, pool_pause
+from tests.factories import make_codes, make_pool
+from tests.pools.locks import wait_inside_until_the_other_arrives
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
+def refusal(call, **kwargs) -> Refusal:
+    with pytest.raises(CodeRefused) as excinfo:
+        call(**kwargs)
+    return excinfo.value.reason
+
+
+def counts(pool):
+    counted = pools_with_counts().get(pk=pool.pk)
+    return (
+        counted.codes_available,
+        counted.codes_issued,
+        counted.codes_redeemed,
+        counted.codes_expired,
+    )
+
+
+def personal_pool():
+    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=3, launched=True)
+    make_codes(pool, ["P1", "P2"])
+    return pool
+
+
+def test_a_paused_pool_answers_paused_for_any_code_even_one_it_does_not_have():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["REAL"])
+    pool_pause(pool=pool)
+
+    assert refusal(code_check, code="REAL", customer="c", pool=pool) == Refusal.POOL_PAUSED
+    assert refusal(code_check, code="MADE-UP", customer="c", pool=pool) == Refusal.POOL_PAUSED
+    assert refusal(code_redeem, code="MADE-UP", customer="c", pool=pool) == Refusal.POOL_PAUSED
+    assert refusal(code_check, code="MADE-UP", customer="c") == Refusal.UNKNOWN_CODE
+
+
+def test_an_empty_or_missing_code_is_unknown_whatever_codes_there_are():
+    make_codes(make_pool(launched=True), ["A", "XXXX", "None"])
+
+    assert refusal(code_check, code="", customer="c") == Refusal.UNKNOWN_CODE
+    assert refusal(code_check, code=None, customer="c") == Refusal.UNKNOWN_CODE
+    assert refusal(code_redeem, code=None, customer="c") == Refusal.UNKNOWN_CODE
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_check_outside_any_transaction_answers():
+    """The API checks in autocommit: a check locks nothing (a lock needs a transaction)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["FREE"])
+
+    assert code_check(code="FREE", customer="c").code == "FREE"
+
+
+def test_who_hears_that_a_personal_code_is_someone_elses():
+    pool = personal_pool()
+    issued = code_issue(pool=pool, customer="alice", caller="key-a")
+    code_mark_issued(code="P2", customer="alice", caller="key-m")
+
+    def asked_by(caller, code=issued.code):
+        return refusal(code_check, code=code, customer="bob", caller=caller)
+
+    # The admin and the shell (no caller), and the key that handed it out, hear the reason.
+    assert asked_by(None) == Refusal.NOT_ISSUED_TO_CUSTOMER
+    assert asked_by("key-a") == Refusal.NOT_ISSUED_TO_CUSTOMER
+    assert asked_by("key-m", code="P2") == Refusal.NOT_ISSUED_TO_CUSTOMER
+    # Any other key, or a key without a name, hears what a made-up code hears.
+    assert asked_by("key-m") == Refusal.UNKNOWN_CODE
+    assert asked_by("key-a", code="P2") == Refusal.UNKNOWN_CODE
+    assert asked_by("") == Refusal.UNKNOWN_CODE
+    assert refusal(code_redeem, code=issued.code, customer="bob", caller="key-x") == (
+        Refusal.UNKNOWN_CODE
+    )
+    # Other refusals are told to everyone.
+    pool_pause(pool=pool)
+    assert asked_by("key-x") == Refusal.POOL_PAUSED
+
+
+def test_a_redemption_records_the_moment_and_the_order_and_counts_the_code(frozen):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1", "R2"])
+
+    redemption = code_redeem(code="R1", customer="c", order_reference="  o-7 ")
+
+    stored = Redemption.objects.get()
+    assert (stored.pk, stored.customer, stored.order_reference, stored.redeemed_at) == (
+        redemption.pk,
+        "c",
+        "o-7",
+        NOW,
+    )
+    code = Code.objects.get(code="R1")
+    assert (code.status, code.redeemed_at, code.times_redeemed) == (Code.Status.REDEEMED, NOW, 1)
+    assert counts(pool) == (1, 0, 1, 0)
+
+
+def test_redeeming_an_issued_code_moves_it_from_issued_to_redeemed():
+    pool = personal_pool()
+    issued = code_issue(pool=pool, customer="alice")
+    assert counts(pool) == (1, 1, 0, 0)
+
+    code_redeem(code=issued.code, customer="alice")
+
+    assert counts(pool) == (1, 0, 1, 0)
+
+
+def test_an_order_reference_returns_its_redemption_only_to_its_customer():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    first = code_redeem(code="MULTI", customer="c1", order_reference="o-1")
+    again = code_redeem(code="MULTI", customer="c1", order_reference="o-1")
+    other_order = code_redeem(code="MULTI", customer="c1", order_reference="o-2")
+    no_order = [code_redeem(code="MULTI", customer="c1") for _ in range(2)]
+
+    assert again.pk == first.pk
+    assert len({first.pk, other_order.pk, *[r.pk for r in no_order]}) == 4
+    assert refusal(code_redeem, code="MULTI", customer="c2", order_reference="o-1") == (
+        Refusal.ALREADY_REDEEMED
+    )
+    code = Code.objects.get()
+    assert (code.status, code.times_redeemed) == (Code.Status.AVAILABLE, 4)
+    assert counts(pool) == (1, 0, 0, 0)
+
+
+def test_a_refused_redemption_records_nothing():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["W1"])
+    Code.objects.filter(code="W1").update(status=Code.Status.WITHDRAWN)
+
+    assert refusal(code_redeem, code="W1", customer="c") == Refusal.WITHDRAWN
+    assert not Redemption.objects.exists()
+    assert Code.objects.get().times_redeemed == 0
+
+
+def test_marking_issued_records_the_customer_the_moment_and_the_caller(frozen):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["M1"])
+
+    marked = code_mark_issued(code="M1", customer="alice", caller="key-m")
+
+    code = Code.objects.get()
+    assert (code.status, code.issued_to, code.issued_at) == (Code.Status.ISSUED, "alice", NOW)
+    assert marked.pk == code.pk
+    issue = CodeIssue.objects.get()
+    assert (issue.pool, issue.code, issue.customer, issue.marked, issue.issued_by) == (
+        pool,
+        code,
+        "alice",
+        True,
+        "key-m",
+    )
+    assert counts(pool) == (0, 1, 0, 0)
+
+
+def test_marking_issued_is_refused_where_issuing_is():
+    draft = make_pool()
+    make_codes(draft, ["D1"])
+    paused = make_pool(launched=True)
+    make_codes(paused, ["PA1"])
+    pool_pause(pool=paused)
+    ended = make_pool(launched=True)
+    make_codes(ended, ["E1"])
+    pool_end(pool=ended)
+
+    assert refusal(code_mark_issued, code="D1", customer="c") == Refusal.POOL_NOT_ACTIVE
+    assert refusal(code_mark_issued, code="PA1", customer="c") == Refusal.POOL_PAUSED
+    assert refusal(code_mark_issued, code="E1", customer="c") == Refusal.POOL_ENDED
+    assert not CodeIssue.objects.exists()
+
+
+@pytest.mark.parametrize("multiple_use", [False, True])
+def test_a_withdrawn_code_cannot_be_marked_issued(multiple_use):
+    pool = make_pool(allow_multiple_use=multiple_use, launched=True)
+    make_codes(pool, ["W1"])
+    Code.objects.filter(code="W1").update(status=Code.Status.WITHDRAWN)
+
+    assert refusal(code_mark_issued, code="W1", customer="c") == Refusal.WITHDRAWN
+    assert not CodeIssue.objects.exists()
+    assert Code.objects.get().issued_to == ""
+
+
+def test_a_multiple_use_code_is_marked_once_per_customer_and_stays_in_stock():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    for customer in ("c1", "c1", "c2"):
+        code_mark_issued(code="MULTI", customer=customer, caller="key")
+
+    assert sorted(CodeIssue.objects.values_list("customer", "marked", "issued_by")) == [
+        ("c1", True, "key"),
+        ("c2", True, "key"),
+    ]
+    code = Code.objects.get()
+    assert (code.status, code.issued_to, code.issued_at) == (Code.Status.AVAILABLE, "", None)
+    assert counts(pool) == (1, 0, 0, 0)
+
+
+def test_a_single_use_code_marked_again_for_another_customer_is_refused():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["S1"])
+    code_mark_issued(code="S1", customer="alice")
+
+    assert refusal(code_mark_issued, code="S1", customer="bob") == Refusal.ALREADY_ISSUED
+    assert code_mark_issued(code="S1", customer="alice").issued_to == "alice"
+    assert CodeIssue.objects.count() == 1
+    assert counts(pool) == (0, 1, 0, 0)
+
+
+def test_an_expired_code_marked_issued_leaves_the_expired_count():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["E1"])
+    Code.objects.filter(code="E1").update(status=Code.Status.EXPIRED)
+    pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
+
+    code_mark_issued(code="E1", customer="bob")
+
+    assert counts(pool) == (0, 1, 0, 0)
+
+
+def test_a_code_marked_from_the_admin_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+
+    code_mark_issued(code="A1", customer="alice")
+
+    assert CodeIssue.objects.get().issued_by == ""
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch):
+    """The first mark waits inside its transaction, past the code's row lock, until the second
+    is either inside too or blocked on that lock: without the lock both would mark the code,
+    the second over the first, with two issues recorded."""
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["ONCE"])
+    inside = []
+    real_refusal = Pool.issue_refusal
+
+    def refusal_then_wait(self):
+        inside.append(1)
+        if len(inside) == 1:
+            wait_inside_until_the_other_arrives(inside)
+        return real_refusal(self)
+
+    monkeypatch.setattr(Pool, "issue_refusal", refusal_then_wait)
+    results = {}
+
+    def mark(customer):
+        try:
+            results[customer] = code_mark_issued(code="ONCE", customer=customer)
+        except CodeRefused as refused:
+            results[customer] = refused.reason
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=mark, args=("alice",))
+    first.start()
+    while not inside:
+        time.sleep(0.01)
+    second = threading.Thread(target=mark, args=("bob",))
+    second.start()
+    first.join()
+    second.join()
+
+    assert results["bob"] == Refusal.ALREADY_ISSUED
+    assert Code.objects.get().issued_to == "alice"
+    assert list(CodeIssue.objects.values_list("customer", flat=True)) == ["alice"]
+    assert counts(pool) == (0, 1, 0, 0)
