@@ -31,8 +31,9 @@ PYTHON = sys.executable
 # pools/code_services.py is mutated in three parts, which can run side by side (each on its own
 # DATABASE_URL); its score is the sum of the three.
 _ISSUING = [
-    "code_issue", "_fallback_of", "_code_issue_here", "_nothing_claimed", "_issue_by_key",
-    "_in_pool_or_fallback", "_claim_code_postgresql", "_claim_code", "batch_key",
+    "code_issue", "_key_lock", "_code_issue_or_fallback", "_fallback_of", "_code_issue_here",
+    "_nothing_claimed", "_issue_by_key", "_in_pool_or_fallback", "_claim_code_postgresql",
+    "_claim_code", "batch_key",
     "code_issue_batch", "codes_held", "_issue_many", "_issued_by_keys", "_claim_many",
     "_claim_many_postgresql", "code_release", "customer_clean",
 ]  # fmt: skip
@@ -133,12 +134,14 @@ KILLED = ("ok_killed", "bad_timeout", "ok_suspicious")
 
 
 def copy_tree(dest: Path) -> None:
-    """Copy the files git knows of (tracked or not ignored) to `dest`, afresh, keeping mutmut's
-    cache of results (unless MUTATION_FRESH=1): mutmut then re-tests only the mutants that
-    survived or are new (a changed line), and keeps the killed ones killed."""
+    """Copy the files git knows of (tracked or not ignored) to `dest`, afresh. With
+    MUTATION_KEEP=1, mutmut's cache of results is kept, so that it re-tests only the mutants
+    that survived or are new: quicker while writing tests, but mutmut's stored line numbers go
+    stale once lines move (a mutant on a repeated line is then not applied), so a score to
+    quote comes from a run without it."""
     cache = dest / ".mutmut-cache"
     kept = None
-    if cache.exists() and os.environ.get("MUTATION_FRESH") != "1":
+    if cache.exists() and os.environ.get("MUTATION_KEEP") == "1":
         kept = cache.read_bytes()
     if dest.exists():
         shutil.rmtree(dest)
@@ -202,7 +205,7 @@ def run(name: str, env: dict, functions: list[str]) -> tuple[int, int, list[str]
         time.sleep(0.05)
     runner = (
         f"{PYTHON} tools/mutation_server.py run {socket_path} "
-        "-x -q --reuse-db -p no:cacheprovider -p no:schemathesis " + " ".join(tests)
+        "-x -q --tb=line --reuse-db -p no:cacheprovider -p no:schemathesis " + " ".join(tests)
     )
     command = [
         "nice", "-n", "10", PYTHON, "-m", "mutmut", "run",
