@@ -11,6 +11,7 @@ Written by hand: no library on PyPI serves pytest runs from a forked, pre-import
 for a runner that is a plain command (mutmut 3 forks, but only as its own runner).
 """
 
+import contextlib
 import os
 import select
 import signal
@@ -43,11 +44,16 @@ def serve(path: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen()
+    killed = False
     while True:
         conn, _ = server.accept()
         with conn:
             message, fds, _, _ = socket.recv_fds(conn, 1 << 16, 2)
             args = message.decode().split("\0")
+            if killed:
+                # A test killed mid-way may have left committed rows in the kept test
+                # database, which would fail the next mutant's tests for nothing.
+                args.append("--create-db")
             child = os.fork()
             if child == 0:
                 server.close()
@@ -63,7 +69,11 @@ def serve(path: str) -> None:
                 os._exit(int(code))
             for fd in fds:
                 os.close(fd)
-            conn.sendall(f"{_wait(child, conn)}\n".encode())
+            code = _wait(child, conn)
+            killed = code < 0  # by a signal: mutmut's timeout or RUN_LIMIT_SECONDS
+            # The client is gone if mutmut's timeout killed it: serve the next run all the same.
+            with contextlib.suppress(OSError):
+                conn.sendall(f"{code}\n".encode())
 
 
 def _wait(child: int, conn: socket.socket) -> int:
@@ -81,7 +91,12 @@ def _wait(child: int, conn: socket.socket) -> int:
 
 def run(path: str, args: list[str]) -> int:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.connect(path)
+    try:
+        client.connect(path)
+    except OSError as error:
+        # Not 1, which mutmut counts as a killed mutant: without the server nothing was tested.
+        print(f"the mutation test server at {path} is not there: {error}", file=sys.stderr)
+        return 2
     socket.send_fds(client, ["\0".join(args).encode()], [1, 2])
     answer = client.makefile().readline()
     return int(answer) if answer.strip() else 1
