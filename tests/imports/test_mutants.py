@@ -8,7 +8,7 @@ from datetime import date, datetime
 import pytest
 from django.db import connection
 
-from imports import loader, readers, validation
+from imports import loader
 from imports.loader import _copy_text, _load_generic, load_batch
 from imports.readers import ImportFileError, detect_format, open_table
 from imports.validation import DateOrder, Rejected, clean_row, parse_datetime
@@ -78,7 +78,7 @@ def test_a_code_of_the_maximum_length_is_accepted_and_one_more_is_rejected():
     )
     rejected = clean_row(4, (longest + "X", None, None, None, None), None)
     assert isinstance(rejected, Rejected)
-    assert (rejected.row_number, rejected.reason) == (4, validation.CODE_TOO_LONG)
+    assert (rejected.row_number, rejected.reason) == (4, "The code is longer than 100 characters.")
 
 
 def test_a_fractional_number_is_imported_as_written():
@@ -121,8 +121,9 @@ def test_a_zip_packed_more_than_the_ratio_over_50_mb_is_a_zip_bomb(settings):
     ratio = 51 * MB // len(data)
     assert ratio > settings.IMPORT_MAX_XLSX_RATIO
 
-    assert file_error(data, "codes.xlsx") == readers.ZIP_BOMB.format(
-        name="codes.xlsx", unpacked="51.0\xa0MB", ratio=ratio
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 51.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
     )
 
 
@@ -153,8 +154,9 @@ def test_a_zip_over_the_unpacked_limit_is_refused_at_the_limit_plus_one(settings
 def test_an_old_excel_file_is_known_by_its_content_whatever_its_name():
     # Named .csv: only the content says it is an Excel 97-2003 workbook.
     assert detect_format(OLE_HEAD + b"\0" * 100, name="codes.csv") == "xls"
-    assert file_error(OLE_HEAD + b"\0" * 100, "codes.csv") == readers.DAMAGED.format(
-        name="codes.csv", format="an Excel 97-2003 workbook (.xls)"
+    assert file_error(OLE_HEAD + b"\0" * 100, "codes.csv") == (
+        "“codes.csv” cannot be read as an Excel 97-2003 workbook (.xls): it is damaged, or not "
+        "really an Excel 97-2003 workbook (.xls)."
     )
 
 
