@@ -712,3 +712,10 @@ def test_a_damaged_customer_workbook_is_named_by_its_format():
         "“list.xls” cannot be read as an Excel 97-2003 workbook (.xls): it is damaged, or not "
         "really an Excel 97-2003 workbook (.xls)."
     )
+
+
+def test_the_upload_forms_offer_every_format_read_here():
+    from imports.forms import AssignForm, UploadForm
+
+    for form in (UploadForm(), AssignForm()):
+        assert form.fields["file"].widget.attrs["accept"] == ".csv,.txt,.xlsx,.xlsm,.xlsb,.xls,.ods"

@@ -15,7 +15,6 @@ from imports.services import (
     import_rerun,
     import_text_start,
 )
-from imports.validation import DUPLICATE_IN_FILE
 from pools.models import Code
 from pools.selectors import pools_with_counts
 from tests.factories import make_codes, make_pool
@@ -71,7 +70,7 @@ def test_import_report_counts_every_kind_of_row():
     )
     assert job.rows_rejected == 3
     assert [(r.row_number, r.column, r.reason) for r in job.rejections.all()] == [
-        (4, "Code", DUPLICATE_IN_FILE),
+        (4, "Code", "The same code is in an earlier row."),
         (5, "Code", "The code contains a space or a character that cannot be typed."),
         (6, "Issue-end", "Issue-end is before Issue-start."),
     ]

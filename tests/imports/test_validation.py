@@ -203,3 +203,14 @@ def test_template_example_row_is_skipped_with_a_note():
         "SPRING-7KQ2",
         "This is the template's example row, not a code: skipped.",
     )
+
+
+def test_a_date_against_a_chosen_day_first_order_is_refused_and_names_the_order():
+    refused = clean_row(5, ("A", None, None, None, "01/31/2026"), UTC, DateOrder("dmy"))
+
+    assert (refused.row_number, refused.column, refused.value, refused.reason) == (
+        5,
+        "Available-till",
+        "01/31/2026",
+        "“01/31/2026” is not a date in the file's day-first order.",
+    )
