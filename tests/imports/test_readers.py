@@ -719,3 +719,78 @@ def test_the_upload_forms_offer_every_format_read_here():
 
     for form in (UploadForm(), AssignForm()):
         assert form.fields["file"].widget.attrs["accept"] == ".csv,.txt,.xlsx,.xlsm,.xlsb,.xls,.ods"
+
+
+def test_a_quarter_of_nul_bytes_on_one_side_is_not_yet_utf16():
+    # 8 bytes, 2 NULs at odd (then even) places: a quarter, not more: binary, refused.
+    refusal = f"“codes.csv” is not a CSV file or a spreadsheet. {UPLOAD_AS}"
+    assert file_error(b"A\0B\0CDEF") == refusal
+    assert file_error(b"\0A\0BCDEF") == refusal
+    # 3 of 8: UTF-16 without a BOM.
+    assert readers._looks_like_text(b"A\0B\0C\0DE")
+    assert readers._looks_like_text(b"\0A\0B\0CDE")
+
+
+def test_a_csv_padded_with_spaces_is_text():
+    # Cells are trimmed by validation, not here.
+    assert read(b"Code" + b" " * 40 + b"\nA" + b" " * 40 + b"\n") == [
+        (2, ("A" + " " * 40, None, None, None, None))
+    ]
+
+
+def test_a_one_byte_file_is_not_empty():
+    assert file_error(b"A") == "“codes.csv” has no Code column. Columns found: “A”."
+
+
+def test_a_csv_table_says_its_format_and_a_bom_in_a_header_cell_is_dropped():
+    table = table_of("\ufeff\ufeffCode,Xmas\nA,1\n".encode("utf-8-sig"))
+
+    assert (table.file_format, table.columns, table.ignored_columns) == (
+        "csv",
+        ["Code", "Xmas"],
+        ["Xmas"],
+    )
+
+
+def test_a_utf8_character_cut_by_the_sample_is_still_read_as_utf8():
+    data = b"Code\n" + "Ж".encode() * 40000 + "\nКОД\n".encode()
+    assert data[65535] == "Ж".encode()[0]  # the sample's last byte starts a character
+
+    rows = read(data)
+
+    assert rows == [
+        (2, ("Ж" * 40000, None, None, None, None)),
+        (3, ("КОД", None, None, None, None)),
+    ]
+
+
+def test_a_field_of_1_mib_is_read_and_one_character_more_is_an_unreadable_row():
+    mib = 1024 * 1024
+    data = b"Code\n" + b"A" * mib + b"\n" + b"B" * (mib + 1) + b"\nC\n"
+
+    rows = read(data)
+
+    assert [(n, cells if isinstance(cells, UnreadableRow) else cells[0]) for n, cells in rows] == [
+        (2, "A" * mib),
+        (3, UnreadableRow("This row cannot be read: field larger than field limit (1048576).")),
+        (4, "C"),
+    ]
+
+
+def test_a_workbook_of_chart_sheets_only_has_no_sheet_to_read():
+    data = workbook_bytes({}, chart_first=True)
+
+    assert file_error(data, "codes.xlsx") == (
+        "“codes.xlsx” has no Code column on any sheet. Sheets looked at: none."
+    )
+
+
+def test_a_customer_list_header_is_looked_for_in_the_first_20_rows_only():
+    at_20 = workbook_bytes({"S": [*[(None, "")] * 19, ("Customer",), (1.5,)]})
+    at_21 = workbook_bytes({"S": [*[(None, "")] * 20, ("Customer",), (1.5,)]})
+
+    assert list(customers(at_20, "list.xlsx").rows) == [(21, ["1.5"])]
+    assert customer_error(at_21, "list.xlsx") == (
+        "“list.xlsx” has no customer id column (named Customer, Customer id or Id). Columns "
+        "found: none."
+    )
