@@ -57,8 +57,11 @@ MODULES = {
         [
             "tests/imports/test_validation.py",
             "tests/imports/test_mutants.py",
-            # DUPLICATE_IN_FILE is said by the import's report.
+            # DUPLICATE_IN_FILE is said by the import's report; the upload's look at the file
+            # reads dates with DateOrder.readable_as.
             "tests/imports/test_services.py::test_import_report_counts_every_kind_of_row",
+            "tests/imports/test_services.py::test_us_dates_in_a_csv_are_read_month_first",
+            "tests/imports/test_services.py::test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen",
         ],
     ),
     "loader": (

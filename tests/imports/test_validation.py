@@ -214,3 +214,91 @@ def test_a_date_against_a_chosen_day_first_order_is_refused_and_names_the_order(
         "01/31/2026",
         "“01/31/2026” is not a date in the file's day-first order.",
     )
+
+
+def slashed(value, order, row=1, column=1):
+    cells = ["A", None, None, None, None]
+    cells[column] = value
+    return clean_row(row, tuple(cells), UTC, order)
+
+
+AMBIGUOUS = (
+    "“{}” could be day-first or month-first: choose the date order on the upload form and "
+    "upload again."
+)
+
+
+def test_equal_day_and_month_settle_no_order_for_the_rest_of_the_file():
+    order = DateOrder()
+
+    assert slashed("04/04/2026", order)[2] == "2026-04-04 00:00:00"
+    assert slashed("03/04/2026", order).reason == AMBIGUOUS.format("03/04/2026")
+
+
+def test_a_part_above_12_settles_the_order_and_a_first_part_of_1_does_not():
+    assert slashed("12/13/2026", DateOrder())[2] == "2026-12-13 00:00:00"
+    assert slashed("13/12/2026", DateOrder())[2] == "2026-12-13 00:00:00"
+    assert slashed("01/02/2026", DateOrder()).reason == AMBIGUOUS.format("01/02/2026")
+    assert slashed("02/01/2026", DateOrder()).reason == AMBIGUOUS.format("02/01/2026")
+
+
+def test_a_day_or_month_out_of_range_is_not_a_date_and_settles_nothing():
+    order = DateOrder()
+    bad = "“{}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
+
+    for value in ("01/32/2026", "32/01/2026", "13/13/2026", "00/05/2026", "05/00/2026"):
+        assert slashed(value, order).reason == bad.format(value)
+    assert slashed("03/04/2026", order).reason == AMBIGUOUS.format("03/04/2026")
+    assert slashed("31/12/2026", order)[2] == "2026-12-31 00:00:00"
+    assert slashed("12/31/2026", DateOrder())[2] == "2026-12-31 00:00:00"
+
+
+def test_two_digit_years_pivot_at_69_and_a_year_of_four_digits_is_kept():
+    assert slashed("01/31/68", DateOrder())[2] == "2068-01-31 00:00:00"
+    assert slashed("01/31/69", DateOrder())[2] == "1969-01-31 00:00:00"
+    assert slashed("01/31/99", DateOrder())[2] == "1999-01-31 00:00:00"
+    assert slashed("01/31/0100", DateOrder())[2] == "0100-01-31 00:00:00"
+    assert slashed("01/31/0099", DateOrder())[2] == "0099-01-31 00:00:00"
+
+
+def test_twelve_hour_times_from_midnight_to_noon_and_beyond():
+    mdy = DateOrder("mdy")
+
+    assert slashed("1/31/2026 12:05 AM", mdy)[2] == "2026-01-31 00:05:00"
+    assert slashed("1/31/2026 1:05 a.m.", mdy)[2] == "2026-01-31 01:05:00"
+    assert slashed("1/31/2026 11:59:58 PM", mdy)[2] == "2026-01-31 23:59:58"
+    assert slashed("1/31/2026 12:00 pm", mdy)[2] == "2026-01-31 12:00:00"
+    assert slashed("1/31/2026 13:05", mdy)[2] == "2026-01-31 13:05:00"
+    for value in ("1/31/2026 13:05 PM", "1/31/2026 0:05 AM"):
+        assert slashed(value, mdy).column == "Issue-start"
+        assert slashed(value, mdy).value == value
+
+
+def test_a_slashed_date_alone_in_an_end_column_ends_at_the_end_of_its_day():
+    assert slashed("1/31/2026", DateOrder("mdy"), column=4)[5] == "2026-01-31 23:59:59.999999"
+    assert slashed("1/31/2026", DateOrder("mdy"), column=3)[4] == "2026-01-31 00:00:00"
+
+
+def test_an_iso_date_alone_in_any_form_is_a_whole_day():
+    assert parse_datetime("20260430", end=True) == datetime(2026, 4, 30, 23, 59, 59, 999999)
+    assert parse_datetime("20260430", end=False) == datetime(2026, 4, 30, 0, 0, 0)
+    assert parse_datetime("2026-04-30T10", end=True) == datetime(2026, 4, 30, 10, 0, 0)
+    assert parse_datetime("2026-04-30 00:00", end=True) == datetime(2026, 4, 30, 0, 0, 0)
+
+
+def test_an_unreadable_row_reason_is_cut_to_255_characters():
+    result = clean_row(3, UnreadableRow("x" * 300), MOSCOW)
+
+    assert (result.row_number, result.reason) == (3, "x" * 255)
+
+
+def test_a_zoned_date_pushed_past_the_calendar_by_the_zone_is_rejected_on_its_column():
+    bad = "“{}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
+    early = clean_row(2, ("A", None, None, "0001-01-01T00:30:00+01:00", None), UTC)
+    late = clean_row(2, ("A", None, "9999-12-31T23:30:00-01:00", None, None), UTC)
+
+    assert (early.column, early.reason) == (
+        "Available-from",
+        bad.format("0001-01-01T00:30:00+01:00"),
+    )
+    assert (late.column, late.reason) == ("Issue-end", bad.format("9999-12-31T23:30:00-01:00"))
