@@ -949,12 +949,50 @@ def code_story(code: Code) -> list[dict]:
     return sorted(story, key=lambda item: (item["at"] is None, item["at"] or 0))
 
 
-@admin.register(Withdrawal)
-class WithdrawalAdmin(admin.ModelAdmin):
-    Media = AdminMedia
-    """Withdrawals are made from a pool's page, a code's page or the codes list; each one's
-    page is its report."""
+class ReportAdmin(admin.ModelAdmin):
+    """The admin of a background job that staff start elsewhere and never edit: its page is its
+    report, shown to whoever may view the job."""
 
+    report_template = ""
+
+    def report_context(self, request, job) -> dict:
+        raise NotImplementedError
+
+    def viewable_object(self, request, object_id):
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return job
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.viewable_object(request, object_id)
+        return TemplateResponse(
+            request,
+            self.report_template,
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                **self.report_context(request, job),
+            },
+        )
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Withdrawal)
+class WithdrawalAdmin(ReportAdmin):
+    """Withdrawals are made from a pool's page, a code's page or the codes list."""
+
+    Media = AdminMedia
     list_display = (
         "__str__",
         "pool",
@@ -966,33 +1004,14 @@ class WithdrawalAdmin(admin.ModelAdmin):
     )
     list_filter = ("status", "pool")
     list_select_related = ("pool", "created_by")
+    report_template = "admin/pools/withdrawal/report.html"
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        withdrawal = self.get_object(request, unquote(object_id))
-        if withdrawal is None:
-            raise Http404
-        if not self.has_view_permission(request, withdrawal):
-            raise PermissionDenied
-        return TemplateResponse(
-            request,
-            "admin/pools/withdrawal/report.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
-                "withdrawal": withdrawal,
-                "not_found": withdrawal.not_found_sample.split(),
-            },
-        )
+    def report_context(self, request, withdrawal):
+        return {
+            "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
+            "withdrawal": withdrawal,
+            "not_found": withdrawal.not_found_sample.split(),
+        }
 
 
 # The home page: what needs attention
@@ -1045,13 +1064,14 @@ def can_export(request, pool: Pool | None) -> bool:
 
 
 @admin.register(CodeExport)
-class CodeExportAdmin(admin.ModelAdmin):
+class CodeExportAdmin(ReportAdmin):
     """Export jobs: the list, one job's page (progress, then the download)."""
 
     list_display = ("task_number", "pool", "file_format", "status", "progress", "created_by")
     list_filter = ("status", "file_format")
     list_select_related = ("pool", "created_by")
     Media = AdminMedia
+    report_template = "admin/pools/codeexport/export.html"
 
     @admin.display(description="task number", ordering="id")
     def task_number(self, export):
@@ -1068,41 +1088,19 @@ class CodeExportAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        export = self.get_object(request, unquote(object_id))
-        if export is None:
-            raise Http404
-        if not self.has_view_permission(request, export):
-            raise PermissionDenied
-        return TemplateResponse(
-            request,
-            "admin/pools/codeexport/export.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "title": f"Export #{export.pk}",
-                "export": export,
-                "can_download": export.status == CodeExport.Status.COMPLETED
-                and can_export(request, export.pool),
-            },
-        )
+    def report_context(self, request, export):
+        return {
+            "title": f"Export #{export.pk}",
+            "export": export,
+            "can_download": export.status == CodeExport.Status.COMPLETED
+            and can_export(request, export.pool),
+        }
 
     def download_view(self, request, object_id):
         """Send the export's file to staff who may view the pool's codes."""
-        export = self.get_object(request, unquote(object_id))
-        if export is None:
-            raise Http404
-        if not (self.has_view_permission(request, export) and can_export(request, export.pool)):
+        export = self.viewable_object(request, object_id)
+        if not can_export(request, export.pool):
             raise PermissionDenied
         if export.status != CodeExport.Status.COMPLETED or not export.file:
             raise Http404
         return FileResponse(export.file.open("rb"), as_attachment=True, filename=export.file_name)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

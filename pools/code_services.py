@@ -57,6 +57,33 @@ def code_issue(
         issued = _issue_by_key(pool, idempotency_key, customer)
         if issued:
             return issued
+        if fallback and connection.vendor == "postgresql":
+            with transaction.atomic():
+                _key_lock(pool, idempotency_key)
+                # Again under the lock: a call that held it has committed its issue by now.
+                issued = _issue_by_key(pool, idempotency_key, customer)
+                return issued or _code_issue_or_fallback(
+                    pool, customer, idempotency_key, caller, fallback
+                )
+    return _code_issue_or_fallback(pool, customer, idempotency_key, caller, fallback)
+
+
+def _key_lock(pool: Pool, key: str) -> None:
+    """Hold (until the transaction ends) the lock of issuing under `key` in the pool asked.
+
+    The key's unique constraint is per pool of the code, so two concurrent calls under one key,
+    one taking the pool's last code and the other finding it dry and taking from the fallback,
+    would both issue; a key asked of a pool issues one code across the pool and its fallback
+    only if such calls take turns."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"issue:{pool.pk}:{key}"]
+        )
+
+
+def _code_issue_or_fallback(
+    pool: Pool, customer: str, idempotency_key: str, caller: str, fallback: bool
+) -> Code:
     try:
         return _code_issue_here(pool, customer, idempotency_key, caller)
     except CodeRefused as refused:
@@ -330,8 +357,13 @@ def code_issue_batch(
     if len(customers) > BATCH_MAX:
         raise ValidationError({"customers": BATCH_TOO_LARGE})
     keys = {c: batch_key(idempotency_key, c) if idempotency_key else "" for c in customers}
-    held = codes_held(pool=pool, customers=customers) if once_per_customer else None
-    return _issue_many(pool, customers, keys, caller, held=held)
+    locked = bool(idempotency_key) and connection.vendor == "postgresql"
+    with transaction.atomic() if locked else nullcontext():
+        if locked:
+            # Batches under one key take turns, as code_issue's calls do (see _key_lock).
+            _key_lock(pool, idempotency_key)
+        held = codes_held(pool=pool, customers=customers) if once_per_customer else None
+        return _issue_many(pool, customers, keys, caller, held=held)
 
 
 def codes_held(*, pool: Pool, customers: list[str]) -> dict[str, Code]:

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,9 +138,16 @@ KILLED = ("ok_killed", "bad_timeout", "ok_suspicious")
 
 
 def copy_tree(dest: Path) -> None:
-    """Copy the files git knows of (tracked or not ignored) to `dest`, afresh."""
+    """Copy the files git knows of (tracked or not ignored) to `dest`, afresh, keeping mutmut's
+    cache of results (unless MUTATION_FRESH=1): mutmut then re-tests only the mutants that
+    survived or are new (a changed line), and keeps the killed ones killed."""
+    cache = dest / ".mutmut-cache"
+    kept = None
+    if cache.exists() and os.environ.get("MUTATION_FRESH") != "1":
+        kept = cache.read_bytes()
     if dest.exists():
         shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     files = subprocess.run(
         ["git", "ls-files", "-z", "-co", "--exclude-standard"],
         cwd=ROOT,
@@ -152,6 +160,8 @@ def copy_tree(dest: Path) -> None:
         input=files,
         check=True,
     )
+    if kept is not None:
+        cache.write_bytes(kept)
 
 
 def subset_patch(path: Path, source: str, functions: list[str]) -> Path:
@@ -183,10 +193,21 @@ def run(name: str, env: dict, functions: list[str]) -> tuple[int, int, list[str]
     dest = WORK / name
     copy_tree(dest)
     parsable(dest / source)
-    # schemathesis's pytest plugin costs a third of a second per start and no test here uses it.
+    # Each run is a fork of a server that has imported the libraries (tools/mutation_server.py);
+    # schemathesis's pytest plugin costs a third of a second per run and no test here uses it.
+    socket_path = dest / ".mutation.sock"
+    server = subprocess.Popen(
+        ["nice", "-n", "10", PYTHON, str(dest / "tools" / "mutation_server.py"), "serve",
+         str(socket_path)],
+        cwd=dest, env=env | {"PYTHONPATH": str(dest)},
+    )  # fmt: skip
+    while not socket_path.exists():
+        if server.poll() is not None:
+            sys.exit("the mutation test server did not start")
+        time.sleep(0.05)
     runner = (
-        f"{PYTHON} -m pytest -x -q --reuse-db -p no:cacheprovider -p no:schemathesis "
-        + " ".join(tests)
+        f"{PYTHON} tools/mutation_server.py run {socket_path} "
+        "-x -q --reuse-db -p no:cacheprovider -p no:schemathesis " + " ".join(tests)
     )
     command = [
         "nice", "-n", "10", PYTHON, "-m", "mutmut", "run",
@@ -195,7 +216,11 @@ def run(name: str, env: dict, functions: list[str]) -> tuple[int, int, list[str]
     ]  # fmt: skip
     if functions:
         command += ["--use-patch-file", str(subset_patch(dest / source, source, functions))]
-    subprocess.run(command, cwd=dest, env=env | {"PYTHONPATH": str(dest)}, check=False)
+    try:
+        subprocess.run(command, cwd=dest, env=env | {"PYTHONPATH": str(dest)}, check=False)
+    finally:
+        server.terminate()
+        server.wait()
     with sqlite3.connect(dest / ".mutmut-cache") as db:
         rows = db.execute("SELECT id, status FROM Mutant").fetchall()
     caught = sum(1 for _, status in rows if status in KILLED)
