@@ -226,7 +226,11 @@ def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_cou
     job = run(job)
 
     assert job.status == Import.Status.FAILED
-    assert "database went away" in job.message
+    assert job.message == (
+        "The import stopped on an unexpected error; the codes of the finished batches are kept. "
+        "Run it again, or tell an administrator: database went away"
+    )
+    assert (job.needs_new_file, job.can_run_again) == (False, True)
     assert (job.rows_done, job.codes_added) == (5, 4)
     assert Code.objects.count() == 4
 
@@ -288,19 +292,25 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
     retried = import_text_start(pool=make_pool(), text="A")
     exhausted = import_text_start(pool=make_pool(), text="B")
-    Import.objects.filter(pk=retried.pk).update(status="running", heartbeat_at=stale, attempts=1)
-    Import.objects.filter(pk=exhausted.pk).update(
-        status="running", heartbeat_at=stale, attempts=engine.MAX_ATTEMPTS
-    )
+    # Three attempts at most: the second one's loss is retried, the third one's is final.
+    Import.objects.filter(pk=retried.pk).update(status="running", heartbeat_at=stale, attempts=2)
+    Import.objects.filter(pk=exhausted.pk).update(status="running", heartbeat_at=stale, attempts=3)
 
     with django_capture_on_commit_callbacks(execute=True):
         assert imports_recover_stale() == 2
 
     retried.refresh_from_db()
     exhausted.refresh_from_db()
-    assert (retried.status, retried.codes_added) == ("completed", 1)
-    assert exhausted.status == "failed"
-    assert "Run it again" in exhausted.message
+    assert (retried.status, retried.codes_added, retried.attempts) == ("completed", 1, 3)
+    assert (exhausted.status, exhausted.codes_added, exhausted.needs_new_file) == (
+        "failed",
+        0,
+        False,
+    )
+    assert exhausted.message == (
+        "The worker stopped during the import 3 times; the codes of the finished batches are "
+        "kept. Run it again to go on."
+    )
 
 
 @pytest.mark.postgresql  # a NUL that PostgreSQL refuses (SQLite stores it)
@@ -324,7 +334,10 @@ def test_a_row_the_database_refuses_is_narrowed_down_and_rejected_alone(settings
     assert (job.rows_read, job.codes_added, job.rows_rejected) == (100, 99, 1)
     (rejection,) = job.rejections.all()
     assert (rejection.row_number, rejection.value) == (37, "BAD␀NUL")
-    assert rejection.reason.startswith("This row could not be stored:")
+    assert rejection.reason == (
+        'This row could not be stored: invalid byte sequence for encoding "UTF8": 0x00'
+    )
+    assert (rejection.column, rejection.cells) == ("Code", ["BAD\\x00NUL", None, None, None, None])
     assert Code.objects.filter(pool=pool).count() == 99
     assert counts(pool) == (99, 0, 0)
 
@@ -393,7 +406,10 @@ def test_codes_dead_on_arrival_are_added_counted_and_flagged():
     job = run(import_file_start(pool=pool, file=upload))
 
     assert (job.status, job.codes_added, job.codes_expired_on_arrival) == ("completed", 3, 2)
-    assert "2 codes were added although their Issue-end or Available-till" in job.message
+    assert job.message == (
+        "2 codes were added although their Issue-end or Available-till had already passed: they "
+        "can never be issued or redeemed."
+    )
 
 
 def test_unedited_template_imports_nothing_and_says_why(client, manager):
@@ -538,3 +554,196 @@ def test_an_empty_pool_takes_the_straight_copy_until_a_batch_collides(settings, 
     again = run(import_file_start(pool=pool, file=csv_upload("Code\nZ\n")))
     assert straight == [True, False, True]  # a pool with codes takes the staging table
     assert again.codes_added == 1
+
+
+# Mutation testing (issue 16) found these behaviours of the engine untested.
+
+
+def test_ignored_columns_and_a_code_expired_on_arrival_are_said_in_one_message():
+    pool = make_pool()
+    upload = csv_upload("Code,Note,Issue-end\nOLD,x,2020-01-01\nNEW,y,\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert (job.status, job.codes_added, job.codes_expired_on_arrival) == ("completed", 2, 1)
+    assert job.message == (
+        "Columns ignored: Note. 1 code was added although their Issue-end or Available-till had "
+        "already passed: they can never be issued or redeemed."
+    )
+    assert (job.progress_total, job.progress_done, job.rows_done) == (44, 44, 3)
+
+
+def test_the_report_keeps_each_rejected_rows_cells():
+    pool = make_pool()
+    upload = csv_upload("Code,Issue-end\nA,31.12.2026\nBAD CODE,x\nA,01.01.2027\n")
+
+    job = run(import_file_start(pool=pool, file=upload))
+
+    assert [(r.row_number, r.column, r.value, r.cells) for r in job.rejections.all()] == [
+        (3, "Code", "BAD CODE", ["BAD CODE", None, "x", None, None]),
+        (4, "Code", "A", ["A", None, "2027-01-01 23:59:59.999999", None, None]),
+    ]
+
+
+def test_a_file_problem_of_a_pasted_list_is_said_without_asking_for_a_new_file_upload():
+    job = run(import_text_start(pool=make_pool(), text="code\n"))
+
+    assert (job.status, job.needs_new_file) == (Import.Status.FAILED, True)
+    assert job.message == "“Pasted list” has a header but no rows of codes under it."
+
+
+def test_generation_that_draws_no_free_code_three_times_fails_and_needs_a_new_format():
+    pool = make_pool()
+    job = import_generate_start(pool=pool, count=10, length=8, alphabet="ABCDEFGH")
+    # The pool was filled by other means meanwhile: every code of a one-letter format is taken.
+    Import.objects.filter(pk=job.pk).update(
+        generation={"length": 1, "alphabet": "A", "prefix": "", "count": 10}
+    )
+    make_codes(pool, ["A"])
+
+    job = run(job)
+
+    assert (job.status, job.codes_added, job.needs_new_file) == ("failed", 0, True)
+    assert job.message == "No more free codes of this format could be drawn."
+
+
+def test_generation_in_batches_adds_the_count_exactly_and_reports_progress(settings):
+    settings.IMPORT_BATCH_SIZE = 3
+    pool = make_pool()
+
+    job = run(import_generate_start(pool=pool, count=7, length=8, alphabet="ABCDEFGH"))
+
+    assert (job.status, job.codes_added, job.progress_done, job.rows_rejected) == (
+        "completed",
+        7,
+        7,
+        0,
+    )
+    assert Code.objects.filter(pool=pool).count() == 7
+
+
+def test_a_rerun_keeps_the_first_start_time(settings, monkeypatch):
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=csv_upload("Code\nA\n"))
+
+    def crash(**kwargs):
+        raise ConnectionError("gone")
+
+    monkeypatch.setattr(engine, "load_batch", crash)
+    first = run(job)
+    started, failed_at = first.started_at, first.finished_at
+    assert (first.status, first.attempts) == ("failed", 1)
+    monkeypatch.undo()
+    import_rerun(job=first)
+
+    second = run(first)
+
+    # A rerun starts the count of attempts afresh (import_rerun).
+    assert (second.status, second.attempts, second.started_at) == ("completed", 1, started)
+    assert second.finished_at > failed_at
+
+
+def test_a_worker_heartbeat_a_second_inside_the_timeout_is_alive(settings):
+    job = import_text_start(pool=make_pool(), text="A")
+    recent = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT - 1)
+    Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=recent, attempts=1)
+
+    assert import_run(import_id=job.pk) is RunOutcome.BUSY
+    assert imports_recover_stale() == 0
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("running", 1)
+
+
+def test_a_running_job_without_a_heartbeat_is_taken_over():
+    job = import_text_start(pool=make_pool(), text="A")
+    Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=None, attempts=1)
+
+    assert import_run(import_id=job.pk) is RunOutcome.FINISHED
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == ("completed", 2)
+
+
+def test_a_job_waiting_for_its_pool_is_marked_as_held_by_its_task(
+    django_capture_on_commit_callbacks,
+):
+    pool = make_pool()
+    first = import_text_start(pool=pool, text="A")
+    second = import_text_start(pool=pool, text="B")
+    Import.objects.filter(pk=first.pk).update(status="running", heartbeat_at=timezone.now())
+    old = timezone.now() - timedelta(minutes=10)
+    Import.objects.filter(pk=second.pk).update(enqueued_at=old)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert import_run(import_id=second.pk) is RunOutcome.BUSY
+
+    second.refresh_from_db()
+    assert second.status == "queued"
+    assert timezone.now() - second.enqueued_at < timedelta(seconds=30)
+
+
+def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
+    settings, django_capture_on_commit_callbacks
+):
+    settings.IMPORT_QUEUED_TIMEOUT = 60
+    now = timezone.now()
+    lost = import_text_start(pool=make_pool(), text="L")
+    young = import_text_start(pool=make_pool(), text="Y")
+    Import.objects.filter(pk=lost.pk).update(
+        enqueued_at=None, created_at=now - timedelta(seconds=61)
+    )
+    Import.objects.filter(pk=young.pk).update(
+        enqueued_at=None, created_at=now - timedelta(seconds=50)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert engine.imports_requeue_lost() == 1
+
+    lost.refresh_from_db()
+    young.refresh_from_db()
+    assert (lost.status, lost.codes_added) == ("completed", 1)
+    assert (young.status, young.codes_added, young.enqueued_at) == ("queued", 0, None)
+
+
+def test_a_queued_import_touched_within_the_timeout_is_not_lost(settings):
+    settings.IMPORT_QUEUED_TIMEOUT = 60
+    job = import_text_start(pool=make_pool(), text="T")
+    touched = timezone.now() - timedelta(seconds=50)
+    Import.objects.filter(pk=job.pk).update(enqueued_at=touched)
+
+    assert engine.imports_requeue_lost() == 0
+    job.refresh_from_db()
+    assert (job.status, job.enqueued_at) == ("queued", touched)
+
+
+def test_a_batch_of_an_attempt_that_lost_its_claim_is_not_committed(monkeypatch):
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=csv_upload("Code\nA\nB\n"))
+    real_open_table = engine.open_table
+
+    def taken_over_while_reading(*args, **kwargs):
+        # Another worker took the job over (attempt 5) while this one read the file.
+        Import.objects.filter(pk=job.pk).update(attempts=5)
+        return real_open_table(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "open_table", taken_over_while_reading)
+
+    assert import_run(import_id=job.pk) is RunOutcome.BUSY
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.codes_added, job.rows_done) == ("running", 5, 0, 0)
+    assert not Code.objects.filter(pool=pool).exists()
+    assert counts(pool) == (0, 0, 0)
+
+
+def test_an_unexpected_error_is_quoted_up_to_300_characters(monkeypatch):
+    job = import_file_start(pool=make_pool(), file=csv_upload("Code\nA\n"))
+
+    def crash(**kwargs):
+        raise ConnectionError("x" * 301)
+
+    monkeypatch.setattr(engine, "load_batch", crash)
+    job = run(job)
+
+    assert job.message == (
+        "The import stopped on an unexpected error; the codes of the finished batches are kept. "
+        "Run it again, or tell an administrator: " + "x" * 300 + "…"
+    )
