@@ -491,6 +491,7 @@ def test_workbook_not_loaded_is_only_checked_as_a_container():
         len(data),
         0,
     )
+    assert (table.columns, table.ignored_columns, table.notes) == ([], [], [])
 
 
 def test_a_pasted_list_skips_a_code_header_on_the_first_line_only():
@@ -504,6 +505,7 @@ def test_a_pasted_list_skips_a_code_header_on_the_first_line_only():
         4,
         4,
     )
+    assert (table.file_format, table.ignored_columns, table.notes) == ("csv", [], [])
 
 
 def test_a_pasted_list_of_only_the_header_has_no_rows():
@@ -793,4 +795,19 @@ def test_a_customer_list_header_is_looked_for_in_the_first_20_rows_only():
     assert customer_error(at_21, "list.xlsx") == (
         "“list.xlsx” has no customer id column (named Customer, Customer id or Id). Columns "
         "found: none."
+    )
+
+
+def test_the_encoding_is_judged_on_the_first_64_kb_only():
+    # A stray Windows-1251 byte past the first 64 KB costs its row, not the whole file.
+    head = b"Code\n" + "КОД\n".encode() * 9000  # 63,005 bytes of UTF-8
+    data = head + b"A" * (65540 - len(head)) + b"\n\xc6\n"
+    assert 65536 < data.index(b"\xc6") < 64 * 1025
+
+    rows = read(data)
+
+    assert (len(rows), rows[0], rows[-1]) == (
+        9002,
+        (2, ("КОД", None, None, None, None)),
+        (9003, ("\ufffd", None, None, None, None)),
     )

@@ -134,7 +134,7 @@ def test_an_end_at_the_start_second_is_allowed_and_one_second_before_is_not():
 def test_unreadable_row_is_rejected_with_its_reason():
     result = clean_row(3, UnreadableRow("This row cannot be read: x."), MOSCOW)
 
-    assert (result.row_number, result.reason) == (3, "This row cannot be read: x.")
+    assert result == Rejected(3, "", "", "This row cannot be read: x.", ())
 
 
 def test_empty_date_cells_are_none():
