@@ -747,3 +747,46 @@ def test_an_unexpected_error_is_quoted_up_to_300_characters(monkeypatch):
         "The import stopped on an unexpected error; the codes of the finished batches are kept. "
         "Run it again, or tell an administrator: " + "x" * 300 + "…"
     )
+
+
+def test_rejected_cells_are_kept_as_json_can_hold_them():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.imports.files import ods_bytes
+
+    rows = [["Code", "Issue-start", "Issue-end"], ["NAN", float("nan"), float("inf")], ["F", 12.5]]
+    ods = SimpleUploadedFile("codes.ods", ods_bytes({"Codes": rows}))
+    xlsx = xlsx_upload(
+        [("Code", "Issue-start", "Issue-end"), ("BAD CODE", datetime(2026, 3, 1, 9, 30), True)]
+    )
+
+    by_ods = run(import_file_start(pool=make_pool(), file=ods))
+    by_xlsx = run(import_file_start(pool=make_pool(), file=xlsx))
+
+    assert [(r.row_number, r.value, r.cells) for r in by_ods.rejections.all()] == [
+        (2, "nan", ["NAN", "nan", "inf", None, None]),
+        (3, "12.5", ["F", 12.5, "", None, None]),
+    ]
+    assert [(r.row_number, r.value, r.cells) for r in by_xlsx.rejections.all()] == [
+        (2, "BAD CODE", ["BAD CODE", "2026-03-01T09:30:00", True, None, None]),
+    ]
+
+
+def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch):
+    pool = make_pool()
+    upload = csv_upload("Code\n" + "".join(f"P{i:05d}\n" for i in range(2500)))
+    job = import_file_start(pool=pool, file=upload)
+    real_load_batch = loader.load_batch
+    seen = []
+
+    def look_at_progress(**kwargs):
+        seen.append(Import.objects.values_list("progress_done", flat=True).get(pk=job.pk))
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(engine, "load_batch", look_at_progress)
+    job = run(job)
+
+    # Reported every 1,000 rows as the bytes read: at row 2,000 (byte 14,005 of 17,505) the
+    # reader had taken two buffers of 8 KB.
+    assert seen == [16384]
+    assert (job.progress_done, job.progress_total, job.codes_added) == (17505, 17505, 2500)
