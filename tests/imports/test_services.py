@@ -790,3 +790,39 @@ def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch
     # reader had taken two buffers of 8 KB.
     assert seen == [16384]
     assert (job.progress_done, job.progress_total, job.codes_added) == (17505, 17505, 2500)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_waiting_on_a_lock_gives_its_attempt_back_and_runs_later(settings, monkeypatch):
+    """Another session (a cut-off worker's, say) holds an uncommitted row of the same code: the
+    batch waits IMPORT_LOCK_TIMEOUT, then the attempt is given back and the job queued again."""
+    import psycopg
+    from django.db import connection
+
+    settings.IMPORT_LOCK_TIMEOUT = 0.5
+    pool = make_pool()
+    # Run by this test, not by the task the upload would queue (run at once in tests).
+    monkeypatch.setattr("imports.services.import_queued_on_commit", lambda import_id: None)
+    job = import_file_start(pool=pool, file=csv_upload("Code\nHELD\nFREE\n"))
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+    ) as other:
+        other.execute(
+            "INSERT INTO pools_code (pool_id, code, status, issued_to, times_redeemed) "
+            "VALUES (%s, 'HELD', 'available', '', 0)",
+            [pool.pk],
+        )
+        before = timezone.now()
+
+        assert import_run(import_id=job.pk) is RunOutcome.BUSY
+
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.codes_added, job.rows_done) == ("queued", 0, 0, 0)
+        assert job.enqueued_at >= before
+        other.rollback()
+
+    assert import_run(import_id=job.pk) is RunOutcome.FINISHED
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.codes_added) == ("completed", 1, 2)
