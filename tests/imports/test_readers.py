@@ -811,3 +811,15 @@ def test_the_encoding_is_judged_on_the_first_64_kb_only():
         (2, ("КОД", None, None, None, None)),
         (9003, ("\ufffd", None, None, None, None)),
     )
+
+
+def test_only_the_first_100_bytes_of_a_zips_mimetype_are_read():
+    ods_type = "application/vnd.oasis.opendocument.spreadsheet"
+    within = zip_of({"mimetype": " " * (100 - len(ods_type)) + ods_type})
+    beyond = zip_of({"mimetype": " " * (101 - len(ods_type)) + ods_type})
+
+    assert detect_format(within[:4], name="a.ods", file=io.BytesIO(within)) == "ods"
+    assert file_error(beyond, "a.ods") == (
+        "“a.ods” cannot be read as an OpenDocument spreadsheet (.ods): it is damaged, or not "
+        "really an OpenDocument spreadsheet (.ods)."
+    )
