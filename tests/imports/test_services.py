@@ -900,3 +900,30 @@ def test_what_the_engine_does_is_logged(
         ("ERROR", f"Import {crashed.pk} failed"),
         ("WARNING", f"Import {crashed.pk}: attempt 1 lost its claim; outcome not recorded"),
     ]
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_import_another_process_is_recovering_is_skipped_not_waited_for(settings):
+    import psycopg
+    from django.db import connection
+
+    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    older = import_text_start(pool=make_pool(), text="A")
+    newer = import_text_start(pool=make_pool(), text="B")  # looked at first
+    Import.objects.filter(pk__in=[older.pk, newer.pk]).update(
+        status="running", heartbeat_at=stale, attempts=1
+    )
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]
+    ) as other:
+        other.execute("SELECT id FROM imports_import WHERE id = %s FOR UPDATE", [newer.pk])
+
+        assert imports_recover_stale() == 1
+
+        other.rollback()
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert (older.status, older.codes_added) == ("completed", 1)
+    assert (newer.status, newer.attempts, newer.heartbeat_at) == ("running", 1, stale)
