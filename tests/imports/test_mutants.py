@@ -245,6 +245,31 @@ def test_each_database_takes_its_own_loader(monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_database_other_than_postgresql_reports_through_the_generic_loader(monkeypatch):
+    """What load_batch makes of the generic loader's answer, on whatever database runs the
+    tests: it is told that it runs on another one."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a PostgreSQL loader was used")
+
+    monkeypatch.setattr(loader, "_load_postgresql", forbidden)
+    monkeypatch.setattr(loader, "_copy_straight_in", forbidden)
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    pool = make_pool()
+    (old,) = make_codes(pool, ["OLD"])
+    rows = [
+        (2, "OLD", None, None, None, None),
+        (3, "NEW", None, "2000-01-01 00:00:00", None, None),
+        (4, "NEW", None, None, None, None),
+    ]
+
+    result = load_batch(pool_id=pool.pk, rows=rows, watermark=old.pk)
+
+    assert (result.added, result.expired_on_arrival, result.already_in_pool) == (1, 1, 1)
+    assert result.duplicates == [(4, "NEW")]
+
+
+@pytest.mark.django_db
 def test_an_empty_batch_adds_and_reports_nothing():
     pool = make_pool()
 
