@@ -313,3 +313,18 @@ def test_collisions_are_looked_up_in_this_pool_only(generic, monkeypatch):
         "MINE",
         "SHARED",
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.postgresql
+def test_the_straight_copy_leaves_the_sessions_time_zone_as_it_found_it(settings):
+    settings.TIME_ZONE = "Europe/Moscow"
+    pool = make_pool()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TimeZone")
+        (before,) = cursor.fetchone()
+
+        result = load_batch(pool_id=pool.pk, rows=[(2, "A", None, None, None, None)], watermark=0)
+
+        cursor.execute("SHOW TimeZone")
+        assert (result.added, cursor.fetchone()[0], before) == (1, before, "UTC")

@@ -446,6 +446,12 @@ def test_many_columns_are_listed_up_to_20():
         + ", ".join(f"“C{i}”" for i in range(1, 21))
         + ", and 2 more."
     )
+    header = ",".join(f"C{i}" for i in range(1, 22))
+    assert file_error(f"{header}\nx\n".encode()) == (
+        "“codes.csv” has no Code column. Columns found: "
+        + ", ".join(f"“C{i}”" for i in range(1, 21))
+        + ", and 1 more."
+    )
     header = ",".join(f"C{i}" for i in range(1, 21))
     assert file_error(f"{header}\nx\n".encode()) == (
         "“codes.csv” has no Code column. Columns found: "
