@@ -151,13 +151,17 @@ def test_file_level_problem_fails_the_import_and_imports_nothing():
 
 
 def test_file_over_the_limit_is_refused_before_it_is_stored(settings):
-    settings.IMPORT_MAX_FILE_SIZE = 5
+    settings.IMPORT_MAX_FILE_SIZE = 8
 
     with pytest.raises(ValidationError) as excinfo:
-        import_file_start(pool=make_pool(), file=csv_upload("Code\nA1\n"))
+        import_file_start(pool=make_pool(), file=csv_upload("Code\nA12\n"))
 
-    assert "files up to 5" in excinfo.value.message_dict["file"][0]
+    assert excinfo.value.message_dict["file"] == [
+        "“codes.csv” is 9\xa0bytes; files up to 8\xa0bytes can be imported. Fix the file and "
+        "upload it again."
+    ]
     assert not Import.objects.exists()
+    assert import_file_start(pool=make_pool(), file=csv_upload("Code\nA1\n")).file_size == 8
 
 
 def test_pasted_list():
