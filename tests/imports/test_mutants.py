@@ -142,6 +142,17 @@ def test_a_highly_packed_zip_of_50_mb_or_less_is_not_a_zip_bomb(settings):
     assert "zip bomb" not in file_error(data, "codes.xlsx")
 
 
+def test_a_highly_packed_zip_of_a_byte_over_50_mb_is_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB
+    data = zip_bomb_bytes(50 * MB + 1)
+    ratio = (50 * MB + 1) // len(data)
+
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 50.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
+    )
+
+
 def test_a_zip_over_the_unpacked_limit_is_refused_at_the_limit_plus_one(settings):
     data = zip_bomb_bytes(MB)
     settings.IMPORT_MAX_XLSX_RATIO = 10**9

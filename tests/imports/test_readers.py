@@ -830,3 +830,16 @@ def test_only_the_first_100_bytes_of_a_zips_mimetype_are_read():
         "“a.ods” cannot be read as an OpenDocument spreadsheet (.ods): it is damaged, or not "
         "really an OpenDocument spreadsheet (.ods)."
     )
+
+
+def test_a_sheet_whose_code_column_title_has_separators_is_found():
+    data = xlsx_bytes([("_Code_", "Issue start"), ("A", "x")])
+
+    assert read(data, "codes.xlsx") == [(2, ("A", "x", None, None, None))]
+
+
+def test_a_pasted_list_with_bytes_that_are_not_utf8_keeps_the_row():
+    assert read(b"A\xff\nB\n", "Pasted list", pasted=True) == [
+        (1, ("A\ufffd", None, None, None, None)),
+        (2, ("B", None, None, None, None)),
+    ]
