@@ -843,3 +843,11 @@ def test_a_pasted_list_with_bytes_that_are_not_utf8_keeps_the_row():
         (1, ("A\ufffd", None, None, None, None)),
         (2, ("B", None, None, None, None)),
     ]
+
+
+def test_a_customer_list_saved_as_csv_utf8_by_excel_is_read():
+    data = "Customer;Имя\nC1;Анна\n".encode("utf-8-sig")
+
+    table = customers(data)
+
+    assert (table.header, list(table.rows)) == (["Customer", "Имя"], [(2, ["C1", "Анна"])])
