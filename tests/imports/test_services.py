@@ -812,6 +812,40 @@ def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch
     assert (job.progress_done, job.progress_total, job.codes_added) == (20375, 20375, 2500)
 
 
+def run_while_held(other, call, seconds: float = 10):
+    """Return what `call` returns, run in a thread while the session `other` holds a lock.
+
+    Should `call` wait on the lock longer than `seconds` (the code lost its lock timeout or its
+    skip_locked), the lock is let go and the test fails instead of hanging: a test killed
+    mid-way (as a mutation run kills one that hangs) would leave its committed rows behind.
+    """
+    import threading
+
+    from django.db import connection
+
+    outcome = {}
+
+    def target():
+        try:
+            outcome["value"] = call()
+        except BaseException as error:  # re-raised in the test's thread
+            outcome["error"] = error
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(seconds)
+    waited = thread.is_alive()
+    if waited:
+        other.rollback()
+        thread.join()
+    assert not waited, f"waited more than {seconds} s on the other session's lock"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_waiting_on_a_lock_gives_its_attempt_back_and_runs_later(
@@ -838,7 +872,7 @@ def test_a_batch_waiting_on_a_lock_gives_its_attempt_back_and_runs_later(
         )
         before = timezone.now()
 
-        assert import_run(import_id=job.pk) is RunOutcome.BUSY
+        assert run_while_held(other, lambda: import_run(import_id=job.pk)) is RunOutcome.BUSY
 
         job.refresh_from_db()
         assert (job.status, job.attempts, job.codes_added, job.rows_done) == ("queued", 0, 0, 0)
@@ -924,7 +958,7 @@ def test_a_stale_import_another_process_is_recovering_is_skipped_not_waited_for(
     ) as other:
         other.execute("SELECT id FROM imports_import WHERE id = %s FOR UPDATE", [newer.pk])
 
-        assert imports_recover_stale() == 1
+        assert run_while_held(other, imports_recover_stale) == 1
 
         other.rollback()
     older.refresh_from_db()
