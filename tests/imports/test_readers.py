@@ -825,10 +825,12 @@ def test_only_the_first_100_bytes_of_a_zips_mimetype_are_read():
     within = zip_of({"mimetype": " " * (100 - len(ods_type)) + ods_type})
     beyond = zip_of({"mimetype": " " * (101 - len(ods_type)) + ods_type})
 
-    assert detect_format(within[:4], name="a.ods", file=io.BytesIO(within)) == "ods"
-    assert file_error(beyond, "a.ods") == (
-        "“a.ods” cannot be read as an OpenDocument spreadsheet (.ods): it is damaged, or not "
-        "really an OpenDocument spreadsheet (.ods)."
+    assert detect_format(within[:4], name="a.xlsx", file=io.BytesIO(within)) == "ods"
+    with pytest.raises(ImportFileError) as excinfo:
+        detect_format(beyond[:4], name="a.xlsx", file=io.BytesIO(beyond))
+    assert str(excinfo.value) == (
+        "“a.xlsx” cannot be read as an Excel workbook (.xlsx): it is damaged, or not really an "
+        "Excel workbook (.xlsx)."
     )
 
 
