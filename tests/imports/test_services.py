@@ -706,8 +706,9 @@ def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
     settings.IMPORT_QUEUED_TIMEOUT = 60
     now = timezone.now()
     lost = import_text_start(pool=make_pool(), text="L")
+    also_lost = import_text_start(pool=make_pool(), text="M")
     young = import_text_start(pool=make_pool(), text="Y")
-    Import.objects.filter(pk=lost.pk).update(
+    Import.objects.filter(pk__in=[lost.pk, also_lost.pk]).update(
         enqueued_at=None, created_at=now - timedelta(seconds=61)
     )
     Import.objects.filter(pk=young.pk).update(
@@ -715,11 +716,12 @@ def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert engine.imports_requeue_lost() == 1
+        assert engine.imports_requeue_lost() == 2
 
     lost.refresh_from_db()
+    also_lost.refresh_from_db()
     young.refresh_from_db()
-    assert (lost.status, lost.codes_added) == ("completed", 1)
+    assert (lost.status, lost.codes_added, also_lost.status) == ("completed", 1, "completed")
     assert (young.status, young.codes_added, young.enqueued_at) == ("queued", 0, None)
 
 
