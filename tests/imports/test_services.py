@@ -967,3 +967,23 @@ def test_a_stale_import_another_process_is_recovering_is_skipped_not_waited_for(
     newer.refresh_from_db()
     assert (older.status, older.codes_added) == ("completed", 1)
     assert (newer.status, newer.attempts, newer.heartbeat_at) == ("running", 1, stale)
+
+
+def test_a_running_attempt_holds_its_job_against_a_second_task(monkeypatch):
+    pool = make_pool()
+    job = import_file_start(pool=pool, file=csv_upload("Code\nA\n"))
+    real_load_batch = loader.load_batch
+    second = []
+
+    def second_task_meanwhile(**kwargs):
+        second.append(import_run(import_id=job.pk))
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(engine, "load_batch", second_task_meanwhile)
+    before = timezone.now()
+
+    job = run(job)
+
+    assert second == [RunOutcome.BUSY]
+    assert (job.status, job.attempts, job.codes_added) == ("completed", 1, 1)
+    assert before <= job.started_at <= job.heartbeat_at <= job.finished_at <= timezone.now()
