@@ -112,12 +112,19 @@ def test_duplicates_across_batches_are_found(settings):
 def test_naive_times_are_read_in_the_project_time_zone(settings):
     settings.TIME_ZONE = "Europe/Moscow"
     pool = make_pool()
-    upload = csv_upload("Code,Issue-start,Available-till\nTZ1,01.03.2026 10:00,2026-03-31\n")
+    upload = csv_upload(
+        "Code,Issue-start,Available-till,Issue-end\nTZ1,01.03.2026 10:00,2026-03-31,\n"
+        # 10:00 UTC is 13:00 in Moscow: an end at 13:30 there is after it.
+        "TZ2,2026-03-01T10:00:00+00:00,,01.03.2026 13:30\n"
+    )
 
     run(import_file_start(pool=pool, file=upload))
 
-    code = Code.objects.get()
+    code = Code.objects.get(code="TZ1")
     assert code.issue_start.astimezone(UTC) == datetime(2026, 3, 1, 7, 0, tzinfo=UTC)
+    zoned = Code.objects.get(code="TZ2")
+    assert zoned.issue_start.astimezone(UTC) == datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    assert zoned.issue_end.astimezone(UTC) == datetime(2026, 3, 1, 10, 30, tzinfo=UTC)
     assert code.available_till.astimezone(ZoneInfo("Europe/Moscow")).isoformat() == (
         "2026-03-31T23:59:59.999999+03:00"
     )
@@ -571,16 +578,16 @@ def test_an_empty_pool_takes_the_straight_copy_until_a_batch_collides(settings, 
 
 def test_ignored_columns_and_a_code_expired_on_arrival_are_said_in_one_message():
     pool = make_pool()
-    upload = csv_upload("Code,Note,Issue-end\nOLD,x,2020-01-01\nNEW,y,\n")
+    upload = csv_upload("Code,Note,Issue-end,Extra\nOLD,x,2020-01-01,\nNEW,y,,\n")
 
     job = run(import_file_start(pool=pool, file=upload))
 
     assert (job.status, job.codes_added, job.codes_expired_on_arrival) == ("completed", 2, 1)
     assert job.message == (
-        "Columns ignored: Note. 1 code was added although their Issue-end or Available-till had "
-        "already passed: they can never be issued or redeemed."
+        "Columns ignored: Note, Extra. 1 code was added although their Issue-end or "
+        "Available-till had already passed: they can never be issued or redeemed."
     )
-    assert (job.progress_total, job.progress_done, job.rows_done) == (44, 44, 3)
+    assert (job.progress_total, job.progress_done, job.rows_done) == (52, 52, 3)
 
 
 def test_the_report_keeps_each_rejected_rows_cells():
