@@ -802,9 +802,10 @@ def test_rejected_cells_are_kept_as_json_can_hold_them():
 
 def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch):
     pool = make_pool()
-    # Rows of 8 bytes after a header of 375: row 2,000 ends at byte 16,375, inside the
-    # reader's second buffer of 8 KB; row 2,002 would end in the third.
-    upload = csv_upload("Code" + " " * 370 + "\n" + "".join(f"P{i:06d}\n" for i in range(2500)))
+    # Rows of 8 bytes after a header of 377: row 2,000 ends at byte 16,377, inside the
+    # reader's second buffer of 8 KB; row 2,001 ends in the third. Rejected rows count too.
+    rows = [f"BAD {i:03d}\n" for i in range(10)] + [f"P{i:06d}\n" for i in range(10, 2500)]
+    upload = csv_upload("Code" + " " * 372 + "\n" + "".join(rows))
     job = import_file_start(pool=pool, file=upload)
     real_load_batch = loader.load_batch
     seen = []
@@ -818,7 +819,7 @@ def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch
 
     # Reported every 1,000 rows as the bytes read: at row 2,000, two buffers.
     assert seen == [16384]
-    assert (job.progress_done, job.progress_total, job.codes_added) == (20375, 20375, 2500)
+    assert (job.progress_done, job.progress_total, job.codes_added) == (20377, 20377, 2490)
 
 
 def run_while_held(other, call, seconds: float = 10):
@@ -994,3 +995,36 @@ def test_a_running_attempt_holds_its_job_against_a_second_task(monkeypatch):
     assert second == [RunOutcome.BUSY]
     assert (job.status, job.attempts, job.codes_added) == ("completed", 1, 1)
     assert before <= job.started_at <= job.heartbeat_at <= job.finished_at <= timezone.now()
+
+
+def test_a_batch_is_counted_in_rows_read_rejected_ones_too(settings, monkeypatch):
+    settings.IMPORT_BATCH_SIZE = 3
+    real_load_batch = loader.load_batch
+    batches = []
+
+    def count_rows(**kwargs):
+        batches.append([row[1] for row in kwargs["rows"]])
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(engine, "load_batch", count_rows)
+
+    job = run(import_file_start(pool=make_pool(), file=csv_upload("Code\nA\nBAD 1\nB\nC\nD\n")))
+
+    assert batches == [["A", "B"], ["C", "D"]]
+    assert (job.rows_read, job.codes_added, job.rows_rejected) == (5, 4, 1)
+
+
+def test_two_fruitless_draws_in_a_row_do_not_stop_a_generation(monkeypatch):
+    pool = make_pool()
+    make_codes(pool, ["TAKEN"])
+    draws = iter([["TAKEN"], ["TAKEN"], ["FREE"]])
+    monkeypatch.setattr(engine, "generate_codes", lambda code_format, count: next(draws))
+    job = import_generate_start(pool=pool, count=1, length=8, alphabet="ABCDEFGH")
+
+    job = run(job)
+
+    assert (job.status, job.codes_added) == ("completed", 1)
+    assert sorted(Code.objects.filter(pool=pool).values_list("code", flat=True)) == [
+        "FREE",
+        "TAKEN",
+    ]
