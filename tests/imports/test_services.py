@@ -609,14 +609,16 @@ def test_a_file_problem_of_a_pasted_list_is_said_without_asking_for_a_new_file_u
     assert job.message == "“Pasted list” has a header but no rows of codes under it."
 
 
-def test_generation_that_draws_no_free_code_three_times_fails_and_needs_a_new_format():
+def test_generation_that_draws_no_free_code_three_times_fails_and_needs_a_new_format(
+    monkeypatch,
+):
     pool = make_pool()
+    make_codes(pool, ["TAKEN"])
+    # Every draw is a code the pool has already (filled by other means meanwhile); a fourth
+    # draw would end the test with an error rather than loop.
+    draws = iter([["TAKEN"]] * 3)
+    monkeypatch.setattr(engine, "generate_codes", lambda code_format, count: next(draws))
     job = import_generate_start(pool=pool, count=10, length=8, alphabet="ABCDEFGH")
-    # The pool was filled by other means meanwhile: every code of a one-letter format is taken.
-    Import.objects.filter(pk=job.pk).update(
-        generation={"length": 1, "alphabet": "A", "prefix": "", "count": 10}
-    )
-    make_codes(pool, ["A"])
 
     job = run(job)
 
