@@ -1019,14 +1019,16 @@ def test_a_batch_is_counted_in_rows_read_rejected_ones_too(settings, monkeypatch
 def test_two_fruitless_draws_in_a_row_do_not_stop_a_generation(monkeypatch):
     pool = make_pool()
     make_codes(pool, ["TAKEN"])
-    draws = iter([["TAKEN"], ["TAKEN"], ["FREE"]])
+    # A free draw starts the count of fruitless ones again.
+    draws = iter([["TAKEN"], ["TAKEN"], ["FREE"], ["TAKEN"], ["TAKEN"], ["FREE2"]])
     monkeypatch.setattr(engine, "generate_codes", lambda code_format, count: next(draws))
-    job = import_generate_start(pool=pool, count=1, length=8, alphabet="ABCDEFGH")
+    job = import_generate_start(pool=pool, count=2, length=8, alphabet="ABCDEFGH")
 
     job = run(job)
 
-    assert (job.status, job.codes_added) == ("completed", 1)
+    assert (job.status, job.codes_added, job.message) == ("completed", 2, "")
     assert sorted(Code.objects.filter(pool=pool).values_list("code", flat=True)) == [
         "FREE",
+        "FREE2",
         "TAKEN",
     ]
