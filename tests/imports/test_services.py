@@ -1032,3 +1032,44 @@ def test_two_fruitless_draws_in_a_row_do_not_stop_a_generation(monkeypatch):
         "FREE2",
         "TAKEN",
     ]
+
+
+@pytest.mark.postgresql  # a NUL that PostgreSQL refuses
+def test_a_crash_between_the_halves_of_a_narrowed_batch_resumes_after_the_first(
+    settings, monkeypatch
+):
+    settings.IMPORT_BATCH_SIZE = 4
+    real_clean_row = engine.clean_row
+    real_load_batch = loader.load_batch
+    calls = []
+
+    def nul_in_row_4(row_number, cells, tz, order=None):
+        row = real_clean_row(row_number, cells, tz, order)
+        return (row_number, "BAD\x00NUL", *row[2:]) if row_number == 4 else row
+
+    def crash_on_the_second_half(**kwargs):
+        calls.append([row[0] for row in kwargs["rows"]])
+        if len(calls) == 3:
+            raise ConnectionError("gone")
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(engine, "clean_row", nul_in_row_4)
+    monkeypatch.setattr(engine, "load_batch", crash_on_the_second_half)
+    pool = make_pool()
+    job = run(import_file_start(pool=pool, file=csv_upload("Code\nR2\nR3\nR4\nR5\n")))
+
+    # The whole batch, refused; its first half, committed; the second half, cut short.
+    assert calls == [[2, 3, 4, 5], [2, 3], [4, 5]]
+    assert (job.status, job.rows_done, job.codes_added) == ("failed", 3, 2)
+
+    monkeypatch.setattr(engine, "load_batch", real_load_batch)
+    import_rerun(job=job)
+    job = run(job)
+
+    assert (job.status, job.codes_added, job.rows_rejected, job.duplicates_in_file) == (
+        "completed_with_errors",
+        3,
+        1,
+        0,
+    )
+    assert [r.row_number for r in job.rejections.all()] == [4]
