@@ -592,13 +592,17 @@ def test_ignored_columns_and_a_code_expired_on_arrival_are_said_in_one_message()
 
 def test_the_report_keeps_each_rejected_rows_cells():
     pool = make_pool()
-    upload = csv_upload("Code,Issue-end\nA,31.12.2026\nBAD CODE,x\nA,01.01.2027\n")
+    upload = csv_upload(
+        "Code,Issue-end\nA,31.12.2026\nBAD CODE,x\nA,01.01.2027\nBAD TOO," + "9" * 1001 + "\n"
+    )
 
     job = run(import_file_start(pool=pool, file=upload))
 
     assert [(r.row_number, r.column, r.value, r.cells) for r in job.rejections.all()] == [
         (3, "Code", "BAD CODE", ["BAD CODE", None, "x", None, None]),
         (4, "Code", "A", ["A", None, "2027-01-01 23:59:59.999999", None, None]),
+        # A cell is kept up to 1,000 characters.
+        (5, "Code", "BAD TOO", ["BAD TOO", None, "9" * 1000 + "…", None, None]),
     ]
 
 
@@ -1073,3 +1077,19 @@ def test_a_crash_between_the_halves_of_a_narrowed_batch_resumes_after_the_first(
         0,
     )
     assert [r.row_number for r in job.rejections.all()] == [4]
+
+
+def test_the_starter_is_told_of_the_outcome_once_the_import_finishes(
+    django_capture_on_commit_callbacks, mailoutbox
+):
+    from tests.factories import make_manager
+
+    user = make_manager(email="ann@example.com")
+    job = import_file_start(pool=make_pool(), file=csv_upload("Code\nN1\n"), user=user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run(job)
+
+    job.refresh_from_db()
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
+    assert job.finished_notice_sent_at is not None
