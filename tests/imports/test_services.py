@@ -458,6 +458,26 @@ def test_a_late_finish_of_a_lost_attempt_changes_nothing():
     assert (job.status, job.message) == (Import.Status.COMPLETED, "")
 
 
+def test_the_attempt_holding_its_job_records_its_outcome():
+    job = import_file_start(pool=make_pool(), file=csv_upload("Code\nA\n"))
+    held = engine._claim(job.pk)
+
+    assert engine._finish(held, Import.Status.FAILED, "stopped") is True
+
+    job.refresh_from_db()
+    assert (job.status, job.message) == (Import.Status.FAILED, "stopped")
+
+
+def test_an_import_leaves_the_interpreters_switch_interval_as_it_found_it():
+    import sys
+
+    before = sys.getswitchinterval()
+
+    run(import_file_start(pool=make_pool(), file=csv_upload("Code\nA\n")))
+
+    assert sys.getswitchinterval() == before
+
+
 def test_queued_import_whose_task_was_lost_is_queued_again_once_per_interval(
     settings, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -915,7 +935,11 @@ def test_a_rejected_row_the_database_refuses_is_kept_spelled_in_ascii(monkeypatc
     )
     pool = make_pool()
 
-    job = run(import_file_start(pool=pool, file=csv_upload("Code,Issue-end\nA\x00B,\u00e9\nOK,\n")))
+    upload = csv_upload(
+        "Code,Issue-end,Available-till\nA\x00B,\u00e9," + "\u00e9" * 300 + "\nOK,,\n"
+    )
+
+    job = run(import_file_start(pool=pool, file=upload))
 
     assert (job.status, job.codes_added, job.rows_rejected) == ("completed_with_errors", 1, 1)
     (rejection,) = job.rejections.all()
@@ -925,7 +949,8 @@ def test_a_rejected_row_the_database_refuses_is_kept_spelled_in_ascii(monkeypatc
         "A\\u2400B",
         "The code contains a space or a character that cannot be typed.",
     )
-    assert rejection.cells == ["A\\x00B", None, "\\xe9", None, None]
+    # Each cell spelled in ASCII is kept up to 1,000 characters.
+    assert rejection.cells == ["A\\x00B", None, "\\xe9", None, "\\xe9" * 250]
 
 
 def test_what_the_engine_does_is_logged(
