@@ -11,8 +11,9 @@ Needs the local PostgreSQL and Redis; uses the benchmarks' own database and Redi
   and over HTTP (POST …/issue against …/issue-batch, gunicorn with 6 sync workers), taking
   turns, BENCH_REPEAT times. Figures: batch/single codes per second, target >= 20.
 - sustained: the clients issue one code at a time through the service for BENCH_SUSTAIN_SECONDS
-  (300; tiny 6); the figure is the rate of the last tenth of the run (30 s) over the first's,
-  target >= 0.8. The pool is vacuumed before each run, not during it.
+  (300; tiny 6); the figure is the rate of the run's last BENCH_SUSTAIN_WINDOW seconds (30; tiny
+  1; at most half the run) over its first's, target >= 0.8. The pool is vacuumed before each
+  run, not during it.
 - assign: a CSV of BENCH_CUSTOMERS customers (1,000,000; tiny 5,000) assigned from a pool by
   one Celery worker, end to end (upload to the list with codes written), against a plain COPY of
   the same rows into the codes table. Figure: assignment / COPY time, target <= 3.
@@ -43,6 +44,8 @@ SECONDS = common.size("BENCH_SECONDS", 8.0, 1.0)
 CLIENTS = common.size("BENCH_CLIENTS", 8, 2)
 BATCH = common.size("BENCH_BATCH", 1000, 100)
 SUSTAIN_SECONDS = common.size("BENCH_SUSTAIN_SECONDS", 300.0, 6.0)
+# The issue's figure compares the first and the last 30 seconds, whatever the run's length.
+SUSTAIN_WINDOW = min(common.size("BENCH_SUSTAIN_WINDOW", 30.0, 1.0), SUSTAIN_SECONDS / 2)
 CUSTOMERS = common.size("BENCH_CUSTOMERS", 1_000_000, 5_000)
 PARTS = os.environ.get("BENCH_PARTS", "batch,sustained,assign").split(",")
 HTTP_WORKERS = common.size("BENCH_HTTP_WORKERS", 6, 2)
@@ -294,7 +297,7 @@ def part_batch(pool: Pool) -> None:
 
 
 def part_sustained(pool: Pool) -> None:
-    window = SUSTAIN_SECONDS / 10
+    window = SUSTAIN_WINDOW
     ratios = []
     for repetition in range(1, common.REPEAT + 1):
         total, marks = run("single-service", pool, "", SUSTAIN_SECONDS)

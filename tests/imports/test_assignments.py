@@ -9,11 +9,21 @@ from django.urls import reverse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imports.assignments import assignment_release, assignment_start
+from imports.assignments import (
+    ASSIGNMENT_KEY,
+    RUN_AGAIN,
+    STOPPED,
+    assignment_release,
+    assignment_run,
+    assignment_start,
+)
 from imports.models import Assignment
 from imports.readers import ImportFileError, open_customer_list
-from pools.code_services import code_issue, code_redeem
+from pools.code_services import batch_key, code_issue, code_redeem, code_release
 from pools.models import Code, CodeIssue, Pool
+from pools.refusals import Refusal
+from pools.services import pool_pause, pool_resume
+from pools.signals import stock_changed
 from tests.factories import make_codes, make_pool
 from tests.imports.files import csv_upload, xlsx_upload
 
@@ -33,7 +43,10 @@ def result_rows(job) -> list[list[str]]:
         return list(csv.reader(io.StringIO(stored.read().decode())))
 
 
-def test_assignment_gives_each_customer_one_code_and_hands_the_list_back():
+# 1: every row its own slice (a customer listed twice comes back in a later slice).
+@pytest.mark.parametrize("batch_size", [5000, 1])
+def test_assignment_gives_each_customer_one_code_and_hands_the_list_back(settings, batch_size):
+    settings.ASSIGN_BATCH_SIZE = batch_size
     pool = make_pool(launched=True)
     make_codes(pool, [f"C{i}" for i in range(10)])
     code_issue(pool=pool, customer="ann")  # holds a code already
@@ -75,6 +88,71 @@ def test_assignment_reports_the_shortfall_and_takes_from_the_fallback():
     assert (job.codes_issued, job.from_fallback, job.shortfall) == (2, 1, 1)
     assert job.short_sample == ["3"]
     assert [row[1] for row in result_rows(job)[1:]] == ["M1", "S1", ""]
+
+
+def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list(settings):
+    settings.ASSIGN_BATCH_SIZE = 2
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"P{i}" for i in range(6)])
+
+    def pause_after_first_slice(sender, pool, **kwargs):
+        stock_changed.disconnect(pause_after_first_slice)
+        pool_pause(pool=Pool.objects.get(pk=pool.pk))
+
+    stock_changed.connect(pause_after_first_slice, weak=False)
+    try:
+        job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\nc4\n"))
+    finally:
+        stock_changed.disconnect(pause_after_first_slice)
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.FAILED
+    assert job.message == STOPPED.format(reason=Refusal.POOL_PAUSED.label, hint=RUN_AGAIN)
+    assert (job.rows_done, job.codes_issued) == (2, 2)
+    assert sorted(CodeIssue.objects.values_list("customer", "code__code")) == [
+        ("c1", "P0"),
+        ("c2", "P1"),
+    ]
+
+    pool_resume(pool=Pool.objects.get(pk=pool.pk))
+    job = assignment_run(assignment_id=job.pk)
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.customers_read, job.codes_issued, job.already_held) == (4, 4, 0)
+    assert result_rows(job) == [
+        ["Customer", "Code"],
+        ["c1", "P0"],
+        ["c2", "P1"],
+        ["c3", "P2"],
+        ["c4", "P3"],
+    ]
+
+
+def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_out(settings):
+    """Each slice claims after the codes the job claimed last; a code given back behind that
+    point is found when nothing is left after it, before anyone is reported short."""
+    settings.ASSIGN_BATCH_SIZE = 1
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A", "B"])
+
+    def give_back_the_first(sender, pool, **kwargs):
+        stock_changed.disconnect(give_back_the_first)
+        code_release(pool=pool, code="A", idempotency_key=batch_key(ASSIGNMENT_KEY, "c1"))
+
+    stock_changed.connect(give_back_the_first, weak=False)
+    try:
+        job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\n"))
+    finally:
+        stock_changed.disconnect(give_back_the_first)
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.codes_issued, job.shortfall) == (3, 0)
+    held = dict(
+        CodeIssue.objects.filter(released_at__isnull=True).values_list("customer", "code__code")
+    )
+    # Which of the two gets the given-back code depends on where the claims start.
+    assert sorted(held) == ["c2", "c3"] and sorted(held.values()) == ["A", "B"]
 
 
 def test_assignment_from_a_workbook_keeps_numbers_as_ids():
