@@ -370,7 +370,7 @@ def _workbook_table(
     file: BinaryIO, *, name: str, size: int, file_format: str, load: bool
 ) -> Table | None:
     import python_calamine
-    from python_calamine import CalamineWorkbook, PasswordError
+    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum
 
     unreadable = (python_calamine.CalamineError, ValueError, OSError, UnicodeError)
 
@@ -381,9 +381,7 @@ def _workbook_table(
         # memory, which the unpacked-size limit above keeps bounded.
         workbook = CalamineWorkbook.from_filelike(file)
         sheet_names = [
-            meta.name
-            for meta in workbook.sheets_metadata
-            if getattr(meta.typ, "name", "WorkSheet") == "WorkSheet"
+            meta.name for meta in workbook.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet
         ]
         # The first sheet with a Code column: codes are often on a sheet after a "Notes" one.
         looked_at = []  # (sheet name, its header's titles)

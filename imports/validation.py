@@ -80,12 +80,13 @@ class DateOrder:
                 )
         elif len(readable_as) == 2 and first != second:
             raise DateOrderError(AMBIGUOUS_DATE.format(value=shown(text)))
-        else:
-            self.order = min(readable_as)  # equal parts read the same either way
-        day, month = (first, second) if self.order == self.DAY_FIRST else (second, first)
+        elif len(readable_as) == 1:
+            (self.order,) = readable_as
+        # else equal parts (04/04), read the same either way: they settle nothing.
+        day, month = (second, first) if self.order == self.MONTH_FIRST else (first, second)
+        if len(year) == 2:
+            year = int(year) + (2000 if int(year) < 69 else 1900)  # as strptime's %y
         year = int(year)
-        if year < 100:
-            year += 2000 if year < 69 else 1900  # as strptime's %y
         if hour is None:
             moment = datetime(year, month, day)
             return datetime.combine(moment, time.max) if end else moment
@@ -135,10 +136,12 @@ def parse_datetime(value, *, end: bool, order: DateOrder | None = None) -> datet
         match = SLASHED_DATE.fullmatch(text) if "/" in text[:3] else None
         if match:
             return (order or DateOrder()).read(text, match, end=end)
-        moment = datetime.fromisoformat(text)
-        if end and len(text) == 10:
-            return datetime.combine(moment, time.max)
-        return moment
+        try:
+            # A date alone (2026-04-30, or 20260430 as ISO 8601 also allows) is a whole day.
+            day = date.fromisoformat(text)
+        except ValueError:
+            return datetime.fromisoformat(text)
+        return datetime.combine(day, time.max if end else time.min)
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):

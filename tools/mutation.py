@@ -47,11 +47,24 @@ _SWEEPS = [
 MODULES = {
     "readers": (
         "imports/readers.py",
-        ["tests/imports/test_readers.py", "tests/imports/test_mutants.py"],
+        [
+            "tests/imports/test_readers.py",
+            "tests/imports/test_mutants.py",
+            # FIX_THE_FILE is said by the import's outcome.
+            "tests/imports/test_services.py::test_file_level_problem_fails_the_import_and_imports_nothing",
+        ],
     ),
     "validation": (
         "imports/validation.py",
-        ["tests/imports/test_validation.py", "tests/imports/test_mutants.py"],
+        [
+            "tests/imports/test_validation.py",
+            "tests/imports/test_mutants.py",
+            # DUPLICATE_IN_FILE is said by the import's report; the upload's look at the file
+            # reads dates with DateOrder.readable_as.
+            "tests/imports/test_services.py::test_import_report_counts_every_kind_of_row",
+            "tests/imports/test_services.py::test_us_dates_in_a_csv_are_read_month_first",
+            "tests/imports/test_services.py::test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen",
+        ],
     ),
     "loader": (
         "imports/loader.py",

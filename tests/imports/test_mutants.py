@@ -8,7 +8,7 @@ from datetime import date, datetime
 import pytest
 from django.db import connection
 
-from imports import loader, readers, validation
+from imports import loader
 from imports.loader import _copy_text, _load_generic, load_batch
 from imports.readers import ImportFileError, detect_format, open_table
 from imports.validation import DateOrder, Rejected, clean_row, parse_datetime
@@ -78,7 +78,7 @@ def test_a_code_of_the_maximum_length_is_accepted_and_one_more_is_rejected():
     )
     rejected = clean_row(4, (longest + "X", None, None, None, None), None)
     assert isinstance(rejected, Rejected)
-    assert (rejected.row_number, rejected.reason) == (4, validation.CODE_TOO_LONG)
+    assert (rejected.row_number, rejected.reason) == (4, "The code is longer than 100 characters.")
 
 
 def test_a_fractional_number_is_imported_as_written():
@@ -121,8 +121,9 @@ def test_a_zip_packed_more_than_the_ratio_over_50_mb_is_a_zip_bomb(settings):
     ratio = 51 * MB // len(data)
     assert ratio > settings.IMPORT_MAX_XLSX_RATIO
 
-    assert file_error(data, "codes.xlsx") == readers.ZIP_BOMB.format(
-        name="codes.xlsx", unpacked="51.0\xa0MB", ratio=ratio
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 51.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
     )
 
 
@@ -141,6 +142,17 @@ def test_a_highly_packed_zip_of_50_mb_or_less_is_not_a_zip_bomb(settings):
     assert "zip bomb" not in file_error(data, "codes.xlsx")
 
 
+def test_a_highly_packed_zip_of_a_byte_over_50_mb_is_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB
+    data = zip_bomb_bytes(50 * MB + 1)
+    ratio = (50 * MB + 1) // len(data)
+
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 50.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
+    )
+
+
 def test_a_zip_over_the_unpacked_limit_is_refused_at_the_limit_plus_one(settings):
     data = zip_bomb_bytes(MB)
     settings.IMPORT_MAX_XLSX_RATIO = 10**9
@@ -153,8 +165,9 @@ def test_a_zip_over_the_unpacked_limit_is_refused_at_the_limit_plus_one(settings
 def test_an_old_excel_file_is_known_by_its_content_whatever_its_name():
     # Named .csv: only the content says it is an Excel 97-2003 workbook.
     assert detect_format(OLE_HEAD + b"\0" * 100, name="codes.csv") == "xls"
-    assert file_error(OLE_HEAD + b"\0" * 100, "codes.csv") == readers.DAMAGED.format(
-        name="codes.csv", format="an Excel 97-2003 workbook (.xls)"
+    assert file_error(OLE_HEAD + b"\0" * 100, "codes.csv") == (
+        "“codes.csv” cannot be read as an Excel 97-2003 workbook (.xls): it is damaged, or not "
+        "really an Excel 97-2003 workbook (.xls)."
     )
 
 
@@ -243,6 +256,31 @@ def test_each_database_takes_its_own_loader(monkeypatch):
 
 
 @pytest.mark.django_db
+def test_a_database_other_than_postgresql_reports_through_the_generic_loader(monkeypatch):
+    """What load_batch makes of the generic loader's answer, on whatever database runs the
+    tests: it is told that it runs on another one."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a PostgreSQL loader was used")
+
+    monkeypatch.setattr(loader, "_load_postgresql", forbidden)
+    monkeypatch.setattr(loader, "_copy_straight_in", forbidden)
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    pool = make_pool()
+    (old,) = make_codes(pool, ["OLD"])
+    rows = [
+        (2, "OLD", None, None, None, None),
+        (3, "NEW", None, "2000-01-01 00:00:00", None, None),
+        (4, "NEW", None, None, None, None),
+    ]
+
+    result = load_batch(pool_id=pool.pk, rows=rows, watermark=old.pk)
+
+    assert (result.added, result.expired_on_arrival, result.already_in_pool) == (1, 1, 1)
+    assert result.duplicates == [(4, "NEW")]
+
+
+@pytest.mark.django_db
 def test_an_empty_batch_adds_and_reports_nothing():
     pool = make_pool()
 
@@ -286,3 +324,18 @@ def test_collisions_are_looked_up_in_this_pool_only(generic, monkeypatch):
         "MINE",
         "SHARED",
     ]
+
+
+@pytest.mark.django_db
+@pytest.mark.postgresql
+def test_the_straight_copy_leaves_the_sessions_time_zone_as_it_found_it(settings):
+    settings.TIME_ZONE = "Europe/Moscow"
+    pool = make_pool()
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW TimeZone")
+        (before,) = cursor.fetchone()
+
+        result = load_batch(pool_id=pool.pk, rows=[(2, "A", None, None, None, None)], watermark=0)
+
+        cursor.execute("SHOW TimeZone")
+        assert (result.added, cursor.fetchone()[0], before) == (1, before, "UTC")
