@@ -67,7 +67,8 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
     column, not a table) is refused here, while the manager waits.
     """
     if not pool.is_active:
-        raise ValidationError({"file": POOL_NOT_ACTIVE}, code="pool_not_active")
+        # The code on the field's error: Django drops a code given beside a dict of messages.
+        raise ValidationError({"file": ValidationError(POOL_NOT_ACTIVE, code="pool_not_active")})
     name = os.path.basename(file.name)
     try:
         check_size(name=name, size=file.size)
@@ -75,7 +76,8 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
         open_customer_list(file, name=name, size=file.size)
         file.seek(0)
     except ImportFileError as error:
-        raise ValidationError({"file": f"{error} {FIX_THE_FILE}"}, code="bad_file") from error
+        message = f"{error} {FIX_THE_FILE}"
+        raise ValidationError({"file": ValidationError(message, code="bad_file")}) from error
     job = Assignment.objects.create(
         pool=pool, file=file, file_name=name, created_by=user, progress_total=file.size
     )

@@ -10,18 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imports.assignments import (
-    ASSIGNMENT_KEY,
-    RUN_AGAIN,
-    STOPPED,
     assignment_release,
     assignment_run,
     assignment_start,
 )
 from imports.models import Assignment
 from imports.readers import ImportFileError, open_customer_list
-from pools.code_services import batch_key, code_issue, code_redeem, code_release
+from pools.code_services import code_issue, code_redeem, code_release
 from pools.models import Code, CodeIssue, Pool
-from pools.refusals import Refusal
 from pools.services import pool_pause, pool_resume
 from pools.signals import stock_changed
 from tests.factories import make_codes, make_pool
@@ -107,7 +103,10 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
     job.refresh_from_db()
 
     assert job.status == Assignment.Status.FAILED
-    assert job.message == STOPPED.format(reason=Refusal.POOL_PAUSED.label, hint=RUN_AGAIN)
+    assert job.message == (
+        "The pool stopped issuing (The pool is paused: try again once it is resumed.); the "
+        "customers so far have their codes. Run it again once the pool issues again."
+    )
     assert (job.rows_done, job.codes_issued) == (2, 2)
     assert sorted(CodeIssue.objects.values_list("customer", "code__code")) == [
         ("c1", "P0"),
@@ -137,7 +136,7 @@ def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_o
 
     def give_back_the_first(sender, pool, **kwargs):
         stock_changed.disconnect(give_back_the_first)
-        code_release(pool=pool, code="A", idempotency_key=batch_key(ASSIGNMENT_KEY, "c1"))
+        code_release(pool=pool, code="A", idempotency_key="assignment:c1")
 
     stock_changed.connect(give_back_the_first, weak=False)
     try:
@@ -236,3 +235,44 @@ def test_customer_list_reader_returns_every_row_with_its_id_or_refuses_the_file(
     assert table.header[table.customer_index] == "Customer"
     assert len(read) <= len(expected) + sum(c.count("\n") + c.count("\r") for r in rows for c in r)
     assert all(len(cells) >= len(header) for cells in read if isinstance(cells, list))
+
+
+def test_an_assignment_from_a_pool_not_active_is_refused_on_the_upload_field():
+    pool = make_pool()  # a draft
+
+    with pytest.raises(ValidationError) as refused:
+        assignment_start(pool=pool, file=csv_upload("Customer\nann\n"))
+
+    assert refused.value.message_dict == {
+        "file": ["Codes can be assigned from an active pool only."]
+    }
+    assert refused.value.error_dict["file"][0].code == "pool_not_active"
+    assert not Assignment.objects.exists()
+
+
+def test_a_list_without_a_customer_column_is_refused_on_the_upload_field():
+    pool = make_pool(launched=True)
+
+    with pytest.raises(ValidationError) as refused:
+        assignment_start(pool=pool, file=csv_upload("Email\nann@example.com\n", name="m.csv"))
+
+    [message] = refused.value.message_dict["file"]
+    assert message.endswith(" Fix the file and upload it again.")
+    assert refused.value.error_dict["file"][0].code == "bad_file"
+
+
+def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_characters():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+    too_long = "x" * 201
+
+    job = assignment_start(
+        pool=pool, file=csv_upload(f"Customer,Email\n,a@x\n{too_long},b@x\nann,c@x\n")
+    )
+    job.refresh_from_db()
+
+    reason = "No customer id, or one longer than 200 characters or with a NUL character."
+    assert job.status == Assignment.Status.COMPLETED
+    assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason]]
+    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 2)
+    assert CodeIssue.objects.get().idempotency_key == "assignment:ann"
