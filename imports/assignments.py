@@ -32,13 +32,14 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from pools.code_services import (
-    _ISSUABLE_NOW,
     BATCH_MAX,
+    ISSUABLE_NOW,
     batch_key,
     code_issue_batch,
     code_release,
     codes_held,
     customer_clean,
+    pool_fallback,
 )
 from pools.counters import counter_shard
 from pools.models import Code, CodeIssue, Pool, PoolCounter
@@ -257,7 +258,7 @@ class _SliceIssuer:
     @staticmethod
     def for_pool(job: Assignment) -> "_SliceIssuer":
         # The fallback pool is read once per run of the job.
-        fallback = _fallback_of(job.pool)
+        fallback = pool_fallback(job.pool)
         set_based = connection.vendor == "postgresql" and not any(
             pool.allow_multiple_use for pool in (job.pool, fallback) if pool is not None
         )
@@ -343,7 +344,7 @@ class _SetIssuer(_SliceIssuer):
         }
         cursor.execute(
             f"SELECT id FROM {Code._meta.db_table}"
-            f" WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW} AND id >= %(start)s"
+            f" WHERE pool_id = %(pool)s AND {ISSUABLE_NOW} AND id >= %(start)s"
             " ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED",
             params,
         )
@@ -397,11 +398,6 @@ class _SetIssuer(_SliceIssuer):
             self.start.pop(pool.pk)
             claimed.update(self._claim(cursor, pool, [c for c in customers if c not in claimed]))
         return claimed
-
-
-def _fallback_of(pool: Pool) -> Pool | None:
-    fallback_id = Pool.objects.filter(pk=pool.pk).values_list("fallback_pool_id", flat=True)
-    return Pool.objects.filter(pk=fallback_id.first()).first()
 
 
 def _plan_for_lookups(cursor) -> None:
@@ -479,7 +475,7 @@ def _write_result(job: Assignment) -> None:
 
 def _codes_held(pool: Pool, customers: list[str]) -> dict[str, str]:
     if connection.vendor == "postgresql":
-        fallback = _fallback_of(pool)
+        fallback = pool_fallback(pool)
         with transaction.atomic(), connection.cursor() as cursor:
             _plan_for_lookups(cursor)
             return _held_codes(cursor, [pool.pk] + ([fallback.pk] if fallback else []), customers)

@@ -87,7 +87,7 @@ def _code_issue_or_fallback(
     try:
         return _code_issue_here(pool, customer, idempotency_key, caller)
     except CodeRefused as refused:
-        fallback_pool = _fallback_of(pool) if fallback else None
+        fallback_pool = pool_fallback(pool) if fallback else None
         if refused.reason != Refusal.NO_CODES_LEFT or fallback_pool is None:
             raise
     return code_issue(
@@ -99,7 +99,7 @@ def _code_issue_or_fallback(
     )
 
 
-def _fallback_of(pool: Pool) -> Pool | None:
+def pool_fallback(pool: Pool) -> Pool | None:
     """Return the pool's fallback pool (read from its row now), or None."""
     fallback_id = Pool.objects.filter(pk=pool.pk).values_list("fallback_pool_id", flat=True).first()
     return Pool.objects.filter(pk=fallback_id).first() if fallback_id else None
@@ -166,7 +166,7 @@ def _in_pool_or_fallback(pool: Pool) -> Q:
     return Q(pool_id__in=[pool.pk, fallback] if fallback else [pool.pk])
 
 
-_ISSUABLE_NOW = (
+ISSUABLE_NOW = (
     "status = %(available)s"
     " AND (issue_start IS NULL OR issue_start <= %(now)s)"
     " AND (issue_end IS NULL OR issue_end >= %(now)s)"
@@ -206,7 +206,7 @@ def _claim_code_postgresql(
                 UPDATE {code_table} SET status = %(issued)s, issued_to = %(customer)s,
                     issued_at = %(now)s
                 WHERE id = (
-                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {ISSUABLE_NOW}
                     AND id >= %(start)s
                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
                 )
@@ -266,7 +266,7 @@ def _claim_code(pool: Pool, customer: str) -> Code:
         "customer": customer,
     }
     first_issuable = (
-        f"SELECT id FROM {table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW} ORDER BY id LIMIT 1"
+        f"SELECT id FROM {table} WHERE pool_id = %(pool)s AND {ISSUABLE_NOW} ORDER BY id LIMIT 1"
     )
     with connection.cursor() as cursor:
         if pool.allow_multiple_use:
@@ -401,7 +401,7 @@ def _issue_many(
                 raise
             continue
         if short:
-            fallback_pool = _fallback_of(pool)
+            fallback_pool = pool_fallback(pool)
             if fallback_pool is not None:
                 more, short = _claim_many(fallback_pool, short, keys, caller)
                 new.update(more)
@@ -487,7 +487,7 @@ def _claim_many_postgresql(
                     AS w(customer, key, n)
             ), picked AS (
                 SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
-                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {_ISSUABLE_NOW}
+                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {ISSUABLE_NOW}
                     AND id >= %(start)s
                     ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
                 ) free

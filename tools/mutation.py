@@ -31,7 +31,7 @@ PYTHON = sys.executable
 # pools/code_services.py is mutated in three parts, which can run side by side (each on its own
 # DATABASE_URL); its score is the sum of the three.
 _ISSUING = [
-    "code_issue", "_key_lock", "_code_issue_or_fallback", "_fallback_of", "_code_issue_here",
+    "code_issue", "_key_lock", "_code_issue_or_fallback", "pool_fallback", "_code_issue_here",
     "_nothing_claimed", "_issue_by_key", "_in_pool_or_fallback", "_claim_code_postgresql",
     "_claim_code", "batch_key",
     "code_issue_batch", "codes_held", "_issue_many", "_issued_by_keys", "_claim_many",
