@@ -306,6 +306,9 @@ IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
 # Customers an assignment issues to per batch: one claim statement and one transaction with the
 # job's counts (5,000: about 0.15 s on PostgreSQL here, so progress moves several times a second).
 ASSIGN_BATCH_SIZE = env_int("ASSIGN_BATCH_SIZE", 5000)
+# Connections an assignment issues on (PostgreSQL, single-use codes): with two, a slice's
+# statements run while the one before it commits, on the database's other core.
+ASSIGN_CONNECTIONS = env_int("ASSIGN_CONNECTIONS", 2)
 # A running import whose heartbeat is older than this has lost its worker and is taken over.
 IMPORT_HEARTBEAT_TIMEOUT = env_int("IMPORT_HEARTBEAT_TIMEOUT", 60)
 # A task that finds its pool busy with another import tries again after this many seconds.

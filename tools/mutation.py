@@ -76,7 +76,7 @@ MODULES = {
     ),
     "assignments": (
         "imports/assignments.py",
-        ["tests/imports/test_assignments.py"],
+        ["tests/imports/test_assignments.py", "tests/imports/test_assignment_lanes.py"],
     ),
     "issuing": (
         "pools/code_services.py",
