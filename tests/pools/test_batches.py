@@ -124,6 +124,30 @@ def test_fallback_pool_serves_single_and_batch_issues_when_the_pool_runs_dry():
     assert refusal(code_issue, pool=pool, customer="e") == Refusal.NO_CODES_LEFT
 
 
+def test_a_batch_returns_each_code_as_stored_with_its_pool_loaded(django_assert_num_queries):
+    """The codes of a batch are built from the claim's rows (and a retry's look-up) without
+    the model's constructor: each must be the stored code, its pool at hand."""
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(pool, ["MAIN"])
+    make_codes(spare, ["S1"])
+
+    first = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+    again = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+
+    for outcome in (first, again):
+        assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "MAIN"), ("b", "S1")]
+        for issued in outcome.issued:
+            stored = Code.objects.select_related("pool").get(pk=issued.code.pk)
+            fields = [field.attname for field in Code._meta.concrete_fields]
+            assert [getattr(issued.code, f) for f in fields] == [getattr(stored, f) for f in fields]
+            assert issued.code.issued_to == issued.customer
+            assert not issued.code._state.adding
+            with django_assert_num_queries(0):
+                assert issued.code.pool.slug == stored.pool.slug
+
+
 def test_fallback_must_be_in_the_same_campaign_and_not_the_pool_itself():
     pool = make_pool(launched=True)
     other = make_pool(launched=True)
