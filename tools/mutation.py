@@ -32,8 +32,8 @@ PYTHON = sys.executable
 # DATABASE_URL); its score is the sum of the three.
 _ISSUING = [
     "code_issue", "_key_lock", "_code_issue_or_fallback", "pool_fallback", "_code_issue_here",
-    "_nothing_claimed", "_issue_by_key", "_in_pool_or_fallback", "_claim_code_postgresql",
-    "_claim_code", "batch_key",
+    "_nothing_claimed", "_issue_by_key", "_pool_and_fallback_ids", "_in_pool_or_fallback",
+    "_claim_code_postgresql", "_claim_code", "batch_key",
     "code_issue_batch", "codes_held", "_issue_many", "_issued_by_keys", "_claim_many",
     "_claim_many_postgresql", "code_release", "customer_clean",
 ]  # fmt: skip
