@@ -384,6 +384,14 @@ def _commit_slice(job: Assignment, piece: _Slice, issuer, turns: _Turns, *, shar
     raise CodeRefused(Refusal.KEY_REUSED)
 
 
+def _still_ours(job: Assignment, heartbeat):
+    """The job's row while it runs under this worker's last heartbeat; empty once another
+    worker took it over (this one thought dead) or it was stopped."""
+    return Assignment.objects.filter(
+        pk=job.pk, status=Assignment.Status.RUNNING, heartbeat_at=heartbeat
+    )
+
+
 def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, shard):
     with transaction.atomic():
         codes, new, from_fallback, short = {}, set(), 0, []
@@ -395,9 +403,7 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
         now = timezone.now()
         # Ours still? A job taken over by another worker (this one was thought dead) stops
         # here: its slice is rolled back, and the other goes on from the committed rows.
-        held = Assignment.objects.select_for_update().filter(
-            pk=job.pk, status=Assignment.Status.RUNNING, heartbeat_at=turns.heartbeat
-        )
+        held = _still_ours(job, turns.heartbeat).select_for_update()
         current = held.first()
         if current is None:
             raise _ClaimLost
@@ -494,9 +500,7 @@ class _SetIssuer(_SliceIssuer):
                 if cursor.fetchone()[0]:
                     break
                 now = timezone.now()
-                if not Assignment.objects.filter(
-                    pk=job.pk, status=Assignment.Status.RUNNING, heartbeat_at=turns.heartbeat
-                ).update(heartbeat_at=now):
+                if not _still_ours(job, turns.heartbeat).update(heartbeat_at=now):
                     yield False
                     return
                 turns.heartbeat = now

@@ -1,6 +1,7 @@
 """Objects for tests, made through the services so that they obey the same rules as real ones."""
 
 import itertools
+from contextlib import contextmanager
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -9,6 +10,7 @@ from pools.counters import pool_counts_add
 from pools.groups import MANAGERS, VIEWERS
 from pools.models import Code, Pool
 from pools.services import campaign_create, pool_create, pool_launch
+from pools.signals import stock_changed
 
 _numbers = itertools.count(1)
 
@@ -46,3 +48,19 @@ def make_manager(username: str = "manager", **fields):
 
 def make_viewer(username: str = "viewer", **fields):
     return make_staff(username, VIEWERS, **fields)
+
+
+@contextmanager
+def on_next_stock_change(action):
+    """Within the block, call action(pool) once, on the first change of a pool's stock (as
+    after an assignment's first slice): a fault at a known point of a job."""
+
+    def once(sender, pool, **kwargs):
+        stock_changed.disconnect(once)
+        action(pool)
+
+    stock_changed.connect(once, weak=False)
+    try:
+        yield
+    finally:
+        stock_changed.disconnect(once)

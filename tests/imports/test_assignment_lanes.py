@@ -17,8 +17,7 @@ from imports.assignments import assignment_run
 from imports.models import Assignment
 from pools.models import CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from pools.signals import stock_changed
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, on_next_stock_change
 from tests.imports.files import csv_upload
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -117,15 +116,8 @@ def test_a_pool_paused_mid_job_leaves_the_first_rows_issued_and_a_run_after_resu
     make_codes(pool, [f"P{i}" for i in range(12)])
     customers = [f"c{i}" for i in range(10)]
 
-    def pause_after_first_slice(sender, pool, **kwargs):
-        stock_changed.disconnect(pause_after_first_slice)
-        pool_pause(pool=Pool.objects.get(pk=pool.pk))
-
-    stock_changed.connect(pause_after_first_slice, weak=False)
-    try:
+    with on_next_stock_change(lambda pool: pool_pause(pool=Pool.objects.get(pk=pool.pk))):
         job = assignment_run(assignment_id=queued(pool, customers).pk)
-    finally:
-        stock_changed.disconnect(pause_after_first_slice)
 
     assert job.status == Assignment.Status.FAILED
     assert job.message.startswith("The pool stopped issuing (The pool is paused")

@@ -19,8 +19,7 @@ from imports.readers import ImportFileError, open_customer_list
 from pools.code_services import code_issue, code_redeem, code_release
 from pools.models import Code, CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from pools.signals import stock_changed
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, on_next_stock_change
 from tests.imports.files import csv_upload, xlsx_upload
 
 pytestmark = pytest.mark.django_db
@@ -91,15 +90,8 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
     pool = make_pool(launched=True)
     make_codes(pool, [f"P{i}" for i in range(6)])
 
-    def pause_after_first_slice(sender, pool, **kwargs):
-        stock_changed.disconnect(pause_after_first_slice)
-        pool_pause(pool=Pool.objects.get(pk=pool.pk))
-
-    stock_changed.connect(pause_after_first_slice, weak=False)
-    try:
+    with on_next_stock_change(lambda pool: pool_pause(pool=Pool.objects.get(pk=pool.pk))):
         job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\nc4\n"))
-    finally:
-        stock_changed.disconnect(pause_after_first_slice)
     job.refresh_from_db()
 
     assert job.status == Assignment.Status.FAILED
@@ -134,15 +126,11 @@ def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_o
     pool = make_pool(launched=True)
     make_codes(pool, ["A", "B"])
 
-    def give_back_the_first(sender, pool, **kwargs):
-        stock_changed.disconnect(give_back_the_first)
+    def give_back_the_first(pool):
         code_release(pool=pool, code="A", idempotency_key="assignment:c1")
 
-    stock_changed.connect(give_back_the_first, weak=False)
-    try:
+    with on_next_stock_change(give_back_the_first):
         job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\n"))
-    finally:
-        stock_changed.disconnect(give_back_the_first)
     job.refresh_from_db()
 
     assert job.status == Assignment.Status.COMPLETED, job.message
