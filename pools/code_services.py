@@ -377,9 +377,10 @@ def code_issue_batch(
     if len(customers) > BATCH_MAX:
         raise ValidationError({"customers": BATCH_TOO_LARGE})
     keys = {c: batch_key(idempotency_key, c) if idempotency_key else "" for c in customers}
-    locked = bool(idempotency_key) and connection.vendor == "postgresql"
-    with transaction.atomic() if locked else nullcontext():
-        if locked:
+    # Under a key the batch is one transaction: refused on a key (see _issue_many), it
+    # issues nothing.
+    with transaction.atomic() if idempotency_key else nullcontext():
+        if idempotency_key and connection.vendor == "postgresql":
             # Batches under one key take turns, as code_issue's calls do (see _key_lock).
             _key_lock(pool, idempotency_key)
         held = codes_held(pool=pool, customers=customers) if once_per_customer else None
@@ -406,13 +407,24 @@ def _issue_many(
     """Issue to each customer, recording keys[customer]; `held` (customer → Code) names codes
     the customers already hold, returned as they are."""
     found = dict(held or {})
+    refused_by_key = False
     for _attempt in range(5):
+        known = len(found)
         found.update(_issued_by_keys(pool, [keys[c] for c in customers if keys[c]], keys))
+        if refused_by_key and len(found) == known:
+            # The key that stopped the claim (committed by then) is not one of ours: it holds
+            # an issue to someone else.
+            break
         todo = [c for c in customers if c not in found]
         try:
             new, short = _claim_many(pool, todo, keys, caller)
+            fallback_pool = pool_fallback(pool) if short else None
+            if fallback_pool is not None:
+                more, short = _claim_many(fallback_pool, short, keys, caller)
+                new.update(more)
         except IntegrityError:
             # A concurrent call under the same keys won some customers: take theirs, go on.
+            refused_by_key = True
             continue
         except OperationalError as error:
             # Two batches inside longer transactions (assignments) that wait on each other's
@@ -420,11 +432,6 @@ def _issue_many(
             if "deadlock" not in str(error):
                 raise
             continue
-        if short:
-            fallback_pool = pool_fallback(pool)
-            if fallback_pool is not None:
-                more, short = _claim_many(fallback_pool, short, keys, caller)
-                new.update(more)
         issued = [
             IssuedCode(c, new[c] if c in new else found[c], c not in new, pool.pk)
             for c in customers

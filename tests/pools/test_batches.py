@@ -186,6 +186,23 @@ def test_a_batch_does_not_take_a_code_issued_under_its_key_to_someone_else():
     assert pool_stock(pool=pool) == 2
 
 
+def test_a_batch_refused_by_a_key_in_the_fallback_issues_nothing():
+    """The key of a customer of the batch holds a code of the fallback, issued to someone
+    else when the pool was dry: refused as code_issue is, and no code leaves either pool."""
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(spare, ["S1", "S2", "S3"])
+    code_issue(pool=pool, customer="intruder", idempotency_key=batch_key("m", "b"))
+    make_codes(pool, ["A1"])
+
+    assert refusal(code_issue_batch, pool=pool, customers=["a", "b"], idempotency_key="m") == (
+        Refusal.KEY_REUSED
+    )
+    assert (pool_stock(pool=pool), pool_stock(pool=spare)) == (1, 2)
+    assert list(CodeIssue.objects.values_list("customer", flat=True)) == ["intruder"]
+
+
 def test_fallback_must_be_in_the_same_campaign_and_not_the_pool_itself():
     pool = make_pool(launched=True)
     other = make_pool(launched=True)
