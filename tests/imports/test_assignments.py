@@ -2,10 +2,12 @@
 
 import csv
 import io
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
+from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +15,7 @@ from imports.assignments import (
     assignment_release,
     assignment_run,
     assignment_start,
+    assignments_recover_stale,
 )
 from imports.models import Assignment
 from imports.readers import ImportFileError, open_customer_list
@@ -109,6 +112,7 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
     job = assignment_run(assignment_id=job.pk)
 
     assert job.status == Assignment.Status.COMPLETED, job.message
+    assert job.message == ""
     assert (job.customers_read, job.codes_issued, job.already_held) == (4, 4, 0)
     assert result_rows(job) == [
         ["Customer", "Code"],
@@ -117,6 +121,33 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
         ["c3", "P2"],
         ["c4", "P3"],
     ]
+
+
+def test_a_job_running_in_a_live_worker_is_left_alone_and_a_dead_workers_is_taken_over(
+    settings,
+):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["L1", "L2"])
+    job = Assignment.objects.create(
+        pool=pool,
+        file=csv_upload("Customer\nc1\nc2\n", name="list.csv"),
+        file_name="list.csv",
+        progress_total=16,
+        status=Assignment.Status.RUNNING,
+        heartbeat_at=timezone.now(),
+        message="Running in worker 1.",
+    )
+
+    assert assignment_run(assignment_id=job.pk).status == Assignment.Status.RUNNING
+    assert assignments_recover_stale() == 0
+    assert not CodeIssue.objects.exists()
+
+    dead = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    Assignment.objects.filter(pk=job.pk).update(heartbeat_at=dead)
+    assert assignments_recover_stale() == 1  # queued again, and run here at once
+    job.refresh_from_db()
+    assert (job.status, job.message, job.codes_issued) == (Assignment.Status.COMPLETED, "", 2)
+    assert assignment_run(assignment_id=job.pk).codes_issued == 2  # done: not run again
 
 
 def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_out(settings):
