@@ -295,3 +295,23 @@ def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_c
     assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason]]
     assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 2)
     assert CodeIssue.objects.get().idempotency_key == "assignment:ann"
+
+
+def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued(
+    monkeypatch,
+):
+    from imports import readers
+
+    monkeypatch.setattr(readers, "_CSV_FIELD_LIMIT", 20)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nann\n" + "x" * 30 + "\nbob\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED
+    assert job.rejected_sample == [
+        [3, "", "This row cannot be read: field larger than field limit (20)."]
+    ]
+    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (2, 2, 1)
+    assert result_rows(job) == [["Customer", "Code"], ["ann", "K1"], ["bob", "K2"]]
