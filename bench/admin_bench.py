@@ -50,7 +50,10 @@ def pages(pool) -> dict[str, str]:
             f"codes_status_{status}": f"{in_pool}&status__exact={status}"
             for status in Code.Status.values
         },
-        "codes_status_issued_all_pools": f"{codes}?status__exact=issued",
+        **{
+            f"codes_status_{status}_all_pools": f"{codes}?status__exact={status}"
+            for status in Code.Status.values
+        },
         "codes_page_50": f"{in_pool}&p=50",
         "search_code": f"{in_pool}&q={code.code}",
         "search_code_all_pools": f"{codes}?q={code.code}",

@@ -379,6 +379,14 @@ class Code(models.Model):
             models.Index(fields=["pool", "id"], name="code_pool_id"),
             # Finds a pool's available codes without scanning the used ones.
             models.Index(fields=["pool", "status", "id"], name="code_pool_status_id"),
+            # The codes list filtered by a status over all pools, newest first: for a status
+            # with few codes or none, the primary key walked backwards read the whole table.
+            # Available and issued codes, the many, are left out, so issuing never writes here.
+            models.Index(
+                fields=["status", "id"],
+                name="code_settled_status_id",
+                condition=Q(status__in=["redeemed", "expired", "withdrawn"]),
+            ),
             # Undoing an addition walks its codes in id order; the status is included so that
             # counting them by status (the undo's confirmation) reads the index alone.
             models.Index(

@@ -272,6 +272,24 @@ def test_pool_page_links_to_its_codes_which_search_and_filter(manager_client):
     assert [c.code for c in issued.context["cl"].result_list] == ["BETA22"]
 
 
+def test_codes_of_all_pools_filter_by_any_status_newest_first(manager_client):
+    first, second = make_pool(), make_pool()
+    make_codes(first, ["F1", "F2", "F3"])
+    make_codes(second, ["S1", "S2"])
+    statuses = {"F1": "withdrawn", "F2": "redeemed", "S1": "withdrawn", "S2": "expired"}
+    for code, status in statuses.items():
+        Code.objects.filter(code=code).update(status=status)
+    codes_url = reverse("admin:pools_code_changelist")
+
+    for status in Code.Status.values:
+        page = manager_client.get(codes_url, {"status__exact": status})
+        expected = sorted(
+            (c for c in ["F1", "F2", "F3", "S1", "S2"] if statuses.get(c, "available") == status),
+            key=lambda c: -Code.objects.get(code=c).pk,
+        )
+        assert [c.code for c in page.context["cl"].result_list] == expected, status
+
+
 def test_code_list_counts_are_bounded(manager_client, monkeypatch):
     monkeypatch.setattr(BoundedCountPaginator, "COUNT_LIMIT", 3)
     pool = make_pool()
