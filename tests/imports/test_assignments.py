@@ -147,6 +147,7 @@ def test_a_job_running_in_a_live_worker_is_left_alone_and_a_dead_workers_is_take
     assert assignments_recover_stale() == 1  # queued again, and run here at once
     job.refresh_from_db()
     assert (job.status, job.message, job.codes_issued) == (Assignment.Status.COMPLETED, "", 2)
+    assert job.started_at <= job.finished_at  # the report's duration
     assert assignment_run(assignment_id=job.pk).codes_issued == 2  # done: not run again
 
 
