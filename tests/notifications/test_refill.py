@@ -92,7 +92,13 @@ def test_refill_end_to_end_through_the_worker_and_the_mail_server(inbox, worker_
     code_issue_batch(pool=pool, customers=[f"d{i}" for i in range(4000)], idempotency_key="m2")
     wait_for(lambda: inbox.to("ann@example.com"), timeout=60, what="the refill e-mail")
     stopped = Import.objects.filter(pool=pool, refill=True).order_by("-id").first()
-    assert stopped.status == Import.Status.FAILED and stopped.finished_notice_sent_at
+    assert stopped.status == Import.Status.FAILED
+    # The notice is recorded as sent when its transaction commits, just after the e-mail left.
+    wait_for(
+        lambda: Import.objects.get(pk=stopped.pk).finished_notice_sent_at,
+        timeout=30,
+        what="the notice recorded as sent",
+    )
     message = inbox.to("ann@example.com")[0]
     assert message["Subject"] == (
         f"Promo codes cannot be refilled: {pool.slug} ({pool.campaign.name})"
