@@ -460,23 +460,28 @@ def _issued_by_keys(pool: Pool, keys: list[str], by_customer: dict) -> dict[str,
     # keeps the pool's indexes out): any form the planner could answer from the pool's own
     # entries hung on the statistics, and for a pool they had not seen grow (a new one) it read
     # all its issues, once per batch or once per key (a batch at a quarter of its speed).
+    columns = ", ".join(f"c.{column}" for column in _CODE_COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT w.e->>0, i.code_id FROM json_array_elements(%s::json) AS w(e)
+            SELECT w.e->>0, {columns} FROM json_array_elements(%s::json) AS w(e)
             CROSS JOIN LATERAL (
                 SELECT code_id FROM {CodeIssue._meta.db_table}
                 WHERE customer = w.e->>0 AND idempotency_key = w.e->>1 AND pool_id + 0 = ANY(%s)
                 LIMIT 1
             ) i
+            JOIN {Code._meta.db_table} c ON c.id = i.code_id
             """,
             [json.dumps([(customer_of[key], key) for key in keys]), pool_ids],
         )
-        code_of_customer = dict(cursor.fetchall())
-    if not code_of_customer:
+        rows = cursor.fetchall()
+    if not rows:
         return {}
-    codes = Code.objects.select_related("pool").in_bulk(code_of_customer.values())
-    return {customer: codes[code_id] for customer, code_id in code_of_customer.items()}
+    # The codes built from the rows, as the claim's are (_code_from_row), in the same query.
+    pool_at = 1 + _CODE_ATTNAMES.index("pool_id")
+    pools = Pool.objects.in_bulk({row[pool_at] for row in rows})
+    db = connection.alias
+    return {row[0]: _code_from_row(row[1:], pools[row[pool_at]], db) for row in rows}
 
 
 def _claim_many(
