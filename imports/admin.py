@@ -13,10 +13,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from pools.admin import PageParts, addition_labels, home_page, pool_page
+from pools import export_services
+from pools.admin import PageParts, addition_labels, can_export, home_page, pool_page
 from pools.exports import csv_response, xlsx_response
 from pools.guessing import generation_guessing_notes
-from pools.models import Pool
+from pools.models import CodeExport, Pool
 from pools.selectors import pool_code_total
 
 from . import services
@@ -25,7 +26,7 @@ from .forms import AssignForm, GenerateForm, PasteForm, ReleaseForm, UploadForm
 from .generation import CodeFormat
 from .models import Assignment, Import
 from .readers import TEMPLATE_COLUMNS
-from .selectors import generation_allowed, pool_import_history
+from .selectors import generation_allowed, pool_import_history, rejected_rows
 from .templates_download import (
     TEMPLATE_NOTES,
     template_csv,
@@ -280,6 +281,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "job": job,
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
+                "rejected_as_job": job.rows_rejected > export_services.EXPORT_AT_ONCE_MAX,
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
                 "can_undo": job.is_finished
                 and job.addition_id is not None
@@ -374,14 +376,32 @@ class ImportAdmin(admin.ModelAdmin):
         )
 
     def rejected_view(self, request, object_id, file_format):
+        """Send the import's rejected rows: at once up to EXPORT_AT_ONCE_MAX of them, as the
+        codes list does; past it, a POST queues an export job and opens its page (a GET goes
+        back to the report, whose buttons post)."""
         job = self._get_job(request, object_id)
-        if file_format not in ("csv", "xlsx"):
+        if file_format not in CodeExport.Format.values:
             raise Http404
-        rows = _rejected_rows(job)
-        filename = f"import-{job.pk}-rejected-rows.{file_format}"
-        if file_format == "xlsx":
-            return xlsx_response(rows, filename, sheet_title="Rejected rows")
-        return csv_response(rows, filename)
+        name = f"import-{job.pk}-rejected-rows"
+        if job.rows_rejected <= export_services.EXPORT_AT_ONCE_MAX:
+            if file_format == "xlsx":
+                return xlsx_response(
+                    rejected_rows(job), f"{name}.xlsx", sheet_title="Rejected rows"
+                )
+            return csv_response(rejected_rows(job), f"{name}.csv")
+        if not can_export(request, job.pool):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
+        export = export_services.source_export_start(
+            source="rejected_rows",
+            pool=job.pool,
+            filters={"import": job.pk},
+            file_format=file_format,
+            file_name=name,
+            user=request.user,
+        )
+        return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
 
     def template_view(self, request, file_format):
         if file_format == "csv":
@@ -418,17 +438,6 @@ def _add_errors(form, error: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, field_errors)
     else:
         form.add_error(None, error)
-
-
-def _rejected_rows(job: Import):
-    """Yield the template's columns plus Reason, then each rejected row as it was read."""
-    yield [*TEMPLATE_COLUMNS, "Reason"]
-    for rejection in job.rejections.iterator(chunk_size=2000):
-        cells = list(rejection.cells) + [None] * (len(TEMPLATE_COLUMNS) - len(rejection.cells))
-        where = f"Row {rejection.row_number}"
-        if rejection.column:
-            where += f", {rejection.column}"
-        yield [*("" if c is None else c for c in cells), f"{where}: {rejection.reason}"]
 
 
 # Assignments (issue 15): a customer list in, the list with codes out.

@@ -20,3 +20,9 @@ class ImportsConfig(AppConfig):
             refill_check(pool=pool)
 
         stock_changed.connect(refill, weak=False, dispatch_uid="imports.refill_check")
+
+        from pools.export_services import export_source_register
+
+        from .selectors import REJECTED_ROWS_SOURCE
+
+        export_source_register("rejected_rows", REJECTED_ROWS_SOURCE)

@@ -2,9 +2,13 @@
 
 from django.db.models import QuerySet
 
+from pools.export_services import ExportSource
 from pools.models import Pool
 
-from .models import Import
+from .models import Import, Rejection
+from .readers import TEMPLATE_COLUMNS
+
+REJECTED_HEADER = (*TEMPLATE_COLUMNS, "Reason")
 
 
 def pool_import_history(pool: Pool, *, limit: int = 10) -> QuerySet[Import]:
@@ -19,3 +23,47 @@ def generation_allowed(pool: Pool) -> bool:
         .exclude(status=Import.Status.FAILED)
         .exists()
     )
+
+
+def rejected_row(rejection: Rejection) -> list:
+    """Return a rejected row as it was read, in the template's columns, plus where and why."""
+    cells = list(rejection.cells) + [None] * (len(TEMPLATE_COLUMNS) - len(rejection.cells))
+    where = f"Row {rejection.row_number}"
+    if rejection.column:
+        where += f", {rejection.column}"
+    return [*("" if c is None else c for c in cells), f"{where}: {rejection.reason}"]
+
+
+def rejected_rows(job: Import):
+    """Yield REJECTED_HEADER, then each of the import's rejected rows in row order."""
+    yield list(REJECTED_HEADER)
+    for rejection in job.rejections.iterator(chunk_size=2000):
+        yield rejected_row(rejection)
+
+
+def rejected_rows_after(filters: dict, after: int | None, limit: int) -> list[tuple[int, list]]:
+    """Return up to `limit` (id, row) of the rejected rows of the import `filters["import"]`
+    that come after the rejection `after` in row order (keyset paging on (row number, id), so
+    that an export job goes on where it stopped, whatever the import's size)."""
+    rejections = Rejection.objects.filter(job_id=filters["import"])
+    if after is not None:
+        row_number = Rejection.objects.filter(pk=after).values_list("row_number", flat=True)
+        if not row_number:
+            raise ValueError(f"the rejected rows of import #{filters['import']} were removed")
+        rejections = rejections.filter(row_number__gte=row_number[0]).exclude(
+            row_number=row_number[0], id__lte=after
+        )
+    return [
+        (rejection.pk, rejected_row(rejection))
+        for rejection in rejections.order_by("row_number", "id")[:limit]
+    ]
+
+
+REJECTED_ROWS_SOURCE = ExportSource(
+    header=REJECTED_HEADER,
+    rows_after=rejected_rows_after,
+    count=lambda filters: Rejection.objects.filter(job_id=filters["import"]).count(),
+    describe=lambda filters: f"the rejected rows of import #{filters['import']}",
+    sheet_title="Rejected rows",
+    started_from="the import's report",
+)

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imports.models import Import
+from pools.export_services import export_description
 from pools.models import CodeExport, CodeIssue, Pool
 from pools.selectors import pool_stock
 
@@ -272,11 +273,13 @@ def export_notice_send(*, export_id: int) -> bool:
             return False
         _send(
             "export_finished",
-            subject=f"Export #{export.pk} of {export.pool or 'all pools'}: "
+            subject=f"Export #{export.pk} of {export_description(export)}: "
             f"{export.get_status_display()}",
             to=user.email,
             context={
                 "export": export,
+                "description": export_description(export),
+                "rows_named": "Codes" if export.source == CodeExport.CODES else "Rows",
                 "user": user,
                 "export_url": settings.SITE_URL
                 + reverse("admin:pools_codeexport_change", args=[export.pk]),

@@ -20,6 +20,7 @@ from .export_services import (
     code_export_filters,
     code_export_is_small,
     code_export_start,
+    export_description,
 )
 from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
 from .formats import export_filename
@@ -1067,7 +1068,7 @@ def can_export(request, pool: Pool | None) -> bool:
 class CodeExportAdmin(ReportAdmin):
     """Export jobs: the list, one job's page (progress, then the download)."""
 
-    list_display = ("task_number", "pool", "file_format", "status", "progress", "created_by")
+    list_display = ("task_number", "what", "file_format", "status", "progress", "created_by")
     list_filter = ("status", "file_format")
     list_select_related = ("pool", "created_by")
     Media = AdminMedia
@@ -1081,6 +1082,10 @@ class CodeExportAdmin(ReportAdmin):
     def progress(self, export):
         return f"{export.rows_done:,} of ~{export.rows_total:,}"
 
+    @admin.display(description="of")
+    def what(self, export):
+        return export_description(export)
+
     def get_urls(self):
         download = self.admin_site.admin_view(self.download_view)
         return [
@@ -1092,6 +1097,8 @@ class CodeExportAdmin(ReportAdmin):
         return {
             "title": f"Export #{export.pk}",
             "export": export,
+            "description": export_description(export),
+            "rows_named": "codes" if export.source == CodeExport.CODES else "rows",
             "can_download": export.status == CodeExport.Status.COMPLETED
             and can_export(request, export.pool),
         }

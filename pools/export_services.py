@@ -6,6 +6,11 @@ notifications app turns into an e-mail with the link). On PostgreSQL the CSV is 
 database itself (COPY … TO STDOUT, streamed into the file); elsewhere, and for XLSX, rows are
 read in bulk and written here.
 
+Other apps export their rows of a pool through the same jobs by registering an ExportSource
+(imports: an import's rejected rows); pools imports nothing of theirs. A source's rows are
+written by the generic path, a chunk of SOURCE_CHUNK_ROWS at a time, resumed after the last
+row's key.
+
 Codes are written in the order they were added, in chunks of EXPORT_CHUNK_ROWS ids (so that no
 query has to find where a chunk ends). Each chunk is committed with the job's progress, the id
 the next chunk starts from and the file's size; a job run again after a kill truncates the
@@ -15,7 +20,11 @@ an XLSX export run again starts over.
 
 import csv
 import enum
+import itertools
 import logging
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -31,6 +40,7 @@ from .exports import (
     codes_filtered,
     copy_available,
     copy_select_sql,
+    escape_formula,
     xlsx_write,
 )
 from .models import Code, CodeExport, Pool, PoolCounter
@@ -44,7 +54,40 @@ EXPORT_AT_ONCE_MAX = 10_000
 SEARCH_COUNT_MAX = 100_000
 # An XLSX export commits its progress every this many rows (~1 s of writing here).
 XLSX_PROGRESS_ROWS = 50_000
-EXPORT_FAILED = "The export failed: {error}. Start it again from the codes list."
+# A source's rows are read and committed this many at a time (~0.1 s of writing here).
+SOURCE_CHUNK_ROWS = 10_000
+EXPORT_FAILED = "The export failed: {error}. Start it again from {where}."
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """Rows of a pool that another app writes through export jobs. `rows_after(filters, key,
+    limit)` returns up to `limit` (key, cells) pairs in the file's order, after the row whose
+    key is `key` (from the first when None); `count(filters)` how many rows there are;
+    `describe(filters)` what they are ("the rejected rows of import #12"); `started_from`
+    the page whose button starts the export again ("the import's report")."""
+
+    header: Sequence[str]
+    rows_after: Callable[[dict, int | None, int], list[tuple[int, list]]]
+    count: Callable[[dict], int]
+    describe: Callable[[dict], str]
+    sheet_title: str
+    started_from: str
+
+
+_SOURCES: dict[str, ExportSource] = {}
+
+
+def export_source_register(name: str, source: ExportSource) -> None:
+    """Let export jobs write `source`'s rows (called from the app's ready())."""
+    _SOURCES[name] = source
+
+
+def export_description(export: CodeExport) -> str:
+    """Say what an export writes: its pool (or all pools), or its source's rows."""
+    if export.source != CodeExport.CODES:
+        return _SOURCES[export.source].describe(export.filters)
+    return str(export.pool) if export.pool else "all pools"
 
 
 class RunOutcome(enum.Enum):
@@ -87,15 +130,36 @@ def code_export_start(*, filters: dict, file_format: str, user=None) -> CodeExpo
     if file_format not in CodeExport.Format.values:
         raise ValueError(f"unknown export format: {file_format}")
     pool = Pool.objects.filter(pk=filters["pool"]).first() if filters.get("pool") else None
+    return _export_queue(
+        pool=pool,
+        filters=filters,
+        file_format=file_format,
+        created_by=user,
+        rows_total=code_export_estimate(filters),
+        file_name=f"codes-{pool.slug if pool else 'all'}.{file_format}",
+    )
+
+
+def source_export_start(
+    *, source: str, pool: Pool, filters: dict, file_format: str, file_name: str, user=None
+) -> CodeExport:
+    """Queue an export of the rows of the registered `source` that `filters` selects."""
+    if file_format not in CodeExport.Format.values:
+        raise ValueError(f"unknown export format: {file_format}")
+    return _export_queue(
+        source=source,
+        pool=pool,
+        filters=filters,
+        file_format=file_format,
+        created_by=user,
+        rows_total=_SOURCES[source].count(filters),
+        file_name=f"{file_name}.{file_format}",
+    )
+
+
+def _export_queue(**fields) -> CodeExport:
     with transaction.atomic():
-        export = CodeExport.objects.create(
-            pool=pool,
-            filters=filters,
-            file_format=file_format,
-            created_by=user,
-            rows_total=code_export_estimate(filters),
-            file_name=f"codes-{pool.slug if pool else 'all'}.{file_format}",
-        )
+        export = CodeExport.objects.create(**fields)
         export_queued_on_commit(export.pk)
     return export
 
@@ -144,13 +208,18 @@ def code_export_run(*, export_id: int) -> RunOutcome:
     path = Path(settings.MEDIA_ROOT) / "exports" / f"code-export-{export.pk}.{export.file_format}"
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if export.file_format == CodeExport.Format.CSV:
+        if export.source != CodeExport.CODES:
+            held = _write_source(export, _SOURCES[export.source], path)
+        elif export.file_format == CodeExport.Format.CSV:
             held = _write_csv(export, path)
         else:
-            held = _write_xlsx(export, path)
+            held = _write_xlsx(export, path, code_rows(codes_filtered(export.filters)))
     except Exception as error:
         logger.exception("Export %s failed", export.pk)
-        _finish(export, CodeExport.Status.FAILED, message=EXPORT_FAILED.format(error=error))
+        source = _SOURCES.get(export.source)
+        where = source.started_from if source else "the codes list"
+        message = EXPORT_FAILED.format(error=error, where=where)
+        _finish(export, CodeExport.Status.FAILED, message=message)
         return RunOutcome.DONE
     if not held:
         return RunOutcome.SKIPPED
@@ -184,18 +253,25 @@ def _id_range(filters: dict) -> tuple[int, int] | None:
     return first, queryset.order_by("-id").values_list("id", flat=True).first()
 
 
-def _write_csv(export: CodeExport, path: Path) -> bool:
+@contextmanager
+def _csv_file(export: CodeExport, path: Path, header):
+    """Open the export's CSV: truncated to its last committed chunk when the job goes on from
+    one (what was written after it is written again), else new, with a BOM (so that Excel reads
+    it as UTF-8) and the header. Yield the file and whether it goes on."""
     resume = export.last_id is not None and export.bytes_done and path.exists()
     with open(path, "r+b" if resume else "wb") as file:
         if resume:
-            # What was written after the last committed chunk is written again.
             file.truncate(export.bytes_done)
             file.seek(export.bytes_done)
         else:
-            export.rows_done = 0
-            # A BOM so that Excel reads the file as UTF-8, then the header.
+            export.rows_done, export.last_id = 0, None
             file.write("\ufeff".encode())
-            file.write(_csv_line(EXPORT_HEADERS))
+            file.write(_csv_line(header))
+        yield file, bool(resume)
+
+
+def _write_csv(export: CodeExport, path: Path) -> bool:
+    with _csv_file(export, path, EXPORT_HEADERS) as (file, resume):
         bounds = _id_range(export.filters)
         if bounds is None:
             return _commit_chunk(export, rows_done=0, bytes_done=file.tell())
@@ -243,8 +319,9 @@ def _write_csv_chunk(filters: dict, file, *, start: int, end: int) -> int:
     return rows - 1
 
 
-def _write_xlsx(export: CodeExport, path: Path) -> bool:
-    # A workbook is written in one go: a job run again starts over.
+def _write_xlsx(export: CodeExport, path: Path, rows, *, sheet_title: str = "Codes") -> bool:
+    """Write the header and `rows` as a workbook in one go: a workbook cannot be appended to,
+    so a job run again starts over."""
     export.rows_done, export.last_id = 0, None
     held = True
 
@@ -257,14 +334,45 @@ def _write_xlsx(export: CodeExport, path: Path) -> bool:
 
     try:
         with open(path, "wb") as file:
-            rows = xlsx_write(code_rows(codes_filtered(export.filters)), file, progress=progress)
+            done = xlsx_write(rows, file, sheet_title=sheet_title, progress=progress)
     except _Lost:
         return False
-    return _commit_chunk(export, rows_done=rows)
+    return _commit_chunk(export, rows_done=done)
 
 
 class _Lost(Exception):
     """This attempt no longer holds the job (another worker took it over)."""
+
+
+def _source_chunks(source: ExportSource, filters: dict, after: int | None):
+    """Yield the source's rows after the key `after`, a list of (key, cells) at a time."""
+    chunk_rows = min(SOURCE_CHUNK_ROWS, settings.EXPORT_CHUNK_ROWS)
+    while chunk := source.rows_after(filters, after, chunk_rows):
+        yield chunk
+        after = chunk[-1][0]
+
+
+def _write_source(export: CodeExport, source: ExportSource, path: Path) -> bool:
+    if export.file_format == CodeExport.Format.XLSX:
+        rows = (
+            cells for chunk in _source_chunks(source, export.filters, None) for _, cells in chunk
+        )
+        return _write_xlsx(
+            export, path, itertools.chain([source.header], rows), sheet_title=source.sheet_title
+        )
+    with _csv_file(export, path, source.header) as (file, _):
+        for chunk in _source_chunks(source, export.filters, export.last_id):
+            for _, cells in chunk:
+                file.write(_csv_line([escape_formula(cell) for cell in cells]))
+            file.flush()
+            if not _commit_chunk(
+                export,
+                rows_done=export.rows_done + len(chunk),
+                last_id=chunk[-1][0],
+                bytes_done=file.tell(),
+            ):
+                return False
+        return _commit_chunk(export, bytes_done=file.tell())
 
 
 def code_exports_clean(*, at=None) -> list[int]:

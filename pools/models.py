@@ -625,8 +625,9 @@ class Withdrawal(models.Model):
 
 
 class CodeExport(models.Model):
-    """One background job that writes codes (all, a pool's, or a filter of the codes list) to a
-    file to download; its id is the "task number".
+    """One background job that writes codes (all, a pool's, or a filter of the codes list), or
+    another app's rows of a pool (an import's rejected rows), to a file to download; its id is
+    the "task number".
 
     The row owns the job: status, progress and the point to resume from (`last_id`, and the
     file's size then, `bytes_done`) are committed with each chunk, so a job run again after a
@@ -645,12 +646,17 @@ class CodeExport(models.Model):
         REMOVED = "removed", "File removed (kept time over)"
 
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.REMOVED)
+    CODES = "codes"
 
     pool = models.ForeignKey(
         Pool, on_delete=models.CASCADE, null=True, blank=True, related_name="exports"
     )
     file_format = models.CharField(max_length=8, choices=Format.choices)
-    # The codes list's filters the export follows: pool, status and the searched code.
+    # What is written: codes, or the rows of a source another app registers
+    # (export_services.export_source_register), such as an import's rejected rows.
+    source = models.CharField(max_length=32, default=CODES)
+    # Which rows: for codes, the codes list's filters (pool, status and the searched code);
+    # for another source, what that source reads (an import's id).
     filters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.BigIntegerField(default=0, help_text="Estimated when the job starts.")

@@ -1,14 +1,17 @@
 """A live pool's life in a real browser: pause, resume and end; withdrawing a pasted list;
-undoing an import; the launch confirmation."""
+undoing an import; exporting a big import's rejected rows; the launch confirmation."""
+
+import csv
 
 import pytest
 from playwright.sync_api import expect
 
 from imports.engine import import_run
-from imports.services import import_text_start
-from pools import selectors
+from imports.services import import_file_start, import_text_start
+from pools import export_services, selectors
 from pools.models import Code, Pool, PoolEvent
 from tests.factories import make_codes, make_manager, make_pool
+from tests.imports.files import csv_upload
 
 pytestmark = [pytest.mark.e2e]
 
@@ -103,3 +106,29 @@ def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server)
 
     page.get_by_text("is launched and active").wait_for()
     assert Pool.objects.get().status == Pool.Status.ACTIVE
+
+
+def test_export_the_rejected_rows_of_a_big_import(
+    browser_page, live_server, live_worker, monkeypatch
+):
+    """Past the at-once limit the report's buttons start an export job, which the worker
+    writes; its page follows it and offers the file."""
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 2)
+    page = browser_page
+    upload = csv_upload("Code,Issue-start\nGOOD-1,\nBAD-1,x\nBAD-2,x\nBAD-3,x\n")
+    job = import_file_start(pool=make_pool(), file=upload)
+    import_run(import_id=job.pk)
+    log_in(page, live_server.url)
+    page.goto(f"{live_server.url}/admin/imports/import/{job.pk}/change/")
+
+    page.get_by_role("button", name="Export as CSV").click()
+    page.get_by_text("Task number").wait_for()
+    # The page refreshes itself until the worker is done.
+    download_link = page.get_by_role("link", name=f"Download import-{job.pk}-rejected-rows.csv")
+    download_link.wait_for(timeout=60_000)
+    with page.expect_download() as download:
+        download_link.click()
+    with open(download.value.path(), encoding="utf-8-sig") as file:
+        rows = list(csv.reader(file))
+    assert [row[0] for row in rows] == ["Code", "BAD-1", "BAD-2", "BAD-3"]
+    assert rows[1][-1].startswith("Row 3, Issue-start: “x” is not a date")

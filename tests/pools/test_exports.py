@@ -617,7 +617,7 @@ def test_a_workbook_job_commits_its_progress_every_50000_rows(monkeypatch):
         recorded.append(progress["rows_done"])
         return commit(job, **progress)
 
-    def writer(rows, output, *, progress):
+    def writer(rows, output, *, sheet_title, progress):
         for done in (48_000, 50_000, 98_000, 100_000, 102_000):
             progress(done)
         return 102_001
