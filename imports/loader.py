@@ -186,12 +186,19 @@ def _copy_text(rows: list[tuple], prefix: str | None = None) -> str:
     `prefix` instead.
     """
     lines = []
-    for row_number, code, *dates in rows:
+    for row in rows:
+        code = row[1]
         if "\\" in code:
             code = code.replace("\\", "\\\\")
-        start = f"{row_number}\t" if prefix is None else prefix
-        lines.append(f"{start}{code}\t" + "\t".join(d or "\\N" for d in dates) + "\n")
+        start = f"{row[0]}\t" if prefix is None else prefix
+        # Most files have no dates: their tail is the same for every row.
+        dates = _NO_DATES if row[2:] == _NONE_DATES else "\t".join(d or "\\N" for d in row[2:])
+        lines.append(f"{start}{code}\t{dates}\n")
     return "".join(lines)
+
+
+_NONE_DATES = (None, None, None, None)
+_NO_DATES = "\t".join(["\\N"] * 4)
 
 
 # SQLite binds at most 999 parameters in older builds.

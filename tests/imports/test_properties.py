@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from imports.engine import import_run
 from imports.models import Import
-from imports.readers import ImportFileError, open_table
+from imports.readers import ImportFileError, _pick, _picker, open_table
 from imports.services import import_file_start
 from imports.validation import DateOrder, Rejected, clean_row
 from pools.models import Code
@@ -252,3 +252,16 @@ def test_import_of_mixed_encodings_and_random_bytes_counts_every_row(body, lines
         assert job.rows_read == expected
         assert job.rows_read == job.codes_added + job.already_in_pool + job.rows_rejected
         assert Code.objects.filter(pool=pool).count() == job.codes_added
+
+
+@given(
+    row=st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=8),
+    indexes=st.lists(
+        st.one_of(st.none(), st.integers(min_value=0, max_value=9)), min_size=5, max_size=5
+    ),
+)
+def test_the_fast_picker_picks_what_pick_picks(row, indexes):
+    """A CSV's rows go through _picker (an itemgetter over the padded row); it must take the
+    same cells as _pick, short rows and absent columns included."""
+    assert _picker(indexes)(row) == _pick(row, indexes)
+    assert _picker(indexes)(tuple(row)) == _pick(row, indexes)

@@ -851,6 +851,31 @@ def test_progress_moves_while_rows_are_read_before_the_batch_commits(monkeypatch
     assert (job.progress_done, job.progress_total, job.codes_added) == (20377, 20377, 2490)
 
 
+def test_a_big_files_reading_moves_the_bar_once_per_step_of_the_file(monkeypatch, settings):
+    """Every 1,000 rows, but only once the bar would move by READ_PROGRESS_STEP of the file:
+    each move is a commit, and a million-row file read 8 KB at a time would commit a thousand
+    times."""
+    settings.IMPORT_BATCH_SIZE = 100_000
+    monkeypatch.setattr(engine, "READ_PROGRESS_STEP", 0.2)
+    # 30,000 rows of 8 bytes: 240 KB, read 8 KB at a time; every 1,000 rows a new 8 KB.
+    upload = csv_upload("Code\n" + "".join(f"P{i:06d}\n" for i in range(30_000)))
+    job = import_file_start(pool=make_pool(), file=upload)
+    told = []
+    report_reading = engine._report_reading
+
+    def watched(held, progress):
+        told.append(progress)
+        return report_reading(held, progress)
+
+    monkeypatch.setattr(engine, "_report_reading", watched)
+    job = run(job)
+
+    # Each move at least a fifth of the file past the one before: four, not thirty.
+    steps = [b - a for a, b in zip([0, *told], told, strict=False)]
+    assert len(told) == 4 and min(steps) >= 0.2 * job.progress_total, told
+    assert (job.codes_added, job.progress_done) == (30_000, job.progress_total)
+
+
 def run_while_held(other, call, seconds: float = 10):
     """Return what `call` returns, run in a thread while the session `other` holds a lock.
 
