@@ -282,6 +282,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
                 "rejected_as_job": job.rows_rejected > export_services.EXPORT_AT_ONCE_MAX,
+                "can_export_rejected": can_export(request, job.pool),
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
                 "can_undo": job.is_finished
                 and job.addition_id is not None
@@ -377,11 +378,14 @@ class ImportAdmin(admin.ModelAdmin):
 
     def rejected_view(self, request, object_id, file_format):
         """Send the import's rejected rows: at once up to EXPORT_AT_ONCE_MAX of them, as the
-        codes list does; past it, a POST queues an export job and opens its page (a GET goes
-        back to the report, whose buttons post)."""
+        codes list does; past it, a POST queues an export job and opens its page (a GET, or
+        an import not ended yet, goes back to the report, whose buttons post once it ends).
+        Rejected rows hold codes: one rule for both, the codes' export rule (can_export)."""
         job = self._get_job(request, object_id)
         if file_format not in CodeExport.Format.values:
             raise Http404
+        if not can_export(request, job.pool):
+            raise PermissionDenied
         name = f"import-{job.pk}-rejected-rows"
         if job.rows_rejected <= export_services.EXPORT_AT_ONCE_MAX:
             if file_format == "xlsx":
@@ -389,9 +393,7 @@ class ImportAdmin(admin.ModelAdmin):
                     rejected_rows(job), f"{name}.xlsx", sheet_title="Rejected rows"
                 )
             return csv_response(rejected_rows(job), f"{name}.csv")
-        if not can_export(request, job.pool):
-            raise PermissionDenied
-        if request.method != "POST":
+        if request.method != "POST" or not job.is_finished:
             return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
         export = export_services.source_export_start(
             source="rejected_rows",

@@ -54,8 +54,8 @@ MAX_ATTEMPTS = 3
 # Between two batch commits the bar moves by the rows read: one cheap UPDATE of the job row
 # every this many rows, so that a 5,000-row file shows steps instead of 0 % then 100 %; and
 # only once the bar has moved by READ_PROGRESS_STEP of the file, so that a big file's reading
-# does not commit a thousand times (each commit waits for the disk; measured in
-# README, Figures: import_csv_1000k_empty/copy).
+# is not a thousand transactions of their own beside the batches' (README, Figures:
+# import_csv_1000k_empty/copy).
 READ_PROGRESS_ROWS = 1000
 READ_PROGRESS_STEP = 0.01
 
@@ -65,10 +65,12 @@ def _report_reading(job: Import, progress) -> None:
     reading never waits for the database (skip_locked), and the bar never moves back."""
     if progress is None:
         return
+    own_transaction = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # The bar is no record: a crash may lose its last move, so the commit need not
-            # wait for the disk.
+        if own_transaction and connection.vendor == "postgresql":
+            # The bar is no record: a crash may lose its last move, so its commit need not wait
+            # for the disk. Only in a transaction of its own: a caller's would commit its codes
+            # so too.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
         held = _held(job).select_for_update(skip_locked=True).values_list("pk", flat=True)

@@ -264,8 +264,9 @@ def _pick(row: list, indexes: list[int | None]) -> tuple:
 def _picker(indexes: list[int | None]) -> Callable[[list], tuple]:
     """Return _pick for these indexes, made for a million rows a file: one itemgetter over the
     row padded with Nones (an absent column reads the last None), a third of _pick's time."""
+    # itemgetter of one index would return the cell, not a tuple; FIELDS are five.
+    assert len(indexes) > 1
     padding = [None] * (max((i for i in indexes if i is not None), default=0) + 2)
-    # FIELDS are five: itemgetter of several indexes returns a tuple.
     getter = itemgetter(*(-1 if i is None else i for i in indexes))
     return lambda row: getter([*row, *padding])
 

@@ -45,11 +45,15 @@ def rejected_rows_after(filters: dict, after: int | None, limit: int) -> list[tu
     """Return up to `limit` (id, row) of the rejected rows of the import `filters["import"]`
     that come after the rejection `after` in row order (keyset paging on (row number, id), so
     that an export job goes on where it stopped, whatever the import's size)."""
+    removed = ValueError(f"the rejected rows of import #{filters['import']} were removed")
     rejections = Rejection.objects.filter(job_id=filters["import"])
-    if after is not None:
+    if after is None:
+        if not Import.objects.filter(pk=filters["import"]).exists():
+            raise removed
+    else:
         row_number = Rejection.objects.filter(pk=after).values_list("row_number", flat=True)
         if not row_number:
-            raise ValueError(f"the rejected rows of import #{filters['import']} were removed")
+            raise removed
         rejections = rejections.filter(row_number__gte=row_number[0]).exclude(
             row_number=row_number[0], id__lte=after
         )

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from imports.models import Import
-from pools.export_services import export_description
+from pools.export_services import export_description, export_rows_named
 from pools.models import CodeExport, CodeIssue, Pool
 from pools.selectors import pool_stock
 
@@ -279,7 +279,7 @@ def export_notice_send(*, export_id: int) -> bool:
             context={
                 "export": export,
                 "description": export_description(export),
-                "rows_named": "Codes" if export.source == CodeExport.CODES else "Rows",
+                "rows_named": export_rows_named(export),
                 "user": user,
                 "export_url": settings.SITE_URL
                 + reverse("admin:pools_codeexport_change", args=[export.pk]),

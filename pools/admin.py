@@ -21,6 +21,7 @@ from .export_services import (
     code_export_is_small,
     code_export_start,
     export_description,
+    export_rows_named,
 )
 from .exports import XLSX_ROWS_PER_SHEET, code_rows, codes_filtered, csv_response, xlsx_response
 from .formats import export_filename
@@ -1082,7 +1083,7 @@ class CodeExportAdmin(ReportAdmin):
     def progress(self, export):
         return f"{export.rows_done:,} of ~{export.rows_total:,}"
 
-    @admin.display(description="of")
+    @admin.display(description="what")
     def what(self, export):
         return export_description(export)
 
@@ -1098,7 +1099,7 @@ class CodeExportAdmin(ReportAdmin):
             "title": f"Export #{export.pk}",
             "export": export,
             "description": export_description(export),
-            "rows_named": "codes" if export.source == CodeExport.CODES else "rows",
+            "rows_named": export_rows_named(export),
             "can_download": export.status == CodeExport.Status.COMPLETED
             and can_export(request, export.pool),
         }

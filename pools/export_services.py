@@ -54,7 +54,8 @@ EXPORT_AT_ONCE_MAX = 10_000
 SEARCH_COUNT_MAX = 100_000
 # An XLSX export commits its progress every this many rows (~1 s of writing here).
 XLSX_PROGRESS_ROWS = 50_000
-# A source's rows are read and committed this many at a time (~0.1 s of writing here).
+# A source's rows are read and committed this many at a time (~0.1 s of writing here), or
+# EXPORT_CHUNK_ROWS if fewer (tests make chunks small with it).
 SOURCE_CHUNK_ROWS = 10_000
 EXPORT_FAILED = "The export failed: {error}. Start it again from {where}."
 
@@ -86,8 +87,14 @@ def export_source_register(name: str, source: ExportSource) -> None:
 def export_description(export: CodeExport) -> str:
     """Say what an export writes: its pool (or all pools), or its source's rows."""
     if export.source != CodeExport.CODES:
-        return _SOURCES[export.source].describe(export.filters)
+        source = _SOURCES.get(export.source)
+        return source.describe(export.filters) if source else f"{export.source} rows"
     return str(export.pool) if export.pool else "all pools"
+
+
+def export_rows_named(export: CodeExport) -> str:
+    """Say what an export's rows are: codes, or rows (of another source)."""
+    return "codes" if export.source == CodeExport.CODES else "rows"
 
 
 class RunOutcome(enum.Enum):
@@ -360,8 +367,9 @@ def _write_source(export: CodeExport, source: ExportSource, path: Path) -> bool:
         return _write_xlsx(
             export, path, itertools.chain([source.header], rows), sheet_title=source.sheet_title
         )
-    with _csv_file(export, path, source.header) as (file, _):
-        for chunk in _source_chunks(source, export.filters, export.last_id):
+    with _csv_file(export, path, source.header) as (file, resume):
+        after = export.last_id if resume else None
+        for chunk in _source_chunks(source, export.filters, after):
             for _, cells in chunk:
                 file.write(_csv_line([escape_formula(cell) for cell in cells]))
             file.flush()

@@ -661,6 +661,7 @@ class CodeExport(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_total = models.BigIntegerField(default=0, help_text="Estimated when the job starts.")
     rows_done = models.BigIntegerField(default=0)
+    # Codes: the id the next chunk starts from; another source: the key of the last row written.
     last_id = models.BigIntegerField(null=True, blank=True)
     bytes_done = models.BigIntegerField(default=0)
     file = models.FileField(upload_to="exports/", blank=True)

@@ -80,7 +80,7 @@ def test_past_the_limit_the_report_offers_an_export_job_whose_file_has_every_row
     url = reverse("admin:imports_import_rejected", args=[job.pk, "csv"])
 
     page = report(manager_client, job)
-    assert "written in the background" in page and f'formaction="{url}"' in page
+    assert "written in the background" in page and f'action="{url}"' in page
     # A link followed (a GET) starts nothing: back to the report, whose buttons post.
     assert manager_client.get(url).url == reverse("admin:imports_import_change", args=[job.pk])
     assert not CodeExport.objects.exists()
@@ -142,8 +142,10 @@ def test_the_one_who_asked_gets_the_link_to_the_rejected_rows(
     assert reverse("admin:pools_codeexport_download", args=[export.pk]) in message.body
 
 
-def test_staff_who_may_not_view_codes_cannot_start_the_job(client, monkeypatch):
-    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 1)
+@pytest.mark.parametrize("limit", [1, 10])  # as a job, and at once
+def test_staff_who_may_not_view_codes_get_no_rejected_rows(client, monkeypatch, limit):
+    """Rejected rows hold codes: the codes' export rule, whatever their number."""
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", limit)
     client.force_login(make_manager())
     job = imported_with_rejections(client, 2)
     outsider = make_staff("outsider")
@@ -151,10 +153,20 @@ def test_staff_who_may_not_view_codes_cannot_start_the_job(client, monkeypatch):
     outsider.user_permissions.add(*Permission.objects.filter(codename="view_import"))
     client.force_login(outsider)
 
-    assert (
-        client.post(reverse("admin:imports_import_rejected", args=[job.pk, "csv"])).status_code
-        == 403
-    )
+    assert "You may not download the rejected rows" in report(client, job)
+    url = reverse("admin:imports_import_rejected", args=[job.pk, "csv"])
+    assert client.post(url).status_code == client.get(url).status_code == 403
+    assert not CodeExport.objects.exists()
+
+
+def test_the_export_waits_for_the_import_to_end(manager_client, monkeypatch):
+    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 1)
+    job = imported_with_rejections(manager_client, 2)
+    Import.objects.filter(pk=job.pk).update(status=Import.Status.RUNNING)
+
+    assert "can be exported once the import has ended" in report(manager_client, job)
+    response = manager_client.post(reverse("admin:imports_import_rejected", args=[job.pk, "csv"]))
+    assert response.url == reverse("admin:imports_import_change", args=[job.pk])
     assert not CodeExport.objects.exists()
 
 
@@ -189,8 +201,9 @@ def test_a_job_killed_after_a_chunk_goes_on_without_repeating_a_row(
     assert csv_rows(export.file.read()) == expected_rows(7)
 
 
+@pytest.mark.parametrize("removed_after_chunks", [0, 1])
 def test_an_import_removed_before_its_export_ends_fails_the_export_saying_so(
-    manager_client, monkeypatch, settings
+    manager_client, monkeypatch, settings, removed_after_chunks
 ):
     monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 1)
     settings.EXPORT_CHUNK_ROWS = 2
@@ -203,7 +216,10 @@ def test_an_import_removed_before_its_export_ends_fails_the_export_saying_so(
         Rejection.objects.filter(job=job).delete()
         return done
 
-    monkeypatch.setattr(export_services, "_commit_chunk", import_removed_after_the_first_chunk)
+    if removed_after_chunks:
+        monkeypatch.setattr(export_services, "_commit_chunk", import_removed_after_the_first_chunk)
+    else:
+        Import.objects.filter(pk=job.pk).delete()
     code_export_run(export_id=export.pk)
 
     export.refresh_from_db()

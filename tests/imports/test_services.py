@@ -876,6 +876,28 @@ def test_a_big_files_reading_moves_the_bar_once_per_step_of_the_file(monkeypatch
     assert (job.codes_added, job.progress_done) == (30_000, job.progress_total)
 
 
+@pytest.mark.postgresql
+def test_the_readings_commit_without_waiting_for_the_disk_only_in_their_own_transaction():
+    """The bar's commit need not wait for the disk; a caller's transaction, which commits codes,
+    still does."""
+    from django.db import connection, transaction
+
+    job = import_file_start(pool=make_pool(), file=csv_upload("Code\nA1\n"))
+    Import.objects.filter(pk=job.pk).update(status=Import.Status.RUNNING, attempts=1)
+    job.refresh_from_db()
+
+    def synchronous_commit():
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            return cursor.fetchone()[0]
+
+    with transaction.atomic():
+        engine._report_reading(job, 1)
+        assert synchronous_commit() == "on"
+    job.refresh_from_db()
+    assert job.progress_done == 1
+
+
 def run_while_held(other, call, seconds: float = 10):
     """Return what `call` returns, run in a thread while the session `other` holds a lock.
 
