@@ -26,7 +26,7 @@ from .forms import AssignForm, GenerateForm, PasteForm, ReleaseForm, UploadForm
 from .generation import CodeFormat
 from .models import Assignment, Import
 from .readers import TEMPLATE_COLUMNS
-from .selectors import generation_allowed, pool_import_history, rejected_rows
+from .selectors import REJECTED_ROWS, generation_allowed, pool_import_history, rejected_rows
 from .templates_download import (
     TEMPLATE_NOTES,
     template_csv,
@@ -396,7 +396,7 @@ class ImportAdmin(admin.ModelAdmin):
         if request.method != "POST" or not job.is_finished:
             return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
         export = export_services.source_export_start(
-            source="rejected_rows",
+            source=REJECTED_ROWS,
             pool=job.pool,
             filters={"import": job.pk},
             file_format=file_format,

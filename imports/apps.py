@@ -23,6 +23,6 @@ class ImportsConfig(AppConfig):
 
         from pools.export_services import export_source_register
 
-        from .selectors import REJECTED_ROWS_SOURCE
+        from .selectors import REJECTED_ROWS, REJECTED_ROWS_SOURCE
 
-        export_source_register("rejected_rows", REJECTED_ROWS_SOURCE)
+        export_source_register(REJECTED_ROWS, REJECTED_ROWS_SOURCE)

@@ -63,6 +63,8 @@ def rejected_rows_after(filters: dict, after: int | None, limit: int) -> list[tu
     ]
 
 
+# The export source of an import's rejected rows, as export jobs name it (CodeExport.source).
+REJECTED_ROWS = "rejected_rows"
 REJECTED_ROWS_SOURCE = ExportSource(
     header=REJECTED_HEADER,
     rows_after=rejected_rows_after,
