@@ -134,8 +134,6 @@ def code_export_estimate(filters: dict) -> int:
 
 def code_export_start(*, filters: dict, file_format: str, user=None) -> CodeExport:
     """Queue an export of the codes `filters` selects as `file_format` (csv or xlsx)."""
-    if file_format not in CodeExport.Format.values:
-        raise ValueError(f"unknown export format: {file_format}")
     pool = Pool.objects.filter(pk=filters["pool"]).first() if filters.get("pool") else None
     return _export_queue(
         pool=pool,
@@ -151,8 +149,6 @@ def source_export_start(
     *, source: str, pool: Pool, filters: dict, file_format: str, file_name: str, user=None
 ) -> CodeExport:
     """Queue an export of the rows of the registered `source` that `filters` selects."""
-    if file_format not in CodeExport.Format.values:
-        raise ValueError(f"unknown export format: {file_format}")
     return _export_queue(
         source=source,
         pool=pool,
@@ -164,9 +160,11 @@ def source_export_start(
     )
 
 
-def _export_queue(**fields) -> CodeExport:
+def _export_queue(*, file_format: str, **fields) -> CodeExport:
+    if file_format not in CodeExport.Format.values:
+        raise ValueError(f"unknown export format: {file_format}")
     with transaction.atomic():
-        export = CodeExport.objects.create(**fields)
+        export = CodeExport.objects.create(file_format=file_format, **fields)
         export_queued_on_commit(export.pk)
     return export
 
