@@ -318,11 +318,9 @@ class Code(models.Model):
     # Which addition (an import, in the imports app) brought the code in; null for codes added
     # before additions were recorded on codes. DO_NOTHING: an addition is deleted only with its
     # pool, which deletes the codes in the same statement set.
-    # No foreign key in the database: PostgreSQL checks one for each code written, which made a
-    # COPY of a million codes with their addition take about 1.4 times as long as without it
-    # (measured when the constraint was dropped; see that commit). Only the imports' loader
-    # writes this column, with the addition it created first, and no addition is deleted
-    # before its codes.
+    # No foreign key in the database: PostgreSQL checks one for each code written, a large share
+    # of an import's time (see the commit that dropped it). Only the imports' loader writes this
+    # column, with the addition it created first, and no addition is deleted before its codes.
     addition = models.ForeignKey(
         "CodeAddition",
         on_delete=models.DO_NOTHING,
