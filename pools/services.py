@@ -3,7 +3,7 @@ end).
 
 The admin, the Django shell, the HTTP API and Celery tasks all call these, so a rule holds in every
 one of them or in none. What happens to single codes (issue, redeem, expire) is in
-code_services.py.
+code_services/.
 """
 
 import re

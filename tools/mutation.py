@@ -1,4 +1,4 @@
-"""Mutation testing of the core modules (issue 16): `make mutation`, or
+"""Mutation testing of the core modules: `make mutation`, or
 `python tools/mutation.py MODULE…` for some of them (names as in MODULES, e.g. loader).
 
 Each module is mutated by mutmut (2.x: one mutant at a time, the module's own tests run
@@ -28,22 +28,6 @@ PYTHON = sys.executable
 
 # Each module (or part of one: a name, the module, its tests, and the functions to mutate if not
 # all of them) with the tests that are about it: the whole suite would be hours per module.
-# pools/code_services.py is mutated in three parts, which can run side by side (each on its own
-# DATABASE_URL); its score is the sum of the three.
-_ISSUING = [
-    "code_issue", "_key_lock", "_code_issue_or_fallback", "pool_fallback", "_code_issue_here",
-    "_nothing_claimed", "_issue_by_key", "_pool_and_fallback_ids", "_in_pool_or_fallback",
-    "_claim_code_postgresql", "_claim_code", "batch_key",
-    "code_issue_batch", "codes_held", "_issue_many", "_issued_by_keys", "_claim_many",
-    "_claim_many_postgresql", "code_release", "customer_clean",
-]  # fmt: skip
-_REDEMPTION = ["_find_code", "_refusal_for", "code_check", "code_redeem", "code_mark_issued"]
-_SWEEPS = [
-    "codes_expire", "_expire_slice", "code_addition_create", "code_addition_record",
-    "code_list_parse", "codes_withdraw", "withdrawal_run", "_withdraw_slice",
-    "code_addition_counts", "code_addition_undo_preview", "_removable", "code_addition_undo",
-    "_undo_slice",
-]  # fmt: skip
 MODULES = {
     "readers": (
         "imports/readers.py",
@@ -79,35 +63,49 @@ MODULES = {
         ["tests/imports/test_assignments.py", "tests/imports/test_assignment_lanes.py"],
     ),
     "issuing": (
-        "pools/code_services.py",
+        "pools/code_services/issuing.py",
         [
             "tests/pools/test_code_services_mutants.py",
             "tests/pools/test_issuing.py",
-            "tests/pools/test_batches.py",
             "tests/pools/test_live_pool.py",
             "tests/pools/test_fallback_race.py",
         ],
-        _ISSUING,
+    ),
+    "batches": (
+        "pools/code_services/batches.py",
+        [
+            "tests/pools/test_batches.py",
+            "tests/pools/test_code_services_mutants.py",
+            "tests/imports/test_assignments.py",
+        ],
     ),
     "redemption": (
-        "pools/code_services.py",
+        "pools/code_services/redemption.py",
         [
             "tests/pools/test_redemption.py",
             "tests/pools/test_code_services_mutants.py",
             "tests/pools/test_issuing.py",
         ],
-        _REDEMPTION,
     ),
     "sweeps": (
-        "pools/code_services.py",
+        "pools/code_services/sweeps.py",
+        ["tests/pools/test_sweeps.py", "tests/pools/test_expiry.py"],
+    ),
+    "withdrawals": (
+        "pools/code_services/withdrawals.py",
         [
             "tests/pools/test_sweeps.py",
-            "tests/pools/test_expiry.py",
             "tests/pools/test_live_pool.py",
             "tests/pools/test_code_list_parse.py",
+        ],
+    ),
+    "additions": (
+        "pools/code_services/additions.py",
+        [
+            "tests/pools/test_sweeps.py",
+            "tests/pools/test_live_pool.py",
             "tests/imports/test_undo.py",
         ],
-        _SWEEPS,
     ),
     "alerts": (
         "notifications/services.py",

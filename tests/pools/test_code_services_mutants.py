@@ -13,16 +13,17 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pools import code_services
 from pools.code_services import (
-    _claim_code,
     batch_key,
+    batches,
     code_check,
     code_issue,
     code_issue_batch,
     code_mark_issued,
     code_redeem,
     customer_clean,
+    issuing,
+    redemption,
 )
 from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
@@ -142,21 +143,21 @@ def test_the_generic_claim_hands_out_each_code_once_and_counts_it():
     pool = make_pool(launched=True)
     make_codes(pool, ["G1", "G2"])
 
-    first = _claim_code(pool, "c1")
-    second = _claim_code(pool, "c2")
+    first = issuing._claim_code(pool, "c1")
+    second = issuing._claim_code(pool, "c2")
 
     assert [first.code, second.code] == ["G1", "G2"]
     assert (second.status, second.issued_to) == (Code.Status.ISSUED, "c2")
     assert counts(pool) == (0, 2, 0)
-    assert refusal(_claim_code, pool=pool, customer="c3") == Refusal.NO_CODES_LEFT
+    assert refusal(issuing._claim_code, pool=pool, customer="c3") == Refusal.NO_CODES_LEFT
 
 
 def test_the_generic_claim_of_a_multiple_use_pool_uses_nothing_up():
     pool = make_pool(allow_multiple_use=True, launched=True)
     make_codes(pool, ["MULTI"])
 
-    assert _claim_code(pool, "c1").code == "MULTI"
-    assert _claim_code(pool, "c2").status == Code.Status.AVAILABLE
+    assert issuing._claim_code(pool, "c1").code == "MULTI"
+    assert issuing._claim_code(pool, "c2").status == Code.Status.AVAILABLE
     assert counts(pool) == (1, 0, 0)
 
 
@@ -168,7 +169,7 @@ def test_each_database_takes_its_own_claim(monkeypatch):
         raise AssertionError("the other database's claim was used")
 
     other = "_claim_code" if connection.vendor == "postgresql" else "_claim_code_postgresql"
-    monkeypatch.setattr(code_services, other, forbidden)
+    monkeypatch.setattr(issuing, other, forbidden)
     pool = make_pool(launched=True)
     make_codes(pool, ["V1"])
 
@@ -230,7 +231,7 @@ def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
     pool = make_pool(launched=True)
     make_codes(pool, ["R1", "R2", "R3"])
     barrier = threading.Barrier(2, timeout=30)
-    real_lookup = code_services._issue_by_key
+    real_lookup = issuing._issue_by_key
     local = threading.local()
 
     def lookup_then_wait(*args):
@@ -240,7 +241,7 @@ def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
             barrier.wait()  # both have looked, neither has claimed
         return found
 
-    monkeypatch.setattr(code_services, "_issue_by_key", lookup_then_wait)
+    monkeypatch.setattr(issuing, "_issue_by_key", lookup_then_wait)
     results = {}
     threads = [
         _in_thread(lambda: code_issue(pool=pool, customer="c", idempotency_key="race"), results, n)
@@ -266,7 +267,7 @@ def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch)
     pool = make_pool(launched=True)
     make_codes(pool, ["ONCE"])
     inside = []
-    real_refusal_for = code_services._refusal_for
+    real_refusal_for = redemption._refusal_for
 
     def refusal_for_then_wait(*args, **kwargs):
         refusal_ = real_refusal_for(*args, **kwargs)
@@ -275,7 +276,7 @@ def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch)
             wait_inside_until_the_other_arrives(inside)
         return refusal_
 
-    monkeypatch.setattr(code_services, "_refusal_for", refusal_for_then_wait)
+    monkeypatch.setattr(redemption, "_refusal_for", refusal_for_then_wait)
     results = {}
 
     def second():
@@ -451,14 +452,14 @@ def test_a_batch_whose_keys_were_taken_meanwhile_takes_the_codes_recorded_under_
     pool = make_pool(launched=True)
     make_codes(pool, ["K1", "K2", "K3"])
     first = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m")
-    real = code_services._issued_by_keys
+    real = batches._issued_by_keys
     looked = []
 
     def missing_them_the_first_time(*args):
         looked.append(1)
         return {} if len(looked) == 1 else real(*args)
 
-    monkeypatch.setattr(code_services, "_issued_by_keys", missing_them_the_first_time)
+    monkeypatch.setattr(batches, "_issued_by_keys", missing_them_the_first_time)
 
     outcome = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
 
@@ -482,7 +483,7 @@ def test_a_batch_refused_on_a_key_it_cannot_find_gives_up_after_one_more_look(mo
         looked.append(1)
         return {}
 
-    monkeypatch.setattr(code_services, "_issued_by_keys", never_finding_them)
+    monkeypatch.setattr(batches, "_issued_by_keys", never_finding_them)
 
     assert refusal(code_issue_batch, pool=pool, customers=["a"], idempotency_key="m") == (
         Refusal.KEY_REUSED
@@ -495,7 +496,7 @@ def test_a_batch_ended_by_a_deadlock_tries_again_and_other_errors_propagate(monk
 
     pool = make_pool(launched=True)
     make_codes(pool, ["D1", "D2"])
-    real = code_services._claim_many
+    real = batches._claim_many
     errors = [OperationalError("deadlock detected")]
 
     def failing_first(*args):
@@ -503,7 +504,7 @@ def test_a_batch_ended_by_a_deadlock_tries_again_and_other_errors_propagate(monk
             raise errors.pop(0)
         return real(*args)
 
-    monkeypatch.setattr(code_services, "_claim_many", failing_first)
+    monkeypatch.setattr(batches, "_claim_many", failing_first)
     outcome = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m1")
     assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "D1")]
 

@@ -7,8 +7,7 @@ import pytest
 from django.db import connection, connections
 from django.utils import timezone
 
-from pools import code_services
-from pools.code_services import code_issue, codes_expire
+from pools.code_services import code_issue, codes_expire, sweeps
 from pools.models import Code
 from pools.selectors import pools_with_counts
 from tests.factories import make_codes, make_pool
@@ -20,16 +19,16 @@ def past():
 
 @pytest.mark.django_db
 def test_sweep_expires_every_expirable_code_slice_by_slice(monkeypatch):
-    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 4)
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 4)
     slices = []
-    expire_slice = code_services._expire_slice
+    expire_slice = sweeps._expire_slice
 
     def counted(*args):
         outcome = expire_slice(*args)
         slices.append(outcome[0])
         return outcome
 
-    monkeypatch.setattr(code_services, "_expire_slice", counted)
+    monkeypatch.setattr(sweeps, "_expire_slice", counted)
     pool = make_pool(launched=True)
     make_codes(pool, [f"OLD{i}" for i in range(10)], issue_end=past())
     make_codes(pool, ["FRESH1", "FRESH2"])
@@ -47,12 +46,12 @@ def test_sweep_expires_every_expirable_code_slice_by_slice(monkeypatch):
 def test_issuing_goes_on_between_slices_of_a_sweep(monkeypatch):
     """Each slice commits on its own: between two slices, issuing is not held up (a lock wait
     would hit the guard's lock_timeout and fail the test), and sees the slice's codes gone."""
-    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 5)
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 5)
     pool = make_pool(launched=True)
     make_codes(pool, [f"OLD{i:02d}" for i in range(23)], issue_end=past())
     make_codes(pool, [f"NEW{i}" for i in range(6)])
     first_slice_done, issued = threading.Event(), threading.Event()
-    expire_slice = code_services._expire_slice
+    expire_slice = sweeps._expire_slice
     outcome = {}
 
     def pausing(*args):
@@ -68,7 +67,7 @@ def test_issuing_goes_on_between_slices_of_a_sweep(monkeypatch):
         finally:
             connections.close_all()
 
-    monkeypatch.setattr(code_services, "_expire_slice", pausing)
+    monkeypatch.setattr(sweeps, "_expire_slice", pausing)
     sweeper = threading.Thread(target=sweep)
     sweeper.start()
     try:
@@ -90,7 +89,7 @@ def test_issuing_goes_on_between_slices_of_a_sweep(monkeypatch):
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_sweep_and_issuing_at_once_neither_loses_nor_doubles_a_code(monkeypatch):
-    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 3)
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 3)
     pool = make_pool(launched=True)
     make_codes(pool, [f"OLD{i:02d}" for i in range(60)], issue_end=past())
     make_codes(pool, [f"NEW{i:02d}" for i in range(40)])

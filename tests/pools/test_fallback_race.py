@@ -7,8 +7,7 @@ import threading
 
 import pytest
 
-from pools import code_services
-from pools.code_services import code_issue, code_issue_batch
+from pools.code_services import batches, code_issue, code_issue_batch, issuing
 from pools.models import Code, CodeIssue, Pool
 from pools.selectors import pool_stock
 from tests.factories import make_codes, make_pool
@@ -33,7 +32,8 @@ def pause_after_first_lookup(monkeypatch, name):
     """Make each thread's first key look-up wait until both threads have looked (both found
     nothing) before either claims; a thread that the other never joins goes on after PAUSE."""
     barrier = threading.Barrier(2, timeout=PAUSE)
-    real = getattr(code_services, name)
+    module = issuing if name == "_issue_by_key" else batches
+    real = getattr(module, name)
     local = threading.local()
 
     def lookup_then_wait(*args):
@@ -44,7 +44,7 @@ def pause_after_first_lookup(monkeypatch, name):
                 barrier.wait()
         return found
 
-    monkeypatch.setattr(code_services, name, lookup_then_wait)
+    monkeypatch.setattr(module, name, lookup_then_wait)
 
 
 def race(call):

@@ -231,7 +231,7 @@ def test_key_race_inside_a_transaction_returns_the_winners_code_and_leaves_it_us
     savepoint keeps usable)."""
     from django.db import transaction
 
-    from pools import code_services as services
+    from pools.code_services import issuing as services
 
     pool = make_pool(launched=True)
     make_codes(pool, ["K1", "K2"])

@@ -6,8 +6,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from pools import code_services
+from pools import counters
 from pools.code_services import (
+    additions,
     code_addition_create,
     code_addition_record,
     code_addition_undo,
@@ -17,6 +18,7 @@ from pools.code_services import (
     code_mark_issued,
     code_redeem,
     codes_withdraw,
+    withdrawals,
 )
 from pools.models import Code, CodeAddition, Pool, PoolEvent, Withdrawal
 from pools.refusals import CodeRefused, Refusal
@@ -252,8 +254,8 @@ def test_withdraw_by_ids_and_nothing_to_withdraw():
 
 
 def test_a_long_list_is_a_job_that_runs_in_slices(monkeypatch, django_capture_on_commit_callbacks):
-    monkeypatch.setattr(code_services, "WITHDRAW_AT_ONCE", 3)
-    monkeypatch.setattr(code_services, "WITHDRAW_SLICE", 2)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_AT_ONCE", 3)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
     pool = make_pool(launched=True)
     make_codes(pool, [f"L{i}" for i in range(5)])
 
@@ -266,7 +268,7 @@ def test_a_long_list_is_a_job_that_runs_in_slices(monkeypatch, django_capture_on
     assert (withdrawal.codes_done, withdrawal.codes_withdrawn, withdrawal.not_found) == (6, 5, 1)
     assert counts(pool)["withdrawn"] == 5 and pool_stock(pool=pool) == 0
     # A finished job run again does nothing.
-    assert code_services.withdrawal_run(withdrawal_id=withdrawal.pk).codes_withdrawn == 5
+    assert withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk).codes_withdrawn == 5
 
 
 # Undoing an addition
@@ -280,7 +282,7 @@ def add_codes_as_an_import(pool, codes, **fields) -> CodeAddition:
 
 
 def test_undo_removes_what_was_never_handed_out_and_keeps_the_rest(monkeypatch):
-    monkeypatch.setattr(code_services, "UNDO_SLICE", 2)
+    monkeypatch.setattr(additions, "UNDO_SLICE", 2)
     manager = make_manager()
     pool = make_pool(launched=True)
     addition = add_codes_as_an_import(pool, [f"U{i}" for i in range(7)])
@@ -290,7 +292,7 @@ def test_undo_removes_what_was_never_handed_out_and_keeps_the_rest(monkeypatch):
     code_redeem(code=second.code, customer="c2")
     codes_withdraw(pool=pool, codes=["U6"])
     Code.objects.filter(code="U5").update(status=Code.Status.EXPIRED)
-    code_services.pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
+    counters.pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
 
     preview = code_addition_undo_preview(addition=addition)
     outcome = code_addition_undo(addition=addition, user=manager)
@@ -325,11 +327,11 @@ def test_undo_keeps_multiple_use_codes_that_were_handed_out():
 
 
 def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(monkeypatch):
-    monkeypatch.setattr(code_services, "WITHDRAW_AT_ONCE", 10)
-    monkeypatch.setattr(code_services, "WITHDRAW_SLICE", 2)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_AT_ONCE", 10)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
     pool = make_pool(launched=True)
     make_codes(pool, ["F1", "F2", "F3", "F4"])
-    real_slice = code_services._withdraw_slice
+    real_slice = withdrawals._withdraw_slice
     calls = []
 
     def failing_second_slice(withdrawal, chunk):
@@ -338,14 +340,14 @@ def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(monkeypatch):
             raise RuntimeError("database went away")
         return real_slice(withdrawal, chunk)
 
-    monkeypatch.setattr(code_services, "_withdraw_slice", failing_second_slice)
+    monkeypatch.setattr(withdrawals, "_withdraw_slice", failing_second_slice)
     with pytest.raises(RuntimeError):
         codes_withdraw(pool=pool, codes=["F1", "F2", "F3", "F4"])
     withdrawal = Withdrawal.objects.get()
     assert (withdrawal.status, withdrawal.codes_done) == (Withdrawal.Status.FAILED, 2)
     assert withdrawal.message == "database went away"
 
-    again = code_services.withdrawal_run(withdrawal_id=withdrawal.pk)
+    again = withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk)
 
     assert (again.status, again.codes_withdrawn) == (Withdrawal.Status.COMPLETED, 4)
     assert calls == [["F1", "F2"], ["F3", "F4"], ["F3", "F4"]]

@@ -9,9 +9,10 @@ from django.core.exceptions import ValidationError
 from django.db import connection, connections
 from django.utils import timezone
 
-from pools import code_services
+from pools import counters
 from pools.code_services import (
     NOTHING_TO_WITHDRAW,
+    additions,
     code_addition_counts,
     code_addition_create,
     code_addition_record,
@@ -21,7 +22,9 @@ from pools.code_services import (
     code_redeem,
     codes_expire,
     codes_withdraw,
+    sweeps,
     withdrawal_run,
+    withdrawals,
 )
 from pools.models import Code, CodeAddition, Withdrawal
 from pools.selectors import pools_with_counts
@@ -100,16 +103,16 @@ def test_the_sweep_runs_at_now_by_default_and_leaves_codes_not_in_stock(frozen):
 
 @pytest.mark.parametrize("count, slices", [(4, [4, 0]), (5, [4, 1]), (3, [3])])
 def test_a_slice_exactly_full_goes_on_to_the_next(monkeypatch, count, slices):
-    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 4)
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 4)
     seen = []
-    real = code_services._expire_slice
+    real = sweeps._expire_slice
 
     def counted(*args):
         outcome = real(*args)
         seen.append(outcome[0])
         return outcome
 
-    monkeypatch.setattr(code_services, "_expire_slice", counted)
+    monkeypatch.setattr(sweeps, "_expire_slice", counted)
     pool = make_pool(launched=True)
     make_codes(pool, [f"X{i}" for i in range(count)], issue_end=NOW - TICK)
 
@@ -155,7 +158,7 @@ def test_a_withdrawal_reports_every_count_and_its_moment(frozen):
     Code.objects.filter(code="RE").update(status=Code.Status.REDEEMED)
     Code.objects.filter(code="EX").update(status=Code.Status.EXPIRED)
     Code.objects.filter(code="WD").update(status=Code.Status.WITHDRAWN)
-    code_services.pool_counts_add(
+    counters.pool_counts_add(
         pool_id=pool.pk, available=-4, issued=1, redeemed=1, expired=1, withdrawn=1
     )
     user = make_manager()
@@ -241,7 +244,7 @@ def test_withdraw_by_ids_takes_only_the_pools_codes():
 def test_a_list_at_the_limit_is_withdrawn_at_once_and_one_more_is_queued(
     monkeypatch, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(code_services, "WITHDRAW_AT_ONCE", 3)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_AT_ONCE", 3)
     pool = make_pool(launched=True)
     make_codes(pool, [f"L{i}" for i in range(7)])
 
@@ -283,7 +286,7 @@ def test_a_failed_withdrawal_records_why_and_when(frozen, monkeypatch):
     def broken(withdrawal, chunk):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(code_services, "_withdraw_slice", broken)
+    monkeypatch.setattr(withdrawals, "_withdraw_slice", broken)
     with pytest.raises(RuntimeError):
         codes_withdraw(pool=pool, codes=["F1"])
 
@@ -296,8 +299,8 @@ def test_a_failed_withdrawal_records_why_and_when(frozen, monkeypatch):
 
 
 def test_the_sample_of_codes_not_found_stops_at_its_size_across_slices(monkeypatch):
-    monkeypatch.setattr(code_services, "NOT_FOUND_SAMPLE", 3)
-    monkeypatch.setattr(code_services, "WITHDRAW_SLICE", 2)
+    monkeypatch.setattr(withdrawals, "NOT_FOUND_SAMPLE", 3)
+    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
     pool = make_pool(launched=True)
     make_codes(pool, ["HERE"])
 
@@ -351,7 +354,7 @@ def test_undo_of_a_multiple_use_pool_keeps_codes_issued_or_redeemed(frozen):
     code_issue(pool=pool, customer="c1")  # M1: handed out, still available
     Code.objects.filter(code="M2").update(times_redeemed=1)
     Code.objects.filter(code="M4").update(status=Code.Status.EXPIRED)
-    code_services.pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
+    counters.pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
     user = make_manager()
 
     preview = code_addition_undo_preview(addition=addition)
@@ -372,12 +375,12 @@ def test_undo_of_a_multiple_use_pool_keeps_codes_issued_or_redeemed(frozen):
 
 
 def test_undo_walks_slices_exactly_full_and_counts_each_status(monkeypatch):
-    monkeypatch.setattr(code_services, "UNDO_SLICE", 2)
+    monkeypatch.setattr(additions, "UNDO_SLICE", 2)
     pool = make_pool(launched=True)
     addition = add_codes(pool, ["U1", "U2", "U3", "U4"])
     make_codes(pool, ["KEPT"])
     Code.objects.filter(code__in=["U2", "U3"]).update(status=Code.Status.EXPIRED)
-    code_services.pool_counts_add(pool_id=pool.pk, available=-2, expired=2)
+    counters.pool_counts_add(pool_id=pool.pk, available=-2, expired=2)
 
     outcome = code_addition_undo(addition=addition)
 
@@ -416,7 +419,7 @@ def test_the_very_first_code_of_the_database_expires_and_is_undone_too():
     must not be stepped over."""
     pool = make_pool(launched=True)
     Code.objects.create(pk=1, pool=pool, code="FIRST", issue_end=NOW - TICK)
-    code_services.pool_counts_add(pool_id=pool.pk, available=1)
+    counters.pool_counts_add(pool_id=pool.pk, available=1)
 
     assert codes_expire(at=NOW) == {pool.pk: 1}
 
@@ -485,7 +488,7 @@ def test_the_sweep_skips_a_code_being_issued_and_expires_it_next_time():
 
 
 def test_a_sweep_one_code_at_a_time_expires_every_code(monkeypatch):
-    monkeypatch.setattr(code_services, "EXPIRY_SLICE", 1)
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 1)
     pool = make_pool(launched=True)
     make_codes(pool, ["X1", "X2", "X3"], issue_end=NOW - TICK)
 

@@ -1,0 +1,78 @@
+"""What happens to single codes, one module per operation: issuing (single, batches, release),
+redemption (check, redeem, mark as issued), the expiry sweep, withdrawals, and the additions of
+codes with their undo.
+
+Every rule of issuing and redemption is enforced here (or in Code.redeem_refusal, which these
+ask), for the admin, the shell and the HTTP API alike. Refusals raise CodeRefused with a stable
+reason (refusals.py). The public names are gathered here, so that callers import them from
+`pools.code_services` whichever module holds them.
+"""
+
+from .additions import (
+    UNDO_SLICE,
+    UndoOutcome,
+    code_addition_counts,
+    code_addition_create,
+    code_addition_record,
+    code_addition_undo,
+    code_addition_undo_preview,
+)
+from .batches import (
+    BATCH_EMPTY,
+    BATCH_MAX,
+    BATCH_TOO_LARGE,
+    BatchOutcome,
+    IssuedCode,
+    batch_key,
+    code_issue_batch,
+    codes_held,
+)
+from .issuing import ISSUABLE_NOW, code_issue, code_release, pool_fallback
+from .lookups import CUSTOMER_REQUIRED, customer_clean
+from .redemption import code_check, code_mark_issued, code_redeem
+from .sweeps import EXPIRY_SLICE, codes_expire
+from .withdrawals import (
+    NOT_FOUND_SAMPLE,
+    NOTHING_TO_WITHDRAW,
+    WITHDRAW_AT_ONCE,
+    WITHDRAW_SLICE,
+    code_list_parse,
+    codes_withdraw,
+    withdrawal_run,
+)
+
+__all__ = [
+    "BATCH_EMPTY",
+    "BATCH_MAX",
+    "BATCH_TOO_LARGE",
+    "CUSTOMER_REQUIRED",
+    "EXPIRY_SLICE",
+    "ISSUABLE_NOW",
+    "NOTHING_TO_WITHDRAW",
+    "NOT_FOUND_SAMPLE",
+    "UNDO_SLICE",
+    "WITHDRAW_AT_ONCE",
+    "WITHDRAW_SLICE",
+    "BatchOutcome",
+    "IssuedCode",
+    "UndoOutcome",
+    "batch_key",
+    "code_addition_counts",
+    "code_addition_create",
+    "code_addition_record",
+    "code_addition_undo",
+    "code_addition_undo_preview",
+    "code_check",
+    "code_issue",
+    "code_issue_batch",
+    "code_list_parse",
+    "code_mark_issued",
+    "code_redeem",
+    "code_release",
+    "codes_expire",
+    "codes_held",
+    "codes_withdraw",
+    "customer_clean",
+    "pool_fallback",
+    "withdrawal_run",
+]

@@ -1,0 +1,41 @@
+"""What every code service reads the same way: a customer id, a code by its text."""
+
+from django.core.exceptions import ValidationError
+
+from ..models import (
+    CUSTOMER_MAX_LENGTH,
+    Code,
+    Pool,
+)
+from ..refusals import CodeRefused, Refusal
+
+CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
+
+
+def customer_clean(customer: str) -> str:
+    """Return the customer id as every service stores and compares it (without surrounding
+    whitespace); raise ValidationError if there is none or it is too long. The API's limits
+    count customers by this same id."""
+    customer = (customer or "").strip()
+    # NUL: PostgreSQL cannot store it (the API refuses it before; the shell and files do not).
+    if not customer or len(customer) > CUSTOMER_MAX_LENGTH or "\x00" in customer:
+        raise ValidationError({"customer": CUSTOMER_REQUIRED})
+    return customer
+
+
+def _find_code(code: str, pool: Pool | None, *, lock: bool) -> Code:
+    """Return the code with this text (in `pool` if given), locked for the transaction."""
+    queryset = Code.objects.filter(code=(code or "").strip()).select_related("pool")
+    if pool is not None:
+        queryset = queryset.filter(pool=pool)
+    if lock:
+        queryset = queryset.select_for_update(of=("self",))
+    found = list(queryset[:2])
+    if not found:
+        # A pool that redeems nothing says so for any code, so that its refusal does not tell
+        # codes that exist from codes that do not.
+        refusal = pool.redeem_refusal() if pool is not None else None
+        raise CodeRefused(refusal or Refusal.UNKNOWN_CODE)
+    if len(found) > 1:
+        raise CodeRefused(Refusal.AMBIGUOUS_CODE)
+    return found[0]

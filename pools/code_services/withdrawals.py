@@ -1,0 +1,136 @@
+"""Withdrawals: codes (leaked ones, say) taken out of use for good."""
+
+import re
+from collections import Counter
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from ..counters import pool_counts_add
+from ..models import (
+    Code,
+    Pool,
+    Withdrawal,
+)
+from ..signals import stock_changed_on_commit, withdrawal_queued_on_commit
+
+# Withdrawals
+
+# A list longer than this is withdrawn by a worker, with its report on the job's row; a shorter
+# one at once, in the request.
+WITHDRAW_AT_ONCE = 1_000
+# Codes looked up, locked and withdrawn per transaction: short enough that issuing never waits
+# long behind it.
+WITHDRAW_SLICE = 5_000
+NOT_FOUND_SAMPLE = 100
+NOTHING_TO_WITHDRAW = "Give at least one code to withdraw."
+_LIST_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def code_list_parse(text: str) -> list[str]:
+    """Return the codes of a pasted or uploaded list, each once, in order.
+
+    Codes are separated by line breaks, spaces, tabs, commas or semicolons (a code has none of
+    these: imports refuse them); a first entry reading `code` (any case) is a header.
+    """
+    codes = [code for code in _LIST_SEPARATORS.split(text or "") if code]
+    if codes and codes[0].lower() == "code":
+        codes = codes[1:]
+    return list(dict.fromkeys(codes))
+
+
+def codes_withdraw(
+    *, pool: Pool, codes: list[str] | None = None, code_ids=None, user=None, reason: str = ""
+) -> Withdrawal:
+    """Withdraw codes of `pool`, named by text (`codes`) or by id (`code_ids`), for good:
+    check and redeem then refuse them with `withdrawn`, and they leave the stock.
+
+    A list of more than WITHDRAW_AT_ONCE codes is queued for a worker (see withdrawal_run);
+    the returned Withdrawal is the job and its report. Codes already redeemed (single use) or
+    withdrawn are left as they are and counted in the report.
+    """
+    if code_ids is not None:
+        codes = list(
+            Code.objects.filter(pool=pool, pk__in=list(code_ids)).values_list("code", flat=True)
+        )
+    codes = list(dict.fromkeys(c.strip() for c in codes or [] if c and c.strip()))
+    if not codes:
+        raise ValidationError(NOTHING_TO_WITHDRAW, code="nothing_to_withdraw")
+    withdrawal = Withdrawal.objects.create(
+        pool=pool,
+        created_by=user,
+        reason=(reason or "").strip(),
+        requested="\n".join(codes),
+        codes_requested=len(codes),
+    )
+    if len(codes) > WITHDRAW_AT_ONCE:
+        withdrawal_queued_on_commit(withdrawal.pk)
+        return withdrawal
+    return withdrawal_run(withdrawal_id=withdrawal.pk)
+
+
+def withdrawal_run(*, withdrawal_id: int) -> Withdrawal:
+    """Run (or resume) a withdrawal: claim it, withdraw its codes slice by slice, each slice
+    committed with its counts and progress; a job already finished or running is left alone."""
+    claimed = Withdrawal.objects.filter(
+        pk=withdrawal_id, status__in=(Withdrawal.Status.QUEUED, Withdrawal.Status.FAILED)
+    ).update(status=Withdrawal.Status.RUNNING)
+    withdrawal = Withdrawal.objects.get(pk=withdrawal_id)
+    if not claimed:
+        return withdrawal
+    codes = withdrawal.requested.split("\n")
+    try:
+        while withdrawal.codes_done < len(codes):
+            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + WITHDRAW_SLICE]
+            _withdraw_slice(withdrawal, chunk)
+    except Exception as error:
+        # The committed slices stay; running it again goes on after them.
+        Withdrawal.objects.filter(pk=withdrawal.pk).update(
+            status=Withdrawal.Status.FAILED, message=str(error), finished_at=timezone.now()
+        )
+        raise
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(
+        status=Withdrawal.Status.COMPLETED, finished_at=timezone.now()
+    )
+    stock_changed_on_commit(withdrawal.pool)
+    withdrawal.refresh_from_db()
+    return withdrawal
+
+
+@transaction.atomic
+def _withdraw_slice(withdrawal: Withdrawal, chunk: list[str]) -> None:
+    found = dict(
+        Code.objects.select_for_update()
+        .filter(pool_id=withdrawal.pool_id, code__in=chunk)
+        .values_list("code", "status")
+    )
+    statuses = Counter(found.values())
+    withdrawable = [code for code, status in found.items() if status in Code.WITHDRAWABLE]
+    if withdrawable:
+        Code.objects.filter(pool_id=withdrawal.pool_id, code__in=withdrawable).update(
+            status=Code.Status.WITHDRAWN, withdrawal=withdrawal
+        )
+        pool_counts_add(
+            pool_id=withdrawal.pool_id,
+            withdrawn=len(withdrawable),
+            **{status: -statuses[status] for status in Code.WITHDRAWABLE},
+        )
+    missing = [code for code in chunk if code not in found]
+    sample_room = NOT_FOUND_SAMPLE - len(withdrawal.not_found_sample.split())
+    if missing and sample_room > 0:
+        withdrawal.not_found_sample = "\n".join(
+            filter(None, [withdrawal.not_found_sample, *missing[:sample_room]])
+        )
+    withdrawal.codes_done += len(chunk)
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(
+        codes_done=withdrawal.codes_done,
+        codes_withdrawn=F("codes_withdrawn") + len(withdrawable),
+        from_stock=F("from_stock") + statuses[Code.Status.AVAILABLE],
+        already_withdrawn=F("already_withdrawn") + statuses[Code.Status.WITHDRAWN],
+        already_redeemed=F("already_redeemed") + statuses[Code.Status.REDEEMED],
+        not_found=F("not_found") + len(missing),
+        not_found_sample=withdrawal.not_found_sample,
+        finished_at=timezone.now(),
+    )
