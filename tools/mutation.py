@@ -1,4 +1,4 @@
-"""Mutation testing of the core modules (issue 16): `make mutation`, or
+"""Mutation testing of the core modules: `make mutation`, or
 `python tools/mutation.py MODULE…` for some of them (names as in MODULES, e.g. loader).
 
 Each module is mutated by mutmut (2.x: one mutant at a time, the module's own tests run
