@@ -51,7 +51,7 @@ test-sqlite: install
 screenshots: install
 	SCREENSHOTS_DIR=docs/screenshots CI=1 $(BIN)/pytest tests/e2e
 
-# Mutation testing of the core modules (README, "Mutation testing"): slow (tens of minutes per
+# Mutation testing of the core modules (docs/testing.md, "Mutation testing"): slow (tens of minutes per
 # module), not part of `make test` nor of CI. MODULES=loader runs one; the tests use their own
 # database (DATABASE_URL, by default promo_mutation on the local PostgreSQL).
 mutation: install
@@ -62,21 +62,21 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Figures of issue 3 (imports) at full size: a million rows, three times over (the README's
-# figures). Needs the local PostgreSQL and Redis. Not part of `make test` nor of CI.
+# Figures of imports at full size: a million rows, three times over (docs/benchmarks.md).
+# Needs the local PostgreSQL and Redis. Not part of `make test` nor of CI.
 bench-import: install
 	$(BIN)/python bench/import_bench.py
 
-# Figures of issue 14 (exports): the CSV job against a bare COPY … TO of 10,000,000 codes of a
+# Figures of exports: the CSV job against a bare COPY … TO of 10,000,000 codes of a
 # 20,000,000-code pool (built in SQL once, kept in the bench database), and XLSX against CSV.
 bench-export: install
 	$(BIN)/python bench/export_bench.py
 
-# Figures of issue 14 (admin): each page a manager opens, on the 20,000,000-code pool.
+# Figures of the admin: each page a manager opens, on the 20,000,000-code pool.
 bench-admin: install
 	$(BIN)/python bench/admin_bench.py
 
-# Figures of issue 4 (issuing under concurrency) at full size; needs the local PostgreSQL and Redis.
+# Figures of issuing under concurrency at full size; needs the local PostgreSQL and Redis.
 bench-issue: install
 	$(BIN)/python bench/issue_bench.py
 
@@ -90,12 +90,12 @@ bench-tiny: install
 	$(BIN)/python bench/admin_bench.py --tiny
 	$(BIN)/python bench/mailing_bench.py --tiny
 
-# Figures of issue 12 (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
+# Figures of a live pool (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
 # local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).
 bench-live: install
 	$(BIN)/python bench/live_pool_bench.py
 
-# Figures of issue 15 (batches, sustained issuing, assignments) at full size: about 25 minutes
+# Figures of mailings (batches, sustained issuing, assignments) at full size: about 25 minutes
 # (5-minute sustained runs, a 1,000,000-customer list, three times each); needs the local
 # PostgreSQL and Redis.
 bench-mailing: install

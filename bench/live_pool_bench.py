@@ -29,7 +29,7 @@ REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 DATABASE_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bench_live"
 )
-# Targets of issue 12: search in at most 1/50 of a full scan; undo in at most 3x a DELETE.
+# Targets: search in at most 1/50 of a full scan; undo in at most 3x a DELETE.
 SEARCH_TARGET = 1 / 50
 UNDO_TARGET = 3.0
 os.environ.update(DATABASE_URL=DATABASE_URL, DJANGO_SETTINGS_MODULE="promo_project.settings")

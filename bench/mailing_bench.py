@@ -1,4 +1,4 @@
-"""Mailings (issue 15): issuing in batches against single issues, sustained single issuing, and
+"""Mailings: issuing in batches against single issues, sustained single issuing, and
 assigning a customer list through the worker against a plain COPY.
 
     make bench-mailing          (or: .venv/bin/python bench/mailing_bench.py)

@@ -239,7 +239,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "available_for_generation": CodeFormat().available_for_generation(
                     pool_code_total(pool)
                 ),
-                # What guessing can find, as the README states it (pools/guessing.py).
+                # What guessing can find, as docs/http-api.md states it (pools/guessing.py).
                 "guessing_notes": generation_guessing_notes(
                     space=CodeFormat().capacity,
                     codes=pool_code_total(pool),
@@ -442,7 +442,7 @@ def _add_errors(form, error: ValidationError) -> None:
         form.add_error(None, error)
 
 
-# Assignments (issue 15): a customer list in, the list with codes out.
+# Assignments: a customer list in, the list with codes out.
 
 ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
 RELEASED = (

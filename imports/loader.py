@@ -142,7 +142,7 @@ def _copy_straight_in(
     in the file can collide, with a row of this batch (load_batch drops those) or of an earlier
     batch, which the unique index refuses; the batch then takes the staging table, which
     reports each such row exactly. This skips the staging table and its INSERT … SELECT, which
-    wrote every row twice (README, Figures: import_csv_1000k_empty/copy).
+    wrote every row twice (docs/benchmarks.md: import_csv_1000k_empty/copy).
     """
     tz_name = timezone.get_default_timezone_name()
     addition = "\\N" if addition_id is None else str(addition_id)

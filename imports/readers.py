@@ -533,7 +533,7 @@ def _text_table(file: BinaryIO, size: int) -> Table:
     return Table(rows(), lambda: counter.count, size, ["Code"], [])
 
 
-# Customer lists (assignments, issue 15): any columns, one of them the customer id; the others
+# Customer lists (assignments): any columns, one of them the customer id; the others
 # are kept as they are and handed back with a Code column added.
 
 NO_CUSTOMER_COLUMN = (

@@ -1,4 +1,4 @@
-"""Refill (issue 15): a pool filled by generation tops itself up when its stock falls below its
+"""Refill: a pool filled by generation tops itself up when its stock falls below its
 "keep at least" level, by a generation import like any other (same worker, same report), still
 within the 1% capacity rule (generation.MAX_FILL).
 

@@ -17,7 +17,7 @@ across an hour's edge a key may fail up to twice its budget within sixty minutes
 
 A legitimate caller fails only on customers' typos, a few in a hundred checks; the defaults let a
 key serving thousands of checks an hour through, and leave a guesser a few codes an hour at most
-even in a pool filled to generation's limit (see guessing_odds and the README).
+even in a pool filled to generation's limit (see guessing_odds and docs/http-api.md).
 """
 
 import hashlib

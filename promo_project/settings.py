@@ -87,7 +87,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
-    # Last, as django-axes asks: it answers a locked-out login (issue 11).
+    # Last, as django-axes asks: it answers a locked-out login.
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -170,7 +170,7 @@ MEDIA_URL = "media/"
 # The cache holds the API's rate-limit counters: Redis when several processes serve the API.
 CACHE_URL = os.environ.get("CACHE_URL", "")
 # A Redis that does not answer within CACHE_TIMEOUT seconds counts as down: the API then goes on
-# without it (pools/shared_cache.py) instead of waiting (issue 11).
+# without it (pools/shared_cache.py) instead of waiting.
 CACHE_TIMEOUT = float(os.environ.get("CACHE_TIMEOUT") or 0.5)
 CACHES = {
     "default": {
@@ -208,7 +208,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Issue codes to customers, mark codes as issued, check and redeem codes.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
-    # Callers send an API key; a 429 carries Retry-After (issue 11: every answer documented).
+    # Callers send an API key; a 429 carries Retry-After (every answer documented).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "pools.api_base.schema_retry_after",
@@ -226,7 +226,7 @@ SPECTACULAR_SETTINGS = {
     "SECURITY": [{"ApiKey": []}],
 }
 
-# --- Guessing and abuse limits of the API (issue 11; pools/guessing.py, README) ---
+# --- Guessing and abuse limits of the API (pools/guessing.py, docs/http-api.md) ---
 # Requests per customer id (stripped as the services strip it), whichever key asks.
 API_RATE_PER_CUSTOMER = os.environ.get("API_RATE_PER_CUSTOMER", "30/min")
 # Answers of `unknown_code` (failed guesses) per clock hour, per API key and per pool.
@@ -357,7 +357,7 @@ if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
 
-# --- HTTPS, security headers and admin login limits (issue 11; README "Production settings") ---
+# --- HTTPS, security headers and admin login limits (docs/settings-and-production.md) ---
 # Each is off by default, so that `make run` works on plain http://127.0.0.1:8000; production
 # behind HTTPS turns them on from the environment. `manage.py check --deploy` is clean with all
 # of them set (tests/test_production_settings.py).

@@ -1,5 +1,5 @@
 """Admin login cannot be guessed at full speed: attempts are limited per account and per
-address (django-axes, issue 11)."""
+address (django-axes)."""
 
 import pytest
 from django.urls import reverse

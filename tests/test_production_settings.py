@@ -1,4 +1,4 @@
-"""Production switches from the environment (issue 11): HTTPS redirect, HSTS, the proxy's
+"""Production switches from the environment: HTTPS redirect, HSTS, the proxy's
 HTTPS header, a Content-Security-Policy; `manage.py check --deploy` clean with them set."""
 
 import json

@@ -1,5 +1,5 @@
 """A manager assigns codes to a customer list in a real browser, a real worker runs the job, and
-the list comes back with a Code column (issue 15)."""
+the list comes back with a Code column."""
 
 import csv
 import io

@@ -1,4 +1,4 @@
-"""Assignments run by a real Celery worker on the local Redis and PostgreSQL (issue 15)."""
+"""Assignments run by a real Celery worker on the local Redis and PostgreSQL."""
 
 import pytest
 from django.db.models import Count

@@ -1,4 +1,4 @@
-"""Assignments: a customer list in, one code per customer, the list with codes out (issue 15)."""
+"""Assignments: a customer list in, one code per customer, the list with codes out."""
 
 import csv
 import io

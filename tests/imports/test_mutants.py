@@ -1,5 +1,5 @@
 """Tests that fail on the mutants of readers, validation and the loader that the rest of the
-suite let through (issue 16): boundaries on both sides, dates to the second, rows with their
+suite let through: boundaries on both sides, dates to the second, rows with their
 numbers and values, messages by their substance."""
 
 import io

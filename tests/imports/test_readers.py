@@ -285,7 +285,7 @@ def test_long_and_control_character_headers_are_quoted_visibly_and_short():
     assert message == "“codes.csv” has no Code column. Columns found: “␁" + "Y" * 59 + "…”, “B”."
 
 
-# Mutation testing (issue 16) found these behaviours untested.
+# Mutation testing found these behaviours untested.
 
 
 def table_of(data: bytes, name: str = "codes.csv", **kwargs):

@@ -596,7 +596,7 @@ def test_an_empty_pool_takes_the_straight_copy_until_a_batch_collides(settings, 
     assert again.codes_added == 1
 
 
-# Mutation testing (issue 16) found these behaviours of the engine untested.
+# Mutation testing found these behaviours of the engine untested.
 
 
 def test_ignored_columns_and_a_code_expired_on_arrival_are_said_in_one_message():

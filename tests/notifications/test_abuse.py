@@ -1,4 +1,4 @@
-"""Names in e-mail headers and redirects after admin actions (issue 11)."""
+"""Names in e-mail headers and redirects after admin actions."""
 
 import logging
 

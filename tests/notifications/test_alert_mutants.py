@@ -1,5 +1,5 @@
-"""Tests that fail on the mutants of low-stock alerts that the rest of the suite let through
-(issue 16), and a race test of the alert lock that fails for sure when the lock is removed."""
+"""Tests that fail on the mutants of low-stock alerts that the rest of the suite let through,
+and a race test of the alert lock that fails for sure when the lock is removed."""
 
 import threading
 import time

@@ -1,6 +1,6 @@
 """Import-finished, refill-stopped and export-finished notices, the outbox of notices due, who
 is subscribed, and the launch warning: each asserted with the exact message, the recipients and
-the moment recorded (issue 16: these functions had no test that their mutants failed)."""
+the moment recorded (these functions had no test that their mutants failed)."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,5 +1,5 @@
 """Refill: a generated pool tops itself up, and tells its subscribers when the 1% capacity rule
-stops it (issue 15)."""
+stops it."""
 
 import pytest
 

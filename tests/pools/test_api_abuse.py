@@ -1,4 +1,4 @@
-"""The API against abuse (issue 11): guessing is bounded, checks leak nothing, every answer is
+"""The API against abuse: guessing is bounded, checks leak nothing, every answer is
 JSON with a stable code, and a Redis outage degrades instead of breaking."""
 
 import logging

@@ -1,4 +1,4 @@
-"""issue-batch and release over HTTP (issue 15)."""
+"""issue-batch and release over HTTP."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""The API's answers to whatever arrives (issue 11).
+"""The API's answers to whatever arrives.
 
 - A Hypothesis property: generated JSON bodies, of any shape and content, on every endpoint,
   never answer 500 nor anything but JSON with a stable code.

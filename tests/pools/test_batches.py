@@ -1,4 +1,4 @@
-"""Issuing in batches, giving codes back and falling back to another pool (issue 15)."""
+"""Issuing in batches, giving codes back and falling back to another pool."""
 
 import threading
 

@@ -1,5 +1,5 @@
 """Tests that fail on the mutants of issuing and redemption that the rest of the suite let
-through (issue 16), and race tests that fail for sure when the lock they rely on is removed:
+through, and race tests that fail for sure when the lock they rely on is removed:
 the second party is made to arrive inside the critical section, not left to luck."""
 
 import hashlib

@@ -338,7 +338,7 @@ def test_copy_path_is_taken_on_postgresql():
     assert exports.copy_available({"pool": 1, "q": "AB"}) is False
 
 
-# The parts of an export, each at its edges (issue 16: mutants these tests fail on had survived)
+# The parts of an export, each at its edges (mutants these tests fail on had survived)
 
 
 def test_formula_escaping_is_for_text_starting_with_a_formula_character_only():

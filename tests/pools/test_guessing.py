@@ -1,5 +1,5 @@
-"""The guessing budget's odds (pools/guessing.py), as the README and the generation screen
-state them."""
+"""The guessing budget's odds (pools/guessing.py), as docs/http-api.md and the generation
+screen state them."""
 
 import pytest
 from django.urls import reverse
@@ -20,7 +20,7 @@ def test_a_key_finds_its_budget_times_the_odds_of_a_hit(settings):
     assert odds.found_per_key == pytest.approx(500 * fill / (1 - fill))
     assert odds.found_per_pool == pytest.approx(2 * odds.found_per_key)
     assert odds.share_per_key == pytest.approx(odds.found_per_key / 100)
-    # The README's figures.
+    # The figures of docs/http-api.md.
     assert round(odds.found_per_key, 3) == 0.054
     assert round(guessing_odds(space=10**6, codes=10**4).found_per_key, 2) == 5.05
 

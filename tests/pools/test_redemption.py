@@ -1,5 +1,5 @@
 """Check, redeem and mark as issued at their edges: what a caller may learn, what is recorded
-(moments to the second, counts), and which refusal comes when (issue 16: mutants of these
+(moments to the second, counts), and which refusal comes when (mutants of these
 functions that the rest of the suite let through)."""
 
 import threading

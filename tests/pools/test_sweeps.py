@@ -1,6 +1,6 @@
 """Expiry, withdrawals and additions at their edges: dates at the microsecond on both sides,
-slice sizes met exactly, every count of a withdrawal's report, the moments recorded (issue 16:
-mutants of these functions that the rest of the suite let through)."""
+slice sizes met exactly, every count of a withdrawal's report, the moments recorded (mutants
+of these functions that the rest of the suite let through)."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,4 +1,4 @@
-"""The one date-time and number format of the product's screens and e-mails (issue 13).
+"""The one date-time and number format of the product's screens and e-mails.
 
 Django's en locale would write "Nov. 27, 2026, 10:19 p.m." in one place and "11/27/2026 10:19
 p.m." in another; every screen and e-mail uses these instead (settings.FORMAT_MODULE_PATH).
