@@ -6,11 +6,14 @@ class ImportsConfig(AppConfig):
     verbose_name = "Code imports"
 
     def ready(self):
-        from .signals import assignment_queued, import_queued
-        from .tasks import assignment_enqueue, import_enqueue
+        from pools.jobs import job_kind_register
 
-        import_queued.connect(import_enqueue, dispatch_uid="imports.import_enqueue")
-        assignment_queued.connect(assignment_enqueue, dispatch_uid="imports.assignment_enqueue")
+        from .engine import import_finished_announce
+        from .models import Assignment, Import
+        from .tasks import assignment_send, import_send
+
+        job_kind_register(Import, send=import_send, finished=import_finished_announce)
+        job_kind_register(Assignment, send=assignment_send)
 
         from pools.signals import stock_changed
 

@@ -33,7 +33,6 @@ from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -46,8 +45,7 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db.models import F, Q
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
 from pools.code_services import (
@@ -61,13 +59,22 @@ from pools.code_services import (
     pool_fallback,
 )
 from pools.counters import COUNTER_SHARDS, counter_shard
+from pools.jobs import (
+    FAILED,
+    Claim,
+    job_beat,
+    job_claim,
+    job_enqueue_on_commit,
+    job_finish,
+    job_held,
+    job_queue,
+)
 from pools.models import Code, CodeIssue, Pool, PoolCounter
 from pools.refusals import CodeRefused, Refusal
 from pools.signals import stock_changed_on_commit
 
 from .models import Assignment
 from .readers import FIX_THE_FILE, ImportFileError, UnreadableRow, check_size, open_customer_list
-from .signals import assignment_queued_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -104,40 +111,31 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
         message = f"{error} {FIX_THE_FILE}"
         raise ValidationError({"file": ValidationError(message, code="bad_file")}) from error
     job = Assignment.objects.create(
-        pool=pool, file=file, file_name=name, created_by=user, progress_total=file.size
+        pool=pool,
+        file=file,
+        file_name=name,
+        created_by=user,
+        progress_total=file.size,
+        enqueued_at=timezone.now(),
     )
-    assignment_queued_on_commit(job.pk)
+    job_enqueue_on_commit(job)
     return job
 
 
-def _stale():
-    return timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT)
-
-
 def assignment_run(*, assignment_id: int) -> Assignment | None:
-    """Run (or resume) an assignment: claim it (queued, failed, or running with a dead
-    worker's heartbeat), issue slice by slice, each slice committed with its counts, then
-    store the list with codes. A job already running in a live worker is left alone."""
-    claimable = Q(status__in=(Assignment.Status.QUEUED, Assignment.Status.FAILED)) | Q(
-        status=Assignment.Status.RUNNING, heartbeat_at__lt=_stale()
-    )
-    now = timezone.now()
-    claimed = Assignment.objects.filter(claimable, pk=assignment_id).update(
-        status=Assignment.Status.RUNNING,
-        heartbeat_at=now,
-        started_at=Coalesce("started_at", now),
-        message="",
-    )
-    job = Assignment.objects.filter(pk=assignment_id).first()
-    if not claimed or job is None:
-        return job
+    """Run (or resume) an assignment as a job (pools.jobs): claim it, issue slice by slice, each
+    slice committed with its counts, then store the list with codes. A job finished, or running
+    in a live worker, is left alone."""
+    job = job_claim(Assignment, assignment_id)
+    if isinstance(job, Claim):
+        return Assignment.objects.filter(pk=assignment_id).first()
     try:
         with tempfile.TemporaryFile() as out:
             text = io.TextIOWrapper(out, encoding="utf-8", newline="")
             # From the first row, each slice's rows are written with their codes once the
             # slice commits; a job resumed after a kill looks its earlier rows' codes up.
             writer = csv.writer(text) if job.rows_done == 0 else None
-            if not _issue_all(job, now, writer):
+            if not _issue_all(job, writer):
                 job.refresh_from_db()
                 return job
             if writer is None:
@@ -145,16 +143,27 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
             else:
                 _store_result(job, text)
     except Exception as error:
-        Assignment.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(
-            status=Assignment.Status.FAILED, message=str(error), finished_at=timezone.now()
-        )
+        job_finish(job, FAILED, message=str(error))
         raise
     job.refresh_from_db(fields=["shortfall"])  # as the slices counted it
     status = (
         Assignment.Status.COMPLETED_WITH_SHORTFALL if job.shortfall else Assignment.Status.COMPLETED
     )
-    Assignment.objects.filter(pk=job.pk).update(status=status, finished_at=timezone.now())
-    job.refresh_from_db()
+    job_finish(job, status)
+    return job
+
+
+NOT_RERUNNABLE = "Only a failed assignment can be run again."
+
+
+@transaction.atomic
+def assignment_rerun(*, job: Assignment) -> Assignment:
+    """Queue a failed assignment (its pool was paused, say) again: it goes on after the rows it
+    committed, and the customers so far keep their codes."""
+    job = Assignment.objects.select_for_update().get(pk=job.pk)
+    if job.status != Assignment.Status.FAILED:
+        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
+    job_queue(job)
     return job
 
 
@@ -217,13 +226,12 @@ def _slice(number: int, batch, table) -> _Slice:
 class _Turns:
     """The order slices commit in: the file's, so that the committed rows are always the first
     rows_done of the list (a resumed job starts after them) and the counts follow the rows.
-    Also holds the job's heartbeat (its owner's token) and the last slice's shortfall."""
+    Also holds the last slice's shortfall."""
 
-    def __init__(self, heartbeat):
+    def __init__(self):
         self._changed = threading.Condition()
         self.committed = -1
         self.stopped = False
-        self.heartbeat = heartbeat
         self.short = frozenset()
 
     def wait(self, number: int) -> bool:
@@ -232,9 +240,9 @@ class _Turns:
             self._changed.wait_for(lambda: self.committed == number - 1 or self.stopped)
             return not self.stopped
 
-    def commit(self, number: int, heartbeat, short: frozenset) -> None:
+    def commit(self, number: int, short: frozenset) -> None:
         with self._changed:
-            self.committed, self.heartbeat, self.short = number, heartbeat, short
+            self.committed, self.short = number, short
             self._changed.notify_all()
 
     def stop(self) -> None:
@@ -243,22 +251,19 @@ class _Turns:
             self._changed.notify_all()
 
 
-def _issue_all(job: Assignment, heartbeat, writer) -> bool:
+def _issue_all(job: Assignment, writer) -> bool:
     """Issue to every row after the committed ones, writing them with their codes to `writer`
     (if given); return False if the pool stopped it (or another worker took the job over)."""
-    turns = _Turns(heartbeat)
+    turns = _Turns()
     issuer = _SliceIssuer.for_pool(job)
-    try:
-        with job.file.open("rb") as stored:
-            table = open_customer_list(stored, name=job.file_name, size=job.file.size)
-            if writer is not None:
-                writer.writerow([*table.header, RESULT_COLUMN])
-            with issuer.pool_turn(job, turns) as ours:
-                if not ours:
-                    return False
-                return _issue_in_order(job, _slices(job, table), issuer, turns, writer)
-    finally:
-        job.heartbeat_at = turns.heartbeat
+    with job.file.open("rb") as stored:
+        table = open_customer_list(stored, name=job.file_name, size=job.file.size)
+        if writer is not None:
+            writer.writerow([*table.header, RESULT_COLUMN])
+        with issuer.pool_turn(job, turns) as ours:
+            if not ours:
+                return False
+            return _issue_in_order(job, _slices(job, table), issuer, turns, writer)
 
 
 def _lanes(issuer) -> int:
@@ -279,10 +284,8 @@ def _issue_in_order(job: Assignment, slices, issuer, turns: _Turns, writer) -> b
     def settle(piece: _Slice, outcome) -> bool:
         nonlocal previous_codes
         if isinstance(outcome, CodeRefused):
-            Assignment.objects.filter(pk=job.pk, heartbeat_at=turns.heartbeat).update(
-                status=Assignment.Status.FAILED,
-                message=STOPPED.format(reason=outcome.reason.label, hint=RUN_AGAIN),
-                finished_at=timezone.now(),
+            job_finish(
+                job, FAILED, message=STOPPED.format(reason=outcome.reason.label, hint=RUN_AGAIN)
             )
             return False
         if isinstance(outcome, _ClaimLost | _Stopped):
@@ -384,14 +387,6 @@ def _commit_slice(job: Assignment, piece: _Slice, issuer, turns: _Turns, *, shar
     raise CodeRefused(Refusal.KEY_REUSED)
 
 
-def _still_ours(job: Assignment, heartbeat):
-    """The job's row while it runs under this worker's last heartbeat; empty once another
-    worker took it over (this one thought dead) or it was stopped."""
-    return Assignment.objects.filter(
-        pk=job.pk, status=Assignment.Status.RUNNING, heartbeat_at=heartbeat
-    )
-
-
 def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, shard):
     with transaction.atomic():
         codes, new, from_fallback, short = {}, set(), 0, []
@@ -403,7 +398,7 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
         now = timezone.now()
         # Ours still? A job taken over by another worker (this one was thought dead) stops
         # here: its slice is rolled back, and the other goes on from the committed rows.
-        held = _still_ours(job, turns.heartbeat).select_for_update()
+        held = job_held(job).select_for_update()
         current = held.first()
         if current is None:
             raise _ClaimLost
@@ -426,7 +421,7 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
             progress_done=piece.progress,
             heartbeat_at=now,
         )
-    turns.commit(piece.number, now, frozenset(short_set))
+    turns.commit(piece.number, frozenset(short_set))
     return codes
 
 
@@ -499,11 +494,9 @@ class _SetIssuer(_SliceIssuer):
                 cursor.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", key)
                 if cursor.fetchone()[0]:
                     break
-                now = timezone.now()
-                if not _still_ours(job, turns.heartbeat).update(heartbeat_at=now):
+                if not job_beat(job):
                     yield False
                     return
-                turns.heartbeat = now
                 time.sleep(POOL_TURN_POLL_SECONDS)
             try:
                 yield True
@@ -699,19 +692,6 @@ def _codes_held(pool: Pool, customers: list[str]) -> dict[str, str]:
             _plan_for_lookups(cursor)
             return _held_codes(cursor, [pool.pk] + ([fallback.pk] if fallback else []), customers)
     return {c: code.code for c, code in codes_held(pool=pool, customers=customers).items()}
-
-
-def assignments_recover_stale() -> int:
-    """Queue again the running assignments whose worker died (heartbeat gone stale); return
-    how many. Runs when a worker starts and periodically."""
-    stale = list(
-        Assignment.objects.filter(
-            status=Assignment.Status.RUNNING, heartbeat_at__lt=_stale()
-        ).values_list("pk", flat=True)
-    )
-    for job_id in stale:
-        assignment_queued_on_commit(job_id)
-    return len(stale)
 
 
 def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:

@@ -14,11 +14,12 @@ from enum import Enum
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Max, Q, Value
+from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from pools.code_services import code_addition_record
+from pools.jobs import Claim, job_claim, job_finish, job_give_back, job_held, job_touch_queued
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
 
@@ -27,15 +28,11 @@ from .generation import CodeFormat, generate_codes
 from .loader import load_batch
 from .models import Import, Rejection
 from .readers import FIX_THE_FILE, ImportFileError, open_table
-from .signals import import_finished_on_commit, import_queued_on_commit
+from .signals import import_finished_on_commit
 from .validation import DUPLICATE_IN_FILE, DateOrder, Rejected, clean_row
 
 logger = logging.getLogger(__name__)
 
-WORKER_LOST = (
-    "The worker stopped during the import {attempts} times; the codes of the finished batches "
-    "are kept. Run it again to go on."
-)
 UNEXPECTED_ERROR = (
     "The import stopped on an unexpected error; the codes of the finished batches are kept. "
     "Run it again, or tell an administrator: {error}"
@@ -46,10 +43,6 @@ EXPIRED_ON_ARRIVAL = (
     "{codes} added although their Issue-end or Available-till had already passed: they can "
     "never be issued or redeemed."
 )
-
-# Attempts before an import whose worker keeps dying is marked failed (it can be run again).
-MAX_ATTEMPTS = 3
-
 
 # Between two batch commits the bar moves by the rows read: one cheap UPDATE of the job row
 # every this many rows, so that a 5,000-row file shows steps instead of 0 % then 100 %; and
@@ -73,19 +66,15 @@ def _report_reading(job: Import, progress) -> None:
             # so too.
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL synchronous_commit = off")
-        held = _held(job).select_for_update(skip_locked=True).values_list("pk", flat=True)
+        held = job_held(job).select_for_update(skip_locked=True).values_list("pk", flat=True)
         if list(held):
-            _held(job).filter(progress_done__lt=progress).update(progress_done=progress)
+            job_held(job).filter(progress_done__lt=progress).update(progress_done=progress)
 
 
 def _batch_size() -> int:
     # settings.IMPORT_BATCH_SIZE: 20,000 rows are one transaction of a fraction of a second on
     # PostgreSQL and a few MB in the worker, so progress moves about once a second.
     return settings.IMPORT_BATCH_SIZE
-
-
-def _heartbeat_cutoff():
-    return timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT)
 
 
 class RunOutcome(Enum):
@@ -101,65 +90,6 @@ class _ClaimLost(Exception):
 class _LockWait(Exception):
     """A batch waited longer than IMPORT_LOCK_TIMEOUT on a lock: most likely the open
     transaction of a worker that was cut off, which PostgreSQL ends once it notices."""
-
-
-def imports_recover_stale() -> int:
-    """Queue again the running imports whose worker died; fail those tried MAX_ATTEMPTS times.
-    Queue again the queued imports whose task was lost (see imports_requeue_lost).
-
-    Runs when a worker starts and periodically, for workers killed outright, whose tasks the
-    broker only redelivers after its visibility timeout.
-    """
-    cutoff = _heartbeat_cutoff()
-    recovered = imports_requeue_lost()
-    for job_id in Import.objects.filter(
-        status=Import.Status.RUNNING, heartbeat_at__lt=cutoff
-    ).values_list("pk", flat=True):
-        with transaction.atomic():
-            job = Import.objects.select_for_update(skip_locked=True).filter(pk=job_id).first()
-            if job is None or job.status != Import.Status.RUNNING or job.heartbeat_at >= cutoff:
-                continue
-            if job.attempts >= MAX_ATTEMPTS:
-                _finish(job, Import.Status.FAILED, WORKER_LOST.format(attempts=job.attempts))
-            else:
-                _held(job).update(status=Import.Status.QUEUED, enqueued_at=timezone.now())
-                import_queued_on_commit(job.pk)
-            recovered += 1
-    return recovered
-
-
-def imports_requeue_lost() -> int:
-    """Queue again each queued import that no task has taken or touched for
-    IMPORT_QUEUED_TIMEOUT seconds (its task was lost, say by a broker restarted without
-    persistence); return how many.
-
-    At most once per interval per import: the conditional update of `enqueued_at` lets one
-    caller through. A task that was not lost after all finds the job claimed, or finished, and
-    does nothing, so an import never runs twice at the same time.
-    """
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.IMPORT_QUEUED_TIMEOUT)
-    lost = Q(enqueued_at__lt=cutoff) | Q(enqueued_at__isnull=True, created_at__lt=cutoff)
-    requeued = 0
-    for job_id, enqueued_at in Import.objects.filter(lost, status=Import.Status.QUEUED).values_list(
-        "pk", "enqueued_at"
-    ):
-        with transaction.atomic():
-            if Import.objects.filter(
-                pk=job_id, status=Import.Status.QUEUED, enqueued_at=enqueued_at
-            ).update(enqueued_at=now):
-                logger.warning("Import %s lost its task: queued again", job_id)
-                import_queued_on_commit(job_id)
-                requeued += 1
-    return requeued
-
-
-def import_touch_queued(*, import_id: int) -> None:
-    """Record that a task holds this queued import (it waits for its pool's turn), so that it is
-    not taken for lost."""
-    Import.objects.filter(pk=import_id, status=Import.Status.QUEUED).update(
-        enqueued_at=timezone.now()
-    )
 
 
 def import_run(*, import_id: int) -> RunOutcome:
@@ -178,9 +108,7 @@ def import_run(*, import_id: int) -> RunOutcome:
         # Waiting on a lost worker's locks is not this attempt's failure: give the attempt
         # back, and try again once PostgreSQL has ended the lost session.
         logger.warning("Import %s waits on a lock, most likely a lost worker's", job.pk)
-        _held(job).update(
-            status=Import.Status.QUEUED, attempts=F("attempts") - 1, enqueued_at=timezone.now()
-        )
+        job_give_back(job)
         return RunOutcome.BUSY
     except ImportFileError as error:
         # The input itself is at fault: running it again would fail the same way.
@@ -192,36 +120,35 @@ def import_run(*, import_id: int) -> RunOutcome:
     return RunOutcome.FINISHED
 
 
-@transaction.atomic
 def _claim(import_id: int) -> Import | RunOutcome:
-    job = Import.objects.select_for_update().filter(pk=import_id).first()
-    if job is None or job.is_finished:
+    claimed = job_claim(Import, import_id, may_start=_pool_turn)
+    if claimed is Claim.GONE:
         return RunOutcome.GONE
-    now = timezone.now()
-    cutoff = _heartbeat_cutoff()
-    if job.status == Import.Status.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff:
+    if claimed is Claim.BUSY:
         return RunOutcome.BUSY
-    # One import at a time per pool: the duplicate check relies on it (see code_watermark).
+    return claimed
+
+
+def _pool_turn(job: Import) -> bool:
+    """One import at a time per pool: the duplicate check relies on it (see code_watermark).
+    Return False, the job left queued and marked as held by a task, if another runs."""
     Pool.objects.select_for_update().filter(pk=job.pool_id).first()
+    fresh = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
     if (
         Import.objects.filter(
-            pool_id=job.pool_id, status=Import.Status.RUNNING, heartbeat_at__gte=cutoff
+            pool_id=job.pool_id, status=Import.Status.RUNNING, heartbeat_at__gte=fresh
         )
         .exclude(pk=job.pk)
         .exists()
     ):
-        transaction.on_commit(lambda: import_touch_queued(import_id=job.pk))
-        return RunOutcome.BUSY
+        transaction.on_commit(lambda: job_touch_queued(job))
+        return False
     if job.code_watermark is None:
         job.code_watermark = (
             Code.objects.filter(pool_id=job.pool_id).aggregate(top=Max("id"))["top"] or 0
         )
-    job.status = Import.Status.RUNNING
-    job.attempts += 1
-    job.started_at = job.started_at or now
-    job.heartbeat_at = now
-    job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "code_watermark"])
-    return job
+        job.save(update_fields=["code_watermark"])
+    return True
 
 
 class _Committer:
@@ -279,8 +206,8 @@ def _run_rows(job: Import) -> None:
         )
         if table.ignored_columns and not job.message:
             job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
-            _held(job).update(message=job.message)
-        _held(job).update(progress_total=table.total)
+            job_held(job).update(message=job.message)
+        job_held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
         clean, rejected = [], []
         batch_size = _batch_size()
@@ -388,12 +315,6 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
         )
 
 
-def _held(job: Import):
-    """The job's row while this attempt holds it: every write of an attempt goes through this
-    condition, so that a worker that lost its claim changes nothing."""
-    return Import.objects.filter(pk=job.pk, status=Import.Status.RUNNING, attempts=job.attempts)
-
-
 def _row_number(row) -> int:
     return row.row_number if isinstance(row, Rejected) else row[0]
 
@@ -471,7 +392,7 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None
         if progress is not None:
             # The reading may have moved the bar further already (_report_reading).
             updates["progress_done"] = Greatest("progress_done", Value(progress))
-    claimed = _held(job).update(**updates)
+    claimed = job_held(job).update(**updates)
     if not claimed:
         raise _ClaimLost
 
@@ -490,27 +411,13 @@ def _json_cell(value):
 
 
 def _finish(job: Import, status: str, message: str, *, needs_new_file: bool = False) -> bool:
-    """Record the outcome, if this attempt still holds the job; return whether it did.
+    """Record the outcome, if this attempt still holds the job; return whether it did. The
+    announcements (import_finished_announce) go out after commit."""
+    return job_finish(job, status, message=message, needs_new_file=needs_new_file)
 
-    A worker that lost its claim (cut off, then back after another took over) changes nothing.
-    The announcements go out after commit; they cannot change the outcome (signals.py).
-    """
-    now = timezone.now()
-    updated = _held(job).update(
-        status=status,
-        message=message,
-        needs_new_file=needs_new_file,
-        finished_at=now,
-        heartbeat_at=now,
-    )
-    if not updated:
-        logger.warning(
-            "Import %s: attempt %s lost its claim; outcome not recorded", job.pk, job.attempts
-        )
-        return False
-    job.status, job.message, job.finished_at = status, message, now
-    job.needs_new_file = needs_new_file
-    # New codes may re-arm the pool's low-stock alert; the starter hears of the outcome.
+
+def import_finished_announce(job: Import) -> None:
+    """Announce a finished import, whoever ended it (its worker, or job recovery): new codes may
+    re-arm the pool's low-stock alert; the starter hears of the outcome."""
     stock_changed_on_commit(job.pool)
     import_finished_on_commit(job)
-    return True

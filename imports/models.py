@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.db import models
 
+from pools.jobs import Job
 from pools.models import CodeAddition, Pool
 
 
-class Import(models.Model):
+class Import(Job):
     """One background task that adds codes to a pool; its id is the "task number".
 
     The row is the source of truth for the task: status, progress, counts and who started it. The
@@ -40,7 +41,6 @@ class Import(models.Model):
     generation = models.JSONField(
         default=dict, blank=True, help_text="count, length, alphabet and prefix of a generation."
     )
-    message = models.TextField(blank=True, help_text="Why the import failed, or notes on it.")
     # A failure of the file itself (no Code column, damaged): running it again cannot help.
     needs_new_file = models.BooleanField(default=False)
     # The order of day and month in slashed dates: "dmy", "mdy", or "" until the file says.
@@ -50,14 +50,6 @@ class Import(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    # Refreshed with every batch; a running import whose heartbeat stops is taken over.
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    # When the job was last handed to the broker, or a task last found it waiting its turn: a
-    # queued job left alone longer than IMPORT_QUEUED_TIMEOUT lost its task and is queued again.
-    enqueued_at = models.DateTimeField(null=True, blank=True)
     # The pool's highest code id when the import first started: a code with a higher id that a
     # row collides with was added by this import, so the row is a duplicate inside the file.
     code_watermark = models.BigIntegerField(null=True, blank=True)
@@ -84,10 +76,6 @@ class Import(models.Model):
         return f"#{self.pk}"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
-
-    @property
     def progress_percent(self) -> int:
         if self.status in (self.Status.COMPLETED, self.Status.COMPLETED_WITH_ERRORS):
             return 100
@@ -100,12 +88,6 @@ class Import(models.Model):
         """Return True if running the import again could succeed (a lost worker, a database
         outage), False for a failure of the file itself, which must be fixed and uploaded."""
         return self.status == self.Status.FAILED and not self.needs_new_file
-
-    @property
-    def duration(self):
-        if self.started_at and self.finished_at:
-            return self.finished_at - self.started_at
-        return None
 
 
 class Rejection(models.Model):
@@ -128,9 +110,9 @@ class Rejection(models.Model):
         return f"row {self.row_number}: {self.reason}"
 
 
-class Assignment(models.Model):
+class Assignment(Job):
     """One job that issues a code of a pool to every customer of an uploaded list and hands
-    the list back with a Code column (issue 15); its id is the task number, its row the report.
+    the list back with a Code column; its id is the task number, its row the report.
 
     Lives in imports: it reads the uploaded list with imports' readers, and issues through the
     pools services (pools imports nothing from here). Counts and `rows_done` are committed with
@@ -153,14 +135,10 @@ class Assignment(models.Model):
     file = models.FileField(upload_to="assignments/%Y/%m/")
     file_name = models.CharField(max_length=255, blank=True)
     result = models.FileField(upload_to="assignments/%Y/%m/", blank=True)
-    message = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(default=0)
     rows_done = models.BigIntegerField(default=0, help_text="Rows read and committed so far.")
@@ -180,10 +158,6 @@ class Assignment(models.Model):
 
     def __str__(self):
         return f"#{self.pk}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
     @property
     def progress_percent(self) -> int:

@@ -18,6 +18,7 @@ from pools.code_services import (
     code_addition_undo,
     code_addition_undo_preview,
 )
+from pools.jobs import job_enqueue_on_commit, job_queue
 from pools.models import Pool
 from pools.selectors import pool_code_total
 
@@ -26,7 +27,6 @@ from .inspection import AmbiguousDates, inspect_file
 from .models import Import
 from .readers import FIX_THE_FILE, ImportFileError, check_size
 from .selectors import generation_allowed
-from .signals import import_queued_on_commit
 
 GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer offers generation."
 NOTHING_PASTED = "Paste at least one code."
@@ -133,7 +133,7 @@ def _start(*, pool: Pool, user, **fields) -> Import:
         job = Import.objects.create(
             pool=pool, addition=addition, created_by=user, enqueued_at=timezone.now(), **fields
         )
-        import_queued_on_commit(job.pk)
+        job_enqueue_on_commit(job)
     return job
 
 
@@ -149,13 +149,7 @@ def import_rerun(*, job: Import, user=None) -> Import:
         raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
     if job.needs_new_file:
         raise ValidationError(NEEDS_NEW_FILE, code="needs_new_file")
-    job.status = Import.Status.QUEUED
-    job.message = ""
-    job.finished_at = None
-    job.attempts = 0
-    job.enqueued_at = timezone.now()
-    job.save(update_fields=["status", "message", "finished_at", "attempts", "enqueued_at"])
-    import_queued_on_commit(job.pk)
+    job_queue(job)
     return job
 
 

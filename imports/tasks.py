@@ -1,7 +1,6 @@
 """Celery tasks: each loads nothing but ids and calls the service of the same name."""
 
 from celery import shared_task
-from celery.signals import worker_ready
 from django.conf import settings
 
 from . import assignments, engine
@@ -15,36 +14,13 @@ def import_run(self, import_id: int):
 
 
 @shared_task
-def imports_recover_stale():
-    engine.imports_recover_stale()
-
-
-def import_enqueue(sender, import_id: int, **kwargs) -> None:
-    """Hand a queued import to a worker; connected to signals.import_queued in apps.py."""
-    import_run.delay(import_id)
-
-
-@shared_task
 def assignment_run(assignment_id: int):
     assignments.assignment_run(assignment_id=assignment_id)
 
 
-@shared_task
-def assignments_recover_stale():
-    assignments.assignments_recover_stale()
+def import_send(import_id: int) -> None:
+    import_run.delay(import_id)
 
 
-def assignment_enqueue(sender, assignment_id: int, **kwargs) -> None:
-    """Hand a queued assignment to a worker; connected to signals.assignment_queued."""
+def assignment_send(assignment_id: int) -> None:
     assignment_run.delay(assignment_id)
-
-
-@worker_ready.connect
-def _recover_on_start(**kwargs):
-    # A worker that was killed outright left its imports running. Take back those whose
-    # heartbeat is already stale, and look again once the others' heartbeats have gone stale
-    # (a restarted worker is usually back sooner than that).
-    engine.imports_recover_stale()
-    imports_recover_stale.apply_async(countdown=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
-    assignments.assignments_recover_stale()
-    assignments_recover_stale.apply_async(countdown=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)

@@ -6,6 +6,7 @@ when the option is turned off (so turning it on again re-arms it).
 """
 
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -143,9 +144,15 @@ def alert_send(*, alert_id: int) -> int:
     return sent
 
 
-def notifications_due() -> tuple[list[int], list[int]]:
-    """Return the ids of the finished imports whose notice is due and of the alerts not sent to
-    everyone, as an outbox: their queueing may have failed (the broker was down).
+class Due(NamedTuple):
+    imports: list[int]
+    alerts: list[int]
+    exports: list[int]
+
+
+def notifications_due() -> Due:
+    """Return the ids of the finished imports and exports whose notice is due and of the alerts
+    not sent to everyone, as an outbox: their queueing may have failed (the broker was down).
 
     Only those due for longer than NOTICE_RETRY_SECONDS (the usual path sends them sooner) and
     for less than NOTICE_WINDOW_HOURS. Sending them twice is harmless: each send locks its row
@@ -154,24 +161,29 @@ def notifications_due() -> tuple[list[int], list[int]]:
     now = timezone.now()
     newest = now - timedelta(seconds=settings.NOTICE_RETRY_SECONDS)
     oldest = now - timedelta(hours=settings.NOTICE_WINDOW_HOURS)
-    imports = list(
-        Import.objects.filter(
-            status__in=Import.FINISHED,
-            finished_notice_sent_at__isnull=True,
-            finished_at__lte=newest,
-            finished_at__gte=oldest,
-            created_by__isnull=False,
+
+    def finished_jobs(model, statuses):
+        return list(
+            model.objects.filter(
+                status__in=statuses,
+                finished_notice_sent_at__isnull=True,
+                finished_at__lte=newest,
+                finished_at__gte=oldest,
+                created_by__isnull=False,
+            )
+            .exclude(created_by__email="")
+            .exclude(created_by__promo_preference__import_finished_emails=False)
+            .values_list("pk", flat=True)
         )
-        .exclude(created_by__email="")
-        .exclude(created_by__promo_preference__import_finished_emails=False)
-        .values_list("pk", flat=True)
-    )
+
     alerts = list(
         LowStockAlert.objects.filter(
             sent_at__isnull=True, created_at__lte=newest, created_at__gte=oldest
         ).values_list("pk", flat=True)
     )
-    return imports, alerts
+    # A removed export (kept time over) has nothing left to link to.
+    exports = finished_jobs(CodeExport, (CodeExport.Status.COMPLETED, CodeExport.Status.FAILED))
+    return Due(finished_jobs(Import, Import.FINISHED), alerts, exports)
 
 
 def _alert_context(alert: LowStockAlert, user) -> dict:

@@ -42,11 +42,13 @@ def pools_check_stock():
 @shared_task
 def notifications_send_due():
     """The outbox: queue again the notices and alerts whose queueing failed."""
-    imports, alerts = services.notifications_due()
-    for import_id in imports:
+    due = services.notifications_due()
+    for import_id in due.imports:
         import_notice_send.delay(import_id)
-    for alert_id in alerts:
+    for alert_id in due.alerts:
         alert_send.delay(alert_id)
+    for export_id in due.exports:
+        export_notice_send.delay(export_id)
 
 
 def alert_enqueue(sender, alert, **kwargs) -> None:

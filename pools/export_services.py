@@ -31,7 +31,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from .exports import (
@@ -43,8 +43,9 @@ from .exports import (
     escape_formula,
     xlsx_write,
 )
+from .jobs import Claim, job_beat, job_claim, job_enqueue_on_commit, job_finish
 from .models import Code, CodeExport, Pool, PoolCounter
-from .signals import export_finished_on_commit, export_queued_on_commit
+from .signals import export_finished_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -164,51 +165,23 @@ def _export_queue(*, file_format: str, **fields) -> CodeExport:
     if file_format not in CodeExport.Format.values:
         raise ValueError(f"unknown export format: {file_format}")
     with transaction.atomic():
-        export = CodeExport.objects.create(file_format=file_format, **fields)
-        export_queued_on_commit(export.pk)
-    return export
-
-
-def _claim(export_id: int) -> CodeExport | None:
-    """Take the job: a queued one, or a running one whose worker is gone (stale heartbeat)."""
-    now = timezone.now()
-    stale = now - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
-    with transaction.atomic():
-        export = (
-            CodeExport.objects.select_for_update(skip_locked=True)
-            .filter(pk=export_id)
-            .filter(
-                Q(status=CodeExport.Status.QUEUED)
-                | Q(status=CodeExport.Status.RUNNING, heartbeat_at__lt=stale)
-            )
-            .first()
+        export = CodeExport.objects.create(
+            file_format=file_format, enqueued_at=timezone.now(), **fields
         )
-        if export is None:
-            return None
-        export.status = CodeExport.Status.RUNNING
-        export.attempts += 1
-        export.started_at = export.started_at or now
-        export.heartbeat_at = now
-        export.save(update_fields=["status", "attempts", "started_at", "heartbeat_at"])
+        job_enqueue_on_commit(export)
     return export
 
 
 def _commit_chunk(export: CodeExport, **progress) -> bool:
     """Record a chunk's progress if this attempt still holds the job; return whether it does."""
-    progress["heartbeat_at"] = timezone.now()
-    held = CodeExport.objects.filter(
-        pk=export.pk, status=CodeExport.Status.RUNNING, attempts=export.attempts
-    ).update(**progress)
-    for name, value in progress.items():
-        setattr(export, name, value)
-    return bool(held)
+    return job_beat(export, **progress)
 
 
 def code_export_run(*, export_id: int) -> RunOutcome:
     """Write the export's file, chunk by chunk, then mark it completed (or failed) and announce
     it. A job finished, or held by a live worker, is left alone."""
-    export = _claim(export_id)
-    if export is None:
+    export = job_claim(CodeExport, export_id)
+    if isinstance(export, Claim):
         return RunOutcome.SKIPPED
     path = Path(settings.MEDIA_ROOT) / "exports" / f"code-export-{export.pk}.{export.file_format}"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,18 +207,14 @@ def code_export_run(*, export_id: int) -> RunOutcome:
 
 def _finish(export: CodeExport, status, **fields) -> None:
     now = timezone.now()
-    with transaction.atomic():
-        done = CodeExport.objects.filter(
-            pk=export.pk, status=CodeExport.Status.RUNNING, attempts=export.attempts
-        ).update(
-            status=status,
-            finished_at=now,
-            expires_at=now + timedelta(hours=settings.EXPORT_KEEP_HOURS),
-            **fields,
-        )
-        if done:
-            export.refresh_from_db()
-            export_finished_on_commit(export)
+    expires_at = now + timedelta(hours=settings.EXPORT_KEEP_HOURS)
+    job_finish(export, status, at=now, expires_at=expires_at, **fields)
+
+
+def code_export_finished_announce(export: CodeExport) -> None:
+    """Announce a finished export, whoever ended it (its worker, or job recovery): the one who
+    asked gets the link."""
+    export_finished_on_commit(export)
 
 
 def _id_range(filters: dict) -> tuple[int, int] | None:
@@ -381,21 +350,17 @@ def _write_source(export: CodeExport, source: ExportSource, path: Path) -> bool:
         return _commit_chunk(export, bytes_done=file.tell())
 
 
-def code_exports_clean(*, at=None) -> list[int]:
-    """Delete the files of exports kept past their time, and return the ids of running exports
-    that lost their worker, for the caller to run again."""
+def code_exports_clean(*, at=None) -> int:
+    """Delete the files of exports kept past their time; return how many. (Exports that lost
+    their worker or their task are pools.jobs.jobs_recover's, as every job's.)"""
     at = at or timezone.now()
+    removed = 0
     for export in CodeExport.objects.filter(
         status=CodeExport.Status.COMPLETED, expires_at__lt=at
     ).only("pk", "file"):
         if export.file:
             default_storage.delete(export.file.name)
-        CodeExport.objects.filter(pk=export.pk).update(status=CodeExport.Status.REMOVED, file="")
-    stale = at - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
-    queued_long = at - timedelta(seconds=settings.EXPORT_HEARTBEAT_TIMEOUT)
-    return list(
-        CodeExport.objects.filter(
-            Q(status=CodeExport.Status.RUNNING, heartbeat_at__lt=stale)
-            | Q(status=CodeExport.Status.QUEUED, created_at__lt=queued_long)
-        ).values_list("pk", flat=True)
-    )
+        removed += CodeExport.objects.filter(
+            pk=export.pk, status=CodeExport.Status.COMPLETED
+        ).update(status=CodeExport.Status.REMOVED, file="")
+    return removed

@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .jobs import Job
 from .refusals import Refusal
 
 CODE_MAX_LENGTH = 100
@@ -120,7 +121,7 @@ class Pool(models.Model):
         blank=True,
         help_text="Subscribed staff get an e-mail when the stock falls below this amount.",
     )
-    # Issue 15: a pool filled by generation tops itself up (imports/refill.py).
+    # A pool filled by generation tops itself up (imports/refill.py).
     refill_below = models.PositiveIntegerField(
         "keep at least this many codes",
         null=True,
@@ -133,7 +134,7 @@ class Pool(models.Model):
         null=True,
         blank=True,
     )
-    # Issue 15: where issuing turns when this pool has no issuable code (one hop: the fallback's
+    # Where issuing turns when this pool has no issuable code (one hop: the fallback's
     # own fallback is not followed, so that pools naming each other cannot loop).
     fallback_pool = models.ForeignKey(
         "self",
@@ -492,7 +493,7 @@ class CodeIssue(models.Model):
 
     # No index of their own: code_issue_pool_time and code_issue_code_customer begin with them,
     # and every index is written once more for each code issued (an assignment of a million
-    # customers, issue 15).
+    # customers).
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="+", db_index=False)
     # DO_NOTHING: codes with a history are never deleted (the database refuses), and codes
     # without one can then be deleted in one statement with their pool.
@@ -502,7 +503,7 @@ class CodeIssue(models.Model):
     customer = models.CharField(max_length=CUSTOMER_MAX_LENGTH)
     idempotency_key = models.CharField(max_length=200, blank=True)
     # Who issued or marked it: an API key's prefix over HTTP, empty from the admin and the shell.
-    # A refusal tells this caller why; others hear that there is no such code (issue 11).
+    # A refusal tells this caller why; others hear that there is no such code.
     issued_by = models.CharField(max_length=150, blank=True, default="", db_default="")
     marked = models.BooleanField(
         default=False, help_text="Handed out elsewhere and marked as issued here."
@@ -583,7 +584,61 @@ class CodeAddition(models.Model):
         return f"{self.codes_added:,} codes added to {self.pool}"
 
 
-class Withdrawal(models.Model):
+class AdditionUndo(Job):
+    """One undo of an addition of codes (an import's): a job that removes the codes the addition
+    brought in that were never handed out, slice by slice, and keeps the others; its row is the
+    report. Started from the import's report; a worker runs it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.COMPLETED, Status.FAILED)
+
+    addition = models.ForeignKey(CodeAddition, on_delete=models.CASCADE, related_name="undos")
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="undos")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # The addition's codes walked so far, in id order, and the last id walked: a job run again
+    # goes on after it.
+    progress_done = models.BigIntegerField(default=0)
+    progress_total = models.BigIntegerField(default=0)
+    last_id = models.BigIntegerField(default=0)
+    removed = models.BigIntegerField(default=0)
+    # What was kept, counted when the job ends: codes with a history.
+    kept_issued = models.BigIntegerField(default=0)
+    kept_redeemed = models.BigIntegerField(default=0)
+    kept_withdrawn = models.BigIntegerField(default=0)
+    kept_used = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["addition", "-created_at"], name="undo_addition_created")]
+        verbose_name = "undo of an import"
+        verbose_name_plural = "undos of imports"
+
+    def __str__(self):
+        return f"undo #{self.pk}"
+
+    @property
+    def kept(self) -> int:
+        return self.kept_issued + self.kept_redeemed + self.kept_withdrawn + self.kept_used
+
+    @property
+    def progress_percent(self) -> int:
+        if self.status == self.Status.COMPLETED:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(99, self.progress_done * 100 // self.progress_total)
+
+
+class Withdrawal(Job):
     """One withdrawal of codes (leaked ones, say) from a pool: a single code, a selection, or a
     pasted or uploaded list. A long list is a job that a worker runs; its row is its report."""
 
@@ -609,12 +664,12 @@ class Withdrawal(models.Model):
     not_found = models.BigIntegerField(default=0)
     # The first codes not found, for the report.
     not_found_sample = models.TextField(blank=True)
-    message = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    FINISHED = (Status.COMPLETED, Status.FAILED)
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -624,11 +679,15 @@ class Withdrawal(models.Model):
         return f"withdrawal #{self.pk}"
 
     @property
-    def is_finished(self) -> bool:
-        return self.status in (self.Status.COMPLETED, self.Status.FAILED)
+    def progress_percent(self) -> int:
+        if self.status == self.Status.COMPLETED:
+            return 100
+        if not self.codes_requested:
+            return 0
+        return min(99, self.codes_done * 100 // self.codes_requested)
 
 
-class CodeExport(models.Model):
+class CodeExport(Job):
     """One background job that writes codes (all, a pool's, or a filter of the codes list), or
     another app's rows of a pool (an import's rejected rows), to a file to download; its id is
     the "task number".
@@ -670,15 +729,10 @@ class CodeExport(models.Model):
     bytes_done = models.BigIntegerField(default=0)
     file = models.FileField(upload_to="exports/", blank=True)
     file_name = models.CharField(max_length=255, blank=True)
-    message = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
     # The file is deleted by the beat task (pools.tasks.code_exports_clean) after this.
     expires_at = models.DateTimeField(null=True, blank=True)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
@@ -689,10 +743,6 @@ class CodeExport(models.Model):
 
     def __str__(self):
         return f"Export #{self.pk}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
     @property
     def progress_percent(self) -> int:

@@ -23,19 +23,9 @@ def stock_changed_on_commit(pool) -> None:
     transaction.on_commit(lambda: stock_changed.send(sender=Pool, pool=pool), robust=True)
 
 
-# An export job waits for a worker (with `export_id`); pools/tasks.py enqueues it.
-export_queued = Signal()
 # An export job ended, whatever its outcome (with `export`); the notifications app e-mails the
 # link to the one who asked.
 export_finished = Signal()
-
-
-def export_queued_on_commit(export_id: int) -> None:
-    from .models import CodeExport
-
-    transaction.on_commit(
-        lambda: export_queued.send(sender=CodeExport, export_id=export_id), robust=True
-    )
 
 
 def export_finished_on_commit(export) -> None:
@@ -43,17 +33,4 @@ def export_finished_on_commit(export) -> None:
 
     transaction.on_commit(
         lambda: export_finished.send(sender=CodeExport, export=export), robust=True
-    )
-
-
-# A withdrawal of a long list of codes waits for a worker; sent with `withdrawal_id`. The pools
-# app's own tasks.py enqueues it (connected in apps.py), so that services never import tasks.
-withdrawal_queued = Signal()
-
-
-def withdrawal_queued_on_commit(withdrawal_id: int) -> None:
-    from .models import Withdrawal
-
-    transaction.on_commit(
-        lambda: withdrawal_queued.send(sender=Withdrawal, withdrawal_id=withdrawal_id)
     )

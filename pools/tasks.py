@@ -1,11 +1,11 @@
-"""Celery tasks of the pools app: each calls the service of the same name; and the receivers
-that queue them (connected in apps.py)."""
+"""Celery tasks of the pools app: each calls the service of the same name; and the functions
+that hand a job's id to them (registered with pools.jobs in apps.py)."""
 
 from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 
-from . import code_services, export_services
+from . import code_services, export_services, jobs
 
 
 @shared_task
@@ -20,21 +20,7 @@ def code_export_run(export_id: int):
 
 @shared_task
 def code_exports_clean():
-    for export_id in export_services.code_exports_clean():
-        code_export_run.delay(export_id)
-
-
-def code_export_enqueue(sender, export_id: int, **kwargs) -> None:
-    """Hand a queued export to a worker; connected to signals.export_queued in apps.py."""
-    code_export_run.delay(export_id)
-
-
-@worker_ready.connect
-def _recover_exports_on_start(**kwargs):
-    # A worker killed outright left its exports running: run again those already stale, and
-    # look again once the others' heartbeats have gone stale.
-    code_exports_clean.delay()
-    code_exports_clean.apply_async(countdown=settings.EXPORT_HEARTBEAT_TIMEOUT + 1)
+    export_services.code_exports_clean()
 
 
 @shared_task
@@ -42,6 +28,35 @@ def withdrawal_run(withdrawal_id: int):
     code_services.withdrawal_run(withdrawal_id=withdrawal_id)
 
 
-def withdrawal_enqueue(sender, withdrawal_id: int, **kwargs) -> None:
-    """Hand a queued withdrawal to a worker; connected to signals.withdrawal_queued."""
+@shared_task
+def addition_undo_run(undo_id: int):
+    code_services.addition_undo_run(undo_id=undo_id)
+
+
+@shared_task
+def jobs_recover():
+    jobs.jobs_recover()
+
+
+def code_export_send(export_id: int) -> None:
+    code_export_run.delay(export_id)
+
+
+def withdrawal_send(withdrawal_id: int) -> None:
     withdrawal_run.delay(withdrawal_id)
+
+
+def addition_undo_send(undo_id: int) -> None:
+    addition_undo_run.delay(undo_id)
+
+
+@worker_ready.connect
+def _recover_on_start(**kwargs):
+    # A worker killed outright left its jobs running: take back those whose heartbeat is already
+    # stale, and look again once the others' heartbeats have gone stale (a restarted worker is
+    # usually back sooner than the beat's next pass).
+    jobs.jobs_recover()
+    longest = max(settings.JOB_HEARTBEAT_TIMEOUT, settings.EXPORT_HEARTBEAT_TIMEOUT)
+    jobs_recover.apply_async(countdown=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+    if longest > settings.JOB_HEARTBEAT_TIMEOUT:
+        jobs_recover.apply_async(countdown=longest + 1)

@@ -263,14 +263,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BEAT_SCHEDULE = {
-    # Safety net for imports whose worker was killed outright.
-    "imports-recover-stale": {
-        "task": "imports.tasks.imports_recover_stale",
-        "schedule": float(env_int("IMPORT_RECOVERY_SECONDS", 60)),
-    },
-    "assignments-recover-stale": {
-        "task": "imports.tasks.assignments_recover_stale",
-        "schedule": float(env_int("IMPORT_RECOVERY_SECONDS", 60)),
+    # Every kind of job (pools/jobs.py): those whose worker died are queued again, those whose
+    # task the broker lost (or never took: it was down) are handed over again.
+    "jobs-recover": {
+        "task": "pools.tasks.jobs_recover",
+        "schedule": float(env_int("JOB_RECOVERY_SECONDS", 60)),
     },
     # Expire codes past their dates (each pool they leave short is checked for alerts).
     "codes-expire": {
@@ -282,7 +279,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "notifications.tasks.notifications_send_due",
         "schedule": float(env_int("NOTICE_RETRY_SECONDS", 60)),
     },
-    # Deletes export files kept past EXPORT_KEEP_HOURS; runs again exports that lost their worker.
+    # Deletes export files kept past EXPORT_KEEP_HOURS.
     "code-exports-clean": {
         "task": "pools.tasks.code_exports_clean",
         "schedule": float(env_int("EXPORT_CLEAN_SECONDS", 600)),
@@ -309,15 +306,19 @@ ASSIGN_BATCH_SIZE = env_int("ASSIGN_BATCH_SIZE", 5000)
 # Connections an assignment issues on (PostgreSQL, single-use codes): with two, a slice's
 # statements run while the one before it commits, on the database's other core.
 ASSIGN_CONNECTIONS = env_int("ASSIGN_CONNECTIONS", 2)
-# A running import whose heartbeat is older than this has lost its worker and is taken over.
-IMPORT_HEARTBEAT_TIMEOUT = env_int("IMPORT_HEARTBEAT_TIMEOUT", 60)
+# Jobs (pools/jobs.py: imports, assignments, withdrawals, undos; exports have their own timeout).
+# A running job whose heartbeat is older than this has lost its worker and is taken over.
+JOB_HEARTBEAT_TIMEOUT = env_int("JOB_HEARTBEAT_TIMEOUT", 60)
+# A job whose worker died this many times fails, with a message saying so (it can be run again).
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 # A task that finds its pool busy with another import tries again after this many seconds.
 IMPORT_BUSY_RETRY = env_int("IMPORT_BUSY_RETRY", 10)
-# A queued import that no task took or touched for this long lost its task (a broker restarted
-# without persistence): it is queued again, at most once per this interval.
-IMPORT_QUEUED_TIMEOUT = env_int("IMPORT_QUEUED_TIMEOUT", 300)
+# A queued job that no task took or touched for this long lost its task (a broker restarted
+# without persistence, or down when the job was queued): it is handed over again, at most once
+# per this interval.
+JOB_QUEUED_TIMEOUT = env_int("JOB_QUEUED_TIMEOUT", 300)
 # A batch that waits longer than this on a lock (a cut-off worker's open transaction) gives
-# its attempt back and tries again later; below IMPORT_HEARTBEAT_TIMEOUT, so that the waiting
+# its attempt back and tries again later; below JOB_HEARTBEAT_TIMEOUT, so that the waiting
 # worker is not itself taken for lost.
 IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # The upload request parses a workbook up to this size to check its Code column at once;

@@ -11,6 +11,8 @@ reason (refusals.py). The public names are gathered here, so that callers import
 from .additions import (
     UNDO_SLICE,
     UndoOutcome,
+    addition_undo_run,
+    addition_undo_start,
     code_addition_counts,
     code_addition_create,
     code_addition_record,
@@ -38,6 +40,7 @@ from .withdrawals import (
     WITHDRAW_SLICE,
     code_list_parse,
     codes_withdraw,
+    withdrawal_rerun,
     withdrawal_run,
 )
 
@@ -56,6 +59,8 @@ __all__ = [
     "BatchOutcome",
     "IssuedCode",
     "UndoOutcome",
+    "addition_undo_run",
+    "addition_undo_start",
     "batch_key",
     "code_addition_counts",
     "code_addition_create",
@@ -74,5 +79,6 @@ __all__ = [
     "codes_withdraw",
     "customer_clean",
     "pool_fallback",
+    "withdrawal_rerun",
     "withdrawal_run",
 ]

@@ -9,7 +9,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..counters import pool_counts_add
+from ..jobs import FAILED, Claim, job_claim, job_enqueue_on_commit, job_finish, job_held
 from ..models import (
+    AdditionUndo,
     Code,
     CodeAddition,
     CodeIssue,
@@ -35,12 +37,14 @@ def code_addition_record(*, addition_id: int, pool_id: int, count: int) -> None:
     )
 
 
-# Undoing an addition
-
 # Codes removed per transaction: a 10,000-row delete holds its locks for a fraction of a second,
 # so issuing from the same pool never waits long.
 UNDO_SLICE = 10_000
 # What an undo removes: codes never handed out (expired ones were available until they expired).
+UNDO_FAILED = (
+    "The undo stopped on an unexpected error; the codes removed so far stay removed. "
+    "Start it again from the import's report, or tell an administrator: {error}"
+)
 _REMOVABLE = (Code.Status.AVAILABLE, Code.Status.EXPIRED)
 
 
@@ -92,46 +96,118 @@ def _removable(addition: CodeAddition):
     return queryset
 
 
-def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
-    """Remove the codes an addition brought in that were never handed out; keep the others
-    (issued, redeemed, withdrawn, or multiple-use codes handed out), which have a history.
+def addition_undo_start(*, addition: CodeAddition, user=None) -> AdditionUndo:
+    """Queue the undo of an addition as a job (see addition_undo_run) and return it; an undo of
+    the same addition already queued or running is returned instead of a second one."""
+    with transaction.atomic():
+        CodeAddition.objects.select_for_update().filter(pk=addition.pk).first()
+        undo = addition.undos.filter(status__in=UNDO_ACTIVE).first()
+        if undo is None:
+            undo = _undo_create(addition, user)
+            job_enqueue_on_commit(undo)
+    return undo
+
+
+def _undo_create(addition: CodeAddition, user) -> AdditionUndo:
+    counts = code_addition_counts(addition=addition)
+    return AdditionUndo.objects.create(
+        addition=addition,
+        pool_id=addition.pool_id,
+        created_by=user,
+        progress_total=sum(counts.values()),
+        enqueued_at=timezone.now(),
+    )
+
+
+UNDO_ACTIVE = (AdditionUndo.Status.QUEUED, AdditionUndo.Status.RUNNING)
+
+
+def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
+    """Run (or resume) an undo as a job (pools.jobs): remove the codes its addition brought in
+    that were never handed out, keep the others (issued, redeemed, withdrawn, or multiple-use
+    codes handed out), which have a history; then count what was kept into its report.
 
     Walks the addition's codes in id order, UNDO_SLICE at a time, each slice its own transaction
-    with the pool's counts, so that issuing from the pool never waits long; codes being issued
-    meanwhile are skipped (and kept). Returns what was removed and what was kept.
-    """
-    removed = Counter()
-    after = 0
-    while True:
-        with transaction.atomic():
-            after, gone = _undo_slice(addition, after)
-            if after is None:
-                break
-            # The PostgreSQL slice counts each status, zero included: a Counter of zeros is
-            # not empty, and recording it would name this caller as the one who removed codes.
-            if not sum(gone.values()):
-                continue
-            removed.update(gone)
-            pool_counts_add(
-                pool_id=addition.pool_id,
-                available=-gone[Code.Status.AVAILABLE],
-                expired=-gone[Code.Status.EXPIRED],
-            )
-            CodeAddition.objects.filter(pk=addition.pk).update(
-                codes_removed=F("codes_removed") + sum(gone.values()),
-                removed_at=timezone.now(),
-                removed_by=user,
-            )
-    if removed:
-        stock_changed_on_commit(addition.pool)
-    outcome = code_addition_undo_preview(addition=addition)
-    outcome.removed = sum(removed.values())
-    return outcome
+    with the pool's counts and the job's progress, so that issuing from the pool never waits
+    long and a job taken over after a kill goes on after the last committed slice; codes being
+    issued meanwhile are skipped (and kept)."""
+    undo = job_claim(AdditionUndo, undo_id)
+    if isinstance(undo, Claim):
+        return AdditionUndo.objects.filter(pk=undo_id).first()
+    addition = undo.addition
+    try:
+        while True:
+            with transaction.atomic():
+                last, scanned, gone = _undo_slice(addition, undo.last_id)
+                if last is None:
+                    break
+                _undo_record(undo, addition, last, scanned, gone)
+    except _ClaimLost:
+        return AdditionUndo.objects.filter(pk=undo_id).first()
+    except Exception as error:
+        job_finish(undo, FAILED, message=UNDO_FAILED.format(error=error))
+        raise
+    kept = code_addition_undo_preview(addition=addition)
+    job_finish(
+        undo,
+        AdditionUndo.Status.COMPLETED,
+        kept_issued=kept.kept_issued,
+        kept_redeemed=kept.kept_redeemed,
+        kept_withdrawn=kept.kept_withdrawn,
+        kept_used=kept.kept_used,
+    )
+    return undo
 
 
-def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, Counter]:
+def _undo_record(undo: AdditionUndo, addition: CodeAddition, last: int, scanned: int, gone):
+    """Record a slice in the caller's transaction: the pool's counts, the addition's record and
+    the job's progress, or raise _ClaimLost (rolling the slice back) if the job is not ours."""
+    removed = sum(gone.values())
+    if not job_held(undo).update(
+        last_id=last,
+        progress_done=F("progress_done") + scanned,
+        removed=F("removed") + removed,
+        heartbeat_at=timezone.now(),
+    ):
+        raise _ClaimLost
+    undo.last_id = last
+    if not removed:
+        return
+    pool_counts_add(
+        pool_id=addition.pool_id,
+        available=-gone[Code.Status.AVAILABLE],
+        expired=-gone[Code.Status.EXPIRED],
+    )
+    CodeAddition.objects.filter(pk=addition.pk).update(
+        codes_removed=F("codes_removed") + removed,
+        removed_at=timezone.now(),
+        removed_by=undo.created_by,
+    )
+    stock_changed_on_commit(addition.pool)
+
+
+class _ClaimLost(Exception):
+    """Another attempt took the undo over: this attempt's slice is rolled back."""
+
+
+def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
+    """Undo an addition here and now, as a job run in this process rather than by a worker (the
+    shell, scripts, benchmarks); return what was removed and what was kept."""
+    undo = _undo_create(addition, user)
+    undo = addition_undo_run(undo_id=undo.pk)
+    return UndoOutcome(
+        removed=undo.removed,
+        kept_issued=undo.kept_issued,
+        kept_redeemed=undo.kept_redeemed,
+        kept_withdrawn=undo.kept_withdrawn,
+        kept_used=undo.kept_used,
+    )
+
+
+def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Counter]:
     """Delete the removable codes among the addition's next UNDO_SLICE codes after id `after`;
-    return the last id looked at (None when there are no more) and how many went, by status.
+    return the last id looked at (None when there are no more), how many were looked at, and
+    how many went, by status.
 
     Walking by id (keyset) rather than asking again for "the first removable codes" each time
     matters: deleted rows stay in the index until vacuumed, and every slice would step over all
@@ -159,7 +235,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, Counter
                 ), gone AS (
                     DELETE FROM {table} WHERE id IN (SELECT id FROM doomed) RETURNING status
                 )
-                SELECT (SELECT max(id) FROM scanned),
+                SELECT (SELECT max(id) FROM scanned), (SELECT count(*) FROM scanned),
                     (SELECT count(*) FROM gone WHERE status = %(available)s),
                     (SELECT count(*) FROM gone WHERE status = %(expired)s)
                 """,
@@ -172,15 +248,16 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, Counter
                     "expired": Code.Status.EXPIRED,
                 },
             )
-            last, available, expired = cursor.fetchone()
-        return last, Counter({Code.Status.AVAILABLE: available, Code.Status.EXPIRED: expired})
+            last, scanned, available, expired = cursor.fetchone()
+        gone = Counter({Code.Status.AVAILABLE: available, Code.Status.EXPIRED: expired})
+        return last, scanned, gone
     scanned = list(
         Code.objects.filter(addition=addition, pk__gt=after)
         .order_by("pk")
         .values_list("pk", flat=True)[:UNDO_SLICE]
     )
     if not scanned:
-        return None, Counter()
+        return None, 0, Counter()
     rows = list(_removable(addition).filter(pk__in=scanned).values_list("pk", "status"))
     Code.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
-    return scanned[-1], Counter(status for _, status in rows)
+    return scanned[-1], len(scanned), Counter(status for _, status in rows)

@@ -9,14 +9,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..counters import pool_counts_add
+from ..jobs import FAILED, Claim, job_claim, job_enqueue_on_commit, job_finish, job_held, job_queue
 from ..models import (
     Code,
     Pool,
     Withdrawal,
 )
-from ..signals import stock_changed_on_commit, withdrawal_queued_on_commit
-
-# Withdrawals
+from ..signals import stock_changed_on_commit
 
 # A list longer than this is withdrawn by a worker, with its report on the job's row; a shorter
 # one at once, in the request.
@@ -26,6 +25,11 @@ WITHDRAW_AT_ONCE = 1_000
 WITHDRAW_SLICE = 5_000
 NOT_FOUND_SAMPLE = 100
 NOTHING_TO_WITHDRAW = "Give at least one code to withdraw."
+NOT_RERUNNABLE = "Only a failed withdrawal can be run again."
+WITHDRAWAL_FAILED = (
+    "The withdrawal stopped on an unexpected error; the codes withdrawn so far stay withdrawn. "
+    "Run it again, or tell an administrator: {error}"
+)
 _LIST_SEPARATORS = re.compile(r"[\s,;]+")
 
 
@@ -64,39 +68,48 @@ def codes_withdraw(
         reason=(reason or "").strip(),
         requested="\n".join(codes),
         codes_requested=len(codes),
+        enqueued_at=timezone.now(),
     )
     if len(codes) > WITHDRAW_AT_ONCE:
-        withdrawal_queued_on_commit(withdrawal.pk)
+        job_enqueue_on_commit(withdrawal)
         return withdrawal
     return withdrawal_run(withdrawal_id=withdrawal.pk)
 
 
-def withdrawal_run(*, withdrawal_id: int) -> Withdrawal:
-    """Run (or resume) a withdrawal: claim it, withdraw its codes slice by slice, each slice
-    committed with its counts and progress; a job already finished or running is left alone."""
-    claimed = Withdrawal.objects.filter(
-        pk=withdrawal_id, status__in=(Withdrawal.Status.QUEUED, Withdrawal.Status.FAILED)
-    ).update(status=Withdrawal.Status.RUNNING)
-    withdrawal = Withdrawal.objects.get(pk=withdrawal_id)
-    if not claimed:
-        return withdrawal
+def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
+    """Run (or resume) a withdrawal as a job (pools.jobs): claim it, withdraw its codes slice by
+    slice, each slice committed with its counts and progress; a job finished, or held by a live
+    worker, is left alone. Return the withdrawal as it is then."""
+    withdrawal = job_claim(Withdrawal, withdrawal_id)
+    if isinstance(withdrawal, Claim):
+        return Withdrawal.objects.filter(pk=withdrawal_id).first()
     codes = withdrawal.requested.split("\n")
     try:
         while withdrawal.codes_done < len(codes):
             chunk = codes[withdrawal.codes_done : withdrawal.codes_done + WITHDRAW_SLICE]
             _withdraw_slice(withdrawal, chunk)
+    except _ClaimLost:
+        return Withdrawal.objects.filter(pk=withdrawal_id).first()
     except Exception as error:
         # The committed slices stay; running it again goes on after them.
-        Withdrawal.objects.filter(pk=withdrawal.pk).update(
-            status=Withdrawal.Status.FAILED, message=str(error), finished_at=timezone.now()
-        )
+        job_finish(withdrawal, FAILED, message=WITHDRAWAL_FAILED.format(error=error))
         raise
-    Withdrawal.objects.filter(pk=withdrawal.pk).update(
-        status=Withdrawal.Status.COMPLETED, finished_at=timezone.now()
-    )
-    stock_changed_on_commit(withdrawal.pool)
-    withdrawal.refresh_from_db()
+    job_finish(withdrawal, Withdrawal.Status.COMPLETED)
     return withdrawal
+
+
+@transaction.atomic
+def withdrawal_rerun(*, withdrawal: Withdrawal) -> Withdrawal:
+    """Queue a failed withdrawal again; the slices it committed are not redone."""
+    withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
+    if withdrawal.status != Withdrawal.Status.FAILED:
+        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
+    job_queue(withdrawal)
+    return withdrawal
+
+
+class _ClaimLost(Exception):
+    """Another attempt took the withdrawal over: this attempt's slice is rolled back."""
 
 
 @transaction.atomic
@@ -123,14 +136,18 @@ def _withdraw_slice(withdrawal: Withdrawal, chunk: list[str]) -> None:
         withdrawal.not_found_sample = "\n".join(
             filter(None, [withdrawal.not_found_sample, *missing[:sample_room]])
         )
-    withdrawal.codes_done += len(chunk)
-    Withdrawal.objects.filter(pk=withdrawal.pk).update(
-        codes_done=withdrawal.codes_done,
+    held = job_held(withdrawal).update(
+        codes_done=withdrawal.codes_done + len(chunk),
         codes_withdrawn=F("codes_withdrawn") + len(withdrawable),
         from_stock=F("from_stock") + statuses[Code.Status.AVAILABLE],
         already_withdrawn=F("already_withdrawn") + statuses[Code.Status.WITHDRAWN],
         already_redeemed=F("already_redeemed") + statuses[Code.Status.REDEEMED],
         not_found=F("not_found") + len(missing),
         not_found_sample=withdrawal.not_found_sample,
-        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
     )
+    if not held:
+        raise _ClaimLost
+    withdrawal.codes_done += len(chunk)
+    if statuses[Code.Status.AVAILABLE]:
+        stock_changed_on_commit(withdrawal.pool)

@@ -17,7 +17,7 @@ KNOBS = {
     # Small slices: set-based issuing gets through 60,000 customers in a few seconds, and the
     # kill must land in the first half.
     "ASSIGN_BATCH_SIZE": 200,
-    "IMPORT_HEARTBEAT_TIMEOUT": 3,
+    "JOB_HEARTBEAT_TIMEOUT": 3,
     "CELERY_VISIBILITY_TIMEOUT": 5,
 }
 

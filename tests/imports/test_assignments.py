@@ -13,13 +13,14 @@ from hypothesis import strategies as st
 
 from imports.assignments import (
     assignment_release,
+    assignment_rerun,
     assignment_run,
     assignment_start,
-    assignments_recover_stale,
 )
 from imports.models import Assignment
 from imports.readers import ImportFileError, open_customer_list
 from pools.code_services import code_issue, code_redeem, code_release
+from pools.jobs import jobs_recover
 from pools.models import Code, CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
 from tests.factories import make_codes, make_pool, on_next_stock_change
@@ -109,6 +110,7 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
     ]
 
     pool_resume(pool=Pool.objects.get(pk=pool.pk))
+    assignment_rerun(job=job)
     job = assignment_run(assignment_id=job.pk)
 
     assert job.status == Assignment.Status.COMPLETED, job.message
@@ -139,12 +141,12 @@ def test_a_job_running_in_a_live_worker_is_left_alone_and_a_dead_workers_is_take
     )
 
     assert assignment_run(assignment_id=job.pk).status == Assignment.Status.RUNNING
-    assert assignments_recover_stale() == 0
+    assert jobs_recover(Assignment) == 0
     assert not CodeIssue.objects.exists()
 
-    dead = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    dead = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
     Assignment.objects.filter(pk=job.pk).update(heartbeat_at=dead)
-    assert assignments_recover_stale() == 1  # queued again, and run here at once
+    assert jobs_recover(Assignment) == 1  # queued again, and run here at once
     job.refresh_from_db()
     assert (job.status, job.message, job.codes_issued) == (Assignment.Status.COMPLETED, "", 2)
     assert job.started_at <= job.finished_at  # the report's duration

@@ -42,7 +42,7 @@ def test_queued_task_lost_by_the_broker_is_queued_again_and_runs_exactly_once(
     log = tmp_path / "worker.log"
     env = make_worker_env(
         private_redis.url(),
-        IMPORT_QUEUED_TIMEOUT=2,
+        JOB_QUEUED_TIMEOUT=2,
         IMPORT_RECOVERY_SECONDS=1,
         IMPORT_BATCH_SIZE=2000,
     )

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from imports import engine, loader
-from imports.engine import RunOutcome, import_run, imports_recover_stale
+from imports.engine import RunOutcome, import_run
 from imports.models import Import
 from imports.selectors import generation_allowed
 from imports.services import (
@@ -15,6 +15,7 @@ from imports.services import (
     import_rerun,
     import_text_start,
 )
+from pools.jobs import jobs_recover
 from pools.models import Code
 from pools.selectors import pools_with_counts
 from tests.factories import make_codes, make_pool
@@ -271,7 +272,7 @@ def test_a_job_held_by_a_live_worker_is_not_run_twice():
 
 def test_a_job_whose_worker_died_is_taken_over(settings):
     job = import_text_start(pool=make_pool(), text="A")
-    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
     Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=stale, attempts=1)
 
     assert import_run(import_id=job.pk) is RunOutcome.FINISHED
@@ -300,7 +301,7 @@ def test_one_import_at_a_time_per_pool():
 def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     settings, django_capture_on_commit_callbacks
 ):
-    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
     retried = import_text_start(pool=make_pool(), text="A")
     exhausted = import_text_start(pool=make_pool(), text="B")
     # Three attempts at most: the second one's loss is retried, the third one's is final.
@@ -308,7 +309,7 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
     Import.objects.filter(pk=exhausted.pk).update(status="running", heartbeat_at=stale, attempts=3)
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert imports_recover_stale() == 2
+        assert jobs_recover(Import) == 2
 
     retried.refresh_from_db()
     exhausted.refresh_from_db()
@@ -319,8 +320,8 @@ def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
         False,
     )
     assert exhausted.message == (
-        "The worker stopped during the import 3 times; the codes of the finished batches are "
-        "kept. Run it again to go on."
+        "The worker stopped during this job 3 times; what it finished is kept. "
+        "Run it again to go on."
     )
 
 
@@ -484,14 +485,14 @@ def test_an_import_leaves_the_interpreters_switch_interval_as_it_found_it():
 def test_queued_import_whose_task_was_lost_is_queued_again_once_per_interval(
     settings, django_capture_on_commit_callbacks, monkeypatch
 ):
-    settings.IMPORT_QUEUED_TIMEOUT = 60
+    settings.JOB_QUEUED_TIMEOUT = 60
     pool = make_pool()
     job = import_file_start(pool=pool, file=csv_upload("Code\nQ1\n"))  # its task "lost"
     Import.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert engine.imports_requeue_lost() == 1
-    assert engine.imports_requeue_lost() == 0  # not again within the interval
+        assert jobs_recover(Import) == 1
+    assert jobs_recover(Import) == 0  # not again within the interval
 
     job.refresh_from_db()
     assert (job.status, job.codes_added, job.attempts) == (Import.Status.COMPLETED, 1, 1)
@@ -523,7 +524,7 @@ def test_import_finishes_though_the_broker_is_down_and_the_outbox_sends_the_noti
     notification_tasks.notifications_send_due()
 
     assert len(mailoutbox) == 1
-    assert notifications_due() == ([], [])
+    assert notifications_due() == ([], [], [])
 
 
 def test_worker_sessions_get_keepalives_and_an_idle_transaction_limit(settings):
@@ -700,11 +701,11 @@ def test_a_rerun_keeps_the_first_start_time(settings, monkeypatch):
 
 def test_a_worker_heartbeat_a_second_inside_the_timeout_is_alive(settings):
     job = import_text_start(pool=make_pool(), text="A")
-    recent = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT - 1)
+    recent = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT - 1)
     Import.objects.filter(pk=job.pk).update(status="running", heartbeat_at=recent, attempts=1)
 
     assert import_run(import_id=job.pk) is RunOutcome.BUSY
-    assert imports_recover_stale() == 0
+    assert jobs_recover(Import) == 0
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("running", 1)
 
@@ -739,7 +740,7 @@ def test_a_job_waiting_for_its_pool_is_marked_as_held_by_its_task(
 def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
     settings, django_capture_on_commit_callbacks
 ):
-    settings.IMPORT_QUEUED_TIMEOUT = 60
+    settings.JOB_QUEUED_TIMEOUT = 60
     now = timezone.now()
     lost = import_text_start(pool=make_pool(), text="L")
     also_lost = import_text_start(pool=make_pool(), text="M")
@@ -752,7 +753,7 @@ def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
     )
 
     with django_capture_on_commit_callbacks(execute=True):
-        assert engine.imports_requeue_lost() == 2
+        assert jobs_recover(Import) == 2
 
     lost.refresh_from_db()
     also_lost.refresh_from_db()
@@ -762,12 +763,12 @@ def test_a_queued_import_never_enqueued_is_taken_for_lost_after_the_timeout(
 
 
 def test_a_queued_import_touched_within_the_timeout_is_not_lost(settings):
-    settings.IMPORT_QUEUED_TIMEOUT = 60
+    settings.JOB_QUEUED_TIMEOUT = 60
     job = import_text_start(pool=make_pool(), text="T")
     touched = timezone.now() - timedelta(seconds=50)
     Import.objects.filter(pk=job.pk).update(enqueued_at=touched)
 
-    assert engine.imports_requeue_lost() == 0
+    assert jobs_recover(Import) == 0
     job.refresh_from_db()
     assert (job.status, job.enqueued_at) == ("queued", touched)
 
@@ -945,7 +946,7 @@ def test_a_batch_waiting_on_a_lock_gives_its_attempt_back_and_runs_later(
     settings.IMPORT_LOCK_TIMEOUT = 0.5
     pool = make_pool()
     # Run by this test, not by the task the upload would queue (run at once in tests).
-    monkeypatch.setattr("imports.services.import_queued_on_commit", lambda import_id: None)
+    monkeypatch.setattr("imports.services.job_enqueue_on_commit", lambda job: None)
     job = import_file_start(pool=pool, file=csv_upload("Code\nHELD\nFREE\n"))
     db = connection.settings_dict
     with psycopg.connect(
@@ -1006,7 +1007,7 @@ def test_a_rejected_row_the_database_refuses_is_kept_spelled_in_ascii(monkeypatc
 def test_what_the_engine_does_is_logged(
     settings, caplog, monkeypatch, django_capture_on_commit_callbacks
 ):
-    settings.IMPORT_QUEUED_TIMEOUT = 60
+    settings.JOB_QUEUED_TIMEOUT = 60
     lost = import_file_start(pool=make_pool(), file=csv_upload("Code\nQ1\n"))
     Import.objects.filter(pk=lost.pk).update(enqueued_at=timezone.now() - timedelta(minutes=5))
     crashed = import_file_start(pool=make_pool(), file=csv_upload("Code\nC1\n"))
@@ -1015,7 +1016,7 @@ def test_what_the_engine_does_is_logged(
         raise ConnectionError("gone")
 
     with django_capture_on_commit_callbacks(execute=True):
-        engine.imports_requeue_lost()
+        jobs_recover(Import)
     late = engine._claim(crashed.pk)
     Import.objects.filter(pk=crashed.pk).update(status="queued")
     monkeypatch.setattr(engine, "load_batch", crash)
@@ -1023,7 +1024,9 @@ def test_what_the_engine_does_is_logged(
     engine._finish(late, Import.Status.FAILED, "late")
 
     assert [
-        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "imports.engine"
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name in ("imports.engine", "pools.jobs")
     ] == [
         ("WARNING", f"Import {lost.pk} lost its task: queued again"),
         ("ERROR", f"Import {crashed.pk} failed"),
@@ -1037,7 +1040,7 @@ def test_a_stale_import_another_process_is_recovering_is_skipped_not_waited_for(
     import psycopg
     from django.db import connection
 
-    stale = timezone.now() - timedelta(seconds=settings.IMPORT_HEARTBEAT_TIMEOUT + 1)
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
     older = import_text_start(pool=make_pool(), text="A")
     newer = import_text_start(pool=make_pool(), text="B")  # looked at first
     Import.objects.filter(pk__in=[older.pk, newer.pk]).update(
@@ -1049,7 +1052,7 @@ def test_a_stale_import_another_process_is_recovering_is_skipped_not_waited_for(
     ) as other:
         other.execute("SELECT id FROM imports_import WHERE id = %s FOR UPDATE", [newer.pk])
 
-        assert run_while_held(other, imports_recover_stale) == 1
+        assert run_while_held(other, lambda: jobs_recover(Import)) == 1
 
         other.rollback()
     older.refresh_from_db()

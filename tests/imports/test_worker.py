@@ -64,7 +64,7 @@ def running_mid_way(job):
 
 KNOBS = {
     "IMPORT_BATCH_SIZE": 2000,
-    "IMPORT_HEARTBEAT_TIMEOUT": 3,
+    "JOB_HEARTBEAT_TIMEOUT": 3,
     "IMPORT_BUSY_RETRY": 1,
     "CELERY_VISIBILITY_TIMEOUT": 5,
 }

@@ -302,10 +302,11 @@ def test_notices_are_due_from_the_retry_delay_until_the_window_ends_to_the_secon
     alert(oldest - second)
     alert(newest, sent_at=NOW)
 
-    imports, alerts = notifications_due()
+    imports, alerts, exports = notifications_due()
 
     assert sorted(imports) == sorted(due)
     assert sorted(alerts) == sorted(alerts_due)
+    assert exports == []
 
 
 def test_a_sent_alert_records_the_moment_all_were_served(frozen):

@@ -345,8 +345,12 @@ def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(monkeypatch):
         codes_withdraw(pool=pool, codes=["F1", "F2", "F3", "F4"])
     withdrawal = Withdrawal.objects.get()
     assert (withdrawal.status, withdrawal.codes_done) == (Withdrawal.Status.FAILED, 2)
-    assert withdrawal.message == "database went away"
+    assert withdrawal.message == (
+        "The withdrawal stopped on an unexpected error; the codes withdrawn so far stay "
+        "withdrawn. Run it again, or tell an administrator: database went away"
+    )
 
+    withdrawals.withdrawal_rerun(withdrawal=withdrawal)
     again = withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk)
 
     assert (again.status, again.codes_withdrawn) == (Withdrawal.Status.COMPLETED, 4)

@@ -23,6 +23,7 @@ from pools.code_services import (
     codes_expire,
     codes_withdraw,
     sweeps,
+    withdrawal_rerun,
     withdrawal_run,
     withdrawals,
 )
@@ -266,17 +267,21 @@ def test_a_running_or_finished_withdrawal_is_left_alone_and_a_failed_one_runs_ag
 
     def job(status):
         return Withdrawal.objects.create(
-            pool=pool, requested="R1", codes_requested=1, status=status
+            pool=pool, requested="R1", codes_requested=1, status=status, heartbeat_at=timezone.now()
         ).pk
 
-    for status in (Withdrawal.Status.RUNNING, Withdrawal.Status.COMPLETED):
+    for status in (Withdrawal.Status.RUNNING, Withdrawal.Status.COMPLETED, "failed"):
         left = withdrawal_run(withdrawal_id=job(status))
         assert (left.status, left.codes_done) == (status, 0)
     assert statuses(pool) == {"R1": "available"}
 
-    again = withdrawal_run(withdrawal_id=job(Withdrawal.Status.FAILED))
+    failed = Withdrawal.objects.get(status="failed")
+    withdrawal_rerun(withdrawal=failed)
+    again = withdrawal_run(withdrawal_id=failed.pk)
 
     assert (again.status, again.codes_done, again.codes_withdrawn) == ("completed", 1, 1)
+    with pytest.raises(ValidationError, match="Only a failed withdrawal can be run again."):
+        withdrawal_rerun(withdrawal=again)
 
 
 def test_a_failed_withdrawal_records_why_and_when(frozen, monkeypatch):
@@ -293,7 +298,8 @@ def test_a_failed_withdrawal_records_why_and_when(frozen, monkeypatch):
     stored = Withdrawal.objects.get()
     assert (stored.status, stored.message, stored.finished_at) == (
         Withdrawal.Status.FAILED,
-        "disk on fire",
+        "The withdrawal stopped on an unexpected error; the codes withdrawn so far stay "
+        "withdrawn. Run it again, or tell an administrator: disk on fire",
         NOW,
     )
 
