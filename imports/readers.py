@@ -2,6 +2,11 @@
 
 A reader streams: it never holds the whole file. Problems with the file as a whole raise
 ImportFileError before the first row is yielded; problems with one row are left to validation.
+
+Long because every format (CSV, the spreadsheets, a pasted list, and the customer lists of
+assignments) goes through one pipeline: the size and format checks, the header search and
+mapping, and the refusal messages are shared, and tools/mutation.py tries the module as one
+against tests/imports/test_readers.py.
 """
 
 import codecs

@@ -1,3 +1,11 @@
+"""The models of pools: campaigns, pools and their events, codes with their counters, issues and
+redemptions, additions, withdrawals and exports.
+
+Long because an app's models live in one module, as in Django's own apps
+(django/contrib/auth/models.py): ten models whose constraints and cheap predicates refer to each
+other, read together.
+"""
+
 from datetime import timedelta
 
 from django.conf import settings

@@ -1,6 +1,8 @@
-"""The house rules of the layout: app dependencies run one way, services never import tasks."""
+"""The house rules of the layout: app dependencies run one way, services never import tasks,
+modules stay short unless they say why."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,13 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+# Every Python package of the project, for the length rule (the settings' package too).
+PROJECT_PACKAGES = (*sorted(ALLOWED), "promo_project")
+MAX_MODULE_LINES = 450
+# A line of the module docstring that begins with these words and goes on to give the reason.
+LONG_BECAUSE = re.compile(r"^\s*Long because \S", re.MULTILINE)
+
+
 def app_files(app: str):
     return [p for p in (ROOT / app).rglob("*.py") if "migrations" not in p.parts]
 
@@ -60,3 +69,32 @@ def test_services_never_import_tasks(app):
         if name.split(".")[-1] == "tasks" or ".tasks." in f"{name}."
     }
     assert not offenders
+
+
+@pytest.mark.parametrize("package", PROJECT_PACKAGES)
+def test_long_modules_say_why_they_are_long(package):
+    """Fail for a module of the project's packages (not migrations, not tests) over
+    MAX_MODULE_LINES lines whose module docstring has no line that begins "Long because" and
+    goes on with the reason: e.g. "Long because an app's models live in one module, as in
+    Django's own apps".
+
+    The house rule (STYLE.md): modules with one job each, none over about 450 lines without a
+    stated reason. The reason is written where a reader of the module sees it, and can be grepped
+    for (`grep -rn "Long because"`). Split a module rather than write a reason it cannot honestly
+    have.
+    """
+    unexplained = {}
+    for path in app_files(package):
+        if "tests" in path.relative_to(ROOT).parts:
+            continue
+        text = path.read_text()
+        lines = len(text.splitlines())
+        if lines <= MAX_MODULE_LINES:
+            continue
+        docstring = ast.get_docstring(ast.parse(text)) or ""
+        if not LONG_BECAUSE.search(docstring):
+            unexplained[str(path.relative_to(ROOT))] = lines
+    assert not unexplained, (
+        f"Over {MAX_MODULE_LINES} lines with no “Long because …” in the module docstring: "
+        f"{unexplained}"
+    )

@@ -1,38 +1,35 @@
-import os
-from datetime import timedelta
+"""The imports screens: the list, the pool's "Add codes" page (upload, paste, generate), an
+import's report with its progress, rejected rows, undo and run again, and the templates."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Q
-from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse
-from django.template.loader import render_to_string
+from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from pools import export_services
-from pools.admin import PageParts, addition_labels, can_export, home_page, pool_page
+from pools.admin import can_export
 from pools.exports import csv_response, xlsx_response
 from pools.guessing import generation_guessing_notes
 from pools.models import CodeExport, Pool
 from pools.selectors import pool_code_total
 
-from . import services
-from .assignments import assignment_release, assignment_start
-from .forms import AssignForm, GenerateForm, PasteForm, ReleaseForm, UploadForm
-from .generation import CodeFormat
-from .models import Assignment, Import
-from .readers import TEMPLATE_COLUMNS
-from .selectors import REJECTED_ROWS, generation_allowed, pool_import_history, rejected_rows
-from .templates_download import (
+from .. import services
+from ..forms import GenerateForm, PasteForm, UploadForm
+from ..generation import CodeFormat
+from ..models import Import
+from ..readers import TEMPLATE_COLUMNS
+from ..selectors import REJECTED_ROWS, generation_allowed, pool_import_history, rejected_rows
+from ..templates_download import (
     TEMPLATE_NOTES,
     template_csv,
     template_example_row,
     template_xlsx,
 )
+from .helpers import add_errors, int_or_none
+from .parts import add_codes_page, status_cell
 
 IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
 UNDONE = (
@@ -41,85 +38,8 @@ UNDONE = (
     "codes already handed out."
 )
 UNDONE_NOTHING_KEPT = "Removed {removed:,} codes that import {job} added; none had been used."
-RECENT_IMPORT_DAYS = 3
 REJECTED_SHOWN = 100
-
-# What the apps above imports add to the "Add codes" page (sections: callables (request, pool)).
-add_codes_page = PageParts()
-
 CHOOSE_A_POOL = "Codes are added to a pool: open a pool, then “Add codes”."
-
-
-def pool_codes_section(request, pool) -> str:
-    """The import part of a pool page's Codes section: Add codes, templates, import history."""
-    return render_to_string(
-        "admin/imports/import/pool_section.html",
-        {
-            "pool": pool,
-            "can_add": request.user.has_perm("imports.add_import"),
-            "generation_allowed": generation_allowed(pool),
-            "history": pool_import_history(pool),
-        },
-        request=request,
-    )
-
-
-pool_page.sections.append(pool_codes_section)
-
-
-def import_addition_label(addition) -> str | None:
-    """Name the import behind a pool's record of an addition of codes, for the code's page."""
-    job = Import.objects.filter(addition=addition).select_related("created_by").first()
-    if job is None:
-        return None
-    return format_html(
-        '<a href="{}">import #{}</a> ({}, {}{})',
-        reverse("admin:imports_import_change", args=[job.pk]),
-        job.pk,
-        job.get_source_display().lower(),
-        job.file_name or "—",
-        format_html(", started by {}", job.created_by) if job.created_by else "",
-    )
-
-
-def imports_attention_section(request) -> str:
-    """The home page's list of imports running now or failed in the last days."""
-    since = timezone.now() - timedelta(days=RECENT_IMPORT_DAYS)
-    jobs = (
-        Import.objects.filter(
-            Q(status__in=(Import.Status.QUEUED, Import.Status.RUNNING))
-            | Q(status=Import.Status.FAILED, created_at__gte=since)
-        )
-        .select_related("pool")
-        .order_by("-created_at")[:20]
-    )
-    rows = [
-        format_html(
-            '<a href="{}">Import #{}</a> into {}: {}',
-            reverse("admin:imports_import_change", args=[job.pk]),
-            job.pk,
-            job.pool,
-            status_cell(job),
-        )
-        for job in jobs
-    ]
-    return render_to_string(
-        "admin/pools/attention_section.html",
-        {"title": "Imports running, or failed in the last days", "rows": rows},
-        request=request,
-    )
-
-
-addition_labels.append(import_addition_label)
-home_page.sections.append(imports_attention_section)
-
-
-def status_cell(job: Import) -> str:
-    return format_html(
-        '<span class="import-status import-status-{}">{}</span>',
-        job.status,
-        job.get_status_display(),
-    )
 
 
 @admin.register(Import)
@@ -199,7 +119,7 @@ class ImportAdmin(admin.ModelAdmin):
     def add_view(self, request, form_url="", extra_context=None):
         if not self.has_add_permission(request):
             raise PermissionDenied
-        pool = Pool.objects.filter(pk=_int_or_none(request.GET.get("pool"))).first()
+        pool = Pool.objects.filter(pk=int_or_none(request.GET.get("pool"))).first()
         if pool is None:
             # Codes are added to a pool: send the manager to choose one rather than to a 404.
             messages.info(request, CHOOSE_A_POOL)
@@ -219,7 +139,7 @@ class ImportAdmin(admin.ModelAdmin):
                 try:
                     job = self._start(kind, pool, form.cleaned_data, request.user)
                 except ValidationError as error:
-                    _add_errors(form, error)
+                    add_errors(form, error)
                 else:
                     messages.success(request, IMPORT_QUEUED.format(job=job))
                     # The manager lands where the progress is: the report updates itself.
@@ -425,169 +345,3 @@ class ImportAdmin(admin.ModelAdmin):
             self.log_change(request, job, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
-
-
-def _int_or_none(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _add_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, field_errors in error.error_dict.items():
-            form.add_error(field if field in form.fields else None, field_errors)
-    else:
-        form.add_error(None, error)
-
-
-# Assignments: a customer list in, the list with codes out.
-
-ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
-RELEASED = (
-    "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
-    "customers had no code from this assignment."
-)
-
-
-def assign_button(request, pool) -> str:
-    if not (pool.is_active and request.user.has_perm("imports.add_assignment")):
-        return ""
-    return format_html(
-        '<li><a href="{}?pool={}" class="addlink">Assign to customers</a></li>',
-        reverse("admin:imports_assignment_add"),
-        pool.pk,
-    )
-
-
-pool_page.object_tools.append(assign_button)
-
-
-@admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
-    list_display = (
-        "task_number",
-        "pool",
-        "file_name",
-        "status",
-        "codes_issued",
-        "already_held",
-        "shortfall",
-        "created_by",
-        "created_at",
-    )
-    list_filter = ("status", "pool")
-    list_select_related = ("pool", "created_by")
-    search_fields = ("=id", "file_name", "pool__slug")
-
-    @admin.display(description="task number", ordering="id")
-    def task_number(self, job):
-        return f"#{job.pk}"
-
-    def get_model_perms(self, request):
-        # Started from an active pool's page ("Assign to customers").
-        return {**super().get_model_perms(request), "add": False}
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_urls(self):
-        wrap = self.admin_site.admin_view
-        return [
-            path(
-                "<path:object_id>/result.csv",
-                wrap(self.result_view),
-                name="imports_assignment_result",
-            ),
-            path(
-                "<path:object_id>/release/",
-                wrap(require_POST(self.release_view)),
-                name="imports_assignment_release",
-            ),
-            *super().get_urls(),
-        ]
-
-    def add_view(self, request, form_url="", extra_context=None):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        pool = Pool.objects.filter(pk=_int_or_none(request.GET.get("pool"))).first()
-        if pool is None:
-            raise Http404("No such pool.")
-        form = AssignForm()
-        if request.method == "POST":
-            form = AssignForm(request.POST, request.FILES)
-            if form.is_valid():
-                try:
-                    job = assignment_start(
-                        pool=pool, file=form.cleaned_data["file"], user=request.user
-                    )
-                except ValidationError as error:
-                    _add_errors(form, error)
-                else:
-                    messages.success(request, ASSIGNMENT_QUEUED.format(job=job))
-                    return HttpResponseRedirect(
-                        reverse("admin:imports_assignment_change", args=[job.pk])
-                    )
-        return TemplateResponse(
-            request,
-            "admin/imports/assignment/add.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "title": f"Assign codes of {pool} to customers",
-                "pool": pool,
-                "form": form,
-                "history": pool.assignments.all()[:20],
-            },
-        )
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        job = self.get_object(request, unquote(object_id))
-        if job is None:
-            raise Http404
-        if not self.has_view_permission(request, job):
-            raise PermissionDenied
-        return TemplateResponse(
-            request,
-            "admin/imports/assignment/report.html",
-            {
-                **self.admin_site.each_context(request),
-                "opts": self.opts,
-                "title": f"Assignment {job} — {job.get_status_display()}",
-                "job": job,
-                "release_form": ReleaseForm(),
-                "can_release": job.is_finished and self.has_add_permission(request),
-            },
-        )
-
-    def result_view(self, request, object_id):
-        job = self.get_object(request, unquote(object_id))
-        if job is None or not job.result:
-            raise Http404
-        if not self.has_view_permission(request, job):
-            raise PermissionDenied
-        return FileResponse(
-            job.result.open("rb"),
-            as_attachment=True,
-            filename=os.path.basename(job.result.name),
-            content_type="text/csv",
-        )
-
-    def release_view(self, request, object_id):
-        job = self.get_object(request, unquote(object_id))
-        if job is None:
-            raise Http404
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = ReleaseForm(request.POST)
-        if form.is_valid():
-            counts = assignment_release(
-                job=job, customers=form.cleaned_data["customers"].splitlines()
-            )
-            self.log_change(request, job, f"Gave back {counts['released']} codes.")
-            messages.success(request, RELEASED.format(**counts))
-        return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))

@@ -1,0 +1,44 @@
+"""The imports admin: the imports screens, the assignments screens, and what imports adds to
+pools' pages (parts).
+
+Importing the package registers the ModelAdmins and imports' parts of pools' pages. The names
+other apps and tests import from `imports.admin` are re-exported here.
+"""
+
+from .assignments import ASSIGNMENT_QUEUED, RELEASED, AssignmentAdmin
+from .imports import (
+    CHOOSE_A_POOL,
+    IMPORT_QUEUED,
+    REJECTED_SHOWN,
+    UNDONE,
+    UNDONE_NOTHING_KEPT,
+    ImportAdmin,
+)
+from .parts import (
+    RECENT_IMPORT_DAYS,
+    add_codes_page,
+    assign_button,
+    import_addition_label,
+    imports_attention_section,
+    pool_codes_section,
+    status_cell,
+)
+
+__all__ = [
+    "ASSIGNMENT_QUEUED",
+    "CHOOSE_A_POOL",
+    "IMPORT_QUEUED",
+    "RECENT_IMPORT_DAYS",
+    "REJECTED_SHOWN",
+    "RELEASED",
+    "UNDONE",
+    "UNDONE_NOTHING_KEPT",
+    "AssignmentAdmin",
+    "ImportAdmin",
+    "add_codes_page",
+    "assign_button",
+    "import_addition_label",
+    "imports_attention_section",
+    "pool_codes_section",
+    "status_cell",
+]

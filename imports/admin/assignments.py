@@ -1,0 +1,154 @@
+"""The assignments screens: a customer list in, the list with codes out; giving
+codes back."""
+
+import os
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
+
+from pools.models import Pool
+
+from ..assignments import assignment_release, assignment_start
+from ..forms import AssignForm, ReleaseForm
+from ..models import Assignment
+from .helpers import add_errors, int_or_none
+
+ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
+RELEASED = (
+    "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
+    "customers had no code from this assignment."
+)
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = (
+        "task_number",
+        "pool",
+        "file_name",
+        "status",
+        "codes_issued",
+        "already_held",
+        "shortfall",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", "pool")
+    list_select_related = ("pool", "created_by")
+    search_fields = ("=id", "file_name", "pool__slug")
+
+    @admin.display(description="task number", ordering="id")
+    def task_number(self, job):
+        return f"#{job.pk}"
+
+    def get_model_perms(self, request):
+        # Started from an active pool's page ("Assign to customers").
+        return {**super().get_model_perms(request), "add": False}
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        wrap = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/result.csv",
+                wrap(self.result_view),
+                name="imports_assignment_result",
+            ),
+            path(
+                "<path:object_id>/release/",
+                wrap(require_POST(self.release_view)),
+                name="imports_assignment_release",
+            ),
+            *super().get_urls(),
+        ]
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        pool = Pool.objects.filter(pk=int_or_none(request.GET.get("pool"))).first()
+        if pool is None:
+            raise Http404("No such pool.")
+        form = AssignForm()
+        if request.method == "POST":
+            form = AssignForm(request.POST, request.FILES)
+            if form.is_valid():
+                try:
+                    job = assignment_start(
+                        pool=pool, file=form.cleaned_data["file"], user=request.user
+                    )
+                except ValidationError as error:
+                    add_errors(form, error)
+                else:
+                    messages.success(request, ASSIGNMENT_QUEUED.format(job=job))
+                    return HttpResponseRedirect(
+                        reverse("admin:imports_assignment_change", args=[job.pk])
+                    )
+        return TemplateResponse(
+            request,
+            "admin/imports/assignment/add.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Assign codes of {pool} to customers",
+                "pool": pool,
+                "form": form,
+                "history": pool.assignments.all()[:20],
+            },
+        )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return TemplateResponse(
+            request,
+            "admin/imports/assignment/report.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.opts,
+                "title": f"Assignment {job} — {job.get_status_display()}",
+                "job": job,
+                "release_form": ReleaseForm(),
+                "can_release": job.is_finished and self.has_add_permission(request),
+            },
+        )
+
+    def result_view(self, request, object_id):
+        job = self.get_object(request, unquote(object_id))
+        if job is None or not job.result:
+            raise Http404
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        return FileResponse(
+            job.result.open("rb"),
+            as_attachment=True,
+            filename=os.path.basename(job.result.name),
+            content_type="text/csv",
+        )
+
+    def release_view(self, request, object_id):
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ReleaseForm(request.POST)
+        if form.is_valid():
+            counts = assignment_release(
+                job=job, customers=form.cleaned_data["customers"].splitlines()
+            )
+            self.log_change(request, job, f"Gave back {counts['released']} codes.")
+            messages.success(request, RELEASED.format(**counts))
+        return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))

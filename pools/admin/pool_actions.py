@@ -1,0 +1,268 @@
+"""What staff do to a pool from its page and the pools list: launch it, pause, resume or end
+it, withdraw codes of it; each after a confirmation page. PoolAdmin mixes these views in."""
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from ..code_services import code_list_parse, codes_withdraw
+from ..forms import EndForm, ReasonForm, WithdrawListForm
+from ..models import Pool
+from ..selectors import launch_summary, pools_with_counts
+from ..services import pool_end, pool_launch, pool_pause, pool_resume
+from .parts import tell_withdrawal
+
+LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
+LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
+LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
+LAUNCH_NOTHING_SELECTED = "Select at least one draft pool to launch."
+PAUSED = "The pool “{pool}” is paused: it issues and redeems no codes until it is resumed."
+RESUMED = "The pool “{pool}” is active again."
+ENDED = (
+    "The pool “{pool}” has ended: it issues no more codes. Codes it issued can be redeemed "
+    "until their Available-till."
+)
+ENDED_STOPPED = "The pool “{pool}” has ended; its codes can no longer be redeemed."
+WITHDRAW_NOTHING = "Paste or upload at least one code."
+
+
+class PoolActionsMixin:
+    """The pool's actions, mixed into PoolAdmin (a ModelAdmin) before admin.ModelAdmin."""
+
+    # Launch: a button on the pool's page (it saves the form first) and an action on the list.
+
+    def has_launch_permission(self, request, obj=None):
+        return request.user.has_perm("pools.launch_pool")
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        launching = request.method == "POST" and "_launch" in request.POST
+        if launching and not self.has_launch_permission(request):
+            raise PermissionDenied
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _render_with_launch(self, request, context, add, change, form_url, obj):
+        context["show_launch"] = (
+            not (obj and obj.is_launched)
+            and self.has_launch_permission(request, obj)
+            and (self.has_add_permission(request) if add else self.has_change_permission(request))
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_launch" in request.POST:
+            return self._launch_and_redirect(request, obj)
+        return super().response_add(request, obj, post_url_continue)
+
+    def response_change(self, request, obj):
+        if "_launch" in request.POST:
+            return self._launch_and_redirect(request, obj)
+        return super().response_change(request, obj)
+
+    def _launch_and_redirect(self, request, pool):
+        if pool.launch_blockers():
+            # Refused at once, on the pool's page, where the missing field is.
+            self._launch(request, pool)
+            return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+        # Saved; launching asks first.
+        return HttpResponseRedirect(f"{reverse('admin:pools_pool_launch')}?ids={pool.pk}")
+
+    def launch_confirm_view(self, request):
+        """Sum up what launching the given pools means and warn of likely mistakes; launch
+        them once confirmed."""
+        if not (self.has_launch_permission(request) and self.has_change_permission(request)):
+            raise PermissionDenied
+        ids = [
+            int(i)
+            for i in request.POST.get("ids", request.GET.get("ids", "")).split(",")
+            if i.strip().isdigit()
+        ]
+        pools = list(pools_with_counts(Pool.objects.filter(pk__in=ids, status=Pool.Status.DRAFT)))
+        if not pools:
+            messages.error(request, LAUNCH_NOTHING_SELECTED)
+            return HttpResponseRedirect(reverse("admin:pools_pool_changelist"))
+        if request.method == "POST" and "confirm" in request.POST:
+            for pool in pools:
+                self._launch(request, pool)
+            if len(pools) == 1:
+                return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pools[0].pk]))
+            return HttpResponseRedirect(reverse("admin:pools_pool_changelist"))
+        sections = []
+        for pool in pools:
+            summary = launch_summary(pool)
+            sections.append(
+                {
+                    "heading": f"{pool.slug} ({pool.campaign})",
+                    "facts": summary["facts"],
+                    "warnings": [
+                        LAUNCH_REFUSED.format(pool=pool, reason=reason)
+                        for reason in summary["blockers"].values()
+                    ]
+                    + summary["warnings"],
+                }
+            )
+        single = len(pools) == 1
+        return self._confirm_page(
+            request,
+            title=f"Launch {pools[0].slug}?" if single else f"Launch {len(pools)} pools?",
+            intro=["Launching makes a pool active: it issues and redeems codes from now on."],
+            sections=sections,
+            hidden=[("ids", ",".join(str(p.pk) for p in pools))],
+            confirm_label="Launch" if single else f"Launch {len(pools)} pools",
+            cancel_url=reverse("admin:pools_pool_change", args=[pools[0].pk])
+            if single
+            else reverse("admin:pools_pool_changelist"),
+            crumbs=[self._crumb(pools[0])] if single else [],
+        )
+
+    def _crumb(self, pool):
+        return {"url": reverse("admin:pools_pool_change", args=[pool.pk]), "label": pool.slug}
+
+    def _confirm_page(self, request, **context):
+        context.setdefault("can_confirm", True)
+        return TemplateResponse(
+            request,
+            "admin/pools/confirm.html",
+            {**self.admin_site.each_context(request), "opts": self.opts, **context},
+        )
+
+    # Pause, resume, end: each a confirmation page with an optional reason.
+
+    STATUS_ACTIONS = {
+        "pause": {
+            "service": pool_pause,
+            "permission": "pause_pool",
+            "from": (Pool.Status.ACTIVE,),
+            "button": "Pause",
+            "form": ReasonForm,
+            "title": "Pause {pool}?",
+            "intro": "While paused, the pool refuses to issue, mark and redeem codes "
+            "(reason pool_paused), and sends no low-stock alerts, until it is resumed.",
+            "done": PAUSED,
+        },
+        "resume": {
+            "service": pool_resume,
+            "permission": "pause_pool",
+            "from": (Pool.Status.PAUSED,),
+            "button": "Resume",
+            "form": ReasonForm,
+            "title": "Resume {pool}?",
+            "intro": "The pool becomes active again: it issues and redeems codes.",
+            "done": RESUMED,
+        },
+        "end": {
+            "service": pool_end,
+            "permission": "end_pool",
+            "from": (Pool.Status.ACTIVE, Pool.Status.PAUSED),
+            "button": "End",
+            "form": EndForm,
+            "title": "End {pool}?",
+            "intro": "Ending is final: the pool issues no more codes and cannot be resumed.",
+            "done": ENDED,
+            "dangerous": True,
+        },
+    }
+
+    def _may(self, request, codename) -> bool:
+        return request.user.has_perm(f"pools.{codename}")
+
+    def status_change_view(self, request, object_id, action):
+        """Pause, resume or end the pool, after a confirmation with an optional reason."""
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            raise Http404
+        spec = self.STATUS_ACTIONS[action]
+        if not self._may(request, spec["permission"]):
+            raise PermissionDenied
+        form = spec["form"](request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                event = spec["service"](pool=pool, user=request.user, **form.cleaned_data)
+            except ValidationError as error:
+                for reason in error.messages:
+                    messages.error(request, reason)
+            else:
+                done = ENDED_STOPPED if pool.redemptions_stopped else spec["done"]
+                message = done.format(pool=pool)
+                if event.reason:
+                    message = f"{message} Reason: {event.reason}"
+                self.log_change(request, pool, message)
+                messages.success(request, message)
+            return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
+        return self._confirm_page(
+            request,
+            title=spec["title"].format(pool=pool),
+            intro=[spec["intro"]],
+            form=form,
+            confirm_label=spec["button"],
+            dangerous=spec.get("dangerous", False),
+            can_confirm=pool.status in spec["from"],
+            cancel_url=reverse("admin:pools_pool_change", args=[pool.pk]),
+            crumbs=[self._crumb(pool)],
+        )
+
+    def withdraw_view(self, request, object_id):
+        """Withdraw a pasted or uploaded list of codes of the pool (leaked ones, say)."""
+        pool = self.get_object(request, unquote(object_id))
+        if pool is None:
+            raise Http404
+        if not self._may(request, "withdraw_code"):
+            raise PermissionDenied
+        form = WithdrawListForm(
+            request.POST if request.method == "POST" else None,
+            request.FILES if request.method == "POST" else None,
+        )
+        if request.method == "POST" and form.is_valid():
+            # Parsed apart: each may start with its own `code` header.
+            codes = code_list_parse(form.cleaned_data["codes"]) + code_list_parse(
+                form.cleaned_data["file"]
+            )
+            if not codes:
+                form.add_error("codes", WITHDRAW_NOTHING)
+            else:
+                withdrawal = codes_withdraw(
+                    pool=pool, codes=codes, user=request.user, reason=form.cleaned_data["reason"]
+                )
+                tell_withdrawal(request, withdrawal)
+                self.log_change(
+                    request, pool, f"Withdrawal #{withdrawal.pk} of {len(codes):,} codes."
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
+                )
+        return self._confirm_page(
+            request,
+            title=f"Withdraw codes of {pool}",
+            intro=[
+                "Withdrawn codes are out of use for good: check and redeem refuse them "
+                "(reason withdrawn), and they leave the stock. Codes already redeemed are left "
+                "as they are.",
+            ],
+            form=form,
+            multipart=True,
+            confirm_label="Withdraw",
+            dangerous=True,
+            cancel_url=reverse("admin:pools_pool_change", args=[pool.pk]),
+            crumbs=[self._crumb(pool)],
+        )
+
+    def _launch(self, request, pool) -> bool:
+        try:
+            pool_launch(pool=pool, user=request.user)
+        except ValidationError as error:
+            for reason in error.messages:
+                messages.error(request, LAUNCH_REFUSED.format(pool=pool, reason=reason))
+            return False
+        self.log_change(request, pool, "Launched the pool.")
+        message = LAUNCH_SUCCESS.format(pool=pool)
+        if not pool.codes.exists():
+            message = f"{message} {LAUNCHED_EMPTY}"
+        messages.success(request, message)
+        return True
+
+    @admin.action(description="Launch selected pools", permissions=["launch"])
+    def launch_selected(self, request, queryset):
+        ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
+        return HttpResponseRedirect(f"{reverse('admin:pools_pool_launch')}?ids={ids}")
