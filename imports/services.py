@@ -14,12 +14,12 @@ from django.utils import timezone
 
 from pools.code_services import (
     UndoOutcome,
+    addition_undo_start,
     code_addition_create,
-    code_addition_undo,
     code_addition_undo_preview,
 )
 from pools.jobs import job_enqueue_on_commit, job_queue
-from pools.models import Pool
+from pools.models import AdditionUndo, Pool
 from pools.selectors import pool_code_total
 
 from .generation import CodeFormat, normalize_alphabet
@@ -171,7 +171,8 @@ def import_undo_preview(*, job: Import) -> UndoOutcome:
     return code_addition_undo_preview(addition=_undoable(job))
 
 
-def import_undo(*, job: Import, user=None) -> UndoOutcome:
-    """Remove the codes this import added that are still available (never issued, never
-    redeemed), and keep the others; see pools.code_services.code_addition_undo."""
-    return code_addition_undo(addition=_undoable(job), user=user)
+def import_undo(*, job: Import, user=None) -> AdditionUndo:
+    """Start removing the codes this import added that are still available (never issued, never
+    redeemed), keeping the others, as a job; return it (an undo of the import already queued or
+    running is returned rather than a second one). See pools.code_services.addition_undo_run."""
+    return addition_undo_start(addition=_undoable(job), user=user)

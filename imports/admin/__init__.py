@@ -10,8 +10,7 @@ from .imports import (
     CHOOSE_A_POOL,
     IMPORT_QUEUED,
     REJECTED_SHOWN,
-    UNDONE,
-    UNDONE_NOTHING_KEPT,
+    UNDO_STARTED,
     ImportAdmin,
 )
 from .parts import (
@@ -31,8 +30,7 @@ __all__ = [
     "RECENT_IMPORT_DAYS",
     "REJECTED_SHOWN",
     "RELEASED",
-    "UNDONE",
-    "UNDONE_NOTHING_KEPT",
+    "UNDO_STARTED",
     "AssignmentAdmin",
     "ImportAdmin",
     "add_codes_page",

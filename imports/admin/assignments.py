@@ -13,11 +13,15 @@ from django.views.decorators.http import require_POST
 
 from pools.models import Pool
 
-from ..assignments import assignment_release, assignment_start
+from ..assignments import assignment_release, assignment_rerun, assignment_start
 from ..forms import AssignForm, ReleaseForm
 from ..models import Assignment
 from .helpers import add_errors, int_or_none
 
+QUEUED_AGAIN = (
+    "Assignment {job} is queued again: it goes on after the rows it did, and the customers so "
+    "far keep their codes."
+)
 ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
 RELEASED = (
     "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
@@ -68,6 +72,11 @@ class AssignmentAdmin(admin.ModelAdmin):
                 "<path:object_id>/release/",
                 wrap(require_POST(self.release_view)),
                 name="imports_assignment_release",
+            ),
+            path(
+                "<path:object_id>/rerun/",
+                wrap(require_POST(self.rerun_view)),
+                name="imports_assignment_rerun",
             ),
             *super().get_urls(),
         ]
@@ -122,6 +131,8 @@ class AssignmentAdmin(admin.ModelAdmin):
                 "job": job,
                 "release_form": ReleaseForm(),
                 "can_release": job.is_finished and self.has_add_permission(request),
+                "can_rerun": job.status == Assignment.Status.FAILED
+                and self.has_add_permission(request),
             },
         )
 
@@ -137,6 +148,22 @@ class AssignmentAdmin(admin.ModelAdmin):
             filename=os.path.basename(job.result.name),
             content_type="text/csv",
         )
+
+    def rerun_view(self, request, object_id):
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            raise Http404
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        try:
+            assignment_rerun(job=job)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            message = QUEUED_AGAIN.format(job=job)
+            self.log_change(request, job, message)
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))
 
     def release_view(self, request, object_id):
         job = self.get_object(request, unquote(object_id))

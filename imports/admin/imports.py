@@ -32,12 +32,10 @@ from .helpers import add_errors, int_or_none
 from .parts import add_codes_page, status_cell
 
 IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
-UNDONE = (
-    "Removed {removed:,} codes that import {job} added. Kept {kept:,} that have a history: "
-    "{issued:,} issued, {redeemed:,} redeemed, {withdrawn:,} withdrawn, {used:,} multiple-use "
-    "codes already handed out."
+UNDO_STARTED = (
+    "Removing the codes import {job} added that were never used, as {undo}: this report "
+    "shows its progress."
 )
-UNDONE_NOTHING_KEPT = "Removed {removed:,} codes that import {job} added; none had been used."
 REJECTED_SHOWN = 100
 CHOOSE_A_POOL = "Codes are added to a pool: open a pool, then “Add codes”."
 
@@ -191,6 +189,7 @@ class ImportAdmin(admin.ModelAdmin):
             raise Http404
         if not self.has_view_permission(request, job):
             raise PermissionDenied
+        undos = list(job.addition.undos.all()) if job.addition_id else []
         return TemplateResponse(
             request,
             "admin/imports/import/report.html",
@@ -204,9 +203,13 @@ class ImportAdmin(admin.ModelAdmin):
                 "rejected_as_job": job.rows_rejected > export_services.EXPORT_AT_ONCE_MAX,
                 "can_export_rejected": can_export(request, job.pool),
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
+                "undos": undos,
                 "can_undo": job.is_finished
                 and job.addition_id is not None
                 and job.codes_added > 0
+                # Once: an undo queued, running or done is shown instead (a failed one may be
+                # started again).
+                and all(undo.status == undo.Status.FAILED for undo in undos)
                 and request.user.has_perm("pools.undo_codeaddition"),
             },
         )
@@ -219,25 +222,17 @@ class ImportAdmin(admin.ModelAdmin):
         report_url = reverse("admin:imports_import_change", args=[job.pk])
         try:
             if request.method == "POST" and "confirm" in request.POST:
-                outcome = services.import_undo(job=job, user=request.user)
+                undo = services.import_undo(job=job, user=request.user)
             else:
                 preview = services.import_undo_preview(job=job)
                 return self._undo_confirm_page(request, job, preview, report_url)
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
             return HttpResponseRedirect(report_url)
-        message = (UNDONE if outcome.kept else UNDONE_NOTHING_KEPT).format(
-            removed=outcome.removed,
-            job=job,
-            kept=outcome.kept,
-            issued=outcome.kept_issued,
-            redeemed=outcome.kept_redeemed,
-            withdrawn=outcome.kept_withdrawn,
-            used=outcome.kept_used,
-        )
+        message = UNDO_STARTED.format(job=job, undo=undo)
         self.log_change(request, job, message)
         messages.success(request, message)
-        return HttpResponseRedirect(report_url)
+        return HttpResponseRedirect(reverse("admin:pools_additionundo_change", args=[undo.pk]))
 
     def _undo_confirm_page(self, request, job, preview, report_url):
         facts = [

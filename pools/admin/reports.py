@@ -1,16 +1,20 @@
-"""The reports of background jobs: withdrawals and code exports (progress, then the
-download)."""
+"""The reports of background jobs started elsewhere: withdrawals, undos of imports, and code
+exports (progress, then the download)."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
+from django.views.decorators.http import require_POST
 
+from ..code_services import withdrawal_rerun
 from ..export_services import export_description, export_rows_named
-from ..models import CodeExport, Withdrawal
-from .parts import AdminMedia, can_export
+from ..models import AdditionUndo, CodeExport, Withdrawal
+from .parts import AdminMedia, addition_label, can_export
+
+WITHDRAWAL_QUEUED_AGAIN = "Withdrawal #{job} is queued again: it goes on after the codes it did."
 
 
 class ReportAdmin(admin.ModelAdmin):
@@ -75,6 +79,47 @@ class WithdrawalAdmin(ReportAdmin):
             "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
             "withdrawal": withdrawal,
             "not_found": withdrawal.not_found_sample.split(),
+            "can_rerun": withdrawal.status == Withdrawal.Status.FAILED
+            and request.user.has_perm("pools.withdraw_code"),
+        }
+
+    def get_urls(self):
+        rerun = self.admin_site.admin_view(require_POST(self.rerun_view))
+        return [
+            path("<path:object_id>/rerun/", rerun, name="pools_withdrawal_rerun"),
+            *super().get_urls(),
+        ]
+
+    def rerun_view(self, request, object_id):
+        withdrawal = self.viewable_object(request, object_id)
+        if not request.user.has_perm("pools.withdraw_code"):
+            raise PermissionDenied
+        try:
+            withdrawal_rerun(withdrawal=withdrawal)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            message = WITHDRAWAL_QUEUED_AGAIN.format(job=withdrawal.pk)
+            self.log_change(request, withdrawal, message)
+            messages.success(request, message)
+        return HttpResponseRedirect(reverse("admin:pools_withdrawal_change", args=[withdrawal.pk]))
+
+
+@admin.register(AdditionUndo)
+class AdditionUndoAdmin(ReportAdmin):
+    """Undos are started from an import's report."""
+
+    Media = AdminMedia
+    list_display = ("__str__", "pool", "status", "removed", "created_by", "created_at")
+    list_filter = ("status", "pool")
+    list_select_related = ("pool", "created_by")
+    report_template = "admin/pools/additionundo/report.html"
+
+    def report_context(self, request, undo):
+        return {
+            "title": f"Undo #{undo.pk} — {undo.get_status_display()}",
+            "undo": undo,
+            "what": addition_label(undo.addition),
         }
 
 

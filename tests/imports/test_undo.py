@@ -4,7 +4,6 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from imports import admin as imports_admin
 from imports.engine import import_run
 from imports.models import Import
 from imports.services import (
@@ -15,8 +14,8 @@ from imports.services import (
     import_undo,
     import_undo_preview,
 )
-from pools.code_services import code_issue, code_redeem, codes_withdraw
-from pools.models import Code
+from pools.code_services import addition_undo_run, code_issue, code_redeem, codes_withdraw
+from pools.models import AdditionUndo, Code
 from pools.selectors import pool_stock, pools_with_counts
 from tests.factories import make_codes, make_pool
 
@@ -63,9 +62,10 @@ def test_undo_removes_the_unused_codes_of_the_import_only():
 
     preview = import_undo_preview(job=job)
     assert (preview.removed, preview.kept) == (3, 3)
-    outcome = import_undo(job=job)
+    outcome = addition_undo_run(undo_id=import_undo(job=job).pk)
 
     assert issued.code == "U0"
+    assert outcome.status == "completed"
     assert (outcome.removed, outcome.kept_issued, outcome.kept_redeemed) == (3, 1, 1)
     assert outcome.kept_withdrawn == 1
     left = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
@@ -105,11 +105,22 @@ def test_report_offers_undo_counts_first_then_removes(manager_client, manager):
 
     response = manager_client.post(undo, {"confirm": "1"}, follow=True)
 
-    message = imports_admin.UNDONE.format(
-        removed=2, job=job, kept=1, issued=1, redeemed=0, withdrawn=0, used=0
+    started = AdditionUndo.objects.get()
+    assert response.redirect_chain[-1][0] == reverse(
+        "admin:pools_additionundo_change", args=[started.pk]
     )
-    assert message in response.content.decode()
+    assert (
+        f"Removing the codes import #{job.pk} added that were never used, as "
+        f"undo #{started.pk}: this report shows its progress."
+    ) in response.content.decode()
+    assert "Queued" in response.content.decode()
+    addition_undo_run(undo_id=started.pk)  # what the worker does
     assert list(Code.objects.values_list("code", flat=True)) == ["X1"]
+    done = manager_client.get(reverse("admin:pools_additionundo_change", args=[started.pk]))
+    assert "1 issued, 0 redeemed, 0 withdrawn" in done.content.decode()
+    report_page = manager_client.get(report).content.decode()
+    assert "Completed, 2 codes removed, 1 kept" in report_page
+    assert undo not in report_page  # nothing left to remove
     pool_page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk]))
     assert "Removed 2 of the 3 codes of an addition" in pool_page.content.decode()
     code_page = manager_client.get(reverse("admin:pools_code_change", args=[Code.objects.get().pk]))
