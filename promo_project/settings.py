@@ -325,6 +325,11 @@ IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
 IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
+# Codes a withdrawal looks up, locks and withdraws per transaction, and codes an undo of an
+# import removes per transaction: short enough that issuing from the pool never waits long
+# behind them (a 10,000-row delete holds its locks for a fraction of a second).
+WITHDRAW_SLICE = env_int("WITHDRAW_SLICE", 5_000)
+UNDO_SLICE = env_int("UNDO_SLICE", 10_000)
 # Exports (pools/export_services.py). A chunk is one COPY and one commit of progress; a job killed
 # mid-way resumes after its last committed chunk. 1,000,000 rows of CSV took ~1.3 s here.
 EXPORT_CHUNK_ROWS = env_int("EXPORT_CHUNK_ROWS", 1_000_000)

@@ -9,7 +9,6 @@ reason (refusals.py). The public names are gathered here, so that callers import
 """
 
 from .additions import (
-    UNDO_SLICE,
     UndoOutcome,
     addition_undo_run,
     addition_undo_start,
@@ -37,7 +36,6 @@ from .withdrawals import (
     NOT_FOUND_SAMPLE,
     NOTHING_TO_WITHDRAW,
     WITHDRAW_AT_ONCE,
-    WITHDRAW_SLICE,
     code_list_parse,
     codes_withdraw,
     withdrawal_rerun,
@@ -53,9 +51,7 @@ __all__ = [
     "ISSUABLE_NOW",
     "NOTHING_TO_WITHDRAW",
     "NOT_FOUND_SAMPLE",
-    "UNDO_SLICE",
     "WITHDRAW_AT_ONCE",
-    "WITHDRAW_SLICE",
     "BatchOutcome",
     "IssuedCode",
     "UndoOutcome",

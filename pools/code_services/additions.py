@@ -4,6 +4,7 @@ their undo."""
 from collections import Counter
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -37,9 +38,6 @@ def code_addition_record(*, addition_id: int, pool_id: int, count: int) -> None:
     )
 
 
-# Codes removed per transaction: a 10,000-row delete holds its locks for a fraction of a second,
-# so issuing from the same pool never waits long.
-UNDO_SLICE = 10_000
 # What an undo removes: codes never handed out (expired ones were available until they expired).
 UNDO_FAILED = (
     "The undo stopped on an unexpected error; the codes removed so far stay removed. "
@@ -127,10 +125,10 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     that were never handed out, keep the others (issued, redeemed, withdrawn, or multiple-use
     codes handed out), which have a history; then count what was kept into its report.
 
-    Walks the addition's codes in id order, UNDO_SLICE at a time, each slice its own transaction
-    with the pool's counts and the job's progress, so that issuing from the pool never waits
-    long and a job taken over after a kill goes on after the last committed slice; codes being
-    issued meanwhile are skipped (and kept)."""
+    Walks the addition's codes in id order, UNDO_SLICE (a setting) at a time, each slice its own
+    transaction with the pool's counts and the job's progress, so that issuing from the pool
+    never waits long and a job taken over after a kill goes on after the last committed slice;
+    codes being issued meanwhile are skipped (and kept)."""
     undo = job_claim(AdditionUndo, undo_id)
     if isinstance(undo, Claim):
         return AdditionUndo.objects.filter(pk=undo_id).first()
@@ -242,7 +240,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Co
                 {
                     "addition": addition.pk,
                     "after": after,
-                    "slice": UNDO_SLICE,
+                    "slice": settings.UNDO_SLICE,
                     "removable": list(_REMOVABLE),
                     "available": Code.Status.AVAILABLE,
                     "expired": Code.Status.EXPIRED,
@@ -254,7 +252,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Co
     scanned = list(
         Code.objects.filter(addition=addition, pk__gt=after)
         .order_by("pk")
-        .values_list("pk", flat=True)[:UNDO_SLICE]
+        .values_list("pk", flat=True)[: settings.UNDO_SLICE]
     )
     if not scanned:
         return None, 0, Counter()

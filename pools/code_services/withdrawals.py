@@ -3,6 +3,7 @@
 import re
 from collections import Counter
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
@@ -20,9 +21,6 @@ from ..signals import stock_changed_on_commit
 # A list longer than this is withdrawn by a worker, with its report on the job's row; a shorter
 # one at once, in the request.
 WITHDRAW_AT_ONCE = 1_000
-# Codes looked up, locked and withdrawn per transaction: short enough that issuing never waits
-# long behind it.
-WITHDRAW_SLICE = 5_000
 NOT_FOUND_SAMPLE = 100
 NOTHING_TO_WITHDRAW = "Give at least one code to withdraw."
 NOT_RERUNNABLE = "Only a failed withdrawal can be run again."
@@ -86,7 +84,7 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
     codes = withdrawal.requested.split("\n")
     try:
         while withdrawal.codes_done < len(codes):
-            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + WITHDRAW_SLICE]
+            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + settings.WITHDRAW_SLICE]
             _withdraw_slice(withdrawal, chunk)
     except _ClaimLost:
         return Withdrawal.objects.filter(pk=withdrawal_id).first()

@@ -43,7 +43,7 @@ def test_queued_task_lost_by_the_broker_is_queued_again_and_runs_exactly_once(
     env = make_worker_env(
         private_redis.url(),
         JOB_QUEUED_TIMEOUT=2,
-        IMPORT_RECOVERY_SECONDS=1,
+        JOB_RECOVERY_SECONDS=1,
         IMPORT_BATCH_SIZE=2000,
     )
     worker = Worker(env, log, beat=True).start()

@@ -50,7 +50,7 @@ KNOBS = {
     "JOB_HEARTBEAT_TIMEOUT": 3,
     "IMPORT_BUSY_RETRY": 1,
     "IMPORT_LOCK_TIMEOUT": 1,
-    "IMPORT_RECOVERY_SECONDS": 1,
+    "JOB_RECOVERY_SECONDS": 1,
     "CELERY_VISIBILITY_TIMEOUT": 5,
     # Keepalives and idle-transaction limit of the workers' sessions: a dead peer is noticed
     # in about 6 seconds here instead of about 30.

@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from pools import counters
 from pools.code_services import (
-    additions,
     code_addition_create,
     code_addition_record,
     code_addition_undo,
@@ -253,9 +252,11 @@ def test_withdraw_by_ids_and_nothing_to_withdraw():
         codes_withdraw(pool=pool, codes=["", "  "])
 
 
-def test_a_long_list_is_a_job_that_runs_in_slices(monkeypatch, django_capture_on_commit_callbacks):
+def test_a_long_list_is_a_job_that_runs_in_slices(
+    settings, monkeypatch, django_capture_on_commit_callbacks
+):
     monkeypatch.setattr(withdrawals, "WITHDRAW_AT_ONCE", 3)
-    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
+    settings.WITHDRAW_SLICE = 2
     pool = make_pool(launched=True)
     make_codes(pool, [f"L{i}" for i in range(5)])
 
@@ -281,8 +282,8 @@ def add_codes_as_an_import(pool, codes, **fields) -> CodeAddition:
     return addition
 
 
-def test_undo_removes_what_was_never_handed_out_and_keeps_the_rest(monkeypatch):
-    monkeypatch.setattr(additions, "UNDO_SLICE", 2)
+def test_undo_removes_what_was_never_handed_out_and_keeps_the_rest(settings, monkeypatch):
+    settings.UNDO_SLICE = 2
     manager = make_manager()
     pool = make_pool(launched=True)
     addition = add_codes_as_an_import(pool, [f"U{i}" for i in range(7)])
@@ -326,9 +327,9 @@ def test_undo_keeps_multiple_use_codes_that_were_handed_out():
     assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["MU1"]
 
 
-def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(monkeypatch):
+def test_a_failed_withdrawal_keeps_its_slices_and_runs_again(settings, monkeypatch):
     monkeypatch.setattr(withdrawals, "WITHDRAW_AT_ONCE", 10)
-    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
+    settings.WITHDRAW_SLICE = 2
     pool = make_pool(launched=True)
     make_codes(pool, ["F1", "F2", "F3", "F4"])
     real_slice = withdrawals._withdraw_slice

@@ -12,7 +12,6 @@ from django.utils import timezone
 from pools import counters
 from pools.code_services import (
     NOTHING_TO_WITHDRAW,
-    additions,
     code_addition_counts,
     code_addition_create,
     code_addition_record,
@@ -304,9 +303,9 @@ def test_a_failed_withdrawal_records_why_and_when(frozen, monkeypatch):
     )
 
 
-def test_the_sample_of_codes_not_found_stops_at_its_size_across_slices(monkeypatch):
+def test_the_sample_of_codes_not_found_stops_at_its_size_across_slices(settings, monkeypatch):
     monkeypatch.setattr(withdrawals, "NOT_FOUND_SAMPLE", 3)
-    monkeypatch.setattr(withdrawals, "WITHDRAW_SLICE", 2)
+    settings.WITHDRAW_SLICE = 2
     pool = make_pool(launched=True)
     make_codes(pool, ["HERE"])
 
@@ -380,8 +379,8 @@ def test_undo_of_a_multiple_use_pool_keeps_codes_issued_or_redeemed(frozen):
     assert (addition.codes_removed, addition.removed_at, addition.removed_by) == (2, NOW, user)
 
 
-def test_undo_walks_slices_exactly_full_and_counts_each_status(monkeypatch):
-    monkeypatch.setattr(additions, "UNDO_SLICE", 2)
+def test_undo_walks_slices_exactly_full_and_counts_each_status(settings, monkeypatch):
+    settings.UNDO_SLICE = 2
     pool = make_pool(launched=True)
     addition = add_codes(pool, ["U1", "U2", "U3", "U4"])
     make_codes(pool, ["KEPT"])
