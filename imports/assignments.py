@@ -60,6 +60,7 @@ from pools.code_services import (
 )
 from pools.counters import COUNTER_SHARDS, counter_shard
 from pools.jobs import (
+    DATABASE_GONE,
     FAILED,
     Claim,
     job_beat,
@@ -142,6 +143,8 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
                 _write_result(job)
             else:
                 _store_result(job, text)
+    except DATABASE_GONE:
+        raise
     except Exception as error:
         job_finish(job, FAILED, message=str(error))
         raise

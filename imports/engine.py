@@ -19,7 +19,15 @@ from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from pools.code_services import code_addition_record
-from pools.jobs import Claim, job_claim, job_finish, job_give_back, job_held, job_touch_queued
+from pools.jobs import (
+    DATABASE_GONE,
+    Claim,
+    job_claim,
+    job_finish,
+    job_give_back,
+    job_held,
+    job_touch_queued,
+)
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
 
@@ -114,6 +122,8 @@ def import_run(*, import_id: int) -> RunOutcome:
         # The input itself is at fault: running it again would fail the same way.
         message = f"{error} {FIX_THE_FILE}" if job.source == Import.Source.FILE else str(error)
         _finish(job, Import.Status.FAILED, message, needs_new_file=True)
+    except DATABASE_GONE:
+        raise
     except Exception as error:
         logger.exception("Import %s failed", import_id)
         _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=shown(error, limit=300)))

@@ -43,7 +43,7 @@ from .exports import (
     escape_formula,
     xlsx_write,
 )
-from .jobs import Claim, job_beat, job_claim, job_enqueue_on_commit, job_finish
+from .jobs import DATABASE_GONE, Claim, job_beat, job_claim, job_enqueue_on_commit, job_finish
 from .models import Code, CodeExport, Pool, PoolCounter
 from .signals import export_finished_on_commit
 
@@ -192,6 +192,8 @@ def code_export_run(*, export_id: int) -> RunOutcome:
             held = _write_csv(export, path)
         else:
             held = _write_xlsx(export, path, code_rows(codes_filtered(export.filters)))
+    except DATABASE_GONE:
+        raise
     except Exception as error:
         logger.exception("Export %s failed", export.pk)
         source = _SOURCES.get(export.source)

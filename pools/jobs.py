@@ -30,7 +30,7 @@ from datetime import timedelta
 from enum import Enum
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import InterfaceError, OperationalError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -42,6 +42,13 @@ WORKER_LOST = (
     "The worker stopped during this job {attempts} times; what it finished is kept. "
     "Run it again to go on."
 )
+
+
+# A database that went away (restarted, or cut off) is no failure of the job: the attempt ends
+# without recording an outcome (it could not), the job stays running, and once its heartbeat is
+# stale recovery runs it again from its last committed step. Each kind's run lets these through
+# before it records any other error as the job's failure.
+DATABASE_GONE = (OperationalError, InterfaceError)
 
 
 class Job(models.Model):

@@ -1,5 +1,6 @@
 """A real Celery worker in a subprocess, on the local Redis and the test's PostgreSQL database."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -217,3 +218,96 @@ class PrivateRedis:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throw-away PostgreSQL cluster of the test's own, which the test can restart (the shared
+    one must stay up for others), with a database `promo`. Listens on 127.0.0.1 and the `listen`
+    addresses, and trusts the `trust` networks besides. Needs root and the server programs."""
+
+    def __init__(self, listen: tuple = (), trust: tuple = ()):
+        if os.geteuid() != 0 or not (PG_BIN / "initdb").exists():
+            pytest.skip(f"needs root and PostgreSQL's server programs in {PG_BIN}")
+        import shutil
+        import tempfile
+
+        self.directory = Path(tempfile.mkdtemp(prefix="promo-pg-"))
+        shutil.chown(self.directory, "postgres")
+        self.data = self.directory / "data"
+        self.listen = ("127.0.0.1", *listen)
+        self.trust = trust
+        self.port = PrivateRedis(self.directory).port  # a free port
+        self.as_postgres = ["runuser", "-u", "postgres", "--"]
+
+    def _pg_ctl(self, *args):
+        subprocess.run(
+            [*self.as_postgres, PG_BIN / "pg_ctl", "-D", self.data, *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self):
+        import psycopg
+
+        if not self.data.exists():
+            subprocess.run(
+                [*self.as_postgres, PG_BIN / "initdb", "-D", self.data, "-A", "trust",
+                 "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.writelines(f"host all all {network} trust\n" for network in self.trust)
+            fresh = True
+        else:
+            fresh = False
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses='{','.join(self.listen)}' "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._pg_ctl("-o", options, "-l", self.directory / "log", "-w", "start")
+        if fresh:
+            with psycopg.connect(
+                host="127.0.0.1", port=self.port, user="postgres", autocommit=True
+            ) as db:
+                db.execute("CREATE DATABASE promo")
+        return self
+
+    def stop(self, mode: str = "fast"):
+        self._pg_ctl("-m", mode, "-w", "stop")
+
+    def remove(self):
+        import shutil
+
+        subprocess.run(
+            [*self.as_postgres, PG_BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, host: str = "127.0.0.1") -> str:
+        return f"postgres://postgres@{host}:{self.port}/promo"
+
+
+@contextlib.contextmanager
+def default_database_on(cluster: PrivatePostgres, django_db_blocker):
+    """Point this process's default database at the private cluster, migrated."""
+    from django.core.management import call_command
+    from django.db import connections
+
+    database = connections["default"]
+    saved = dict(database.settings_dict)
+    with django_db_blocker.unblock():
+        database.close()
+        database.settings_dict.update(
+            NAME="promo", HOST="127.0.0.1", PORT=str(cluster.port), USER="postgres"
+        )
+        try:
+            call_command("migrate", verbosity=0, interactive=False)
+            yield cluster
+        finally:
+            database.close()
+            database.settings_dict.clear()
+            database.settings_dict.update(saved)

@@ -10,7 +10,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..counters import pool_counts_add
-from ..jobs import FAILED, Claim, job_claim, job_enqueue_on_commit, job_finish, job_held
+from ..jobs import (
+    DATABASE_GONE,
+    FAILED,
+    Claim,
+    job_claim,
+    job_enqueue_on_commit,
+    job_finish,
+    job_held,
+)
 from ..models import (
     AdditionUndo,
     Code,
@@ -142,6 +150,8 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
                 _undo_record(undo, addition, last, scanned, gone)
     except _ClaimLost:
         return AdditionUndo.objects.filter(pk=undo_id).first()
+    except DATABASE_GONE:
+        raise
     except Exception as error:
         job_finish(undo, FAILED, message=UNDO_FAILED.format(error=error))
         raise

@@ -10,7 +10,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from ..counters import pool_counts_add
-from ..jobs import FAILED, Claim, job_claim, job_enqueue_on_commit, job_finish, job_held, job_queue
+from ..jobs import (
+    DATABASE_GONE,
+    FAILED,
+    Claim,
+    job_claim,
+    job_enqueue_on_commit,
+    job_finish,
+    job_held,
+    job_queue,
+)
 from ..models import (
     Code,
     Pool,
@@ -88,6 +97,8 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
             _withdraw_slice(withdrawal, chunk)
     except _ClaimLost:
         return Withdrawal.objects.filter(pk=withdrawal_id).first()
+    except DATABASE_GONE:
+        raise
     except Exception as error:
         # The committed slices stay; running it again goes on after them.
         job_finish(withdrawal, FAILED, message=WITHDRAWAL_FAILED.format(error=error))

@@ -12,13 +12,9 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 
-import psycopg
 import pytest
-from django.core.management import call_command
 from django.db import connections
 
 from imports.models import Import
@@ -27,8 +23,10 @@ from pools.models import Code
 from tests.factories import make_pool
 from tests.imports.test_worker import ROWS, big_csv
 from tests.worker import (
+    PrivatePostgres,
     PrivateRedis,
     Worker,
+    default_database_on,
     point_app_at,
     redis_url,
     require_services,
@@ -38,7 +36,6 @@ from tests.worker import (
 
 pytestmark = pytest.mark.integration
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 SUFFIX = os.getpid() % 10000
 NAMESPACE = f"promo-cut-{SUFFIX}"
 HOST_LINK, NS_LINK = f"pcut{SUFFIX}h", f"pcut{SUFFIX}n"
@@ -87,59 +84,19 @@ def namespace():
 @pytest.fixture
 def private_postgres(namespace):
     """A throw-away PostgreSQL cluster listening on 127.0.0.1 and the veth's host address."""
-    if not (PG_BIN / "initdb").exists() or not shutil.which("runuser"):
-        pytest.skip(f"needs PostgreSQL's server programs in {PG_BIN}")
-    directory = Path(tempfile.mkdtemp(prefix="promo-cut-pg-"))
-    shutil.chown(directory, "postgres")
-    data = directory / "data"
-    as_postgres = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_postgres, PG_BIN / "initdb", "-D", data, "-A", "trust", "-U", "postgres",
-         "--no-sync", "-E", "UTF8", "--locale=C.UTF-8"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    with open(data / "pg_hba.conf", "a") as hba:
-        hba.write(f"host all all {SUBNET}.0/24 trust\n")
-    port = PrivateRedis(directory).port  # a free port
-    options = (
-        f"-p {port} -k {directory} -c listen_addresses='127.0.0.1,{HOST_IP}' -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    subprocess.run(
-        [*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-o", options, "-l", directory / "log",
-         "-w", "start"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cluster = PrivatePostgres(listen=(HOST_IP,), trust=(f"{SUBNET}.0/24",)).start()
     try:
-        with psycopg.connect(host="127.0.0.1", port=port, user="postgres", autocommit=True) as db:
-            db.execute("CREATE DATABASE promo")
-        yield port
+        yield cluster
     finally:
-        subprocess.run(
-            [*as_postgres, PG_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(directory, ignore_errors=True)
+        cluster.remove()
 
 
 @pytest.fixture
 def on_private_postgres(private_postgres, django_db_blocker):
     """Point this process's default database at the private cluster, migrated."""
     require_services()
-    database = connections["default"]
-    saved = dict(database.settings_dict)
-    with django_db_blocker.unblock():
-        database.close()
-        database.settings_dict.update(
-            NAME="promo", HOST="127.0.0.1", PORT=str(private_postgres), USER="postgres"
-        )
-        try:
-            call_command("migrate", verbosity=0, interactive=False)
-            yield private_postgres
-        finally:
-            database.close()
-            database.settings_dict.clear()
-            database.settings_dict.update(saved)
+    with default_database_on(private_postgres, django_db_blocker):
+        yield private_postgres.port
 
 
 def open_transactions_from(address: str) -> int:
