@@ -62,6 +62,10 @@ MODULES = {
         "imports/assignments.py",
         ["tests/imports/test_assignments.py", "tests/imports/test_assignment_lanes.py"],
     ),
+    "jobs": (
+        "pools/jobs.py",
+        ["tests/pools/test_jobs.py"],
+    ),
     "issuing": (
         "pools/code_services/issuing.py",
         [
