@@ -25,9 +25,11 @@ from .batches import (
     IssuedCode,
     batch_key,
     code_issue_batch,
-    codes_held,
+    codes_issue_many,
 )
-from .issuing import ISSUABLE_NOW, code_issue, code_release, pool_fallback
+from .claims import ISSUABLE_NOW, codes_claim, issue_room
+from .holdings import Holdings, codes_held, customer_holdings
+from .issuing import code_issue, code_release, pool_fallback
 from .lookups import CUSTOMER_REQUIRED, customer_clean
 from .redemption import code_check, code_mark_issued, code_redeem
 from .sweeps import EXPIRY_SLICE, codes_expire
@@ -54,6 +56,7 @@ __all__ = [
     "WITHDRAW_AT_ONCE",
     "WITHDRAW_SLICE",
     "BatchOutcome",
+    "Holdings",
     "IssuedCode",
     "UndoOutcome",
     "batch_key",
@@ -69,10 +72,14 @@ __all__ = [
     "code_mark_issued",
     "code_redeem",
     "code_release",
+    "codes_claim",
     "codes_expire",
     "codes_held",
+    "codes_issue_many",
     "codes_withdraw",
     "customer_clean",
+    "customer_holdings",
+    "issue_room",
     "pool_fallback",
     "withdrawal_run",
 ]

@@ -17,7 +17,7 @@ from imports.assignments import assignment_run
 from imports.models import Assignment
 from pools.models import CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from tests.factories import make_codes, make_pool, on_next_stock_change
+from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
 from tests.imports.files import csv_upload
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -112,7 +112,7 @@ def test_a_customer_left_short_in_one_slice_is_short_in_the_next_and_counted_onc
 
 
 def test_a_pool_paused_mid_job_leaves_the_first_rows_issued_and_a_run_after_resume_ends_it():
-    pool = make_pool(launched=True)
+    pool = watching_pool()
     make_codes(pool, [f"P{i}" for i in range(12)])
     customers = [f"c{i}" for i in range(10)]
 
