@@ -26,7 +26,6 @@ assignments of one pool run one at a time.
 import csv
 import io
 import logging
-import os
 import queue
 import tempfile
 import threading
@@ -34,11 +33,9 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -51,65 +48,34 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from pools.code_services import (
-    batch_key,
-    code_release,
-    codes_issue_many,
-    customer_clean,
-    customer_holdings,
-    issue_room,
-    pool_fallback,
-)
+from pools.code_services import batch_key, codes_issue_many, pool_fallback
 from pools.counters import COUNTER_SHARDS, counter_shard
-from pools.models import Pool
 from pools.refusals import CodeRefused, Refusal
 
 # The list with codes is written by assignment_results; named here as the job's steps call it.
 from .assignment_results import RESULT_COLUMN, plan_for_lookups
 from .assignment_results import result_store as _store_result
 from .assignment_results import result_write as _write_result
+from .assignment_services import (  # noqa: F401 (callers import the job's services from here)
+    ASSIGNMENT_KEY,
+    POOL_NOT_ACTIVE,
+    assignment_release,
+    assignment_start,
+)
+from .assignment_slices import _Slice, _slices
 from .models import Assignment
-from .readers import FIX_THE_FILE, ImportFileError, UnreadableRow, check_size, open_customer_list
+from .readers import open_customer_list
 from .signals import assignment_queued_on_commit
 
 logger = logging.getLogger(__name__)
 
-# The key every assignment's issue to a customer is recorded under (with the customer id).
-ASSIGNMENT_KEY = "assignment"
-POOL_NOT_ACTIVE = "Codes can be assigned from an active pool only."
-BAD_CUSTOMER = "No customer id, or one longer than 200 characters or with a NUL character."
 STOPPED = "The pool stopped issuing ({reason}); the customers so far have their codes. {hint}"
 RUN_AGAIN = "Run it again once the pool issues again."
 # How often an assignment waiting for another of the same pool to finish looks again.
 POOL_TURN_POLL_SECONDS = 0.5
 # The longest a slice waits for a lock before it is rolled back and done again (see
-# _plan_for_lookups).
+# _SliceIssuer.issue).
 LOCK_TIMEOUT = "10s"
-
-
-def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
-    """Store an uploaded customer list and queue its assignment from `pool`.
-
-    The list is opened first, so that a file the worker would refuse as a whole (no customer
-    column, not a table) is refused here, while the manager waits.
-    """
-    if not pool.is_active:
-        # The code on the field's error: Django drops a code given beside a dict of messages.
-        raise ValidationError({"file": ValidationError(POOL_NOT_ACTIVE, code="pool_not_active")})
-    name = os.path.basename(file.name)
-    try:
-        check_size(name=name, size=file.size)
-        file.seek(0)
-        open_customer_list(file, name=name, size=file.size)
-        file.seek(0)
-    except ImportFileError as error:
-        message = f"{error} {FIX_THE_FILE}"
-        raise ValidationError({"file": ValidationError(message, code="bad_file")}) from error
-    job = Assignment.objects.create(
-        pool=pool, file=file, file_name=name, created_by=user, progress_total=file.size
-    )
-    assignment_queued_on_commit(job.pk)
-    return job
 
 
 def _stale():
@@ -166,74 +132,6 @@ class _ClaimLost(Exception):
 
 class _Stopped(Exception):
     """An earlier slice stopped the job: this one is rolled back."""
-
-
-@dataclass
-class _Slice:
-    """Rows of the list issued and committed together, with the customer ids read from them."""
-
-    number: int
-    size: int  # rows read, rejected ones included
-    progress: int
-    rows: list  # (cells, customer id or None) of each readable row, in file order
-    customers: list[str]  # the usable ids, in row order (twice for a customer listed twice)
-    rejected: list
-    # Customers of the slice before it, which is still being issued beside this one: they get
-    # (or miss) their code there, so that the two slices never wait on each other's issue.
-    carried: frozenset = frozenset()
-
-
-def _slices(job: Assignment, table):
-    """Yield the slices of the rows after the committed ones, parsed."""
-    batch, seen, number = [], 0, 0
-    size = _slice_size(job, 0)
-    for row_number, cells in table.rows:
-        seen += 1
-        if seen <= job.rows_done:
-            continue
-        batch.append((row_number, cells))
-        if len(batch) >= size:
-            yield _slice(number, batch, table)
-            batch, number = [], number + 1
-            size = _slice_size(job, seen - job.rows_done)
-    if batch:
-        yield _slice(number, batch, table)
-
-
-def _slice_size(job: Assignment, rows_given: int) -> int:
-    """Return how many rows the next slice takes: ASSIGN_BATCH_SIZE, or fewer when the pool's
-    stock would cross a level it watches (its low-stock alert, its refill) inside the slice.
-    The slice then ends at the crossing, and the alert starts when it commits (see pools'
-    issue_room), not once the stock is at 0.
-
-    At most one row is one new code: rows of customers who hold a code, or listed twice, make
-    the slice end a little before the crossing, which then falls in the next one. The slices
-    given out but not committed yet (another lane's) are counted as taking a code a row."""
-    size = settings.ASSIGN_BATCH_SIZE
-    room = issue_room(job.pool)
-    if room is None:
-        return size
-    done = Assignment.objects.filter(pk=job.pk).values_list("rows_done", flat=True).first() or 0
-    room -= rows_given - (done - job.rows_done)
-    return room if 0 < room < size else size
-
-
-def _slice(number: int, batch, table) -> _Slice:
-    rejected, customers, rows = [], [], []
-    for row_number, cells in batch:
-        if isinstance(cells, UnreadableRow):
-            rejected.append([row_number, "", cells.reason])
-            continue
-        value = cells[table.customer_index]
-        try:
-            customer = customer_clean(value)
-        except ValidationError:
-            rejected.append([row_number, value[:200], BAD_CUSTOMER])
-            customer = None
-        else:
-            customers.append(customer)
-        rows.append((cells, customer))
-    return _Slice(number, len(batch), table.progress(), rows, customers, rejected)
 
 
 class _Turns:
@@ -485,7 +383,10 @@ class _SliceIssuer:
     def issue(self, customers: list[str], *, shard=None):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                _plan_for_lookups(cursor)
+                plan_for_lookups(cursor)
+                # A slice waiting for its turn holds its locks: a wait on them this long is a
+                # cycle the database cannot see, broken by redoing the slice.
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         outcome = codes_issue_many(
             pool=self.pool,
             customers=customers,
@@ -534,14 +435,6 @@ class _SetIssuer(_SliceIssuer):
                     cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", key)
 
 
-def _plan_for_lookups(cursor) -> None:
-    """Plan the slice's statements as look-ups by index (see plan_for_lookups)."""
-    plan_for_lookups(cursor)
-    # A slice waiting for its turn holds its locks: a wait on them this long is a cycle the
-    # database cannot see, broken by redoing the slice.
-    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-
-
 def assignments_recover_stale() -> int:
     """Queue again the running assignments whose worker died (heartbeat gone stale); return
     how many. Runs when a worker starts and periodically."""
@@ -553,29 +446,3 @@ def assignments_recover_stale() -> int:
     for job_id in stale:
         assignment_queued_on_commit(job_id)
     return len(stale)
-
-
-def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:
-    """Give back to stock the codes this pool's assignments issued to `customers` (their
-    messages were never delivered): only codes issued under the assignment key and not
-    redeemed (code_release decides). Return counts: released, redeemed (kept), not_found."""
-    counts = {"released": 0, "redeemed": 0, "not_found": 0}
-    wanted = list(dict.fromkeys(c.strip() for c in customers if c and c.strip()))
-    holdings = customer_holdings(pool=job.pool, customers=wanted)
-    for customer in wanted:
-        code = holdings.live.get(customer)
-        if code is None:
-            counts["redeemed" if customer in holdings.redeemed else "not_found"] += 1
-            continue
-        try:
-            code_release(
-                pool=code.pool,
-                code=code.code,
-                idempotency_key=batch_key(ASSIGNMENT_KEY, customer),
-            )
-        except CodeRefused as refused:
-            key = "redeemed" if refused.reason == Refusal.ALREADY_REDEEMED else "not_found"
-            counts[key] += 1
-        else:
-            counts["released"] += 1
-    return counts
