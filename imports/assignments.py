@@ -2,18 +2,21 @@
 job, and hand the list back with a Code column.
 
 Here rather than in pools because the list is read with imports' readers (CSV, XLSX and the
-rest, with their checks); the issuing itself is pools' code_issue_batch, so that every rule of
-issuing holds (one code per customer, issue windows, pause and end, the fallback pool).
+rest, with their checks); the issuing itself is pools' codes_issue_many (the core of batches),
+so that every rule of issuing holds (one code per customer, issue windows, pause and end, the
+fallback pool, what a customer "holds") and pools' tables are written by pools alone.
 
 Every customer's issue is recorded under the key "assignment:<customer>" in the pool, and a
-customer who already holds a code of the pool gets it back: running the same list again, or two
-overlapping lists at the same time, never gives anyone a second code (the key is unique per
-pool, so of two concurrent claims for one customer only one commits).
+customer who already holds a live code of the pool gets it back: running the same list again,
+or two overlapping lists at the same time, never gives anyone a second code (the key is unique
+per pool, so of two concurrent claims for one customer only one commits). A customer whose code
+was withdrawn or expired gets a fresh one (counted as replaced); one who redeemed theirs gets
+nothing (counted as already redeemed; their Code cell stays empty): see pools'
+code_services/holdings.py.
 
-On PostgreSQL, from a pool of single-use codes, each slice of the list is issued set-based (a
-few statements for the whole slice, not a call per customer: 200,000 customers took 60 s
-through code_issue_batch, most of it building a Code object per customer and looking them up
-again to write the list), and the list with codes is written while the slices commit. The
+On PostgreSQL, from a pool of single-use codes, each slice of the list is claimed set-based
+(one statement per pool for the whole slice, not a call per customer), and the list with codes
+is written while the slices commit (assignment_results.py). The
 slices go to two connections in turn (lanes, each its own thread), so that one slice's
 statements run while the one before it commits, on the database's other core (a job took 85 s
 for 1,000,000 customers on one connection, 50 s on two); they commit in file order. The
@@ -22,9 +25,7 @@ assignments of one pool run one at a time.
 
 import csv
 import io
-import json
 import logging
-import os
 import queue
 import tempfile
 import threading
@@ -32,11 +33,8 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.files import File
 from django.db import (
     DatabaseError,
     IntegrityError,
@@ -48,16 +46,7 @@ from django.db import (
 from django.db.models import F
 from django.utils import timezone
 
-from pools.code_services import (
-    BATCH_MAX,
-    ISSUABLE_NOW,
-    batch_key,
-    code_issue_batch,
-    code_release,
-    codes_held,
-    customer_clean,
-    pool_fallback,
-)
+from pools.code_services import batch_key, codes_issue_many, pool_fallback
 from pools.counters import COUNTER_SHARDS, counter_shard
 from pools.jobs import (
     DATABASE_GONE,
@@ -65,62 +54,35 @@ from pools.jobs import (
     Claim,
     job_beat,
     job_claim,
-    job_enqueue_on_commit,
     job_finish,
     job_held,
-    job_queue,
 )
-from pools.models import Code, CodeIssue, Pool, PoolCounter
 from pools.refusals import CodeRefused, Refusal
-from pools.signals import stock_changed_on_commit
 
+# The list with codes is written by assignment_results; named here as the job's steps call it.
+from .assignment_results import RESULT_COLUMN, plan_for_lookups
+from .assignment_results import result_store as _store_result
+from .assignment_results import result_write as _write_result
+from .assignment_services import (  # noqa: F401 (callers import the job's services from here)
+    ASSIGNMENT_KEY,
+    POOL_NOT_ACTIVE,
+    assignment_release,
+    assignment_rerun,
+    assignment_start,
+)
+from .assignment_slices import _Slice, _slices
 from .models import Assignment
-from .readers import FIX_THE_FILE, ImportFileError, UnreadableRow, check_size, open_customer_list
+from .readers import open_customer_list
 
 logger = logging.getLogger(__name__)
 
-# The key every assignment's issue to a customer is recorded under (with the customer id).
-ASSIGNMENT_KEY = "assignment"
-POOL_NOT_ACTIVE = "Codes can be assigned from an active pool only."
-BAD_CUSTOMER = "No customer id, or one longer than 200 characters or with a NUL character."
 STOPPED = "The pool stopped issuing ({reason}); the customers so far have their codes. {hint}"
 RUN_AGAIN = "Run it again once the pool issues again."
-RESULT_COLUMN = "Code"
 # How often an assignment waiting for another of the same pool to finish looks again.
 POOL_TURN_POLL_SECONDS = 0.5
 # The longest a slice waits for a lock before it is rolled back and done again (see
-# _plan_for_lookups).
+# _SliceIssuer.issue).
 LOCK_TIMEOUT = "10s"
-
-
-def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
-    """Store an uploaded customer list and queue its assignment from `pool`.
-
-    The list is opened first, so that a file the worker would refuse as a whole (no customer
-    column, not a table) is refused here, while the manager waits.
-    """
-    if not pool.is_active:
-        # The code on the field's error: Django drops a code given beside a dict of messages.
-        raise ValidationError({"file": ValidationError(POOL_NOT_ACTIVE, code="pool_not_active")})
-    name = os.path.basename(file.name)
-    try:
-        check_size(name=name, size=file.size)
-        file.seek(0)
-        open_customer_list(file, name=name, size=file.size)
-        file.seek(0)
-    except ImportFileError as error:
-        message = f"{error} {FIX_THE_FILE}"
-        raise ValidationError({"file": ValidationError(message, code="bad_file")}) from error
-    job = Assignment.objects.create(
-        pool=pool,
-        file=file,
-        file_name=name,
-        created_by=user,
-        progress_total=file.size,
-        enqueued_at=timezone.now(),
-    )
-    job_enqueue_on_commit(job)
-    return job
 
 
 def assignment_run(*, assignment_id: int) -> Assignment | None:
@@ -156,74 +118,12 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
     return job
 
 
-NOT_RERUNNABLE = "Only a failed assignment can be run again."
-
-
-@transaction.atomic
-def assignment_rerun(*, job: Assignment) -> Assignment:
-    """Queue a failed assignment (its pool was paused, say) again: it goes on after the rows it
-    committed, and the customers so far keep their codes."""
-    job = Assignment.objects.select_for_update().get(pk=job.pk)
-    if job.status != Assignment.Status.FAILED:
-        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
-    job_queue(job)
-    return job
-
-
 class _ClaimLost(Exception):
     pass
 
 
 class _Stopped(Exception):
     """An earlier slice stopped the job: this one is rolled back."""
-
-
-@dataclass
-class _Slice:
-    """Rows of the list issued and committed together, with the customer ids read from them."""
-
-    number: int
-    size: int  # rows read, rejected ones included
-    progress: int
-    rows: list  # (cells, customer id or None) of each readable row, in file order
-    customers: list[str]  # the usable ids, in row order (twice for a customer listed twice)
-    rejected: list
-    # Customers of the slice before it, which is still being issued beside this one: they get
-    # (or miss) their code there, so that the two slices never wait on each other's issue.
-    carried: frozenset = frozenset()
-
-
-def _slices(job: Assignment, table):
-    """Yield the slices of the rows after the committed ones, parsed."""
-    batch, seen, number = [], 0, 0
-    for row_number, cells in table.rows:
-        seen += 1
-        if seen <= job.rows_done:
-            continue
-        batch.append((row_number, cells))
-        if len(batch) >= settings.ASSIGN_BATCH_SIZE:
-            yield _slice(number, batch, table)
-            batch, number = [], number + 1
-    if batch:
-        yield _slice(number, batch, table)
-
-
-def _slice(number: int, batch, table) -> _Slice:
-    rejected, customers, rows = [], [], []
-    for row_number, cells in batch:
-        if isinstance(cells, UnreadableRow):
-            rejected.append([row_number, "", cells.reason])
-            continue
-        value = cells[table.customer_index]
-        try:
-            customer = customer_clean(value)
-        except ValidationError:
-            rejected.append([row_number, value[:200], BAD_CUSTOMER])
-            customer = None
-        else:
-            customers.append(customer)
-        rows.append((cells, customer))
-    return _Slice(number, len(batch), table.progress(), rows, customers, rejected)
 
 
 class _Turns:
@@ -392,10 +292,10 @@ def _commit_slice(job: Assignment, piece: _Slice, issuer, turns: _Turns, *, shar
 
 def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, shard):
     with transaction.atomic():
-        codes, new, from_fallback, short = {}, set(), 0, []
+        codes, new, from_fallback, short, (replaced, redeemed) = {}, set(), 0, [], (0, ())
         todo = [c for c in dict.fromkeys(piece.customers) if c not in piece.carried]
         if todo:
-            codes, new, from_fallback, short = issuer.issue(todo, shard=shard)
+            codes, new, from_fallback, short, (replaced, redeemed) = issuer.issue(todo, shard=shard)
         if not turns.wait(piece.number):
             raise _Stopped
         now = timezone.now()
@@ -409,13 +309,17 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
         # A carried customer the slice before left without a code is short here too.
         short_set = set(short) | (piece.carried & turns.short)
         short_rows = sum(1 for c in piece.customers if c in short_set)
+        redeemed_rows = sum(1 for c in piece.customers if c in redeemed)
         held.update(
             rows_done=F("rows_done") + piece.size,
             customers_read=F("customers_read") + len(piece.customers),
             codes_issued=F("codes_issued") + len(new),
+            codes_replaced=F("codes_replaced") + replaced,
             # Rows of customers who got no new code yet have one: held before, or listed
             # twice.
-            already_held=F("already_held") + len(piece.customers) - len(new) - short_rows,
+            already_held=F("already_held")
+            + (len(piece.customers) - len(new) - short_rows - redeemed_rows),
+            already_redeemed=F("already_redeemed") + redeemed_rows,
             from_fallback=F("from_fallback") + from_fallback,
             rows_rejected=F("rows_rejected") + len(piece.rejected),
             shortfall=F("shortfall") + len(short),
@@ -430,8 +334,10 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
 
 class _SliceIssuer:
     """Issue codes of the job's pool to the distinct customers of one slice, inside the
-    slice's transaction: return (customer → code string, customers with a new code, how many
-    of those came from the fallback, customers left without one)."""
+    slice's transaction, through pools' codes_issue_many (once per customer, each issue under
+    its assignment key): return (customer → code string, customers with a new code, how many
+    of those came from the fallback, customers left without one, (how many new codes replaced
+    a dead one, the customers who redeemed theirs and get nothing))."""
 
     def __init__(self, job: Assignment):
         self.pool = job.pool
@@ -444,46 +350,42 @@ class _SliceIssuer:
         set_based = connection.vendor == "postgresql" and not any(
             pool.allow_multiple_use for pool in (job.pool, fallback) if pool is not None
         )
-        return _SetIssuer(job, fallback) if set_based else _SliceIssuer(job)
+        return _SetIssuer(job) if set_based else _SliceIssuer(job)
 
     @contextmanager
     def pool_turn(self, job: Assignment, turns: "_Turns"):
-        # code_issue_batch serializes the calls under one key itself.
+        # Two assignments issuing to one customer at once: the assignment key is unique in the
+        # pool, so one slice's claim fails and that slice is done again (see _commit_slice).
         yield True
 
     def issue(self, customers: list[str], *, shard=None):
-        codes, new, from_fallback, short = {}, set(), 0, []
-        for start in range(0, len(customers), BATCH_MAX):
-            outcome = code_issue_batch(
-                pool=self.pool,
-                customers=customers[start : start + BATCH_MAX],
-                idempotency_key=ASSIGNMENT_KEY,
-                caller=self.caller,
-                once_per_customer=True,
-            )
-            for issued in outcome.issued:
-                codes[issued.customer] = issued.code.code
-                if not issued.again:
-                    new.add(issued.customer)
-                    from_fallback += issued.from_fallback
-            short += outcome.short
-        return codes, new, from_fallback, short
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                plan_for_lookups(cursor)
+                # A slice waiting for its turn holds its locks: a wait on them this long is a
+                # cycle the database cannot see, broken by redoing the slice.
+                cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        outcome = codes_issue_many(
+            pool=self.pool,
+            customers=customers,
+            keys={c: batch_key(ASSIGNMENT_KEY, c) for c in customers},
+            caller=self.caller,
+            once_per_customer=True,
+            shard=shard,
+        )
+        codes, new, from_fallback = {}, set(), 0
+        for issued in outcome.issued:
+            codes[issued.customer] = issued.code.code
+            if not issued.again:
+                new.add(issued.customer)
+                from_fallback += issued.from_fallback
+        extra = (len(outcome.replaced), frozenset(outcome.redeemed))
+        return codes, new, from_fallback, outcome.short, extra
 
 
 class _SetIssuer(_SliceIssuer):
-    """The PostgreSQL form for single-use codes: the slice's customers who hold a code of the
-    pool (or its fallback) get it back, the others get the pool's next issuable codes, the
-    n-th code to the n-th customer, then the fallback's for those still without one; every
-    issue recorded under its assignment key and counted, a few statements for the slice."""
-
-    def __init__(self, job: Assignment, fallback: Pool | None):
-        super().__init__(job)
-        self.fallback = fallback
-        self.pool_ids = [self.pool.pk] + ([fallback.pk] if fallback else [])
-        # Where the next claim in each pool starts: after the codes this job claimed (claims
-        # go in id order), so that a slice does not walk past the index entries of the codes
-        # the slices before it issued (they stay until vacuum).
-        self.start = {}
+    """The PostgreSQL form for single-use codes: pools' claim takes the slice's codes in one
+    statement per pool (the pool, then its fallback), and the slices go to lanes (_lanes)."""
 
     @contextmanager
     def pool_turn(self, job: Assignment, turns: "_Turns"):
@@ -507,217 +409,3 @@ class _SetIssuer(_SliceIssuer):
                 # A connection gone took its session's locks with it.
                 with suppress(DatabaseError):
                     cursor.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", key)
-
-    def issue(self, customers: list[str], *, shard=None):
-        with connection.cursor() as cursor:
-            _plan_for_lookups(cursor)
-            codes = _held_codes(cursor, self.pool_ids, customers)
-            todo = [c for c in customers if c not in codes]
-            new = set()
-            from_fallback = 0
-            for pool in (self.pool, self.fallback):
-                if not todo or pool is None:
-                    break
-                claimed = self._claim(cursor, pool, todo, shard)
-                if pool is self.pool and len(claimed) < len(todo):
-                    # A pause or end of the pool itself is not "dry": it stops the job.
-                    status = Pool.objects.filter(pk=pool.pk).values_list("status", flat=True)
-                    refusal = Pool(status=status.first()).issue_refusal()
-                    if refusal:
-                        raise CodeRefused(refusal)
-                if claimed:
-                    stock_changed_on_commit(pool)
-                codes.update(claimed)
-                new.update(claimed)
-                if pool is self.fallback:
-                    from_fallback = len(claimed)
-                todo = [c for c in todo if c not in claimed]
-        return codes, new, from_fallback, todo
-
-    def _claim(self, cursor, pool: Pool, customers: list[str], shard) -> dict[str, str]:
-        start = self.start.get(pool.pk, 0)
-        params = {
-            "count": len(customers),
-            "pool": pool.pk,
-            "now": timezone.now(),
-            "available": Code.Status.AVAILABLE,
-            "issued": Code.Status.ISSUED,
-            "caller": self.caller,
-            "shard": counter_shard() if shard is None else shard,
-            "start": start,
-        }
-        cursor.execute(
-            f"SELECT id FROM {Code._meta.db_table}"
-            f" WHERE pool_id = %(pool)s AND {ISSUABLE_NOW} AND id >= %(start)s"
-            " ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED",
-            params,
-        )
-        ids = [row[0] for row in cursor.fetchall()]
-        taking = customers[: len(ids)]
-        if ids:
-            # The codes and their customers as one JSON list, and the codes' id range: joined
-            # to the codes on an estimate, the claim read all the table's codes (a hash join
-            # of 2,000,000 rows, 1 s for 20,000 customers) or paired every code with every
-            # customer (a nested loop, 70 s). JSON rather than arrays: psycopg builds an
-            # array parameter in Python, element by element (7 ms for 5,000 ids, 2 here).
-            cursor.execute(
-                f"""
-                WITH claimed AS (
-                    UPDATE {Code._meta.db_table} c SET status = %(issued)s,
-                        issued_to = w.customer, issued_at = %(now)s
-                    FROM (
-                        SELECT (e->>0)::bigint, e->>1, e->>2
-                        FROM json_array_elements(%(claims)s::json) AS e
-                    ) AS w(id, customer, key)
-                    WHERE c.id BETWEEN %(first)s AND %(last)s AND c.id = w.id
-                    RETURNING c.id, c.code, w.customer, w.key
-                ), recorded AS (
-                    INSERT INTO {CodeIssue._meta.db_table}
-                        (pool_id, code_id, customer, idempotency_key, marked, issued_at,
-                         issued_by, released_key)
-                    SELECT %(pool)s, id, customer, key, false, %(now)s, %(caller)s, ''
-                    FROM claimed
-                ), counted AS (
-                    INSERT INTO {PoolCounter._meta.db_table}
-                        (pool_id, shard, available, issued, redeemed)
-                    SELECT %(pool)s, %(shard)s, -count(*), count(*), 0 FROM claimed
-                    HAVING count(*) > 0
-                    ON CONFLICT (pool_id, shard) DO UPDATE SET
-                        available = {PoolCounter._meta.db_table}.available + excluded.available,
-                        issued = {PoolCounter._meta.db_table}.issued + excluded.issued
-                )
-                SELECT customer, code FROM claimed
-                """,
-                {
-                    **params,
-                    "claims": json.dumps(
-                        [
-                            (code_id, c, batch_key(ASSIGNMENT_KEY, c))
-                            for code_id, c in zip(ids, taking, strict=True)
-                        ]
-                    ),
-                    "first": ids[0],
-                    "last": ids[-1],
-                },
-            )
-            # Two lanes claim beside each other: the start only moves on.
-            self.start[pool.pk] = max(self.start.get(pool.pk, 0), ids[-1] + 1)
-        claimed = dict(cursor.fetchall()) if ids else {}
-        if len(claimed) < len(customers) and start:
-            # Short after the starting point: look from the first code (released codes, codes
-            # whose issue window opened, claims of others rolled back).
-            self.start.pop(pool.pk, None)
-            rest = [c for c in customers if c not in claimed]
-            claimed.update(self._claim(cursor, pool, rest, shard))
-        return claimed
-
-
-def _plan_for_lookups(cursor) -> None:
-    """Plan the rest of the transaction's statements as the look-ups by index they are, not
-    by estimates: the customers' look-up's estimate (a loop per customer) passed the threshold
-    of JIT compilation, which then took 0.1 s of each 5,000 customers' 0.11 s; and while the
-    issues table was small when last analyzed, each customer's look-up read it whole (20 s of
-    an assignment of 1,000,000 customers, in its first 200,000)."""
-    cursor.execute("SET LOCAL jit = off")
-    cursor.execute("SET LOCAL enable_seqscan = off")
-    # A slice waiting for its turn holds its locks: a wait on them this long is a cycle the
-    # database cannot see, broken by redoing the slice.
-    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-
-
-def _held_codes(cursor, pool_ids: list[int], customers: list[str]) -> dict[str, str]:
-    """Return the code string each of `customers` holds from the pools (issued and not given
-    back; the latest when there are several), as codes_held does, in one query."""
-    # One look-up by the customer's index per customer (with _plan_for_lookups): as one scan
-    # for all the slice's customers, a table grown since it was last analyzed (by the
-    # assignment's own issues) was read whole, slice after slice (up to 0.2 s each at
-    # 1,000,000 issues). "pool_id + 0": the pools filtered on the rows found, not ANDed in
-    # from the pool's index (see codes_held).
-    cursor.execute(
-        f"""
-        SELECT w.customer, held.code FROM json_array_elements_text(%s::json) AS w(customer)
-        CROSS JOIN LATERAL (
-            SELECT c.code FROM {CodeIssue._meta.db_table} i
-            JOIN {Code._meta.db_table} c ON c.id = i.code_id
-            WHERE i.customer = w.customer AND i.released_at IS NULL
-                AND i.pool_id + 0 = ANY(%s)
-            ORDER BY i.id DESC LIMIT 1
-        ) held
-        """,
-        [json.dumps(customers), pool_ids],
-    )
-    return dict(cursor.fetchall())
-
-
-def _store_result(job: Assignment, text: io.TextIOWrapper) -> None:
-    text.flush()
-    out = text.detach()
-    out.seek(0)
-    stem = os.path.splitext(job.file_name)[0] or "customers"
-    job.result.save(f"{stem}-with-codes.csv", File(out), save=False)
-    Assignment.objects.filter(pk=job.pk).update(result=job.result.name)
-
-
-def _write_result(job: Assignment) -> None:
-    """Write the uploaded list again with a Code column: each customer's code (the one they
-    hold from the pool or its fallback), empty for rows rejected or left without a code."""
-    with tempfile.TemporaryFile() as out, job.file.open("rb") as stored:
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="")
-        writer = csv.writer(text)
-        table = open_customer_list(stored, name=job.file_name, size=job.file.size)
-        writer.writerow([*table.header, RESULT_COLUMN])
-        batch = []
-
-        def flush():
-            ids = []
-            for _, cells in batch:
-                if not isinstance(cells, UnreadableRow):
-                    ids.append(cells[table.customer_index].strip())
-            held = _codes_held(job.pool, ids)
-            for _, cells in batch:
-                if isinstance(cells, UnreadableRow):
-                    continue
-                writer.writerow([*cells, held.get(cells[table.customer_index].strip(), "")])
-            batch.clear()
-
-        for row in table.rows:
-            batch.append(row)
-            if len(batch) >= settings.ASSIGN_BATCH_SIZE * 2:
-                flush()
-        flush()
-        _store_result(job, text)
-
-
-def _codes_held(pool: Pool, customers: list[str]) -> dict[str, str]:
-    if connection.vendor == "postgresql":
-        fallback = pool_fallback(pool)
-        with transaction.atomic(), connection.cursor() as cursor:
-            _plan_for_lookups(cursor)
-            return _held_codes(cursor, [pool.pk] + ([fallback.pk] if fallback else []), customers)
-    return {c: code.code for c, code in codes_held(pool=pool, customers=customers).items()}
-
-
-def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:
-    """Give back to stock the codes this pool's assignments issued to `customers` (their
-    messages were never delivered): only codes issued under the assignment key and not
-    redeemed (code_release decides). Return counts: released, redeemed (kept), not_found."""
-    counts = {"released": 0, "redeemed": 0, "not_found": 0}
-    wanted = list(dict.fromkeys(c.strip() for c in customers if c and c.strip()))
-    held = codes_held(pool=job.pool, customers=wanted)
-    for customer in wanted:
-        code = held.get(customer)
-        if code is None:
-            counts["not_found"] += 1
-            continue
-        try:
-            code_release(
-                pool=code.pool,
-                code=code.code,
-                idempotency_key=batch_key(ASSIGNMENT_KEY, customer),
-            )
-        except CodeRefused as refused:
-            key = "redeemed" if refused.reason == Refusal.ALREADY_REDEEMED else "not_found"
-            counts[key] += 1
-        else:
-            counts["released"] += 1
-    return counts

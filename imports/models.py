@@ -145,6 +145,10 @@ class Assignment(Job):
     customers_read = models.BigIntegerField(default=0)
     codes_issued = models.BigIntegerField(default=0)
     already_held = models.BigIntegerField(default=0)
+    # Of codes_issued: new codes to customers whose code was withdrawn or expired.
+    codes_replaced = models.BigIntegerField(default=0)
+    # Rows of customers who redeemed their code of the pool: sent nothing.
+    already_redeemed = models.BigIntegerField(default=0)
     from_fallback = models.BigIntegerField(default=0)
     rows_rejected = models.BigIntegerField(default=0)
     shortfall = models.BigIntegerField(default=0)

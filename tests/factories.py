@@ -50,6 +50,12 @@ def make_viewer(username: str = "viewer", **fields):
     return make_staff(username, VIEWERS, **fields)
 
 
+def watching_pool(**fields):
+    """An active pool that watches its stock (alerts below 1): its claims announce each change
+    of stock, which on_next_stock_change hooks onto (a pool that watches nothing skips it)."""
+    return make_pool(launched=True, notify_below_enabled=True, notify_below=1, **fields)
+
+
 @contextmanager
 def on_next_stock_change(action):
     """Within the block, call action(pool) once, on the first change of a pool's stock (as

@@ -26,9 +26,11 @@ from .batches import (
     IssuedCode,
     batch_key,
     code_issue_batch,
-    codes_held,
+    codes_issue_many,
 )
-from .issuing import ISSUABLE_NOW, code_issue, code_release, pool_fallback
+from .claims import ISSUABLE_NOW, codes_claim, issue_room
+from .holdings import Holdings, codes_held, customer_holdings
+from .issuing import code_issue, code_release, pool_fallback
 from .lookups import CUSTOMER_REQUIRED, customer_clean
 from .redemption import code_check, code_mark_issued, code_redeem
 from .sweeps import EXPIRY_SLICE, codes_expire
@@ -53,6 +55,7 @@ __all__ = [
     "NOT_FOUND_SAMPLE",
     "WITHDRAW_AT_ONCE",
     "BatchOutcome",
+    "Holdings",
     "IssuedCode",
     "UndoOutcome",
     "addition_undo_run",
@@ -70,10 +73,14 @@ __all__ = [
     "code_mark_issued",
     "code_redeem",
     "code_release",
+    "codes_claim",
     "codes_expire",
     "codes_held",
+    "codes_issue_many",
     "codes_withdraw",
     "customer_clean",
+    "customer_holdings",
+    "issue_room",
     "pool_fallback",
     "withdrawal_rerun",
     "withdrawal_run",

@@ -3,34 +3,22 @@
 import hashlib
 import json
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.utils import timezone
 
-from ..counters import counter_shard
-from ..models import (
-    Code,
-    CodeIssue,
-    Pool,
-    PoolCounter,
-)
+from ..models import Code, CodeIssue, Pool
 from ..refusals import CodeRefused, Refusal
-from ..signals import stock_changed_on_commit
-from .issuing import (
-    _CODE_ATTNAMES,
+from .claims import (
     _CODE_COLUMNS,
-    _ISSUED_AT,
-    ISSUABLE_NOW,
-    _claim_code,
-    _claim_start,
-    _code_from_row,
-    _key_lock,
-    _nothing_claimed,
-    _pool_and_fallback_ids,
-    pool_fallback,
+    codes_claim,
+    issue_room,
+    nothing_claimed,
+    pool_and_fallback_ids,
 )
+from .holdings import codes_of_rows, customer_holdings, issues_retire, sort_out
+from .issuing import _key_lock, pool_fallback
 from .lookups import customer_clean
 
 # Issuing in batches
@@ -62,6 +50,10 @@ class BatchOutcome:
     issued: list[IssuedCode]
     # Customers left without a code: the pool (and its fallback) ran out.
     short: list[str]
+    # Once per customer: those whose code was dead (withdrawn, expired, redeemed by someone
+    # else) and who got a fresh one, and those who redeemed theirs and got nothing.
+    replaced: list[str] = field(default_factory=list)
+    redeemed: list[str] = field(default_factory=list)
 
 
 def batch_key(key: str, customer: str) -> str:
@@ -86,64 +78,104 @@ def code_issue_batch(
 
     The batch has one idempotency key: each customer's issue is recorded under
     batch_key(key, customer), so a retry of the batch (or of a part of it) returns the same
-    codes and issues only to the customers still without one. Every rule of code_issue holds:
-    issue windows, pause and end (read by the claim itself), no code to two customers, and the
-    fallback pool when this one runs dry. Raises CodeRefused when the pool cannot issue at all
-    (not active, paused, ended), ValidationError for a bad customer id or batch size.
+    codes and issues only to the customers still without one (a fresh code to those whose
+    code was since withdrawn or expired). Every rule of code_issue holds: issue windows, pause
+    and end (read by the claim itself), no code to two customers, and the fallback pool when
+    this one runs dry. Raises CodeRefused when the pool cannot issue at all (not active,
+    paused, ended), ValidationError for a bad customer id or batch size.
 
-    With `once_per_customer` (an assignment), a customer who already holds a code of the pool
-    (or of its fallback), issued under any key and not given back, gets that code again.
+    With `once_per_customer` (an assignment), a customer who holds a code of the pool (or of
+    its fallback) gets that code again; see holdings.py for what "holds" means.
+
+    A batch that would take the stock below a level the pool watches (its low-stock alert,
+    its refill) is issued in two parts, the first up to the crossing, each in its own
+    transaction: the alert starts at the crossing, not once the whole batch is in (see
+    issue_room). Under a key, a refusal on a key then leaves the first part issued; a retry
+    returns it.
     """
     customers = list(dict.fromkeys(customer_clean(c) for c in customers))
     if not customers:
         raise ValidationError({"customers": BATCH_EMPTY})
     if len(customers) > BATCH_MAX:
         raise ValidationError({"customers": BATCH_TOO_LARGE})
+    room = issue_room(pool) if not connection.in_atomic_block else None
+    if room is not None and room < len(customers):
+        parts = [customers[:room], customers[room:]]
+    else:
+        parts = [customers]
+    outcome = BatchOutcome(issued=[], short=[])
+    for part in parts:
+        done = _batch(pool, part, idempotency_key, caller, once_per_customer)
+        outcome.issued += done.issued
+        outcome.short += done.short
+        outcome.replaced += done.replaced
+        outcome.redeemed += done.redeemed
+    return outcome
+
+
+def _batch(pool, customers, idempotency_key, caller, once_per_customer) -> BatchOutcome:
     keys = {c: batch_key(idempotency_key, c) if idempotency_key else "" for c in customers}
-    # Under a key the batch is one transaction: refused on a key (see _issue_many), it
+    # Under a key the batch is one transaction: refused on a key (see codes_issue_many), it
     # issues nothing.
     with transaction.atomic() if idempotency_key else nullcontext():
         if idempotency_key and connection.vendor == "postgresql":
             # Batches under one key take turns, as code_issue's calls do (see _key_lock).
             _key_lock(pool, idempotency_key)
-        held = codes_held(pool=pool, customers=customers) if once_per_customer else None
-        return _issue_many(pool, customers, keys, caller, held=held)
+        return codes_issue_many(
+            pool=pool,
+            customers=customers,
+            keys=keys,
+            caller=caller,
+            once_per_customer=once_per_customer,
+        )
 
 
-def codes_held(*, pool: Pool, customers: list[str]) -> dict[str, Code]:
-    """Return the code each of `customers` holds from the pool or its fallback (issued and
-    not given back; the latest when there are several), by customer."""
-    # By customer alone, the pools filtered here: given the pool too, the planner ANDs in the
-    # pool's index entries, all of them, for every batch of an assignment.
-    pool_ids = set(_pool_and_fallback_ids(pool))
-    issues = (
-        CodeIssue.objects.filter(customer__in=customers, released_at__isnull=True)
-        .select_related("code__pool")
-        .order_by("id")
-    )
-    return {issue.customer: issue.code for issue in issues if issue.pool_id in pool_ids}
-
-
-def _issue_many(
-    pool: Pool, customers: list[str], keys: dict[str, str], caller: str, *, held=None
+def codes_issue_many(
+    *,
+    pool: Pool,
+    customers: list[str],
+    keys: dict[str, str],
+    caller: str,
+    once_per_customer: bool = False,
+    shard: int | None = None,
 ) -> BatchOutcome:
-    """Issue to each customer, recording keys[customer]; `held` (customer → Code) names codes
-    the customers already hold, returned as they are."""
-    found = dict(held or {})
+    """Issue to each of `customers` (distinct, cleaned), recording keys[customer]: the core
+    of batches and assignments, inside the caller's transaction if any.
+
+    A customer whose key already names a live code of theirs gets it again; with
+    `once_per_customer`, so does a customer who holds one under any key (holdings.py), and a
+    customer who redeemed theirs gets nothing. The others get a code of the pool, then of
+    its fallback (a fallback that refuses, paused or ended, is as one run dry: its customers
+    are short). `shard`: the counter row to add to (see codes_claim). Raises CodeRefused if
+    the pool itself cannot issue, or on a key held by someone else."""
+    found: dict[str, Code] = {}
+    redeemed: dict[str, Code] = {}
+    dead: set[str] = set()
     refused_by_key = False
     for _attempt in range(5):
         known = len(found)
-        found.update(_issued_by_keys(pool, [keys[c] for c in customers if keys[c]], keys))
+        asked = [c for c in customers if c not in found and c not in redeemed]
+        if once_per_customer:
+            held = customer_holdings(pool=pool, customers=asked)
+            issues_retire([issue for issues in held.dead.values() for issue in issues])
+            found.update(held.live)
+            redeemed.update(held.redeemed)
+            dead.update(held.dead)
+        else:
+            found.update(_issued_by_keys(pool, [keys[c] for c in asked if keys[c]], keys))
         if refused_by_key and len(found) == known:
             # The key that stopped the claim (committed by then) is not one of ours: it holds
             # an issue to someone else.
             break
-        todo = [c for c in customers if c not in found]
+        todo = [c for c in customers if c not in found and c not in redeemed]
         try:
-            new, short = _claim_many(pool, todo, keys, caller)
+            new, short = _claim_many(pool, todo, keys, caller, shard)
             fallback_pool = pool_fallback(pool) if short else None
             if fallback_pool is not None:
-                more, short = _claim_many(fallback_pool, short, keys, caller)
+                try:
+                    more, short = _claim_many(fallback_pool, short, keys, caller, shard)
+                except CodeRefused:
+                    more = {}
                 new.update(more)
         except IntegrityError:
             # A concurrent call under the same keys won some customers: take theirs, go on.
@@ -160,7 +192,12 @@ def _issue_many(
             for c in customers
             if c in new or c in found
         ]
-        return BatchOutcome(issued=issued, short=short)
+        return BatchOutcome(
+            issued=issued,
+            short=short,
+            replaced=[c for c in customers if c in dead and c in new],
+            redeemed=[c for c in customers if c in redeemed],
+        )
     raise CodeRefused(Refusal.KEY_REUSED)
 
 
@@ -170,15 +207,17 @@ def _issued_by_keys(pool: Pool, keys: list[str], by_customer: dict) -> dict[str,
     theirs (the claim then fails on the key, and the batch is refused as code_issue is)."""
     if not keys:
         return {}
-    pool_ids = _pool_and_fallback_ids(pool)
+    pool_ids = pool_and_fallback_ids(pool)
     customer_of = {key: customer for customer, key in by_customer.items()}
     if connection.vendor != "postgresql":
         issues = CodeIssue.objects.filter(pool_id__in=pool_ids, idempotency_key__in=keys)
-        return {
-            i.customer: i.code
-            for i in issues.select_related("code__pool")
-            if customer_of[i.idempotency_key] == i.customer
-        }
+        return _live_of(
+            [
+                (i.customer, i.pk, i.code)
+                for i in issues.select_related("code__pool").order_by("id")
+                if customer_of[i.idempotency_key] == i.customer
+            ]
+        )
     # One probe of the customer index per key, the only plan this form leaves ("pool_id + 0"
     # keeps the pool's indexes out): any form the planner could answer from the pool's own
     # entries hung on the statistics, and for a pool they had not seen grow (a new one) it read
@@ -187,9 +226,9 @@ def _issued_by_keys(pool: Pool, keys: list[str], by_customer: dict) -> dict[str,
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT w.e->>0, {columns} FROM json_array_elements(%s::json) AS w(e)
+            SELECT w.e->>0, i.id, {columns} FROM json_array_elements(%s::json) AS w(e)
             CROSS JOIN LATERAL (
-                SELECT code_id FROM {CodeIssue._meta.db_table}
+                SELECT id, code_id FROM {CodeIssue._meta.db_table}
                 WHERE customer = w.e->>0 AND idempotency_key = w.e->>1 AND pool_id + 0 = ANY(%s)
                 LIMIT 1
             ) i
@@ -198,131 +237,29 @@ def _issued_by_keys(pool: Pool, keys: list[str], by_customer: dict) -> dict[str,
             [json.dumps([(customer_of[key], key) for key in keys]), pool_ids],
         )
         rows = cursor.fetchall()
-    if not rows:
-        return {}
-    # The codes built from the rows, as the claim's are (_code_from_row), in the same query.
-    pool_at = 1 + _CODE_ATTNAMES.index("pool_id")
-    pools = Pool.objects.in_bulk({row[pool_at] for row in rows})
-    db = connection.alias
-    return {row[0]: _code_from_row(row[1:], pools[row[pool_at]], db) for row in rows}
+    return _live_of(codes_of_rows(rows, 2))
+
+
+def _live_of(found: list[tuple]) -> dict[str, Code]:
+    """Return the codes of (customer, issue id, code) that a retry may return; the keys of
+    the dead ones are freed (see holdings.py), for their customers to get a fresh code."""
+    held = sort_out(found)
+    issues_retire([issue for issues in held.dead.values() for issue in issues])
+    return {**held.redeemed, **held.live}
 
 
 def _claim_many(
-    pool: Pool, customers: list[str], keys: dict[str, str], caller: str
+    pool: Pool, customers: list[str], keys: dict[str, str], caller: str, shard=None
 ) -> tuple[dict[str, Code], list[str]]:
     """Claim a code for each customer in `pool`; return the codes and the customers left over.
     Raises CodeRefused if the pool cannot issue; IntegrityError if a key was taken meanwhile."""
     if not customers:
         return {}, []
-    if connection.vendor == "postgresql" and not pool.allow_multiple_use:
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            rows, alerts = _claim_many_postgresql(pool, customers, keys, caller)
-        codes = {}
-        db = connection.alias
-        for row in rows:
-            code = _code_from_row(row, pool, db)
-            codes[code.issued_to] = code
-        if not codes:
-            refusal = _nothing_claimed(pool)
-            if refusal.reason != Refusal.NO_CODES_LEFT:
-                raise refusal
-        if codes and alerts:
-            stock_changed_on_commit(pool)
-        return codes, [c for c in customers if c not in codes]
-    # The generic path (SQLite, multiple-use pools): one claim per customer, in one transaction.
-    codes = {}
-    with transaction.atomic():
-        for customer in customers:
-            try:
-                code = _claim_code(pool, customer)
-            except CodeRefused as refused:
-                if refused.reason != Refusal.NO_CODES_LEFT:
-                    raise
-                break
-            CodeIssue.objects.create(
-                pool=pool,
-                code=code,
-                customer=customer,
-                idempotency_key=keys[customer],
-                issued_by=caller,
-            )
-            codes[customer] = code
-    if codes and not pool.allow_multiple_use:
-        stock_changed_on_commit(pool)
-    return codes, [c for c in customers if c not in codes]
-
-
-def _claim_many_postgresql(
-    pool: Pool, customers: list[str], keys: dict[str, str], caller: str
-) -> tuple[list[tuple], bool]:
-    """Claim len(customers) codes, hand the n-th to the n-th customer, record the issues and count
-    them, in one statement (as _claim_code_postgresql does for one)."""
-    code_table = connection.ops.quote_name(Code._meta.db_table)
-    counter_table = PoolCounter._meta.db_table
-    start = _claim_start.get(pool.pk, 0)
-    columns = ", ".join(f"c.{column}" for column in _CODE_COLUMNS)
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH wanted AS (
-                SELECT e->>0 AS customer, e->>1 AS key, n
-                FROM json_array_elements(%(wanted)s::json) WITH ORDINALITY AS w(e, n)
-            ), picked AS (
-                SELECT id, row_number() OVER (ORDER BY id) AS n FROM (
-                    SELECT id FROM {code_table} WHERE pool_id = %(pool)s AND {ISSUABLE_NOW}
-                    AND id >= %(start)s
-                    ORDER BY id LIMIT %(count)s FOR UPDATE SKIP LOCKED
-                ) free
-            ), claimed AS (
-                UPDATE {code_table} c SET status = %(issued)s, issued_to = wanted.customer,
-                    issued_at = %(now)s
-                FROM picked JOIN wanted USING (n)
-                WHERE c.id = picked.id
-                RETURNING {columns}, wanted.key
-            ), recorded AS (
-                INSERT INTO {CodeIssue._meta.db_table}
-                    (pool_id, code_id, customer, idempotency_key, marked, issued_at, issued_by,
-                     released_key)
-                SELECT pool_id, id, issued_to, key, false, %(now)s, %(caller)s, ''
-                FROM claimed
-            ), counted AS (
-                INSERT INTO {counter_table} (pool_id, shard, available, issued, redeemed)
-                SELECT %(pool)s, %(shard)s, -count(*), count(*), 0 FROM claimed
-                HAVING count(*) > 0
-                ON CONFLICT (pool_id, shard) DO UPDATE SET
-                    available = {counter_table}.available + excluded.available,
-                    issued = {counter_table}.issued + excluded.issued
-            )
-            SELECT {", ".join("NULL" if c == "issued_at" else c for c in _CODE_COLUMNS)},
-                (SELECT notify_below_enabled OR refill_below IS NOT NULL
-                    FROM {Pool._meta.db_table} WHERE id = %(pool)s)
-            FROM claimed
-            """,
-            {
-                # JSON rather than arrays: psycopg builds an array parameter in Python.
-                "wanted": json.dumps([(c, keys[c]) for c in customers]),
-                "count": len(customers),
-                "pool": pool.pk,
-                "now": now,
-                "available": Code.Status.AVAILABLE,
-                "issued": Code.Status.ISSUED,
-                "caller": caller,
-                "shard": counter_shard(),
-                "start": start,
-            },
-        )
-        # Each code's issued_at is `now`, set here rather than read back and parsed once per
-        # code (a fifth of a batch's Python time).
-        rows = [(*row[:_ISSUED_AT], now, *row[_ISSUED_AT + 1 :]) for row in cursor.fetchall()]
-    if rows:
-        _claim_start[pool.pk] = max(row[0] for row in rows) + 1
-    if len(rows) < len(customers) and start:
-        # Short after the starting point: the rest from the first code (see _claim_start).
-        _claim_start.pop(pool.pk, None)
-        done = {row[_CODE_ATTNAMES.index("issued_to")] for row in rows}
-        more, alerts = _claim_many_postgresql(
-            pool, [c for c in customers if c not in done], keys, caller
-        )
-        return [row[:-1] for row in rows] + more, bool(alerts or (rows and rows[0][-1]))
-    return [row[:-1] for row in rows], bool(rows and rows[0][-1])
+    claimed = codes_claim(
+        pool=pool, wanted=[(c, keys[c]) for c in customers], caller=caller, shard=shard
+    )
+    if not claimed:
+        refusal = nothing_claimed(pool)
+        if refusal.reason != Refusal.NO_CODES_LEFT:
+            raise refusal
+    return claimed, [c for c in customers if c not in claimed]

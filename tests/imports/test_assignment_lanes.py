@@ -11,13 +11,14 @@ import time
 import psycopg
 import pytest
 from django.db import connection, connections
+from django.db.models import F
 
 from imports import assignments
-from imports.assignments import assignment_run
+from imports.assignments import assignment_rerun, assignment_run
 from imports.models import Assignment
 from pools.models import CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from tests.factories import make_codes, make_pool, on_next_stock_change
+from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
 from tests.imports.files import csv_upload
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -112,7 +113,7 @@ def test_a_customer_left_short_in_one_slice_is_short_in_the_next_and_counted_onc
 
 
 def test_a_pool_paused_mid_job_leaves_the_first_rows_issued_and_a_run_after_resume_ends_it():
-    pool = make_pool(launched=True)
+    pool = watching_pool()
     make_codes(pool, [f"P{i}" for i in range(12)])
     customers = [f"c{i}" for i in range(10)]
 
@@ -128,6 +129,7 @@ def test_a_pool_paused_mid_job_leaves_the_first_rows_issued_and_a_run_after_resu
     assert job.codes_issued == job.rows_done
 
     pool_resume(pool=Pool.objects.get(pk=pool.pk))
+    assignment_rerun(job=job)
     job = assignment_run(assignment_id=job.pk)
 
     assert job.status == Assignment.Status.COMPLETED, job.message
@@ -176,8 +178,8 @@ def test_a_job_taken_over_while_waiting_for_its_pool_issues_nothing(monkeypatch)
             if Assignment.objects.filter(pk=job.pk, heartbeat_at__isnull=False).exists():
                 break
             time.sleep(0.02)
-        # Another worker takes the job over (this one was thought dead).
-        Assignment.objects.filter(pk=job.pk).update(heartbeat_at="2000-01-01T00:00:00Z")
+        # Another worker takes the job over (this one was thought dead): a new attempt.
+        Assignment.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
         runner.join(timeout=30)
         other.execute(
             "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", [f"assignment:{pool.pk}"]
@@ -192,10 +194,23 @@ def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
     pool = make_pool(launched=True)
     make_codes(pool, [f"C{i}" for i in range(6)])
     job = queued(pool, ["c1", "c2", "c3", "c4"])
+    claimed, locked = threading.Event(), threading.Event()
+    real_claim = assignments.job_claim
+
+    def claim_then_wait(*args, **kwargs):
+        taken = real_claim(*args, **kwargs)
+        claimed.set()
+        locked.wait(timeout=10)
+        return taken
+
+    monkeypatch.setattr(assignments, "job_claim", claim_then_wait)
+    runner = run_in_thread(job.pk)
+    assert claimed.wait(timeout=10)
     with other_connection() as other, other.transaction():
-        # Holds the job's row: each slice's count update waits on it past the lock timeout.
+        # Holds the job's row once the job is claimed: each slice's count update waits on it
+        # past the lock timeout.
         other.execute("SELECT id FROM imports_assignment WHERE id = %s FOR UPDATE", [job.pk])
-        runner = run_in_thread(job.pk)
+        locked.set()
         time.sleep(0.25)
     runner.join(timeout=30)
 

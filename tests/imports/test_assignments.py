@@ -23,7 +23,7 @@ from pools.code_services import code_issue, code_redeem, code_release
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from tests.factories import make_codes, make_pool, on_next_stock_change
+from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
 from tests.imports.files import csv_upload, xlsx_upload
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +91,7 @@ def test_assignment_reports_the_shortfall_and_takes_from_the_fallback():
 
 def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list(settings):
     settings.ASSIGN_BATCH_SIZE = 2
-    pool = make_pool(launched=True)
+    pool = watching_pool()
     make_codes(pool, [f"P{i}" for i in range(6)])
 
     with on_next_stock_change(lambda pool: pool_pause(pool=Pool.objects.get(pk=pool.pk))):
@@ -157,7 +157,7 @@ def test_a_code_given_back_mid_job_is_issued_again_once_the_codes_after_it_run_o
     """Each slice claims after the codes the job claimed last; a code given back behind that
     point is found when nothing is left after it, before anyone is reported short."""
     settings.ASSIGN_BATCH_SIZE = 1
-    pool = make_pool(launched=True)
+    pool = watching_pool()
     make_codes(pool, ["A", "B"])
 
     def give_back_the_first(pool):

@@ -1,0 +1,91 @@
+"""An assignment's entry points beside its run (assignments.py): the upload of a customer list
+that queues the job, running a failed one again, and the release of codes its customers never
+received."""
+
+import os
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from pools.code_services import batch_key, code_release, customer_holdings
+from pools.jobs import job_enqueue_on_commit, job_queue
+from pools.models import Pool
+from pools.refusals import CodeRefused, Refusal
+
+from .models import Assignment
+from .readers import FIX_THE_FILE, ImportFileError, check_size, open_customer_list
+
+# The key every assignment's issue to a customer is recorded under (with the customer id).
+ASSIGNMENT_KEY = "assignment"
+POOL_NOT_ACTIVE = "Codes can be assigned from an active pool only."
+
+
+def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
+    """Store an uploaded customer list and queue its assignment from `pool`.
+
+    The list is opened first, so that a file the worker would refuse as a whole (no customer
+    column, not a table) is refused here, while the manager waits.
+    """
+    if not pool.is_active:
+        # The code on the field's error: Django drops a code given beside a dict of messages.
+        raise ValidationError({"file": ValidationError(POOL_NOT_ACTIVE, code="pool_not_active")})
+    name = os.path.basename(file.name)
+    try:
+        check_size(name=name, size=file.size)
+        file.seek(0)
+        open_customer_list(file, name=name, size=file.size)
+        file.seek(0)
+    except ImportFileError as error:
+        message = f"{error} {FIX_THE_FILE}"
+        raise ValidationError({"file": ValidationError(message, code="bad_file")}) from error
+    job = Assignment.objects.create(
+        pool=pool,
+        file=file,
+        file_name=name,
+        created_by=user,
+        progress_total=file.size,
+        enqueued_at=timezone.now(),
+    )
+    job_enqueue_on_commit(job)
+    return job
+
+
+NOT_RERUNNABLE = "Only a failed assignment can be run again."
+
+
+@transaction.atomic
+def assignment_rerun(*, job: Assignment) -> Assignment:
+    """Queue a failed assignment (its pool was paused, say) again: it goes on after the rows it
+    committed, and the customers so far keep their codes."""
+    job = Assignment.objects.select_for_update().get(pk=job.pk)
+    if job.status != Assignment.Status.FAILED:
+        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
+    job_queue(job)
+    return job
+
+
+def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:
+    """Give back to stock the codes this pool's assignments issued to `customers` (their
+    messages were never delivered): only codes issued under the assignment key and not
+    redeemed (code_release decides). Return counts: released, redeemed (kept), not_found."""
+    counts = {"released": 0, "redeemed": 0, "not_found": 0}
+    wanted = list(dict.fromkeys(c.strip() for c in customers if c and c.strip()))
+    holdings = customer_holdings(pool=job.pool, customers=wanted)
+    for customer in wanted:
+        code = holdings.live.get(customer)
+        if code is None:
+            counts["redeemed" if customer in holdings.redeemed else "not_found"] += 1
+            continue
+        try:
+            code_release(
+                pool=code.pool,
+                code=code.code,
+                idempotency_key=batch_key(ASSIGNMENT_KEY, customer),
+            )
+        except CodeRefused as refused:
+            key = "redeemed" if refused.reason == Refusal.ALREADY_REDEEMED else "not_found"
+            counts[key] += 1
+        else:
+            counts["released"] += 1
+    return counts

@@ -1,0 +1,131 @@
+"""What a customer holds: a withdrawn, expired or released code is never handed out again, by a
+single issue, a batch or a batch once per customer."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from pools.code_services import (
+    code_issue,
+    code_issue_batch,
+    code_redeem,
+    code_release,
+    codes_held,
+    codes_withdraw,
+    customer_holdings,
+)
+from pools.models import Code, CodeIssue
+from tests.factories import make_codes, make_pool
+
+pytestmark = pytest.mark.django_db
+
+
+def kill(pool, code: str, how: str) -> None:
+    """Make an issued code dead: withdrawn, expired (past Available-till) or given back."""
+    if how == "withdrawn":
+        codes_withdraw(pool=pool, codes=[code])
+    elif how == "expired":
+        Code.objects.filter(code=code).update(available_till=timezone.now() - timedelta(hours=1))
+    else:
+        issue = CodeIssue.objects.get(code__code=code)
+        code_release(pool=pool, code=code, idempotency_key=issue.idempotency_key)
+
+
+DEATHS = ["withdrawn", "expired", "released"]
+
+
+@pytest.mark.parametrize("how", DEATHS)
+def test_a_single_issue_retried_under_its_key_issues_anew_when_its_code_died(how):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["S1", "S2"])
+    assert code_issue(pool=pool, customer="ann", idempotency_key="msg-1").code == "S1"
+    kill(pool, "S1", how)
+
+    again = code_issue(pool=pool, customer="ann", idempotency_key="msg-1")
+
+    assert again.code == "S2"
+    # The dead code's issue stays in its history, its key moved aside; one issue per key.
+    assert list(CodeIssue.objects.filter(idempotency_key="msg-1").values_list("code__code")) == [
+        ("S2",)
+    ]
+    assert CodeIssue.objects.get(code__code="S1").released_key == "msg-1"
+    # And a second retry returns the live one.
+    assert code_issue(pool=pool, customer="ann", idempotency_key="msg-1").code == "S2"
+
+
+def test_a_single_issue_retried_after_the_customer_redeemed_returns_what_was_issued():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["S1", "S2"])
+    code_issue(pool=pool, customer="ann", idempotency_key="msg-1")
+    code_redeem(code="S1", customer="ann", pool=pool)
+
+    assert code_issue(pool=pool, customer="ann", idempotency_key="msg-1").code == "S1"
+
+
+@pytest.mark.parametrize("how", DEATHS)
+def test_a_batch_retried_under_its_key_gives_a_fresh_code_for_a_dead_one(how):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["B1", "B2", "B3"])
+    code_issue_batch(pool=pool, customers=["ann", "bob"], idempotency_key="mail")
+    kill(pool, "B1", how)
+
+    outcome = code_issue_batch(pool=pool, customers=["ann", "bob"], idempotency_key="mail")
+
+    assert [(i.customer, i.code.code, i.again) for i in outcome.issued] == [
+        ("ann", "B3", False),
+        ("bob", "B2", True),
+    ]
+
+
+@pytest.mark.parametrize("how", DEATHS)
+def test_a_batch_once_per_customer_replaces_a_dead_code_and_says_so(how):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["H1", "H2", "H3"])
+    code_issue(pool=pool, customer="ann", idempotency_key="welcome")  # H1
+    code_issue(pool=pool, customer="bob")  # H2
+    kill(pool, "H1", how)
+
+    outcome = code_issue_batch(
+        pool=pool, customers=["ann", "bob"], idempotency_key="assignment", once_per_customer=True
+    )
+
+    assert [(i.customer, i.code.code, i.again) for i in outcome.issued] == [
+        ("ann", "H3", False),
+        ("bob", "H2", True),
+    ]
+    # A code given back is simply not held: only withdrawn and expired codes are replaced.
+    assert outcome.replaced == ([] if how == "released" else ["ann"])
+    assert {c: code.code for c, code in codes_held(pool=pool, customers=["ann"]).items()} == {
+        "ann": "H3"
+    }
+
+
+def test_once_per_customer_nothing_to_who_redeemed_a_fresh_code_for_a_code_used_by_another():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1", "R2", "R3"])
+    code_issue_batch(pool=pool, customers=["ann", "bob"], idempotency_key="assignment")
+    code_redeem(code="R1", customer="ann", pool=pool)
+    code_redeem(code="R2", customer="eve", pool=pool)  # bob's code, used by someone else
+
+    outcome = code_issue_batch(
+        pool=pool, customers=["ann", "bob"], idempotency_key="assignment", once_per_customer=True
+    )
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("bob", "R3")]
+    assert (outcome.redeemed, outcome.replaced, outcome.short) == (["ann"], ["bob"], [])
+    holdings = customer_holdings(pool=pool, customers=["ann", "bob"])
+    assert {c: code.code for c, code in holdings.redeemed.items()} == {"ann": "R1"}
+    assert {c: code.code for c, code in holdings.live.items()} == {"bob": "R3"}
+
+
+def test_the_latest_live_code_wins_over_a_dead_later_one():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["L1", "L2"])
+    code_issue(pool=pool, customer="ann", idempotency_key="k1")  # L1
+    code_issue(pool=pool, customer="ann", idempotency_key="k2")  # L2
+    codes_withdraw(pool=pool, codes=["L2"])
+
+    assert {c: code.code for c, code in codes_held(pool=pool, customers=["ann"]).items()} == {
+        "ann": "L1"
+    }
