@@ -18,7 +18,7 @@ from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
-from pools.code_services import code_addition_record
+from pools.code_services import code_addition_record, load_batch
 from pools.jobs import (
     DATABASE_GONE,
     Claim,
@@ -33,7 +33,6 @@ from pools.signals import stock_changed_on_commit
 
 from .cells import shown
 from .generation import CodeFormat, generate_codes
-from .loader import load_batch
 from .models import Import, Rejection
 from .readers import FIX_THE_FILE, ImportFileError, open_table
 from .signals import import_finished_on_commit

@@ -211,8 +211,3 @@ def _aware(moment: datetime, tz: tzinfo) -> datetime:
 
 def _local(moment: datetime, tz: tzinfo) -> datetime:
     return moment.astimezone(tz).replace(tzinfo=None) if moment.tzinfo else moment
-
-
-def to_datetime(text: str | None, tz: tzinfo) -> datetime | None:
-    """Return the aware datetime of a date as clean_row gives it."""
-    return text and _aware(datetime.fromisoformat(text), tz)

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 
 ROOT = Path(__file__).resolve().parent.parent
 # Each app may import only the apps listed for it (and itself).
@@ -98,3 +99,25 @@ def test_long_modules_say_why_they_are_long(package):
         f"Over {MAX_MODULE_LINES} lines with no “Long because …” in the module docstring: "
         f"{unexplained}"
     )
+
+
+POOLS_TABLES = {model._meta.db_table for model in apps.get_app_config("pools").get_models()}
+SQL_WRITE = re.compile(r"\b(INSERT\s+INTO|UPDATE|DELETE\s+FROM|COPY|TRUNCATE)\b", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("app", ["imports", "notifications"])
+def test_apps_above_pools_write_no_pools_table_with_their_own_sql(app):
+    """Codes, issues and counters are written by pools' services only (the one issuing core,
+    the loader of additions): an app above names no pools table, and no table through a
+    model's `_meta.db_table`, in SQL of its own."""
+    offenders = set()
+    for path in app_files(app):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr == "db_table":
+                offenders.add(f"{path.relative_to(ROOT)}:{node.lineno} reads a model's db_table")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                named = {table for table in POOLS_TABLES if table in node.value}
+                if named and SQL_WRITE.search(node.value):
+                    offenders.add(f"{path.relative_to(ROOT)}:{node.lineno} writes {named}")
+    assert not offenders

@@ -51,7 +51,7 @@ MODULES = {
         ],
     ),
     "loader": (
-        "imports/loader.py",
+        "pools/code_services/loading.py",
         ["tests/imports/test_mutants.py", "tests/imports/test_services.py"],
     ),
     "engine": (

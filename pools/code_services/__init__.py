@@ -31,6 +31,7 @@ from .batches import (
 from .claims import ISSUABLE_NOW, codes_claim, issue_room
 from .holdings import Holdings, codes_held, customer_holdings
 from .issuing import code_issue, code_release, pool_fallback
+from .loading import BatchResult, load_batch
 from .lookups import CUSTOMER_REQUIRED, customer_clean
 from .redemption import code_check, code_mark_issued, code_redeem
 from .sweeps import EXPIRY_SLICE, codes_expire
@@ -55,6 +56,7 @@ __all__ = [
     "NOT_FOUND_SAMPLE",
     "WITHDRAW_AT_ONCE",
     "BatchOutcome",
+    "BatchResult",
     "Holdings",
     "IssuedCode",
     "UndoOutcome",
@@ -79,6 +81,7 @@ __all__ = [
     "codes_issue_many",
     "codes_withdraw",
     "customer_clean",
+    "load_batch",
     "customer_holdings",
     "issue_room",
     "pool_fallback",

@@ -8,10 +8,10 @@ from datetime import date, datetime
 import pytest
 from django.db import connection
 
-from imports import loader
-from imports.loader import _copy_text, _load_generic, load_batch
 from imports.readers import ImportFileError, detect_format, open_table
 from imports.validation import DateOrder, Rejected, clean_row, parse_datetime
+from pools.code_services import loading as loader
+from pools.code_services.loading import _copy_text, _load_generic, load_batch
 from pools.models import CODE_MAX_LENGTH, Code
 from tests.factories import make_codes, make_pool
 from tests.imports.files import xlsx_bytes, zip_bomb_bytes

@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from imports import engine, loader
+from imports import engine
 from imports.engine import RunOutcome, import_run
 from imports.models import Import
 from imports.selectors import generation_allowed
@@ -15,6 +15,7 @@ from imports.services import (
     import_rerun,
     import_text_start,
 )
+from pools.code_services import loading as loader
 from pools.jobs import jobs_recover
 from pools.models import Code
 from pools.selectors import pools_with_counts

@@ -1,4 +1,6 @@
-"""Write batches of clean rows into a pool's codes with set-based SQL: no query per row.
+"""Write batches of clean rows into a pool's codes with set-based SQL: no query per row. The
+bulk half of an addition of codes (additions.py records it); imports hand their rows here and
+write no pools table themselves.
 
 Every batch is added with ON CONFLICT DO NOTHING semantics, so loading the same rows twice
 cannot create a duplicate; a row whose code is already there is reported, not lost silently.
@@ -10,12 +12,18 @@ from datetime import datetime
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from pools.models import Code
-
-from .validation import to_datetime
+from ..models import Code
 
 _CODE_TABLE = Code._meta.db_table
 _STAGING_COLUMNS = "row_number, code, issue_start, issue_end, available_from, available_till"
+
+
+def to_datetime(text: str | None, tz) -> datetime | None:
+    """Return the aware datetime of a date as the rows give it (naive ISO 8601 text in `tz`)."""
+    if not text:
+        return text
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
 @dataclass
