@@ -15,7 +15,12 @@ from openpyxl import load_workbook
 
 from notifications.services import import_notices_set
 from pools import export_services, exports
-from pools.export_services import code_export_run, code_export_start, code_exports_clean
+from pools.export_services import (
+    code_export_filters,
+    code_export_run,
+    code_export_start,
+    code_exports_clean,
+)
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeExport
 from tests.factories import make_codes, make_manager, make_pool, make_staff, make_viewer
@@ -716,3 +721,37 @@ def test_a_line_break_in_a_cell_is_quoted_on_the_generic_path_too():
         ["BR2", "breaks", "Issued", "x\ny"],
     ]
     assert data.count(b"\n") == 3 + 1  # three lines, and the line feed inside its quotes
+
+
+def test_an_export_finished_while_the_broker_is_down_is_mailed_by_the_outbox(
+    monkeypatch, django_capture_on_commit_callbacks, settings, mailoutbox
+):
+    from notifications import tasks as notification_tasks
+    from notifications.services import notifications_due
+
+    settings.NOTICE_RETRY_SECONDS = 0
+    pool = make_pool()
+    make_codes(pool, ["M1", "M2"])
+
+    def broker_down(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(notification_tasks.export_notice_send, "delay", broker_down)
+    with django_capture_on_commit_callbacks(execute=True):
+        export = code_export_start(
+            filters=code_export_filters(pool=pool.pk),
+            file_format="csv",
+            user=make_manager(email="ann@example.com"),
+        )
+        code_export_run(export_id=export.pk)
+    export.refresh_from_db()
+    assert export.status == CodeExport.Status.COMPLETED
+    assert export.finished_notice_sent_at is None
+    assert notifications_due().exports == [export.pk]
+
+    monkeypatch.undo()
+    notification_tasks.notifications_send_due()
+    notification_tasks.notifications_send_due()
+
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
+    assert notifications_due().exports == []
