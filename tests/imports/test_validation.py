@@ -4,7 +4,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from imports.readers import UnreadableRow
-from imports.validation import DateOrder, Rejected, clean_row, parse_datetime, to_datetime
+from imports.validation import DateOrder, Rejected, clean_row, parse_datetime
+from pools.code_services.loading import to_datetime
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 EMPTY = "The code is empty."
