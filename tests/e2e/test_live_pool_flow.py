@@ -74,7 +74,7 @@ def test_withdraw_a_pasted_list_of_leaked_codes(browser_page, live_server):
     assert Code.objects.filter(status=Code.Status.WITHDRAWN).count() == 2
 
 
-def test_undo_an_import_from_its_report(browser_page, live_server):
+def test_undo_an_import_from_its_report(browser_page, live_server, live_worker):
     page = browser_page
     pool = make_pool(description="Wrong pool", launched=True)
     job = import_text_start(pool=pool, text="WRONG-1\nWRONG-2\nWRONG-3")
@@ -89,8 +89,15 @@ def test_undo_an_import_from_its_report(browser_page, live_server):
     page.get_by_text("2 codes will be removed").wait_for()
     page.get_by_role("button", name="Remove 2 codes").click()
 
-    page.get_by_text("Removed 2 codes that import").wait_for()
+    # The undo is a job: its report follows it (refreshing itself) until the worker is done.
+    page.get_by_text(f"Removing the codes import #{job.pk} added").wait_for()
+    expect(page.locator("[data-field=kept]")).to_contain_text("1 issued", timeout=30_000)
+    expect(page.locator("[data-field=removed]")).to_contain_text("2 ")
     assert list(Code.objects.values_list("code", flat=True)) == ["WRONG-1"]
+
+    page.goto(f"{live_server.url}/admin/imports/import/{job.pk}/change/")
+    expect(page.locator(".import-undo")).to_contain_text("Completed, 2 codes removed, 1 kept")
+    expect(page.get_by_role("link", name="Remove the codes this import added")).to_have_count(0)
 
 
 def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server):
