@@ -141,7 +141,7 @@ def test_worker_cut_off_by_the_network_is_taken_over_and_changes_nothing_when_ba
 
         takeover_log = tmp_path / "takeover-worker.log"
         workers.append(Worker(worker_env(redis.url(), **KNOBS), takeover_log, beat=True).start())
-        wait_for(lambda: _finished(job), timeout=180, what="the takeover to finish the import")
+        wait_for(lambda: finished(job), timeout=180, what="the takeover to finish the import")
         took = time.monotonic() - cut_at
 
         assert job.status == Import.Status.COMPLETED, job.message
@@ -174,8 +174,3 @@ def test_worker_cut_off_by_the_network_is_taken_over_and_changes_nothing_when_ba
             worker.stop()
         redis.stop()
         point_app_at(redis_url())
-
-
-def _finished(job):
-    job.refresh_from_db()
-    return job.is_finished

@@ -10,16 +10,11 @@ from django.urls import reverse
 from imports.models import Import
 from imports.services import import_file_start
 from pools.models import Code
-from tests.factories import make_manager, make_pool
+from tests.factories import finished, make_manager, make_pool
 from tests.imports.files import csv_upload
 from tests.worker import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished
 
 
 def test_upload_from_the_admin_is_imported_by_the_worker_and_reported(client, worker_factory):

@@ -20,7 +20,7 @@ from pools.code_services import code_issue, codes_withdraw
 from pools.refusals import CodeRefused
 from pools.services import pool_launch, pool_update
 from pools.tasks import codes_expire as codes_expire_task
-from tests.factories import make_campaign, make_codes, make_manager, make_pool
+from tests.factories import alerting_pool, make_campaign, make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ann(db):
     return make_manager("ann", email="ann@example.com")
-
-
-def alerting_pool(threshold=3, codes=5, **fields):
-    """An active pool that alerts below `threshold`, launched with its codes in it."""
-    pool = make_pool(notify_below_enabled=True, notify_below=threshold, **fields)
-    make_codes(pool, [f"{pool.slug}-{i}" for i in range(codes)])
-    pool_launch(pool=pool)
-    return pool
 
 
 def issue(pool, times, capture):

@@ -21,15 +21,9 @@ from pools.code_services import (
 from pools.models import Code, CodeIssue, Pool
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, refusal
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
 
 
 def test_batch_issues_one_code_per_customer_in_order_and_a_retry_returns_the_same():

@@ -28,21 +28,10 @@ from pools.code_services import (
 from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock, pools_with_counts
-from tests.factories import make_codes, make_pool
+from tests.factories import counts, make_codes, make_pool, refusal
 from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
-
-
-def counts(pool):
-    counted = pools_with_counts().get(pk=pool.pk)
-    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
 
 
 def test_marking_a_code_issued_moves_it_from_stock_to_issued():

@@ -9,20 +9,9 @@ from pools.code_services import code_check, code_issue, code_mark_issued, code_r
 from pools.models import Code, CodeIssue, Pool, Redemption
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock, pools_with_counts
-from tests.factories import make_codes, make_pool
+from tests.factories import counts, make_codes, make_pool, refusal
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
-
-
-def counts(pool):
-    counted = pools_with_counts().get(pk=pool.pk)
-    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
 
 
 def test_issue_hands_out_each_code_once_then_says_none_left():

@@ -4,11 +4,9 @@ functions that the rest of the suite let through)."""
 
 import threading
 import time
-from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
 from pools.counters import pool_counts_add
@@ -16,27 +14,13 @@ from pools.models import Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pools_with_counts
 from pools.services import pool_end, pool_pause
-from tests.factories import make_codes, make_pool
+from tests.factories import NOW, make_codes, make_pool, refusal
 from tests.pools.locks import wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 
-
-@pytest.fixture
-def frozen(monkeypatch):
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
-
-
-def counts(pool):
+def counts_with_expired(pool):
     counted = pools_with_counts().get(pk=pool.pk)
     return (
         counted.codes_available,
@@ -119,17 +103,17 @@ def test_a_redemption_records_the_moment_and_the_order_and_counts_the_code(froze
     )
     code = Code.objects.get(code="R1")
     assert (code.status, code.redeemed_at, code.times_redeemed) == (Code.Status.REDEEMED, NOW, 1)
-    assert counts(pool) == (1, 0, 1, 0)
+    assert counts_with_expired(pool) == (1, 0, 1, 0)
 
 
 def test_redeeming_an_issued_code_moves_it_from_issued_to_redeemed():
     pool = personal_pool()
     issued = code_issue(pool=pool, customer="alice")
-    assert counts(pool) == (1, 1, 0, 0)
+    assert counts_with_expired(pool) == (1, 1, 0, 0)
 
     code_redeem(code=issued.code, customer="alice")
 
-    assert counts(pool) == (1, 0, 1, 0)
+    assert counts_with_expired(pool) == (1, 0, 1, 0)
 
 
 def test_an_order_reference_returns_its_redemption_only_to_its_customer():
@@ -148,7 +132,7 @@ def test_an_order_reference_returns_its_redemption_only_to_its_customer():
     )
     code = Code.objects.get()
     assert (code.status, code.times_redeemed) == (Code.Status.AVAILABLE, 4)
-    assert counts(pool) == (1, 0, 0, 0)
+    assert counts_with_expired(pool) == (1, 0, 0, 0)
 
 
 def test_a_refused_redemption_records_nothing():
@@ -178,7 +162,7 @@ def test_marking_issued_records_the_customer_the_moment_and_the_caller(frozen):
         True,
         "key-m",
     )
-    assert counts(pool) == (0, 1, 0, 0)
+    assert counts_with_expired(pool) == (0, 1, 0, 0)
 
 
 def test_marking_issued_is_refused_where_issuing_is():
@@ -221,7 +205,7 @@ def test_a_multiple_use_code_is_marked_once_per_customer_and_stays_in_stock():
     ]
     code = Code.objects.get()
     assert (code.status, code.issued_to, code.issued_at) == (Code.Status.AVAILABLE, "", None)
-    assert counts(pool) == (1, 0, 0, 0)
+    assert counts_with_expired(pool) == (1, 0, 0, 0)
 
 
 def test_a_single_use_code_marked_again_for_another_customer_is_refused():
@@ -232,7 +216,7 @@ def test_a_single_use_code_marked_again_for_another_customer_is_refused():
     assert refusal(code_mark_issued, code="S1", customer="bob") == Refusal.ALREADY_ISSUED
     assert code_mark_issued(code="S1", customer="alice").issued_to == "alice"
     assert CodeIssue.objects.count() == 1
-    assert counts(pool) == (0, 1, 0, 0)
+    assert counts_with_expired(pool) == (0, 1, 0, 0)
 
 
 def test_an_expired_code_marked_issued_leaves_the_expired_count():
@@ -243,7 +227,7 @@ def test_an_expired_code_marked_issued_leaves_the_expired_count():
 
     code_mark_issued(code="E1", customer="bob")
 
-    assert counts(pool) == (0, 1, 0, 0)
+    assert counts_with_expired(pool) == (0, 1, 0, 0)
 
 
 def test_a_code_marked_from_the_admin_names_no_caller():
@@ -297,4 +281,4 @@ def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch
     assert results["bob"] == Refusal.ALREADY_ISSUED
     assert Code.objects.get().issued_to == "alice"
     assert list(CodeIssue.objects.values_list("customer", flat=True)) == ["alice"]
-    assert counts(pool) == (0, 1, 0, 0)
+    assert counts_with_expired(pool) == (0, 1, 0, 0)
