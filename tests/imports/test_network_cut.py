@@ -20,6 +20,7 @@ from django.db import connections
 from imports.models import Import
 from imports.services import import_file_start
 from pools.models import Code
+from tests.factories import finished as _finished
 from tests.factories import make_pool
 from tests.imports.test_worker import ROWS, big_csv
 from tests.worker import (
@@ -141,7 +142,7 @@ def test_worker_cut_off_by_the_network_is_taken_over_and_changes_nothing_when_ba
 
         takeover_log = tmp_path / "takeover-worker.log"
         workers.append(Worker(worker_env(redis.url(), **KNOBS), takeover_log, beat=True).start())
-        wait_for(lambda: finished(job), timeout=180, what="the takeover to finish the import")
+        wait_for(lambda: _finished(job), timeout=180, what="the takeover to finish the import")
         took = time.monotonic() - cut_at
 
         assert job.status == Import.Status.COMPLETED, job.message
