@@ -4,18 +4,20 @@ functions that the rest of the suite let through)."""
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
-from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
+from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem, redemption
 from pools.counters import pool_counts_add
 from pools.models import Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
-from pools.selectors import pools_with_counts
+from pools.selectors import pool_stock, pools_with_counts
 from pools.services import pool_end, pool_pause
-from tests.factories import NOW, make_codes, make_pool, refusal
-from tests.pools.locks import wait_inside_until_the_other_arrives
+from tests.factories import NOW, counts, make_codes, make_pool, refusal
+from tests.pools.locks import in_thread, wait_inside_until_the_other_arrives
 
 pytestmark = pytest.mark.django_db
 
@@ -282,3 +284,112 @@ def test_two_marks_of_one_code_for_two_customers_racing_mark_it_once(monkeypatch
     assert Code.objects.get().issued_to == "alice"
     assert list(CodeIssue.objects.values_list("customer", flat=True)) == ["alice"]
     assert counts_with_expired(pool) == (0, 1, 0, 0)
+
+
+def test_marking_a_code_issued_moves_it_from_stock_to_issued():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["M1", "M2", "M3"])
+
+    marked = code_mark_issued(code="M2", customer="alice")
+
+    assert (marked.status, marked.issued_to) == (Code.Status.ISSUED, "alice")
+    assert counts(pool) == (2, 1, 0)
+    assert pool_stock(pool=pool) == 2
+    # Marking it again for the same customer changes nothing.
+    code_mark_issued(code="M2", customer="alice")
+    assert counts(pool) == (2, 1, 0)
+    assert CodeIssue.objects.filter(code=marked, marked=True).count() == 1
+
+
+def test_an_expired_code_marked_issued_counts_as_issued_not_expired():
+    pool = make_pool(launched=True)
+    (code,) = make_codes(pool, ["E1"])
+    Code.objects.filter(pk=code.pk).update(status=Code.Status.EXPIRED)
+    from pools.counters import pool_counts_add
+
+    pool_counts_add(pool_id=pool.pk, available=-1, expired=1)
+
+    code_mark_issued(code="E1", customer="bob")
+
+    counted = pools_with_counts().get(pk=pool.pk)
+    assert (counted.codes_available, counted.codes_issued, counted.codes_expired) == (0, 1, 0)
+
+
+def test_a_code_is_redeemable_from_its_available_from_moment_on():
+    pool = make_pool(launched=True)
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=1)
+    (code,) = make_codes(pool, ["LATER"], available_from=start)
+    code = Code.objects.select_related("pool").get(pk=code.pk)
+
+    assert code.redeem_refusal("c", at=start - timedelta(microseconds=1)) == (
+        Refusal.NOT_YET_AVAILABLE
+    )
+    assert code.redeem_refusal("c", at=start) is None
+    redemption = code_redeem(code="LATER", customer="c")
+    assert redemption.code_id == code.pk
+    assert counts(pool) == (0, 0, 1)
+
+
+def test_a_code_is_redeemable_until_its_available_till_moment():
+    pool = make_pool(launched=True)
+    till = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    (code,) = make_codes(pool, ["SOON"], available_till=till)
+    code = Code.objects.select_related("pool").get(pk=code.pk)
+
+    assert code.redeem_refusal("c", at=till) is None
+    assert code.redeem_refusal("c", at=till + timedelta(microseconds=1)) == Refusal.EXPIRED
+
+
+def test_the_validity_period_ends_exactly_so_many_days_after_issue():
+    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=3, launched=True)
+    make_codes(pool, ["P1"])
+    issued = code_issue(pool=pool, customer="c")
+    code = Code.objects.select_related("pool").get(pk=issued.pk)
+    end = code.issued_at + timedelta(days=3)
+
+    assert code.redeem_refusal("c", at=end) is None
+    assert code.redeem_refusal("c", at=end + timedelta(microseconds=1)) == (
+        Refusal.VALIDITY_PERIOD_OVER
+    )
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_redemptions_of_a_single_use_code_racing_redeem_it_once(monkeypatch):
+    """The first redemption waits inside its transaction, after its refusal check, until the
+    second is past its own check too or blocked on the code's row lock: without the lock both
+    would redeem."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["ONCE"])
+    inside = []
+    real_refusal_for = redemption._refusal_for
+
+    def refusal_for_then_wait(*args, **kwargs):
+        refusal_ = real_refusal_for(*args, **kwargs)
+        inside.append(1)
+        if len(inside) == 1:
+            wait_inside_until_the_other_arrives(inside)
+        return refusal_
+
+    monkeypatch.setattr(redemption, "_refusal_for", refusal_for_then_wait)
+    results = {}
+
+    def second():
+        while not inside:
+            time.sleep(0.01)
+        return code_redeem(code="ONCE", customer="c2")
+
+    threads = [
+        in_thread(lambda: code_redeem(code="ONCE", customer="c1"), results, "first"),
+        in_thread(second, results, "second"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert isinstance(results["first"], Redemption)
+    assert isinstance(results["second"], CodeRefused)
+    assert results["second"].reason == Refusal.ALREADY_REDEEMED
+    assert Redemption.objects.count() == 1
+    assert counts(pool) == (0, 0, 1)
