@@ -22,7 +22,7 @@ from imports.services import import_file_start
 from pools.models import Code
 from tests.factories import finished as _finished
 from tests.factories import make_pool
-from tests.imports.test_worker import ROWS, big_csv
+from tests.imports.files import ROWS, big_csv
 from tests.worker import (
     PrivatePostgres,
     PrivateRedis,

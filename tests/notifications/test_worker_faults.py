@@ -8,7 +8,7 @@ from imports.services import import_file_start
 from notifications.services import notifications_due
 from pools.models import Code
 from tests.factories import finished, make_manager, make_pool
-from tests.imports.test_worker import ROWS, big_csv, running_mid_way
+from tests.imports.files import ROWS, big_csv, running_mid_way
 from tests.worker import Worker, wait_for
 from tests.worker import worker_env as make_worker_env
 
