@@ -5,8 +5,8 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 from promo_project.celery import app as celery_app
-from tests.factories import make_manager, make_viewer
-from tests.worker import Worker, point_app_at, require_services, worker_env
+from tests.factories import NOW, make_manager, make_viewer
+from tests.worker import PrivateRedis, Worker, point_app_at, redis_url, require_services, worker_env
 
 # Hypothesis keeps the examples it found under var/ (ignored by git), not in the work tree.
 hypothesis_settings.register_profile(
@@ -49,6 +49,32 @@ def _celery_in_process(request, settings, tmp_path):
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def frozen(monkeypatch):
+    """The services' clock stopped at NOW, so that a boundary can be met to the microsecond."""
+    from django.utils import timezone
+
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
+    return NOW
+
+
+@pytest.fixture
+def on_commit_at_once(monkeypatch):
+    """Run on-commit callbacks (a job's enqueueing; tasks run eagerly here) at once."""
+    from django.db import transaction
+
+    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
+
+
+@pytest.fixture
+def fresh_rate_limits():
+    """The API's rate limits as if no call had been made yet."""
+    from django.core.cache import cache, caches
+
+    cache.clear()
+    caches["local"].clear()
 
 
 @pytest.fixture
@@ -99,3 +125,15 @@ def worker_factory(broker_url, tmp_path):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of the test's own, as the broker of this process and of the workers
+    started, that the test may stop and start."""
+    require_services()
+    redis = PrivateRedis(tmp_path).start()
+    point_app_at(redis.url())
+    yield redis
+    redis.stop()
+    point_app_at(redis_url())

@@ -168,6 +168,13 @@ def point_app_at(broker_url: str):
     celery_app.conf.task_always_eager = False
 
 
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class PrivateRedis:
     """A redis-server of the test's own, without persistence, that the test can stop and start
     (the shared one must stay up for others). Listens on 127.0.0.1 and the `bind` addresses."""
@@ -175,9 +182,7 @@ class PrivateRedis:
     def __init__(self, directory: Path, bind: tuple = ()):
         self.directory = directory
         self.bind = ("127.0.0.1", *bind)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.process = None
 
     def url(self, host: str = "127.0.0.1") -> str:

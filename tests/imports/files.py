@@ -6,6 +6,8 @@ import zipfile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from openpyxl import Workbook
 
+from imports.models import Import
+
 
 def csv_upload(text: str, name: str = "codes.csv", encoding: str = "utf-8") -> SimpleUploadedFile:
     return SimpleUploadedFile(name, text.encode(encoding), content_type="text/csv")
@@ -103,3 +105,16 @@ def xls_bytes(sheets: dict[str, list[list]]) -> bytes:
     output = io.BytesIO()
     workbook.save(output)
     return output.getvalue()
+
+
+# A file whose import a worker takes long enough over to be caught mid-way (by a fault test).
+ROWS = 200_000
+
+
+def big_csv():
+    return csv_upload("Code\n" + "".join(f"K{i:07d}\n" for i in range(ROWS)))
+
+
+def running_mid_way(job):
+    job.refresh_from_db()
+    return job.status == Import.Status.RUNNING and 0 < job.rows_done < ROWS // 2

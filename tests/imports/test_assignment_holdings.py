@@ -1,8 +1,6 @@
 """An assignment never puts a dead code in front of a customer: a withdrawn or expired code is
 replaced (and counted), a redeemed one is reported and not sent, in the list with codes too."""
 
-import csv
-import io
 from datetime import timedelta
 
 import pytest
@@ -14,23 +12,10 @@ from imports.assignments import assignment_release, assignment_start
 from imports.models import Assignment
 from pools.code_services import code_issue, code_redeem, code_release, codes_withdraw
 from pools.models import Code
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, result_rows
 from tests.imports.files import csv_upload
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _run_on_commit(monkeypatch):
-    """Run on-commit callbacks (the enqueueing of the job; tasks run eagerly here) at once."""
-    from django.db import transaction
-
-    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
-
-
-def result_rows(job) -> list[list[str]]:
-    with job.result.open("rb") as stored:
-        return list(csv.reader(io.StringIO(stored.read().decode())))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once")]
 
 
 def pool_with_holders():

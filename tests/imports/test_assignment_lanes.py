@@ -3,8 +3,6 @@ in file order, a customer in two slices in flight gets one code, the pool's turn
 timeout. Run in-process, outside a test transaction, so that the lanes' connections see the
 rows (the job's own worker tests run them through Celery)."""
 
-import csv
-import io
 import threading
 import time
 
@@ -18,7 +16,7 @@ from imports.assignments import assignment_rerun, assignment_run
 from imports.models import Assignment
 from pools.models import CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
+from tests.factories import make_codes, make_pool, on_next_stock_change, result_rows, watching_pool
 from tests.imports.files import csv_upload
 
 pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
@@ -36,11 +34,6 @@ def queued(pool, customers: list[str]) -> Assignment:
     return Assignment.objects.create(
         pool=pool, file=upload, file_name="list.csv", progress_total=len(text)
     )
-
-
-def result_rows(job) -> list[list[str]]:
-    with job.result.open("rb") as stored:
-        return list(csv.reader(io.StringIO(stored.read().decode())))
 
 
 def held() -> dict[str, str]:

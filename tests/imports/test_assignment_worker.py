@@ -6,7 +6,7 @@ from django.db.models import Count
 from imports.assignments import assignment_start
 from imports.models import Assignment
 from pools.models import Code, CodeIssue
-from tests.factories import make_pool
+from tests.factories import finished, make_pool
 from tests.imports.files import csv_upload
 from tests.worker import wait_for
 
@@ -40,11 +40,6 @@ def pool_with_codes(count: int):
 
     pool_counts_add(pool_id=pool.pk, available=count)
     return pool
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished
 
 
 def assert_one_code_each(pool, customers: int):

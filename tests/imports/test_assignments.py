@@ -23,23 +23,10 @@ from pools.code_services import code_issue, code_redeem, code_release
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeIssue, Pool
 from pools.services import pool_pause, pool_resume
-from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
+from tests.factories import make_codes, make_pool, on_next_stock_change, result_rows, watching_pool
 from tests.imports.files import csv_upload, xlsx_upload
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _run_on_commit(monkeypatch):
-    """Run on-commit callbacks (the enqueueing of the job; tasks run eagerly here) at once."""
-    from django.db import transaction
-
-    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
-
-
-def result_rows(job) -> list[list[str]]:
-    with job.result.open("rb") as stored:
-        return list(csv.reader(io.StringIO(stored.read().decode())))
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once")]
 
 
 # 1: every row its own slice (a customer listed twice comes back in a later slice).

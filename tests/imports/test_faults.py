@@ -7,22 +7,12 @@ import redis as redis_client
 from imports.models import Import
 from imports.services import import_file_start
 from pools.models import Code
-from tests.factories import make_pool
+from tests.factories import finished, make_pool
 from tests.imports.files import csv_upload
-from tests.worker import PrivateRedis, Worker, point_app_at, redis_url, require_services, wait_for
+from tests.worker import Worker, wait_for
 from tests.worker import worker_env as make_worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    require_services()
-    redis = PrivateRedis(tmp_path).start()
-    point_app_at(redis.url())
-    yield redis
-    redis.stop()
-    point_app_at(redis_url())
 
 
 def test_queued_task_lost_by_the_broker_is_queued_again_and_runs_exactly_once(
@@ -48,7 +38,7 @@ def test_queued_task_lost_by_the_broker_is_queued_again_and_runs_exactly_once(
     )
     worker = Worker(env, log, beat=True).start()
     try:
-        wait_for(lambda: _finished(job), timeout=90, what="the import queued again to finish")
+        wait_for(lambda: finished(job), timeout=90, what="the import queued again to finish")
     finally:
         worker.stop()
 
@@ -61,8 +51,3 @@ def test_queued_task_lost_by_the_broker_is_queued_again_and_runs_exactly_once(
     )
     assert Code.objects.filter(pool=pool).count() == rows
     assert job.enqueued_at > job.created_at  # queued again by the recovery
-
-
-def _finished(job):
-    job.refresh_from_db()
-    return job.is_finished

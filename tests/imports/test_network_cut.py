@@ -20,8 +20,9 @@ from django.db import connections
 from imports.models import Import
 from imports.services import import_file_start
 from pools.models import Code
+from tests.factories import finished as _finished
 from tests.factories import make_pool
-from tests.imports.test_worker import ROWS, big_csv
+from tests.imports.files import ROWS, big_csv
 from tests.worker import (
     PrivatePostgres,
     PrivateRedis,
@@ -174,8 +175,3 @@ def test_worker_cut_off_by_the_network_is_taken_over_and_changes_nothing_when_ba
             worker.stop()
         redis.stop()
         point_app_at(redis_url())
-
-
-def _finished(job):
-    job.refresh_from_db()
-    return job.is_finished

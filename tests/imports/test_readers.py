@@ -10,6 +10,8 @@ from imports import readers
 from imports.readers import ImportFileError, UnreadableRow, detect_format, open_table
 from tests.imports.files import ods_bytes, xlsx_bytes, zip_bomb_bytes
 
+MB = 1024 * 1024
+
 
 def read(data: bytes, name: str = "codes.csv", pasted: bool = False):
     table = open_table(io.BytesIO(data), name=name, size=len(data), pasted=pasted)
@@ -300,7 +302,8 @@ def zip_of(members: dict[str, bytes | str]) -> bytes:
     return output.getvalue()
 
 
-OLE_HEAD = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\0" * 100
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # how an Excel 97-2003 workbook begins
+OLE_HEAD = OLE_MAGIC + b"\0" * 100
 UPLOAD_AS = "Upload it as .csv, .xlsx, .xlsm, .xlsb, .xls or .ods."
 
 
@@ -618,6 +621,88 @@ def test_a_macro_workbook_gets_formulas_and_leading_zeros_checked_too():
         (3, ("00042", None, None, None, None)),
         (4, (42.5, None, None, None, None)),  # not a whole number: no zeros to keep
     ]
+
+
+def test_a_csv_row_shorter_than_the_header_is_read_with_empty_cells():
+    rows = read(b"Code,Issue-start,Issue-end\nSHORT\nFULL,2026-01-01,2026-02-01\n")
+
+    assert rows == [
+        (2, ("SHORT", None, None, None, None)),
+        (3, ("FULL", "2026-01-01", "2026-02-01", None, None)),
+    ]
+
+
+def test_xlsx_rows_are_numbered_as_excel_numbers_them():
+    data = xlsx_bytes([["Code", "Issue-start"], ["FIRST", None], [None, None], ["THIRD", "x"]])
+
+    rows = read(data, "codes.xlsx")
+
+    assert rows == [(2, ("FIRST", "", None, None, None)), (4, ("THIRD", "x", None, None, None))]
+
+
+def test_xlsx_header_below_blank_rows_numbers_rows_from_the_sheet_top():
+    data = xlsx_bytes([[None], [None], ["Code"], ["A"], ["B"]])
+
+    assert read(data, "codes.xlsx") == [
+        (4, ("A", None, None, None, None)),
+        (5, ("B", None, None, None, None)),
+    ]
+
+
+def test_a_zip_packed_more_than_the_ratio_over_50_mb_is_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB  # far above: the ratio alone refuses
+    data = zip_bomb_bytes(51 * MB)
+    ratio = 51 * MB // len(data)
+    assert ratio > settings.IMPORT_MAX_XLSX_RATIO
+
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 51.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
+    )
+
+
+def test_a_zip_packed_within_the_ratio_is_not_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB
+    data = zip_bomb_bytes(51 * MB)
+    settings.IMPORT_MAX_XLSX_RATIO = 51 * MB // len(data)  # at the ratio, not above it
+
+    assert "zip bomb" not in file_error(data, "codes.xlsx")
+
+
+def test_a_highly_packed_zip_of_50_mb_or_less_is_not_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB
+    data = zip_bomb_bytes(50 * MB)
+
+    assert "zip bomb" not in file_error(data, "codes.xlsx")
+
+
+def test_a_highly_packed_zip_of_a_byte_over_50_mb_is_a_zip_bomb(settings):
+    settings.IMPORT_MAX_XLSX_UNPACKED = 2 * 1024 * MB
+    data = zip_bomb_bytes(50 * MB + 1)
+    ratio = (50 * MB + 1) // len(data)
+
+    assert file_error(data, "codes.xlsx") == (
+        f"“codes.xlsx” would unpack to 50.0\xa0MB, {ratio:,} times its size: refused as a "
+        "possible zip bomb. Save the sheet as CSV instead."
+    )
+
+
+def test_a_zip_over_the_unpacked_limit_is_refused_at_the_limit_plus_one(settings):
+    data = zip_bomb_bytes(MB)
+    settings.IMPORT_MAX_XLSX_RATIO = 10**9
+    settings.IMPORT_MAX_XLSX_UNPACKED = MB
+    assert "zip bomb" not in file_error(data, "codes.xlsx")
+    settings.IMPORT_MAX_XLSX_UNPACKED = MB - 1
+    assert "zip bomb" in file_error(data, "codes.xlsx")
+
+
+def test_an_old_excel_file_is_known_by_its_content_whatever_its_name():
+    # Named .csv: only the content says it is an Excel 97-2003 workbook.
+    assert detect_format(OLE_HEAD, name="codes.csv") == "xls"
+    assert file_error(OLE_HEAD, "codes.csv") == (
+        "“codes.csv” cannot be read as an Excel 97-2003 workbook (.xls): it is damaged, or not "
+        "really an Excel 97-2003 workbook (.xls)."
+    )
 
 
 # Customer lists

@@ -2,7 +2,6 @@
 by the export jobs in row order (resumed after a kill without repeating a row), downloaded by
 staff who may view the pool's codes, announced by e-mail."""
 
-import csv
 import io
 
 import pytest
@@ -20,17 +19,13 @@ from imports.selectors import REJECTED_HEADER, rejected_rows, rejected_rows_afte
 from pools import export_services
 from pools.export_services import code_export_run
 from pools.models import CodeExport
-from tests.factories import make_manager, make_pool, make_staff
+from tests.factories import csv_rows, finished, make_manager, make_pool, make_staff
 from tests.imports.files import csv_upload
 from tests.worker import wait_for
 
 pytestmark = pytest.mark.django_db
 
 BAD_DATE = "“x” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
-
-
-def csv_rows(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
 def imported_with_rejections(client, rows: int) -> Import:
@@ -280,8 +275,3 @@ def test_a_real_worker_imports_then_exports_the_rejected_rows(client, worker_fac
     assert (export.status, export.rows_done) == ("completed", 40), export.message
     download = client.get(reverse("admin:pools_codeexport_download", args=[export.pk]))
     assert csv_rows(b"".join(download.streaming_content)) == expected_rows(40)
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished

@@ -18,8 +18,7 @@ from imports.services import (
 from pools.code_services import loading as loader
 from pools.jobs import jobs_recover
 from pools.models import Code
-from pools.selectors import pools_with_counts
-from tests.factories import make_codes, make_pool
+from tests.factories import counts, make_codes, make_pool
 from tests.imports.files import csv_upload, xlsx_upload
 
 pytestmark = pytest.mark.django_db
@@ -29,11 +28,6 @@ def run(job: Import) -> Import:
     import_run(import_id=job.pk)
     job.refresh_from_db()
     return job
-
-
-def counts(pool):
-    counted = pools_with_counts().get(pk=pool.pk)
-    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
 
 
 def test_upload_is_queued_and_enqueued_after_commit(django_capture_on_commit_callbacks):

@@ -6,6 +6,7 @@ import pytest
 from imports.readers import UnreadableRow
 from imports.validation import DateOrder, Rejected, clean_row, parse_datetime
 from pools.code_services.loading import to_datetime
+from pools.models import CODE_MAX_LENGTH
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 EMPTY = "The code is empty."
@@ -303,3 +304,56 @@ def test_a_zoned_date_pushed_past_the_calendar_by_the_zone_is_rejected_on_its_co
         bad.format("0001-01-01T00:30:00+01:00"),
     )
     assert (late.column, late.reason) == ("Issue-end", bad.format("9999-12-31T23:30:00-01:00"))
+
+
+@pytest.mark.parametrize(
+    "text, order",
+    [("2026-04-30", None), ("30.04.2026", None), ("30/04/2026", DateOrder("dmy"))],
+)
+def test_a_date_alone_starts_at_midnight_and_ends_at_the_last_microsecond(text, order):
+    assert parse_datetime(text, end=False, order=order) == datetime(2026, 4, 30, 0, 0, 0)
+    assert parse_datetime(text, end=True, order=order) == datetime(2026, 4, 30, 23, 59, 59, 999999)
+
+
+def test_a_native_date_alone_starts_and_ends_its_day():
+    assert parse_datetime(date(2026, 4, 30), end=False) == datetime(2026, 4, 30, 0, 0, 0)
+    assert parse_datetime(date(2026, 4, 30), end=True) == datetime(2026, 4, 30, 23, 59, 59, 999999)
+
+
+def test_a_date_with_a_time_keeps_it_in_an_end_column():
+    assert parse_datetime("2026-04-30 10:15", end=True) == datetime(2026, 4, 30, 10, 15, 0)
+    assert parse_datetime("30.04.2026 10:15:07", end=True) == datetime(2026, 4, 30, 10, 15, 7)
+
+
+def test_clean_row_ends_a_date_alone_at_the_end_of_its_day_in_both_end_columns():
+    row = clean_row(3, ("A", "01.03.2026", "31.03.2026", "01.04.2026", "30.04.2026"), None)
+
+    assert row == (
+        3,
+        "A",
+        "2026-03-01 00:00:00",
+        "2026-03-31 23:59:59.999999",
+        "2026-04-01 00:00:00",
+        "2026-04-30 23:59:59.999999",
+    )
+
+
+def test_a_code_of_the_maximum_length_is_accepted_and_one_more_is_rejected():
+    assert CODE_MAX_LENGTH == 100
+    longest = "X" * CODE_MAX_LENGTH
+    assert clean_row(4, (longest, None, None, None, None), None) == (
+        4,
+        longest,
+        None,
+        None,
+        None,
+        None,
+    )
+    rejected = clean_row(4, (longest + "X", None, None, None, None), None)
+    assert isinstance(rejected, Rejected)
+    assert (rejected.row_number, rejected.reason) == (4, "The code is longer than 100 characters.")
+
+
+def test_a_fractional_number_is_imported_as_written():
+    assert clean_row(2, (12.5, None, None, None, None), None)[1] == "12.5"
+    assert clean_row(2, (12.0, None, None, None, None), None)[1] == "12"

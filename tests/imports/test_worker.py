@@ -10,16 +10,11 @@ from django.urls import reverse
 from imports.models import Import
 from imports.services import import_file_start
 from pools.models import Code
-from tests.factories import make_manager, make_pool
-from tests.imports.files import csv_upload
+from tests.factories import finished, make_manager, make_pool
+from tests.imports.files import ROWS, big_csv, csv_upload, running_mid_way
 from tests.worker import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def finished(job):
-    job.refresh_from_db()
-    return job.is_finished
 
 
 def test_upload_from_the_admin_is_imported_by_the_worker_and_reported(client, worker_factory):
@@ -41,13 +36,6 @@ def test_upload_from_the_admin_is_imported_by_the_worker_and_reported(client, wo
     assert sorted(Code.objects.values_list("code", flat=True)) == ["W1", "W2"]
 
 
-ROWS = 200_000
-
-
-def big_csv():
-    return csv_upload("Code\n" + "".join(f"K{i:07d}\n" for i in range(ROWS)))
-
-
 def assert_imported_exactly_once(job, pool):
     assert job.status == Import.Status.COMPLETED, job.message
     assert job.attempts >= 2
@@ -55,11 +43,6 @@ def assert_imported_exactly_once(job, pool):
     assert (job.already_in_pool, job.rows_rejected) == (0, 0)
     assert Code.objects.filter(pool=pool).count() == ROWS
     assert pool.counters.aggregate(total=Sum("available"))["total"] == ROWS
-
-
-def running_mid_way(job):
-    job.refresh_from_db()
-    return job.status == Import.Status.RUNNING and 0 < job.rows_done < ROWS // 2
 
 
 KNOBS = {

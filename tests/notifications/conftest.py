@@ -1,9 +1,10 @@
 import email
-import socket
 from email.policy import default as default_policy
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.worker import free_port
 
 
 class Inbox:
@@ -27,9 +28,7 @@ class Inbox:
 @pytest.fixture
 def inbox(settings):
     handler = Inbox()
-    with socket.socket() as probe:  # a free port: the controller checks its own readiness
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # given: the controller checks its own readiness
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"

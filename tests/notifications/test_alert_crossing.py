@@ -8,20 +8,12 @@ from notifications.models import LowStockAlert
 from notifications.services import subscription_add
 from pools.code_services import code_issue_batch
 from pools.models import Code
-from pools.services import pool_launch
-from tests.factories import make_codes, make_manager, make_pool
+from tests.factories import alerting_pool, make_manager
 from tests.imports.files import csv_upload
 
 # Real commits: the alert is checked once each part of the issue has committed, as in
 # production (inside a test's transaction nothing commits before the end).
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def alerting_pool(threshold: int, codes: int):
-    pool = make_pool(notify_below_enabled=True, notify_below=threshold)
-    make_codes(pool, [f"{pool.slug}-{i}" for i in range(codes)])
-    pool_launch(pool=pool)
-    return pool
 
 
 def the_alert_text(inbox) -> str:

@@ -2,11 +2,10 @@
 is subscribed, and the launch warning: each asserted with the exact message, the recipients and
 the moment recorded (these functions had no test that their mutants failed)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
 from imports.models import Import
 from notifications import services
@@ -24,18 +23,9 @@ from notifications.services import (
     subscription_remove,
 )
 from pools.models import CodeExport
-from tests.factories import make_campaign, make_manager, make_pool
+from tests.factories import NOW, make_campaign, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
-
-NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    """The services' clock stopped at NOW, so that a boundary can be met to the microsecond."""
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
 
 
 @pytest.fixture(autouse=True)

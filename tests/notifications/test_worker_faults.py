@@ -7,22 +7,12 @@ from imports.models import Import
 from imports.services import import_file_start
 from notifications.services import notifications_due
 from pools.models import Code
-from tests.factories import make_manager, make_pool
-from tests.imports.test_worker import ROWS, big_csv, running_mid_way
-from tests.worker import PrivateRedis, Worker, point_app_at, redis_url, require_services, wait_for
+from tests.factories import finished, make_manager, make_pool
+from tests.imports.files import ROWS, big_csv, running_mid_way
+from tests.worker import Worker, wait_for
 from tests.worker import worker_env as make_worker_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    require_services()
-    redis = PrivateRedis(tmp_path).start()
-    point_app_at(redis.url())
-    yield redis
-    redis.stop()
-    point_app_at(redis_url())
 
 
 def test_broker_stopped_while_an_import_finishes_then_the_notice_arrives_once(
@@ -47,7 +37,7 @@ def test_broker_stopped_while_an_import_finishes_then_the_notice_arrives_once(
 
         private_redis.stop()
 
-        wait_for(lambda: _finished(job), timeout=120, what="the import to finish")
+        wait_for(lambda: finished(job), timeout=120, what="the import to finish")
         assert job.status == Import.Status.COMPLETED, job.message
         assert (job.codes_added, job.attempts) == (ROWS, 1)
         assert Code.objects.filter(pool=pool).count() == ROWS
@@ -70,8 +60,3 @@ def test_broker_stopped_while_an_import_finishes_then_the_notice_arrives_once(
         assert job.status == Import.Status.COMPLETED and job.finished_notice_sent_at
     finally:
         worker.stop()
-
-
-def _finished(job):
-    job.refresh_from_db()
-    return job.is_finished

@@ -2,6 +2,7 @@
 so that a test can hold a critical section open exactly until the second party is either
 inside it too (no lock) or waiting at its door (the lock), and no longer."""
 
+import threading
 import time
 
 from django.db import connection, connections
@@ -31,3 +32,18 @@ def wait_inside_until_the_other_arrives(inside: list, timeout: float = 30) -> No
     deadline = time.monotonic() + timeout
     while len(inside) < 2 and not someone_waits_for_me() and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def in_thread(target, results: dict, name: str) -> threading.Thread:
+    """A thread (not started) that calls target on its own connection and puts what it returns,
+    or the error it raises, in results[name]."""
+
+    def run():
+        try:
+            results[name] = target()
+        except Exception as error:  # noqa: BLE001  (asserted by the test)
+            results[name] = error
+        finally:
+            connection.close()
+
+    return threading.Thread(target=run)

@@ -9,15 +9,11 @@ from pools import models
 from pools.admin import LAUNCH_REFUSED, BoundedCountPaginator
 from pools.groups import MANAGERS, VIEWERS
 from pools.models import Code, Pool
-from tests.factories import make_campaign, make_codes, make_pool
+from tests.factories import change_url, make_campaign, make_codes, make_pool
 
 pytestmark = pytest.mark.django_db
 
 ADD_POOL = reverse("admin:pools_pool_add")
-
-
-def change_url(pool):
-    return reverse("admin:pools_pool_change", args=[pool.pk])
 
 
 def pool_form(campaign, **overrides):

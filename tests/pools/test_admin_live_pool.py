@@ -13,13 +13,9 @@ from pools import admin as pools_admin
 from pools import selectors
 from pools.code_services import code_issue, code_redeem, codes_withdraw
 from pools.models import Code, Pool, PoolEvent, Withdrawal
-from tests.factories import make_codes, make_manager, make_pool
+from tests.factories import change_url, make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
-
-
-def change_url(pool):
-    return reverse("admin:pools_pool_change", args=[pool.pk])
 
 
 def test_pause_resume_end_from_the_pool_page(manager_client, manager):

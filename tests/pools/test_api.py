@@ -1,20 +1,13 @@
 import pytest
-from django.core.cache import cache, caches
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from pools.api import ApiKeyThrottle
 from pools.models import Code, Redemption
 from pools.refusals import Refusal
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, post
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    caches["local"].clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 @pytest.fixture
@@ -28,10 +21,6 @@ def api(api_key):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
     return client
-
-
-def post(api, url, data):
-    return api.post(url, data, format="json")
 
 
 def test_issue_then_redeem_over_http(api):

@@ -4,7 +4,6 @@ JSON with a stable code, and a Redis outage degrades instead of breaking."""
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import time
 
@@ -18,7 +17,8 @@ from pools.api_base import API_MAX_BODY_BYTES, api_exception_handler
 from pools.models import Code
 from pools.refusals import Refusal
 from pools.shared_cache import shared_reset
-from tests.factories import make_codes, make_pool
+from tests.factories import make_codes, make_pool, post
+from tests.worker import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +42,6 @@ def client_with_key(name="crm"):
 @pytest.fixture
 def api():
     return client_with_key()
-
-
-def post(api, url, data):
-    return api.post(url, data, format="json")
 
 
 def check(api, pool, code, customer):
@@ -257,12 +253,6 @@ def test_a_validation_error_without_a_field_answers_invalid():
 
 
 # Redis down degrades, never breaks
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def point_cache_at(settings, url):

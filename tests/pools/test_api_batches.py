@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from django.core.cache import cache, caches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
@@ -13,13 +12,7 @@ from pools.code_services import BATCH_MAX
 from pools.models import Code, CodeIssue, Pool
 from tests.factories import make_codes, make_pool
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_rate_limits():
-    cache.clear()
-    caches["local"].clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from rest_framework_api_key.models import APIKey
 
 from pools.shared_cache import shared_reset
 from tests.factories import make_codes, make_pool
-from tests.worker import require_services, wait_for, worker_env
+from tests.worker import free_port, require_services, wait_for, worker_env
 
 BIN = Path(sys.executable).parent
 
@@ -119,12 +119,6 @@ def test_any_json_body_answers_json_with_a_stable_code(api, body, path, pool, de
 
 
 # The fuzz run against gunicorn
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Issuing in batches, giving codes back and falling back to another pool."""
 
+import hashlib
 import threading
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from pools.code_services import (
     BATCH_MAX,
     batch_key,
+    batches,
     code_issue,
     code_issue_batch,
     code_redeem,
@@ -21,15 +24,9 @@ from pools.code_services import (
 from pools.models import Code, CodeIssue, Pool
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock
-from tests.factories import make_codes, make_pool
+from tests.factories import counts, make_codes, make_pool, refusal
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
 
 
 def test_batch_issues_one_code_per_customer_in_order_and_a_retry_returns_the_same():
@@ -216,6 +213,20 @@ def test_fallback_must_be_in_the_same_campaign_and_not_the_pool_itself():
         pool.full_clean()
 
 
+def test_a_fallback_pools_own_fallback_is_not_used():
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    last = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    Pool.objects.filter(pk=spare.pk).update(fallback_pool=last)
+    make_codes(last, ["LAST"])
+
+    assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
+    assert code_issue(pool=spare, customer="c").code == "LAST"
+
+
 def test_release_gives_an_unredeemed_code_back_only_under_its_key():
     pool = make_pool(launched=True)
     make_codes(pool, ["A1"])
@@ -295,6 +306,71 @@ def test_release_races_a_redemption_and_exactly_one_wins():
             assert code.status == Code.Status.REDEEMED
 
 
+def test_a_release_gives_the_code_back_to_stock_with_its_history_and_moment(
+    django_capture_on_commit_callbacks,
+):
+    from pools.code_services import code_release
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["G1", "G2"])
+    code_issue(pool=pool, customer="a", idempotency_key="msg-1")
+    assert counts(pool) == (1, 1, 0)
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            before = timezone.now()
+            released = code_release(pool=pool, code="G1", idempotency_key=" msg-1 ")
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert (released.status, released.issued_to, released.issued_at) == ("available", "", None)
+    assert counts(pool) == (2, 0, 0)
+    assert heard == [pool.pk]
+    issue = CodeIssue.objects.get()
+    assert (issue.customer, issue.idempotency_key, issue.released_key) == ("a", "", "msg-1")
+    assert before <= issue.released_at <= timezone.now()
+
+
+def test_a_release_without_a_key_or_of_a_code_not_issued_is_refused():
+    from pools.code_services import code_release, codes_withdraw
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["G1", "G2"])
+    # A missing key matches no issue, whatever keys there are.
+    code_issue(pool=pool, customer="a", idempotency_key="XXXX")
+    code_issue(pool=pool, customer="b", idempotency_key="kb")
+    codes_withdraw(pool=pool, codes=["G2"])
+
+    for key in ("", None, "   "):
+        assert refusal(code_release, pool=pool, code="G1", idempotency_key=key) == (
+            Refusal.UNKNOWN_CODE
+        )
+    assert refusal(code_release, pool=pool, code="G2", idempotency_key="kb") == (
+        Refusal.NOT_RELEASABLE
+    )
+    assert counts(pool) == (0, 1, 0)
+
+
+def test_a_multiple_use_code_redeemed_once_is_not_released():
+    from pools.code_services import code_release
+
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+    code_issue(pool=pool, customer="a", idempotency_key="ka")
+    code_redeem(code="MULTI", customer="a")
+
+    assert refusal(code_release, pool=pool, code="MULTI", idempotency_key="ka") == (
+        Refusal.ALREADY_REDEEMED
+    )
+    assert CodeIssue.objects.get().released_at is None
+
+
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_under_one_key_issue_each_customer_once():
@@ -370,3 +446,229 @@ def test_message_batch_render_gives_each_recipient_their_code_and_again_on_retry
         text="Hi, {{ promo.SALE }}", customers=["a", "b"], mailing_id="mail-1"
     )
     assert again == {"a": "Hi, M1", "b": "Hi, M2"}
+
+
+def test_a_batch_key_up_to_the_keys_length_is_kept_and_a_longer_one_is_hashed():
+    at_most = batch_key("k" * 190, "c" * 9)  # 190 + ":" + 9 = 200, the column's length
+    longer = batch_key("k" * 190, "c" * 10)
+
+    assert at_most == "k" * 190 + ":" + "c" * 9
+    assert longer == "sha256:" + hashlib.sha256(("k" * 190 + ":" + "c" * 10).encode()).hexdigest()
+    assert len(longer) == 71
+
+
+def test_a_batch_without_a_key_records_none_and_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["B1", "B2"])
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"])
+
+    assert [(i.code.code, i.code.pool) for i in outcome.issued] == [("B1", pool), ("B2", pool)]
+    assert list(CodeIssue.objects.order_by("id").values_list("idempotency_key", "issued_by")) == [
+        ("", ""),
+        ("", ""),
+    ]
+    # Without once_per_customer, a customer who holds a code is asked a new one (none left),
+    # not given the one held.
+    again = code_issue_batch(pool=pool, customers=["a"])
+    assert again.short == ["a"]
+
+
+def test_a_batch_once_per_customer_gives_a_holder_the_code_held():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["H1", "H2"])
+    code_issue(pool=pool, customer="a")
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"], once_per_customer=True)
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "H1"), ("b", "H2")]
+    assert CodeIssue.objects.count() == 2
+
+
+def test_a_batch_whose_keys_were_taken_meanwhile_takes_the_codes_recorded_under_them(monkeypatch):
+    """As if a concurrent batch under the same key had recorded some customers after this one
+    looked them up: the claim violates the key's constraint, and the next attempt's real
+    look-up takes the codes recorded."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2", "K3"])
+    first = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m")
+    real = batches._issued_by_keys
+    looked = []
+
+    def missing_them_the_first_time(*args):
+        looked.append(1)
+        return {} if len(looked) == 1 else real(*args)
+
+    monkeypatch.setattr(batches, "_issued_by_keys", missing_them_the_first_time)
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+
+    assert len(looked) == 2
+    assert [(i.customer, i.code.code, i.again) for i in outcome.issued] == [
+        ("a", first.issued[0].code.code, True),
+        ("b", "K2", False),
+    ]
+    assert CodeIssue.objects.count() == 2
+
+
+def test_a_batch_refused_on_a_key_it_cannot_find_gives_up_after_one_more_look(monkeypatch):
+    """The key that stopped the claim is committed by then: not found under the customer, it
+    holds someone else's issue, and trying again cannot help."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+    code_issue_batch(pool=pool, customers=["a"], idempotency_key="m")
+    looked = []
+
+    def never_finding_them(*args):
+        looked.append(1)
+        return {}
+
+    monkeypatch.setattr(batches, "_issued_by_keys", never_finding_them)
+
+    assert refusal(code_issue_batch, pool=pool, customers=["a"], idempotency_key="m") == (
+        Refusal.KEY_REUSED
+    )
+    assert len(looked) == 2
+
+
+def test_a_batch_ended_by_a_deadlock_tries_again_and_other_errors_propagate(monkeypatch):
+    from django.db import OperationalError
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["D1", "D2"])
+    real = batches._claim_many
+    errors = [OperationalError("deadlock detected")]
+
+    def failing_first(*args):
+        if errors:
+            raise errors.pop(0)
+        return real(*args)
+
+    monkeypatch.setattr(batches, "_claim_many", failing_first)
+    outcome = code_issue_batch(pool=pool, customers=["a"], idempotency_key="m1")
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "D1")]
+
+    errors.append(OperationalError("server closed the connection"))
+    with pytest.raises(OperationalError) as excinfo:
+        code_issue_batch(pool=pool, customers=["b"], idempotency_key="m2")
+    assert str(excinfo.value) == "server closed the connection"
+    assert Code.objects.get(code="D2").status == Code.Status.AVAILABLE
+
+    # A batch that keeps being ended gives up after five tries.
+    errors.extend(OperationalError("deadlock detected") for _ in range(5))
+    assert refusal(code_issue_batch, pool=pool, customers=["c"], idempotency_key="m3") == (
+        Refusal.KEY_REUSED
+    )
+    assert errors == [] and Code.objects.get(code="D2").status == Code.Status.AVAILABLE
+
+
+def test_a_batch_of_a_multiple_use_pool_hands_out_the_code_without_using_it_up():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    outcome = code_issue_batch(pool=pool, customers=["a", "b"], idempotency_key="m")
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("a", "MULTI"), ("b", "MULTI")]
+    code = Code.objects.get()
+    assert (code.status, code.issued_to) == (Code.Status.AVAILABLE, "")
+    assert counts(pool) == (1, 0, 0)
+
+    Code.objects.update(issue_end=timezone.now() - timedelta(seconds=1))
+    assert code_issue_batch(pool=pool, customers=["c", "d"]).short == ["c", "d"]
+    from pools.services import pool_pause
+
+    pool_pause(pool=pool)
+    assert refusal(code_issue_batch, pool=pool, customers=["e"]) == Refusal.POOL_PAUSED
+
+
+@pytest.mark.postgresql
+def test_the_one_statement_batch_claim_announces_only_pools_that_alert_or_refill(
+    django_capture_on_commit_callbacks,
+):
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    quiet = make_pool(launched=True)
+    make_codes(quiet, ["Q1"])
+    alerting = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    make_codes(alerting, ["A1", "A2", "A3"])
+    dry = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue_batch(pool=quiet, customers=["a"])
+            code_issue_batch(pool=alerting, customers=["a", "b"])
+            assert code_issue_batch(pool=dry, customers=["a"]).short == ["a"]
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [alerting.pk]  # a dry pool's stock did not change
+
+
+def test_a_batch_takes_codes_after_the_claims_starting_point_then_before_it(
+    django_capture_on_commit_callbacks,
+):
+    """Claims start after the last code claimed: a batch takes what is after that point, then
+    the rest from the first code (a code whose window opened meanwhile)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["EARLY"], issue_start=timezone.now() + timedelta(days=1))
+    make_codes(pool, ["MID", "LATE"])
+    assert code_issue(pool=pool, customer="a").code == "MID"
+    Code.objects.filter(code="EARLY").update(issue_start=None)
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    from pools.signals import stock_changed
+
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            outcome = code_issue_batch(pool=pool, customers=["b", "c", "d"])
+    finally:
+        stock_changed.disconnect(receiver)
+
+    # A pool that neither alerts nor refills is announced by the generic claim only.
+    assert heard == ([] if connection.vendor == "postgresql" else [pool.pk])
+    # Which of the two gets which code depends on the database's claim; that each gets one
+    # does not.
+    given = {i.customer: i.code.code for i in outcome.issued}
+    assert (sorted(given), sorted(given.values()), outcome.short) == (
+        ["b", "c"],
+        ["EARLY", "LATE"],
+        ["d"],
+    )
+    stored = dict(Code.objects.filter(status=Code.Status.ISSUED).values_list("code", "issued_to"))
+    assert stored == {"MID": "a", **{code: customer for customer, code in given.items()}}
+
+
+def test_batches_announce_a_stock_change_unless_nothing_is_used_up(
+    django_capture_on_commit_callbacks,
+):
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    alerting = {"notify_below_enabled": True, "notify_below": 1, "launched": True}
+    single = make_pool(**alerting)
+    make_codes(single, ["S1", "S2", "S3"])
+    multiple = make_pool(allow_multiple_use=True, **alerting)
+    make_codes(multiple, ["M1"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue_batch(pool=multiple, customers=["a", "b"])
+            code_issue_batch(pool=single, customers=["a", "b"])
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [single.pk]

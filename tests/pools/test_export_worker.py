@@ -11,15 +11,10 @@ from openpyxl import load_workbook
 
 from pools import export_services
 from pools.models import Code, CodeExport
-from tests.factories import make_codes, make_manager, make_pool, make_staff, make_viewer
+from tests.factories import finished, make_codes, make_manager, make_pool, make_staff, make_viewer
 from tests.worker import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
-
-
-def finished(export):
-    export.refresh_from_db()
-    return export.is_finished
 
 
 def start_from_the_list(client, file_format, **filters):

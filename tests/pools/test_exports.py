@@ -1,7 +1,6 @@
 """Export jobs: the file (same columns, formats and escaping on every path), chunks and resume,
 sheets, who may download, the e-mail with the link, and the clean-up of old files."""
 
-import csv
 import io
 from datetime import UTC, datetime, timedelta
 
@@ -23,16 +22,12 @@ from pools.export_services import (
 )
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeExport
-from tests.factories import make_codes, make_manager, make_pool, make_staff, make_viewer
+from tests.factories import csv_rows, make_codes, make_manager, make_pool, make_staff, make_viewer
 
 pytestmark = pytest.mark.django_db
 
 WHEN = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
 KOLKATA = timedelta(hours=5, minutes=30)  # Asia/Kolkata: no summer time
-
-
-def csv_rows(data: bytes) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
 
 
 def tricky_pool():

@@ -136,3 +136,32 @@ def test_the_latest_live_code_wins_over_a_dead_later_one():
     assert {c: code.code for c, code in codes_held(pool=pool, customers=["ann"]).items()} == {
         "ann": "L1"
     }
+
+
+def test_codes_held_are_those_of_the_pool_or_its_fallback_not_given_back_the_latest_each():
+    from pools.code_services import code_release, codes_held
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    other = make_pool(launched=True)
+    make_codes(pool, ["P1", "P2", "P3", "P4"])
+    make_codes(spare, ["S1"])
+    make_codes(other, ["O1"])
+    code_issue(pool=pool, customer="a")  # P1
+    code_issue(pool=pool, customer="e")  # P2
+    code_issue(pool=pool, customer="e")  # P3: the latest
+    code_issue(pool=pool, customer="d", idempotency_key="kd")  # P4, given back below
+    code_release(pool=pool, code="P4", idempotency_key="kd")
+    code_issue(pool=spare, customer="b")  # S1
+    code_issue(pool=other, customer="c")  # O1
+
+    held = codes_held(pool=pool, customers=["a", "b", "c", "d", "e", "f"])
+
+    assert {customer: code.code for customer, code in held.items()} == {
+        "a": "P1",
+        "b": "S1",
+        "e": "P3",
+    }
+    assert held["b"].pool == spare  # read with its pool

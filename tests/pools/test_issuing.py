@@ -1,28 +1,33 @@
+"""Issuing single codes: each code handed out once, within its issue window, from active pools
+only; a key makes a retry safe; multiple-use pools; the claim each database takes and what it
+announces; customer ids as every service cleans them; race tests that fail for sure when the
+lock they rely on is removed. Batches, releases and fallbacks are in test_batches.py, redemption
+in test_redemption.py."""
+
 import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from pools.code_services import code_check, code_issue, code_mark_issued, code_redeem
-from pools.models import Code, CodeIssue, Pool, Redemption
+from pools.code_services import (
+    code_check,
+    code_issue,
+    code_mark_issued,
+    code_redeem,
+    customer_clean,
+    issuing,
+)
+from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
-from pools.selectors import pool_stock, pools_with_counts
-from tests.factories import make_codes, make_pool
+from pools.selectors import pool_stock
+from tests.factories import counts, make_codes, make_pool, refusal
+from tests.pools.locks import in_thread
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
-
-
-def counts(pool):
-    counted = pools_with_counts().get(pk=pool.pk)
-    return counted.codes_available, counted.codes_issued, counted.codes_redeemed
 
 
 def test_issue_hands_out_each_code_once_then_says_none_left():
@@ -84,91 +89,6 @@ def test_multiple_use_pool_hands_out_a_code_without_using_it_up():
     assert Code.objects.get().times_redeemed == 2
     assert Redemption.objects.count() == 2
     assert counts(pool) == (1, 0, 0)
-
-
-def test_redeem_single_use_code_once():
-    pool = make_pool(launched=True)
-    make_codes(pool, ["R1"])
-
-    redemption = code_redeem(code="R1", customer="c", order_reference="order-9")
-
-    assert redemption.code.code == "R1"
-    code = Code.objects.get()
-    assert (code.status, code.times_redeemed) == (Code.Status.REDEEMED, 1)
-    assert counts(pool) == (0, 0, 1)
-    assert code_redeem(code="R1", customer="c", order_reference="order-9").pk == redemption.pk
-    assert refusal(code_redeem, code="R1", customer="c") == Refusal.ALREADY_REDEEMED
-    assert refusal(code_redeem, code="R1", customer="x", order_reference="order-9") == (
-        Refusal.ALREADY_REDEEMED
-    )
-    assert counts(pool) == (0, 0, 1)
-
-
-@pytest.mark.parametrize(
-    "pool_fields, code_fields, reason",
-    [
-        ({"launched": False}, {}, Refusal.POOL_NOT_ACTIVE),
-        ({"processing": Pool.Processing.EXTERNAL}, {}, Refusal.PROCESSED_EXTERNALLY),
-        ({}, {"available_from": timezone.now() + timedelta(days=1)}, Refusal.NOT_YET_AVAILABLE),
-        ({}, {"available_till": timezone.now() - timedelta(days=1)}, Refusal.EXPIRED),
-        (
-            {"require_issue_before_redeem": True, "issued_validity_days": 3},
-            {},
-            Refusal.NOT_ISSUED_TO_CUSTOMER,
-        ),
-    ],
-)
-def test_redeem_refusals(pool_fields, code_fields, reason):
-    pool = make_pool(**{"launched": True, **pool_fields})
-    make_codes(pool, ["X1"], **code_fields)
-
-    assert refusal(code_check, code="X1", customer="c") == reason
-    assert refusal(code_redeem, code="X1", customer="c") == reason
-    assert not Redemption.objects.exists()
-
-
-def test_issue_check_before_redemption():
-    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=3, launched=True)
-    make_codes(pool, ["V1", "V2"])
-    issued = code_issue(pool=pool, customer="alice")
-
-    assert refusal(code_redeem, code=issued.code, customer="bob") == (
-        Refusal.NOT_ISSUED_TO_CUSTOMER
-    )
-    Code.objects.filter(pk=issued.pk).update(issued_at=timezone.now() - timedelta(days=4))
-    assert refusal(code_redeem, code=issued.code, customer="alice") == (
-        Refusal.VALIDITY_PERIOD_OVER
-    )
-    Code.objects.filter(pk=issued.pk).update(issued_at=timezone.now() - timedelta(days=2))
-    assert code_check(code=issued.code, customer="alice").pk == issued.pk
-    code_redeem(code=issued.code, customer="alice")
-    assert counts(pool) == (1, 0, 1)
-
-
-def test_unknown_and_ambiguous_codes_and_naming_the_pool():
-    first, second = make_pool(launched=True), make_pool(launched=True)
-    make_codes(first, ["SAME", "ONLY1"])
-    make_codes(second, ["SAME"])
-
-    assert refusal(code_check, code="NOPE", customer="c") == Refusal.UNKNOWN_CODE
-    assert refusal(code_check, code="SAME", customer="c") == Refusal.AMBIGUOUS_CODE
-    assert code_check(code="SAME", customer="c", pool=second).pool_id == second.pk
-    # A code of another pool answers like a wrong code.
-    assert refusal(code_check, code="ONLY1", customer="c", pool=second) == Refusal.UNKNOWN_CODE
-
-
-def test_mark_as_issued():
-    pool = make_pool(require_issue_before_redeem=True, issued_validity_days=1, launched=True)
-    make_codes(pool, ["PRINTED"])
-
-    code = code_mark_issued(code="PRINTED", customer="alice")
-    code_mark_issued(code="PRINTED", customer="alice")
-
-    assert (code.status, code.issued_to) == (Code.Status.ISSUED, "alice")
-    assert CodeIssue.objects.get().marked
-    assert refusal(code_mark_issued, code="PRINTED", customer="bob") == Refusal.ALREADY_ISSUED
-    code_redeem(code="PRINTED", customer="alice")
-    assert refusal(code_mark_issued, code="PRINTED", customer="alice") == (Refusal.ALREADY_REDEEMED)
 
 
 def run_in_threads(count: int, work) -> list[Exception]:
@@ -265,20 +185,200 @@ def test_key_race_inside_a_transaction_returns_the_winners_code_and_leaves_it_us
     assert counts(pool) == (1, 1, 0)
 
 
-def test_expired_codes_stay_counted_until_redeemed():
-    from pools.code_services import codes_expire
-
+def test_the_generic_claim_hands_out_each_code_once_and_counts_it():
     pool = make_pool(launched=True)
-    now = timezone.now()
-    make_codes(pool, ["LATE"], issue_end=now - timedelta(days=1), available_till=now + timedelta(1))
-    make_codes(pool, ["FRESH"])
+    make_codes(pool, ["G1", "G2"])
 
-    assert codes_expire() == {pool.pk: 1}
-    counted = pools_with_counts().get(pk=pool.pk)
-    assert (counted.codes_available, counted.codes_expired, counted.codes_total) == (1, 1, 2)
+    first = issuing._claim_code(pool, "c1")
+    second = issuing._claim_code(pool, "c2")
 
-    # Past its issue window, but a customer who has it may still redeem it until Available-till.
-    code_redeem(code="LATE", customer="c")
-    counted = pools_with_counts().get(pk=pool.pk)
-    assert (counted.codes_expired, counted.codes_redeemed, counted.codes_total) == (0, 1, 2)
-    assert pool_stock(pool=pool) == 1
+    assert [first.code, second.code] == ["G1", "G2"]
+    assert (second.status, second.issued_to) == (Code.Status.ISSUED, "c2")
+    assert counts(pool) == (0, 2, 0)
+    assert refusal(issuing._claim_code, pool=pool, customer="c3") == Refusal.NO_CODES_LEFT
+
+
+def test_the_generic_claim_of_a_multiple_use_pool_uses_nothing_up():
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+
+    assert issuing._claim_code(pool, "c1").code == "MULTI"
+    assert issuing._claim_code(pool, "c2").status == Code.Status.AVAILABLE
+    assert counts(pool) == (1, 0, 0)
+
+
+def test_each_database_takes_its_own_claim(monkeypatch):
+    """PostgreSQL issues with its one-statement claim; another database with the generic one.
+    Sending either down the other's path fails here."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the other database's claim was used")
+
+    other = "_claim_code" if connection.vendor == "postgresql" else "_claim_code_postgresql"
+    monkeypatch.setattr(issuing, other, forbidden)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["V1"])
+
+    with CaptureQueriesContext(connection) as queries:
+        issued = code_issue(pool=pool, customer="c")
+
+    assert issued.code == "V1"
+    claims = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    if connection.vendor == "postgresql":
+        assert len(claims) == 1 and "claimed AS (" in claims[0]
+    assert counts(pool) == (0, 1, 0)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_skips_a_code_another_transaction_holds():
+    """A second connection holds the first code's row lock for the whole issue: the claim must
+    take the next code at once. Without SKIP LOCKED it waits for the lock (and the lock timeout
+    set here makes that an error), or, once the holder commits, finds nothing."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["H1", "H2"])
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H1' FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            issued = code_issue(pool=pool, customer="c")
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+        assert issued.code == "H2"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert counts(pool) == (1, 1, 0)
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
+    """Both calls look the key up before either records it (a barrier makes sure of it); the
+    loser's claim violates the key's constraint, and the recovery branch returns the winner's
+    code. Nothing is patched away: the real look-up runs both times."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["R1", "R2", "R3"])
+    barrier = threading.Barrier(2, timeout=30)
+    real_lookup = issuing._issue_by_key
+    local = threading.local()
+
+    def lookup_then_wait(*args):
+        found = real_lookup(*args)
+        if not getattr(local, "waited", False):
+            local.waited = True
+            barrier.wait()  # both have looked, neither has claimed
+        return found
+
+    monkeypatch.setattr(issuing, "_issue_by_key", lookup_then_wait)
+    results = {}
+    threads = [
+        in_thread(lambda: code_issue(pool=pool, customer="c", idempotency_key="race"), results, n)
+        for n in ("a", "b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(isinstance(r, Code) for r in results.values()), results
+    assert results["a"].pk == results["b"].pk
+    assert CodeIssue.objects.filter(idempotency_key="race").count() == 1
+    assert counts(pool) == (2, 1, 0)
+
+
+def test_an_issue_from_the_admin_names_no_caller():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+
+    code_issue(pool=pool, customer="c")
+
+    assert CodeIssue.objects.get().issued_by == ""
+
+
+def test_issuing_announces_a_stock_change_of_its_pool_unless_nothing_is_used_up(
+    django_capture_on_commit_callbacks,
+):
+    """What alerts and refills listen to (pools that alert here): a single-use code leaves the
+    stock, a multiple-use code does not."""
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    alerting = {"notify_below_enabled": True, "notify_below": 1, "launched": True}
+    single = make_pool(**alerting)
+    make_codes(single, ["S1", "S2"])
+    multiple = make_pool(allow_multiple_use=True, **alerting)
+    make_codes(multiple, ["M1"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue(pool=multiple, customer="c")
+            code_issue(pool=single, customer="c")
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [single.pk]
+
+
+@pytest.mark.postgresql
+def test_the_one_statement_claim_announces_nothing_for_a_pool_nobody_listens_to(
+    django_capture_on_commit_callbacks,
+):
+    """The claim reads from the pool's row whether it alerts or refills; a pool that does
+    neither is not announced (a check per issue for nothing)."""
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    quiet = make_pool(launched=True)
+    make_codes(quiet, ["Q1"])
+    alerting = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    make_codes(alerting, ["A1", "A2"])
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            code_issue(pool=quiet, customer="c")
+            code_issue(pool=alerting, customer="c")
+    finally:
+        stock_changed.disconnect(receiver)
+
+    assert heard == [alerting.pk]
+
+
+def test_customer_ids_are_cleaned_by_every_service():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["C1", "C2"])
+
+    issued = code_issue(pool=pool, customer="  alice \t", idempotency_key="k")
+    assert issued.issued_to == "alice"
+    assert CodeIssue.objects.get(code=issued).customer == "alice"
+    assert code_issue(pool=pool, customer="alice", idempotency_key="k").pk == issued.pk
+    marked = code_mark_issued(code="C2", customer=" bob ")
+    assert marked.issued_to == "bob"
+    assert code_check(code=issued.code, customer=" alice ").pk == issued.pk
+    redemption = code_redeem(code=" C2 ", customer="\tbob  ", order_reference=" o-1 ")
+    assert (redemption.customer, redemption.order_reference) == ("bob", "o-1")
+    assert code_redeem(code="C2", customer="bob", order_reference="o-1").pk == redemption.pk
+
+
+def test_a_customer_id_of_the_maximum_length_is_accepted_and_one_more_is_refused():
+    longest = "c" * CUSTOMER_MAX_LENGTH
+    assert customer_clean(f" {longest} ") == longest
+    for refused in (longest + "c", "   ", "", None, "a\x00b"):
+        with pytest.raises(ValidationError) as excinfo:
+            customer_clean(refused)
+        assert excinfo.value.message_dict == {
+            "customer": ["Give the customer's id (at most 200 characters)."]
+        }

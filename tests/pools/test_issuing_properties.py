@@ -43,14 +43,6 @@ operation = st.one_of(
 )
 
 
-@pytest.fixture
-def _on_commit_at_once(monkeypatch):
-    """Run on-commit callbacks (an assignment's queueing; tasks run eagerly here) at once."""
-    from django.db import transaction
-
-    monkeypatch.setattr(transaction, "on_commit", lambda func, using=None, robust=False: func())
-
-
 def latest_issue(pool, who):
     return (
         CodeIssue.objects.filter(pool=pool, customer=who, released_at__isnull=True)
@@ -78,7 +70,7 @@ def assert_sendable(code: Code, who: str, *, retry_of_own_redeemed_ok: bool) -> 
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(operations=st.lists(operation, min_size=1, max_size=12))
-def test_any_interleaving_never_hands_out_a_dead_code(_on_commit_at_once, operations):
+def test_any_interleaving_never_hands_out_a_dead_code(on_commit_at_once, operations):
     pool = make_pool(launched=True)
     make_codes(pool, [f"{pool.slug}-{n}" for n in range(40)])
     for op in operations:

@@ -20,8 +20,8 @@ from pools.code_services import (
     withdrawals,
 )
 from pools.models import Code, CodeAddition, Pool, PoolEvent, Withdrawal
-from pools.refusals import CodeRefused, Refusal
-from pools.selectors import pool_stock, pools_with_counts
+from pools.refusals import Refusal
+from pools.selectors import pool_stock
 from pools.services import (
     END_NEEDS_LAUNCHED,
     PAUSE_NEEDS_ACTIVE,
@@ -32,27 +32,9 @@ from pools.services import (
     pool_resume,
     pool_update,
 )
-from tests.factories import make_codes, make_manager, make_pool
+from tests.factories import counts_by_status, make_codes, make_manager, make_pool, refusal
 
 pytestmark = pytest.mark.django_db
-
-
-def refusal(call, **kwargs) -> Refusal:
-    with pytest.raises(CodeRefused) as excinfo:
-        call(**kwargs)
-    return excinfo.value.reason
-
-
-def counts(pool):
-    p = pools_with_counts().get(pk=pool.pk)
-    return {
-        "available": p.codes_available,
-        "issued": p.codes_issued,
-        "redeemed": p.codes_redeemed,
-        "expired": p.codes_expired,
-        "withdrawn": p.codes_withdrawn,
-        "total": p.codes_total,
-    }
 
 
 # Pause, resume, end
@@ -225,7 +207,7 @@ def test_withdraw_a_list_moves_counts_and_refuses_the_codes():
     assert (withdrawal.codes_requested, withdrawal.codes_withdrawn) == (4, 2)
     assert (withdrawal.from_stock, withdrawal.already_redeemed, withdrawal.not_found) == (1, 1, 1)
     assert withdrawal.not_found_sample == "NOPE"
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 1,
         "issued": 0,
         "redeemed": 1,
@@ -267,7 +249,7 @@ def test_a_long_list_is_a_job_that_runs_in_slices(
     withdrawal.refresh_from_db()
     assert withdrawal.status == Withdrawal.Status.COMPLETED
     assert (withdrawal.codes_done, withdrawal.codes_withdrawn, withdrawal.not_found) == (6, 5, 1)
-    assert counts(pool)["withdrawn"] == 5 and pool_stock(pool=pool) == 0
+    assert counts_by_status(pool)["withdrawn"] == 5 and pool_stock(pool=pool) == 0
     # A finished job run again does nothing.
     assert withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk).codes_withdrawn == 5
 
@@ -303,7 +285,7 @@ def test_undo_removes_what_was_never_handed_out_and_keeps_the_rest(settings, mon
     assert (outcome.kept_issued, outcome.kept_redeemed, outcome.kept_withdrawn) == (1, 1, 1)
     remaining = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
     assert remaining == {"OTHER", first.code, second.code, "U6"} == {"OTHER", "U0", "U1", "U6"}
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 1,
         "issued": 1,
         "redeemed": 1,

@@ -27,31 +27,12 @@ from pools.code_services import (
     withdrawals,
 )
 from pools.models import Code, CodeAddition, Withdrawal
-from pools.selectors import pools_with_counts
 from pools.signals import stock_changed
-from tests.factories import make_codes, make_manager, make_pool
+from tests.factories import NOW, counts_by_status, make_codes, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
 
-NOW = datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC)
 TICK = timedelta(microseconds=1)
-
-
-@pytest.fixture
-def frozen(monkeypatch):
-    monkeypatch.setattr(timezone, "now", lambda: NOW)
-    return NOW
-
-
-def counts(pool) -> dict:
-    p = pools_with_counts().get(pk=pool.pk)
-    return {
-        "available": p.codes_available,
-        "issued": p.codes_issued,
-        "redeemed": p.codes_redeemed,
-        "expired": p.codes_expired,
-        "withdrawn": p.codes_withdrawn,
-    }
 
 
 def statuses(pool) -> dict:
@@ -78,12 +59,13 @@ def test_a_code_expires_once_its_issue_end_or_available_till_is_past_not_at_it()
         "TILL-PAST": "expired",
         "OPEN": "available",
     }
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 3,
         "issued": 0,
         "redeemed": 0,
         "expired": 2,
         "withdrawn": 0,
+        "total": 5,
     }
 
 
@@ -133,7 +115,7 @@ def test_an_addition_counts_its_codes_as_available_and_records_when(frozen):
 
     addition.refresh_from_db()
     assert (addition.codes_added, addition.added_at) == (5, NOW)
-    assert counts(pool)["available"] == 5
+    assert counts_by_status(pool)["available"] == 5
 
 
 def test_an_addition_of_nothing_records_nothing():
@@ -194,12 +176,13 @@ def test_a_withdrawal_reports_every_count_and_its_moment(frozen):
         "EX": "withdrawn",
         "WD": "withdrawn",
     }
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 0,
         "issued": 0,
         "redeemed": 1,
         "expired": 0,
         "withdrawn": 4,
+        "total": 5,
     }
 
 
@@ -368,12 +351,13 @@ def test_undo_of_a_multiple_use_pool_keeps_codes_issued_or_redeemed(frozen):
     assert (preview.removed, preview.kept_used) == (2, 2)
     assert (outcome.removed, outcome.kept_used, outcome.kept) == (2, 2, 2)
     assert sorted(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["M1", "M2"]
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 2,
         "issued": 0,
         "redeemed": 0,
         "expired": 0,
         "withdrawn": 0,
+        "total": 2,
     }
     addition.refresh_from_db()
     assert (addition.codes_removed, addition.removed_at, addition.removed_by) == (2, NOW, user)
@@ -391,12 +375,13 @@ def test_undo_walks_slices_exactly_full_and_counts_each_status(settings, monkeyp
 
     assert (outcome.removed, outcome.kept) == (4, 0)
     assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["KEPT"]
-    assert counts(pool) == {
+    assert counts_by_status(pool) == {
         "available": 1,
         "issued": 0,
         "redeemed": 0,
         "expired": 0,
         "withdrawn": 0,
+        "total": 1,
     }
     addition.refresh_from_db()
     assert addition.codes_removed == 4
