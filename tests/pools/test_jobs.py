@@ -471,3 +471,26 @@ def test_a_job_another_worker_has_locked_is_skipped_not_waited_for(make_job, sen
 
 def test_the_fields_every_job_shares_are_in_each_kinds_migrations():
     call_command("makemigrations", "pools", "imports", check=True, dry_run=True, verbosity=0)
+
+
+def test_a_worker_that_beats_after_recovery_listed_its_job_keeps_it(make_job, monkeypatch):
+    """Recovery lists the stale jobs, then takes each under its lock: one whose worker beat in
+    between (it was slow, not dead) is left to it, and recovery goes on with the others."""
+    first, slow, last = (make_job() for _ in range(3))
+    model = type(slow)
+    held = {job: job_claim(model, job.pk) for job in (first, slow, last)}
+    model.objects.filter(pk__in=[job.pk for job in held]).update(heartbeat_at=stale(slow))
+    enqueue = jobs.job_enqueue_on_commit
+
+    def enqueue_while_slow_beats(job):
+        job_beat(held[slow])
+        enqueue(job)
+
+    monkeypatch.setattr(jobs, "job_enqueue_on_commit", enqueue_while_slow_beats)
+
+    assert jobs_recover(model) == 2
+
+    for job in held:
+        job.refresh_from_db()
+    assert [job.status for job in (first, slow, last)] == ["queued", "running", "queued"]
+    assert job_beat(held[slow]) is True
