@@ -63,7 +63,11 @@ MODULES = {
     ),
     "assignments": (
         "imports/assignments.py",
-        ["tests/imports/test_assignments.py", "tests/imports/test_assignment_lanes.py"],
+        [
+            "tests/imports/test_assignments.py",
+            "tests/imports/test_assignment_lanes.py",
+            "tests/imports/test_assignment_holdings.py",
+        ],
     ),
     "jobs": (
         "pools/jobs.py",
@@ -80,6 +84,22 @@ MODULES = {
             "tests/pools/test_holdings.py",
             "tests/pools/test_live_pool.py",
             "tests/pools/test_fallback_race.py",
+        ],
+    ),
+    "claims": (
+        "pools/code_services/claims.py",
+        [
+            "tests/pools/test_issuing.py",
+            "tests/pools/test_batches.py",
+            "tests/notifications/test_alert_crossing.py",
+        ],
+    ),
+    "holdings": (
+        "pools/code_services/holdings.py",
+        [
+            "tests/pools/test_holdings.py",
+            "tests/imports/test_assignment_holdings.py",
+            "tests/pools/test_batches.py",
         ],
     ),
     "batches": (
