@@ -22,10 +22,12 @@ from pools.code_services import code_addition_record, load_batch
 from pools.jobs import (
     DATABASE_GONE,
     Claim,
+    ClaimLost,
     job_claim,
     job_finish,
     job_give_back,
     job_held,
+    job_step,
     job_touch_queued,
 )
 from pools.models import Code, Pool
@@ -90,10 +92,6 @@ class RunOutcome(Enum):
     GONE = "gone"  # finished already, or deleted
 
 
-class _ClaimLost(Exception):
-    """Another attempt took the job over: this attempt's batch must not be committed."""
-
-
 class _LockWait(Exception):
     """A batch waited longer than IMPORT_LOCK_TIMEOUT on a lock: most likely the open
     transaction of a worker that was cut off, which PostgreSQL ends once it notices."""
@@ -109,7 +107,7 @@ def import_run(*, import_id: int) -> RunOutcome:
             _run_generation(job)
         else:
             _run_rows(job)
-    except _ClaimLost:
+    except ClaimLost:
         return RunOutcome.BUSY
     except _LockWait:
         # Waiting on a lost worker's locks is not this attempt's failure: give the attempt
@@ -284,7 +282,7 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
     try:
         _commit_batch(job, clean, rejected, last_row, progress)
         return
-    except (_ClaimLost, _LockWait, OperationalError, InterfaceError):
+    except (ClaimLost, _LockWait, OperationalError, InterfaceError):
         raise
     except (DatabaseError, ValueError, UnicodeError) as error:
         failure = error
@@ -401,9 +399,7 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None
         if progress is not None:
             # The reading may have moved the bar further already (_report_reading).
             updates["progress_done"] = Greatest("progress_done", Value(progress))
-    claimed = job_held(job).update(**updates)
-    if not claimed:
-        raise _ClaimLost
+    job_step(job, **updates)
 
 
 def _json_cell(value):

@@ -115,6 +115,11 @@ def _kind(model) -> JobKind:
     return _KINDS[model._meta.concrete_model]
 
 
+class ClaimLost(Exception):
+    """Another attempt took the job over (this worker was thought dead): the step this attempt
+    was committing is rolled back, and the attempt ends without a word."""
+
+
 class Claim(Enum):
     BUSY = "busy"  # a live worker holds the job, or it must wait its turn: try again later
     GONE = "gone"  # finished already, or deleted
@@ -214,6 +219,14 @@ def job_beat(job: Job, **fields) -> bool:
         if not hasattr(value, "resolve_expression"):
             setattr(job, name, value)
     return bool(held)
+
+
+def job_step(job: Job, **fields) -> None:
+    """Record a step's progress with the heartbeat, in the caller's transaction (the one that
+    commits the step's work); raise ClaimLost, which rolls that transaction back, if this
+    attempt no longer holds the job."""
+    if not job_beat(job, **fields):
+        raise ClaimLost
 
 
 def job_finish(job: Job, status: str, *, message: str = "", at=None, **fields) -> bool:

@@ -14,10 +14,11 @@ from ..jobs import (
     DATABASE_GONE,
     FAILED,
     Claim,
+    ClaimLost,
     job_claim,
     job_enqueue_on_commit,
     job_finish,
-    job_held,
+    job_step,
 )
 from ..models import (
     AdditionUndo,
@@ -148,7 +149,7 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
                 if last is None:
                     break
                 _undo_record(undo, addition, last, scanned, gone)
-    except _ClaimLost:
+    except ClaimLost:
         return AdditionUndo.objects.filter(pk=undo_id).first()
     except DATABASE_GONE:
         raise
@@ -169,16 +170,14 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
 
 def _undo_record(undo: AdditionUndo, addition: CodeAddition, last: int, scanned: int, gone):
     """Record a slice in the caller's transaction: the pool's counts, the addition's record and
-    the job's progress, or raise _ClaimLost (rolling the slice back) if the job is not ours."""
+    the job's progress, or raise ClaimLost (rolling the slice back) if the job is not ours."""
     removed = sum(gone.values())
-    if not job_held(undo).update(
+    job_step(
+        undo,
         last_id=last,
         progress_done=F("progress_done") + scanned,
         removed=F("removed") + removed,
-        heartbeat_at=timezone.now(),
-    ):
-        raise _ClaimLost
-    undo.last_id = last
+    )
     if not removed:
         return
     pool_counts_add(
@@ -192,10 +191,6 @@ def _undo_record(undo: AdditionUndo, addition: CodeAddition, last: int, scanned:
         removed_by=undo.created_by,
     )
     stock_changed_on_commit(addition.pool)
-
-
-class _ClaimLost(Exception):
-    """Another attempt took the undo over: this attempt's slice is rolled back."""
 
 
 def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:

@@ -14,11 +14,12 @@ from ..jobs import (
     DATABASE_GONE,
     FAILED,
     Claim,
+    ClaimLost,
     job_claim,
     job_enqueue_on_commit,
     job_finish,
-    job_held,
     job_queue,
+    job_step,
 )
 from ..models import (
     Code,
@@ -95,7 +96,7 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
         while withdrawal.codes_done < len(codes):
             chunk = codes[withdrawal.codes_done : withdrawal.codes_done + settings.WITHDRAW_SLICE]
             _withdraw_slice(withdrawal, chunk)
-    except _ClaimLost:
+    except ClaimLost:
         return Withdrawal.objects.filter(pk=withdrawal_id).first()
     except DATABASE_GONE:
         raise
@@ -115,10 +116,6 @@ def withdrawal_rerun(*, withdrawal: Withdrawal) -> Withdrawal:
         raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
     job_queue(withdrawal)
     return withdrawal
-
-
-class _ClaimLost(Exception):
-    """Another attempt took the withdrawal over: this attempt's slice is rolled back."""
 
 
 @transaction.atomic
@@ -145,7 +142,8 @@ def _withdraw_slice(withdrawal: Withdrawal, chunk: list[str]) -> None:
         withdrawal.not_found_sample = "\n".join(
             filter(None, [withdrawal.not_found_sample, *missing[:sample_room]])
         )
-    held = job_held(withdrawal).update(
+    job_step(
+        withdrawal,
         codes_done=withdrawal.codes_done + len(chunk),
         codes_withdrawn=F("codes_withdrawn") + len(withdrawable),
         from_stock=F("from_stock") + statuses[Code.Status.AVAILABLE],
@@ -153,10 +151,6 @@ def _withdraw_slice(withdrawal: Withdrawal, chunk: list[str]) -> None:
         already_redeemed=F("already_redeemed") + statuses[Code.Status.REDEEMED],
         not_found=F("not_found") + len(missing),
         not_found_sample=withdrawal.not_found_sample,
-        heartbeat_at=timezone.now(),
     )
-    if not held:
-        raise _ClaimLost
-    withdrawal.codes_done += len(chunk)
     if statuses[Code.Status.AVAILABLE]:
         stock_changed_on_commit(withdrawal.pool)
