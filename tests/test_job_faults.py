@@ -24,11 +24,8 @@ from tests.factories import make_manager, make_pool
 from tests.imports.files import csv_upload
 from tests.worker import (
     PrivatePostgres,
-    PrivateRedis,
     Worker,
     default_database_on,
-    point_app_at,
-    redis_url,
     require_services,
     wait_for,
     worker_env,
@@ -156,13 +153,9 @@ def kind(request):
 
 
 @pytest.fixture
-def broker(tmp_path):
-    require_services()
-    redis = PrivateRedis(tmp_path).start()
-    point_app_at(redis.url())
-    yield redis
-    redis.stop()
-    point_app_at(redis_url())
+def broker(private_redis):
+    """The broker of this test's jobs and workers, which it may stop and start."""
+    return private_redis
 
 
 @pytest.fixture
