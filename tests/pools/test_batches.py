@@ -142,6 +142,7 @@ def test_a_batch_returns_each_code_as_stored_with_its_pool_loaded(django_assert_
             assert [getattr(issued.code, f) for f in fields] == [getattr(stored, f) for f in fields]
             assert issued.code.issued_to == issued.customer
             assert not issued.code._state.adding
+            assert issued.code._state.db == stored._state.db
             with django_assert_num_queries(0):
                 assert issued.code.pool.slug == stored.pool.slug
 

@@ -169,6 +169,42 @@ def test_codes_held_are_those_of_the_pool_or_its_fallback_not_given_back_the_lat
     assert held["b"].pool == spare  # read with its pool
 
 
+# PostgreSQL looks holdings up with its own statement; another database with the ORM. Both run
+# on PostgreSQL here (the other by its name), so that each is held to the same answer.
+@pytest.mark.parametrize(
+    "look_up", [pytest.param("postgresql", marks=pytest.mark.postgresql), "other"]
+)
+def test_each_databases_look_up_sorts_out_live_redeemed_and_dead_codes_alike(look_up, monkeypatch):
+    from pools.models import Pool
+
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    other = make_pool(launched=True)
+    make_codes(pool, ["P1", "P2", "P3", "P4", "P5", "P6"])
+    make_codes(spare, ["S1"])
+    make_codes(other, ["O1"])
+    code_issue(pool=pool, customer="a")  # P1
+    code_issue(pool=pool, customer="e")  # P2
+    code_issue(pool=pool, customer="e")  # P3: the latest
+    code_issue(pool=pool, customer="d", idempotency_key="kd")  # P4, given back below
+    withdrawn = code_issue(pool=pool, customer="w")  # P5, withdrawn below
+    code_issue(pool=pool, customer="r")  # P6, redeemed below
+    code_release(pool=pool, code="P4", idempotency_key="kd")
+    codes_withdraw(pool=pool, codes=["P5"])
+    code_redeem(code="P6", customer="r", pool=pool)
+    code_issue(pool=spare, customer="b")  # S1
+    code_issue(pool=other, customer="c")  # O1
+    if look_up == "other":
+        monkeypatch.setattr(connection, "vendor", "other")
+
+    holdings = customer_holdings(pool=pool, customers=["a", "b", "c", "d", "e", "r", "w"])
+
+    assert {c: code.code for c, code in holdings.live.items()} == {"a": "P1", "b": "S1", "e": "P3"}
+    assert {c: code.code for c, code in holdings.redeemed.items()} == {"r": "P6"}
+    assert holdings.dead == {"w": [CodeIssue.objects.get(code=withdrawn).pk]}
+
+
 @pytest.mark.postgresql
 def test_what_customers_hold_is_looked_up_one_probe_per_customer_whatever_the_statistics():
     """An assignment asks, slice after slice, what its customers hold: by the customer's
