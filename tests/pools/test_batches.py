@@ -716,11 +716,13 @@ def test_batches_announce_a_stock_change_unless_nothing_is_used_up(
     make_codes(single, ["S1", "S2", "S3"])
     multiple = make_pool(allow_multiple_use=True, **alerting)
     make_codes(multiple, ["M1"])
+    dry = make_pool(**alerting)
     stock_changed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             code_issue_batch(pool=multiple, customers=["a", "b"])
             code_issue_batch(pool=single, customers=["a", "b"])
+            assert code_issue_batch(pool=dry, customers=["a"]).short == ["a"]
     finally:
         stock_changed.disconnect(receiver)
 

@@ -128,6 +128,24 @@ def test_once_per_customer_nothing_to_who_redeemed_a_fresh_code_for_a_code_used_
     assert {c: code.code for c, code in holdings.live.items()} == {"bob": "R3"}
 
 
+def test_a_dead_code_that_cannot_be_replaced_leaves_its_customer_short_and_its_key_aside():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["D1"])
+    code_issue(pool=pool, customer="ann", idempotency_key="welcome")
+    codes_withdraw(pool=pool, codes=["D1"])
+
+    for _ in range(2):
+        outcome = code_issue_batch(
+            pool=pool, customers=["ann"], idempotency_key="assignment", once_per_customer=True
+        )
+        assert (outcome.issued, outcome.short) == ([], ["ann"])
+
+    # Its issue stays in the code's history, its key moved aside once and kept there.
+    assert list(CodeIssue.objects.values_list("code__code", "idempotency_key", "released_key")) == [
+        ("D1", "", "welcome")
+    ]
+
+
 def test_the_latest_live_code_wins_over_a_dead_later_one():
     pool = make_pool(launched=True)
     make_codes(pool, ["L1", "L2"])
