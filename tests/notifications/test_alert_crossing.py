@@ -51,3 +51,16 @@ def test_a_batch_alerts_when_the_stock_crosses_the_threshold(inbox):
     alert = LowStockAlert.objects.get()
     assert (alert.stock, alert.threshold) == (4, 5)
     assert "Codes left to issue: 4 (you are alerted below 5)" in the_alert_text(inbox)
+
+
+def test_a_batch_from_a_pool_at_its_threshold_alerts_at_the_first_code_below_it(inbox):
+    ann = make_manager("ann", email="ann@example.com")
+    pool = alerting_pool(threshold=5, codes=5)
+    subscription_add(user=ann, pool=pool)
+
+    outcome = code_issue_batch(pool=pool, customers=["c1", "c2", "c3"], idempotency_key="m")
+
+    assert (len(outcome.issued), outcome.short) == (3, [])
+    alert = LowStockAlert.objects.get()
+    assert (alert.stock, alert.threshold) == (4, 5)
+    assert "Codes left to issue: 4 (you are alerted below 5)" in the_alert_text(inbox)

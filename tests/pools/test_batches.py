@@ -142,6 +142,7 @@ def test_a_batch_returns_each_code_as_stored_with_its_pool_loaded(django_assert_
             assert [getattr(issued.code, f) for f in fields] == [getattr(stored, f) for f in fields]
             assert issued.code.issued_to == issued.customer
             assert not issued.code._state.adding
+            assert issued.code._state.db == stored._state.db
             with django_assert_num_queries(0):
                 assert issued.code.pool.slug == stored.pool.slug
 
@@ -648,6 +649,58 @@ def test_a_batch_takes_codes_after_the_claims_starting_point_then_before_it(
     assert stored == {"MID": "a", **{code: customer for customer, code in given.items()}}
 
 
+@pytest.mark.postgresql
+def test_on_postgresql_a_code_given_back_waits_until_none_is_left_after_the_last_claimed():
+    """PostgreSQL's claim goes on after the last code it claimed (a claim from the first code
+    would walk past the old index entry of every code issued): a code given back is taken
+    once nothing is left after that point, and the customers it serves are those still
+    without a code."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1", "A2", "A3", "A4"])
+    code_issue(pool=pool, customer="a", idempotency_key="ka")  # A1
+    code_issue(pool=pool, customer="b")  # A2
+    code_release(pool=pool, code="A1", idempotency_key="ka")
+
+    assert code_issue(pool=pool, customer="c").code == "A3"
+    outcome = code_issue_batch(pool=pool, customers=["d", "e", "f"])
+
+    assert [(i.customer, i.code.code) for i in outcome.issued] == [("d", "A4"), ("e", "A1")]
+    assert outcome.short == ["f"]
+    assert counts(pool) == (0, 4, 0)
+
+
+@pytest.mark.postgresql
+def test_a_claim_that_goes_back_to_the_first_code_announces_the_codes_it_took_before(
+    django_capture_on_commit_callbacks,
+):
+    """The pool alerts: its stock changed even when the look from the first code finds
+    nothing more (or only it finds codes)."""
+    from pools.signals import stock_changed
+
+    heard = []
+
+    def receiver(sender, pool, **kwargs):
+        heard.append(pool.pk)
+
+    pool = make_pool(launched=True, notify_below_enabled=True, notify_below=1)
+    make_codes(pool, ["X1", "X2", "X3"])
+    code_issue(pool=pool, customer="a", idempotency_key="ka")  # X1
+    stock_changed.connect(receiver)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            outcome = code_issue_batch(pool=pool, customers=["b", "c", "d"])
+        assert [i.code.code for i in outcome.issued] == ["X2", "X3"]
+        assert heard == [pool.pk]
+
+        code_release(pool=pool, code="X1", idempotency_key="ka")
+        with django_capture_on_commit_callbacks(execute=True):
+            outcome = code_issue_batch(pool=pool, customers=["e", "f"])
+        assert ([i.code.code for i in outcome.issued], outcome.short) == (["X1"], ["f"])
+        assert heard == [pool.pk, pool.pk]
+    finally:
+        stock_changed.disconnect(receiver)
+
+
 def test_batches_announce_a_stock_change_unless_nothing_is_used_up(
     django_capture_on_commit_callbacks,
 ):
@@ -663,11 +716,13 @@ def test_batches_announce_a_stock_change_unless_nothing_is_used_up(
     make_codes(single, ["S1", "S2", "S3"])
     multiple = make_pool(allow_multiple_use=True, **alerting)
     make_codes(multiple, ["M1"])
+    dry = make_pool(**alerting)
     stock_changed.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=True):
             code_issue_batch(pool=multiple, customers=["a", "b"])
             code_issue_batch(pool=single, customers=["a", "b"])
+            assert code_issue_batch(pool=dry, customers=["a"]).short == ["a"]
     finally:
         stock_changed.disconnect(receiver)
 

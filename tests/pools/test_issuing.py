@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
+from django.db import IntegrityError, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from pools.code_services import (
     code_issue,
     code_mark_issued,
     code_redeem,
+    codes_claim,
     customer_clean,
     issuing,
 )
@@ -290,6 +291,22 @@ def test_two_calls_with_one_key_racing_get_one_code(monkeypatch):
     assert results["a"].pk == results["b"].pk
     assert CodeIssue.objects.filter(idempotency_key="race").count() == 1
     assert counts(pool) == (2, 1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_outside_a_transaction_whose_key_is_taken_raises_and_takes_nothing():
+    """Outside a transaction the claim commits on its own: a key taken meanwhile fails it
+    whole, and the caller hears of it (code_issue then returns the code issued under it)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, ["T1", "T2"])
+    code_issue(pool=pool, customer="a", idempotency_key="taken")  # T1
+
+    with pytest.raises(IntegrityError):
+        codes_claim(pool=pool, wanted=[("b", "taken")], caller="")
+
+    assert Code.objects.get(code="T2").status == Code.Status.AVAILABLE
+    assert list(CodeIssue.objects.values_list("customer", "idempotency_key")) == [("a", "taken")]
+    assert counts(pool) == (1, 1, 0)
 
 
 def test_an_issue_from_the_admin_names_no_caller():
