@@ -1,3 +1,8 @@
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +54,55 @@ def _celery_in_process(request, settings, tmp_path):
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+# Longer than any one test of a job takes on a busy two-core machine (the slowest, a few seconds).
+STUCK_SECONDS = 30
+# The alarm a running test armed (fails_if_stuck): the handler and the alarm it replaced.
+_stuck_guard: dict = {}
+
+
+@pytest.fixture
+def fails_if_stuck():
+    """Fail the test if it runs longer than STUCK_SECONDS: a job whose slices wait for each
+    other forever (a commit order broken) fails its test instead of hanging the run (and a
+    mutation run's timeout, ten times the tests' time, for each such mutant)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stuck(signum, frame):
+        if _stuck_guard.get("cleaning"):
+            # The stuck job's threads hold locks the database's cleanup waits for: end the
+            # process rather than hang (a mutation run's server then makes a fresh database).
+            sys.stderr.write("\nthe cleanup after a stuck test is stuck too: ending pytest\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        signal.alarm(STUCK_SECONDS)  # again, should the job's own cleanup hang too
+        pytest.fail(f"still running after {STUCK_SECONDS} s: stuck")
+
+    _stuck_guard.update(
+        before=signal.signal(signal.SIGALRM, stuck),
+        outer=signal.alarm(STUCK_SECONDS),  # a limit set around the run, restored after
+        started=time.monotonic(),
+        cleaning=False,
+    )
+    yield
+    # The alarm goes on through the rest of the test's teardown (the database's).
+    _stuck_guard["cleaning"] = True
+    signal.alarm(STUCK_SECONDS)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if _stuck_guard:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, _stuck_guard["before"])
+        if _stuck_guard["outer"]:
+            elapsed = round(time.monotonic() - _stuck_guard["started"])
+            signal.alarm(max(1, _stuck_guard["outer"] - elapsed))
+        _stuck_guard.clear()
 
 
 @pytest.fixture
