@@ -381,3 +381,19 @@ def test_a_slice_that_fails_five_times_over_stops_the_job_with_the_reason(monkey
     )
     assert tries == [["c1"]] * 5
     assert (job.rows_done, CodeIssue.objects.count()) == (0, 0)
+
+
+def test_an_assignment_from_a_multiple_use_pool_gives_every_customer_its_one_code(settings):
+    settings.ASSIGN_BATCH_SIZE = 2
+    pool = make_pool(launched=True, allow_multiple_use=True)
+    make_codes(pool, ["MULTI"])
+
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\nc1\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.customers_read, job.codes_issued, job.already_held) == (4, 3, 1)
+    assert result_rows(job) == [["Customer", "Code"]] + [
+        [c, "MULTI"] for c in ["c1", "c2", "c3", "c1"]
+    ]
+    assert CodeIssue.objects.filter(code__code="MULTI").count() == 3
