@@ -72,13 +72,16 @@ def fails_if_stuck():
         return
 
     def stuck(signum, frame):
+        signal.alarm(STUCK_SECONDS)  # again, should the cleanup hang too
         if _stuck_guard.get("cleaning"):
-            # The stuck job's threads hold locks the database's cleanup waits for: end the
-            # process rather than hang (a mutation run's server then makes a fresh database).
+            if not _stuck_guard.pop("ended_others", False):
+                # The stuck job's threads hold locks the database's cleanup waits for: end
+                # their connections, so that the cleanup goes on and leaves the database empty.
+                _stuck_guard["ended_others"] = _end_other_connections()
+                return
             sys.stderr.write("\nthe cleanup after a stuck test is stuck too: ending pytest\n")
             sys.stderr.flush()
-            os.kill(os.getpid(), signal.SIGKILL)
-        signal.alarm(STUCK_SECONDS)  # again, should the job's own cleanup hang too
+            os._exit(1)
         pytest.fail(f"still running after {STUCK_SECONDS} s: stuck")
 
     _stuck_guard.update(
@@ -91,6 +94,32 @@ def fails_if_stuck():
     # The alarm goes on through the rest of the test's teardown (the database's).
     _stuck_guard["cleaning"] = True
     signal.alarm(STUCK_SECONDS)
+
+
+def _end_other_connections() -> bool:
+    """End the other connections to the test database (a stuck test's threads'); return
+    whether the database is PostgreSQL (elsewhere a test runs on one connection)."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return False
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        autocommit=True,
+    ) as own:
+        own.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND pid <> %s",
+            [connection.connection.info.backend_pid],
+        )
+    return True
 
 
 @pytest.hookimpl(hookwrapper=True)
