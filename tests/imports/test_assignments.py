@@ -397,3 +397,23 @@ def test_an_assignment_from_a_multiple_use_pool_gives_every_customer_its_one_cod
         [c, "MULTI"] for c in ["c1", "c2", "c3", "c1"]
     ]
     assert CodeIssue.objects.filter(code__code="MULTI").count() == 3
+
+
+def test_a_multiple_use_fallback_gives_its_one_code_to_every_customer_the_pool_cannot_serve():
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True, allow_multiple_use=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(pool, ["M1"])
+    make_codes(spare, ["MULTI"])
+
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.codes_issued, job.from_fallback, job.shortfall) == (3, 2, 0)
+    assert result_rows(job) == [
+        ["Customer", "Code"],
+        ["c1", "M1"],
+        ["c2", "MULTI"],
+        ["c3", "MULTI"],
+    ]
