@@ -185,6 +185,7 @@ def test_a_job_taken_over_while_waiting_for_its_pool_issues_nothing(monkeypatch)
     assert not runner.is_alive()
     job.refresh_from_db()
     assert (job.status, job.rows_done, held()) == (Assignment.Status.RUNNING, 0, {})
+    assert not job.result  # nor a list with codes
 
 
 def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):

@@ -96,6 +96,7 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
         "customers so far have their codes. Run it again once the pool issues again."
     )
     assert (job.rows_done, job.codes_issued) == (2, 2)
+    assert not job.result  # no list with codes from a job that stopped
     assert sorted(CodeIssue.objects.values_list("customer", "code__code")) == [
         ("c1", "P0"),
         ("c2", "P1"),
