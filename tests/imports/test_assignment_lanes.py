@@ -228,12 +228,14 @@ def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
     assert sorted(held()) == ["c1", "c2", "c3", "c4"]
 
 
-def test_a_job_taken_over_mid_run_stops_after_its_committed_slices_and_records_nothing_more():
+# 4: the stop is seen among the last slices in flight; 6: while more slices are still to be sent.
+@pytest.mark.parametrize("count", [4, 6])
+def test_a_job_taken_over_mid_run_stops_after_its_committed_slices_and_records_nothing_more(count):
     """This worker was thought dead and another attempt took the job over after the first
     slice: this one commits nothing more, and neither stores a list nor ends the job."""
     pool = watching_pool()
     make_codes(pool, [f"T{i}" for i in range(6)])
-    job = queued(pool, ["c1", "c2", "c3", "c4", "c5", "c6"])
+    job = queued(pool, [f"c{i}" for i in range(1, count + 1)])
     started = timezone.now()
     seen = {}
 
