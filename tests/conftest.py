@@ -1,3 +1,8 @@
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +54,84 @@ def _celery_in_process(request, settings, tmp_path):
     celery_app.conf.task_eager_propagates = True
     yield
     celery_app.conf.task_always_eager = False
+
+
+# Longer than any one test of a job takes on a busy two-core machine (the slowest, a few seconds).
+STUCK_SECONDS = 30
+# The alarm a running test armed (fails_if_stuck): the handler and the alarm it replaced.
+_stuck_guard: dict = {}
+
+
+@pytest.fixture
+def fails_if_stuck():
+    """Fail the test if it runs longer than STUCK_SECONDS: a job whose slices wait for each
+    other forever (a commit order broken) fails its test instead of hanging the run (and a
+    mutation run's timeout, ten times the tests' time, for each such mutant)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stuck(signum, frame):
+        signal.alarm(STUCK_SECONDS)  # again, should the cleanup hang too
+        if _stuck_guard.get("cleaning"):
+            if not _stuck_guard.pop("ended_others", False):
+                # The stuck job's threads hold locks the database's cleanup waits for: end
+                # their connections, so that the cleanup goes on and leaves the database empty.
+                _stuck_guard["ended_others"] = _end_other_connections()
+                return
+            sys.stderr.write("\nthe cleanup after a stuck test is stuck too: ending pytest\n")
+            sys.stderr.flush()
+            os._exit(1)
+        pytest.fail(f"still running after {STUCK_SECONDS} s: stuck")
+
+    _stuck_guard.update(
+        before=signal.signal(signal.SIGALRM, stuck),
+        outer=signal.alarm(STUCK_SECONDS),  # a limit set around the run, restored after
+        started=time.monotonic(),
+        cleaning=False,
+    )
+    yield
+    # The alarm goes on through the rest of the test's teardown (the database's).
+    _stuck_guard["cleaning"] = True
+    signal.alarm(STUCK_SECONDS)
+
+
+def _end_other_connections() -> bool:
+    """End the other connections to the test database (a stuck test's threads'); return
+    whether the database is PostgreSQL (elsewhere a test runs on one connection)."""
+    import psycopg
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return False
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"],
+        user=settings["USER"],
+        password=settings["PASSWORD"] or None,
+        host=settings["HOST"],
+        port=settings["PORT"] or 5432,
+        autocommit=True,
+    ) as own:
+        own.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND pid <> %s",
+            [connection.connection.info.backend_pid],
+        )
+    return True
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if _stuck_guard:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, _stuck_guard["before"])
+        if _stuck_guard["outer"]:
+            elapsed = round(time.monotonic() - _stuck_guard["started"])
+            signal.alarm(max(1, _stuck_guard["outer"] - elapsed))
+        _stuck_guard.clear()
 
 
 @pytest.fixture

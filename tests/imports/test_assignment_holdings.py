@@ -15,7 +15,7 @@ from pools.models import Code
 from tests.factories import make_codes, make_pool, result_rows
 from tests.imports.files import csv_upload
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once", "fails_if_stuck")]
 
 
 def pool_with_holders():

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from django.db import connection, connections
 from django.db.models import F
+from django.utils import timezone
 
 from imports import assignments
 from imports.assignments import assignment_rerun, assignment_run
@@ -19,7 +20,11 @@ from pools.services import pool_pause, pool_resume
 from tests.factories import make_codes, make_pool, on_next_stock_change, result_rows, watching_pool
 from tests.imports.files import csv_upload
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgresql,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fails_if_stuck"),
+]
 
 
 @pytest.fixture(autouse=True)
@@ -180,6 +185,7 @@ def test_a_job_taken_over_while_waiting_for_its_pool_issues_nothing(monkeypatch)
     assert not runner.is_alive()
     job.refresh_from_db()
     assert (job.status, job.rows_done, held()) == (Assignment.Status.RUNNING, 0, {})
+    assert not job.result  # nor a list with codes
 
 
 def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
@@ -197,6 +203,14 @@ def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
         return taken
 
     monkeypatch.setattr(assignments, "job_claim", claim_then_wait)
+    issues = []
+    real_issue = assignments._SliceIssuer.issue
+
+    def issue(self, customers, **kwargs):
+        issues.append(customers)
+        return real_issue(self, customers, **kwargs)
+
+    monkeypatch.setattr(assignments._SliceIssuer, "issue", issue)
     runner = run_in_thread(job.pk)
     assert claimed.wait(timeout=10)
     with other_connection() as other, other.transaction():
@@ -209,5 +223,97 @@ def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
 
     job.refresh_from_db()
     assert job.status == Assignment.Status.COMPLETED, job.message
+    assert issues > [["c1", "c2"], ["c3", "c4"]], "no slice was done again"
     assert job.codes_issued == 4
+    assert sorted(held()) == ["c1", "c2", "c3", "c4"]
+
+
+# 4: the stop is seen among the last slices in flight; 6: while more slices are still to be sent.
+@pytest.mark.parametrize("count", [4, 6])
+def test_a_job_taken_over_mid_run_stops_after_its_committed_slices_and_records_nothing_more(count):
+    """This worker was thought dead and another attempt took the job over after the first
+    slice: this one commits nothing more, and neither stores a list nor ends the job."""
+    pool = watching_pool()
+    make_codes(pool, [f"T{i}" for i in range(6)])
+    job = queued(pool, [f"c{i}" for i in range(1, count + 1)])
+    started = timezone.now()
+    seen = {}
+
+    def take_over(pool):
+        # After the first slice committed (its stock change is announced after commit).
+        seen.update(Assignment.objects.values("rows_done", "heartbeat_at").get(pk=job.pk))
+        Assignment.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
+
+    with on_next_stock_change(take_over):
+        returned = assignment_run(assignment_id=job.pk)
+
+    assert seen["rows_done"] == 2 and seen["heartbeat_at"] >= started  # the slice beat
+    job.refresh_from_db()
+    assert (returned.status, job.status, job.attempts) == (
+        Assignment.Status.RUNNING,
+        Assignment.Status.RUNNING,
+        2,
+    )
+    assert (job.rows_done, job.codes_issued, job.finished_at, job.result.name) == (
+        2,
+        2,
+        None,
+        "",
+    )
+    assert sorted(held()) == ["c1", "c2"]
+
+
+def test_with_one_connection_configured_the_slices_are_issued_on_the_callers_own(settings):
+    settings.ASSIGN_CONNECTIONS = 1
+    pool = watching_pool()
+    make_codes(pool, ["O1", "O2", "O3"])
+    announced_in = []
+
+    with on_next_stock_change(lambda pool: announced_in.append(threading.current_thread())):
+        job = assignment_run(assignment_id=queued(pool, ["c1", "c2", "c3"]).pk)
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert announced_in == [threading.main_thread()]
+    assert result_rows(job) == [["Customer", "Code"], ["c1", "O1"], ["c2", "O2"], ["c3", "O3"]]
+
+
+def test_the_next_slice_is_issued_while_the_one_before_it_waits_to_commit(monkeypatch):
+    """The point of two lanes: a slice's statements run while the slice before it has not
+    committed yet (here it waits for the job's row, held by another connection)."""
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"C{i}" for i in range(4)])
+    job = queued(pool, ["c1", "c2", "c3", "c4"])
+    claimed, locked = threading.Event(), threading.Event()
+    real_claim, real_issue = assignments.job_claim, assignments._SliceIssuer.issue
+    issued = []
+
+    def claim_then_wait(*args, **kwargs):
+        taken = real_claim(*args, **kwargs)
+        claimed.set()
+        locked.wait(timeout=10)
+        return taken
+
+    def issue(self, customers, **kwargs):
+        outcome = real_issue(self, customers, **kwargs)
+        issued.append(customers)
+        return outcome
+
+    monkeypatch.setattr(assignments, "job_claim", claim_then_wait)
+    monkeypatch.setattr(assignments._SliceIssuer, "issue", issue)
+    runner = run_in_thread(job.pk)
+    assert claimed.wait(timeout=10)
+    with other_connection() as other, other.transaction():
+        other.execute("SELECT id FROM imports_assignment WHERE id = %s FOR UPDATE", [job.pk])
+        locked.set()
+        for _ in range(250):
+            if len(issued) == 2:
+                break
+            time.sleep(0.02)
+        issued_while_held = sorted(issued)
+        committed = Assignment.objects.get(pk=job.pk).rows_done
+    runner.join(timeout=30)
+
+    assert (issued_while_held, committed) == ([["c1", "c2"], ["c3", "c4"]], 0)
+    job.refresh_from_db()
+    assert job.status == Assignment.Status.COMPLETED, job.message
     assert sorted(held()) == ["c1", "c2", "c3", "c4"]

@@ -4,13 +4,16 @@ import csv
 import io
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, OperationalError
 from django.urls import reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imports import assignments
 from imports.assignments import (
     assignment_release,
     assignment_rerun,
@@ -26,7 +29,7 @@ from pools.services import pool_pause, pool_resume
 from tests.factories import make_codes, make_pool, on_next_stock_change, result_rows, watching_pool
 from tests.imports.files import csv_upload, xlsx_upload
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once", "fails_if_stuck")]
 
 
 # 1: every row its own slice (a customer listed twice comes back in a later slice).
@@ -46,6 +49,8 @@ def test_assignment_gives_each_customer_one_code_and_hands_the_list_back(setting
 
     assert job.status == Assignment.Status.COMPLETED, job.message
     assert (job.customers_read, job.codes_issued, job.already_held) == (3, 1, 2)
+    # Nothing from a fallback nor replaced, also in a slice with no customer (the blank id's).
+    assert (job.from_fallback, job.codes_replaced) == (0, 0)
     assert job.rows_rejected == 1 and job.rejected_sample[0][0] == 4
     rows = result_rows(job)
     assert rows[0] == ["Email", "Customer id", "Name", "Code"]
@@ -65,15 +70,15 @@ def test_assignment_reports_the_shortfall_and_takes_from_the_fallback():
     spare = make_pool(pool.campaign, launched=True)
     Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
     make_codes(pool, ["M1"])
-    make_codes(spare, ["S1"])
+    make_codes(spare, ["S1", "S2"])
 
-    job = assignment_start(pool=pool, file=csv_upload("id\n1\n2\n3\n"))
+    job = assignment_start(pool=pool, file=csv_upload("id\n1\n2\n3\n4\n"))
     job.refresh_from_db()
 
     assert job.status == Assignment.Status.COMPLETED_WITH_SHORTFALL
-    assert (job.codes_issued, job.from_fallback, job.shortfall) == (2, 1, 1)
-    assert job.short_sample == ["3"]
-    assert [row[1] for row in result_rows(job)[1:]] == ["M1", "S1", ""]
+    assert (job.codes_issued, job.from_fallback, job.shortfall) == (3, 2, 1)
+    assert job.short_sample == ["4"]
+    assert [row[1] for row in result_rows(job)[1:]] == ["M1", "S1", "S2", ""]
 
 
 def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list(settings):
@@ -91,6 +96,7 @@ def test_a_pool_paused_mid_job_stops_it_and_a_run_after_resume_finishes_the_list
         "customers so far have their codes. Run it again once the pool issues again."
     )
     assert (job.rows_done, job.codes_issued) == (2, 2)
+    assert not job.result  # no list with codes from a job that stopped
     assert sorted(CodeIssue.objects.values_list("customer", "code__code")) == [
         ("c1", "P0"),
         ("c2", "P1"),
@@ -284,7 +290,8 @@ def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_c
     assert job.status == Assignment.Status.COMPLETED
     assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason]]
     assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 2)
-    assert CodeIssue.objects.get().idempotency_key == "assignment:ann"
+    issue = CodeIssue.objects.get()
+    assert (issue.idempotency_key, issue.issued_by) == ("assignment:ann", f"assignment-{job.pk}")
 
 
 def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued(
@@ -305,3 +312,109 @@ def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_afte
     ]
     assert (job.customers_read, job.codes_issued, job.rows_rejected) == (2, 2, 1)
     assert result_rows(job) == [["Customer", "Code"], ["ann", "K1"], ["bob", "K2"]]
+
+
+def test_the_report_keeps_the_first_rejected_rows_and_customers_left_short(settings, monkeypatch):
+    settings.ASSIGN_BATCH_SIZE = 1  # the samples fill up over several slices
+    monkeypatch.setattr(Assignment, "SAMPLE", 2)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["S1"])
+
+    job = assignment_start(
+        pool=pool,
+        file=csv_upload(
+            "Customer,Email\n,a@x\n,b@x\n,c@x\n" + "".join(f"c{i},x\n" for i in range(1, 5))
+        ),
+    )
+    job.refresh_from_db()
+
+    reason = "No customer id, or one longer than 200 characters or with a NUL character."
+    assert job.status == Assignment.Status.COMPLETED_WITH_SHORTFALL
+    assert (job.rows_rejected, job.codes_issued, job.shortfall) == (3, 1, 3)
+    assert job.rejected_sample == [[2, "", reason], [3, "", reason]]
+    assert job.short_sample == ["c2", "c3"]
+
+
+def test_a_slice_whose_issue_came_second_or_was_broken_out_of_a_deadlock_is_done_again(
+    settings, monkeypatch
+):
+    """An issue under the same assignment key committed first (IntegrityError), or the database
+    broke a deadlock (40P01): the slice is rolled back and done again, and nobody is left out."""
+    settings.ASSIGN_BATCH_SIZE = 1
+    pool = make_pool(launched=True)
+    make_codes(pool, ["D1", "D2"])
+    deadlock = OperationalError("deadlock detected")
+    deadlock.__cause__ = psycopg.errors.DeadlockDetected("deadlock detected")
+    faults = [IntegrityError("duplicate key value"), deadlock]
+    real_issue = assignments._SliceIssuer.issue
+
+    def issue_after_the_faults(self, customers, **kwargs):
+        if faults:
+            raise faults.pop(0)
+        return real_issue(self, customers, **kwargs)
+
+    monkeypatch.setattr(assignments._SliceIssuer, "issue", issue_after_the_faults)
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.codes_issued, job.rows_done) == (2, 2)
+    assert result_rows(job) == [["Customer", "Code"], ["c1", "D1"], ["c2", "D2"]]
+
+
+def test_a_slice_that_fails_five_times_over_stops_the_job_with_the_reason(monkeypatch):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["D1"])
+    tries = []
+
+    def always_second(self, customers, **kwargs):
+        tries.append(customers)
+        raise IntegrityError("duplicate key value")
+
+    monkeypatch.setattr(assignments._SliceIssuer, "issue", always_second)
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.FAILED
+    assert job.message == (
+        "The pool stopped issuing (This idempotency key was used for another customer.); the "
+        "customers so far have their codes. Run it again once the pool issues again."
+    )
+    assert tries == [["c1"]] * 5
+    assert (job.rows_done, CodeIssue.objects.count()) == (0, 0)
+
+
+def test_an_assignment_from_a_multiple_use_pool_gives_every_customer_its_one_code(settings):
+    settings.ASSIGN_BATCH_SIZE = 2
+    pool = make_pool(launched=True, allow_multiple_use=True)
+    make_codes(pool, ["MULTI"])
+
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\nc1\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.customers_read, job.codes_issued, job.already_held) == (4, 3, 1)
+    assert result_rows(job) == [["Customer", "Code"]] + [
+        [c, "MULTI"] for c in ["c1", "c2", "c3", "c1"]
+    ]
+    assert CodeIssue.objects.filter(code__code="MULTI").count() == 3
+
+
+def test_a_multiple_use_fallback_gives_its_one_code_to_every_customer_the_pool_cannot_serve():
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True, allow_multiple_use=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(pool, ["M1"])
+    make_codes(spare, ["MULTI"])
+
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\n"))
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    assert (job.codes_issued, job.from_fallback, job.shortfall) == (3, 2, 0)
+    assert result_rows(job) == [
+        ["Customer", "Code"],
+        ["c1", "M1"],
+        ["c2", "MULTI"],
+        ["c3", "MULTI"],
+    ]
