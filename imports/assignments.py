@@ -1,4 +1,4 @@
-"""Assignments (issue 15): issue a code of a pool to every customer of an uploaded list, as one
+"""Assignments: issue a code of a pool to every customer of an uploaded list, as one
 job, and hand the list back with a Code column.
 
 Here rather than in pools because the list is read with imports' readers (CSV, XLSX and the

@@ -146,7 +146,7 @@ def _in_pool_or_fallback(pool: Pool) -> Q:
     return Q(pool_id__in=pool_and_fallback_ids(pool))
 
 
-# Giving codes back (issue 15)
+# Giving codes back
 
 
 @transaction.atomic
