@@ -5,11 +5,10 @@ received."""
 import os
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from pools.code_services import batch_key, code_release, customer_holdings
-from pools.jobs import job_enqueue_on_commit, job_queue
+from pools.jobs import job_enqueue_on_commit, job_run_again
 from pools.models import Pool
 from pools.refusals import CodeRefused, Refusal
 
@@ -54,15 +53,10 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
 NOT_RERUNNABLE = "Only a failed assignment can be run again."
 
 
-@transaction.atomic
 def assignment_rerun(*, job: Assignment) -> Assignment:
     """Queue a failed assignment (its pool was paused, say) again: it goes on after the rows it
     committed, and the customers so far keep their codes."""
-    job = Assignment.objects.select_for_update().get(pk=job.pk)
-    if job.status != Assignment.Status.FAILED:
-        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
-    job_queue(job)
-    return job
+    return job_run_again(job, refused=NOT_RERUNNABLE)
 
 
 def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:

@@ -52,6 +52,7 @@ from pools.jobs import (
     DATABASE_GONE,
     FAILED,
     Claim,
+    ClaimLost,
     job_beat,
     job_claim,
     job_finish,
@@ -116,10 +117,6 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
     )
     job_finish(job, status)
     return job
-
-
-class _ClaimLost(Exception):
-    pass
 
 
 class _Stopped(Exception):
@@ -191,7 +188,7 @@ def _issue_in_order(job: Assignment, slices, issuer, turns: _Turns, writer) -> b
                 job, FAILED, message=STOPPED.format(reason=outcome.reason.label, hint=RUN_AGAIN)
             )
             return False
-        if isinstance(outcome, _ClaimLost | _Stopped):
+        if isinstance(outcome, ClaimLost | _Stopped):
             return False
         codes = outcome
         if writer is not None:
@@ -205,7 +202,7 @@ def _issue_in_order(job: Assignment, slices, issuer, turns: _Turns, writer) -> b
         for piece in slices:
             try:
                 outcome = _commit_slice(job, piece, issuer, turns, shard=None)
-            except (CodeRefused, _ClaimLost) as stop:
+            except (CodeRefused, ClaimLost) as stop:
                 outcome = stop
             if not settle(piece, outcome):
                 return False
@@ -263,7 +260,7 @@ def _take(pending: deque):
     piece, future = pending.popleft()
     try:
         return piece, future.result()
-    except (CodeRefused, _ClaimLost, _Stopped) as outcome:
+    except (CodeRefused, ClaimLost, _Stopped) as outcome:
         return piece, outcome
 
 
@@ -304,7 +301,7 @@ def _slice_transaction(job: Assignment, piece: _Slice, issuer, turns: _Turns, sh
         held = job_held(job).select_for_update()
         current = held.first()
         if current is None:
-            raise _ClaimLost
+            raise ClaimLost
         room = Assignment.SAMPLE
         # A carried customer the slice before left without a code is short here too.
         short_set = set(short) | (piece.carried & turns.short)

@@ -30,6 +30,7 @@ from datetime import timedelta
 from enum import Enum
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -164,6 +165,17 @@ def job_queue(job: Job, **fields) -> None:
     for name, value in values.items():
         setattr(job, name, value)
     job_enqueue_on_commit(job)
+
+
+@transaction.atomic
+def job_run_again(job: Job, *, refused: str) -> Job:
+    """Queue a failed job again, its row locked (its committed steps are not redone); raise
+    ValidationError(`refused`) if it has not failed."""
+    job = type(job).objects.select_for_update().get(pk=job.pk)
+    if job.status != FAILED:
+        raise ValidationError(refused, code="not_rerunnable")
+    job_queue(job)
+    return job
 
 
 def _stale_before(kind: JobKind):

@@ -18,7 +18,7 @@ from ..jobs import (
     job_claim,
     job_enqueue_on_commit,
     job_finish,
-    job_queue,
+    job_run_again,
     job_step,
 )
 from ..models import (
@@ -108,14 +108,9 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
     return withdrawal
 
 
-@transaction.atomic
 def withdrawal_rerun(*, withdrawal: Withdrawal) -> Withdrawal:
     """Queue a failed withdrawal again; the slices it committed are not redone."""
-    withdrawal = Withdrawal.objects.select_for_update().get(pk=withdrawal.pk)
-    if withdrawal.status != Withdrawal.Status.FAILED:
-        raise ValidationError(NOT_RERUNNABLE, code="not_rerunnable")
-    job_queue(withdrawal)
-    return withdrawal
+    return job_run_again(withdrawal, refused=NOT_RERUNNABLE)
 
 
 @transaction.atomic

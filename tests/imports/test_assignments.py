@@ -418,3 +418,24 @@ def test_a_multiple_use_fallback_gives_its_one_code_to_every_customer_the_pool_c
         ["c2", "MULTI"],
         ["c3", "MULTI"],
     ]
+
+
+def test_a_failed_assignment_is_run_again_from_its_report(manager_client):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["AG1"])
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\n"))
+    Assignment.objects.filter(pk=job.pk).update(status=Assignment.Status.FAILED)
+    report = reverse("admin:imports_assignment_change", args=[job.pk])
+    rerun = reverse("admin:imports_assignment_rerun", args=[job.pk])
+    assert rerun in manager_client.get(report).content.decode()
+
+    response = manager_client.post(rerun, follow=True)
+
+    assert (
+        f"Assignment #{job.pk} is queued again: it goes on after the rows it did, and the "
+        "customers so far keep their codes."
+    ) in response.content.decode()
+    job.refresh_from_db()  # run here at once: tasks run in the test's process
+    assert (job.status, job.codes_issued) == (Assignment.Status.COMPLETED, 1)
+    response = manager_client.post(rerun, follow=True)  # no longer failed
+    assert "Only a failed assignment can be run again." in response.content.decode()

@@ -226,3 +226,25 @@ def test_withdrawal_report_page(manager_client):
         reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
     ).content.decode()
     assert "Withdrawal report" in page and "GONE" in page and "leak" in page
+
+
+def test_a_failed_withdrawal_is_run_again_from_its_report(manager_client):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["RUN1"])
+    failed = Withdrawal.objects.create(
+        pool=pool, requested="RUN1", codes_requested=1, status=Withdrawal.Status.FAILED
+    )
+    report = reverse("admin:pools_withdrawal_change", args=[failed.pk])
+    rerun = reverse("admin:pools_withdrawal_rerun", args=[failed.pk])
+    assert rerun in manager_client.get(report).content.decode()
+
+    response = manager_client.post(rerun, follow=True)
+
+    assert (
+        f"Withdrawal #{failed.pk} is queued again: it goes on after the codes it did."
+        in response.content.decode()
+    )
+    failed.refresh_from_db()
+    assert failed.status == Withdrawal.Status.QUEUED
+    response = manager_client.post(rerun, follow=True)  # no longer failed
+    assert "Only a failed withdrawal can be run again." in response.content.decode()
