@@ -376,9 +376,23 @@ def _csv_rows(file: BinaryIO, *, size: int):
 
 @dataclass(frozen=True)
 class UnreadableRow:
-    """Stands in for a row's cells when the row could not be parsed at all."""
+    """Stands in for a row's cells when the row could not be parsed at all (a quote that is
+    never closed, a cell an Excel formula left empty); `column` and `value` say where, when
+    known."""
 
     reason: str
+    column: str = ""
+    value: str = ""
+
+
+class BlankRow:
+    """Stands in for the cells of a blank row: read, and counted as skipped."""
+
+    def __repr__(self):
+        return "BLANK_ROW"
+
+
+BLANK_ROW = BlankRow()
 
 
 # Spreadsheets: XLSX, XLSM, XLSB, XLS, ODS

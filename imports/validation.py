@@ -103,6 +103,14 @@ class DateOrderError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A row read but holding no code to add: a blank row, the template's example row."""
+
+    row_number: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Rejected:
     row_number: int
     column: str
