@@ -36,9 +36,17 @@ from pools.signals import stock_changed_on_commit
 from .cells import shown
 from .generation import CodeFormat, generate_codes
 from .models import Import, Rejection
+from .headers import ColumnMapping
 from .readers import FIX_THE_FILE, ImportFileError, open_table
 from .signals import import_finished_on_commit
-from .validation import DUPLICATE_IN_FILE, DateOrder, Rejected, clean_row
+from .validation import (
+    DUPLICATE_IN_FILE,
+    TEMPLATE_EXAMPLE,
+    DateOrder,
+    Rejected,
+    Skipped,
+    clean_row,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -209,43 +217,59 @@ def _run_rows(job: Import) -> None:
     tz = timezone.get_current_timezone()
     with job.file.open("rb") as file, _Committer() as committer:
         table = open_table(
-            file, name=job.file_name, size=job.file_size, pasted=job.source == Import.Source.TEXT
+            file,
+            name=job.file_name,
+            size=job.file_size,
+            pasted=job.source == Import.Source.TEXT,
+            encoding=job.encoding,
+            mapping=ColumnMapping.from_json(job.column_mapping) if job.column_mapping else None,
         )
         if table.ignored_columns and not job.message:
             job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
             job_held(job).update(message=job.message)
         job_held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
-        clean, rejected = [], []
+        clean, rejected, skipped = [], [], []
         batch_size = _batch_size()
         # Read once: the commit thread moves job.rows_done on while this loop reads ahead.
         resume_after = last_row = job.rows_done
         told, step = 0, table.total * READ_PROGRESS_STEP
+        example_skipped = False
         for row_number, cells in table.rows:
             if row_number <= resume_after:
                 continue  # committed by an earlier attempt
             last_row = row_number
             row = clean_row(row_number, cells, tz, order)
-            (rejected if isinstance(row, Rejected) else clean).append(row)
+            if isinstance(row, Skipped):
+                skipped.append(row)
+                example_skipped = example_skipped or row.reason == TEMPLATE_EXAMPLE
+            else:
+                (rejected if isinstance(row, Rejected) else clean).append(row)
             if (len(clean) + len(rejected)) % READ_PROGRESS_ROWS == 0:
                 read = table.progress()
                 if read - told >= step:
                     _report_reading(job, read)
                     told = read
-            if len(clean) + len(rejected) >= batch_size:
-                committer.submit(_commit_rows, job, clean, rejected, last_row, table.progress())
-                clean, rejected = [], []
-        committer.submit(_commit_rows, job, clean, rejected, last_row, table.progress())
+            if len(clean) + len(rejected) + len(skipped) >= batch_size:
+                committer.submit(
+                    _commit_rows, job, clean, rejected, last_row, table.progress(), len(skipped)
+                )
+                clean, rejected, skipped = [], [], []
+        committer.submit(
+            _commit_rows, job, clean, rejected, last_row, table.progress(), len(skipped)
+        )
     job.refresh_from_db()
     notes = [job.message] if job.message else []
     notes += [note for note in table.notes if note not in notes]
+    if example_skipped:
+        notes.append(TEMPLATE_EXAMPLE)
     if job.codes_expired_on_arrival:
         count = job.codes_expired_on_arrival
         codes = f"{count:,} codes were" if count != 1 else "1 code was"
         notes.append(EXPIRED_ON_ARRIVAL.format(codes=codes))
     _finish(
         job,
-        Import.Status.COMPLETED_WITH_ERRORS if job.rows_rejected else Import.Status.COMPLETED,
+        Import.Status.COMPLETED_WITH_ERRORS if job.rows_not_added else Import.Status.COMPLETED,
         " ".join(notes),
     )
 
@@ -271,7 +295,7 @@ def _run_generation(job: Import) -> None:
     _finish(job, Import.Status.COMPLETED, "")
 
 
-def _commit_rows(job, clean, rejected, last_row, progress) -> None:
+def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
     """Commit a batch; if the database refuses it for a reason no validation foresaw, narrow it
     down (halves, then single rows) so that only the guilty rows are rejected.
 
@@ -280,7 +304,7 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
     fault: it ends the attempt, and the import resumes later.
     """
     try:
-        _commit_batch(job, clean, rejected, last_row, progress)
+        _commit_batch(job, clean, rejected, last_row, progress, skipped=skipped)
         return
     except (ClaimLost, _LockWait, OperationalError, InterfaceError):
         raise
@@ -306,12 +330,12 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
         logger.warning(
             "Import %s: row %s could not be stored: %s", job.pk, _row_number(row), failure
         )
-        _commit_batch(job, [], [stored], last_row, progress)
+        _commit_batch(job, [], [stored], last_row, progress, skipped=skipped)
         return
     middle = len(rows) // 2
-    for part, part_last, part_progress in (
-        (rows[:middle], _row_number(rows[middle - 1]), None),
-        (rows[middle:], last_row, progress),
+    for part, part_last, part_progress, part_skipped in (
+        (rows[:middle], _row_number(rows[middle - 1]), None, 0),
+        (rows[middle:], last_row, progress, skipped),
     ):
         _commit_rows(
             job,
@@ -319,6 +343,7 @@ def _commit_rows(job, clean, rejected, last_row, progress) -> None:
             [r for r in part if isinstance(r, Rejected)],
             part_last,
             part_progress,
+            part_skipped,
         )
 
 
@@ -332,10 +357,14 @@ def _ascii_cell(value):
     return ascii(str(value))[1:-1][:1000]
 
 
-def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) -> None:
+def _commit_batch(
+    job, clean, rejected, last_row, progress, *, generated=False, skipped=0
+) -> None:
     try:
         with transaction.atomic():
-            _write_batch(job, clean, rejected, last_row, progress, generated=generated)
+            _write_batch(
+                job, clean, rejected, last_row, progress, generated=generated, skipped=skipped
+            )
     except OperationalError as error:
         if getattr(error.__cause__, "sqlstate", None) == "55P03":  # lock_not_available
             raise _LockWait from error
@@ -343,7 +372,7 @@ def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False) 
     job.rows_done = last_row
 
 
-def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None:
+def _write_batch(job, clean, rejected, last_row, progress, *, generated, skipped=0) -> None:
     if connection.vendor == "postgresql":
         # A batch that waits on a lock is most likely blocked by a lost worker's transaction;
         # give up in time to keep this attempt's heartbeat fresh (see _LockWait).
@@ -389,12 +418,15 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated) -> None
     if generated:
         updates["progress_done"] = F("codes_added") + result.added
     else:
+        # Each row read counts once: added, already in the pool, a duplicate inside the file,
+        # rejected or skipped (Import.rows_accounted_for).
         updates.update(
             rows_done=last_row,
-            rows_read=F("rows_read") + len(clean) + len(rejected),
+            rows_read=F("rows_read") + len(clean) + len(rejected) + skipped,
             duplicates_in_file=F("duplicates_in_file") + len(result.duplicates),
             already_in_pool=F("already_in_pool") + result.already_in_pool,
-            rows_rejected=F("rows_rejected") + len(rejections),
+            rows_rejected=F("rows_rejected") + len(rejected),
+            rows_skipped=F("rows_skipped") + skipped,
         )
         if progress is not None:
             # The reading may have moved the bar further already (_report_reading).

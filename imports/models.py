@@ -45,6 +45,11 @@ class Import(Job):
     needs_new_file = models.BooleanField(default=False)
     # The order of day and month in slashed dates: "dmy", "mdy", or "" until the file says.
     date_order = models.CharField(max_length=3, blank=True)
+    # A CSV's encoding as chosen or confirmed on the upload page ("" : judged by the worker).
+    encoding = models.CharField(max_length=32, blank=True)
+    # The columns the manager picked (headers.ColumnMapping.as_json), when the header did not
+    # name them; empty when the header did.
+    column_mapping = models.JSONField(default=dict, blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -62,6 +67,8 @@ class Import(Job):
     duplicates_in_file = models.BigIntegerField(default=0)
     already_in_pool = models.BigIntegerField(default=0)
     rows_rejected = models.BigIntegerField(default=0)
+    # Blank rows and the template's example row: read, holding no code.
+    rows_skipped = models.BigIntegerField(default=0)
     # Codes added although their Issue-end or Available-till had already passed.
     codes_expired_on_arrival = models.BigIntegerField(default=0)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
@@ -82,6 +89,22 @@ class Import(Job):
         if not self.progress_total:
             return 0
         return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def rows_not_added(self) -> int:
+        """The rows in the rejected rows' list: rejected, and duplicates inside the file."""
+        return self.rows_rejected + self.duplicates_in_file
+
+    @property
+    def rows_accounted_for(self) -> int:
+        """Every row read counts once here: the report's sum, equal to rows_read."""
+        return (
+            self.codes_added
+            + self.already_in_pool
+            + self.duplicates_in_file
+            + self.rows_rejected
+            + self.rows_skipped
+        )
 
     @property
     def can_run_again(self) -> bool:

@@ -10,26 +10,35 @@ against tests/imports/test_readers.py.
 """
 
 import codecs
-import csv
 import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from itertools import chain, islice
 from operator import itemgetter
 from typing import BinaryIO
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from . import csv_records
 from .cells import shown
+from .headers import (
+    FIELDS,
+    FIRST_ROWS_SHOWN,
+    HEADER_SEARCH_ROWS,
+    TEMPLATE_COLUMNS,
+    ColumnMapping,
+    HeaderMatch,
+    is_blank,
+    is_title_row,
+    match_header,
+    title_text,
+)
+from .rows import BLANK_ROW, BlankRow, UnreadableRow
 
-TEMPLATE_COLUMNS = ("Code", "Issue-start", "Issue-end", "Available-from", "Available-till")
-FIELDS = ("code", "issue_start", "issue_end", "available_from", "available_till")
-_FIELD_BY_HEADER = {
-    re.sub(r"[\s_-]+", "", column).lower(): name
-    for column, name in zip(TEMPLATE_COLUMNS, FIELDS, strict=True)
-}
+__all__ = ["BLANK_ROW", "FIELDS", "TEMPLATE_COLUMNS", "BlankRow", "UnreadableRow"]
 
 # The formats a manager can upload, named as the message of a refusal names them.
 FORMATS = {
@@ -52,11 +61,19 @@ DAMAGED = "“{name}” cannot be read as {format}: it is damaged, or not really
 ENCRYPTED = "“{name}” is protected with a password. Save it without one and upload again."
 EMPTY_FILE = "“{name}” is empty."
 NO_ROWS = "“{name}” has a header but no rows of codes under it."
-NO_CODE_COLUMN = "“{name}” has no Code column. Columns found: {found}."
-NO_CODE_COLUMN_ON_ANY_SHEET = (
-    "“{name}” has no Code column on any sheet. Sheets looked at: {sheets}."
+NO_CODE_COLUMN = (
+    "“{name}” has no column of codes: no column is named Code (or Promo code, Coupon, Код, "
+    "Промокод). Columns found: {found}."
 )
-REPEATED_COLUMN = "“{name}” has the column {column} more than once."
+NO_CODE_COLUMN_ON_ANY_SHEET = (
+    "“{name}” has no column of codes on any sheet. Sheets looked at: {sheets}."
+)
+REPEATED_COLUMN = "“{name}” has more than one column for {field}: {columns}."
+CHOOSE_COLUMNS = "Choose the columns on the upload page, or rename the one to read."
+HEADER_BELOW_ONE = "The header is on row {row}: the row above it was skipped."
+HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipped."
+NO_HEADER = "The file has no header: every row was read as a code."
+CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
 FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be imported."
 ZIP_BOMB = (
     "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
@@ -85,17 +102,32 @@ _MAGIC = (
     (b"{\\rtf", "an RTF document"),
 )
 
-# Longer than any code: a longer cell is a broken file, reported as an unreadable row.
-_CSV_FIELD_LIMIT = 1024 * 1024
 _SAMPLE_SIZE = 64 * 1024
-_DELIMITERS = (",", ";", "\t")
-# The header is the first row that is not blank, among the first few.
-_HEADER_SEARCH_ROWS = 20
 
 
 class ImportFileError(Exception):
     """A problem with the file as a whole: nothing of it is imported, and running the import
     again cannot help (the file must be fixed)."""
+
+
+class EncodingUnclear(ImportFileError):
+    """A CSV reads plausibly in more than one encoding and its codes differ between them: the
+    manager chooses, seeing a few codes read each way (`readings`: [(codec, [codes])])."""
+
+    def __init__(self, message: str, *, readings: list[tuple[str, list[str]]]):
+        super().__init__(message)
+        self.readings = readings
+
+
+class ColumnsUnclear(ImportFileError):
+    """No header names the column of codes, or more than one column does: the manager picks
+    the columns on the upload page, from the file's first rows."""
+
+    def __init__(self, message: str, *, first_rows: list, delimiter: str = "", sheet: str = ""):
+        super().__init__(f"{message} {CHOOSE_COLUMNS}")
+        self.first_rows = first_rows
+        self.delimiter = delimiter
+        self.sheet = sheet
 
 
 @dataclass
@@ -110,6 +142,8 @@ class Table:
     file_format: str = "csv"
     # Said in the report once the rows are read (the sheet read, numeric codes).
     notes: list[str] = field(default_factory=list)
+    mapping: ColumnMapping | None = None
+    encoding: str = ""
 
 
 def check_size(*, name: str, size: int) -> None:
@@ -184,12 +218,21 @@ def _looks_like_text(sample: bytes) -> bool:
 
 
 def open_table(
-    file: BinaryIO, *, name: str, size: int, pasted: bool = False, load_sheets: bool = True
+    file: BinaryIO,
+    *,
+    name: str,
+    size: int,
+    pasted: bool = False,
+    load_sheets: bool = True,
+    encoding: str = "",
+    mapping: ColumnMapping | None = None,
 ) -> Table:
     """Return the rows of an uploaded file (or of a pasted list when `pasted`).
 
-    With `load_sheets` False a spreadsheet is only checked as a container (type, zip bomb),
-    not parsed: what the upload request does for workbooks too large to parse in a moment.
+    `encoding` (a CSV's, chosen on the upload page) and `mapping` (the columns the manager
+    picked) override what the file is judged to be. With `load_sheets` False a spreadsheet is
+    only checked as a container (type, zip bomb), not parsed: what the upload request does for
+    workbooks too large to parse in a moment.
     """
     check_size(name=name, size=size)
     if size == 0:
@@ -200,10 +243,10 @@ def open_table(
     file.seek(0)
     file_format = detect_format(head, name=name, file=file, size=size)
     if file_format == "csv":
-        table = _csv_table(file, name=name, size=size)
+        table = _csv_table(file, name=name, size=size, encoding=encoding, mapping=mapping)
     else:
         table = _workbook_table(
-            file, name=name, size=size, file_format=file_format, load=load_sheets
+            file, name=name, size=size, file_format=file_format, load=load_sheets, mapping=mapping
         )
         if table is None:
             return Table(iter(()), lambda: 0, size, file_format=file_format)
@@ -212,41 +255,19 @@ def open_table(
 
 
 def _with_first_row(table: Table, *, name: str) -> Table:
-    """Fail now, not after the first batch, when there is no row at all."""
+    """Fail now, not after the first batch, when there is no row at all (blank rows are none)."""
     rows = iter(table.rows)
-    first = next(rows, None)
-    if first is None:
+    skipped = []
+    for row in rows:
+        if row[1] is BLANK_ROW:
+            skipped.append(row)
+            continue
+        first = row
+        break
+    else:
         raise ImportFileError(NO_ROWS.format(name=name))
-
-    def chained():
-        yield first
-        yield from rows
-
-    table.rows = chained()
+    table.rows = chain(skipped, [first], rows)
     return table
-
-
-def _header_titles(header: list) -> list[str]:
-    return [str(cell if cell is not None else "").strip().lstrip("\ufeff") for cell in header]
-
-
-def _map_header(header: list, *, name: str) -> tuple[list[int | None], list[str], list[str]]:
-    """Return, for each of FIELDS, the index of its column (None if absent)."""
-    found = _header_titles(header)
-    positions: dict[str, int] = {}
-    ignored = []
-    for index, title in enumerate(found):
-        key = _FIELD_BY_HEADER.get(re.sub(r"[\s_-]+", "", title).lower())
-        if key is None:
-            if title:
-                ignored.append(_short(title))
-        elif key in positions:
-            raise ImportFileError(REPEATED_COLUMN.format(name=name, column=_short(title)))
-        else:
-            positions[key] = index
-    if "code" not in positions:
-        raise ImportFileError(NO_CODE_COLUMN.format(name=name, found=_columns_found(found)))
-    return [positions.get(f) for f in FIELDS], [_short(t) for t in found if t], ignored
 
 
 def _columns_found(titles: list[str]) -> str:
@@ -276,8 +297,122 @@ def _picker(indexes: list[int | None]) -> Callable[[list], tuple]:
     return lambda row: getter([*row, *padding])
 
 
-def _is_blank(row: list) -> bool:
-    return all(cell is None or (isinstance(cell, str) and not cell.strip()) for cell in row)
+# Finding the header: the same for a CSV's lines and a sheet's rows.
+
+
+@dataclass
+class _Layout:
+    """Where a file's rows are: the header's position among the first rows (None for a file
+    without one), the fields' columns, and what the report says of it."""
+
+    position: int | None
+    columns: list
+    titles: list
+    ignored: list
+    mapping: ColumnMapping
+    notes: list
+
+
+def _layout(
+    head: list[tuple[int, list]], *, name: str, mapping: ColumnMapping | None, skip: int = 0
+) -> _Layout | None:
+    """Return where the rows of these first rows are (their cells already split), or None when
+    no header names the code column. `skip` rows at the top are not looked at (a sep= line)."""
+    if mapping is not None:
+        return _chosen_layout(head, mapping)
+    for position in range(skip, len(head)):
+        number, cells = head[position]
+        if is_blank(cells):
+            continue
+        match = match_header(cells)
+        if match is not None:
+            return _matched_layout(head, position, match, name=name, skip=skip)
+        if not is_title_row(cells):
+            break
+    return None
+
+
+def _matched_layout(head, position, match: HeaderMatch, *, name, skip) -> _Layout:
+    if match.repeated:
+        field_name, titles = match.repeated
+        raise ColumnsUnclear(
+            REPEATED_COLUMN.format(
+                name=name,
+                field=TEMPLATE_COLUMNS[FIELDS.index(field_name)],
+                columns=", ".join(f"“{_short(t)}”" for t in titles),
+            ),
+            first_rows=_first_rows(head, skip),
+        )
+    number = head[position][0]
+    above = position - skip
+    notes = []
+    if above == 1:
+        notes.append(HEADER_BELOW_ONE.format(row=number))
+    elif above > 1:
+        notes.append(HEADER_BELOW.format(row=number, count=above))
+    mapping = ColumnMapping(number, tuple(match.columns), tuple(match.titles))
+    return _Layout(
+        position,
+        match.columns,
+        [_short(t) for t in match.titles if t],
+        [_short(t) for t in match.ignored],
+        mapping,
+        notes,
+    )
+
+
+def _chosen_layout(head, mapping: ColumnMapping) -> _Layout:
+    position = None
+    titles: list = []
+    if mapping.header_row:
+        for index, (number, cells) in enumerate(head):
+            if number == mapping.header_row:
+                position, titles = index, [title_text(c) for c in cells]
+                break
+    chosen = ", ".join(
+        f"{TEMPLATE_COLUMNS[f]} from {_column_label(i, titles)}"
+        for f, i in enumerate(mapping.columns)
+        if i is not None
+    )
+    return _Layout(
+        position,
+        list(mapping.columns),
+        [_short(t) for t in titles if t] or ["Code"],
+        [],
+        mapping,
+        [CHOSEN_COLUMNS.format(columns=chosen)],
+    )
+
+
+def column_letter(index: int) -> str:
+    """A column as a spreadsheet names it: 0 is A, 26 is AA."""
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = chr(65 + rest) + letters
+    return letters
+
+
+def _column_label(index: int, titles: list) -> str:
+    title = titles[index] if index < len(titles) and titles[index] else ""
+    return f"column {column_letter(index)}" + (f" (“{_short(title)}”)" if title else "")
+
+
+def _first_rows(head, skip: int = 0) -> list[list[str]]:
+    rows = [cells for _, cells in head[skip:] if not is_blank(cells)]
+    return [[title_text(c) for c in cells] for cells in rows[:FIRST_ROWS_SHOWN]]
+
+
+def _single_column(head, skip: int = 0) -> bool:
+    """Whether the first rows hold one column only: a list of codes, which needs no header."""
+    rows = [cells for _, cells in head[skip:] if not is_blank(cells)]
+    return bool(rows) and all(all(title_text(c) == "" for c in cells[1:]) for cells in rows)
+
+
+def _headerless_layout() -> _Layout:
+    mapping = ColumnMapping(0, (0, None, None, None, None))
+    return _Layout(None, list(mapping.columns), ["Code"], [], mapping, [NO_HEADER])
 
 
 # CSV
@@ -318,88 +453,141 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def _csv_table(file: BinaryIO, *, name: str, size: int) -> Table:
-    header, rows, progress = _csv_rows(file, size=size)
-    indexes, columns, ignored = _map_header(header, name=name)
+@dataclass
+class _CsvSource:
+    """A CSV's numbered lines: the first few held back to find the header in, and the rest."""
 
-    pick = _picker(indexes)
+    head: list[tuple[int, str]]
+    rest: Iterator[tuple[int, str]]
+    progress: Callable[[], int]
+    encoding: str
+    # The delimiter a "sep=" first line names.
+    sep: str | None
 
-    def picked():
-        for row_number, row in rows:
-            yield row_number, row if isinstance(row, UnreadableRow) else pick(row)
 
-    return Table(picked(), progress, size, columns, ignored)
-
-
-def _csv_rows(file: BinaryIO, *, size: int):
-    """Return a CSV file's header (its first non-blank line among the first few), its other
-    non-blank rows as (row number, cells or UnreadableRow), and a progress counter in bytes."""
-    sample = file.read(_SAMPLE_SIZE)
-    file.seek(0)
-    encoding = _detect_encoding(sample)
+def _csv_source(file: BinaryIO, *, encoding: str = "") -> _CsvSource:
+    if not encoding:
+        sample = file.read(_SAMPLE_SIZE)
+        file.seek(0)
+        encoding = _detect_encoding(sample)
     counter = _CountingReader(file)
-    # Undecodable bytes become U+FFFD, which validation rejects for that row only.
+    # Undecodable bytes become U+FFFD, which validation rejects for that row only. newline=""
+    # keeps a cell's line breaks for the csv module and numbers lines as an editor does.
     text = io.TextIOWrapper(
         io.BufferedReader(counter), encoding=encoding, errors="replace", newline=""
     )
-    # A NUL byte is a bad character of one row, not the end of the file: the csv module passes
-    # it through, and validation rejects that row.
-    lines = iter(text)
-    first_line, header_number = "", 0
-    for header_number, first_line in enumerate(lines, start=1):  # noqa: B007
-        if first_line.strip() or header_number >= _HEADER_SEARCH_ROWS:
-            break
-    delimiter = max(_DELIMITERS, key=first_line.count) if first_line.strip() else ","
-    csv.field_size_limit(_CSV_FIELD_LIMIT)
-    try:
-        header = next(csv.reader([first_line], delimiter=delimiter), [])
-    except csv.Error:
-        header = first_line.split(delimiter)
-    reader = csv.reader(lines, delimiter=delimiter)
+    lines = enumerate(text, start=1)
+    head = list(islice(lines, HEADER_SEARCH_ROWS))
+    sep = csv_records.sep_line_delimiter(head[0][1]) if head else None
+    return _CsvSource(head, lines, lambda: counter.count, encoding, sep)
 
-    def rows():
-        row_number = header_number
-        while True:
-            row_number += 1
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                yield row_number, UnreadableRow(UNREADABLE_ROW.format(error=error))
-                continue
-            if "".join(row).strip():  # not blank (_is_blank, for cells that are all text)
+
+def _csv_table(
+    file: BinaryIO, *, name: str, size: int, encoding: str, mapping: ColumnMapping | None
+) -> Table:
+    source = _csv_source(file, encoding=encoding)
+    skip = 1 if source.sep else 0
+    layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
+    start = skip if layout.position is None else layout.position + 1
+    data_lines = chain(source.head[start:], source.rest)
+    width = len(layout.titles) if layout.position is not None else 1
+    records = csv_records.records(
+        data_lines,
+        delimiter=delimiter,
+        width=width,
+        columns_read={i for i in layout.columns if i is not None},
+        titles=layout.mapping.titles or ("Code",),
+    )
+    pick = _picker(layout.columns)
+
+    def picked():
+        for row_number, row in records:
+            if isinstance(row, list):
+                yield row_number, pick(row)
+            elif isinstance(row, UnreadableRow) and row.cells:
+                # What could be read of it, in the template's columns, for the download.
+                yield row_number, replace(row, cells=pick(list(row.cells)))
+            else:
                 yield row_number, row
 
-    return header, rows(), lambda: counter.count
+    mapping_used = ColumnMapping(
+        layout.mapping.header_row,
+        layout.mapping.columns,
+        layout.mapping.titles,
+        layout.mapping.chosen,
+        delimiter,
+    )
+    return Table(
+        picked(),
+        source.progress,
+        size,
+        layout.titles,
+        layout.ignored,
+        notes=layout.notes,
+        mapping=mapping_used,
+        encoding=source.encoding,
+    )
 
 
-@dataclass(frozen=True)
-class UnreadableRow:
-    """Stands in for a row's cells when the row could not be parsed at all (a quote that is
-    never closed, a cell an Excel formula left empty); `column` and `value` say where, when
-    known."""
-
-    reason: str
-    column: str = ""
-    value: str = ""
-
-
-class BlankRow:
-    """Stands in for the cells of a blank row: read, and counted as skipped."""
-
-    def __repr__(self):
-        return "BLANK_ROW"
-
-
-BLANK_ROW = BlankRow()
+def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
+    """Return the file's layout and delimiter: by its header, by the manager's choice, or as
+    a single column of codes; raise ColumnsUnclear otherwise."""
+    head = source.head
+    if mapping is not None:
+        delimiter = (
+            mapping.delimiter
+            or source.sep
+            or csv_records.sniff_delimiter([line for _, line in head[skip:]])
+        )
+        split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
+        return _chosen_layout(split, mapping), delimiter
+    for position in range(skip, len(head)):
+        number, line = head[position]
+        if not line.strip():
+            continue
+        delimiters = (
+            [source.sep]
+            if source.sep
+            else sorted(csv_records.DELIMITERS, key=line.count, reverse=True)
+        )
+        for delimiter in delimiters:
+            cells = csv_records.split_line(line, delimiter)
+            match = match_header(cells)
+            if match is None:
+                continue
+            if len(cells) == 1 and not source.sep:
+                # A header of one title says nothing of the delimiter: the rows under it do.
+                delimiter = csv_records.sniff_delimiter([text for _, text in head[position + 1 :]])
+            split = [(n, csv_records.split_line(text, delimiter)) for n, text in head]
+            layout = _matched_layout(
+                split, position, match_header(split[position][1]), name=name, skip=skip
+            )
+            return layout, delimiter
+        if not is_title_row(csv_records.split_line(line, delimiters[0])):
+            break
+    delimiter = source.sep or csv_records.sniff_delimiter([line for _, line in head[skip:]])
+    split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
+    if _single_column(split, skip):
+        return _headerless_layout(), delimiter
+    titles = next((cells for _, cells in split[skip:] if not is_blank(cells)), [])
+    raise ColumnsUnclear(
+        NO_CODE_COLUMN.format(name=name, found=_columns_found([title_text(t) for t in titles])),
+        first_rows=_first_rows(split, skip),
+        delimiter=delimiter,
+    )
 
 
 # Spreadsheets: XLSX, XLSM, XLSB, XLS, ODS
 
 
 def _workbook_table(
-    file: BinaryIO, *, name: str, size: int, file_format: str, load: bool
+    file: BinaryIO,
+    *,
+    name: str,
+    size: int,
+    file_format: str,
+    load: bool,
+    mapping: ColumnMapping | None = None,
 ) -> Table | None:
     import python_calamine
     from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum
@@ -415,52 +603,40 @@ def _workbook_table(
         sheet_names = [
             meta.name for meta in workbook.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet
         ]
-        # The first sheet with a Code column: codes are often on a sheet after a "Notes" one.
-        looked_at = []  # (sheet name, its header's titles)
-        for sheet_name in sheet_names:
-            sheet = workbook.get_sheet_by_name(sheet_name)
-            sheet_rows = sheet.iter_rows()
-            header, header_number = [], 0
-            for header_number, row in enumerate(sheet_rows, start=1):  # noqa: B007
-                if not _is_blank(row) or header_number >= _HEADER_SEARCH_ROWS:
-                    header = row
-                    break
-            if "code" in _header_fields(header):
-                indexes, columns, ignored = _map_header(header, name=name)
-                break
-            looked_at.append((sheet_name, _header_titles(header)))
-        else:
-            if len(looked_at) == 1:
-                found = _columns_found(looked_at[0][1])
-                raise ImportFileError(NO_CODE_COLUMN.format(name=name, found=found))
-            sheets = "; ".join(
-                f"“{_short(sheet)}” (columns: {_columns_found(titles)})"
-                for sheet, titles in looked_at
-            )
-            raise ImportFileError(
-                NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets or "none")
-            )
+        found = _sheet_with_codes(workbook, sheet_names, name=name, mapping=mapping)
     except PasswordError as error:
         raise ImportFileError(ENCRYPTED.format(name=name)) from error
     except unreadable as error:
         raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
+    sheet_name, sheet, head, sheet_rows, layout = found
     notes = [SHEET_READ.format(sheet=sheet_name)] if len(sheet_names) > 1 else []
+    notes += layout.notes
+    indexes = layout.columns
     cell_info = (
         _xlsx_cell_info(file, sheet_name, indexes) if file_format in ("xlsx", "xlsm") else {}
     )
+    start = 0 if layout.position is None else layout.position + 1
     done = [0]
     numeric = [0]
 
     def rows():
-        for row_number, row in enumerate(sheet_rows, start=header_number + 1):
-            done[0] = row_number
+        # Blank rows count once a row follows them: a sheet's formatted but empty rows at its
+        # end are no rows of the file.
+        blank_from = None
+        last = 0
+        for row_number, row in chain(head[start:], enumerate(sheet_rows, start=len(head) + 1)):
+            done[0] = last = row_number
             info = cell_info.get(row_number)
             if info:
                 cells = _apply_cell_info(list(_pick(row, indexes)), info)
-            elif _is_blank(row):
+            elif is_blank(row):
+                blank_from = blank_from or row_number
                 continue
             else:
                 cells = _pick(row, indexes)
+            if blank_from:
+                yield from ((n, BLANK_ROW) for n in range(blank_from, row_number))
+                blank_from = None
             if (
                 isinstance(cells, tuple)
                 and isinstance(cells[0], int | float)
@@ -468,19 +644,58 @@ def _workbook_table(
             ):
                 numeric[0] += 1
             yield row_number, cells
+        # calamine ends a sheet at its last value: a formula never computed below it is read
+        # from the sheet's XML alone.
+        for row_number in sorted(n for n in cell_info if n > last):
+            yield row_number, _apply_cell_info([None] * len(FIELDS), cell_info[row_number])
         if numeric[0]:
             count = numeric[0]
             rows_text = f"{count:,} row" + ("" if count == 1 else "s")
             notes.append(NUMERIC_CODES.format(rows=rows_text))
 
-    return Table(rows(), lambda: done[0], max(sheet.height, 1), columns, ignored, notes=notes)
+    return Table(
+        rows(),
+        lambda: done[0],
+        max(sheet.height, 1),
+        layout.titles,
+        layout.ignored,
+        notes=notes,
+        mapping=replace(layout.mapping, sheet=sheet_name),
+    )
 
 
-def _header_fields(header: list) -> set[str]:
-    return {
-        _FIELD_BY_HEADER.get(re.sub(r"[\s_-]+", "", title).lower())
-        for title in _header_titles(header)
-    } - {None}
+def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
+    """Return the sheet to read (the first with a header naming the code column, or the one
+    the manager chose), its first rows, the iterator of the rest, and its layout."""
+    looked_at = []  # (sheet name, its first rows)
+    for sheet_name in sheet_names:
+        if mapping is not None and mapping.sheet and sheet_name != mapping.sheet:
+            continue
+        sheet = workbook.get_sheet_by_name(sheet_name)
+        sheet_rows = sheet.iter_rows()
+        head = [(n, list(row)) for n, row in enumerate(islice(sheet_rows, HEADER_SEARCH_ROWS), 1)]
+        layout = _layout(head, name=name, mapping=mapping)
+        if layout is not None:
+            return sheet_name, sheet, head, sheet_rows, layout
+        looked_at.append((sheet_name, sheet, head, sheet_rows))
+    if not looked_at:
+        raise ImportFileError(NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets="none"))
+    filled = [looked for looked in looked_at if not all(is_blank(r) for _, r in looked[2])]
+    if len(filled) == 1 and _single_column(filled[0][2]):
+        # A single column of codes on the only sheet with anything on it needs no header.
+        return (*filled[0], _headerless_layout())
+    sheet_name, sheet, head, sheet_rows = looked_at[0]
+    first_rows = _first_rows(head)
+    if len(looked_at) == 1:
+        found = _columns_found(first_rows[0] if first_rows else [])
+        message = NO_CODE_COLUMN.format(name=name, found=found)
+    else:
+        sheets = "; ".join(
+            f"“{_short(sheet)}” (columns: {_columns_found((_first_rows(rows) or [[]])[0])})"
+            for sheet, _, rows, _ in looked_at
+        )
+        message = NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets)
+    raise ColumnsUnclear(message, first_rows=first_rows, sheet=sheet_name)
 
 
 def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:
@@ -544,9 +759,14 @@ def _text_table(file: BinaryIO, size: int) -> Table:
 
     def rows():
         for line_number, line in enumerate(text, start=1):
-            for token in _TEXT_SEPARATORS.split(line):
-                token = token.strip()
-                if token and not (line_number == 1 and token.lower() == "code"):
+            tokens = [token.strip() for token in _TEXT_SEPARATORS.split(line)]
+            tokens = [token for token in tokens if token]
+            if not tokens:
+                yield line_number, BLANK_ROW
+            elif line_number == 1 and len(tokens) == 1 and match_header(tokens):
+                continue  # a header ("Code", "Промокод"), as a column copied from a sheet has
+            else:
+                for token in tokens:
                     yield line_number, (token, None, None, None, None)
 
     return Table(rows(), lambda: counter.count, size, ["Code"], [])
@@ -571,6 +791,34 @@ class CustomerTable:
     rows: Iterator[tuple[int, list | UnreadableRow]]
     progress: Callable[[], int]
     total: int
+
+
+def _customer_csv_rows(file: BinaryIO, *, name: str):
+    """A customer list's header (the first line, among the first few, naming a customer id
+    column; titles and blank lines may stand above it) and its rows, as for codes."""
+    source = _csv_source(file)
+    position, delimiter, header = None, ",", []
+    for index, (_, line) in enumerate(source.head):
+        if not line.strip():
+            continue
+        delimiter = source.sep or max(csv_records.DELIMITERS, key=line.count)
+        cells = csv_records.split_line(line, delimiter)
+        if _customer_column([title_text(cell) for cell in cells]) is not None:
+            position, header = index, cells
+            break
+        header = header or cells
+        if not is_title_row(cells):
+            break
+    if position is None:
+        return header, iter(()), source.progress
+    rows = csv_records.records(
+        chain(source.head[position + 1 :], source.rest),
+        delimiter=delimiter,
+        width=len(header),
+        columns_read=set(),
+        titles=[title_text(cell) for cell in header],
+    )
+    return header, rows, source.progress
 
 
 def _customer_column(header: list[str]) -> int | None:
@@ -603,11 +851,11 @@ def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable
     file.seek(0)
     file_format = detect_format(head, name=name, file=file, size=size)
     if file_format == "csv":
-        header, rows, progress = _csv_rows(file, size=size)
+        header, rows, progress = _customer_csv_rows(file, name=name)
         total = size
     else:
         header, rows, progress, total = _first_sheet_rows(file, name=name, file_format=file_format)
-    header = _header_titles(header)
+    header = [title_text(cell) for cell in header]
     index = _customer_column(header)
     if index is None:
         raise ImportFileError(NO_CUSTOMER_COLUMN.format(name=name, found=_columns_found(header)))
@@ -615,6 +863,8 @@ def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable
 
     def cells():
         for row_number, row in rows:
+            if row is BLANK_ROW:
+                continue
             if isinstance(row, UnreadableRow):
                 yield row_number, row
                 continue
@@ -645,7 +895,7 @@ def _first_sheet_rows(file: BinaryIO, *, name: str, file_format: str):
         sheet_rows = sheet.iter_rows()
         header, header_number = [], 0
         for header_number, row in enumerate(sheet_rows, start=1):  # noqa: B007
-            if not _is_blank(row) or header_number >= _HEADER_SEARCH_ROWS:
+            if not is_blank(row) or header_number >= HEADER_SEARCH_ROWS:
                 header = row
                 break
     except PasswordError as error:
@@ -657,7 +907,7 @@ def _first_sheet_rows(file: BinaryIO, *, name: str, file_format: str):
     def rows():
         for row_number, row in enumerate(sheet_rows, start=header_number + 1):
             done[0] = row_number
-            if not _is_blank(row):
+            if not is_blank(row):
                 yield row_number, list(row)
 
     return header, rows(), lambda: done[0], max(sheet.height, 1)

@@ -200,7 +200,7 @@ class ImportAdmin(admin.ModelAdmin):
                 "job": job,
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
-                "rejected_as_job": job.rows_rejected > export_services.EXPORT_AT_ONCE_MAX,
+                "rejected_as_job": job.rows_not_added > export_services.EXPORT_AT_ONCE_MAX,
                 "can_export_rejected": can_export(request, job.pool),
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
                 "undos": undos,
@@ -302,7 +302,7 @@ class ImportAdmin(admin.ModelAdmin):
         if not can_export(request, job.pool):
             raise PermissionDenied
         name = f"import-{job.pk}-rejected-rows"
-        if job.rows_rejected <= export_services.EXPORT_AT_ONCE_MAX:
+        if job.rows_not_added <= export_services.EXPORT_AT_ONCE_MAX:
             if file_format == "xlsx":
                 return xlsx_response(
                     rejected_rows(job), f"{name}.xlsx", sheet_title="Rejected rows"

@@ -7,15 +7,17 @@ import pytest
 from openpyxl import Workbook
 
 from imports import readers
-from imports.readers import ImportFileError, UnreadableRow, detect_format, open_table
+from imports.headers import ColumnMapping
+from imports.readers import BLANK_ROW, ImportFileError, UnreadableRow, detect_format, open_table
 from tests.imports.files import ods_bytes, xlsx_bytes, zip_bomb_bytes
 
 MB = 1024 * 1024
 
 
 def read(data: bytes, name: str = "codes.csv", pasted: bool = False):
+    """The rows read, blank ones left out (test_blank_rows_are_read_as_such counts them)."""
     table = open_table(io.BytesIO(data), name=name, size=len(data), pasted=pasted)
-    return list(table.rows)
+    return [row for row in table.rows if row[1] is not BLANK_ROW]
 
 
 def file_error(data: bytes, name: str = "codes.csv") -> str:
@@ -93,14 +95,13 @@ def test_pasted_list_tolerates_separators_and_blank_lines():
     ]
 
 
-def test_broken_row_is_reported_as_unreadable_not_fatal(monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_FIELD_LIMIT", 50)
-    data = b"Code\n" + b"A" * 100 + b"\nGOOD\n"
+def test_a_cell_of_any_length_is_read_for_validation_to_judge():
+    data = b"Code,Note\n" + b"A" * (3 * MB) + b",x\nGOOD," + b"n" * (2 * MB) + b"\n"
 
     rows = read(data)
 
     assert rows == [
-        (2, UnreadableRow("This row cannot be read: field larger than field limit (50).")),
+        (2, ("A" * (3 * MB), None, None, None, None)),
         (3, ("GOOD", None, None, None, None)),
     ]
 
@@ -166,14 +167,28 @@ def test_empty_file_and_header_only():
     )
 
 
+NO_CODE_COLUMN = (
+    "“{name}” has no column of codes: no column is named Code (or Promo code, Coupon, Код, "
+    "Промокод). Columns found: {found}. Choose the columns on the upload page, or rename the one "
+    "to read."
+)
+
+
 def test_no_code_column_names_the_columns_found():
-    message = file_error(b"Promo,Start\nAAA,2026-01-01\n")
+    message = file_error(b"Name,Start\nAAA,2026-01-01\n")
 
-    assert message == "“codes.csv” has no Code column. Columns found: “Promo”, “Start”."
+    assert message == NO_CODE_COLUMN.format(name="codes.csv", found="“Name”, “Start”")
 
 
-def test_repeated_column():
-    assert file_error(b"Code,code\nA,B\n") == "“codes.csv” has the column code more than once."
+def test_two_columns_of_codes_are_for_the_manager_to_choose_between():
+    with pytest.raises(readers.ColumnsUnclear) as excinfo:
+        read(b"Code,Promo code\nA,B\n")
+
+    assert str(excinfo.value) == (
+        "“codes.csv” has more than one column for Code: “Code”, “Promo code”. Choose the columns "
+        "on the upload page, or rename the one to read."
+    )
+    assert excinfo.value.first_rows == [["Code", "Promo code"], ["A", "B"]]
 
 
 def test_file_over_the_size_limit_says_the_limit(settings):
@@ -213,8 +228,9 @@ def test_no_code_column_on_any_sheet_names_the_sheets_looked_at():
     data = ods_bytes({"Notes": [["hello"]], "Data": [["Promo", "Start"], ["A", "B"]], "Empty": []})
 
     assert file_error(data, "codes.ods") == (
-        "“codes.ods” has no Code column on any sheet. Sheets looked at: “Notes” (columns: "
-        "“hello”); “Data” (columns: “Promo”, “Start”); “Empty” (columns: none)."
+        "“codes.ods” has no column of codes on any sheet. Sheets looked at: “Notes” (columns: "
+        "“hello”); “Data” (columns: “Promo”, “Start”); “Empty” (columns: none). Choose the "
+        "columns on the upload page, or rename the one to read."
     )
 
 
@@ -284,7 +300,7 @@ def test_password_or_garbage_zip_named_xlsb_is_named_as_xlsb():
 def test_long_and_control_character_headers_are_quoted_visibly_and_short():
     message = file_error(("\x01" + "Y" * 300 + ",B\nA,B\n").encode())
 
-    assert message == "“codes.csv” has no Code column. Columns found: “␁" + "Y" * 59 + "…”, “B”."
+    assert message == NO_CODE_COLUMN.format(name="codes.csv", found="“␁" + "Y" * 59 + "…”, “B”")
 
 
 # Mutation testing found these behaviours untested.
@@ -413,7 +429,7 @@ def test_the_header_is_looked_for_in_the_first_20_lines_only():
     at_21 = b"\n" * 20 + b"Code\nA\n"
 
     assert read(at_20) == [(21, ("A", None, None, None, None))]
-    assert file_error(at_21) == "“codes.csv” has no Code column. Columns found: none."
+    assert file_error(at_21) == NO_CODE_COLUMN.format(name="codes.csv", found="none")
 
 
 def test_the_delimiter_is_the_one_the_header_uses_most():
@@ -445,31 +461,26 @@ def test_a_windows_1251_file_is_read_as_such_after_utf8_fails():
 def test_many_columns_are_listed_up_to_20():
     header = ",".join(f"C{i}" for i in range(1, 23))
 
-    assert file_error(f"{header}\nx\n".encode()) == (
-        "“codes.csv” has no Code column. Columns found: "
-        + ", ".join(f"“C{i}”" for i in range(1, 21))
-        + ", and 2 more."
+    first_20 = ", ".join(f"“C{i}”" for i in range(1, 21))
+    assert file_error(f"{header}\nx\n".encode()) == NO_CODE_COLUMN.format(
+        name="codes.csv", found=first_20 + ", and 2 more"
     )
     header = ",".join(f"C{i}" for i in range(1, 22))
-    assert file_error(f"{header}\nx\n".encode()) == (
-        "“codes.csv” has no Code column. Columns found: "
-        + ", ".join(f"“C{i}”" for i in range(1, 21))
-        + ", and 1 more."
+    assert file_error(f"{header}\nx\n".encode()) == NO_CODE_COLUMN.format(
+        name="codes.csv", found=first_20 + ", and 1 more"
     )
     header = ",".join(f"C{i}" for i in range(1, 21))
-    assert file_error(f"{header}\nx\n".encode()) == (
-        "“codes.csv” has no Code column. Columns found: "
-        + ", ".join(f"“C{i}”" for i in range(1, 21))
-        + "."
+    assert file_error(f"{header}\nx\n".encode()) == NO_CODE_COLUMN.format(
+        name="codes.csv", found=first_20
     )
 
 
 def test_a_header_of_60_characters_is_shown_whole_and_61_shortened():
-    assert file_error(("Y" * 60 + ",Y\nA,B\n").encode()) == (
-        "“codes.csv” has no Code column. Columns found: “" + "Y" * 60 + "”, “Y”."
+    assert file_error(("Y" * 60 + ",Y\nA,B\n").encode()) == NO_CODE_COLUMN.format(
+        name="codes.csv", found="“" + "Y" * 60 + "”, “Y”"
     )
-    assert file_error(("Y" * 61 + "\nA\n").encode()) == (
-        "“codes.csv” has no Code column. Columns found: “" + "Y" * 60 + "…”."
+    assert file_error(("Y" * 61 + ",Y\nA,B\n").encode()) == NO_CODE_COLUMN.format(
+        name="codes.csv", found="“" + "Y" * 60 + "…”, “Y”"
     )
 
 
@@ -478,16 +489,6 @@ def test_columns_and_ignored_columns_are_listed_as_titled():
 
     assert (table.columns, table.ignored_columns) == (["Note", "Code", "Extra"], ["Note", "Extra"])
     assert list(table.rows) == [(2, ("A", None, None, None, None))]
-
-
-def test_a_header_the_csv_module_cannot_parse_is_split_on_the_delimiter(monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_FIELD_LIMIT", 10)
-    data = b'Code,"Long header title",Issue-end\nA,x,2026-01-01\n'
-
-    table = table_of(data)
-
-    assert table.ignored_columns == ['"Long header title"']
-    assert list(table.rows) == [(2, ("A", None, "2026-01-01", None, None))]
 
 
 def test_workbook_not_loaded_is_only_checked_as_a_container():
@@ -565,6 +566,7 @@ def test_a_workbook_of_one_sheet_has_no_note_and_counts_its_rows():
     assert (table.total, table.progress()) == (4, 2)  # the first row is read ahead
     assert list(table.rows) == [
         (2, ("A", None, None, None, None)),
+        (3, BLANK_ROW),
         (4, ("B", None, None, None, None)),
     ]
     assert (table.notes, table.progress(), table.columns, table.ignored_columns) == (
@@ -577,12 +579,12 @@ def test_a_workbook_of_one_sheet_has_no_note_and_counts_its_rows():
 
 def test_a_chart_sheet_is_not_looked_at():
     codes = workbook_bytes({"Codes": [("Code",), ("C1",)]}, chart_first=True)
-    no_codes = workbook_bytes({"Data": [("Promo",), ("C1",)]}, chart_first=True)
+    no_codes = workbook_bytes({"Data": [("Name", "Note"), ("C1", "x")]}, chart_first=True)
 
     table = table_of(codes, "codes.xlsx")
     assert (list(table.rows), table.notes) == ([(2, ("C1", None, None, None, None))], [])
     assert file_error(no_codes, "codes.xlsx") == (
-        "“codes.xlsx” has no Code column. Columns found: “Promo”."
+        NO_CODE_COLUMN.format(name="codes.xlsx", found="“Name”, “Note”")
     )
 
 
@@ -592,7 +594,7 @@ def test_a_sheet_header_is_looked_for_in_its_first_20_rows_only():
 
     assert read(at_20, "codes.xlsx") == [(21, ("A", None, "x", None, None))]
     assert file_error(at_21, "codes.xlsx") == (
-        "“codes.xlsx” has no Code column. Columns found: none."
+        NO_CODE_COLUMN.format(name="codes.xlsx", found="none")
     )
 
 
@@ -786,15 +788,10 @@ def test_a_customer_list_workbook_is_read_from_its_first_sheet():
     assert list(customers(below_blank_rows, "list.xlsx").rows) == [(4, ["C8"])]
 
 
-def test_a_customer_list_row_the_csv_module_cannot_read_is_kept_as_unreadable(monkeypatch):
-    monkeypatch.setattr(readers, "_CSV_FIELD_LIMIT", 20)
+def test_a_customer_list_row_with_a_quote_never_closed_is_kept_as_unreadable():
+    rows = list(customers(b'Customer,Note\nC1,"oops\nC2,x\n').rows)
 
-    rows = list(customers(b"Customer\n" + b"C" * 30 + b"\n1.5\n").rows)
-
-    assert rows == [
-        (2, UnreadableRow("This row cannot be read: field larger than field limit (20).")),
-        (3, ["1.5"]),
-    ]
+    assert [(n, getattr(row, "column", row)) for n, row in rows] == [(2, "Note"), (3, ["C2", "x"])]
 
 
 def test_a_damaged_customer_workbook_is_named_by_its_format():
@@ -832,8 +829,11 @@ def test_a_csv_padded_with_spaces_is_text():
     ]
 
 
-def test_a_one_byte_file_is_not_empty():
-    assert file_error(b"A") == "“codes.csv” has no Code column. Columns found: “A”."
+def test_a_one_byte_file_is_not_empty_and_a_column_without_a_header_is_of_codes():
+    table = table_of(b"A")
+
+    assert list(table.rows) == [(1, ("A", None, None, None, None))]
+    assert table.notes == ["The file has no header: every row was read as a code."]
 
 
 def test_a_csv_table_says_its_format_and_a_bom_in_a_header_cell_is_dropped():
@@ -858,24 +858,11 @@ def test_a_utf8_character_cut_by_the_sample_is_still_read_as_utf8():
     ]
 
 
-def test_a_field_of_1_mib_is_read_and_one_character_more_is_an_unreadable_row():
-    mib = 1024 * 1024
-    data = b"Code\n" + b"A" * mib + b"\n" + b"B" * (mib + 1) + b"\nC\n"
-
-    rows = read(data)
-
-    assert [(n, cells if isinstance(cells, UnreadableRow) else cells[0]) for n, cells in rows] == [
-        (2, "A" * mib),
-        (3, UnreadableRow("This row cannot be read: field larger than field limit (1048576).")),
-        (4, "C"),
-    ]
-
-
 def test_a_workbook_of_chart_sheets_only_has_no_sheet_to_read():
     data = workbook_bytes({}, chart_first=True)
 
     assert file_error(data, "codes.xlsx") == (
-        "“codes.xlsx” has no Code column on any sheet. Sheets looked at: none."
+        "“codes.xlsx” has no column of codes on any sheet. Sheets looked at: none."
     )
 
 
@@ -938,3 +925,228 @@ def test_a_customer_list_saved_as_csv_utf8_by_excel_is_read():
     table = customers(data)
 
     assert (table.header, list(table.rows)) == (["Customer", "Имя"], [(2, ["C1", "Анна"])])
+
+
+# Every line accounted for, and files met where they are.
+
+
+def rows_of(data: bytes, name: str = "codes.csv", **kwargs):
+    """All rows read, blank ones too, each as its code (or the marker that stands in for it)."""
+    table = table_of(data, name, **kwargs)
+    return [(n, cells[0] if isinstance(cells, tuple) else cells) for n, cells in table.rows]
+
+
+def test_a_quote_never_closed_costs_its_own_row_only_and_says_where_it_opened():
+    lines = ["Code,Issue-end,Note"] + [f"C{n},,note {n}" for n in range(2, 22)]
+    lines[2] = 'C3,,"my note, unfinished'
+    data = "\n".join(lines).encode() + b"\n"
+
+    rows = rows_of(data)
+
+    assert [n for n, _ in rows] == list(range(2, 22))
+    (broken,) = [row for _, row in rows if isinstance(row, UnreadableRow)]
+    assert (broken.reason, broken.column, broken.value) == (
+        "A quote opened here is never closed, so the rows after it would be read as part of this "
+        "cell. Remove the quote or close it, then upload this row again.",
+        "Note",
+        '"my note, unfinished',
+    )
+    assert broken.cells == ("C3", None, "", None, None)
+    assert [code for _, code in rows if isinstance(code, str)] == [
+        f"C{n}" for n in range(2, 22) if n != 3
+    ]
+
+
+def test_a_stray_quote_in_the_code_column_and_one_closed_rows_later_lose_nothing_else():
+    data = b'Code,Note\nC2,x\n"C3,x\nC4,x\nC5,"stray\nC6,x\nC7,x\n'
+
+    rows = rows_of(data)
+
+    assert [(n, getattr(row, "column", row)) for n, row in rows] == [
+        (2, "C2"),
+        (3, "Code"),
+        (4, "C4"),
+        (5, "Note"),
+        (6, "C6"),
+        (7, "C7"),
+    ]
+
+
+def test_a_quote_open_at_the_end_of_the_last_line_is_caught_too():
+    rows = rows_of(b'Code,Note\nC2,x\nC3,"open')
+
+    assert rows[0] == (2, "C2")
+    assert (rows[1][0], rows[1][1].column) == (3, "Note")
+
+
+def test_a_real_multi_line_note_is_one_row_numbered_by_its_first_line():
+    data = b'Code,Note,Issue-end\nC2,"line one\nline two",2027-01-01\nC4,x,\n'
+
+    table = table_of(data)
+
+    assert list(table.rows) == [
+        (2, ("C2", None, "2027-01-01", None, None)),
+        (4, ("C4", None, "", None, None)),
+    ]
+
+
+def test_a_quote_runs_at_most_20_lines_before_it_counts_as_never_closed():
+    def note_of(lines):
+        return "\n".join(f"part {n}" for n in range(lines))
+
+    closing_on_its_20th_line = f'Code,Note\nA,"{note_of(20)}"\nB,x\n'.encode()
+    closing_on_its_21st_line = f'Code,Note\nA,"{note_of(21)}"\nB,x\n'.encode()
+
+    assert rows_of(closing_on_its_20th_line) == [(2, "A"), (22, "B")]
+    rows = rows_of(closing_on_its_21st_line)
+    assert isinstance(rows[0][1], UnreadableRow)
+    # The broken row, then each line it would have swallowed read again on its own.
+    assert [n for n, _ in rows] == list(range(2, 24))
+    assert rows[-1] == (23, "B")
+
+
+def test_a_line_break_inside_a_code_cell_is_never_a_multi_line_cell():
+    rows = rows_of(b'Code,Note\n"A\nB",x\nC,x\n')
+
+    assert [(n, getattr(row, "column", row)) for n, row in rows] == [
+        (2, "Code"),
+        (3, 'B"'),
+        (4, "C"),
+    ]
+
+
+def test_blank_lines_and_rows_of_empty_cells_are_read_as_blank_rows():
+    assert rows_of(b"Code,Note\nA,x\n\n,\n  \nB,y\n\n") == [
+        (2, "A"),
+        (3, BLANK_ROW),
+        (4, BLANK_ROW),
+        (5, BLANK_ROW),
+        (6, "B"),
+        (7, BLANK_ROW),
+    ]
+
+
+def test_excels_sep_line_names_the_delimiter():
+    table = table_of(b"sep=;\nCode;Note,with comma\nA;x,y\n")
+
+    assert list(table.rows) == [(3, ("A", None, None, None, None))]
+    assert table.mapping.delimiter == ";"
+    assert table.notes == []
+
+
+def test_a_title_and_blank_rows_above_the_header_are_skipped_and_said():
+    data = "Промокоды весенней акции\n\nКод;Действует до\nВЕСНА1;31.05.2027\n".encode()
+
+    table = table_of(data)
+
+    assert list(table.rows) == [(4, ("ВЕСНА1", None, None, None, "31.05.2027"))]
+    assert table.notes == ["The header is on row 3: the 2 rows above it were skipped."]
+    assert table.mapping.header_row == 3
+
+
+def test_a_row_like_data_above_the_header_ends_the_search():
+    with pytest.raises(readers.ColumnsUnclear) as excinfo:
+        read(b"A1,2027-01-01\nCode,Issue-end\nA2,2027-01-01\n")
+
+    assert excinfo.value.first_rows[:2] == [["A1", "2027-01-01"], ["Code", "Issue-end"]]
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Code",
+        "CODE",
+        " promo code ",
+        "Promo-Code",
+        "Coupon",
+        "Voucher code",
+        "Код",
+        "ПРОМОКОД",
+        "Промо-код",
+        "Купон",
+        "Code (required)",
+        "promo_code",
+    ],
+)
+def test_the_code_column_is_known_by_its_common_names(title):
+    assert read(f"{title};Note\nX1;n\n".encode()) == [(2, ("X1", None, None, None, None))]
+
+
+def test_date_columns_are_known_by_their_common_names_in_english_and_russian():
+    data = "Промокод;Выдача с;Выдача до;Действует с;Действует до\nA;1;2;3;4\n".encode()
+    assert read(data) == [(2, ("A", "1", "2", "3", "4"))]
+    data = b"Coupon,Valid from,Expiry date\nA,3,4\n"
+    assert read(data) == [(2, ("A", None, None, "3", "4"))]
+
+
+def test_a_single_column_of_codes_without_a_header_is_read_whole():
+    table = table_of(b"AAA\nBBB\n\nCCC\n")
+
+    assert [(n, c if c is BLANK_ROW else c[0]) for n, c in table.rows] == [
+        (1, "AAA"),
+        (2, "BBB"),
+        (3, BLANK_ROW),
+        (4, "CCC"),
+    ]
+    assert table.mapping.header_row == 0
+
+
+def test_columns_without_a_header_are_for_the_manager_to_choose():
+    with pytest.raises(readers.ColumnsUnclear) as excinfo:
+        read(b"AAA;2027-01-01\nBBB;2027-02-01\n")
+
+    assert (excinfo.value.first_rows, excinfo.value.delimiter) == (
+        [["AAA", "2027-01-01"], ["BBB", "2027-02-01"]],
+        ";",
+    )
+
+
+def test_columns_the_manager_chose_are_read_from_the_row_after_the_chosen_header():
+    mapping = ColumnMapping(0, (1, None, None, None, 0), delimiter=";")
+    table = table_of(b"2027-01-01;AAA\n2027-02-01;BBB\n", mapping=mapping)
+
+    assert list(table.rows) == [
+        (1, ("AAA", None, None, None, "2027-01-01")),
+        (2, ("BBB", None, None, None, "2027-02-01")),
+    ]
+    assert table.notes == [
+        "Columns as chosen on the upload page: Code from column B, Available-till from column A."
+    ]
+    with_header = ColumnMapping(2, (1, None, None, None, None), delimiter=",")
+    table = table_of(b"Export\nWhen,What\nx,AAA\n", mapping=with_header)
+    assert list(table.rows) == [(3, ("AAA", None, None, None, None))]
+
+
+def test_a_workbook_title_above_the_header_and_a_chosen_sheet():
+    data = workbook_bytes(
+        {
+            "Notes": [("Read me first", None)],
+            "Codes": [("Spring codes, 2027", None), (None, None), ("Купон", "Note"), ("K1", "x")],
+        }
+    )
+
+    table = table_of(data, "codes.xlsx")
+
+    assert list(table.rows) == [(4, ("K1", None, None, None, None))]
+    assert table.notes == [
+        "Codes read from the sheet “Codes”.",
+        "The header is on row 3: the 2 rows above it were skipped.",
+    ]
+    chosen = ColumnMapping(0, (1, None, None, None, None), sheet="Codes")
+    table = table_of(data, "codes.xlsx", mapping=chosen)
+    assert [row for _, row in table.rows][3] == ("x", None, None, None, None)
+
+
+def test_a_formula_never_computed_in_the_last_row_is_rejected_not_dropped():
+    workbook = Workbook()
+    sheet = workbook.active
+    sheet.append(["Code"])
+    sheet.append(["A1"])
+    sheet.append(['="X"&"1"'])
+    output = io.BytesIO()
+    workbook.save(output)
+
+    rows = rows_of(output.getvalue(), "codes.xlsx")
+
+    assert rows[0] == (2, "A1")
+    assert rows[1][0] == 3 and isinstance(rows[1][1], UnreadableRow)

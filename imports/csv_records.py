@@ -1,0 +1,190 @@
+"""Split a CSV file's lines into records, so that a broken quote costs one row, not the file.
+
+Python's csv module reads a quote that is never closed as one field that runs to the end of the
+file: every row after it vanishes without a word. Here a record may span lines only as a real
+multi-line cell does: its quote closes within MAX_RECORD_LINES lines, the lines it joins do not
+look like rows of their own, and the cell is not one of the columns read (codes and dates hold
+no line breaks). Otherwise the record's first line is rejected where its quote opens, and
+reading goes on at the line after it.
+"""
+
+import csv
+import re
+from collections.abc import Iterator
+
+from .cells import shown
+from .rows import BLANK_ROW, UnreadableRow
+
+DELIMITERS = (",", ";", "\t", "|")
+# A multi-line cell spans a few lines (an address, a note typed with Alt+Enter); a quote still
+# open after this many lines is a stray one.
+MAX_RECORD_LINES = 20
+QUOTE_NEVER_CLOSED = (
+    "A quote opened here is never closed, so the rows after it would be read as part of this "
+    "cell. Remove the quote or close it, then upload this row again."
+)
+UNREADABLE_ROW = "This row cannot be read: {error}."
+# Excel writes "sep=;" as a CSV's first line to say its delimiter.
+_SEP_LINE = re.compile(r'"?sep=(.)"?[,;\t|]*\s*', re.IGNORECASE)
+# Any cell may be as long as the file: a cell too long for its column is that row's rejection
+# ("longer than"), said with its row and column, not the csv module's "field larger than".
+csv.field_size_limit(2**31 - 1)
+
+
+class _RunawayQuote(Exception):
+    pass
+
+
+class _Feed:
+    """The lines a csv.reader pulls: numbered, read again when pushed back, and at most
+    MAX_RECORD_LINES of them for one record."""
+
+    __slots__ = ("lines", "back", "taken", "ended")
+
+    def __init__(self, lines: Iterator[tuple[int, str]]):
+        self.lines = lines
+        self.back: list[tuple[int, str]] = []
+        self.taken: list[tuple[int, str]] = []
+        self.ended = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        taken = self.taken
+        if len(taken) >= MAX_RECORD_LINES:
+            raise _RunawayQuote
+        if self.back:
+            item = self.back.pop()
+        else:
+            try:
+                item = next(self.lines)
+            except StopIteration:
+                self.ended = True
+                raise
+        taken.append(item)
+        return item[1]
+
+    def read_again(self, lines: list[tuple[int, str]]) -> None:
+        self.back.extend(reversed(lines))
+
+
+def sep_line_delimiter(line: str) -> str | None:
+    """Return the delimiter an Excel "sep=;" line names, or None for any other line."""
+    match = _SEP_LINE.fullmatch(line.lstrip("\ufeff"))
+    return match.group(1) if match else None
+
+
+def split_line(line: str, delimiter: str) -> list[str]:
+    """The cells of one line read alone (a quote left open takes the rest of the line)."""
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def sniff_delimiter(lines: list[str]) -> str:
+    """Return the delimiter that every one of these lines uses (the one used most, if several
+    are), or a comma for a single column."""
+    filled = [line for line in lines if line.strip()]
+    best, best_count = ",", 0
+    for delimiter in DELIMITERS:
+        least = min((line.count(delimiter) for line in filled), default=0)
+        if least > best_count:
+            best, best_count = delimiter, least
+    return best
+
+
+def records(
+    lines: Iterator[tuple[int, str]],
+    *,
+    delimiter: str,
+    width: int,
+    columns_read: set[int],
+    titles: list[str],
+) -> Iterator[tuple[int, list | UnreadableRow]]:
+    """Yield (line number where the record starts, cells, BLANK_ROW or UnreadableRow) for every
+    record of these numbered lines, each line in exactly one record.
+
+    `width` is the header's number of columns and `columns_read` the indexes of the columns
+    read, by which a multi-line record is judged.
+    """
+    feed = _Feed(lines)
+    reader = csv.reader(feed, delimiter=delimiter)
+    while True:
+        feed.taken = taken = []
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except _RunawayQuote:
+            yield _quote_never_closed(taken, delimiter, titles)
+            feed.read_again(taken[1:])
+            reader = csv.reader(feed, delimiter=delimiter)
+            continue
+        except csv.Error as error:
+            yield taken[0][0], UnreadableRow(UNREADABLE_ROW.format(error=error))
+            feed.read_again(taken[1:])
+            reader = csv.reader(feed, delimiter=delimiter)
+            continue
+        if len(taken) == 1 and not feed.ended:
+            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
+            continue
+        if _one_record(taken, row, delimiter, width, columns_read):
+            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
+            continue
+        yield _quote_never_closed(taken, delimiter, titles)
+        feed.read_again(taken[1:])
+        reader = csv.reader(feed, delimiter=delimiter)
+
+
+def _one_record(taken, row, delimiter, width, columns_read) -> bool:
+    """Whether lines read as one record are one: the quote closes, no cell read breaks a line,
+    and no line it joins would be a whole row by itself."""
+    if _ends_inside_quotes("".join(line for _, line in taken), delimiter):
+        return False
+    if len(taken) == 1:
+        return True
+    for index in columns_read:
+        if index < len(row) and ("\n" in row[index] or "\r" in row[index]):
+            return False
+    if width >= 2:
+        for _, line in taken[1:]:
+            if len(split_line(line, delimiter)) == width and not _ends_inside_quotes(
+                line, delimiter
+            ):
+                return False
+    return True
+
+
+def _quote_never_closed(taken, delimiter, titles) -> tuple[int, UnreadableRow]:
+    number, line = taken[0]
+    cells = split_line(line, delimiter) or [line]
+    index = len(cells) - 1
+    column = titles[index] if index < len(titles) and titles[index] else f"column {index + 1}"
+    cells[-1] = cells[-1].rstrip("\r\n")
+    return number, UnreadableRow(QUOTE_NEVER_CLOSED, column, shown('"' + cells[-1]), tuple(cells))
+
+
+_SPECIALS = {d: re.compile('["\r\n' + re.escape(d) + "]") for d in DELIMITERS}
+
+
+def _ends_inside_quotes(text: str, delimiter: str) -> bool:
+    """Whether a quote is still open at the end of `text`, read as the csv module reads it: a
+    quote opens a quoted cell only at the start of a cell, "" inside one is a quote, and a
+    quote that closes early lets the cell go on unquoted."""
+    specials = _SPECIALS.get(delimiter) or re.compile('["\r\n' + re.escape(delimiter) + "]")
+    inside, cell_start, skip = False, 0, -1
+    for match in specials.finditer(text):
+        position = match.start()
+        if position <= skip:
+            continue
+        char = text[position]
+        if inside:
+            if char == '"':
+                if text.startswith('"', position + 1):
+                    skip = position + 1
+                else:
+                    inside = False
+        elif char == '"':
+            inside = position == cell_start
+        else:
+            cell_start = position + 1
+    return inside
