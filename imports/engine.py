@@ -35,8 +35,8 @@ from pools.signals import stock_changed_on_commit
 
 from .cells import shown
 from .generation import CodeFormat, generate_codes
-from .models import Import, Rejection
 from .headers import ColumnMapping
+from .models import Import, Rejection
 from .readers import FIX_THE_FILE, ImportFileError, open_table
 from .signals import import_finished_on_commit
 from .validation import (
@@ -357,9 +357,7 @@ def _ascii_cell(value):
     return ascii(str(value))[1:-1][:1000]
 
 
-def _commit_batch(
-    job, clean, rejected, last_row, progress, *, generated=False, skipped=0
-) -> None:
+def _commit_batch(job, clean, rejected, last_row, progress, *, generated=False, skipped=0) -> None:
     try:
         with transaction.atomic():
             _write_batch(
