@@ -1,7 +1,24 @@
 from django import forms
 
+from .cells import shown
+from .column_choices import guess_columns
 from .generation import DEFAULT_ALPHABET, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
-from .readers import ACCEPTED_EXTENSIONS
+from .headers import FIELDS, TEMPLATE_COLUMNS
+from .preview import Preview, Question, encoding_name
+from .readers import ACCEPTED_EXTENSIONS, column_letter
+
+DATE_ORDERS = [
+    ("", "Find out from the file"),
+    ("dmy", "Day first: 31/01/2026"),
+    ("mdy", "Month first: 01/31/2026 (US)"),
+]
+DATE_ORDER_HELP = (
+    "Only for dates written with slashes. Dotted dates (31.01.2026) are day first; ISO dates "
+    "(2026-01-31) need no choice."
+)
+# The encodings offered for a CSV besides the one it was read with, when it asks nothing.
+COMMON_ENCODINGS = ("utf-8", "cp1251", "utf-16", "koi8-r", "cp1252")
+SAME_COLUMN = "{first} and {second} cannot both be read from column {column}."
 
 
 class UploadForm(forms.Form):
@@ -15,14 +32,111 @@ class UploadForm(forms.Form):
     date_order = forms.ChoiceField(
         label="Dates like 03/04/2026",
         required=False,
-        choices=[
-            ("", "Find out from the file"),
-            ("dmy", "Day first: 31/01/2026"),
-            ("mdy", "Month first: 01/31/2026 (US)"),
-        ],
-        help_text="Only for dates written with slashes. Dotted dates (31.01.2026) are day "
-        "first; ISO dates (2026-01-31) need no choice.",
+        choices=DATE_ORDERS,
+        help_text=DATE_ORDER_HELP,
     )
+
+
+class PreviewForm(forms.Form):
+    """The choices for reading a staged file, offered from its preview: the encoding (a CSV's),
+    the date order and the columns (when the file's first rows are known)."""
+
+    encoding = forms.ChoiceField(label="Encoding", required=False)
+    date_order = forms.ChoiceField(
+        label="Dates like 03/04/2026",
+        required=False,
+        choices=DATE_ORDERS,
+        help_text=DATE_ORDER_HELP,
+    )
+    header_row = forms.TypedChoiceField(label="Header", coerce=int, empty_value=0, required=False)
+
+    def __init__(self, *args, preview: Preview, upload, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.preview = preview
+        if preview.file_format == "csv" or preview.question == Question.ENCODING:
+            self.fields["encoding"].choices = self._encodings(preview)
+            self.initial["encoding"] = upload.encoding or preview.encoding
+        else:
+            del self.fields["encoding"]
+        self.initial["date_order"] = upload.date_order
+        self.has_columns = preview.question != Question.ENCODING
+        if not self.has_columns:
+            del self.fields["header_row"]
+            return
+        self.fields["header_row"].choices = [("0", "None: every row holds codes")] + [
+            (str(number), f"Row {number}: " + _row_text(row))
+            for number, row in zip(preview.first_row_numbers, preview.first_rows, strict=False)
+        ]
+        columns = [("", "—")] + [
+            (str(index), _column_text(index, preview)) for index in range(preview.width)
+        ]
+        header_row, chosen = guess_columns(preview)
+        self.initial["header_row"] = header_row
+        for position, (name, label) in enumerate(zip(FIELDS, TEMPLATE_COLUMNS, strict=True)):
+            self.fields[name] = forms.TypedChoiceField(
+                label=label,
+                choices=columns,
+                coerce=int,
+                empty_value=None,
+                required=position == 0,
+            )
+            self.initial[name] = chosen[position]
+
+    @staticmethod
+    def _encodings(preview: Preview) -> list[tuple[str, str]]:
+        if preview.readings:
+            return [
+                (
+                    codec,
+                    f"{encoding_name(codec)}: " + ", ".join(shown(c, limit=30) for c in codes[:3]),
+                )
+                for codec, codes in preview.readings
+            ]
+        used = preview.encoding
+        return [(used, f"{preview.encoding_label} (as read)")] + [
+            (codec, encoding_name(codec)) for codec in COMMON_ENCODINGS if codec != used
+        ]
+
+    def column_fields(self):
+        return [self[name] for name in FIELDS if name in self.fields]
+
+    def clean(self):
+        data = super().clean()
+        if not self.has_columns:
+            return data
+        taken: dict[int, str] = {}
+        for name, label in zip(FIELDS, TEMPLATE_COLUMNS, strict=True):
+            index = data.get(name)
+            if index is None:
+                continue
+            if index in taken:
+                raise forms.ValidationError(
+                    SAME_COLUMN.format(
+                        first=taken[index], second=label, column=column_letter(index)
+                    )
+                )
+            taken[index] = label
+        return data
+
+    def choices(self) -> dict:
+        """The choices as upload_choose takes them."""
+        data = self.cleaned_data
+        chosen = {"encoding": data.get("encoding", ""), "date_order": data["date_order"]}
+        if self.has_columns:
+            chosen["header_row"] = data["header_row"] or 0
+            chosen["columns"] = tuple(data.get(name) for name in FIELDS)
+        return chosen
+
+
+def _row_text(row) -> str:
+    cells = [f"“{shown(cell, limit=20)}”" for cell in row if cell][:4]
+    return ", ".join(cells) + (" …" if len([c for c in row if c]) > 4 else "") or "(blank)"
+
+
+def _column_text(index: int, preview: Preview) -> str:
+    first = preview.first_rows[0] if preview.first_rows else []
+    value = first[index] if index < len(first) else ""
+    return column_letter(index) + (f" — “{shown(value, limit=30)}”" if value else "")
 
 
 class PasteForm(forms.Form):

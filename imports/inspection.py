@@ -7,6 +7,7 @@ from typing import BinaryIO
 
 from django.conf import settings
 
+from .headers import ColumnMapping
 from .readers import open_table
 from .validation import SLASHED_DATE, DateOrder
 
@@ -22,32 +23,58 @@ _SECONDS = 1.5
 
 
 class AmbiguousDates(Exception):
-    """The file's slashed dates read both ways and no date order was chosen."""
+    """The file's slashed dates read both ways and no date order was chosen; `example` is the
+    first such date."""
+
+    def __init__(self, message: str, *, example: str = ""):
+        super().__init__(message)
+        self.example = example
 
 
-def inspect_file(file: BinaryIO, *, name: str, size: int, date_order: str = "") -> str:
+def inspect_file(
+    file: BinaryIO,
+    *,
+    name: str,
+    size: int,
+    date_order: str = "",
+    encoding: str = "",
+    mapping: ColumnMapping | None = None,
+) -> str:
     """Check a file as the worker would, from its first rows; return the date order of its
     slashed dates ("dmy", "mdy", or "" when it has none or they disagree).
 
-    Raise ImportFileError for a file the worker would refuse, AmbiguousDates when its dates
-    could be read both ways and `date_order` does not say which. Workbooks larger than
+    `encoding` and `mapping` are the manager's choices, read as the worker reads them. Raise
+    ImportFileError for a file the worker would refuse (its subclasses ColumnsUnclear and
+    EncodingUnclear for a question the manager can answer), AmbiguousDates when its dates could
+    be read both ways and `date_order` does not say which. Workbooks larger than
     IMPORT_SNIFF_MAX_WORKBOOK are checked as containers only (parsing one holds the sheet in
     memory and takes seconds); the worker checks the rest.
     """
     try:
         table = open_table(
-            file, name=name, size=size, load_sheets=size <= settings.IMPORT_SNIFF_MAX_WORKBOOK
+            file,
+            name=name,
+            size=size,
+            load_sheets=size <= settings.IMPORT_SNIFF_MAX_WORKBOOK,
+            encoding=encoding,
+            mapping=mapping,
         )
         if date_order:
             return date_order
-        found = _slashed_date_orders(table.rows)
+        return date_order_found(table.rows, name=name)
     finally:
         file.seek(0)
-    orders, example = found
+
+
+def date_order_found(rows, *, name: str) -> str:
+    """Return the date order the first of these rows settle ("dmy", "mdy", or "" when they hold
+    no slashed date, or dates that disagree); raise AmbiguousDates when every slashed date
+    among them reads both ways. The upload's look and the preview share this rule."""
+    orders, example = _slashed_date_orders(rows)
     if orders == {DateOrder.DAY_FIRST} or orders == {DateOrder.MONTH_FIRST}:
         return orders.pop()
     if orders == {"both"}:
-        raise AmbiguousDates(AMBIGUOUS_DATES.format(name=name, example=example))
+        raise AmbiguousDates(AMBIGUOUS_DATES.format(name=name, example=example), example=example)
     return ""
 
 

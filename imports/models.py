@@ -113,6 +113,43 @@ class Import(Job):
         return self.status == self.Status.FAILED and not self.needs_new_file
 
 
+class Upload(models.Model):
+    """A file staged on a pool's "Add codes" page to be checked before it is imported, with the
+    manager's choices for reading it. It becomes an import only through "Start the import"
+    (services.upload_start); one never started is deleted with its file after a day
+    (services.uploads_clean_stale)."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="uploads")
+    file = models.FileField(upload_to="uploads/%Y/%m/")
+    file_name = models.CharField(max_length=255)
+    file_size = models.BigIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The manager's choices; blank: as the file says (the encoding judged, the date order
+    # settled by the file, the columns found from the header).
+    encoding = models.CharField(max_length=32, blank=True)
+    date_order = models.CharField(max_length=3, blank=True)
+    # headers.ColumnMapping.as_json() and the file's number of columns ("width").
+    column_mapping = models.JSONField(default=dict, blank=True)
+    import_job = models.OneToOneField(
+        Import, on_delete=models.SET_NULL, null=True, blank=True, related_name="upload"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        # The stale uploads' sweep (never started, older than a day) reads by age.
+        indexes = [models.Index(fields=["created_at"], name="upload_created")]
+
+    def __str__(self):
+        return self.file_name
+
+    @property
+    def is_started(self) -> bool:
+        return self.import_job_id is not None
+
+
 class Rejection(models.Model):
     """A row of an import that was not added, with the reason."""
 

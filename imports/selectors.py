@@ -25,6 +25,20 @@ def generation_allowed(pool: Pool) -> bool:
     )
 
 
+def last_chosen_columns(pool: Pool) -> dict:
+    """Return the column mapping of the pool's latest file import whose columns were chosen
+    (as the Import keeps it: headers.ColumnMapping.as_json() and the file's "width"), or {}
+    when none was."""
+    job = (
+        Import.objects.filter(pool=pool, source=Import.Source.FILE)
+        .exclude(column_mapping={})
+        .order_by("-created_at", "-id")
+        .only("column_mapping")
+        .first()
+    )
+    return job.column_mapping if job else {}
+
+
 def rejected_row(rejection: Rejection) -> list:
     """Return a rejected row as it was read, in the template's columns, plus where and why."""
     cells = list(rejection.cells) + [None] * (len(TEMPLATE_COLUMNS) - len(rejection.cells))

@@ -1,15 +1,19 @@
-"""Start and re-run imports of codes into pools.
+"""Start and re-run imports of codes into pools, and stage files to check before importing.
 
 The admin (and the shell) call the *_start services, which store the input and queue the job
 once the transaction commits (imports/tasks.py hands it to a worker); the worker runs it with
-engine.import_run.
+engine.import_run. "Check the file" stages an Upload (upload_stage), which keeps the manager's
+choices (upload_choose) and becomes an import only through upload_start.
 """
 
 import os
+from datetime import timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models.fields.files import FieldFile
 from django.utils import timezone
 
 from pools.code_services import (
@@ -22,10 +26,20 @@ from pools.jobs import job_enqueue_on_commit, job_queue
 from pools.models import AdditionUndo, Pool
 from pools.selectors import pool_code_total
 
+from .column_choices import REMEMBERED, file_width, mapping_summary, remembered_mapping
 from .generation import CodeFormat, normalize_alphabet
+from .headers import ColumnMapping
 from .inspection import AmbiguousDates, inspect_file
-from .models import Import
-from .readers import FIX_THE_FILE, ImportFileError, check_size
+from .models import Import, Upload
+from .preview import Preview, Question, chosen_mapping
+from .readers import (
+    FIX_THE_FILE,
+    ColumnsUnclear,
+    EncodingUnclear,
+    ImportFileError,
+    check_size,
+    open_table,
+)
 from .selectors import generation_allowed
 
 GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer offers generation."
@@ -33,41 +47,112 @@ NOTHING_PASTED = "Paste at least one code."
 NOT_RERUNNABLE = "Only a failed import can be run again."
 NEEDS_NEW_FILE = "Running it again cannot help: fix the file and upload it again."
 UNDO_NOT_FINISHED = "The import is still running: wait until it has finished to remove its codes."
+UPLOAD_STARTED = "This file's import was started already."
+QUESTION_OPEN = "Answer the question first, then check the file again: {question}"
+# A staged file never started is deleted after this long: time enough to check a file and
+# start it, short enough that forgotten files do not pile up.
+STALE_UPLOAD_AGE = timedelta(days=1)
+# Stale uploads deleted per new upload: each upload sweeps up after a few old ones, so the
+# sweep stays a few milliseconds and no periodic task is needed.
+STALE_UPLOADS_PER_SWEEP = 20
 UNDO_NOT_RECORDED = (
     "This import added its codes before codes recorded which import added them: they cannot be "
     "told apart from the pool's other codes."
 )
 
 
+class FileQuestion(ValidationError):
+    """The file asks something before it can be imported (a preview.Question: which columns,
+    which encoding, which date order). The admin stages the file and asks on its preview page;
+    from the shell, pass the answer to import_file_start."""
+
+    def __init__(self, message: str, *, question: str):
+        super().__init__(
+            {"date_order" if question == Question.DATE_ORDER else "file": message}, code=question
+        )
+        self.question = question
+        self.text = message
+
+
 def import_file_start(
-    *, pool: Pool, file, user=None, date_order: str = "", inspect: bool = True
+    *,
+    pool: Pool,
+    file,
+    user=None,
+    date_order: str = "",
+    encoding: str = "",
+    column_mapping: dict | None = None,
+    name: str = "",
+    inspect: bool = True,
 ) -> Import:
     """Store an uploaded file (CSV or a spreadsheet) and queue its import into `pool`.
 
     The file is looked at first (inspection.inspect_file), so that a file the worker would
-    refuse as a whole is refused here, with the same message, while the manager waits.
-    `date_order` ("dmy" or "mdy") says how to read slashed dates such as 03/04/2026; without
-    it the file must say (a date like 31/01/2026 or 01/31/2026), or the upload is refused with
-    a question. `inspect=False` leaves every check to the worker.
+    refuse as a whole is refused here, with the same message, while the manager waits; a file
+    that asks a question raises FileQuestion. The answers: `date_order` ("dmy" or "mdy") says
+    how to read slashed dates such as 03/04/2026 (without it the file must say, with a date
+    like 31/01/2026); `encoding` a CSV's codec; `column_mapping` the columns to read
+    (headers.ColumnMapping.as_json()) when the header does not name them. Without one, a file
+    whose header names no columns is read with the columns chosen for the pool's last upload
+    when they fit (column_choices.remembered_mapping), and the report says so.
+
+    `name` is the file's name as the manager knows it (the base of `file.name` by default). A
+    file already stored (an upload's FieldFile) is shared by the import, not copied.
+    `inspect=False` leaves every check to the worker.
     """
-    name = os.path.basename(file.name)
+    name = name or os.path.basename(file.name)
+    column_mapping = column_mapping or {}
+    message = ""
     try:
         check_size(name=name, size=file.size)
         if inspect:
-            date_order = inspect_file(file, name=name, size=file.size, date_order=date_order)
+            date_order, column_mapping, message = _inspect(
+                pool,
+                file,
+                name=name,
+                date_order=date_order,
+                encoding=encoding,
+                chosen=column_mapping,
+            )
+    except ColumnsUnclear as error:
+        raise FileQuestion(str(error), question=Question.COLUMNS) from error
+    except EncodingUnclear as error:
+        raise FileQuestion(str(error), question=Question.ENCODING) from error
     except ImportFileError as error:
         raise ValidationError({"file": f"{error} {FIX_THE_FILE}"}, code="bad_file") from error
     except AmbiguousDates as error:
-        raise ValidationError({"date_order": str(error)}, code="ambiguous_dates") from error
+        raise FileQuestion(str(error), question=Question.DATE_ORDER) from error
     return _start(
         pool=pool,
         user=user,
         source=Import.Source.FILE,
-        file=file,
+        file=file.name if isinstance(file, FieldFile) else file,
         file_name=name,
         file_size=file.size,
         date_order=date_order,
+        encoding=encoding,
+        column_mapping=column_mapping,
+        message=message,
     )
+
+
+def _inspect(pool, file, *, name, date_order, encoding, chosen: dict) -> tuple[str, dict, str]:
+    """Return the date order, the columns to read and the import's first note."""
+    mapping = ColumnMapping.from_json(chosen) if chosen else None
+    look = {"name": name, "size": file.size, "date_order": date_order, "encoding": encoding}
+    try:
+        return inspect_file(file, mapping=mapping, **look), chosen, ""
+    except ColumnsUnclear as unclear:
+        if mapping is not None:
+            raise
+        remembered = remembered_mapping(
+            pool=pool, file=file, name=name, size=file.size, encoding=encoding, unclear=unclear
+        )
+        if remembered is None:
+            raise
+        note = REMEMBERED.format(columns=mapping_summary(remembered))
+        chosen = {**remembered.as_json(), "width": file_width(unclear.first_rows)}
+        return inspect_file(file, mapping=remembered, **look), chosen, note
 
 
 def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
@@ -135,6 +220,124 @@ def _start(*, pool: Pool, user, **fields) -> Import:
         )
         job_enqueue_on_commit(job)
     return job
+
+
+def upload_stage(
+    *, pool: Pool, file, user=None, date_order: str = "", check: bool = True
+) -> Upload:
+    """Store an uploaded file to be checked before it is imported; return the Upload.
+
+    With `check`, a file the import would refuse as a whole (not a table, damaged, no rows …)
+    is refused here with the import's message; a file that asks a question (its columns, its
+    encoding) is staged, to be asked on its preview. Stale uploads are swept first
+    (uploads_clean_stale).
+    """
+    name = os.path.basename(file.name)
+    try:
+        check_size(name=name, size=file.size)
+        if check:
+            open_table(
+                file,
+                name=name,
+                size=file.size,
+                load_sheets=file.size <= settings.IMPORT_SNIFF_MAX_WORKBOOK,
+            )
+    except (ColumnsUnclear, EncodingUnclear):
+        pass  # questions for the preview
+    except ImportFileError as error:
+        raise ValidationError({"file": f"{error} {FIX_THE_FILE}"}, code="bad_file") from error
+    finally:
+        file.seek(0)
+    uploads_clean_stale()
+    return Upload.objects.create(
+        pool=pool,
+        file=file,
+        file_name=name,
+        file_size=file.size,
+        created_by=user,
+        date_order=date_order,
+    )
+
+
+def upload_choose(
+    *,
+    upload: Upload,
+    preview: Preview,
+    encoding: str = "",
+    date_order: str = "",
+    header_row: int | None = None,
+    columns: tuple | None = None,
+) -> Upload:
+    """Keep the manager's choices for reading a staged file, as made on its `preview`.
+
+    `header_row` (0: none) and `columns` (the index of each template column's column, or None)
+    are kept as a chosen mapping when the preview asked for the columns or they differ from
+    the columns read; the same columns as found leave the file to its header. Refused once the
+    import was started.
+    """
+    if upload.is_started:
+        raise ValidationError(UPLOAD_STARTED, code="started")
+    if columns is not None:
+        found = preview.mapping
+        unchanged = (
+            preview.question != Question.COLUMNS
+            and found is not None
+            and (found.header_row, tuple(found.columns)) == (header_row or 0, tuple(columns))
+        )
+        if not unchanged:
+            upload.column_mapping = chosen_mapping(
+                preview, header_row=header_row or 0, columns=columns
+            )
+    upload.encoding, upload.date_order = encoding, date_order
+    upload.save(update_fields=["encoding", "date_order", "column_mapping"])
+    return upload
+
+
+def upload_start(*, upload: Upload, user=None) -> Import:
+    """Queue the import of a staged file with the choices kept on it (import_file_start), and
+    mark the upload started; return the import. Refused (ValidationError) while the file asks
+    a question, and once started."""
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().select_related("pool").get(pk=upload.pk)
+        if upload.is_started:
+            raise ValidationError(UPLOAD_STARTED, code="started")
+        try:
+            with upload.file.open("rb") as file:
+                job = import_file_start(
+                    pool=upload.pool,
+                    file=file,
+                    name=upload.file_name,
+                    user=user,
+                    date_order=upload.date_order,
+                    encoding=upload.encoding,
+                    column_mapping=upload.column_mapping,
+                )
+        except FileQuestion as question:
+            raise ValidationError(
+                QUESTION_OPEN.format(question=question.text), code=question.question
+            ) from question
+        upload.import_job = job
+        upload.save(update_fields=["import_job"])
+    return job
+
+
+def uploads_clean_stale(*, now=None, limit: int = STALE_UPLOADS_PER_SWEEP) -> int:
+    """Delete up to `limit` uploads never started and older than STALE_UPLOAD_AGE, with their
+    files; return how many.
+
+    Called where uploads are made (upload_stage): each new upload sweeps up after a few old
+    ones, which keeps the sweep cheap and needs no periodic task; a pool nobody uploads to any
+    more keeps its last forgotten files until the next upload anywhere.
+    """
+    cutoff = (now or timezone.now()) - STALE_UPLOAD_AGE
+    stale = Upload.objects.filter(import_job__isnull=True, created_at__lt=cutoff)
+    removed = 0
+    for upload in stale.order_by("created_at")[:limit]:
+        # The row first, on the same condition: an upload started meanwhile keeps its file.
+        if stale.filter(pk=upload.pk).delete()[0]:
+            upload.file.delete(save=False)
+            removed += 1
+    return removed
 
 
 @transaction.atomic

@@ -45,6 +45,17 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a whole number.") from None
 
 
+def env_float(name: str, default: float) -> float:
+    """Return the variable as a number; refuse, naming the variable, one that is not."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={os.environ[name]!r} is not a number.") from None
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -325,6 +336,11 @@ IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
 IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
+# "Check the file" reads at most this many rows, or for this many seconds, while the manager
+# waits, and says the counts are of those: one import batch's worth, which a CSV gives in a
+# fraction of a second.
+IMPORT_PREVIEW_ROWS = env_int("IMPORT_PREVIEW_ROWS", 20_000)
+IMPORT_PREVIEW_SECONDS = env_float("IMPORT_PREVIEW_SECONDS", 2.0)
 # Codes a withdrawal looks up, locks and withdraws per transaction, and codes an undo of an
 # import removes per transaction: short enough that issuing from the pool never waits long
 # behind them (a 10,000-row delete holds its locks for a fraction of a second).

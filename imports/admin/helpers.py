@@ -2,6 +2,8 @@
 
 from django.core.exceptions import ValidationError
 
+IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
+
 
 def int_or_none(value):
     try:

@@ -28,10 +28,10 @@ from ..templates_download import (
     template_example_row,
     template_xlsx,
 )
-from .helpers import add_errors, int_or_none
+from .helpers import IMPORT_QUEUED, add_errors, int_or_none
 from .parts import add_codes_page, status_cell
+from .uploads import QUESTION_ASKED, UploadViews, upload_preview_url
 
-IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
 UNDO_STARTED = (
     "Removing the codes import {job} added that were never used, as {undo}: this report "
     "shows its progress."
@@ -41,7 +41,7 @@ CHOOSE_A_POOL = "Codes are added to a pool: open a pool, then “Add codes”."
 
 
 @admin.register(Import)
-class ImportAdmin(admin.ModelAdmin):
+class ImportAdmin(UploadViews, admin.ModelAdmin):
     list_display = (
         "task_number",
         "pool",
@@ -109,6 +109,7 @@ class ImportAdmin(admin.ModelAdmin):
                 wrap(require_POST(self.rerun_view)),
                 name="imports_import_rerun",
             ),
+            *self.upload_urls(),
             *super().get_urls(),
         ]
 
@@ -135,15 +136,9 @@ class ImportAdmin(admin.ModelAdmin):
             forms[kind] = form = form_class(request.POST, request.FILES, prefix=kind)
             if form.is_valid():
                 try:
-                    job = self._start(kind, pool, form.cleaned_data, request.user)
+                    return self._start(request, kind, pool, form.cleaned_data)
                 except ValidationError as error:
                     add_errors(form, error)
-                else:
-                    messages.success(request, IMPORT_QUEUED.format(job=job))
-                    # The manager lands where the progress is: the report updates itself.
-                    return HttpResponseRedirect(
-                        reverse("admin:imports_import_change", args=[job.pk])
-                    )
         return TemplateResponse(
             request,
             "admin/imports/import/add_codes.html",
@@ -171,15 +166,28 @@ class ImportAdmin(admin.ModelAdmin):
             },
         )
 
-    @staticmethod
-    def _start(kind, pool, data, user) -> Import:
+    def _start(self, request, kind, pool, data):
+        """Start what the form asks; return where the manager goes next."""
+        user = request.user
         if kind == "upload":
-            return services.import_file_start(
-                pool=pool, file=data["file"], user=user, date_order=data["date_order"]
-            )
-        if kind == "paste":
-            return services.import_text_start(pool=pool, text=data["text"], user=user)
-        return services.import_generate_start(pool=pool, user=user, **data)
+            staged = {"pool": pool, "file": data["file"], "user": user}
+            staged["date_order"] = data["date_order"]
+            if request.POST.get("action") == "check":
+                return HttpResponseRedirect(upload_preview_url(services.upload_stage(**staged)))
+            try:
+                job = services.import_file_start(**staged)
+            except services.FileQuestion:
+                # Not a reason to choose the file again: the question is asked on its preview.
+                upload = services.upload_stage(**staged, check=False)
+                messages.info(request, QUESTION_ASKED.format(name=upload.file_name))
+                return HttpResponseRedirect(upload_preview_url(upload))
+        elif kind == "paste":
+            job = services.import_text_start(pool=pool, text=data["text"], user=user)
+        else:
+            job = services.import_generate_start(pool=pool, user=user, **data)
+        messages.success(request, IMPORT_QUEUED.format(job=job))
+        # The manager lands where the progress is: the report updates itself.
+        return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
 
     # The change page is the import's report.
 

@@ -66,7 +66,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     page.get_by_label("Template file").set_input_files(
         files=[{"name": "welcome.csv", "mimeType": "text/csv", "buffer": BAD_CSV.encode()}]
     )
-    page.locator("#upload-form").get_by_role("button", name="Upload").click()
+    page.locator("#upload-form").get_by_role("button", name="Import").click()
     job = Import.objects.get()
     page.wait_for_url(f"**{reverse('admin:imports_import_change', args=[job.pk])}")
     page.get_by_text("Completion report").wait_for()
