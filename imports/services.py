@@ -272,8 +272,8 @@ def upload_choose(
 
     `header_row` (0: none) and `columns` (the index of each template column's column, or None)
     are kept as a chosen mapping when the preview asked for the columns or they differ from
-    the columns read; the same columns as found leave the file to its header. Refused once the
-    import was started.
+    the columns read; the same columns as found leave the file to its header, and the encoding
+    it was read in is no choice either. Refused once the import was started.
     """
     if upload.is_started:
         raise ValidationError(UPLOAD_STARTED, code="started")
@@ -288,6 +288,8 @@ def upload_choose(
             upload.column_mapping = chosen_mapping(
                 preview, header_row=header_row or 0, columns=columns
             )
+    if encoding == preview.encoding and not upload.encoding:
+        encoding = ""  # the encoding the file was read in: not a choice
     upload.encoding, upload.date_order = encoding, date_order
     upload.save(update_fields=["encoding", "date_order", "column_mapping"])
     return upload
