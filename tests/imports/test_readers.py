@@ -1005,13 +1005,42 @@ def test_a_quote_runs_at_most_20_lines_before_it_counts_as_never_closed():
     assert rows[-1] == (23, "B")
 
 
-def test_a_line_break_inside_a_code_cell_is_never_a_multi_line_cell():
+def test_a_line_break_inside_a_code_cell_rejects_each_of_its_lines():
     rows = rows_of(b'Code,Note\n"A\nB",x\nC,x\n')
 
-    assert [(n, getattr(row, "column", row)) for n, row in rows] == [
-        (2, "Code"),
-        (3, 'B"'),
-        (4, "C"),
+    assert [(n, getattr(row, "column", row)) for n, row in rows] == [(2, "Code"), (3, ""), (4, "C")]
+    assert rows[0][1].reason.startswith("A quote opened here closes only on line 3")
+    assert rows[1][1].reason == (
+        "This line is inside a quote opened on line 2 and closed on line 3: see line 2."
+    )
+    assert rows[1][1].cells == ('B"', None, None, None, None)
+
+
+def test_a_stray_quote_closed_by_another_over_whole_rows_rejects_each_line_it_spans():
+    data = b'Code,Note\nC2,x\nC3,"oops\nC4,x\nC5,5"\nC6,x\n'
+
+    rows = rows_of(data)
+
+    assert [(n, getattr(row, "reason", row)[:30]) for n, row in rows] == [
+        (2, "C2"),
+        (3, "A quote opened here closes onl"),
+        (4, "This line is inside a quote op"),
+        (5, "This line is inside a quote op"),
+        (6, "C6"),
+    ]
+    assert rows[2][1].cells == ("C4", None, None, None, None)
+
+
+def test_a_multi_line_note_whose_lines_could_be_rows_is_rejected_line_by_line_not_guessed():
+    one_cell = b'Code,Note,Issue-end\nC2,"Street 1,\nCity 12345",2027-01-01\nC4,x,\n'
+    could_be_rows = b'Code,Note,Issue-end\nC2,"Street 1,\nCity, 12345",2027-01-01\nC4,x,\n'
+
+    assert rows_of(one_cell) == [(2, "C2"), (4, "C4")]
+    rows = rows_of(could_be_rows)
+    assert [(n, type(row).__name__) for n, row in rows] == [
+        (2, "UnreadableRow"),
+        (3, "UnreadableRow"),
+        (4, "str"),
     ]
 
 
