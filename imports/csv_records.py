@@ -10,8 +10,9 @@ breaks), and no line it joins would be a row of its own. Otherwise:
   a stray quote in the middle of a cell) rejects the line where it opens, and reading goes on at
   the line after it: those lines were never part of a cell;
 - a quote that closes cleanly lines later, over lines that read as rows, or across a code or a
-  date, rejects each of those lines, saying where the quote opens and closes: either reading
-  could be the file's, so none of its lines is added or dropped in silence.
+  date, rejects the line where it opens, and the lines up to where it closes are read again as
+  rows but rejected too, saying where the quote opens and closes: either reading could be the
+  file's, so none of those lines is added or dropped in silence.
 """
 
 import csv
@@ -123,6 +124,8 @@ def records(
     """
     feed = _Feed(lines)
     reader = csv.reader(feed, delimiter=delimiter)
+    # Lines a quote may have joined into one cell, read again as rows: (opened on, closed on).
+    doubt = (0, 0)
     while True:
         feed.taken = taken = []
         try:
@@ -140,17 +143,27 @@ def records(
             reader = csv.reader(feed, delimiter=delimiter)
             continue
         if len(taken) == 1 and not feed.ended:
-            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
-            continue
-        verdict = _judge(taken, row, delimiter, width, columns_read)
-        if verdict is _ONE_RECORD:
-            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
-        elif verdict is _NEVER_CLOSED:
-            yield _quote_never_closed(taken, delimiter, titles)
-            feed.read_again(taken[1:])
-            reader = csv.reader(feed, delimiter=delimiter)
+            verdict = _ONE_RECORD
         else:
-            yield from _closed_late(taken, delimiter, titles)
+            verdict = _judge(taken, row, delimiter, width, columns_read)
+        number = taken[0][0]
+        if verdict is _ONE_RECORD:
+            if not "".join(row).strip():
+                yield number, BLANK_ROW
+            elif number <= doubt[1]:
+                yield number, _inside_quote(taken, row, doubt)
+            else:
+                yield number, row
+            continue
+        if verdict is _NEVER_CLOSED:
+            yield _quote_never_closed(taken, delimiter, titles)
+        else:
+            number, opened = _quote_never_closed(taken, delimiter, titles)
+            doubt = (number, taken[-1][0])
+            reason = QUOTE_CLOSED_LATE.format(first=number + 1, last=doubt[1])
+            yield number, UnreadableRow(reason, opened.column, opened.value, opened.cells)
+        feed.read_again(taken[1:])
+        reader = csv.reader(feed, delimiter=delimiter)
 
 
 _ONE_RECORD, _NEVER_CLOSED, _CLOSED_LATE = "one record", "never closed", "closed late"
@@ -175,16 +188,10 @@ def _judge(taken, row, delimiter, width, columns_read) -> str:
     return _ONE_RECORD
 
 
-def _closed_late(taken, delimiter, titles):
-    first, last = taken[0][0], taken[-1][0]
-    number, opened = _quote_never_closed(taken, delimiter, titles)
-    reason = QUOTE_CLOSED_LATE.format(first=first + 1, last=last)
-    yield number, UnreadableRow(reason, opened.column, opened.value, opened.cells)
-    inside = INSIDE_QUOTE.format(first=first, last=last)
-    for number, line in taken[1:]:
-        cells = split_line(line, delimiter) or [""]
-        cells[-1] = cells[-1].rstrip("\r\n")
-        yield number, UnreadableRow(inside, "", shown(line.rstrip("\r\n")), tuple(cells))
+def _inside_quote(taken, row, doubt) -> UnreadableRow:
+    text = "".join(line for _, line in taken).rstrip("\r\n")
+    reason = INSIDE_QUOTE.format(first=doubt[0], last=doubt[1])
+    return UnreadableRow(reason, "", shown(text), tuple(row))
 
 
 def _quote_never_closed(taken, delimiter, titles) -> tuple[int, UnreadableRow]:
