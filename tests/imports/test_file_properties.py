@@ -14,7 +14,7 @@ codes = st.text(st.sampled_from("ABCXYZ0123456789-_"), min_size=1, max_size=10)
 # Note text with no delimiter, quote or line break: a note that cannot break a row.
 plain_notes = st.text(st.sampled_from("abc xyz 123.!?/ЖЯ"), max_size=12)
 # Anything a hand-edited note may hold on one line: delimiters, quotes of every kind.
-wild_notes = st.text(st.sampled_from('ab ",;\t\'“”«»x1'), max_size=12)
+wild_notes = st.text(st.sampled_from("ab \",;\t'“”«»x1"), max_size=12)
 
 
 @dataclass(frozen=True)
