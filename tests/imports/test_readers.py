@@ -453,9 +453,44 @@ def test_progress_of_a_csv_counts_the_bytes_read():
 
 
 def test_a_windows_1251_file_is_read_as_such_after_utf8_fails():
+    data = "Code\nКОД1\nТОРТ2\n".encode("cp1251")
+
+    assert [cells[0] for _, cells in read(data)] == ["КОД1", "ТОРТ2"]
+
+
+def test_codes_that_read_as_capitals_in_two_encodings_are_asked_about():
     data = "Code\nКОД1\n".encode("cp1251")
 
+    with pytest.raises(readers.EncodingUnclear) as excinfo:
+        read(data)
+
+    assert excinfo.value.readings == [("cp1251", ["КОД1"]), ("cp1253", ["ΚΞΔ1"])]
+    assert str(excinfo.value) == (
+        "“codes.csv” reads as text in more than one encoding, and its codes differ between them "
+        "(such as “КОД1” in Windows-1251 (Cyrillic) or “ΚΞΔ1” in Windows-1253 (Greek)): choose "
+        "the one it was saved in."
+    )
+    table = table_of(data, encoding="cp1253")
+    assert [cells[0] for _, cells in table.rows] == ["ΚΞΔ1"]
+    worker = table_of(data, ask=False)
+    assert [cells[0] for _, cells in worker.rows] == ["КОД1"]
+    assert worker.notes == [
+        "Read as Windows-1251 (Cyrillic); as Windows-1253 (Greek) some codes would read "
+        "differently (such as “КОД1” in Windows-1251 (Cyrillic) or “ΚΞΔ1” in Windows-1253 "
+        "(Greek)): if these codes look wrong, upload the file again choosing its encoding."
+    ]
+
+
+def test_a_header_beyond_ascii_says_which_reading_is_the_files():
+    data = "Промокод\nКОД1\n".encode("cp1251")
+
     assert read(data) == [(2, ("КОД1", None, None, None, None))]
+
+
+def test_a_german_excel_file_keeps_its_umlauts():
+    data = "Code;Notiz\r\nGRÜN2027;Frühling\r\nSCHÖN2027;schön\r\n".encode("cp1252")
+
+    assert [cells[0] for _, cells in read(data)] == ["GRÜN2027", "SCHÖN2027"]
 
 
 def test_many_columns_are_listed_up_to_20():
