@@ -2,10 +2,17 @@
 
 Python's csv module reads a quote that is never closed as one field that runs to the end of the
 file: every row after it vanishes without a word. Here a record may span lines only as a real
-multi-line cell does: its quote closes within MAX_RECORD_LINES lines, the lines it joins do not
-look like rows of their own, and the cell is not one of the columns read (codes and dates hold
-no line breaks). Otherwise the record's first line is rejected where its quote opens, and
-reading goes on at the line after it.
+multi-line cell does (a note typed with Alt+Enter): its quote closes cleanly within
+MAX_RECORD_LINES lines, the cell is not one of the columns read (codes and dates hold no line
+breaks), and no line it joins would be a row of its own. Otherwise:
+
+- a quote that never closes cleanly (the file ends, or MAX_RECORD_LINES pass, or it "closes" on
+  a stray quote in the middle of a cell) rejects the line where it opens, and reading goes on at
+  the line after it: those lines were never part of a cell;
+- a quote that closes cleanly lines later, over lines that read as rows, or across a code or a
+  date, rejects the line where it opens, and the lines up to where it closes are read again as
+  rows but rejected too, saying where the quote opens and closes: either reading could be the
+  file's, so none of those lines is added or dropped in silence.
 """
 
 import csv
@@ -22,6 +29,15 @@ MAX_RECORD_LINES = 20
 QUOTE_NEVER_CLOSED = (
     "A quote opened here is never closed, so the rows after it would be read as part of this "
     "cell. Remove the quote or close it, then upload this row again."
+)
+QUOTE_CLOSED_LATE = (
+    "A quote opened here closes only on line {last}, so lines {first}–{last} read as one cell "
+    "although they look like rows of their own. Remove the stray quote, or close it on this "
+    "line, then upload these rows again."
+)
+INSIDE_QUOTE = (
+    "This line is inside a quote opened on line {first} and closed on line {last}: see line "
+    "{first}."
 )
 UNREADABLE_ROW = "This row cannot be read: {error}."
 # Excel writes "sep=;" as a CSV's first line to say its delimiter.
@@ -108,6 +124,8 @@ def records(
     """
     feed = _Feed(lines)
     reader = csv.reader(feed, delimiter=delimiter)
+    # Lines a quote may have joined into one cell, read again as rows: (opened on, closed on).
+    doubt = (0, 0)
     while True:
         feed.taken = taken = []
         try:
@@ -125,33 +143,55 @@ def records(
             reader = csv.reader(feed, delimiter=delimiter)
             continue
         if len(taken) == 1 and not feed.ended:
-            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
+            verdict = _ONE_RECORD
+        else:
+            verdict = _judge(taken, row, delimiter, width, columns_read)
+        number = taken[0][0]
+        if verdict is _ONE_RECORD:
+            if not "".join(row).strip():
+                yield number, BLANK_ROW
+            elif number <= doubt[1]:
+                yield number, _inside_quote(taken, row, doubt)
+            else:
+                yield number, row
             continue
-        if _one_record(taken, row, delimiter, width, columns_read):
-            yield taken[0][0], row if "".join(row).strip() else BLANK_ROW
-            continue
-        yield _quote_never_closed(taken, delimiter, titles)
+        if verdict is _NEVER_CLOSED:
+            yield _quote_never_closed(taken, delimiter, titles)
+        else:
+            number, opened = _quote_never_closed(taken, delimiter, titles)
+            doubt = (number, taken[-1][0])
+            reason = QUOTE_CLOSED_LATE.format(first=number + 1, last=doubt[1])
+            yield number, UnreadableRow(reason, opened.column, opened.value, opened.cells)
         feed.read_again(taken[1:])
         reader = csv.reader(feed, delimiter=delimiter)
 
 
-def _one_record(taken, row, delimiter, width, columns_read) -> bool:
-    """Whether lines read as one record are one: the quote closes, no cell read breaks a line,
-    and no line it joins would be a whole row by itself."""
-    if _ends_inside_quotes("".join(line for _, line in taken), delimiter):
-        return False
+_ONE_RECORD, _NEVER_CLOSED, _CLOSED_LATE = "one record", "never closed", "closed late"
+
+
+def _judge(taken, row, delimiter, width, columns_read) -> str:
+    """Whether lines the csv module read as one record are one (see the module's docstring)."""
+    try:
+        strict = csv.reader((line for _, line in taken), delimiter=delimiter, strict=True)
+        next(strict)
+        if strict.line_num != len(taken):
+            return _NEVER_CLOSED
+    except (csv.Error, StopIteration):
+        return _NEVER_CLOSED
     if len(taken) == 1:
-        return True
+        return _ONE_RECORD
     for index in columns_read:
         if index < len(row) and ("\n" in row[index] or "\r" in row[index]):
-            return False
-    if width >= 2:
-        for _, line in taken[1:]:
-            if len(split_line(line, delimiter)) == width and not _ends_inside_quotes(
-                line, delimiter
-            ):
-                return False
-    return True
+            return _CLOSED_LATE
+    if width >= 2 and any(len(split_line(line, delimiter)) == width for _, line in taken[1:]):
+        return _CLOSED_LATE
+    return _ONE_RECORD
+
+
+def _inside_quote(taken, row, doubt) -> UnreadableRow:
+    text = "".join(line for _, line in taken).rstrip("\r\n")
+    reason = INSIDE_QUOTE.format(first=doubt[0], last=doubt[1])
+    return UnreadableRow(reason, "", shown(text), tuple(row))
 
 
 def _quote_never_closed(taken, delimiter, titles) -> tuple[int, UnreadableRow]:
@@ -161,30 +201,3 @@ def _quote_never_closed(taken, delimiter, titles) -> tuple[int, UnreadableRow]:
     column = titles[index] if index < len(titles) and titles[index] else f"column {index + 1}"
     cells[-1] = cells[-1].rstrip("\r\n")
     return number, UnreadableRow(QUOTE_NEVER_CLOSED, column, shown('"' + cells[-1]), tuple(cells))
-
-
-_SPECIALS = {d: re.compile('["\r\n' + re.escape(d) + "]") for d in DELIMITERS}
-
-
-def _ends_inside_quotes(text: str, delimiter: str) -> bool:
-    """Whether a quote is still open at the end of `text`, read as the csv module reads it: a
-    quote opens a quoted cell only at the start of a cell, "" inside one is a quote, and a
-    quote that closes early lets the cell go on unquoted."""
-    specials = _SPECIALS.get(delimiter) or re.compile('["\r\n' + re.escape(delimiter) + "]")
-    inside, cell_start, skip = False, 0, -1
-    for match in specials.finditer(text):
-        position = match.start()
-        if position <= skip:
-            continue
-        char = text[position]
-        if inside:
-            if char == '"':
-                if text.startswith('"', position + 1):
-                    skip = position + 1
-                else:
-                    inside = False
-        elif char == '"':
-            inside = position == cell_start
-        else:
-            cell_start = position + 1
-    return inside

@@ -223,6 +223,8 @@ def _run_rows(job: Import) -> None:
             pasted=job.source == Import.Source.TEXT,
             encoding=job.encoding,
             mapping=ColumnMapping.from_json(job.column_mapping) if job.column_mapping else None,
+            # A worker cannot ask: it reads the likelier way, and the report says so.
+            ask=False,
         )
         if table.ignored_columns and not job.message:
             job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."

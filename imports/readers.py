@@ -24,6 +24,7 @@ from django.template.defaultfilters import filesizeformat
 
 from . import csv_records
 from .cells import shown
+from .encodings import EncodingGuess, encoding_name, guess_encoding
 from .headers import (
     FIELDS,
     FIRST_ROWS_SHOWN,
@@ -74,6 +75,16 @@ HEADER_BELOW_ONE = "The header is on row {row}: the row above it was skipped."
 HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipped."
 NO_HEADER = "The file has no header: every row was read as a code."
 CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
+ENCODING_UNCLEAR = (
+    "“{name}” reads as text in more than one encoding, and its codes differ between them "
+    "(such as {examples}): choose the one it was saved in."
+)
+ENCODING_DOUBT = (
+    "Read as {encoding}; as {other} some codes would read differently (such as {examples}): if "
+    "these codes look wrong, upload the file again choosing its encoding."
+)
+# Codes shown each way when the readings of a file differ.
+_DOUBT_EXAMPLES = 5
 FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be imported."
 ZIP_BOMB = (
     "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
@@ -144,6 +155,9 @@ class Table:
     notes: list[str] = field(default_factory=list)
     mapping: ColumnMapping | None = None
     encoding: str = ""
+    # Other plausible readings of a CSV whose codes differ from this one's: [(codec, [codes])],
+    # the chosen reading first. Empty when there is no doubt.
+    readings: list = field(default_factory=list)
 
 
 def check_size(*, name: str, size: int) -> None:
@@ -226,13 +240,16 @@ def open_table(
     load_sheets: bool = True,
     encoding: str = "",
     mapping: ColumnMapping | None = None,
+    ask: bool = True,
 ) -> Table:
     """Return the rows of an uploaded file (or of a pasted list when `pasted`).
 
     `encoding` (a CSV's, chosen on the upload page) and `mapping` (the columns the manager
-    picked) override what the file is judged to be. With `load_sheets` False a spreadsheet is
-    only checked as a container (type, zip bomb), not parsed: what the upload request does for
-    workbooks too large to parse in a moment.
+    picked) override what the file is judged to be. A CSV whose codes read differently in two
+    plausible encodings raises EncodingUnclear when `ask`, else is read the likelier way with a
+    note saying so (`ask=False` is for a worker, which cannot ask). With `load_sheets` False a
+    spreadsheet is only checked as a container (type, zip bomb), not parsed: what the upload
+    request does for workbooks too large to parse in a moment.
     """
     check_size(name=name, size=size)
     if size == 0:
@@ -243,7 +260,7 @@ def open_table(
     file.seek(0)
     file_format = detect_format(head, name=name, file=file, size=size)
     if file_format == "csv":
-        table = _csv_table(file, name=name, size=size, encoding=encoding, mapping=mapping)
+        table = _csv_table(file, name=name, size=size, encoding=encoding, mapping=mapping, ask=ask)
     else:
         table = _workbook_table(
             file, name=name, size=size, file_format=file_format, load=load_sheets, mapping=mapping
@@ -418,24 +435,6 @@ def _headerless_layout() -> _Layout:
 # CSV
 
 
-def _detect_encoding(sample: bytes) -> str:
-    if sample.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    if sample[1::2].count(0) > len(sample) // 4:
-        return "utf-16-le"
-    if sample[0::2].count(0) > len(sample) // 4:
-        return "utf-16-be"
-    try:
-        # The sample may end inside a character: an incremental decoder does not mind.
-        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        # Excel on Windows saves "CSV" in the system code page; Cyrillic Windows is cp1251.
-        return "cp1251"
-
-
 class _CountingReader(io.RawIOBase):
     """Pass reads through, counting the bytes, so progress can be told without seeking."""
 
@@ -463,13 +462,15 @@ class _CsvSource:
     encoding: str
     # The delimiter a "sep=" first line names.
     sep: str | None
+    # How the encoding was judged, when it was not given.
+    guess: EncodingGuess | None = None
 
 
 def _csv_source(file: BinaryIO, *, encoding: str = "") -> _CsvSource:
+    guess = None
     if not encoding:
-        sample = file.read(_SAMPLE_SIZE)
-        file.seek(0)
-        encoding = _detect_encoding(sample)
+        guess = guess_encoding(file)
+        encoding = guess.encoding
     counter = _CountingReader(file)
     # Undecodable bytes become U+FFFD, which validation rejects for that row only. newline=""
     # keeps a cell's line breaks for the csv module and numbers lines as an editor does.
@@ -479,15 +480,41 @@ def _csv_source(file: BinaryIO, *, encoding: str = "") -> _CsvSource:
     lines = enumerate(text, start=1)
     head = list(islice(lines, HEADER_SEARCH_ROWS))
     sep = csv_records.sep_line_delimiter(head[0][1]) if head else None
-    return _CsvSource(head, lines, lambda: counter.count, encoding, sep)
+    return _CsvSource(head, lines, lambda: counter.count, encoding, sep, guess)
 
 
 def _csv_table(
-    file: BinaryIO, *, name: str, size: int, encoding: str, mapping: ColumnMapping | None
+    file: BinaryIO,
+    *,
+    name: str,
+    size: int,
+    encoding: str,
+    mapping: ColumnMapping | None,
+    ask: bool = True,
 ) -> Table:
     source = _csv_source(file, encoding=encoding)
     skip = 1 if source.sep else 0
     layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
+    readings = _in_capitals(_encoding_readings(source, layout, delimiter))
+    if len(readings) == 1 and readings[0][0] != source.encoding:
+        file.seek(0)
+        source = _csv_source(file, encoding=readings[0][0])
+        layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
+    if len(readings) == 1:
+        readings = []
+    if readings and ask:
+        raise EncodingUnclear(
+            ENCODING_UNCLEAR.format(name=name, examples=_doubt_examples(readings)),
+            readings=readings,
+        )
+    if readings:
+        layout.notes.append(
+            ENCODING_DOUBT.format(
+                encoding=encoding_name(readings[0][0]),
+                other=" or ".join(encoding_name(codec) for codec, _ in readings[1:]),
+                examples=_doubt_examples(readings),
+            )
+        )
     start = skip if layout.position is None else layout.position + 1
     data_lines = chain(source.head[start:], source.rest)
     width = len(layout.titles) if layout.position is not None else 1
@@ -526,6 +553,70 @@ def _csv_table(
         notes=layout.notes,
         mapping=mapping_used,
         encoding=source.encoding,
+        readings=readings,
+    )
+
+
+def _encoding_readings(source: _CsvSource, layout: _Layout, delimiter: str) -> list:
+    """Return [(codec, [codes])] for each plausible reading of the file whose codes differ from
+    the chosen one's, the chosen one first, with the codes that differ; or [] when every
+    plausible reading gives the same codes (the notes may differ: they are not read)."""
+    guess = source.guess
+    code_index = layout.columns[0]
+    if guess is None or len(guess.plausible) < 2 or code_index is None:
+        return []
+    header = source.head[layout.position][1] if layout.position is not None else None
+    header_bytes = header.encode(guess.encoding, errors="replace").strip() if header else None
+
+    width = len(layout.titles) if layout.position is not None else None
+
+    def codes(codec: str) -> list[str]:
+        found = []
+        for line in guess.sample.splitlines():
+            if header_bytes is not None and line.strip() == header_bytes:
+                continue
+            cells = csv_records.split_line(line.decode(codec, errors="replace"), delimiter)
+            # A line of another width is most likely a piece of a multi-line cell.
+            if code_index < len(cells) and width in (None, len(cells)):
+                found.append(cells[code_index].strip())
+        return found
+
+    def names_the_codes(codec: str) -> bool:
+        # A header with letters beyond ASCII ("Промокод") names the code column in one reading
+        # only: the others are not the file's.
+        return (
+            header_bytes is None
+            or match_header(
+                csv_records.split_line(header_bytes.decode(codec, errors="replace"), delimiter)
+            )
+            is not None
+        )
+
+    chosen = codes(guess.encoding)
+    others = [(codec, codes(codec)) for codec in guess.plausible[1:] if names_the_codes(codec)]
+    others = [(codec, read) for codec, read in others if read != chosen]
+    if not others:
+        return []
+    differ = [
+        index for index, code in enumerate(chosen) if any(read[index] != code for _, read in others)
+    ][:_DOUBT_EXAMPLES]
+    return [
+        (codec, [read[i] for i in differ]) for codec, read in [(guess.encoding, chosen), *others]
+    ]
+
+
+def _in_capitals(readings: list) -> list:
+    """Keep the readings whose codes are in capitals, if any are: promo codes are written in
+    capitals, and Windows-1251 "ВЕСНА" is KOI8-R "бея" in lower case, so that question is not
+    asked of every Russian file. One reading left is the file's."""
+    capitals = [(codec, codes) for codec, codes in readings if "".join(codes).isupper()]
+    return capitals or readings
+
+
+def _doubt_examples(readings: list) -> str:
+    """The first code that differs, as each reading gives it."""
+    return " or ".join(
+        f"“{_short(codes[0], 30)}” in {encoding_name(codec)}" for codec, codes in readings
     )
 
 

@@ -20,7 +20,11 @@ hypothesis_settings.register_profile(
         Path(__file__).resolve().parent.parent / "var" / "hypothesis"
     ),
 )
-hypothesis_settings.load_profile("promo")
+# `make test-thorough` runs the property tests with a hundred times the examples.
+hypothesis_settings.register_profile(
+    "thorough", parent=hypothesis_settings.get_profile("promo"), max_examples=10_000, deadline=None
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "promo"))
 
 NEEDS_POSTGRESQL = ("postgresql", "integration", "e2e")
 

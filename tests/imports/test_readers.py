@@ -453,9 +453,44 @@ def test_progress_of_a_csv_counts_the_bytes_read():
 
 
 def test_a_windows_1251_file_is_read_as_such_after_utf8_fails():
+    data = "Code\nКОД1\nТОРТ2\n".encode("cp1251")
+
+    assert [cells[0] for _, cells in read(data)] == ["КОД1", "ТОРТ2"]
+
+
+def test_codes_that_read_as_capitals_in_two_encodings_are_asked_about():
     data = "Code\nКОД1\n".encode("cp1251")
 
+    with pytest.raises(readers.EncodingUnclear) as excinfo:
+        read(data)
+
+    assert excinfo.value.readings == [("cp1251", ["КОД1"]), ("cp1253", ["ΚΞΔ1"])]
+    assert str(excinfo.value) == (
+        "“codes.csv” reads as text in more than one encoding, and its codes differ between them "
+        "(such as “КОД1” in Windows-1251 (Cyrillic) or “ΚΞΔ1” in Windows-1253 (Greek)): choose "
+        "the one it was saved in."
+    )
+    table = table_of(data, encoding="cp1253")
+    assert [cells[0] for _, cells in table.rows] == ["ΚΞΔ1"]
+    worker = table_of(data, ask=False)
+    assert [cells[0] for _, cells in worker.rows] == ["КОД1"]
+    assert worker.notes == [
+        "Read as Windows-1251 (Cyrillic); as Windows-1253 (Greek) some codes would read "
+        "differently (such as “КОД1” in Windows-1251 (Cyrillic) or “ΚΞΔ1” in Windows-1253 "
+        "(Greek)): if these codes look wrong, upload the file again choosing its encoding."
+    ]
+
+
+def test_a_header_beyond_ascii_says_which_reading_is_the_files():
+    data = "Промокод\nКОД1\n".encode("cp1251")
+
     assert read(data) == [(2, ("КОД1", None, None, None, None))]
+
+
+def test_a_german_excel_file_keeps_its_umlauts():
+    data = "Code;Notiz\r\nGRÜN2027;Frühling\r\nSCHÖN2027;schön\r\n".encode("cp1252")
+
+    assert [cells[0] for _, cells in read(data)] == ["GRÜN2027", "SCHÖN2027"]
 
 
 def test_many_columns_are_listed_up_to_20():
@@ -1005,13 +1040,42 @@ def test_a_quote_runs_at_most_20_lines_before_it_counts_as_never_closed():
     assert rows[-1] == (23, "B")
 
 
-def test_a_line_break_inside_a_code_cell_is_never_a_multi_line_cell():
+def test_a_line_break_inside_a_code_cell_rejects_each_of_its_lines():
     rows = rows_of(b'Code,Note\n"A\nB",x\nC,x\n')
 
-    assert [(n, getattr(row, "column", row)) for n, row in rows] == [
-        (2, "Code"),
-        (3, 'B"'),
-        (4, "C"),
+    assert [(n, getattr(row, "column", row)) for n, row in rows] == [(2, "Code"), (3, ""), (4, "C")]
+    assert rows[0][1].reason.startswith("A quote opened here closes only on line 3")
+    assert rows[1][1].reason == (
+        "This line is inside a quote opened on line 2 and closed on line 3: see line 2."
+    )
+    assert rows[1][1].cells == ('B"', None, None, None, None)
+
+
+def test_a_stray_quote_closed_by_another_over_whole_rows_rejects_each_line_it_spans():
+    data = b'Code,Note\nC2,x\nC3,"oops\nC4,x\nC5,5"\nC6,x\n'
+
+    rows = rows_of(data)
+
+    assert [(n, getattr(row, "reason", row)[:30]) for n, row in rows] == [
+        (2, "C2"),
+        (3, "A quote opened here closes onl"),
+        (4, "This line is inside a quote op"),
+        (5, "This line is inside a quote op"),
+        (6, "C6"),
+    ]
+    assert rows[2][1].cells == ("C4", None, None, None, None)
+
+
+def test_a_multi_line_note_whose_lines_could_be_rows_is_rejected_line_by_line_not_guessed():
+    one_cell = b'Code,Note,Issue-end\nC2,"Street 1,\nCity 12345",2027-01-01\nC4,x,\n'
+    could_be_rows = b'Code,Note,Issue-end\nC2,"Street 1,\nCity, 12345",2027-01-01\nC4,x,\n'
+
+    assert rows_of(one_cell) == [(2, "C2"), (4, "C4")]
+    rows = rows_of(could_be_rows)
+    assert [(n, type(row).__name__) for n, row in rows] == [
+        (2, "UnreadableRow"),
+        (3, "UnreadableRow"),
+        (4, "str"),
     ]
 
 
