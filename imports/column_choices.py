@@ -60,7 +60,8 @@ def first_row_numbers(file, *, name: str, size: int, encoding: str, unclear: Col
     wanted = len(unclear.first_rows)
     numbers: list[int] = []
     try:
-        table = open_table(file, name=name, size=size, encoding=encoding, mapping=probe)
+        # Only the rows' numbers are wanted: no question of encoding here (ask=False).
+        table = open_table(file, name=name, size=size, encoding=encoding, mapping=probe, ask=False)
         for row_number, cells in table.rows:
             if cells is BLANK_ROW:
                 continue

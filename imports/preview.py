@@ -1,7 +1,9 @@
 """Read a file as its import would, writing nothing: what "Check the file" shows before an
 import starts, and the columns a pool remembers for its next upload.
 
-The preview opens the file with the arguments the worker passes (engine._run_rows), settles
+The preview opens the file with the arguments the worker passes (engine._run_rows), but for
+`ask`: where the worker would read a CSV of doubtful encoding the likelier way, the preview
+asks which (the answer is then the import's `encoding`). It settles
 the date order as the upload's look does (inspection.date_order_found), cleans each row of a
 bounded sample with clean_row and one DateOrder, finds the duplicates inside the file with a
 set, and asks the database which of the sample's codes the pool holds: its counts are the
@@ -197,6 +199,10 @@ def file_preview(
     )
     try:
         _read(preview, pool=pool, file=file, encoding=encoding, chosen=_as_mapping(mapping))
+    except EncodingUnclear as unclear:
+        # Asked once the columns are known (by the header, or chosen): the codes differ.
+        preview.question, preview.message = Question.ENCODING, str(unclear)
+        preview.readings = list(unclear.readings)
     finally:
         file.seek(0)
     return preview
@@ -208,10 +214,6 @@ def _read(preview: Preview, *, pool, file, encoding: str, chosen: ColumnMapping 
     # First as the file is, unmapped: its header, or its first rows to choose columns from.
     try:
         table = open_table(file, name=name, size=size, encoding=encoding, load_sheets=load)
-    except EncodingUnclear as unclear:
-        preview.question, preview.message = Question.ENCODING, str(unclear)
-        preview.readings = list(unclear.readings)
-        return
     except ColumnsUnclear as unclear:
         file.seek(0)
         table = None

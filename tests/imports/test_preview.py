@@ -11,11 +11,10 @@ from django.utils import timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imports import preview as preview_module
 from imports.engine import import_run
 from imports.models import Import, Rejection, Upload
 from imports.preview import Question, file_preview
-from imports.readers import EncodingUnclear, ImportFileError
+from imports.readers import ImportFileError
 from imports.services import (
     FileQuestion,
     import_file_start,
@@ -112,7 +111,7 @@ def test_preview_shows_the_file_and_the_first_rows_as_they_would_be_stored(setti
     assert (preview.file_format, preview.encoding, preview.encoding_label) == (
         "csv",
         "utf-8",
-        "utf-8",
+        "UTF-8",
     )
     assert preview.columns == [
         ("Code", "column A (“Промокод”)"),
@@ -212,21 +211,44 @@ def test_a_date_readable_one_way_settles_the_order():
     assert preview.rows[0].dates[1].startswith("2026-04-03")
 
 
-def test_the_encoding_question_carries_the_readings(monkeypatch):
-    readings = [("utf-8", ["Ж1"]), ("cp1251", ["Рџ1"])]
+def test_the_encoding_question_carries_the_readings_and_the_answer_is_the_imports():
+    pool = make_pool()
+    data = "Code\nКОД1\n".encode("cp1251")
 
-    def unclear(*args, **kwargs):
-        raise EncodingUnclear("Which encoding?", readings=readings)
+    preview = preview_of(pool, SimpleUploadedFile("codes.csv", data))
 
-    monkeypatch.setattr(preview_module, "open_table", unclear)
-
-    preview = preview_of(make_pool(), csv_upload("Code\nЖ1\n"))
-
-    assert (preview.question, preview.readings, preview.message) == (
-        Question.ENCODING,
-        readings,
-        "Which encoding?",
+    assert preview.question == Question.ENCODING
+    assert preview.readings == [("cp1251", ["КОД1"]), ("cp1253", ["ΚΞΔ1"])]
+    assert preview.message.startswith("“codes.csv” reads as text in more than one encoding")
+    with pytest.raises(FileQuestion) as asked:
+        import_file_start(pool=pool, file=SimpleUploadedFile("codes.csv", data))
+    assert asked.value.question == Question.ENCODING
+    greek = preview_of(pool, SimpleUploadedFile("codes.csv", data), encoding="cp1253")
+    job = run(
+        import_file_start(pool=pool, file=SimpleUploadedFile("codes.csv", data), encoding="cp1253")
     )
+    assert (
+        [row.code for row in greek.rows]
+        == ["ΚΞΔ1"]
+        == list(Code.objects.values_list("code", flat=True))
+    )
+    assert (greek.encoding, greek.encoding_label) == ("cp1253", "Windows-1253 (Greek)")
+    assert report_counts(job) == preview_counts(greek)
+
+
+def test_a_file_without_a_named_code_column_asks_the_columns_before_the_encoding():
+    pool = make_pool()
+    data = "КОД1;2026-01-01\nКОД2;\n".encode("cp1251")
+    upload = upload_stage(pool=pool, file=SimpleUploadedFile("codes.csv", data))
+
+    with upload.file.open("rb") as file:
+        columns = preview_of(pool, file)
+    upload_choose(upload=upload, preview=columns, header_row=0, columns=(0, None, None, None, 1))
+    with upload.file.open("rb") as file:
+        encoding = preview_of(pool, file, mapping=upload.column_mapping)
+
+    assert (columns.question, encoding.question) == (Question.COLUMNS, Question.ENCODING)
+    assert encoding.readings[0] == ("cp1251", ["КОД1", "КОД2"])
 
 
 def test_a_file_the_import_would_refuse_raises_its_message():
