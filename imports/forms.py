@@ -2,9 +2,10 @@ from django import forms
 
 from .cells import shown
 from .column_choices import guess_columns
+from .encodings import ENCODING_NAMES, encoding_name
 from .generation import DEFAULT_ALPHABET, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
 from .headers import FIELDS, TEMPLATE_COLUMNS
-from .preview import Preview, Question, encoding_name
+from .preview import Preview, Question
 from .readers import ACCEPTED_EXTENSIONS, column_letter
 
 DATE_ORDERS = [
@@ -16,8 +17,6 @@ DATE_ORDER_HELP = (
     "Only for dates written with slashes. Dotted dates (31.01.2026) are day first; ISO dates "
     "(2026-01-31) need no choice."
 )
-# The encodings offered for a CSV besides the one it was read with, when it asks nothing.
-COMMON_ENCODINGS = ("utf-8", "cp1251", "utf-16", "koi8-r", "cp1252")
 SAME_COLUMN = "{first} and {second} cannot both be read from column {column}."
 
 
@@ -94,7 +93,7 @@ class PreviewForm(forms.Form):
             ]
         used = preview.encoding
         return [(used, f"{preview.encoding_label} (as read)")] + [
-            (codec, encoding_name(codec)) for codec in COMMON_ENCODINGS if codec != used
+            (codec, name) for codec, name in ENCODING_NAMES.items() if codec != used
         ]
 
     def column_fields(self):

@@ -34,6 +34,7 @@ from .column_choices import (
     mapping_summary,
     remembered_mapping,
 )
+from .encodings import encoding_name
 from .headers import ColumnMapping, title_text
 from .inspection import AmbiguousDates, date_order_found
 from .readers import ColumnsUnclear, EncodingUnclear, open_table
@@ -163,15 +164,6 @@ class Preview:
             return "None: no slashed date in the file reads one way only"
         name = DateOrder.NAMES[self.date_order].capitalize()
         return f"{name} (chosen)" if self.date_order_chosen else f"{name}, as the file's dates say"
-
-
-def encoding_name(codec: str) -> str:
-    """Return a codec as a manager knows it ("Windows-1251" for cp1251)."""
-    try:
-        from .encodings import encoding_name as name_of
-    except ImportError:  # no names for encodings yet: the codec says it well enough
-        return codec
-    return name_of(codec)
 
 
 def file_preview(
