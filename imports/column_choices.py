@@ -16,9 +16,6 @@ from .readers import BLANK_ROW, ColumnsUnclear, column_letter, open_table
 from .selectors import last_chosen_columns
 from .validation import DateOrder, parse_datetime
 
-# The import's first note when it reads the columns remembered for its pool.
-REMEMBERED = "Columns as chosen for this pool's last upload: {columns}."
-
 
 def column_label(index: int, titles=()) -> str:
     """A column as the report names it: "column B (“Promo code”)"."""
@@ -113,6 +110,7 @@ def remembered_mapping(
         header_row, titles = 0, ()
     return replace(
         mapping,
+        remembered=True,
         header_row=header_row,
         titles=titles,
         delimiter=unclear.delimiter,

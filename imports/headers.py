@@ -134,6 +134,8 @@ class ColumnMapping:
     chosen: bool = False
     delimiter: str = ""
     sheet: str = ""
+    # Chosen for an earlier upload to the same pool, and taken again for this file.
+    remembered: bool = False
 
     def as_json(self) -> dict:
         return {
@@ -142,6 +144,7 @@ class ColumnMapping:
             "titles": list(self.titles),
             "delimiter": self.delimiter,
             "sheet": self.sheet,
+            **({"remembered": True} if self.remembered else {}),
         }
 
     @classmethod
@@ -154,6 +157,7 @@ class ColumnMapping:
             chosen=True,
             delimiter=data.get("delimiter") or "",
             sheet=data.get("sheet") or "",
+            remembered=bool(data.get("remembered")),
         )
 
     @property

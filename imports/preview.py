@@ -27,11 +27,9 @@ from pools.selectors import pool_codes_present
 
 from .cells import shown
 from .column_choices import (
-    REMEMBERED,
     columns_read,
     file_width,
     first_row_numbers,
-    mapping_summary,
     remembered_mapping,
 )
 from .encodings import encoding_name
@@ -265,9 +263,7 @@ def _read(preview: Preview, *, pool, file, encoding: str, chosen: ColumnMapping 
         preview.date_order, preview.date_order_from_file = order, bool(order)
     example_skipped = _count(preview, pool=pool, rows=rows, order=order)
     # The report's notes, in its order: the import's own note, then the reader's.
-    if preview.remembered:
-        preview.notes.append(REMEMBERED.format(columns=mapping_summary(table.mapping)))
-    elif table.ignored_columns:
+    if table.ignored_columns and not preview.remembered:
         preview.notes.append(COLUMNS_IGNORED.format(columns=", ".join(table.ignored_columns)))
     preview.notes += [note for note in table.notes if note not in preview.notes]
     if example_skipped:

@@ -75,6 +75,7 @@ HEADER_BELOW_ONE = "The header is on row {row}: the row above it was skipped."
 HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipped."
 NO_HEADER = "The file has no header: every row was read as a code."
 CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
+REMEMBERED_COLUMNS = "Columns as chosen for this pool's last upload: {columns}."
 ENCODING_UNCLEAR = (
     "“{name}” reads as text in more than one encoding, and its codes differ between them "
     "(such as {examples}): choose the one it was saved in."
@@ -397,7 +398,7 @@ def _chosen_layout(head, mapping: ColumnMapping) -> _Layout:
         [_short(t) for t in titles if t] or ["Code"],
         [],
         mapping,
-        [CHOSEN_COLUMNS.format(columns=chosen)],
+        [(REMEMBERED_COLUMNS if mapping.remembered else CHOSEN_COLUMNS).format(columns=chosen)],
     )
 
 

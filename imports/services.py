@@ -26,7 +26,7 @@ from pools.jobs import job_enqueue_on_commit, job_queue
 from pools.models import AdditionUndo, Pool
 from pools.selectors import pool_code_total
 
-from .column_choices import REMEMBERED, file_width, mapping_summary, remembered_mapping
+from .column_choices import file_width, remembered_mapping
 from .generation import CodeFormat, normalize_alphabet
 from .headers import ColumnMapping
 from .inspection import AmbiguousDates, inspect_file
@@ -150,9 +150,9 @@ def _inspect(pool, file, *, name, date_order, encoding, chosen: dict) -> tuple[s
         )
         if remembered is None:
             raise
-        note = REMEMBERED.format(columns=mapping_summary(remembered))
         chosen = {**remembered.as_json(), "width": file_width(unclear.first_rows)}
-        return inspect_file(file, mapping=remembered, **look), chosen, note
+        # The worker's report names the columns (readers.REMEMBERED_COLUMNS).
+        return inspect_file(file, mapping=remembered, **look), chosen, ""
 
 
 def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
