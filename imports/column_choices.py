@@ -12,7 +12,7 @@ from pools.models import Pool
 
 from .cells import shown
 from .headers import TEMPLATE_COLUMNS, ColumnMapping, header_key, title_text
-from .readers import BLANK_ROW, ColumnsUnclear, column_letter, open_table
+from .readers import ColumnsUnclear, column_letter
 from .selectors import last_chosen_columns
 from .validation import DateOrder, parse_datetime
 
@@ -44,30 +44,9 @@ def file_width(first_rows) -> int:
     return max((len(_trimmed(row)) for row in first_rows), default=0) or 1
 
 
-def first_row_numbers(file, *, name: str, size: int, encoding: str, unclear: ColumnsUnclear):
-    """Return the row numbers of the first rows a ColumnsUnclear shows: read as a file without
-    a header, the rows that are not blank come in the same order."""
-    probe = ColumnMapping(
-        0,
-        (0, None, None, None, None),
-        chosen=True,
-        delimiter=unclear.delimiter,
-        sheet=unclear.sheet,
-    )
-    wanted = len(unclear.first_rows)
-    numbers: list[int] = []
-    try:
-        # Only the rows' numbers are wanted: no question of encoding here (ask=False).
-        table = open_table(file, name=name, size=size, encoding=encoding, mapping=probe, ask=False)
-        for row_number, cells in table.rows:
-            if cells is BLANK_ROW:
-                continue
-            numbers.append(row_number)
-            if len(numbers) >= wanted:
-                break
-    finally:
-        file.seek(0)
-    return numbers
+def first_row_numbers(unclear: ColumnsUnclear) -> list[int]:
+    """Return the row numbers of the first rows a ColumnsUnclear shows."""
+    return list(unclear.numbers)
 
 
 def remembered_mapping(
@@ -95,9 +74,7 @@ def remembered_mapping(
         if not any(wanted) or wanted not in rows:
             return None
         if numbers is None:
-            numbers = first_row_numbers(
-                file, name=name, size=size, encoding=encoding, unclear=unclear
-            )
+            numbers = first_row_numbers(unclear)
         index = rows.index(wanted)
         if index >= len(numbers):
             return None

@@ -97,14 +97,14 @@ def split_line(line: str, delimiter: str) -> list[str]:
 
 
 def sniff_delimiter(lines: list[str]) -> str:
-    """Return the delimiter that every one of these lines uses (the one used most, if several
-    are), or a comma for a single column."""
+    """Return the delimiter that most of these lines use, at least half of them (a title line
+    above the rows has none), or a comma for a single column."""
     filled = [line for line in lines if line.strip()]
-    best, best_count = ",", 0
+    best, best_lines = ",", 0
     for delimiter in DELIMITERS:
-        least = min((line.count(delimiter) for line in filled), default=0)
-        if least > best_count:
-            best, best_count = delimiter, least
+        using = sum(1 for line in filled if delimiter in line)
+        if using > best_lines and using * 2 >= len(filled):
+            best, best_lines = delimiter, using
     return best
 
 

@@ -208,9 +208,7 @@ def _read(preview: Preview, *, pool, file, encoding: str, chosen: ColumnMapping 
         file.seek(0)
         table = None
         preview.first_rows = [list(row) for row in unclear.first_rows]
-        preview.first_row_numbers = first_row_numbers(
-            file, name=name, size=size, encoding=encoding, unclear=unclear
-        )
+        preview.first_row_numbers = first_row_numbers(unclear)
         preview.delimiter, preview.sheet = unclear.delimiter, unclear.sheet
         if chosen is None:
             chosen = remembered_mapping(

@@ -135,9 +135,13 @@ class ColumnsUnclear(ImportFileError):
     """No header names the column of codes, or more than one column does: the manager picks
     the columns on the upload page, from the file's first rows."""
 
-    def __init__(self, message: str, *, first_rows: list, delimiter: str = "", sheet: str = ""):
+    def __init__(self, message: str, *, head: list, skip: int = 0, delimiter="", sheet=""):
         super().__init__(f"{message} {CHOOSE_COLUMNS}")
-        self.first_rows = first_rows
+        rows = [(number, cells) for number, cells in head[skip:] if not is_blank(cells)]
+        rows = rows[:FIRST_ROWS_SHOWN]
+        # The file's first rows that are not blank, as text, and their row numbers.
+        self.first_rows = [[title_text(cell) for cell in cells] for _, cells in rows]
+        self.numbers = [number for number, _ in rows]
         self.delimiter = delimiter
         self.sheet = sheet
 
@@ -332,7 +336,12 @@ class _Layout:
 
 
 def _layout(
-    head: list[tuple[int, list]], *, name: str, mapping: ColumnMapping | None, skip: int = 0
+    head: list[tuple[int, list]],
+    *,
+    name: str,
+    mapping: ColumnMapping | None,
+    skip: int = 0,
+    delimiter: str = "",
 ) -> _Layout | None:
     """Return where the rows of these first rows are (their cells already split), or None when
     no header names the code column. `skip` rows at the top are not looked at (a sep= line)."""
@@ -344,13 +353,13 @@ def _layout(
             continue
         match = match_header(cells)
         if match is not None:
-            return _matched_layout(head, position, match, name=name, skip=skip)
+            return _matched_layout(head, position, match, name=name, skip=skip, delimiter=delimiter)
         if not is_title_row(cells):
             break
     return None
 
 
-def _matched_layout(head, position, match: HeaderMatch, *, name, skip) -> _Layout:
+def _matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter="") -> _Layout:
     if match.repeated:
         field_name, titles = match.repeated
         raise ColumnsUnclear(
@@ -359,7 +368,9 @@ def _matched_layout(head, position, match: HeaderMatch, *, name, skip) -> _Layou
                 field=TEMPLATE_COLUMNS[FIELDS.index(field_name)],
                 columns=", ".join(f"“{_short(t)}”" for t in titles),
             ),
-            first_rows=_first_rows(head, skip),
+            head=head,
+            skip=skip,
+            delimiter=delimiter,
         )
     number = head[position][0]
     above = position - skip
@@ -415,11 +426,6 @@ def column_letter(index: int) -> str:
 def _column_label(index: int, titles: list) -> str:
     title = titles[index] if index < len(titles) and titles[index] else ""
     return f"column {column_letter(index)}" + (f" (“{_short(title)}”)" if title else "")
-
-
-def _first_rows(head, skip: int = 0) -> list[list[str]]:
-    rows = [cells for _, cells in head[skip:] if not is_blank(cells)]
-    return [[title_text(c) for c in cells] for cells in rows[:FIRST_ROWS_SHOWN]]
 
 
 def _single_column(head, skip: int = 0) -> bool:
@@ -587,6 +593,7 @@ def _encoding_readings(source: _CsvSource, layout: _Layout, delimiter: str) -> l
         # only: the others are not the file's.
         return (
             header_bytes is None
+            or layout.mapping.chosen
             or match_header(
                 csv_records.split_line(header_bytes.decode(codec, errors="replace"), delimiter)
             )
@@ -652,7 +659,12 @@ def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
                 delimiter = csv_records.sniff_delimiter([text for _, text in head[position + 1 :]])
             split = [(n, csv_records.split_line(text, delimiter)) for n, text in head]
             layout = _matched_layout(
-                split, position, match_header(split[position][1]), name=name, skip=skip
+                split,
+                position,
+                match_header(split[position][1]),
+                name=name,
+                skip=skip,
+                delimiter=delimiter,
             )
             return layout, delimiter
         if not is_title_row(csv_records.split_line(line, delimiters[0])):
@@ -664,7 +676,8 @@ def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
     titles = next((cells for _, cells in split[skip:] if not is_blank(cells)), [])
     raise ColumnsUnclear(
         NO_CODE_COLUMN.format(name=name, found=_columns_found([title_text(t) for t in titles])),
-        first_rows=_first_rows(split, skip),
+        head=split,
+        skip=skip,
         delimiter=delimiter,
     )
 
@@ -777,17 +790,20 @@ def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
         # A single column of codes on the only sheet with anything on it needs no header.
         return (*filled[0], _headerless_layout())
     sheet_name, sheet, head, sheet_rows = looked_at[0]
-    first_rows = _first_rows(head)
     if len(looked_at) == 1:
-        found = _columns_found(first_rows[0] if first_rows else [])
-        message = NO_CODE_COLUMN.format(name=name, found=found)
+        message = NO_CODE_COLUMN.format(name=name, found=_columns_found(_first_titles(head)))
     else:
         sheets = "; ".join(
-            f"“{_short(sheet)}” (columns: {_columns_found((_first_rows(rows) or [[]])[0])})"
+            f"“{_short(sheet)}” (columns: {_columns_found(_first_titles(rows))})"
             for sheet, _, rows, _ in looked_at
         )
         message = NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets)
-    raise ColumnsUnclear(message, first_rows=first_rows, sheet=sheet_name)
+    raise ColumnsUnclear(message, head=head, sheet=sheet_name)
+
+
+def _first_titles(head) -> list[str]:
+    """The cells of the first row that is not blank, as a message lists them."""
+    return next(([title_text(c) for c in cells] for _, cells in head if not is_blank(cells)), [])
 
 
 def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:

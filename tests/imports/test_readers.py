@@ -1214,3 +1214,15 @@ def test_a_formula_never_computed_in_the_last_row_is_rejected_not_dropped():
 
     assert rows[0] == (2, "A1")
     assert rows[1][0] == 3 and isinstance(rows[1][1], UnreadableRow)
+
+
+def test_a_title_line_without_delimiters_does_not_make_the_rows_one_column():
+    with pytest.raises(readers.ColumnsUnclear) as excinfo:
+        read(b"Spring export\nPromo;Valid\nB1;2026-02-01\nB2;2026-02-01\n")
+
+    assert excinfo.value.delimiter == ";"
+    assert excinfo.value.first_rows[1:] == [
+        ["Promo", "Valid"],
+        ["B1", "2026-02-01"],
+        ["B2", "2026-02-01"],
+    ]
