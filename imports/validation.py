@@ -1,31 +1,60 @@
-"""Check one row of template cells: return the clean row to load, or why it is rejected.
+"""Check one row of template cells: return the clean row to load, why it is rejected, or why
+it is skipped (a blank row, the template's example row).
 
 Whatever a cell holds (any length, any Unicode, control characters, NUL, lone surrogates, a
 number where text is expected), the problem stays in its row: clean_row never raises for a
 cell, and what a rejection shows and stores of the bad value is shortened visibly (cells.shown).
+
+A code Excel already damaged (written in scientific notation, cut to 15 digits, turned into a
+date or a time, an error value) is rejected with what happened and how to keep codes as text:
+imported, it would be a code no customer could ever redeem.
 """
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, time, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
 
 from pools.models import CODE_MAX_LENGTH
 
 from .cells import cell_text, shown
-from .readers import TEMPLATE_COLUMNS, UnreadableRow
+from .readers import BLANK_ROW, TEMPLATE_COLUMNS, UnreadableRow
 
 EMPTY_CODE = "The code is empty."
 CODE_TOO_LONG = f"The code is longer than {CODE_MAX_LENGTH} characters."
 CODE_NOT_TYPABLE = "The code contains a space or a character that cannot be typed."
 BAD_DATE = "“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
 AMBIGUOUS_DATE = (
-    "“{value}” could be day-first or month-first: choose the date order on the upload form and "
-    "upload again."
+    "“{value}” could be day-first or month-first, and no date above it has a day above 12 to "
+    "tell: choose the date order on the upload form and upload again."
 )
-AGAINST_DATE_ORDER = "“{value}” is not a date in the file's {order} order."
+AGAINST_DATE_ORDER = "“{value}” is not a date: this file's dates are read {order}, as {settled_by}."
+# What settled a file's date order, as AGAINST_DATE_ORDER names it; {where} is " (row 5)".
+SETTLED_BY_DATE = "“{value}”{where} shows"
+SETTLED_BY_FORM = "chosen on the upload form"
 END_BEFORE_START = "{end} is before {start}."
 DUPLICATE_IN_FILE = "The same code is in an earlier row."
 TEMPLATE_EXAMPLE = "This is the template's example row, not a code: skipped."
+BLANK = "Blank row: skipped."
+DATE_TOO_LONG = "The {column} cell is longer than {limit} characters: it is not a date."
+EXCEL_ERROR = "The cell holds the Excel error {error}."
+# What Excel did to a code typed or pasted into a column of the General format.
+KEEP_CODES_AS_TEXT = (
+    "Format the Code column as Text in Excel before typing or pasting the codes, then save and "
+    "upload again."
+)
+CODE_IN_SCIENTIFIC_NOTATION = (
+    "Excel wrote this code in scientific notation ({value}), so its digits are lost. "
+    + KEEP_CODES_AS_TEXT
+)
+CODE_PAST_15_DIGITS = (
+    "Excel keeps 15 digits of a number, so the digits of this code after the 15th are lost "
+    "({value}). " + KEEP_CODES_AS_TEXT
+)
+CODE_TURNED_INTO_DATE = (
+    "Excel turned this code into a date or a time ({value}), so the code as typed is lost. "
+    + KEEP_CODES_AS_TEXT
+)
 
 # The template's example code (templates_download.template_example_row): an unedited template
 # must not put it into a pool as a live code.
@@ -46,6 +75,12 @@ class DateOrder:
     the file's first date that can be read only one way (a part above 12); until then a date
     that reads both ways is rejected rather than guessed. Dotted dates (31.01.2026) are always
     day-first and ISO dates need no order.
+
+    A date refused for the order says what set it: the file's first date read only that way
+    (`shown_by`, “31/01/2026” (row 5)), else the upload form. An order found by the upload's
+    look at the file was found in such a date, which the worker reads again before any date it
+    refuses; unless that date's row was rejected for its code (its dates are not read), or
+    committed before a resumed run (its rows are not read again): then the form is named.
     """
 
     DAY_FIRST = "dmy"
@@ -54,6 +89,7 @@ class DateOrder:
 
     def __init__(self, order: str = ""):
         self.order = order
+        self.shown_by = ""
 
     @classmethod
     def readable_as(cls, first: int, second: int) -> set[str]:
@@ -67,7 +103,7 @@ class DateOrder:
             if 1 <= month <= 12 and 1 <= day <= 31
         }
 
-    def read(self, text: str, match: re.Match, *, end: bool) -> datetime:
+    def read(self, text: str, match: re.Match, *, end: bool, row: int = 0) -> datetime:
         first, second, year, hour, minute, sec, half = match.groups()
         first, second = int(first), int(second)
         readable_as = self.readable_as(first, second)
@@ -76,26 +112,38 @@ class DateOrder:
         if self.order:
             if self.order not in readable_as:
                 raise DateOrderError(
-                    AGAINST_DATE_ORDER.format(value=shown(text), order=self.NAMES[self.order])
+                    AGAINST_DATE_ORDER.format(
+                        value=shown(text, limit=40),
+                        order=self.NAMES[self.order],
+                        settled_by=self.shown_by or SETTLED_BY_FORM,
+                    )
                 )
         elif len(readable_as) == 2 and first != second:
             raise DateOrderError(AMBIGUOUS_DATE.format(value=shown(text)))
-        elif len(readable_as) == 1:
-            (self.order,) = readable_as
         # else equal parts (04/04), read the same either way: they settle nothing.
-        day, month = (second, first) if self.order == self.MONTH_FIRST else (first, second)
+        settles = len(readable_as) == 1 and not self.shown_by
+        order = next(iter(readable_as)) if settles else self.order
+        day, month = (second, first) if order == self.MONTH_FIRST else (first, second)
         if len(year) == 2:
             year = int(year) + (2000 if int(year) < 69 else 1900)  # as strptime's %y
         year = int(year)
         if hour is None:
             moment = datetime(year, month, day)
-            return datetime.combine(moment, time.max) if end else moment
-        hour = int(hour)
-        if half:
-            if not 1 <= hour <= 12:
-                raise ValueError(text)
-            hour = hour % 12 + (12 if half.lower() == "p" else 0)
-        return datetime(year, month, day, hour, int(minute), int(sec or 0))
+            moment = datetime.combine(moment, time.max) if end else moment
+        else:
+            hour = int(hour)
+            if half:
+                if not 1 <= hour <= 12:
+                    raise ValueError(text)
+                hour = hour % 12 + (12 if half.lower() == "p" else 0)
+            moment = datetime(year, month, day, hour, int(minute), int(sec or 0))
+        if settles:
+            # Only a date that is one (not 31/02/2026) settles the order, and shows it.
+            where = f" (row {row})" if row else ""
+            self.order = order
+            # Shortened as the value is, so the reason fits its 255 characters.
+            self.shown_by = SETTLED_BY_DATE.format(value=shown(text, limit=40), where=where)
+        return moment
 
 
 class DateOrderError(ValueError):
@@ -119,7 +167,9 @@ class Rejected:
     cells: tuple
 
 
-def parse_datetime(value, *, end: bool, order: DateOrder | None = None) -> datetime | None:
+def parse_datetime(
+    value, *, end: bool, order: DateOrder | None = None, row: int = 0
+) -> datetime | None:
     """Read a date cell; None when empty. Raise ValueError when it is not a date.
 
     A date without a time means the start of that day, or its end in an end column
@@ -143,7 +193,7 @@ def parse_datetime(value, *, end: bool, order: DateOrder | None = None) -> datet
             )
         match = SLASHED_DATE.fullmatch(text) if "/" in text[:3] else None
         if match:
-            return (order or DateOrder()).read(text, match, end=end)
+            return (order or DateOrder()).read(text, match, end=end, row=row)
         try:
             # A date alone (2026-04-30, or 20260430 as ISO 8601 also allows) is a whole day.
             day = date.fromisoformat(text)
@@ -157,37 +207,209 @@ def parse_datetime(value, *, end: bool, order: DateOrder | None = None) -> datet
     raise ValueError(value)
 
 
+# What Excel shows for a cell whose formula failed, and writes so into a CSV. (calamine reads
+# such a cell of a workbook as empty; xlsx_cells finds it in an XLSX.)
+EXCEL_ERRORS = frozenset(
+    {
+        "#NULL!",
+        "#DIV/0!",
+        "#VALUE!",
+        "#REF!",
+        "#NAME?",
+        "#NUM!",
+        "#N/A",
+        "#GETTING_DATA",
+        "#SPILL!",
+        "#CALC!",
+        "#FIELD!",
+        "#BLOCKED!",
+        "#CONNECT!",
+        "#BUSY!",
+        "#UNKNOWN!",
+        "#PYTHON!",
+    }
+)
+
+# A number in scientific notation as Excel writes one (1.23457E+11, 1,23457E+11 where the
+# decimal separator is a comma). Excel always writes the exponent's sign, so a code without
+# one (2E10, 7e3) was not written by Excel and stays a code.
+SCIENTIFIC_NOTATION = re.compile(r"[+-]?\d+(?:[.,]\d+)?[eE][+-]\d+")
+
+# A date or a time as Excel writes one into a CSV file, the whole code being:
+#   2010-03-01 or 2010/03/01, optionally with a time after a space or T;
+#   01.03.2010 or 1.3.10 (day first), optionally with a time after a space;
+#   3/1/2010 or 3/1/10, readable in one order at least, optionally with a time after a space;
+#   1-Mar, 1-Mar-10, 01-Mar-2010, Mar-10, with the month in English and Title case as Excel
+#     writes it (so MAR-10 in capitals, as typed, stays a code);
+#   12:30, 12:30:00, 12:30 PM, 9:05:07.5 a.m.: an hour to 23 (1 to 12 before AM/PM), minutes
+#     and seconds to 59.
+# Day and month must be in range (1-31, 1-12), so 10.20.30 or 2027-13-40 stays a code; so do
+# SPRING-2027, 2027A, 1-2 (which Excel would have written as 2-Jan).
+_MONTHS = "Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec"
+
+
+def _time(form: str) -> str:
+    """A time after a date of this form (or alone): its groups are named after the form, as
+    the forms make one expression and a name may be used once in it."""
+    return (
+        rf"(?P<{form}_hour>\d{{1,2}}):(?P<{form}_minute>\d{{2}})"
+        rf"(?::(?P<{form}_seconds>\d{{2}})(?:\.\d+)?)?(?:\s?(?P<{form}_half>[AaPp])\.?[Mm]\.?)?"
+    )
+
+
+# One expression rather than one per form: it is tried on every code that starts as a date does.
+_EXCEL_DATE = re.compile(
+    "|".join(
+        (
+            rf"(?P<iso_year>\d{{4}})(?P<iso_separator>[-/])(?P<iso_month>\d{{1,2}})"
+            rf"(?P=iso_separator)(?P<iso_day>\d{{1,2}})(?:[ T]{_time('iso')})?",
+            rf"(?P<dotted_day>\d{{1,2}})\.(?P<dotted_month>\d{{1,2}})\.(?:\d{{4}}|\d{{2}})"
+            rf"(?: {_time('dotted')})?",
+            rf"(?P<slashed_first>\d{{1,2}})/(?P<slashed_second>\d{{1,2}})/(?:\d{{4}}|\d{{2}})"
+            rf"(?: {_time('slashed')})?",
+            rf"(?P<named_day>\d{{1,2}})-(?:{_MONTHS})(?:-(?:\d{{4}}|\d{{2}}))?",
+            rf"(?:{_MONTHS})-(?:\d{{4}}|\d{{2}})",
+            _time("alone"),
+        )
+    )
+)
+_NUMBER_STARTS = frozenset("0123456789+-")
+_MONTH_NAMES = frozenset(_MONTHS.split("|"))
+
+
+def looks_like_excel_date(text: str) -> bool:
+    """Return True if the text is a date or a time as Excel writes one into a CSV file."""
+    match = _EXCEL_DATE.fullmatch(text)
+    if not match:
+        return False
+    groups = match.groupdict()
+    parts = {name: int(value) for name, value in groups.items() if value and value.isdigit()}
+    if "iso_year" in parts and not (1 <= parts["iso_month"] <= 12 and 1 <= parts["iso_day"] <= 31):
+        return False
+    if "dotted_day" in parts and not (
+        1 <= parts["dotted_day"] <= 31 and 1 <= parts["dotted_month"] <= 12
+    ):
+        return False
+    if "slashed_first" in parts and not DateOrder.readable_as(
+        parts["slashed_first"], parts["slashed_second"]
+    ):
+        return False
+    if "named_day" in parts and not 1 <= parts["named_day"] <= 31:
+        return False
+    for form in ("iso", "dotted", "slashed", "alone"):
+        if f"{form}_hour" in parts:
+            hours = range(1, 13) if groups[f"{form}_half"] else range(24)
+            return (
+                parts[f"{form}_hour"] in hours
+                and parts[f"{form}_minute"] <= 59
+                and parts.get(f"{form}_seconds", 0) <= 59
+            )
+    return True
+
+
+# Excel keeps 15 significant digits of a number; a double holds every whole number below 2**53.
+_EXCEL_DIGITS = 15
+_EXACT_WHOLE_NUMBERS = 2**53
+# Longer than any date in any accepted form (the longest, 2026-03-01T10:15:00.000000+05:30,
+# has 32 characters).
+DATE_MAX_LENGTH = 100
+
+
+def _code(value) -> tuple[str, str | None]:
+    """Return the code a Code cell holds and None, or the cell as shown and why it holds no
+    code: empty, too long, not typable, or a code Excel already damaged."""
+    if isinstance(value, str):
+        return _text_code(value.strip())
+    if isinstance(value, bool):
+        # Excel shows TRUE and FALSE, and writes them so into a CSV file.
+        return ("TRUE" if value else "FALSE"), None
+    if isinstance(value, int | float):
+        return _number_code(value)
+    if isinstance(value, date | time | timedelta):
+        # calamine's reading of a cell of a date or time format: Excel took the code typed
+        # for a date (MAR-10, 1-2) or a time (12:30).
+        text = cell_text(value)
+        return text, CODE_TURNED_INTO_DATE.format(value=shown(text, limit=40))
+    return _text_code(cell_text(value).strip())
+
+
+def _text_code(code: str) -> tuple[str, str | None]:
+    if not code:
+        return code, EMPTY_CODE
+    if len(code) > CODE_MAX_LENGTH:
+        return code, CODE_TOO_LONG
+    # Every form of Excel's damage has a sign or a separator (+ - / . :) and starts as a number
+    # or a month does: testing for that first keeps a code such as K0000001 or 000123 at 0.4 µs
+    # here; the two expressions would add 1 to 1.5 µs to each of a million rows.
+    if (code[0] in _NUMBER_STARTS or code[:3] in _MONTH_NAMES) and not code.isalnum():
+        # Before the test for spaces: Excel writes times as 12:30 PM.
+        if SCIENTIFIC_NOTATION.fullmatch(code):
+            return code, CODE_IN_SCIENTIFIC_NOTATION.format(value=shown(code, limit=40))
+        if looks_like_excel_date(code):
+            return code, CODE_TURNED_INTO_DATE.format(value=shown(code, limit=40))
+    elif code[0] == "#" and code in EXCEL_ERRORS:
+        return code, EXCEL_ERROR.format(error=code)
+    if not code.isprintable() or " " in code or "\ufffd" in code:
+        return code, CODE_NOT_TYPABLE
+    return code, None
+
+
+def _number_code(number: int | float) -> tuple[str, str | None]:
+    """Return a number in the Code column as its code, unless Excel cut its digits.
+
+    A whole number of more than 15 digits was cut by Excel if typed there: the digits past
+    the 15th became zeros, and from 2**53 on a double cannot even hold every whole number. One
+    below 2**53 whose digits past the 15th are not all zeros was written exactly by a program,
+    and is kept. (A program's number ending in zeros, one in ten of those of 16 digits, is
+    rejected with Excel's: it cannot be told apart.) A fraction is kept as written (12.5).
+    """
+    if isinstance(number, float) and not number.is_integer():
+        return cell_text(number), None
+    whole = int(number)
+    if abs(whole) < 10**_EXCEL_DIGITS:
+        return str(whole), None
+    if abs(whole) < _EXACT_WHOLE_NUMBERS and str(abs(whole))[_EXCEL_DIGITS:].strip("0"):
+        return str(whole), None
+    # As the file holds it: the shortest decimal that reads back as this double, so
+    # 1234567890123450000 rather than the double's exact 1234567890123450112. (Decimal, as str
+    # refuses whole numbers of more than 4,300 digits.)
+    exact = Decimal(repr(number) if isinstance(number, float) else number)
+    written = format(exact.to_integral_value(), "f")
+    return written, CODE_PAST_15_DIGITS.format(value=shown(written, limit=40))
+
+
 def clean_row(row_number: int, cells, tz: tzinfo, order: DateOrder | None = None):
     """Return (row_number, code, issue_start, issue_end, available_from, available_till) with
-    the dates as naive ISO 8601 text in the time zone `tz`, or Rejected."""
+    the dates as naive ISO 8601 text in the time zone `tz`, or Rejected, or Skipped (a blank
+    row, the template's example row)."""
+    if cells is BLANK_ROW:
+        return Skipped(row_number, BLANK)
     if isinstance(cells, UnreadableRow):
-        return Rejected(row_number, "", "", cells.reason[:255], ())
+        return Rejected(row_number, cells.column, shown(cells.value), cells.reason[:255], ())
     raw_code, *raw_dates = cells
-    code = (raw_code if isinstance(raw_code, str) else cell_text(raw_code)).strip()
-    reason = None
-    if not code:
-        reason = EMPTY_CODE
-    elif len(code) > CODE_MAX_LENGTH:
-        reason = CODE_TOO_LONG
-    elif not code.isprintable() or " " in code or "\ufffd" in code:
-        reason = CODE_NOT_TYPABLE
-    elif code == TEMPLATE_EXAMPLE_CODE:
-        reason = TEMPLATE_EXAMPLE
+    code, reason = _code(raw_code)
     if reason:
         return Rejected(row_number, TEMPLATE_COLUMNS[0], shown(code), reason, cells)
+    if code == TEMPLATE_EXAMPLE_CODE:
+        return Skipped(row_number, TEMPLATE_EXAMPLE)
     if not any(raw_dates):
         return (row_number, code, None, None, None, None)
     dates = []
     for index, value in enumerate(raw_dates, start=1):
+        column = TEMPLATE_COLUMNS[index]
+        text = value.strip() if isinstance(value, str) else ""
+        if text in EXCEL_ERRORS:
+            return Rejected(row_number, column, text, EXCEL_ERROR.format(error=text), cells)
+        if len(text) > DATE_MAX_LENGTH:
+            reason = DATE_TOO_LONG.format(column=column, limit=DATE_MAX_LENGTH)
+            return Rejected(row_number, column, shown(value), reason, cells)
         try:
-            dates.append(parse_datetime(value, end=index % 2 == 0, order=order))
+            dates.append(parse_datetime(value, end=index % 2 == 0, order=order, row=row_number))
         except DateOrderError as error:
-            return Rejected(row_number, TEMPLATE_COLUMNS[index], shown(value), str(error), cells)
+            return Rejected(row_number, column, shown(value), str(error), cells)
         except (ValueError, TypeError, OverflowError):
             text = shown(value)
-            return Rejected(
-                row_number, TEMPLATE_COLUMNS[index], text, BAD_DATE.format(value=text), cells
-            )
+            return Rejected(row_number, column, text, BAD_DATE.format(value=text), cells)
     try:
         for start, end in ((0, 1), (2, 3)):
             if dates[start] and dates[end] and _aware(dates[end], tz) < _aware(dates[start], tz):

@@ -1,5 +1,6 @@
-"""What calamine does not tell of an XLSX sheet: formulas never computed, numbers shown with
-leading zeros. Read from the sheet's XML in one streaming pass, only when the file has either."""
+"""What calamine does not tell of an XLSX sheet: formulas never computed, error values (#N/A,
+which calamine reads as an empty cell), numbers shown with leading zeros. Read from the sheet's
+XML in one streaming pass, only when the file may have any of them."""
 
 import posixpath
 import re
@@ -15,26 +16,31 @@ _CHUNK = 1024 * 1024
 
 
 def cell_info(file: BinaryIO, sheet_name: str, indexes: list[int | None]) -> dict:
-    """Return {row number: {field index: ("formula", None) | ("zeros", width)}}."""
+    """Return {row number: {field index: ("formula", None) | ("error", "#N/A") | ("zeros",
+    width)}}."""
     columns = {index: field for field, index in enumerate(indexes) if index is not None}
     with zipfile.ZipFile(file) as archive:
         path = _sheet_path(archive, sheet_name)
         if path is None:
             return {}
         zero_styles = _zero_styles(archive)
-        if not zero_styles and not _contains(archive, path, b"<f"):
+        # Error values come of formulas, or are typed (t="e" without a formula).
+        if not zero_styles and not _contains(archive, path, (b"<f", b't="e"')):
             return {}
         with archive.open(path) as sheet:
             return _scan(sheet, columns, zero_styles)
 
 
-def _contains(archive: zipfile.ZipFile, path: str, needle: bytes) -> bool:
+def _contains(archive: zipfile.ZipFile, path: str, needles: tuple[bytes, ...]) -> bool:
+    """Return True if the member holds any of the needles."""
+    longest = max(len(needle) for needle in needles)
     tail = b""
     with archive.open(path) as member:
         while chunk := member.read(_CHUNK):
-            if needle in tail + chunk[: len(needle)] or needle in chunk:
+            seam = tail + chunk[:longest]
+            if any(needle in seam or needle in chunk for needle in needles):
                 return True
-            tail = chunk[-len(needle) :]
+            tail = chunk[-longest:]
     return False
 
 
@@ -103,6 +109,8 @@ def _scan(sheet, columns: dict[int, int], zero_styles: dict[int, int]) -> dict:
                 value = element.find(f"{_MAIN}v")
                 if formula is not None and (value is None or not value.text):
                     info.setdefault(row_number, {})[field] = ("formula", None)
+                elif element.get("t") == "e" and value is not None and value.text:
+                    info.setdefault(row_number, {})[field] = ("error", value.text[:20])
                 elif element.get("t") in (None, "n") and value is not None:
                     digits = zero_styles.get(int(element.get("s") or 0))
                     if digits:

@@ -3,6 +3,7 @@ for a row's problem, never loses a valid row, and its counts add up to the rows 
 
 import csv
 import io
+import re
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -13,9 +14,9 @@ from hypothesis import strategies as st
 
 from imports.engine import import_run
 from imports.models import Import
-from imports.readers import ImportFileError, _pick, _picker, open_table
+from imports.readers import BLANK_ROW, ImportFileError, UnreadableRow, _pick, _picker, open_table
 from imports.services import import_file_start
-from imports.validation import DateOrder, Rejected, clean_row
+from imports.validation import DateOrder, Rejected, Skipped, clean_row
 from pools.models import Code
 from tests.factories import make_pool
 from tests.imports.files import xlsx_bytes
@@ -44,16 +45,24 @@ date_texts = st.sampled_from(
         "",
     ]
 )
+# What Excel leaves in a cell: an error, a code in scientific notation, one turned into a date.
+excel_texts = st.sampled_from(
+    ["#N/A", "#DIV/0!", "1.23457E+11", "1,2E-05", "2E10", "1-Mar-10", "Mar-10", "12:30 PM", "0:60"]
+)
 cells = st.one_of(
     st.none(),
     any_text,
     codes,
     date_texts,
+    excel_texts,
     st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=-(2**54), max_value=2**54),
     st.floats(allow_nan=True, allow_infinity=True),
     st.booleans(),
     st.dates(),
     st.datetimes(),
+    st.times(),
+    st.timedeltas(),
 )
 
 
@@ -62,6 +71,14 @@ cells = st.one_of(
 @example(row=("A", "2" * 5000, None, None, None), order="")
 @example(row=("A", None, "9999-12-31", None, None), order="")
 @example(row=("\ud800", "\ud800" * 300, None, None, None), order="")
+@example(row=(10**5000, None, None, None, None), order="")  # past str()'s 4,300 digits
+@example(row=("A", "1" * 10_000_000, None, None, None), order="")
+@example(row=BLANK_ROW, order="")
+@example(
+    row=("A", "31/01/2026" + " " * 85 + "10:00", "01/31/2026" + " " * 85 + "10:00", None, None),
+    order="",
+)
+@example(row=UnreadableRow("Bad.", column="Code", value="\x00" * 300), order="")
 def test_clean_row_never_raises_and_rejects_with_a_storable_reason(row, order):
     result = clean_row(3, row, TZ, DateOrder(order))
 
@@ -71,11 +88,75 @@ def test_clean_row_never_raises_and_rejects_with_a_storable_reason(row, order):
         assert "\x00" not in result.value
         result.value.encode("utf-8")  # no lone surrogate left: a database can store it
         result.reason.encode("utf-8")
+    elif isinstance(result, Skipped):
+        assert result.row_number == 3 and result.reason
     else:
         number, code, *dates = result
         assert number == 3 and code and code.isprintable() and len(code) <= 100
         for value in dates:
             assert value is None or datetime.fromisoformat(value)
+
+
+# A code as a person types one: letters, digits, - and _. Those that Excel would take for a
+# number in scientific notation or for a date or time, and the template's example code, are
+# left out: what remains must come back unchanged.
+_EXCEL_WOULD_TAKE = re.compile(
+    r"[+-]?\d+[eE][+-]\d+"  # 1E+11
+    r"|\d{4}-\d{1,2}-\d{1,2}"  # 2010-03-01
+    r"|\d{1,2}-[A-Z][a-z]{2}(-\d{2}|-\d{4})?"  # 1-Mar, 1-Mar-10
+    r"|[A-Z][a-z]{2}-(\d{2}|\d{4})"  # Mar-10
+)
+typable_codes = st.text(
+    st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+    min_size=1,
+    max_size=100,
+).filter(lambda code: not _EXCEL_WOULD_TAKE.fullmatch(code) and code != "SPRING-7KQ2")
+
+
+@given(code=typable_codes, order=st.sampled_from(["", "dmy", "mdy"]))
+@example(code="MAR-10", order="")
+@example(code="SPRING-2027", order="")
+@example(code="2027A", order="")
+@example(code="2E10", order="")
+@example(code="1-2", order="")
+@example(code="2027-13-40", order="")
+def test_a_typable_code_comes_back_unchanged(code, order):
+    assert clean_row(2, (code, None, None, None, None), TZ, DateOrder(order)) == (
+        2,
+        code,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+@given(
+    numbers=st.lists(
+        st.one_of(
+            st.integers(min_value=10**15, max_value=2**53 + 10),
+            st.integers(min_value=2**53 - 10, max_value=10**25),
+            st.integers(min_value=-(2**53), max_value=-(10**15)),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+@example(numbers=[1234567890123456789, 1234567890123450, 1234567890123456, 2**53 - 1, 2**53])
+@settings(max_examples=50, deadline=None)
+def test_a_number_past_15_digits_from_an_xlsx_is_rejected_or_kept_exactly(numbers):
+    """Excel keeps 15 digits: a longer number from a workbook is never stored as another code."""
+    data = xlsx_bytes([("Code",), *[(number,) for number in numbers]])
+
+    table = open_table(io.BytesIO(data), name="codes.xlsx", size=len(data))
+    results = [clean_row(row_number, cells, TZ) for row_number, cells in table.rows]
+
+    assert len(results) == len(numbers)
+    for number, result in zip(numbers, results, strict=True):
+        if not isinstance(result, Rejected):
+            assert result[1] == str(number)
+        elif abs(number) < 2**53 and str(abs(number))[15:].strip("0"):
+            pytest.fail(f"{number} was written exactly and is rejected: {result.reason}")
 
 
 def _csv_bytes(rows, encoding="utf-8", delimiter=","):
