@@ -94,10 +94,11 @@ def guess_encoding(file: BinaryIO) -> EncodingGuess:
     if not scan.sample:
         return EncodingGuess("utf-8", ("utf-8",), b"")
     if not scan.invalid:
-        # Valid UTF-8 is UTF-8; only a tiny file may be something else by chance.
-        others = () if scan.valid >= _SURELY_UTF8 else rank_readings(scan.sample, CANDIDATES)
-        plausible = ("utf-8", *(reading.codec for reading in others if reading.plausible))
-        return EncodingGuess("utf-8", plausible, scan.sample)
+        # Valid UTF-8 is UTF-8. A single-byte file is valid UTF-8 only by a chance that real
+        # text does not make (every accented capital followed by a symbol: Windows-1251 "ВЁ1" is
+        # UTF-8 "¨1"), while small UTF-8 files with a letter or two beyond ASCII are common:
+        # asking about them would put every such file in doubt.
+        return EncodingGuess("utf-8", ("utf-8",), scan.sample)
     # A few stray bytes in a UTF-8 file (a row pasted from another file) spoil those rows only:
     # the reader makes them U+FFFD, which validation rejects.
     if scan.valid >= _SURELY_UTF8 and scan.invalid * 100 < scan.valid + scan.invalid:

@@ -7,8 +7,6 @@ services.py; run by the Celery task in tasks.py.
 
 import logging
 import math
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from enum import Enum
 
@@ -33,6 +31,7 @@ from pools.jobs import (
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
 
+from .batch_commits import BatchCommitter
 from .cells import shown
 from .generation import CodeFormat, generate_codes
 from .headers import ColumnMapping
@@ -166,56 +165,9 @@ def _pool_turn(job: Import) -> bool:
     return True
 
 
-class _Committer:
-    """Commit batches in order, one at a time.
-
-    On PostgreSQL, outside a transaction (as in a worker), the commits run in a second thread
-    with its own connection, so that the database works on one batch while the next is read and
-    validated: the two take about as long, and there are two cores. Inside a transaction (as in
-    tests) a second connection could not see the caller's rows, so the commits run inline.
-    """
-
-    # The commit thread waits on the database, then needs the interpreter lock back for a moment,
-    # many times a batch; at the default 5 ms switch interval the reading thread keeps it so long
-    # that the two barely overlap (measured: 27 s instead of 19 s for a million rows).
-    SWITCH_INTERVAL = 0.0005
-
-    def __init__(self):
-        threaded = connection.vendor == "postgresql" and not connection.in_atomic_block
-        self.executor = ThreadPoolExecutor(1, "import-commit") if threaded else None
-        self.pending = None
-        self.switch_interval = sys.getswitchinterval()
-
-    def submit(self, commit, *args, **kwargs) -> None:
-        self.wait()
-        if self.executor is None:
-            commit(*args, **kwargs)
-        else:
-            self.pending = self.executor.submit(commit, *args, **kwargs)
-
-    def wait(self) -> None:
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()  # re-raises what the commit raised
-
-    def __enter__(self):
-        if self.executor is not None:
-            sys.setswitchinterval(self.SWITCH_INTERVAL)
-        return self
-
-    def __exit__(self, *exc_info):
-        try:
-            self.wait()
-        finally:
-            if self.executor is not None:
-                self.executor.submit(lambda: connection.close()).result()
-                self.executor.shutdown()
-                sys.setswitchinterval(self.switch_interval)
-
-
 def _run_rows(job: Import) -> None:
     tz = timezone.get_current_timezone()
-    with job.file.open("rb") as file, _Committer() as committer:
+    with job.file.open("rb") as file, BatchCommitter() as committer:
         table = open_table(
             file,
             name=job.file_name,

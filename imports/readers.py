@@ -61,6 +61,11 @@ NOT_A_TABLE = (
 DAMAGED = "“{name}” cannot be read as {format}: it is damaged, or not really {format}."
 ENCRYPTED = "“{name}” is protected with a password. Save it without one and upload again."
 EMPTY_FILE = "“{name}” is empty."
+BLANK_FILE = "“{name}” holds nothing but blank rows."
+BLANK_HEAD = (
+    "The first {rows} rows of “{name}” are blank: the header must be within them. Delete the "
+    "blank rows above it."
+)
 NO_ROWS = "“{name}” has a header but no rows of codes under it."
 NO_CODE_COLUMN = (
     "“{name}” has no column of codes: no column is named Code (or Promo code, Coupon, Код, "
@@ -671,6 +676,8 @@ def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
             break
     delimiter = source.sep or csv_records.sniff_delimiter([line for _, line in head[skip:]])
     split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
+    if all(is_blank(cells) for _, cells in split[skip:]):
+        raise ImportFileError(_blank(name, len(head)))
     if _single_column(split, skip):
         return _headerless_layout(), delimiter
     titles = next((cells for _, cells in split[skip:] if not is_blank(cells)), [])
@@ -786,6 +793,8 @@ def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
     if not looked_at:
         raise ImportFileError(NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets="none"))
     filled = [looked for looked in looked_at if not all(is_blank(r) for _, r in looked[2])]
+    if not filled:
+        raise ImportFileError(_blank(name, max(len(looked[2]) for looked in looked_at)))
     if len(filled) == 1 and _single_column(filled[0][2]):
         # A single column of codes on the only sheet with anything on it needs no header.
         return (*filled[0], _headerless_layout())
@@ -799,6 +808,12 @@ def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
         )
         message = NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets)
     raise ColumnsUnclear(message, head=head, sheet=sheet_name)
+
+
+def _blank(name: str, rows_looked_at: int) -> str:
+    if rows_looked_at < HEADER_SEARCH_ROWS:
+        return BLANK_FILE.format(name=name)
+    return BLANK_HEAD.format(name=name, rows=HEADER_SEARCH_ROWS)
 
 
 def _first_titles(head) -> list[str]:
@@ -826,12 +841,17 @@ def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -
 
 def _apply_cell_info(cells: list, info: dict):
     """Fill in what calamine does not say: a formula without a value makes the row unreadable;
-    a number shown with leading zeros (format 00000) keeps them."""
+    an error value (#N/A, read as empty) is put back for validation to reject; a number shown
+    with leading zeros (format 00000) keeps them."""
     for index, (kind, detail) in info.items():
         if kind == "formula":
-            return UnreadableRow(UNCOMPUTED_FORMULA.format(column=TEMPLATE_COLUMNS[index]))
+            column = TEMPLATE_COLUMNS[index]
+            reason = UNCOMPUTED_FORMULA.format(column=column)
+            return UnreadableRow(reason, column, "", tuple(cells))
         value = cells[index]
-        if kind == "zeros" and isinstance(value, int | float) and float(value).is_integer():
+        if kind == "error":
+            cells[index] = detail
+        elif kind == "zeros" and isinstance(value, int | float) and float(value).is_integer():
             cells[index] = str(int(value)).zfill(detail)
     return tuple(cells)
 

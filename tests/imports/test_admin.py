@@ -219,7 +219,7 @@ def test_upload_refuses_a_bad_file_on_the_page_with_the_reports_message(manager_
     from tests.imports.files import ods_bytes
 
     name, data = WHOLE_FILE_PROBLEMS[problem]
-    data = data if data is not None else ods_bytes({"Notes": [["hello"]]})
+    data = data if data is not None else ods_bytes({"Notes": [[None], [""]]})
     pool = make_pool()
 
     response = post_upload(manager_client, pool, SimpleUploadedFile(name, data))

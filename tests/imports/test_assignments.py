@@ -294,24 +294,23 @@ def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_c
     assert (issue.idempotency_key, issue.issued_by) == ("assignment:ann", f"assignment-{job.pk}")
 
 
-def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued(
-    monkeypatch,
-):
-    from imports import readers
+def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued():
+    from imports.csv_records import QUOTE_NEVER_CLOSED
 
-    monkeypatch.setattr(readers, "_CSV_FIELD_LIMIT", 20)
     pool = make_pool(launched=True)
     make_codes(pool, ["K1", "K2"])
 
-    job = assignment_start(pool=pool, file=csv_upload("Customer\nann\n" + "x" * 30 + "\nbob\n"))
+    job = assignment_start(pool=pool, file=csv_upload('Customer,Note\nann,x\ncarl,"open\nbob,y\n'))
     job.refresh_from_db()
 
     assert job.status == Assignment.Status.COMPLETED
-    assert job.rejected_sample == [
-        [3, "", "This row cannot be read: field larger than field limit (20)."]
-    ]
+    assert job.rejected_sample == [[3, "", QUOTE_NEVER_CLOSED]]
     assert (job.customers_read, job.codes_issued, job.rows_rejected) == (2, 2, 1)
-    assert result_rows(job) == [["Customer", "Code"], ["ann", "K1"], ["bob", "K2"]]
+    assert result_rows(job) == [
+        ["Customer", "Note", "Code"],
+        ["ann", "x", "K1"],
+        ["bob", "y", "K2"],
+    ]
 
 
 def test_the_report_keeps_the_first_rejected_rows_and_customers_left_short(settings, monkeypatch):

@@ -280,7 +280,10 @@ def test_formula_never_computed_rejects_its_row_instead_of_dropping_it():
         2,
         UnreadableRow(
             "The Code cell holds a formula whose value was never computed: open the file in "
-            "Excel or LibreOffice, save it and upload it again."
+            "Excel or LibreOffice, save it and upload it again.",
+            "Code",
+            "",
+            ("", None, "", None, None),
         ),
     )
     assert rows[1] == (3, ("PLAIN", None, "", None, None))
@@ -429,7 +432,11 @@ def test_the_header_is_looked_for_in_the_first_20_lines_only():
     at_21 = b"\n" * 20 + b"Code\nA\n"
 
     assert read(at_20) == [(21, ("A", None, None, None, None))]
-    assert file_error(at_21) == NO_CODE_COLUMN.format(name="codes.csv", found="none")
+    assert file_error(at_21) == (
+        "The first 20 rows of “codes.csv” are blank: the header must be within them. Delete the "
+        "blank rows above it."
+    )
+    assert file_error(b"\n" * 19) == "“codes.csv” holds nothing but blank rows."
 
 
 def test_the_delimiter_is_the_one_the_header_uses_most():
@@ -629,7 +636,8 @@ def test_a_sheet_header_is_looked_for_in_its_first_20_rows_only():
 
     assert read(at_20, "codes.xlsx") == [(21, ("A", None, "x", None, None))]
     assert file_error(at_21, "codes.xlsx") == (
-        NO_CODE_COLUMN.format(name="codes.xlsx", found="none")
+        "The first 20 rows of “codes.xlsx” are blank: the header must be within them. Delete "
+        "the blank rows above it."
     )
 
 
@@ -652,7 +660,10 @@ def test_a_macro_workbook_gets_formulas_and_leading_zeros_checked_too():
             2,
             UnreadableRow(
                 "The Code cell holds a formula whose value was never computed: open the file in "
-                "Excel or LibreOffice, save it and upload it again."
+                "Excel or LibreOffice, save it and upload it again.",
+                "Code",
+                "",
+                ("", None, None, None, None),
             ),
         ),
         (3, ("00042", None, None, None, None)),

@@ -64,7 +64,7 @@ def test_import_report_counts_every_kind_of_row():
         1,
         1,
     )
-    assert job.rows_rejected == 3
+    assert (job.rows_rejected, job.rows_skipped, job.rows_accounted_for) == (2, 0, 6)
     assert [(r.row_number, r.column, r.reason) for r in job.rejections.all()] == [
         (4, "Code", "The same code is in an earlier row."),
         (5, "Code", "The code contains a space or a character that cannot be typed."),
@@ -141,11 +141,13 @@ def test_file_level_problem_fails_the_import_and_imports_nothing():
 
     # The upload refuses such a file at once (test_admin); one that reaches the worker by
     # another way is checked there too.
-    job = run(import_file_start(pool=pool, file=csv_upload("Promo\nA1\n"), inspect=False))
+    job = run(import_file_start(pool=pool, file=csv_upload("Promo,Note\nA1,x\n"), inspect=False))
 
     assert job.status == Import.Status.FAILED
     assert job.message == (
-        "“codes.csv” has no Code column. Columns found: “Promo”. Fix the file and upload it again."
+        "“codes.csv” has no column of codes: no column is named Code (or Promo code, Coupon, Код, "
+        "Промокод). Columns found: “Promo”, “Note”. Choose the columns on the upload page, or "
+        "rename the one to read. Fix the file and upload it again."
     )
     assert not job.can_run_again
     with pytest.raises(ValidationError, match="cannot help"):
@@ -203,7 +205,7 @@ def test_generation_refuses_a_format_without_a_safe_margin():
 
 def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
     pool = make_pool()
-    run(import_file_start(pool=pool, file=csv_upload("Nothing\nA\n"), inspect=False))
+    run(import_file_start(pool=pool, file=csv_upload("Nothing,Note\nA,x\n"), inspect=False))
     assert generation_allowed(pool)
 
     run(import_text_start(pool=pool, text="HANDMADE"))
@@ -436,8 +438,9 @@ def test_unedited_template_imports_nothing_and_says_why(client, manager):
 
     job = run(import_file_start(pool=pool, file=csv_upload(template.decode("utf-8-sig"))))
 
-    assert (job.codes_added, job.rows_rejected) == (0, 1)
-    assert job.rejections.get().reason == "This is the template's example row, not a code: skipped."
+    assert (job.codes_added, job.rows_rejected, job.rows_skipped) == (0, 0, 1)
+    assert not job.rejections.exists()
+    assert job.message == "This is the template's example row, not a code: skipped."
 
 
 def test_a_late_finish_of_a_lost_attempt_changes_nothing():

@@ -678,12 +678,8 @@ def test_an_order_chosen_on_the_form_is_named_until_a_date_of_the_file_bears_it_
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="readers._apply_cell_info does not yet put xlsx_cells' ('error', '#N/A') in the cell",
-)
-# calamine reads an error value as an empty cell (test_xlsx_cells.py): the reader must put
-# xlsx_cells' finding in its place for this to pass.
+# calamine reads an error value as an empty cell (test_xlsx_cells.py): the reader puts
+# xlsx_cells' finding in its place.
 def test_an_excel_error_in_a_workbook_is_rejected_on_its_column():
     workbook = Workbook()
     workbook.active.append(["Code", "Issue-start"])
