@@ -123,7 +123,8 @@ def test_import_notice_says_the_outcome_and_records_when_it_went(frozen):
     assert message.to == ["ann@example.com"]
     assert message.body.splitlines()[3:5] == [
         f'Your import #{job.pk} into the pool "june" finished: Failed.',
-        "Codes added: 0; rows rejected: 0; already in the pool: 0.",
+        "Codes added: 0; already in the pool: 0; duplicates inside the file: 0; rows rejected: 0; "
+        "skipped: 0 (of 0 rows read).",
     ]
     assert f"The report: https://promo.example.com/admin/imports/import/{job.pk}/change/" in (
         message.body
