@@ -129,6 +129,7 @@ _BESIDE_A_NUMBER = frozenset("°%‰ªº¹²³№±×µ")
 
 # A word: a run of characters between white space, ASCII punctuation and control characters.
 _WORD = re.compile(r"[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f\s]+")
+_SPLIT_WORD = re.compile(r"(?<=\w)[\u00a0\u2000-\u200a\u202f\u205f\u3000](?=\w)")
 _LETTER, _DIGIT, _SYMBOL, _JUNK = 1, 2, 3, 4
 _CODE_PAGE_SCRIPTS = frozenset(("LATIN", "CYRILLIC", "GREEK"))
 
@@ -300,6 +301,11 @@ def _judge(text: str, codecs_: list[str], preference: int, *, quick: bool = Fals
         fits[judgement.languages] += count
         if quick and bad > _tolerated(words):
             break
+    # A space beyond ASCII inside a word is a letter read as a space: Mac OS Cyrillic reads
+    # Windows-1252 "FÊTE10" as "F\u00a0TE10", which leaves no word beyond ASCII to judge.
+    split = len(_SPLIT_WORD.findall(text))
+    words += split
+    bad += split
     commonness = common / letters if letters else 1.0
     # On random codes the right reading's mess reaches 2.0 (ÀBËÊÔË), so it never vetoes.
     mess = mess_ratio(text, maximum_threshold=1.0)

@@ -23,6 +23,9 @@ from .cells import shown
 from .rows import BLANK_ROW, UnreadableRow
 
 DELIMITERS = (",", ";", "\t", "|")
+# The "delimiter" of a file of one column: a character no text holds (ASCII's unit separator),
+# so that each line is one cell, its quotes read as a CSV's.
+NO_DELIMITER = "\x1f"
 # A multi-line cell spans a few lines (an address, a note typed with Alt+Enter); a quote still
 # open after this many lines is a stray one.
 MAX_RECORD_LINES = 20
@@ -31,8 +34,8 @@ QUOTE_NEVER_CLOSED = (
     "cell. Remove the quote or close it, then upload this row again."
 )
 QUOTE_CLOSED_LATE = (
-    "A quote opened here closes only on line {last}, so lines {first}–{last} read as one cell "
-    "although they look like rows of their own. Remove the stray quote, or close it on this "
+    "A quote opened here closes only on line {last}: the lines down to it would be part of this "
+    "cell, though they read as rows of their own. Remove the stray quote, or close it on this "
     "line, then upload these rows again."
 )
 INSIDE_QUOTE = (
@@ -160,7 +163,7 @@ def records(
         else:
             number, opened = _quote_never_closed(taken, delimiter, titles)
             doubt = (number, taken[-1][0])
-            reason = QUOTE_CLOSED_LATE.format(first=number + 1, last=doubt[1])
+            reason = QUOTE_CLOSED_LATE.format(last=doubt[1])
             yield number, UnreadableRow(reason, opened.column, opened.value, opened.cells)
         feed.read_again(taken[1:])
         reader = csv.reader(feed, delimiter=delimiter)

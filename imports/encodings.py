@@ -99,9 +99,11 @@ def guess_encoding(file: BinaryIO) -> EncodingGuess:
         # UTF-8 "¨1"), while small UTF-8 files with a letter or two beyond ASCII are common:
         # asking about them would put every such file in doubt.
         return EncodingGuess("utf-8", ("utf-8",), scan.sample)
-    # A few stray bytes in a UTF-8 file (a row pasted from another file) spoil those rows only:
-    # the reader makes them U+FFFD, which validation rejects.
-    if scan.valid >= _SURELY_UTF8 and scan.invalid * 100 < scan.valid + scan.invalid:
+    # Stray bytes in a UTF-8 file (a row pasted from another file) spoil those rows only: the
+    # reader makes them U+FFFD, which validation rejects. A single-byte file forms valid UTF-8
+    # sequences only by chance (a capital followed by a symbol), never four times as many as
+    # the bytes that do not.
+    if scan.valid >= _SURELY_UTF8 and scan.valid >= 4 * scan.invalid:
         return EncodingGuess("utf-8", ("utf-8",), scan.sample)
     # Else a single-byte code page; or UTF-8 with many bad bytes, if that reads best.
     ranked = rank_readings(scan.sample, ("utf-8", *CANDIDATES) if scan.valid else CANDIDATES)

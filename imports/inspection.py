@@ -13,7 +13,7 @@ from .validation import SLASHED_DATE, DateOrder
 
 AMBIGUOUS_DATES = (
     "The dates in “{name}” (such as “{example}”) could be day-first or month-first: choose the "
-    "date order and upload again."
+    "date order."
 )
 
 # Rows and seconds the look at a file may take: enough to find a date that settles the order

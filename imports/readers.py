@@ -24,6 +24,7 @@ from django.template.defaultfilters import filesizeformat
 
 from . import csv_records
 from .cells import shown
+from .code_pages import rank_readings
 from .encodings import EncodingGuess, encoding_name, guess_encoding
 from .headers import (
     FIELDS,
@@ -37,7 +38,7 @@ from .headers import (
     match_header,
     title_text,
 )
-from .rows import BLANK_ROW, BlankRow, UnreadableRow
+from .rows import BLANK_ROW, BlankRow, SkippedRow, UnreadableRow
 
 __all__ = ["BLANK_ROW", "FIELDS", "TEMPLATE_COLUMNS", "BlankRow", "UnreadableRow"]
 
@@ -120,6 +121,8 @@ _MAGIC = (
 )
 
 _SAMPLE_SIZE = 64 * 1024
+# A row that repeats the header (files joined one after another): read, and skipped.
+HEADER_AGAIN = SkippedRow("The header again, as a row: skipped.")
 
 
 class ImportFileError(Exception):
@@ -352,16 +355,53 @@ def _layout(
     no header names the code column. `skip` rows at the top are not looked at (a sep= line)."""
     if mapping is not None:
         return _chosen_layout(head, mapping)
-    for position in range(skip, len(head)):
-        number, cells = head[position]
-        if is_blank(cells):
+    found = _header_position([(number, [(delimiter, cells)]) for number, cells in head], skip=skip)
+    if found is None:
+        return None
+    position, _ = found
+    match = match_header(head[position][1])
+    return _matched_layout(head, position, match, name=name, skip=skip, delimiter=delimiter)
+
+
+# Rows of one cell without a space (a title such as "PROMO2027") that may stand above the
+# header: a few, so that a list of codes is never taken for titles above a code "Coupon".
+_ONE_WORD_TITLES = 3
+
+
+def _header_position(rows: list, *, skip: int = 0) -> tuple[int, str] | None:
+    """Return the position of the header among the first rows, and the delimiter it was found
+    with: each row comes as (number, [(delimiter, cells), …]), its cells split each way.
+
+    Of the rows that name the code column before the first row like data, the header is the one
+    that names the most columns; of equals, the first, unless it reads as a title ("Promo
+    codes" above "Code"): a title may name the codes too, and stands above the header.
+    """
+    best = None  # (fields named, position, delimiter, reads as a title)
+    one_word = 0
+    for position in range(skip, len(rows)):
+        _, splits = rows[position]
+        if is_blank(splits[0][1]):
             continue
-        match = match_header(cells)
-        if match is not None:
-            return _matched_layout(head, position, match, name=name, skip=skip, delimiter=delimiter)
-        if not is_title_row(cells):
+        found = next(
+            ((d, match) for d, cells in splits if (match := match_header(cells)) is not None),
+            None,
+        )
+        if found is not None:
+            fields = sum(index is not None for index in found[1].columns)
+            titled = is_title_row(splits[0][1])
+            if best is None or fields > best[0] or (fields == best[0] and best[3] and not titled):
+                best = (fields, position, found[0], titled)
+            continue
+        if best is not None:
             break
-    return None
+        cells = splits[0][1]
+        if is_title_row(cells):
+            continue
+        if sum(1 for cell in cells if title_text(cell)) == 1 and one_word < _ONE_WORD_TITLES:
+            one_word += 1
+            continue
+        break
+    return None if best is None else (best[1], best[2])
 
 
 def _matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter="") -> _Layout:
@@ -412,10 +452,22 @@ def _chosen_layout(head, mapping: ColumnMapping) -> _Layout:
         position,
         list(mapping.columns),
         [_short(t) for t in titles if t] or ["Code"],
-        [],
+        _columns_not_read(head, position, mapping, titles),
         mapping,
         [(REMEMBERED_COLUMNS if mapping.remembered else CHOSEN_COLUMNS).format(columns=chosen)],
     )
+
+
+def _columns_not_read(head, position, mapping: ColumnMapping, titles: list) -> list[str]:
+    """The columns with something in them among the first rows that the manager did not pick,
+    for the report to name ("Columns ignored: column C (“Note”)…")."""
+    start = 0 if position is None else position
+    used = {
+        index for _, cells in head[start:] for index, cell in enumerate(cells) if title_text(cell)
+    }
+    left = sorted(used - {i for i in mapping.columns if i is not None})
+    named = [_column_label(index, titles) for index in left[:10]]
+    return named + ([f"and {len(left) - 10:,} more"] if len(left) > 10 else [])
 
 
 def column_letter(index: int) -> str:
@@ -507,13 +559,7 @@ def _csv_table(
     source = _csv_source(file, encoding=encoding)
     skip = 1 if source.sep else 0
     layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
-    readings = _in_capitals(_encoding_readings(source, layout, delimiter))
-    if len(readings) == 1 and readings[0][0] != source.encoding:
-        file.seek(0)
-        source = _csv_source(file, encoding=readings[0][0])
-        layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
-    if len(readings) == 1:
-        readings = []
+    readings = _likelier(source.guess, _encoding_readings(source, layout, delimiter))
     if readings and ask:
         raise EncodingUnclear(
             ENCODING_UNCLEAR.format(name=name, examples=_doubt_examples(readings)),
@@ -538,10 +584,26 @@ def _csv_table(
         titles=layout.mapping.titles or ("Code",),
     )
     pick = _picker(layout.columns)
+    code_index = layout.columns[0]
+    header = None
+    if layout.position is not None:
+        header_line = source.head[layout.position][1]
+        header = [cell.strip() for cell in csv_records.split_line(header_line, delimiter)]
+    header_code = header[code_index] if header and code_index < len(header) else None
 
     def picked():
         for row_number, row in records:
             if isinstance(row, list):
+                if delimiter == csv_records.NO_DELIMITER and len(row) > 1:
+                    row = [delimiter.join(row)]  # the character was the cell's own
+                if (
+                    header_code is not None
+                    and code_index < len(row)
+                    and row[code_index].strip() == header_code
+                    and [cell.strip() for cell in row] == header
+                ):
+                    yield row_number, HEADER_AGAIN
+                    continue
                 yield row_number, pick(row)
             elif isinstance(row, UnreadableRow) and row.cells:
                 # What could be read of it, in the template's columns, for the download.
@@ -549,13 +611,6 @@ def _csv_table(
             else:
                 yield row_number, row
 
-    mapping_used = ColumnMapping(
-        layout.mapping.header_row,
-        layout.mapping.columns,
-        layout.mapping.titles,
-        layout.mapping.chosen,
-        delimiter,
-    )
     return Table(
         picked(),
         source.progress,
@@ -563,7 +618,7 @@ def _csv_table(
         layout.titles,
         layout.ignored,
         notes=layout.notes,
-        mapping=mapping_used,
+        mapping=replace(layout.mapping, delimiter=delimiter),
         encoding=source.encoding,
         readings=readings,
     )
@@ -618,12 +673,45 @@ def _encoding_readings(source: _CsvSource, layout: _Layout, delimiter: str) -> l
     ]
 
 
-def _in_capitals(readings: list) -> list:
-    """Keep the readings whose codes are in capitals, if any are: promo codes are written in
-    capitals, and Windows-1251 "ВЕСНА" is KOI8-R "бея" in lower case, so that question is not
-    asked of every Russian file. One reading left is the file's."""
-    capitals = [(codec, codes) for codec, codes in readings if "".join(codes).isupper()]
-    return capitals or readings
+# Letters enough for their frequencies to tell two readings apart, and the share of common
+# letters by which the less likely reading is ruled out: Windows-1251 and KOI8-R read each
+# other's Cyrillic in the other case, and only the frequencies of the letters tell them apart
+# (real Russian codes and notes score about 0.8 one way and 0.5 the other).
+_LETTERS_TO_JUDGE = 20
+_COMMONNESS_MARGIN = 0.25
+# Code pages no Excel writes (Linux and DOS tools do): read when the file reads best so, never
+# offered instead of a code page Excel writes, which a file of few letters would always do.
+_LEGACY_CODE_PAGES = ("koi8_r", "cp866")
+
+
+def _likelier(guess: EncodingGuess | None, readings: list) -> list:
+    """Drop the readings the file's letters speak clearly against: those needing more
+    languages than the chosen one to write its words, or, with letters enough to judge, far
+    rarer letters; and a legacy code page against one Excel writes. One reading left is no
+    doubt at all ([])."""
+    if len(readings) < 2:
+        return []
+    judged = {r.codec: r for r in rank_readings(guess.sample, tuple(c for c, _ in readings))}
+    chosen = judged.get(readings[0][0])
+    if chosen is None:
+        return readings
+    text = guess.sample.decode(readings[0][0], errors="replace")
+    letters = sum(1 for char in text if char.isalpha() and not char.isascii())
+
+    def likely(codec: str) -> bool:
+        other = judged.get(codec)
+        if codec in _LEGACY_CODE_PAGES and readings[0][0] not in _LEGACY_CODE_PAGES:
+            return False
+        return other is None or (
+            other.languages <= chosen.languages
+            and (
+                letters < _LETTERS_TO_JUDGE
+                or chosen.commonness - other.commonness <= _COMMONNESS_MARGIN
+            )
+        )
+
+    kept = [readings[0], *((c, codes) for c, codes in readings[1:] if likely(c))]
+    return kept if len(kept) > 1 else []
 
 
 def _doubt_examples(readings: list) -> str:
@@ -645,35 +733,32 @@ def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
         )
         split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
         return _chosen_layout(split, mapping), delimiter
-    for position in range(skip, len(head)):
-        number, line = head[position]
-        if not line.strip():
-            continue
+    rows = []
+    for number, line in head:
         delimiters = (
             [source.sep]
             if source.sep
             else sorted(csv_records.DELIMITERS, key=line.count, reverse=True)
         )
-        for delimiter in delimiters:
-            cells = csv_records.split_line(line, delimiter)
-            match = match_header(cells)
-            if match is None:
-                continue
-            if len(cells) == 1 and not source.sep:
-                # A header of one title says nothing of the delimiter: the rows under it do.
-                delimiter = csv_records.sniff_delimiter([text for _, text in head[position + 1 :]])
-            split = [(n, csv_records.split_line(text, delimiter)) for n, text in head]
-            layout = _matched_layout(
-                split,
-                position,
-                match_header(split[position][1]),
-                name=name,
-                skip=skip,
-                delimiter=delimiter,
-            )
-            return layout, delimiter
-        if not is_title_row(csv_records.split_line(line, delimiters[0])):
-            break
+        rows.append((number, [(d, csv_records.split_line(line, d)) for d in delimiters]))
+    found = _header_position(rows, skip=skip)
+    if found is not None:
+        position, delimiter = found
+        if not source.sep and len(csv_records.split_line(head[position][1], delimiter)) == 1:
+            # A header of one column: a file of more columns would have its delimiter in the
+            # header line too (Excel writes "Code;;"), so each line is one cell, whatever
+            # commas it holds (a German Excel's 1,23457E+11).
+            delimiter = csv_records.NO_DELIMITER
+        split = [(n, csv_records.split_line(text, delimiter)) for n, text in head]
+        layout = _matched_layout(
+            split,
+            position,
+            match_header(split[position][1]),
+            name=name,
+            skip=skip,
+            delimiter=delimiter,
+        )
+        return layout, delimiter
     delimiter = source.sep or csv_records.sniff_delimiter([line for _, line in head[skip:]])
     split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
     if all(is_blank(cells) for _, cells in split[skip:]):
@@ -702,7 +787,7 @@ def _workbook_table(
     mapping: ColumnMapping | None = None,
 ) -> Table | None:
     import python_calamine
-    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum
+    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
 
     unreadable = (python_calamine.CalamineError, ValueError, OSError, UnicodeError)
 
@@ -712,8 +797,11 @@ def _workbook_table(
         # calamine reads about ten times faster than openpyxl; it holds a sheet's cells in
         # memory, which the unpacked-size limit above keeps bounded.
         workbook = CalamineWorkbook.from_filelike(file)
+        # Visible sheets first: a hidden one ("Old") is what its author meant no one to read.
+        sheets = [meta for meta in workbook.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet]
         sheet_names = [
-            meta.name for meta in workbook.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet
+            meta.name
+            for meta in sorted(sheets, key=lambda meta: meta.visible != SheetVisibleEnum.Visible)
         ]
         found = _sheet_with_codes(workbook, sheet_names, name=name, mapping=mapping)
     except PasswordError as error:
@@ -728,6 +816,7 @@ def _workbook_table(
         _xlsx_cell_info(file, sheet_name, indexes) if file_format in ("xlsx", "xlsm") else {}
     )
     start = 0 if layout.position is None else layout.position + 1
+    header = None if layout.position is None else _pick(head[layout.position][1], indexes)
     done = [0]
     numeric = [0]
 
@@ -749,6 +838,9 @@ def _workbook_table(
             if blank_from:
                 yield from ((n, BLANK_ROW) for n in range(blank_from, row_number))
                 blank_from = None
+            if cells == header:
+                yield row_number, HEADER_AGAIN
+                continue
             if (
                 isinstance(cells, tuple)
                 and isinstance(cells[0], int | float)
@@ -757,9 +849,12 @@ def _workbook_table(
                 numeric[0] += 1
             yield row_number, cells
         # calamine ends a sheet at its last value: a formula never computed below it is read
-        # from the sheet's XML alone.
+        # from the sheet's XML alone, the blank rows above it counted.
         for row_number in sorted(n for n in cell_info if n > last):
+            yield from ((n, BLANK_ROW) for n in range(blank_from or last + 1, row_number))
+            blank_from = None
             yield row_number, _apply_cell_info([None] * len(FIELDS), cell_info[row_number])
+            last = row_number
         if numeric[0]:
             count = numeric[0]
             rows_text = f"{count:,} row" + ("" if count == 1 else "s")

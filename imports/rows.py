@@ -15,6 +15,13 @@ class UnreadableRow:
     cells: tuple = ()
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """Stands in for a row read that holds no code, with why (the header repeated)."""
+
+    reason: str
+
+
 class BlankRow:
     """Stands in for the cells of a blank row: read, and counted as skipped."""
 

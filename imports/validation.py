@@ -11,6 +11,7 @@ imported, it would be a code no customer could ever redeem.
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
@@ -19,10 +20,19 @@ from pools.models import CODE_MAX_LENGTH
 
 from .cells import cell_text, shown
 from .readers import BLANK_ROW, TEMPLATE_COLUMNS, UnreadableRow
+from .rows import SkippedRow
 
 EMPTY_CODE = "The code is empty."
 CODE_TOO_LONG = f"The code is longer than {CODE_MAX_LENGTH} characters."
 CODE_NOT_TYPABLE = "The code contains a space or a character that cannot be typed."
+CODE_WITH_CHARACTER = (
+    "The code contains {character} at character {position}, which cannot be typed as part of a "
+    "code: remove it."
+)
+CODE_NOT_DECODED = (
+    "The code holds bytes that are not text in the file's encoding (shown as �): save the file "
+    "as “CSV UTF-8” and upload it again."
+)
 BAD_DATE = "“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
 AMBIGUOUS_DATE = (
     "“{value}” could be day-first or month-first, and no date above it has a day above 12 to "
@@ -333,7 +343,14 @@ def _code(value) -> tuple[str, str | None]:
     return _text_code(cell_text(value).strip())
 
 
+# Excel writes ="00123" into a CSV file to keep a code's leading zeros: the code is inside.
+_EXCEL_TEXT_FORMULA = re.compile(r'="(.*)"', re.DOTALL)
+_SPACE = re.compile(r"\s")
+
+
 def _text_code(code: str) -> tuple[str, str | None]:
+    if code.startswith('="') and (text := _EXCEL_TEXT_FORMULA.fullmatch(code)):
+        code = text.group(1).replace('""', '"').strip()
     if not code:
         return code, EMPTY_CODE
     if len(code) > CODE_MAX_LENGTH:
@@ -349,9 +366,25 @@ def _text_code(code: str) -> tuple[str, str | None]:
             return code, CODE_TURNED_INTO_DATE.format(value=shown(code, limit=40))
     elif code[0] == "#" and code in EXCEL_ERRORS:
         return code, EXCEL_ERROR.format(error=code)
-    if not code.isprintable() or " " in code or "\ufffd" in code:
-        return code, CODE_NOT_TYPABLE
+    if not code.isprintable() or _SPACE.search(code):
+        if "\ufffd" in code:
+            return code, CODE_NOT_DECODED
+        return code, _untypable(code)
+    if "\ufffd" in code:
+        return code, CODE_NOT_DECODED
     return code, None
+
+
+def _untypable(code: str) -> str:
+    """Name the first character of a code that cannot be typed in one (a no-break space)."""
+    for position, char in enumerate(code, start=1):
+        if char == " ":
+            return CODE_WITH_CHARACTER.format(character="a space", position=position)
+        if not char.isprintable() or char.isspace():
+            name = unicodedata.name(char, "control character").lower()
+            character = f"a {name} (U+{ord(char):04X})"
+            return CODE_WITH_CHARACTER.format(character=character, position=position)
+    return CODE_NOT_TYPABLE
 
 
 def _number_code(number: int | float) -> tuple[str, str | None]:
@@ -384,8 +417,13 @@ def clean_row(row_number: int, cells, tz: tzinfo, order: DateOrder | None = None
     row, the template's example row)."""
     if cells is BLANK_ROW:
         return Skipped(row_number, BLANK)
+    if isinstance(cells, SkippedRow):
+        return Skipped(row_number, cells.reason)
     if isinstance(cells, UnreadableRow):
-        return Rejected(row_number, cells.column, shown(cells.value), cells.reason[:255], ())
+        # The cells that could be read go with it, for the rejected rows' download.
+        return Rejected(
+            row_number, cells.column, shown(cells.value), cells.reason[:255], tuple(cells.cells)
+        )
     raw_code, *raw_dates = cells
     code, reason = _code(raw_code)
     if reason:

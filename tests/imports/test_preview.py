@@ -284,8 +284,7 @@ def test_starting_is_refused_while_a_question_is_open_and_once_started():
 
     assert refused.value.messages == [
         "Answer the question first, then check the file again: The dates in “codes.csv” (such "
-        "as “03/04/2026”) could be day-first or month-first: choose the date order and upload "
-        "again."
+        "as “03/04/2026”) could be day-first or month-first: choose the date order."
     ]
     assert not Import.objects.exists()
     with upload.file.open("rb") as file:

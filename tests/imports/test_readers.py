@@ -1237,3 +1237,65 @@ def test_a_title_line_without_delimiters_does_not_make_the_rows_one_column():
         ["B1", "2026-02-01"],
         ["B2", "2026-02-01"],
     ]
+
+
+def test_a_title_naming_the_codes_stands_above_the_header_naming_more():
+    table = table_of(b"Promo codes\r\nCode;Valid until\r\nPCT001;2027-12-31\r\n")
+
+    assert list(table.rows) == [(3, ("PCT001", None, None, None, "2027-12-31"))]
+    assert table.notes == ["The header is on row 2: the row above it was skipped."]
+
+
+def test_a_one_word_title_above_the_header_and_the_header_repeated_below():
+    rows = rows_of(b"PROMO2027\r\nCode\r\nNSP001\r\nCode\r\nNSP002\r\n")
+
+    assert rows[0] == (3, "NSP001")
+    assert rows[1][0] == 4 and rows[1][1].reason == "The header again, as a row: skipped."
+    assert rows[2] == (5, "NSP002")
+
+
+def test_under_a_header_of_one_column_each_line_is_one_cell():
+    assert [c[0] for _, c in read(b'Code\r\n1,23457E+11\r\nA;1\r\n"B,2"\r\n')] == [
+        "1,23457E+11",
+        "A;1",
+        "B,2",
+    ]
+
+
+def test_a_hidden_sheet_is_read_after_the_visible_ones():
+    workbook = Workbook()
+    workbook.active.title = "Old"
+    workbook.active.append(["Code"])
+    workbook.active.append(["OLD-1"])
+    workbook.active.sheet_state = "hidden"
+    sheet = workbook.create_sheet("Codes")
+    sheet.append(["Code"])
+    sheet.append(["NEW-1"])
+    output = io.BytesIO()
+    workbook.save(output)
+
+    assert [c[0] for _, c in read(output.getvalue(), "codes.xlsx")] == ["NEW-1"]
+
+
+def test_blank_rows_above_a_formula_below_the_last_value_are_counted():
+    workbook = Workbook()
+    for row in (["Code"], ["F1"], ["F2"], [None], ['="F"&"5"']):
+        workbook.active.append(row)
+    output = io.BytesIO()
+    workbook.save(output)
+
+    rows = rows_of(output.getvalue(), "codes.xlsx")
+
+    assert [(n, type(c).__name__) for n, c in rows] == [
+        (2, "str"),
+        (3, "str"),
+        (4, "BlankRow"),
+        (5, "UnreadableRow"),
+    ]
+
+
+def test_columns_the_manager_did_not_pick_are_named():
+    mapping = ColumnMapping(0, (0, None, None, None, None), delimiter=",")
+    table = table_of(b"A1,x,y\nA2,x,y\n", mapping=mapping)
+
+    assert table.ignored_columns == ["column B", "column C"]

@@ -67,7 +67,12 @@ def test_import_report_counts_every_kind_of_row():
     assert (job.rows_rejected, job.rows_skipped, job.rows_accounted_for) == (2, 0, 6)
     assert [(r.row_number, r.column, r.reason) for r in job.rejections.all()] == [
         (4, "Code", "The same code is in an earlier row."),
-        (5, "Code", "The code contains a space or a character that cannot be typed."),
+        (
+            5,
+            "Code",
+            "The code contains a space at character 4, which cannot be typed as part of a code: "
+            "remove it.",
+        ),
         (6, "Issue-end", "Issue-end is before Issue-start."),
     ]
     assert set(Code.objects.filter(pool=pool).values_list("code", flat=True)) == {
@@ -996,7 +1001,8 @@ def test_a_rejected_row_the_database_refuses_is_kept_spelled_in_ascii(monkeypatc
         2,
         "Code",
         "A\\u2400B",
-        "The code contains a space or a character that cannot be typed.",
+        "The code contains a control character (U+0000) at character 2, which cannot be typed "
+        "as part of a code: remove it.",
     )
     # Each cell spelled in ASCII is kept up to 1,000 characters.
     assert rejection.cells == ["A\\x00B", None, "\\xe9", None, "\\xe9" * 250]

@@ -13,7 +13,17 @@ from tests.imports.files import xlsx_bytes
 
 MOSCOW = ZoneInfo("Europe/Moscow")
 EMPTY = "The code is empty."
-NOT_TYPABLE = "The code contains a space or a character that cannot be typed."
+NOT_DECODED = (
+    "The code holds bytes that are not text in the file's encoding (shown as �): save the file "
+    "as “CSV UTF-8” and upload it again."
+)
+
+
+def untypable(character: str, position: int) -> str:
+    return (
+        f"The code contains {character} at character {position}, which cannot be typed as part "
+        "of a code: remove it."
+    )
 
 
 def clean(code, *dates, tz=MOSCOW):
@@ -23,6 +33,12 @@ def clean(code, *dates, tz=MOSCOW):
 
 def test_code_is_trimmed_and_dates_are_optional():
     assert clean("  SPRING10 \t") == (7, "SPRING10", None, None, None, None)
+
+
+def test_excels_text_formula_for_leading_zeros_is_the_code_inside_it():
+    assert clean('="00123"')[1] == "00123"
+    assert clean('=" 7""A "')[1] == '7"A'
+    assert isinstance(clean('=""'), Rejected)
 
 
 def test_numeric_code_from_excel_keeps_its_digits():
@@ -36,11 +52,11 @@ def test_numeric_code_from_excel_keeps_its_digits():
         ("   ", EMPTY),
         (None, EMPTY),
         ("X" * 101, "The code is longer than 100 characters."),
-        ("TWO WORDS", NOT_TYPABLE),
-        ("ZERO\u200bWIDTH", NOT_TYPABLE),
-        ("NO\u00a0BREAK", NOT_TYPABLE),
-        ("BROKEN\ufffd", NOT_TYPABLE),
-        ("TAB\tINSIDE", NOT_TYPABLE),
+        ("TWO WORDS", untypable("a space", 4)),
+        ("ZERO\u200bWIDTH", untypable("a zero width space (U+200B)", 5)),
+        ("NO\u00a0BREAK", untypable("a no-break space (U+00A0)", 3)),
+        ("BROKEN\ufffd", NOT_DECODED),
+        ("TAB\tINSIDE", untypable("a control character (U+0009)", 4)),
     ],
 )
 def test_bad_codes_are_rejected_with_their_reason(code, reason):
@@ -594,7 +610,7 @@ def test_an_excel_error_in_a_code_or_date_cell_of_a_csv_is_rejected_on_its_colum
 
 def test_excel_damage_is_told_before_a_space_makes_a_code_untypable():
     assert refusal(clean("12:30 PM"))[3].startswith("Excel turned this code into a date")
-    assert refusal(clean("1 day"))[3] == NOT_TYPABLE
+    assert refusal(clean("1 day"))[3] == untypable("a space", 2)
 
 
 def test_a_10_mb_date_cell_is_rejected_as_too_long_and_a_cell_of_100_characters_is_read():
