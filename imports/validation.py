@@ -14,7 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
-from decimal import Decimal
+from decimal import Context, Decimal
 
 from pools.models import CODE_MAX_LENGTH
 
@@ -403,11 +403,10 @@ def _number_code(number: int | float) -> tuple[str, str | None]:
         return str(whole), None
     if abs(whole) < _EXACT_WHOLE_NUMBERS and str(abs(whole))[_EXCEL_DIGITS:].strip("0"):
         return str(whole), None
-    # As the file holds it: the shortest decimal that reads back as this double, so
-    # 1234567890123450000 rather than the double's exact 1234567890123450112. (Decimal, as str
-    # refuses whole numbers of more than 4,300 digits.)
+    # As Excel shows it, to 15 digits: 1234567890123450000 rather than the double's exact
+    # 1234567890123450112 (Decimal, as str refuses whole numbers of more than 4,300 digits).
     exact = Decimal(repr(number) if isinstance(number, float) else number)
-    written = format(exact.to_integral_value(), "f")
+    written = format(exact.normalize(Context(prec=_EXCEL_DIGITS)), "f")
     return written, CODE_PAST_15_DIGITS.format(value=shown(written, limit=40))
 
 
