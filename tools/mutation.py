@@ -53,6 +53,34 @@ MODULES = {
             "tests/imports/test_services.py::test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen",
         ],
     ),
+    "csv_records": (
+        "imports/csv_records.py",
+        [
+            "tests/imports/test_readers.py",
+            "tests/imports/test_file_properties.py",
+            "tests/imports/test_hostile_files.py",
+        ],
+    ),
+    "headers": (
+        "imports/headers.py",
+        ["tests/imports/test_readers.py", "tests/imports/test_preview.py"],
+    ),
+    "encodings": (
+        "imports/encodings.py",
+        ["tests/imports/test_encodings.py", "tests/imports/test_readers.py"],
+    ),
+    "code_pages": (
+        "imports/code_pages.py",
+        ["tests/imports/test_encodings.py", "tests/imports/test_readers.py"],
+    ),
+    "excel_damage": (
+        "imports/excel_damage.py",
+        ["tests/imports/test_validation.py", "tests/imports/test_hostile_files.py"],
+    ),
+    "preview": (
+        "imports/preview.py",
+        ["tests/imports/test_preview.py", "tests/imports/test_preview_admin.py"],
+    ),
     "loader": (
         "pools/code_services/loading.py",
         ["tests/imports/test_loader.py", "tests/imports/test_services.py"],
