@@ -138,3 +138,24 @@ def test_a_file_with_no_column_of_codes_is_refused_on_the_upload_page():
         )
 
     assert "no column of codes" in str(excinfo.value)
+
+
+def test_a_title_that_names_the_codes_above_the_real_header():
+    job = imported(b"Promo codes\r\nCode;Valid until\r\nPCT001;2027-12-31\r\n")
+
+    assert stored(job) == ["PCT001"]
+    assert Code.objects.get(pool=job.pool).available_till is not None
+
+
+def test_a_row_rejected_for_its_quote_keeps_its_cells_for_the_download():
+    job = imported(twenty_rows('SPRING03,2027-12-31,"see the note'))
+
+    rejection = job.rejections.get()
+    assert rejection.cells[:3] == ["SPRING03", None, "2027-12-31"]
+
+
+def test_excels_leading_zeros_trick_and_a_german_scientific_number():
+    job = imported(b'Code\r\n="00123"\r\n1,23457E+11\r\n')
+
+    assert stored(job) == ["00123"]
+    assert [row[:2] for row in rejected(job)] == [(3, "Code")]

@@ -1299,3 +1299,28 @@ def test_columns_the_manager_did_not_pick_are_named():
     table = table_of(b"A1,x,y\nA2,x,y\n", mapping=mapping)
 
     assert table.ignored_columns == ["column B", "column C"]
+
+
+# Encodings as a manager's files showed them.
+
+
+def test_a_utf8_file_with_a_few_stray_windows_1251_bytes_stays_utf8():
+    data = ("Code\r\n" + "".join(f"КОД-{i:03d}\r\n" for i in range(40))).encode()
+    data += "ЛИШНИЙ-1\r\n".encode("cp1251")
+
+    rows = read(data)
+
+    assert [cells[0] for _, cells in rows[:2]] == ["КОД-000", "КОД-001"]
+    assert "\ufffd" in rows[-1][1][0]
+
+
+def test_lower_case_russian_codes_are_not_read_as_koi8_r():
+    data = "Code;Note\r\nскидка10;для всех\r\nподарок;ок\r\nвесна2027;ок\r\n".encode("cp1251")
+
+    assert [cells[0] for _, cells in read(data)] == ["скидка10", "подарок", "весна2027"]
+
+
+def test_a_french_file_is_not_read_as_mac_cyrillic_nor_asked_about():
+    data = "Code;Note\r\nFÊTE10;pour tous\r\nCRÈME5;été\r\nNOËL5;x\r\n".encode("cp1252")
+
+    assert [cells[0] for _, cells in read(data)] == ["FÊTE10", "CRÈME5", "NOËL5"]
