@@ -191,7 +191,10 @@ def _run_rows(job: Import) -> None:
         example_skipped = False
         for row_number, cells in table.rows:
             if row_number <= resume_after:
-                continue  # committed by an earlier attempt
+                # Committed by an earlier attempt; read for the date order its dates settled.
+                if not job.date_order:
+                    clean_row(row_number, cells, tz, order)
+                continue
             last_row = row_number
             row = clean_row(row_number, cells, tz, order)
             if isinstance(row, Skipped):
