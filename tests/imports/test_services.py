@@ -257,6 +257,34 @@ def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_cou
     assert counts(pool) == (10, 0, 0)
 
 
+def test_a_resumed_import_reads_dates_in_the_order_its_committed_rows_settled(
+    settings, monkeypatch
+):
+    settings.IMPORT_BATCH_SIZE = 1
+    pool = make_pool()
+    upload = csv_upload("Code,Issue-end\nA,31/01/2027\nB,03/04/2027\n")
+    job = import_file_start(pool=pool, file=upload, inspect=False)
+    real_load_batch = loader.load_batch
+    calls = []
+
+    def crash_on_second_batch(**kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ConnectionError("database went away")
+        return real_load_batch(**kwargs)
+
+    monkeypatch.setattr(engine, "load_batch", crash_on_second_batch)
+    job = run(job)
+    assert (job.status, job.rows_done) == (Import.Status.FAILED, 2)
+    monkeypatch.setattr(engine, "load_batch", real_load_batch)
+
+    import_rerun(job=job)
+    job = run(job)
+
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2)
+    assert Code.objects.get(code="B").issue_end.month == 4  # day first, as row 2 showed
+
+
 def test_rerun_only_of_failed_imports():
     job = run(import_text_start(pool=make_pool(), text="A"))
 
