@@ -180,3 +180,28 @@ def test_only_managers_see_a_staged_upload(manager_client, viewer):
     assert manager_client.get(preview_url(staged)).status_code == 200
     missing = reverse("admin:imports_upload_preview", args=[staged.pk + 1])
     assert manager_client.get(missing).status_code == 404
+
+
+def test_the_encoding_question_shows_the_codes_each_way_and_the_answer_is_imported(
+    manager_client,
+):
+    pool = make_pool()
+    upload = SimpleUploadedFile("codes.csv", "Code\nКОД1\n".encode("cp1251"))
+
+    response = post_file(manager_client, pool, upload, "upload")
+
+    staged = Upload.objects.get()
+    page = response.content.decode()
+    assert response.context["preview"].question == "encoding"
+    assert "<li>Windows-1251 (Cyrillic): КОД1</li>" in page
+    assert "<li>Windows-1253 (Greek): ΚΞΔ1</li>" in page
+    assert not Import.objects.exists()
+
+    checked = choose(manager_client, staged, encoding="cp1251", date_order="")
+    assert checked.context["preview"].question == ""
+    started = manager_client.post(preview_url(staged), {"action": "start"}, follow=True)
+    job = Import.objects.get()
+    import_run(import_id=job.pk)
+
+    assert started.redirect_chain[-1][0] == reverse("admin:imports_import_change", args=[job.pk])
+    assert list(Code.objects.values_list("code", flat=True)) == ["КОД1"]
