@@ -33,12 +33,6 @@ def columns_read(mapping: ColumnMapping) -> list[tuple[str, str]]:
     ]
 
 
-def mapping_summary(mapping: ColumnMapping) -> str:
-    """Return the columns read in words: "Code from column B (“Promo”), Available-till from
-    column C"."""
-    return ", ".join(f"{template} from {column}" for template, column in columns_read(mapping))
-
-
 def file_width(first_rows) -> int:
     """Return the number of columns of a file's first rows (empty cells at a row's end aside)."""
     return max((len(_trimmed(row)) for row in first_rows), default=0) or 1
