@@ -17,8 +17,9 @@ from django.db import connection, transaction
 from pools.code_services import codes_held
 from pools.models import Pool
 
+from .customer_lists import open_customer_list
 from .models import Assignment
-from .readers import UnreadableRow, open_customer_list
+from .readers import UnreadableRow
 
 RESULT_COLUMN = "Code"
 

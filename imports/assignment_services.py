@@ -12,8 +12,9 @@ from pools.jobs import job_enqueue_on_commit, job_run_again
 from pools.models import Pool
 from pools.refusals import CodeRefused, Refusal
 
+from .customer_lists import open_customer_list
 from .models import Assignment
-from .readers import FIX_THE_FILE, ImportFileError, check_size, open_customer_list
+from .readers import FIX_THE_FILE, ImportFileError, check_size
 
 # The key every assignment's issue to a customer is recorded under (with the customer id).
 ASSIGNMENT_KEY = "assignment"

@@ -72,8 +72,8 @@ from .assignment_services import (  # noqa: F401 (callers import the job's servi
     assignment_start,
 )
 from .assignment_slices import _Slice, _slices
+from .customer_lists import open_customer_list
 from .models import Assignment
-from .readers import open_customer_list
 
 logger = logging.getLogger(__name__)
 

@@ -3,10 +3,13 @@
 A reader streams: it never holds the whole file. Problems with the file as a whole raise
 ImportFileError before the first row is yielded; problems with one row are left to validation.
 
-Long because every format (CSV, the spreadsheets, a pasted list, and the customer lists of
-assignments) goes through one pipeline: the size and format checks, the header search and
-mapping, and the refusal messages are shared, and tools/mutation.py tries the module as one
-against tests/imports/test_readers.py.
+Here: the size and format checks, the refusal messages, the header search and the columns
+chosen (shared by every format), and the pasted list. A CSV is read in csv_table.py, a workbook
+in workbooks.py, an assignment's customer list in customer_lists.py.
+
+Long because the header search and the columns chosen are one pipeline for every format, with
+the refusals they say, and tools/mutation.py tries them as one against
+tests/imports/test_readers.py.
 """
 
 import codecs
@@ -14,18 +17,15 @@ import io
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from itertools import chain, islice
+from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import BinaryIO
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
-from . import csv_records
 from .cells import shown
-from .code_pages import rank_readings
-from .encodings import EncodingGuess, encoding_name, guess_encoding
 from .headers import (
     FIELDS,
     FIRST_ROWS_SHOWN,
@@ -82,31 +82,12 @@ HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipp
 NO_HEADER = "The file has no header: every row was read as a code."
 CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
 REMEMBERED_COLUMNS = "Columns as chosen for this pool's last upload: {columns}."
-ENCODING_UNCLEAR = (
-    "“{name}” reads as text in more than one encoding, and its codes differ between them "
-    "(such as {examples}): choose the one it was saved in."
-)
-ENCODING_DOUBT = (
-    "Read as {encoding}; as {other} some codes would read differently (such as {examples}): if "
-    "these codes look wrong, upload the file again choosing its encoding."
-)
-# Codes shown each way when the readings of a file differ.
-_DOUBT_EXAMPLES = 5
 FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be imported."
 ZIP_BOMB = (
     "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
     "bomb. Save the sheet as CSV instead."
 )
 UNREADABLE_ROW = "This row cannot be read: {error}."
-SHEET_READ = "Codes read from the sheet “{sheet}”."
-NUMERIC_CODES = (
-    "The Code column holds numbers (in {rows}): Excel may have dropped leading zeros "
-    "(00042 becomes 42). If your codes have them, format the column as Text and upload again."
-)
-UNCOMPUTED_FORMULA = (
-    "The {column} cell holds a formula whose value was never computed: open the file in Excel "
-    "or LibreOffice, save it and upload it again."
-)
 
 # What a file that is not a table usually is, by its first bytes, to say so in the refusal.
 _MAGIC = (
@@ -120,7 +101,7 @@ _MAGIC = (
     (b"{\\rtf", "an RTF document"),
 )
 
-_SAMPLE_SIZE = 64 * 1024
+SAMPLE_SIZE = 64 * 1024
 # A row that repeats the header (files joined one after another): read, and skipped.
 HEADER_AGAIN = SkippedRow("The header again, as a row: skipped.")
 
@@ -269,13 +250,17 @@ def open_table(
         raise ImportFileError(EMPTY_FILE.format(name=name))
     if pasted:
         return _with_first_row(_text_table(file, size), name=name)
-    head = file.read(_SAMPLE_SIZE)
+    # Below readers: they build on its header search.
+    from .csv_table import csv_table
+    from .workbooks import workbook_table
+
+    head = file.read(SAMPLE_SIZE)
     file.seek(0)
     file_format = detect_format(head, name=name, file=file, size=size)
     if file_format == "csv":
-        table = _csv_table(file, name=name, size=size, encoding=encoding, mapping=mapping, ask=ask)
+        table = csv_table(file, name=name, size=size, encoding=encoding, mapping=mapping, ask=ask)
     else:
-        table = _workbook_table(
+        table = workbook_table(
             file, name=name, size=size, file_format=file_format, load=load_sheets, mapping=mapping
         )
         if table is None:
@@ -300,26 +285,26 @@ def _with_first_row(table: Table, *, name: str) -> Table:
     return table
 
 
-def _columns_found(titles: list[str]) -> str:
-    shown = [f"“{_short(t)}”" for t in titles if t]
+def columns_found(titles: list[str]) -> str:
+    shown = [f"“{short(t)}”" for t in titles if t]
     if len(shown) > 20:
         shown = [*shown[:20], f"and {len(shown) - 20} more"]
     return ", ".join(shown) or "none"
 
 
-def _short(text: str, limit: int = 60) -> str:
+def short(text: str, limit: int = 60) -> str:
     """A header cell as a message can quote it: visible, and not too long."""
     return shown(text, limit=limit)
 
 
-def _pick(row: list, indexes: list[int | None]) -> tuple:
+def pick_cells(row: list, indexes: list[int | None]) -> tuple:
     width = len(row)
     return tuple(row[i] if i is not None and i < width else None for i in indexes)
 
 
-def _picker(indexes: list[int | None]) -> Callable[[list], tuple]:
-    """Return _pick for these indexes, made for a million rows a file: one itemgetter over the
-    row padded with Nones (an absent column reads the last None), a third of _pick's time."""
+def picker(indexes: list[int | None]) -> Callable[[list], tuple]:
+    """Return pick_cells for these indexes, made for a million rows a file: one itemgetter over the
+    row padded with Nones (an absent column reads the last None), a third of pick_cells's time."""
     # itemgetter of one index would return the cell, not a tuple; FIELDS are five.
     assert len(indexes) > 1
     padding = [None] * (max((i for i in indexes if i is not None), default=0) + 2)
@@ -331,7 +316,7 @@ def _picker(indexes: list[int | None]) -> Callable[[list], tuple]:
 
 
 @dataclass
-class _Layout:
+class Layout:
     """Where a file's rows are: the header's position among the first rows (None for a file
     without one), the fields' columns, and what the report says of it."""
 
@@ -343,24 +328,24 @@ class _Layout:
     notes: list
 
 
-def _layout(
+def sheet_layout(
     head: list[tuple[int, list]],
     *,
     name: str,
     mapping: ColumnMapping | None,
     skip: int = 0,
     delimiter: str = "",
-) -> _Layout | None:
+) -> Layout | None:
     """Return where the rows of these first rows are (their cells already split), or None when
     no header names the code column. `skip` rows at the top are not looked at (a sep= line)."""
     if mapping is not None:
-        return _chosen_layout(head, mapping)
-    found = _header_position([(number, [(delimiter, cells)]) for number, cells in head], skip=skip)
+        return chosen_layout(head, mapping)
+    found = header_position([(number, [(delimiter, cells)]) for number, cells in head], skip=skip)
     if found is None:
         return None
     position, _ = found
     match = match_header(head[position][1])
-    return _matched_layout(head, position, match, name=name, skip=skip, delimiter=delimiter)
+    return matched_layout(head, position, match, name=name, skip=skip, delimiter=delimiter)
 
 
 # Rows of one cell without a space (a title such as "PROMO2027") that may stand above the
@@ -368,7 +353,7 @@ def _layout(
 _ONE_WORD_TITLES = 3
 
 
-def _header_position(rows: list, *, skip: int = 0) -> tuple[int, str] | None:
+def header_position(rows: list, *, skip: int = 0) -> tuple[int, str] | None:
     """Return the position of the header among the first rows, and the delimiter it was found
     with: each row comes as (number, [(delimiter, cells), …]), its cells split each way.
 
@@ -404,14 +389,14 @@ def _header_position(rows: list, *, skip: int = 0) -> tuple[int, str] | None:
     return None if best is None else (best[1], best[2])
 
 
-def _matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter="") -> _Layout:
+def matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter="") -> Layout:
     if match.repeated:
         field_name, titles = match.repeated
         raise ColumnsUnclear(
             REPEATED_COLUMN.format(
                 name=name,
                 field=TEMPLATE_COLUMNS[FIELDS.index(field_name)],
-                columns=", ".join(f"“{_short(t)}”" for t in titles),
+                columns=", ".join(f"“{short(t)}”" for t in titles),
             ),
             head=head,
             skip=skip,
@@ -425,17 +410,17 @@ def _matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter
     elif above > 1:
         notes.append(HEADER_BELOW.format(row=number, count=above))
     mapping = ColumnMapping(number, tuple(match.columns), tuple(match.titles))
-    return _Layout(
+    return Layout(
         position,
         match.columns,
-        [_short(t) for t in match.titles if t],
-        [_short(t) for t in match.ignored],
+        [short(t) for t in match.titles if t],
+        [short(t) for t in match.ignored],
         mapping,
         notes,
     )
 
 
-def _chosen_layout(head, mapping: ColumnMapping) -> _Layout:
+def chosen_layout(head, mapping: ColumnMapping) -> Layout:
     position = None
     titles: list = []
     if mapping.header_row:
@@ -448,10 +433,10 @@ def _chosen_layout(head, mapping: ColumnMapping) -> _Layout:
         for f, i in enumerate(mapping.columns)
         if i is not None
     )
-    return _Layout(
+    return Layout(
         position,
         list(mapping.columns),
-        [_short(t) for t in titles if t] or ["Code"],
+        [short(t) for t in titles if t] or ["Code"],
         _columns_not_read(head, position, mapping, titles),
         mapping,
         [(REMEMBERED_COLUMNS if mapping.remembered else CHOSEN_COLUMNS).format(columns=chosen)],
@@ -482,436 +467,27 @@ def column_letter(index: int) -> str:
 
 def _column_label(index: int, titles: list) -> str:
     title = titles[index] if index < len(titles) and titles[index] else ""
-    return f"column {column_letter(index)}" + (f" (“{_short(title)}”)" if title else "")
+    return f"column {column_letter(index)}" + (f" (“{short(title)}”)" if title else "")
 
 
-def _single_column(head, skip: int = 0) -> bool:
+def single_column(head, skip: int = 0) -> bool:
     """Whether the first rows hold one column only: a list of codes, which needs no header."""
     rows = [cells for _, cells in head[skip:] if not is_blank(cells)]
     return bool(rows) and all(all(title_text(c) == "" for c in cells[1:]) for cells in rows)
 
 
-def _headerless_layout() -> _Layout:
+def headerless_layout() -> Layout:
     mapping = ColumnMapping(0, (0, None, None, None, None))
-    return _Layout(None, list(mapping.columns), ["Code"], [], mapping, [NO_HEADER])
+    return Layout(None, list(mapping.columns), ["Code"], [], mapping, [NO_HEADER])
 
 
-# CSV
-
-
-class _CountingReader(io.RawIOBase):
-    """Pass reads through, counting the bytes, so progress can be told without seeking."""
-
-    def __init__(self, file):
-        self.file = file
-        self.count = 0
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        data = self.file.read(len(buffer))
-        buffer[: len(data)] = data
-        self.count += len(data)
-        return len(data)
-
-
-@dataclass
-class _CsvSource:
-    """A CSV's numbered lines: the first few held back to find the header in, and the rest."""
-
-    head: list[tuple[int, str]]
-    rest: Iterator[tuple[int, str]]
-    progress: Callable[[], int]
-    encoding: str
-    # The delimiter a "sep=" first line names.
-    sep: str | None
-    # How the encoding was judged, when it was not given.
-    guess: EncodingGuess | None = None
-
-
-def _csv_source(file: BinaryIO, *, encoding: str = "") -> _CsvSource:
-    guess = None
-    if not encoding:
-        guess = guess_encoding(file)
-        encoding = guess.encoding
-    counter = _CountingReader(file)
-    # Undecodable bytes become U+FFFD, which validation rejects for that row only. newline=""
-    # keeps a cell's line breaks for the csv module and numbers lines as an editor does.
-    text = io.TextIOWrapper(
-        io.BufferedReader(counter), encoding=encoding, errors="replace", newline=""
-    )
-    lines = enumerate(text, start=1)
-    head = list(islice(lines, HEADER_SEARCH_ROWS))
-    sep = csv_records.sep_line_delimiter(head[0][1]) if head else None
-    return _CsvSource(head, lines, lambda: counter.count, encoding, sep, guess)
-
-
-def _csv_table(
-    file: BinaryIO,
-    *,
-    name: str,
-    size: int,
-    encoding: str,
-    mapping: ColumnMapping | None,
-    ask: bool = True,
-) -> Table:
-    source = _csv_source(file, encoding=encoding)
-    skip = 1 if source.sep else 0
-    layout, delimiter = _csv_layout(source, name=name, mapping=mapping, skip=skip)
-    readings = _likelier(source.guess, _encoding_readings(source, layout, delimiter))
-    if readings and ask:
-        raise EncodingUnclear(
-            ENCODING_UNCLEAR.format(name=name, examples=_doubt_examples(readings)),
-            readings=readings,
-        )
-    if readings:
-        layout.notes.append(
-            ENCODING_DOUBT.format(
-                encoding=encoding_name(readings[0][0]),
-                other=" or ".join(encoding_name(codec) for codec, _ in readings[1:]),
-                examples=_doubt_examples(readings),
-            )
-        )
-    start = skip if layout.position is None else layout.position + 1
-    data_lines = chain(source.head[start:], source.rest)
-    width = len(layout.titles) if layout.position is not None else 1
-    records = csv_records.records(
-        data_lines,
-        delimiter=delimiter,
-        width=width,
-        columns_read={i for i in layout.columns if i is not None},
-        titles=layout.mapping.titles or ("Code",),
-    )
-    pick = _picker(layout.columns)
-    code_index = layout.columns[0]
-    header = None
-    if layout.position is not None:
-        header_line = source.head[layout.position][1]
-        header = [cell.strip() for cell in csv_records.split_line(header_line, delimiter)]
-    header_code = header[code_index] if header and code_index < len(header) else None
-
-    def picked():
-        for row_number, row in records:
-            if isinstance(row, list):
-                if delimiter == csv_records.NO_DELIMITER and len(row) > 1:
-                    row = [delimiter.join(row)]  # the character was the cell's own
-                if (
-                    header_code is not None
-                    and code_index < len(row)
-                    and row[code_index].strip() == header_code
-                    and [cell.strip() for cell in row] == header
-                ):
-                    yield row_number, HEADER_AGAIN
-                    continue
-                yield row_number, pick(row)
-            elif isinstance(row, UnreadableRow) and row.cells:
-                # What could be read of it, in the template's columns, for the download.
-                yield row_number, replace(row, cells=pick(list(row.cells)))
-            else:
-                yield row_number, row
-
-    return Table(
-        picked(),
-        source.progress,
-        size,
-        layout.titles,
-        layout.ignored,
-        notes=layout.notes,
-        mapping=replace(layout.mapping, delimiter=delimiter),
-        encoding=source.encoding,
-        readings=readings,
-    )
-
-
-def _encoding_readings(source: _CsvSource, layout: _Layout, delimiter: str) -> list:
-    """Return [(codec, [codes])] for each plausible reading of the file whose codes differ from
-    the chosen one's, the chosen one first, with the codes that differ; or [] when every
-    plausible reading gives the same codes (the notes may differ: they are not read)."""
-    guess = source.guess
-    code_index = layout.columns[0]
-    if guess is None or len(guess.plausible) < 2 or code_index is None:
-        return []
-    header = source.head[layout.position][1] if layout.position is not None else None
-    header_bytes = header.encode(guess.encoding, errors="replace").strip() if header else None
-
-    width = len(layout.titles) if layout.position is not None else None
-
-    def codes(codec: str) -> list[str]:
-        found = []
-        for line in guess.sample.splitlines():
-            if header_bytes is not None and line.strip() == header_bytes:
-                continue
-            cells = csv_records.split_line(line.decode(codec, errors="replace"), delimiter)
-            # A line of another width is most likely a piece of a multi-line cell.
-            if code_index < len(cells) and width in (None, len(cells)):
-                found.append(cells[code_index].strip())
-        return found
-
-    def names_the_codes(codec: str) -> bool:
-        # A header with letters beyond ASCII ("Промокод") names the code column in one reading
-        # only: the others are not the file's.
-        return (
-            header_bytes is None
-            or layout.mapping.chosen
-            or match_header(
-                csv_records.split_line(header_bytes.decode(codec, errors="replace"), delimiter)
-            )
-            is not None
-        )
-
-    chosen = codes(guess.encoding)
-    others = [(codec, codes(codec)) for codec in guess.plausible[1:] if names_the_codes(codec)]
-    others = [(codec, read) for codec, read in others if read != chosen]
-    if not others:
-        return []
-    differ = [
-        index for index, code in enumerate(chosen) if any(read[index] != code for _, read in others)
-    ][:_DOUBT_EXAMPLES]
-    return [
-        (codec, [read[i] for i in differ]) for codec, read in [(guess.encoding, chosen), *others]
-    ]
-
-
-# Letters enough for their frequencies to tell two readings apart, and the share of common
-# letters by which the less likely reading is ruled out: Windows-1251 and KOI8-R read each
-# other's Cyrillic in the other case, and only the frequencies of the letters tell them apart
-# (real Russian codes and notes score about 0.8 one way and 0.5 the other).
-_LETTERS_TO_JUDGE = 20
-_COMMONNESS_MARGIN = 0.25
-# Code pages no Excel writes (Linux and DOS tools do): read when the file reads best so, never
-# offered instead of a code page Excel writes, which a file of few letters would always do.
-_LEGACY_CODE_PAGES = ("koi8_r", "cp866")
-
-
-def _likelier(guess: EncodingGuess | None, readings: list) -> list:
-    """Drop the readings the file's letters speak clearly against: those needing more
-    languages than the chosen one to write its words, or, with letters enough to judge, far
-    rarer letters; and a legacy code page against one Excel writes. One reading left is no
-    doubt at all ([])."""
-    if len(readings) < 2:
-        return []
-    judged = {r.codec: r for r in rank_readings(guess.sample, tuple(c for c, _ in readings))}
-    chosen = judged.get(readings[0][0])
-    if chosen is None:
-        return readings
-    text = guess.sample.decode(readings[0][0], errors="replace")
-    letters = sum(1 for char in text if char.isalpha() and not char.isascii())
-
-    def likely(codec: str) -> bool:
-        other = judged.get(codec)
-        if codec in _LEGACY_CODE_PAGES and readings[0][0] not in _LEGACY_CODE_PAGES:
-            return False
-        return other is None or (
-            other.languages <= chosen.languages
-            and (
-                letters < _LETTERS_TO_JUDGE
-                or chosen.commonness - other.commonness <= _COMMONNESS_MARGIN
-            )
-        )
-
-    kept = [readings[0], *((c, codes) for c, codes in readings[1:] if likely(c))]
-    return kept if len(kept) > 1 else []
-
-
-def _doubt_examples(readings: list) -> str:
-    """The first code that differs, as each reading gives it."""
-    return " or ".join(
-        f"“{_short(codes[0], 30)}” in {encoding_name(codec)}" for codec, codes in readings
-    )
-
-
-def _csv_layout(source: _CsvSource, *, name: str, mapping, skip: int):
-    """Return the file's layout and delimiter: by its header, by the manager's choice, or as
-    a single column of codes; raise ColumnsUnclear otherwise."""
-    head = source.head
-    if mapping is not None:
-        delimiter = (
-            mapping.delimiter
-            or source.sep
-            or csv_records.sniff_delimiter([line for _, line in head[skip:]])
-        )
-        split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
-        return _chosen_layout(split, mapping), delimiter
-    rows = []
-    for number, line in head:
-        delimiters = (
-            [source.sep]
-            if source.sep
-            else sorted(csv_records.DELIMITERS, key=line.count, reverse=True)
-        )
-        rows.append((number, [(d, csv_records.split_line(line, d)) for d in delimiters]))
-    found = _header_position(rows, skip=skip)
-    if found is not None:
-        position, delimiter = found
-        if not source.sep and len(csv_records.split_line(head[position][1], delimiter)) == 1:
-            # A header of one column: a file of more columns would have its delimiter in the
-            # header line too (Excel writes "Code;;"), so each line is one cell, whatever
-            # commas it holds (a German Excel's 1,23457E+11).
-            delimiter = csv_records.NO_DELIMITER
-        split = [(n, csv_records.split_line(text, delimiter)) for n, text in head]
-        layout = _matched_layout(
-            split,
-            position,
-            match_header(split[position][1]),
-            name=name,
-            skip=skip,
-            delimiter=delimiter,
-        )
-        return layout, delimiter
-    delimiter = source.sep or csv_records.sniff_delimiter([line for _, line in head[skip:]])
-    split = [(n, csv_records.split_line(line, delimiter)) for n, line in head]
-    if all(is_blank(cells) for _, cells in split[skip:]):
-        raise ImportFileError(_blank(name, len(head)))
-    if _single_column(split, skip):
-        return _headerless_layout(), delimiter
-    titles = next((cells for _, cells in split[skip:] if not is_blank(cells)), [])
-    raise ColumnsUnclear(
-        NO_CODE_COLUMN.format(name=name, found=_columns_found([title_text(t) for t in titles])),
-        head=split,
-        skip=skip,
-        delimiter=delimiter,
-    )
-
-
-# Spreadsheets: XLSX, XLSM, XLSB, XLS, ODS
-
-
-def _workbook_table(
-    file: BinaryIO,
-    *,
-    name: str,
-    size: int,
-    file_format: str,
-    load: bool,
-    mapping: ColumnMapping | None = None,
-) -> Table | None:
-    import python_calamine
-    from python_calamine import CalamineWorkbook, PasswordError, SheetTypeEnum, SheetVisibleEnum
-
-    unreadable = (python_calamine.CalamineError, ValueError, OSError, UnicodeError)
-
-    if not load:
-        return None
-    try:
-        # calamine reads about ten times faster than openpyxl; it holds a sheet's cells in
-        # memory, which the unpacked-size limit above keeps bounded.
-        workbook = CalamineWorkbook.from_filelike(file)
-        # Visible sheets first: a hidden one ("Old") is what its author meant no one to read.
-        sheets = [meta for meta in workbook.sheets_metadata if meta.typ == SheetTypeEnum.WorkSheet]
-        sheet_names = [
-            meta.name
-            for meta in sorted(sheets, key=lambda meta: meta.visible != SheetVisibleEnum.Visible)
-        ]
-        found = _sheet_with_codes(workbook, sheet_names, name=name, mapping=mapping)
-    except PasswordError as error:
-        raise ImportFileError(ENCRYPTED.format(name=name)) from error
-    except unreadable as error:
-        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
-    sheet_name, sheet, head, sheet_rows, layout = found
-    notes = [SHEET_READ.format(sheet=sheet_name)] if len(sheet_names) > 1 else []
-    notes += layout.notes
-    indexes = layout.columns
-    cell_info = (
-        _xlsx_cell_info(file, sheet_name, indexes) if file_format in ("xlsx", "xlsm") else {}
-    )
-    start = 0 if layout.position is None else layout.position + 1
-    header = None if layout.position is None else _pick(head[layout.position][1], indexes)
-    done = [0]
-    numeric = [0]
-
-    def rows():
-        # Blank rows count once a row follows them: a sheet's formatted but empty rows at its
-        # end are no rows of the file.
-        blank_from = None
-        last = 0
-        for row_number, row in chain(head[start:], enumerate(sheet_rows, start=len(head) + 1)):
-            done[0] = last = row_number
-            info = cell_info.get(row_number)
-            if info:
-                cells = _apply_cell_info(list(_pick(row, indexes)), info)
-            elif is_blank(row):
-                blank_from = blank_from or row_number
-                continue
-            else:
-                cells = _pick(row, indexes)
-            if blank_from:
-                yield from ((n, BLANK_ROW) for n in range(blank_from, row_number))
-                blank_from = None
-            if cells == header:
-                yield row_number, HEADER_AGAIN
-                continue
-            if (
-                isinstance(cells, tuple)
-                and isinstance(cells[0], int | float)
-                and not isinstance(cells[0], bool)
-            ):
-                numeric[0] += 1
-            yield row_number, cells
-        # calamine ends a sheet at its last value: a formula never computed below it is read
-        # from the sheet's XML alone, the blank rows above it counted.
-        for row_number in sorted(n for n in cell_info if n > last):
-            yield from ((n, BLANK_ROW) for n in range(blank_from or last + 1, row_number))
-            blank_from = None
-            yield row_number, _apply_cell_info([None] * len(FIELDS), cell_info[row_number])
-            last = row_number
-        if numeric[0]:
-            count = numeric[0]
-            rows_text = f"{count:,} row" + ("" if count == 1 else "s")
-            notes.append(NUMERIC_CODES.format(rows=rows_text))
-
-    return Table(
-        rows(),
-        lambda: done[0],
-        max(sheet.height, 1),
-        layout.titles,
-        layout.ignored,
-        notes=notes,
-        mapping=replace(layout.mapping, sheet=sheet_name),
-    )
-
-
-def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
-    """Return the sheet to read (the first with a header naming the code column, or the one
-    the manager chose), its first rows, the iterator of the rest, and its layout."""
-    looked_at = []  # (sheet name, its first rows)
-    for sheet_name in sheet_names:
-        if mapping is not None and mapping.sheet and sheet_name != mapping.sheet:
-            continue
-        sheet = workbook.get_sheet_by_name(sheet_name)
-        sheet_rows = sheet.iter_rows()
-        head = [(n, list(row)) for n, row in enumerate(islice(sheet_rows, HEADER_SEARCH_ROWS), 1)]
-        layout = _layout(head, name=name, mapping=mapping)
-        if layout is not None:
-            return sheet_name, sheet, head, sheet_rows, layout
-        looked_at.append((sheet_name, sheet, head, sheet_rows))
-    if not looked_at:
-        raise ImportFileError(NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets="none"))
-    filled = [looked for looked in looked_at if not all(is_blank(r) for _, r in looked[2])]
-    if not filled:
-        raise ImportFileError(_blank(name, max(len(looked[2]) for looked in looked_at)))
-    if len(filled) == 1 and _single_column(filled[0][2]):
-        # A single column of codes on the only sheet with anything on it needs no header.
-        return (*filled[0], _headerless_layout())
-    sheet_name, sheet, head, sheet_rows = looked_at[0]
-    if len(looked_at) == 1:
-        message = NO_CODE_COLUMN.format(name=name, found=_columns_found(_first_titles(head)))
-    else:
-        sheets = "; ".join(
-            f"“{_short(sheet)}” (columns: {_columns_found(_first_titles(rows))})"
-            for sheet, _, rows, _ in looked_at
-        )
-        message = NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets)
-    raise ColumnsUnclear(message, head=head, sheet=sheet_name)
-
-
-def _blank(name: str, rows_looked_at: int) -> str:
+def blank_file_message(name: str, rows_looked_at: int) -> str:
     if rows_looked_at < HEADER_SEARCH_ROWS:
         return BLANK_FILE.format(name=name)
     return BLANK_HEAD.format(name=name, rows=HEADER_SEARCH_ROWS)
 
 
-def _first_titles(head) -> list[str]:
+def first_titles(head) -> list[str]:
     """The cells of the first row that is not blank, as a message lists them."""
     return next(([title_text(c) for c in cells] for _, cells in head if not is_blank(cells)), [])
 
@@ -934,39 +510,21 @@ def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -
         )
 
 
-def _apply_cell_info(cells: list, info: dict):
-    """Fill in what calamine does not say: a formula without a value makes the row unreadable;
-    an error value (#N/A, read as empty) is put back for validation to reject; a number shown
-    with leading zeros (format 00000) keeps them."""
-    for index, (kind, detail) in info.items():
-        if kind == "formula":
-            column = TEMPLATE_COLUMNS[index]
-            reason = UNCOMPUTED_FORMULA.format(column=column)
-            return UnreadableRow(reason, column, "", tuple(cells))
-        value = cells[index]
-        if kind == "error":
-            cells[index] = detail
-        elif kind == "zeros" and isinstance(value, int | float) and float(value).is_integer():
-            cells[index] = str(int(value)).zfill(detail)
-    return tuple(cells)
+class CountingReader(io.RawIOBase):
+    """Pass reads through, counting the bytes, so progress can be told without seeking."""
 
+    def __init__(self, file):
+        self.file = file
+        self.count = 0
 
-def _xlsx_cell_info(file: BinaryIO, sheet_name: str, indexes: list[int | None]) -> dict:
-    """Return {row number: {field index: (kind, detail)}} for the cells of the mapped columns
-    that calamine cannot tell right: formulas never computed (calamine reads them as empty) and
-    whole numbers shown with leading zeros by their number format.
+    def readable(self):
+        return True
 
-    A second pass over the sheet's XML, made only when the sheet holds formulas or the workbook
-    has a leading-zeros format; most files have neither and cost one scan for "<f".
-    """
-    from . import xlsx_cells
-
-    try:
-        return xlsx_cells.cell_info(file, sheet_name, indexes)
-    except Exception:  # a best effort: calamine has read the file already
-        return {}
-    finally:
-        file.seek(0)
+    def readinto(self, buffer):
+        data = self.file.read(len(buffer))
+        buffer[: len(data)] = data
+        self.count += len(data)
+        return len(data)
 
 
 # Pasted list
@@ -977,7 +535,7 @@ _TEXT_SEPARATORS = re.compile(r"[,;\t]")
 
 def _text_table(file: BinaryIO, size: int) -> Table:
     """One code per line; commas, semicolons and tabs also separate codes; blank lines skipped."""
-    counter = _CountingReader(file)
+    counter = CountingReader(file)
     text = io.TextIOWrapper(io.BufferedReader(counter), encoding="utf-8", errors="replace")
 
     def rows():
@@ -993,144 +551,3 @@ def _text_table(file: BinaryIO, size: int) -> Table:
                     yield line_number, (token, None, None, None, None)
 
     return Table(rows(), lambda: counter.count, size, ["Code"], [])
-
-
-# Customer lists (assignments): any columns, one of them the customer id; the others
-# are kept as they are and handed back with a Code column added.
-
-NO_CUSTOMER_COLUMN = (
-    "“{name}” has no customer id column (named Customer, Customer id or Id). Columns found: "
-    "{found}."
-)
-NO_CUSTOMERS = "“{name}” has a header but no rows of customers under it."
-
-
-@dataclass
-class CustomerTable:
-    """The rows of a customer list: (row number, all cells as text) and where the id is."""
-
-    header: list[str]
-    customer_index: int
-    rows: Iterator[tuple[int, list | UnreadableRow]]
-    progress: Callable[[], int]
-    total: int
-
-
-def _customer_csv_rows(file: BinaryIO, *, name: str):
-    """A customer list's header (the first line, among the first few, naming a customer id
-    column; titles and blank lines may stand above it) and its rows, as for codes."""
-    source = _csv_source(file)
-    position, delimiter, header = None, ",", []
-    for index, (_, line) in enumerate(source.head):
-        if not line.strip():
-            continue
-        delimiter = source.sep or max(csv_records.DELIMITERS, key=line.count)
-        cells = csv_records.split_line(line, delimiter)
-        if _customer_column([title_text(cell) for cell in cells]) is not None:
-            position, header = index, cells
-            break
-        header = header or cells
-        if not is_title_row(cells):
-            break
-    if position is None:
-        return header, iter(()), source.progress
-    rows = csv_records.records(
-        chain(source.head[position + 1 :], source.rest),
-        delimiter=delimiter,
-        width=len(header),
-        columns_read=set(),
-        titles=[title_text(cell) for cell in header],
-    )
-    return header, rows, source.progress
-
-
-def _customer_column(header: list[str]) -> int | None:
-    keys = [re.sub(r"[\s_-]+", "", title).lower() for title in header]
-    for wanted in ("customer", "customerid", "id"):
-        if wanted in keys:
-            return keys.index(wanted)
-    return None
-
-
-def _text_cell(cell) -> str:
-    if cell is None:
-        return ""
-    if isinstance(cell, float) and cell.is_integer():
-        # A spreadsheet stores customer number 1042 as 1042.0.
-        return str(int(cell))
-    return str(cell)
-
-
-def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable:
-    """Return the rows of an uploaded customer list (CSV, or the first sheet of a workbook).
-
-    Raises ImportFileError for a file that is not a table, has no customer id column or no
-    rows, as open_table does for codes.
-    """
-    check_size(name=name, size=size)
-    if size == 0:
-        raise ImportFileError(EMPTY_FILE.format(name=name))
-    head = file.read(_SAMPLE_SIZE)
-    file.seek(0)
-    file_format = detect_format(head, name=name, file=file, size=size)
-    if file_format == "csv":
-        header, rows, progress = _customer_csv_rows(file, name=name)
-        total = size
-    else:
-        header, rows, progress, total = _first_sheet_rows(file, name=name, file_format=file_format)
-    header = [title_text(cell) for cell in header]
-    index = _customer_column(header)
-    if index is None:
-        raise ImportFileError(NO_CUSTOMER_COLUMN.format(name=name, found=_columns_found(header)))
-    width = len(header)
-
-    def cells():
-        for row_number, row in rows:
-            if row is BLANK_ROW:
-                continue
-            if isinstance(row, UnreadableRow):
-                yield row_number, row
-                continue
-            row = [_text_cell(cell) for cell in row]
-            yield row_number, (row + [""] * (width - len(row))) if len(row) < width else row
-
-    table = CustomerTable(header, index, cells(), progress, total)
-    first = next(table.rows, None)
-    if first is None:
-        raise ImportFileError(NO_CUSTOMERS.format(name=name))
-    rest = table.rows
-
-    def chained():
-        yield first
-        yield from rest
-
-    table.rows = chained()
-    return table
-
-
-def _first_sheet_rows(file: BinaryIO, *, name: str, file_format: str):
-    import python_calamine
-    from python_calamine import CalamineWorkbook, PasswordError
-
-    try:
-        workbook = CalamineWorkbook.from_filelike(file)
-        sheet = workbook.get_sheet_by_index(0)
-        sheet_rows = sheet.iter_rows()
-        header, header_number = [], 0
-        for header_number, row in enumerate(sheet_rows, start=1):  # noqa: B007
-            if not is_blank(row) or header_number >= HEADER_SEARCH_ROWS:
-                header = row
-                break
-    except PasswordError as error:
-        raise ImportFileError(ENCRYPTED.format(name=name)) from error
-    except (python_calamine.CalamineError, ValueError, OSError, UnicodeError) as error:
-        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
-    done = [0]
-
-    def rows():
-        for row_number, row in enumerate(sheet_rows, start=header_number + 1):
-            done[0] = row_number
-            if not is_blank(row):
-                yield row_number, list(row)
-
-    return header, rows(), lambda: done[0], max(sheet.height, 1)

@@ -53,6 +53,14 @@ MODULES = {
             "tests/imports/test_services.py::test_ambiguous_dates_are_asked_about_on_upload_then_read_as_chosen",
         ],
     ),
+    "csv_table": (
+        "imports/csv_table.py",
+        ["tests/imports/test_readers.py", "tests/imports/test_file_properties.py"],
+    ),
+    "workbooks": (
+        "imports/workbooks.py",
+        ["tests/imports/test_readers.py", "tests/imports/test_validation.py"],
+    ),
     "csv_records": (
         "imports/csv_records.py",
         [

@@ -20,8 +20,9 @@ from imports.assignments import (
     assignment_run,
     assignment_start,
 )
+from imports.customer_lists import open_customer_list
 from imports.models import Assignment
-from imports.readers import ImportFileError, open_customer_list
+from imports.readers import ImportFileError
 from pools.code_services import code_issue, code_redeem, code_release
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeIssue, Pool

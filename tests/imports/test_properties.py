@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from imports.engine import import_run
 from imports.models import Import
-from imports.readers import BLANK_ROW, ImportFileError, UnreadableRow, _pick, _picker, open_table
+from imports.readers import (
+    BLANK_ROW,
+    ImportFileError,
+    UnreadableRow,
+    open_table,
+    pick_cells,
+    picker,
+)
 from imports.services import import_file_start
 from imports.validation import DateOrder, Rejected, Skipped, clean_row
 from pools.models import Code
@@ -342,7 +349,7 @@ def test_import_of_mixed_encodings_and_random_bytes_counts_every_row(body, lines
     ),
 )
 def test_the_fast_picker_picks_what_pick_picks(row, indexes):
-    """A CSV's rows go through _picker (an itemgetter over the padded row); it must take the
-    same cells as _pick, short rows and absent columns included."""
-    assert _picker(indexes)(row) == _pick(row, indexes)
-    assert _picker(indexes)(tuple(row)) == _pick(row, indexes)
+    """A CSV's rows go through picker (an itemgetter over the padded row); it must take the
+    same cells as pick_cells, short rows and absent columns included."""
+    assert picker(indexes)(row) == pick_cells(row, indexes)
+    assert picker(indexes)(tuple(row)) == pick_cells(row, indexes)

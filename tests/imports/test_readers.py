@@ -6,7 +6,7 @@ from datetime import date, datetime
 import pytest
 from openpyxl import Workbook
 
-from imports import readers
+from imports import customer_lists, readers
 from imports.headers import ColumnMapping
 from imports.readers import BLANK_ROW, ImportFileError, UnreadableRow, detect_format, open_table
 from tests.imports.files import ods_bytes, xlsx_bytes, zip_bomb_bytes
@@ -757,7 +757,7 @@ def test_an_old_excel_file_is_known_by_its_content_whatever_its_name():
 
 
 def customers(data: bytes, name: str = "list.csv"):
-    return readers.open_customer_list(io.BytesIO(data), name=name, size=len(data))
+    return customer_lists.open_customer_list(io.BytesIO(data), name=name, size=len(data))
 
 
 def customer_error(data: bytes, name: str = "list.csv") -> str:
