@@ -5,7 +5,6 @@ writes it here instead, from the codes the customers hold (pools' codes_held: ne
 withdrawn, expired or redeemed code, whose cell stays empty).
 """
 
-import csv
 import io
 import os
 import tempfile
@@ -15,6 +14,7 @@ from django.core.files import File
 from django.db import connection, transaction
 
 from pools.code_services import codes_held
+from pools.exports import FormulaSafeWriter
 from pools.models import Pool
 
 from .customer_lists import open_customer_list
@@ -49,7 +49,7 @@ def result_write(job: Assignment) -> None:
     hold from the pool or its fallback), empty for rows rejected or left without a code."""
     with tempfile.TemporaryFile() as out, job.file.open("rb") as stored:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="")
-        writer = csv.writer(text)
+        writer = FormulaSafeWriter(text)
         table = open_customer_list(stored, name=job.file_name, size=job.file.size)
         writer.writerow([*table.header, RESULT_COLUMN])
         batch = []

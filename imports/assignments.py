@@ -23,7 +23,6 @@ for 1,000,000 customers on one connection, 50 s on two); they commit in file ord
 assignments of one pool run one at a time.
 """
 
-import csv
 import io
 import logging
 import queue
@@ -48,6 +47,7 @@ from django.utils import timezone
 
 from pools.code_services import batch_key, codes_issue_many, pool_fallback
 from pools.counters import COUNTER_SHARDS, counter_shard
+from pools.exports import FormulaSafeWriter
 from pools.jobs import (
     DATABASE_GONE,
     FAILED,
@@ -98,7 +98,7 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
             text = io.TextIOWrapper(out, encoding="utf-8", newline="")
             # From the first row, each slice's rows are written with their codes once the
             # slice commits; a job resumed after a kill looks its earlier rows' codes up.
-            writer = csv.writer(text) if job.rows_done == 0 else None
+            writer = FormulaSafeWriter(text) if job.rows_done == 0 else None
             if not _issue_all(job, writer):
                 job.refresh_from_db()
                 return job

@@ -36,6 +36,17 @@ def escape_formula(value):
     return value
 
 
+class FormulaSafeWriter:
+    """A csv writer for a file served back to staff: every cell escaped (escape_formula), as
+    the uploaded cells it hands back (an assignment's customer list) may hold formulas."""
+
+    def __init__(self, text, **options):
+        self._writer = csv.writer(text, **options)
+
+    def writerow(self, row):
+        return self._writer.writerow([escape_formula(cell) for cell in row])
+
+
 class CodeResource(resources.ModelResource):
     pool = fields.Field(attribute="pool__slug", column_name="Pool ID")
     code = fields.Field(attribute="code", column_name="Code")

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from imports import assignments
+from imports.assignment_results import result_write
 from imports.assignments import (
     assignment_release,
     assignment_rerun,
@@ -439,3 +440,21 @@ def test_a_failed_assignment_is_run_again_from_its_report(manager_client):
     assert (job.status, job.codes_issued) == (Assignment.Status.COMPLETED, 1)
     response = manager_client.post(rerun, follow=True)  # no longer failed
     assert "Only a failed assignment can be run again." in response.content.decode()
+
+
+def test_the_list_handed_back_shows_formulas_as_text_never_runs_them():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["K1", "K2"])
+    upload = csv_upload('Customer,Note\n=HYPERLINK("http://evil.example"),+1+1\n@SUM(A1),\tlead\n')
+
+    job = assignment_start(pool=pool, file=upload)
+    job.refresh_from_db()
+
+    assert result_rows(job)[1:] == [
+        ['\'=HYPERLINK("http://evil.example")', "'+1+1", "K1"],
+        ["'@SUM(A1)", "'\tlead", "K2"],
+    ]
+    job.result.delete(save=False)
+    Assignment.objects.filter(pk=job.pk).update(result="")
+    result_write(Assignment.objects.get(pk=job.pk))
+    assert result_rows(Assignment.objects.get(pk=job.pk))[1][0].startswith("'=")
