@@ -11,6 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from pools.admin import can_export
 from pools.models import Pool
 
 from ..assignments import assignment_release, assignment_rerun, assignment_start
@@ -133,6 +134,7 @@ class AssignmentAdmin(admin.ModelAdmin):
                 "can_release": job.is_finished and self.has_add_permission(request),
                 "can_rerun": job.status == Assignment.Status.FAILED
                 and self.has_add_permission(request),
+                "can_download": can_export(request, job.pool),
             },
         )
 
@@ -140,7 +142,8 @@ class AssignmentAdmin(admin.ModelAdmin):
         job = self.get_object(request, unquote(object_id))
         if job is None or not job.result:
             raise Http404
-        if not self.has_view_permission(request, job):
+        # Customer ids with their codes: the codes' export rule, on every request.
+        if not self.has_view_permission(request, job) or not can_export(request, job.pool):
             raise PermissionDenied
         return FileResponse(
             job.result.open("rb"),

@@ -458,3 +458,25 @@ def test_the_list_handed_back_shows_formulas_as_text_never_runs_them():
     Assignment.objects.filter(pk=job.pk).update(result="")
     result_write(Assignment.objects.get(pk=job.pk))
     assert result_rows(Assignment.objects.get(pk=job.pk))[1][0].startswith("'=")
+
+
+def test_the_list_with_codes_needs_view_permission_on_codes_and_pools_on_every_request(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+    job = assignment_start(pool=pool, file=csv_upload("Customer\nc1\n"))
+    clerk = get_user_model().objects.create_user("clerk", password="secret-pass", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_assignment"))
+    client.force_login(clerk)
+    result_url = reverse("admin:imports_assignment_result", args=[job.pk])
+
+    report = client.get(reverse("admin:imports_assignment_change", args=[job.pk]))
+    assert "You may not download the list with codes" in report.content.decode()
+    assert client.get(result_url).status_code == 403
+
+    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_code", "view_pool"]))
+    clerk = get_user_model().objects.get(pk=clerk.pk)
+    client.force_login(clerk)
+    assert client.get(result_url).status_code == 200
