@@ -220,13 +220,8 @@ def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
         import_generate_start(pool=pool, count=10, length=8, alphabet="ABCDEFGH")
 
 
-def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_counts(
-    settings, monkeypatch
-):
-    settings.IMPORT_BATCH_SIZE = 4
-    pool = make_pool()
-    text = "Code\n" + "".join(f"R{i}\n" for i in range(10)) + "R0\n"
-    job = import_file_start(pool=pool, file=csv_upload(text))
+def crash_the_second_batch(monkeypatch) -> None:
+    """Make the engine's second batch fail as a database gone away; the others load."""
     real_load_batch = loader.load_batch
     calls = []
 
@@ -237,6 +232,16 @@ def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_cou
         return real_load_batch(**kwargs)
 
     monkeypatch.setattr(engine, "load_batch", crash_on_second_batch)
+
+
+def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_counts(
+    settings, monkeypatch
+):
+    settings.IMPORT_BATCH_SIZE = 4
+    pool = make_pool()
+    text = "Code\n" + "".join(f"R{i}\n" for i in range(10)) + "R0\n"
+    job = import_file_start(pool=pool, file=csv_upload(text))
+    crash_the_second_batch(monkeypatch)
     job = run(job)
 
     assert job.status == Import.Status.FAILED
@@ -264,19 +269,9 @@ def test_a_resumed_import_reads_dates_in_the_order_its_committed_rows_settled(
     pool = make_pool()
     upload = csv_upload("Code,Issue-end\nA,31/01/2027\nB,03/04/2027\n")
     job = import_file_start(pool=pool, file=upload, inspect=False)
-    real_load_batch = loader.load_batch
-    calls = []
-
-    def crash_on_second_batch(**kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise ConnectionError("database went away")
-        return real_load_batch(**kwargs)
-
-    monkeypatch.setattr(engine, "load_batch", crash_on_second_batch)
+    crash_the_second_batch(monkeypatch)
     job = run(job)
     assert (job.status, job.rows_done) == (Import.Status.FAILED, 2)
-    monkeypatch.setattr(engine, "load_batch", real_load_batch)
 
     import_rerun(job=job)
     job = run(job)
