@@ -49,11 +49,11 @@ START_TIMEOUT = 60
 common.setup(API_RATE_PER_KEY="100000000/min")
 
 from django.db import connection, connections  # noqa: E402
-from rest_framework_api_key.models import APIKey  # noqa: E402
 
+from pools.api_keys import api_key_create  # noqa: E402
 from pools.code_services import code_issue  # noqa: E402
 from pools.counters import pool_counts_add  # noqa: E402
-from pools.models import Code, Pool  # noqa: E402
+from pools.models import ApiOperation, Code, Pool  # noqa: E402
 from pools.services import campaign_create, pool_create, pool_launch  # noqa: E402
 
 SLUG = "issue-bench"
@@ -264,7 +264,7 @@ def main() -> int:
         flush=True,
     )
     pool = prepare_pool()
-    _, api_key = APIKey.objects.create_key(name="issue bench")
+    _, api_key = api_key_create(name="issue bench", operations=ApiOperation.values)
     server = start_gunicorn()
     try:
         for clients in CLIENTS:

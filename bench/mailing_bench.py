@@ -56,11 +56,11 @@ common.setup(API_RATE_PER_KEY="100000000/min")
 
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from rest_framework_api_key.models import APIKey  # noqa: E402
 
+from pools.api_keys import api_key_create  # noqa: E402
 from pools.code_services import code_issue, code_issue_batch  # noqa: E402
 from pools.counters import pool_counts_add  # noqa: E402
-from pools.models import Code, Pool  # noqa: E402
+from pools.models import ApiOperation, Code, Pool  # noqa: E402
 from pools.services import campaign_create, pool_create, pool_launch  # noqa: E402
 
 SLUG = "mailing-bench"
@@ -273,7 +273,7 @@ def start_gunicorn() -> subprocess.Popen:
 
 
 def part_batch(pool: Pool) -> None:
-    _, api_key = APIKey.objects.create_key(name="mailing bench")
+    _, api_key = api_key_create(name="mailing bench", operations=ApiOperation.values)
     server = start_gunicorn()
     modes = ("single-service", "batch-service", "single-http", "batch-http")
     rates = {mode: [] for mode in modes}

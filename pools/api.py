@@ -16,9 +16,8 @@ from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
-from rest_framework_api_key.permissions import KeyParser
 
-from .api_base import error_body
+from .api_base import caller_prefix, error_body, pool_reach_check
 from .api_payloads import (
     BatchOutput,
     CheckOutput,
@@ -34,6 +33,7 @@ from .api_payloads import (
     redemption_payload,
 )
 from .code_services import (
+    api_key_namespace,
     code_check,
     code_issue,
     code_issue_batch,
@@ -42,7 +42,7 @@ from .code_services import (
     code_release,
 )
 from .guessing import GuessingLimited, guess_failed, guesses_allowed
-from .models import Pool
+from .models import ApiOperation, Pool
 from .refusals import CodeRefused, Refusal
 from .selectors import pool_stock
 from .shared_cache import shared_get, shared_incr, shared_set
@@ -86,9 +86,7 @@ class ApiKeyThrottle(FixedWindowThrottle):
         return self.cache_format % {"scope": self.scope, "ident": _caller(request)}
 
 
-def _caller(request) -> str:
-    """Return the id of the caller's API key (its prefix; the key is valid by now)."""
-    return (KeyParser().get(request) or "").partition(".")[0]
+_caller = caller_prefix
 
 
 @contextmanager
@@ -136,18 +134,21 @@ def _pool_or_none(slug: str) -> Pool | None:
     return pool
 
 
-def _pool_by_slug(slug: str) -> Pool:
+def _pool_by_slug(request, slug: str) -> Pool:
+    pool_reach_check(request, slug)
     pool = _pool_or_none(slug)
     if pool is None:
         raise exceptions.NotFound(detail=UNKNOWN_POOL_MESSAGE, code=UNKNOWN_POOL)
     return pool
 
 
-def _named_pool(data: dict) -> Pool:
-    """Return the pool named in the payload; an unknown pool answers like an unknown code.
+def _named_pool(request, data: dict) -> Pool:
+    """Return the pool named in the payload; an unknown pool answers like an unknown code, a
+    pool outside the key's scope 403 pool_not_allowed (whatever the code).
 
     Read from the database, not the cache: check and redeem need the pool's status and rules.
     """
+    pool_reach_check(request, data["pool"])
     pool = Pool.objects.filter(slug=data["pool"]).first()
     if pool is None:
         raise CodeRefused(Refusal.UNKNOWN_CODE)
@@ -159,8 +160,15 @@ def _named_pool(data: dict) -> Pool:
 # so that they cost no cache round trip.
 
 
+def _own_key(request, key: str) -> str:
+    """Return an idempotency key in the namespace of the caller's API key: no key reaches the
+    issues of another, nor an assignment's (pools.code_services.api_key_namespace)."""
+    return api_key_namespace(_caller(request), key)
+
+
 class PoolIssueView(APIView):
     throttle_classes = []
+    operation = ApiOperation.ISSUE
 
     @extend_schema(
         request=IssueInput,
@@ -171,7 +179,8 @@ class PoolIssueView(APIView):
         """Hand an available code of the pool to the customer; a retry with the same
         idempotency key returns the same code."""
         data = _input(IssueInput, request)
-        code = code_issue(pool=_pool_by_slug(slug), caller=_caller(request), **data)
+        data["idempotency_key"] = _own_key(request, data["idempotency_key"])
+        code = code_issue(pool=_pool_by_slug(request, slug), caller=_caller(request), **data)
         return Response(code_payload(code))
 
 
@@ -182,6 +191,7 @@ BATCH_MAX_BODY_BYTES = 4 * 1024 * 1024
 class PoolIssueBatchView(APIView):
     throttle_classes = []
     max_body_bytes = BATCH_MAX_BODY_BYTES
+    operation = ApiOperation.ISSUE_BATCH
 
     @extend_schema(
         request=IssueBatchInput,
@@ -193,7 +203,8 @@ class PoolIssueBatchView(APIView):
         batch: a retry returns the same codes. Customers left without a code (the pool ran dry)
         are listed in `short`."""
         data = _input(IssueBatchInput, request)
-        pool = _pool_by_slug(slug)
+        data["idempotency_key"] = _own_key(request, data["idempotency_key"])
+        pool = _pool_by_slug(request, slug)
         outcome = code_issue_batch(pool=pool, caller=_caller(request), **data)
         issued = [
             {
@@ -209,6 +220,7 @@ class PoolIssueBatchView(APIView):
 
 class PoolStockView(APIView):
     throttle_classes = []
+    operation = ApiOperation.STOCK
 
     @extend_schema(
         responses=answers(
@@ -221,7 +233,7 @@ class PoolStockView(APIView):
         summary="Codes that can still be issued",
     )
     def get(self, request, slug):
-        pool = _pool_by_slug(slug)
+        pool = _pool_by_slug(request, slug)
         return Response({"pool": pool.slug, "stock": pool_stock(pool=pool)})
 
 
@@ -229,6 +241,7 @@ class CodeMarkIssuedView(APIView):
     # Marking printed codes comes in bulk, for one customer id or few: only the budget of
     # failures applies, since marking a guessed code as your own is guessing too.
     throttle_classes = []
+    operation = ApiOperation.MARK_ISSUED
 
     @extend_schema(
         request=CodeInput,
@@ -241,7 +254,7 @@ class CodeMarkIssuedView(APIView):
             code = code_mark_issued(
                 code=data["code"],
                 customer=data["customer"],
-                pool=_named_pool(data),
+                pool=_named_pool(request, data),
                 caller=_caller(request),
             )
         return Response(code_payload(code))
@@ -249,6 +262,7 @@ class CodeMarkIssuedView(APIView):
 
 class CodeCheckView(APIView):
     throttle_classes = [ApiKeyThrottle]
+    operation = ApiOperation.CHECK
 
     @extend_schema(
         request=CodeInput,
@@ -264,7 +278,7 @@ class CodeCheckView(APIView):
                 code = code_check(
                     code=data["code"],
                     customer=data["customer"],
-                    pool=_named_pool(data),
+                    pool=_named_pool(request, data),
                     caller=_caller(request),
                 )
         except CodeRefused as refused:
@@ -278,6 +292,7 @@ class CodeCheckView(APIView):
 
 class CodeRedeemView(APIView):
     throttle_classes = [ApiKeyThrottle]
+    operation = ApiOperation.REDEEM
 
     @extend_schema(
         request=RedeemInput,
@@ -293,7 +308,7 @@ class CodeRedeemView(APIView):
                 code=data["code"],
                 customer=data["customer"],
                 order_reference=data["order_reference"],
-                pool=_named_pool(data),
+                pool=_named_pool(request, data),
                 caller=_caller(request),
             )
         return Response(redemption_payload(redemption))
@@ -302,6 +317,7 @@ class CodeRedeemView(APIView):
 class CodeReleaseView(APIView):
     # Naming a code is guessing too: a failure counts against the budget of failures.
     throttle_classes = [ApiKeyThrottle]
+    operation = ApiOperation.RELEASE
 
     @extend_schema(
         request=ReleaseInput,
@@ -314,7 +330,9 @@ class CodeReleaseView(APIView):
         data = _input(ReleaseInput, request)
         with _guessing_guard(request, data, per_customer=False):
             code = code_release(
-                code=data["code"], pool=_named_pool(data), idempotency_key=data["idempotency_key"]
+                code=data["code"],
+                pool=_named_pool(request, data),
+                idempotency_key=_own_key(request, data["idempotency_key"]),
             )
         return Response(code_payload(code))
 

@@ -14,10 +14,18 @@ from django.http import JsonResponse
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework_api_key.models import APIKey
-from rest_framework_api_key.permissions import HasAPIKey
+from rest_framework_api_key.permissions import HasAPIKey, KeyParser
 
+from .api_keys import (
+    OPERATION_NOT_ALLOWED,
+    OPERATION_NOT_ALLOWED_MESSAGE,
+    POOL_NOT_ALLOWED,
+    POOL_NOT_ALLOWED_MESSAGE,
+    key_rights,
+)
 from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
@@ -79,6 +87,29 @@ class HasValidAPIKey(HasAPIKey):
             seconds = min(seconds, (api_key.expiry_date - timezone.now()).total_seconds())
         key_cache.set(cache_key, api_key.hashed_key, seconds)
         return True
+
+
+class KeyMayCall(BasePermission):
+    """Let a key call a view's `operation` only if its scope names it (pools/api_keys.py)."""
+
+    message = OPERATION_NOT_ALLOWED_MESSAGE
+    code = OPERATION_NOT_ALLOWED
+
+    def has_permission(self, request, view) -> bool:
+        operation = getattr(view, "operation", None)
+        return operation is None or key_rights(caller_prefix(request)).may(operation)
+
+
+def pool_reach_check(request, slug: str) -> None:
+    """Refuse (403 pool_not_allowed) a pool outside the key's scope, before the pool is looked
+    up: a key limited to some pools cannot tell the others' pool IDs from made-up ones."""
+    if not key_rights(caller_prefix(request)).reaches(slug):
+        raise exceptions.PermissionDenied(POOL_NOT_ALLOWED_MESSAGE, code=POOL_NOT_ALLOWED)
+
+
+def caller_prefix(request) -> str:
+    """Return the id of the caller's API key (its prefix; the key is valid by now)."""
+    return (KeyParser().get(request) or "").partition(".")[0]
 
 
 def api_key_cache_key(prefix: str) -> str:

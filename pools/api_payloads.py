@@ -6,6 +6,7 @@ from django.core.validators import RegexValidator, validate_slug
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from .api_keys import OPERATION_NOT_ALLOWED, POOL_NOT_ALLOWED
 from .code_services import BATCH_MAX, CUSTOMER_REQUIRED, customer_clean
 from .models import CODE_MAX_LENGTH, CUSTOMER_MAX_LENGTH, Code, Pool, Redemption
 from .refusals import Refusal
@@ -209,7 +210,11 @@ ERRORS = {
         "Missing or wrong fields (`invalid`, with `fields`), or a body that is not JSON, is "
         "nested too deeply or has an unknown charset (`parse_error`).",
     ),
-    403: OpenApiResponse(_error("ForbiddenError", ["permission_denied"]), "No valid API key."),
+    403: OpenApiResponse(
+        _error("ForbiddenError", ["permission_denied", OPERATION_NOT_ALLOWED, POOL_NOT_ALLOWED]),
+        "No valid API key, or outside the key's scope: an operation it may not call, a pool it "
+        "may not touch.",
+    ),
     406: OpenApiResponse(
         _error("NotAcceptableError", ["not_acceptable"]),
         "The request's Accept header does not take `application/json`.",

@@ -153,6 +153,16 @@ class Pool(models.Model):
         help_text="Issuing takes from this pool (same campaign, active) when this one has no "
         "code left to issue.",
     )
+    # Counted in the shared cache per calendar day (UTC) by the API's issuing limits
+    # (pools/issuing_limits.py): a leaked key cannot drain the pool faster than this.
+    daily_issue_cap = models.PositiveIntegerField(
+        "codes issued over the API per day, at most",
+        null=True,
+        blank=True,
+        help_text="Once this many codes were issued over the API today (UTC), issue and batch "
+        "requests are refused until tomorrow. Assignments from the admin are not counted. Empty: "
+        "no cap.",
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -433,17 +443,14 @@ class Code(models.Model):
         """
         at = at or timezone.now()
         pool = self.pool
+        # Where codes are personal, whose code it is comes before anything about the code or
+        # its pool, so that someone else learns nothing of it (not even that it was redeemed,
+        # expired or withdrawn, or that its pool is paused).
+        if not self.is_held_by(customer):
+            return Refusal.NOT_ISSUED_TO_CUSTOMER
         refusal = pool.redeem_refusal()
         if refusal:
             return refusal
-        # Where codes are personal, whose code it is comes before anything about the code, so
-        # that someone else learns nothing of it (not even that it was redeemed, expired or
-        # withdrawn).
-        if pool.require_issue_before_redeem and (
-            self.status not in (Code.Status.ISSUED, Code.Status.REDEEMED, Code.Status.WITHDRAWN)
-            or self.issued_to != customer
-        ):
-            return Refusal.NOT_ISSUED_TO_CUSTOMER
         if self.status == Code.Status.WITHDRAWN:
             return Refusal.WITHDRAWN
         if pool.status == Pool.Status.ENDED and not self.was_issued(customer):
@@ -461,6 +468,14 @@ class Code(models.Model):
         ):
             return Refusal.VALIDITY_PERIOD_OVER
         return None
+
+    def is_held_by(self, customer: str) -> bool:
+        """Return False if codes of the pool are personal (issued before redemption) and this
+        one is not `customer`'s: then only its issuer may hear anything of it."""
+        return not self.pool.require_issue_before_redeem or (
+            self.status in (Code.Status.ISSUED, Code.Status.REDEEMED, Code.Status.WITHDRAWN)
+            and self.issued_to == customer
+        )
 
     def was_issued(self, customer: str) -> bool:
         """Return True if this code was handed out (to `customer`, for a multiple-use code)."""
@@ -759,3 +774,45 @@ class CodeExport(Job):
         if not self.rows_total:
             return 0
         return min(99, self.rows_done * 100 // self.rows_total)
+
+
+class ApiOperation(models.TextChoices):
+    """What an API key may be allowed to call (ApiKeyScope.operations)."""
+
+    ISSUE = "issue", "Issue a code"
+    ISSUE_BATCH = "issue-batch", "Issue codes to a batch of customers"
+    STOCK = "stock", "Read a pool's stock"
+    MARK_ISSUED = "mark-issued", "Mark a code as issued"
+    CHECK = "check", "Check a code"
+    REDEEM = "redeem", "Redeem a code"
+    RELEASE = "release", "Give an issued code back"
+
+
+class ApiKeyScope(models.Model):
+    """What one API key may do: the operations it may call and, optionally, the campaigns and
+    pools it may touch (none named: every pool). A key without a scope may do nothing, so that
+    a key made in the shell or by a script holds no rights until someone grants them; keys that
+    existed before scopes were given every operation (migration 0015)."""
+
+    api_key = models.OneToOneField(
+        "rest_framework_api_key.APIKey", on_delete=models.CASCADE, related_name="scope"
+    )
+    operations = models.JSONField(default=list, blank=True)
+    campaigns = models.ManyToManyField(
+        Campaign,
+        blank=True,
+        related_name="+",
+        help_text="The key may touch every pool of these campaigns, present and future.",
+    )
+    pools = models.ManyToManyField(
+        Pool,
+        blank=True,
+        related_name="+",
+        help_text="And these pools. Name no campaign and no pool to allow every pool.",
+    )
+
+    class Meta:
+        verbose_name = "API key scope"
+
+    def __str__(self):
+        return f"Scope of {self.api_key_id}"

@@ -4,6 +4,9 @@ With no environment at all the project runs on its zero-setup default: DEBUG on,
 the project folder, a Celery broker kept in files under ``var/`` (no Redis needed) and e-mail
 printed to the console. Production sets DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DATABASE_URL
 (PostgreSQL), CELERY_BROKER_URL (Redis) and the EMAIL_* variables.
+
+Long because Django reads one settings module, and each setting here stands next to the reason
+for its value.
 """
 
 import os
@@ -202,7 +205,11 @@ CACHES = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["pools.api_base.HasValidAPIKey"],
+    # A valid key, then its scope: the operations it may call (pools/api_keys.py).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "pools.api_base.HasValidAPIKey",
+        "pools.api_base.KeyMayCall",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["pools.api_base.JSONBodyParser"],
     "EXCEPTION_HANDLER": "pools.api_base.api_exception_handler",

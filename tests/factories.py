@@ -12,9 +12,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from pools.api_keys import api_key_create
 from pools.counters import pool_counts_add
 from pools.groups import MANAGERS, VIEWERS
-from pools.models import Code, Pool
+from pools.models import ApiOperation, Code, Pool
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pools_with_counts
 from pools.services import campaign_create, pool_create, pool_launch
@@ -43,6 +44,12 @@ def make_codes(pool: Pool, codes, **fields) -> list[Code]:
     created = Code.objects.bulk_create(Code(pool=pool, code=code, **fields) for code in codes)
     pool_counts_add(pool_id=pool.pk, available=len(created))
     return created
+
+
+def make_api_key(name: str = "crm", operations=ApiOperation.values, **scope):
+    """Return (key, secret) of an API key that may call `operations` (all, unless named) on
+    the pools of `scope` (campaigns=, pools=; every pool unless named)."""
+    return api_key_create(name=name, operations=list(operations), **scope)
 
 
 def make_staff(username: str, group: str = MANAGERS, **fields):

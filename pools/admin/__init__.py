@@ -4,7 +4,7 @@ Importing the package registers every ModelAdmin and the home page's sections. T
 apps, tests and benchmarks import from `pools.admin` are re-exported here.
 """
 
-from . import home  # noqa: F401  (registers the home page's sections)
+from . import api_keys, home  # noqa: F401  (register the API keys' admin, the home page's sections)
 from .campaigns import CampaignAdmin, PoolInline
 from .codes import (
     MARKED_ISSUED,

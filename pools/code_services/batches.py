@@ -1,6 +1,5 @@
 """Issuing in batches: a code to each of many customers, a few statements per batch."""
 
-import hashlib
 import json
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from .claims import (
 )
 from .holdings import codes_of_rows, customer_holdings, issues_retire, sort_out
 from .issuing import _key_lock, pool_fallback
-from .lookups import customer_clean
+from .lookups import bounded_key, customer_clean
 
 # Issuing in batches
 
@@ -28,7 +27,6 @@ from .lookups import customer_clean
 BATCH_MAX = 10_000
 BATCH_TOO_LARGE = f"Give at most {BATCH_MAX:,} customers in one batch."
 BATCH_EMPTY = "Give at least one customer."
-_KEY_MAX_LENGTH = CodeIssue._meta.get_field("idempotency_key").max_length
 
 
 @dataclass
@@ -59,10 +57,17 @@ class BatchOutcome:
 def batch_key(key: str, customer: str) -> str:
     """Return the idempotency key a batch under `key` records for `customer`: the batch key and
     the customer id, so that a single issue under "<key>:<customer>" is the same issue."""
-    derived = f"{key}:{customer}"
-    if len(derived) > _KEY_MAX_LENGTH:
-        derived = "sha256:" + hashlib.sha256(derived.encode()).hexdigest()
-    return derived
+    return bounded_key(f"{key}:{customer}")
+
+
+def api_key_namespace(prefix: str, key: str) -> str:
+    """Return the idempotency key an issue over the API records for `key` sent with the API key
+    of `prefix`: each API key has its own keys, so no key can reach the issues of another (or
+    an assignment's, recorded under "assignment:<customer>"). A batch's keys derive from its
+    namespaced key, so api_key_namespace(p, "<batch key>:<customer>") names a batch's issue.
+    Not shortened here: the services store a key too long for its column as its hash
+    (bounded_key), the same for a single issue, a batch's customer and a release."""
+    return f"api:{prefix}:{key}" if key else ""
 
 
 def code_issue_batch(

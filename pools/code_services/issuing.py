@@ -12,7 +12,7 @@ from ..signals import stock_changed_on_commit
 from .claims import _claim_code as _claim_code  # the generic claim, named here as before
 from .claims import codes_claim, nothing_claimed, pool_and_fallback_ids
 from .holdings import issues_retire, sort_out
-from .lookups import _find_code, customer_clean
+from .lookups import _find_code, bounded_key, customer_clean
 
 
 def code_issue(
@@ -36,6 +36,7 @@ def code_issue(
     so). Raises CodeRefused.
     """
     customer = customer_clean(customer)
+    idempotency_key = bounded_key(idempotency_key)
     if idempotency_key:
         # A retry returns what was issued under the key, even once the pool is paused or ended:
         # it hands out nothing new.
@@ -159,7 +160,7 @@ def code_release(*, pool: Pool, code: str, idempotency_key: str) -> Code:
     a redemption of the same code never both succeed. The issue stays in the code's history,
     marked released, and its key is freed: a retry under it issues anew. Raises CodeRefused.
     """
-    key = (idempotency_key or "").strip()
+    key = bounded_key((idempotency_key or "").strip())
     found = _find_code(code, pool, lock=True)
     issue = None
     if key:

@@ -1,14 +1,18 @@
 """What every code service reads the same way: a customer id, a code by its text."""
 
+import hashlib
+
 from django.core.exceptions import ValidationError
 
 from ..models import (
     CUSTOMER_MAX_LENGTH,
     Code,
+    CodeIssue,
     Pool,
 )
 from ..refusals import CodeRefused, Refusal
 
+_KEY_MAX_LENGTH = CodeIssue._meta.get_field("idempotency_key").max_length
 CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
 
 
@@ -32,10 +36,17 @@ def _find_code(code: str, pool: Pool | None, *, lock: bool) -> Code:
         queryset = queryset.select_for_update(of=("self",))
     found = list(queryset[:2])
     if not found:
-        # A pool that redeems nothing says so for any code, so that its refusal does not tell
-        # codes that exist from codes that do not.
-        refusal = pool.redeem_refusal() if pool is not None else None
-        raise CodeRefused(refusal or Refusal.UNKNOWN_CODE)
+        # Whatever the pool's state: a refusal about the pool comes only once the code is known
+        # to exist and to be the caller's to hear of, so that no answer tells codes that exist
+        # from codes that do not, and every miss spends the guessing budget.
+        raise CodeRefused(Refusal.UNKNOWN_CODE)
     if len(found) > 1:
         raise CodeRefused(Refusal.AMBIGUOUS_CODE)
     return found[0]
+
+
+def bounded_key(key: str) -> str:
+    """Return an idempotency key as stored: one longer than its column, as its hash."""
+    if len(key) > _KEY_MAX_LENGTH:
+        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+    return key

@@ -23,13 +23,17 @@ def _refusal_for(found: Code, customer: str, caller: str | None, at=None) -> Ref
     that issued or marked it (or a caller of None: the admin, the shell) hears the reason.
     """
     refusal = found.redeem_refusal(customer, at)
-    if (
-        refusal == Refusal.NOT_ISSUED_TO_CUSTOMER
-        and caller is not None
-        and not (caller and CodeIssue.objects.filter(code=found, issued_by=caller).exists())
-    ):
+    if refusal == Refusal.NOT_ISSUED_TO_CUSTOMER and _hidden_from(found, caller):
         return Refusal.UNKNOWN_CODE
     return refusal
+
+
+def _hidden_from(found: Code, caller: str | None) -> bool:
+    """Return True if `caller` may not hear of a personal code that is not its customer's:
+    only the caller that issued or marked it may (and the admin and the shell: None)."""
+    return caller is not None and not (
+        caller and CodeIssue.objects.filter(code=found, issued_by=caller).exists()
+    )
 
 
 def code_check(
@@ -71,7 +75,9 @@ def code_redeem(
         previous = Redemption.objects.filter(code=found, order_reference=order_reference).first()
         if previous is not None:
             if previous.customer != customer:
-                raise CodeRefused(Refusal.ALREADY_REDEEMED)
+                # Told only as far as the caller may hear of the code at all.
+                refusal = _refusal_for(found, customer, caller)
+                raise CodeRefused(refusal or Refusal.ALREADY_REDEEMED)
             return previous
     now = timezone.now()
     refusal = _refusal_for(found, customer, caller, now)
@@ -103,6 +109,15 @@ def code_mark_issued(
     """
     customer = customer_clean(customer)
     found = _find_code(code, pool, lock=True)
+    # A personal code handed to someone else answers as check answers it, before anything
+    # about its pool: marking is how codes of such pools become someone's, so an available
+    # one can be marked, but nobody else's can be probed.
+    if (
+        found.status != Code.Status.AVAILABLE
+        and not found.is_held_by(customer)
+        and _hidden_from(found, caller or None)
+    ):
+        raise CodeRefused(Refusal.UNKNOWN_CODE)
     refusal = found.pool.issue_refusal()
     if refusal:
         raise CodeRefused(refusal)

@@ -365,8 +365,13 @@ def test_pool_page_shows_stock_and_template_snippet_and_preview(manager_client):
 def test_managers_create_api_keys_shown_once(manager_client):
     from rest_framework_api_key.models import APIKey
 
+    scope = {
+        "scope-TOTAL_FORMS": "1",
+        "scope-INITIAL_FORMS": "0",
+        "scope-0-operations": ["issue"],
+    }
     response = manager_client.post(
-        reverse("admin:rest_framework_api_key_apikey_add"), {"name": "crm"}, follow=True
+        reverse("admin:rest_framework_api_key_apikey_add"), {"name": "crm", **scope}, follow=True
     )
 
     shown = re.search(r"\b(\w{8}\.\w{32})\b", response.content.decode()).group(1)

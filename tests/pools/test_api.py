@@ -5,14 +5,14 @@ from rest_framework_api_key.models import APIKey
 from pools.api import ApiKeyThrottle
 from pools.models import Code, Redemption
 from pools.refusals import Refusal
-from tests.factories import make_codes, make_pool, post
+from tests.factories import make_api_key, make_codes, make_pool, post
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_rate_limits")]
 
 
 @pytest.fixture
 def api_key():
-    _, key = APIKey.objects.create_key(name="crm")
+    _, key = make_api_key(name="crm")
     return key
 
 
@@ -132,7 +132,7 @@ def test_check_and_redeem_are_rate_limited_per_customer(api, settings):
 def test_checks_are_rate_limited_per_api_key(api, monkeypatch):
     monkeypatch.setattr(ApiKeyThrottle, "THROTTLE_RATES", {"api_key": "2/min"})
     pool = make_pool(launched=True)
-    _, other_key = APIKey.objects.create_key(name="other")
+    _, other_key = make_api_key(name="other")
     other = APIClient()
     other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
 

@@ -11,13 +11,12 @@ import pytest
 from django.core.cache import cache, caches
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
-from rest_framework_api_key.models import APIKey
 
 from pools.api_base import API_MAX_BODY_BYTES, api_exception_handler
 from pools.models import Code
 from pools.refusals import Refusal
 from pools.shared_cache import shared_reset
-from tests.factories import make_codes, make_pool, post
+from tests.factories import make_api_key, make_codes, make_pool, post
 from tests.worker import free_port
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +32,7 @@ def _fresh_limits():
 
 
 def client_with_key(name="crm"):
-    _, key = APIKey.objects.create_key(name=name)
+    _, key = make_api_key(name=name)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     return client
@@ -164,13 +163,15 @@ def test_not_yours_answers_like_unknown_where_codes_are_personal(api):
     assert check(stranger, pool, issued, "alice").json()["valid"] is True
 
 
-def test_an_inactive_pool_answers_alike_for_any_code(api):
+def test_a_made_up_code_is_unknown_whatever_the_pools_state(api, settings):
+    settings.API_FAILED_CHECKS_PER_KEY = 1
     pool = make_pool()  # a draft
     make_codes(pool, ["REAL"])
 
-    real, made_up = check(api, pool, "REAL", "c").json(), check(api, pool, "NOPE", "c").json()
-
-    assert real == made_up and real["error"]["code"] == "pool_not_active"
+    assert check(api, pool, "REAL", "c").json()["error"]["code"] == "pool_not_active"
+    assert check(api, pool, "NOPE", "c").json()["error"]["code"] == "unknown_code"
+    # The miss spent the budget: the pool's state is no way around it.
+    assert check(api, pool, "REAL", "c").status_code == 429
 
 
 # Every answer is JSON with a stable code

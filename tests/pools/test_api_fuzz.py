@@ -21,10 +21,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
-from rest_framework_api_key.models import APIKey
 
 from pools.shared_cache import shared_reset
-from tests.factories import make_codes, make_pool
+from tests.factories import make_api_key, make_codes, make_pool
 from tests.worker import free_port, require_services, wait_for, worker_env
 
 BIN = Path(sys.executable).parent
@@ -82,7 +81,7 @@ def api(db, settings):
         launched=True, slug="personal", require_issue_before_redeem=True, issued_validity_days=3
     )
     make_codes(personal, ["P1", "P2"])
-    _, key = APIKey.objects.create_key(name="property")
+    _, key = make_api_key(name="property")
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     return client
@@ -129,7 +128,7 @@ def served_api(transactional_db, tmp_path):
 
     url = require_services()
     redis.Redis.from_url(url).flushdb()
-    _, key = APIKey.objects.create_key(name="fuzz")
+    _, key = make_api_key(name="fuzz")
     make_codes(make_pool(launched=True, slug="fuzz-pool"), [f"F{i}" for i in range(200)])
     personal = make_pool(
         launched=True,

@@ -95,14 +95,15 @@ def test_unknown_and_ambiguous_codes_and_naming_the_pool():
     assert refusal(code_check, code="ONLY1", customer="c", pool=second) == Refusal.UNKNOWN_CODE
 
 
-def test_a_paused_pool_answers_paused_for_any_code_even_one_it_does_not_have():
+def test_a_paused_pool_answers_paused_for_its_codes_and_unknown_for_others():
     pool = make_pool(launched=True)
     make_codes(pool, ["REAL"])
     pool_pause(pool=pool)
 
     assert refusal(code_check, code="REAL", customer="c", pool=pool) == Refusal.POOL_PAUSED
-    assert refusal(code_check, code="MADE-UP", customer="c", pool=pool) == Refusal.POOL_PAUSED
-    assert refusal(code_redeem, code="MADE-UP", customer="c", pool=pool) == Refusal.POOL_PAUSED
+    assert refusal(code_redeem, code="REAL", customer="c", pool=pool) == Refusal.POOL_PAUSED
+    assert refusal(code_check, code="MADE-UP", customer="c", pool=pool) == Refusal.UNKNOWN_CODE
+    assert refusal(code_redeem, code="MADE-UP", customer="c", pool=pool) == Refusal.UNKNOWN_CODE
     assert refusal(code_check, code="MADE-UP", customer="c") == Refusal.UNKNOWN_CODE
 
 
@@ -280,9 +281,12 @@ def test_who_hears_that_a_personal_code_is_someone_elses():
     assert refusal(code_redeem, code=issued.code, customer="bob", caller="key-x") == (
         Refusal.UNKNOWN_CODE
     )
-    # Other refusals are told to everyone.
+    # The pool's state is told only to those who may hear of the code.
     pool_pause(pool=pool)
-    assert asked_by("key-x") == Refusal.POOL_PAUSED
+    assert asked_by("key-x") == Refusal.UNKNOWN_CODE
+    assert asked_by("key-a") == Refusal.NOT_ISSUED_TO_CUSTOMER
+    holder = refusal(code_check, code=issued.code, customer="alice", caller="key-x")
+    assert holder == Refusal.POOL_PAUSED
 
 
 # Mark as issued (a code handed out elsewhere, e.g. printed)

@@ -1,0 +1,74 @@
+"""API keys with their scopes: the operations each key may call and the pools it may touch, shown
+and edited on the key's own page (rest_framework_api_key's admin, with the scope inline)."""
+
+from django import forms
+from django.contrib import admin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from ..api_keys import key_rights_forget
+from ..models import ApiKeyScope, ApiOperation
+
+OPERATIONS_REQUIRED = "Choose at least one operation this key may call."
+EVERY_POOL = "every pool"
+
+
+class ApiKeyScopeForm(forms.ModelForm):
+    operations = forms.MultipleChoiceField(
+        choices=ApiOperation.choices,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": OPERATIONS_REQUIRED},
+        help_text="A key may call only these. A checkout needs Check and Redeem; a mailer, "
+        "Issue and Issue codes to a batch.",
+    )
+
+    class Meta:
+        model = ApiKeyScope
+        fields = ("operations", "campaigns", "pools")
+
+
+class ApiKeyScopeInline(admin.StackedInline):
+    model = ApiKeyScope
+    form = ApiKeyScopeForm
+    can_delete = False
+    # A new key gets its scope on the same page: a key without one may do nothing.
+    min_num = max_num = 1
+    autocomplete_fields = ("campaigns", "pools")
+    verbose_name = verbose_name_plural = "What this key may do"
+
+
+admin.site.unregister(APIKey)
+
+
+@admin.register(APIKey)
+class ScopedAPIKeyAdmin(APIKeyModelAdmin):
+    inlines = [ApiKeyScopeInline]
+    list_display = (*APIKeyModelAdmin.list_display, "operations", "reach")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("scope")
+            .prefetch_related("scope__campaigns", "scope__pools")
+        )
+
+    @admin.display(description="May call")
+    def operations(self, key: APIKey) -> str:
+        scope = getattr(key, "scope", None)
+        labels = dict(ApiOperation.choices)
+        chosen = [labels[op] for op in ApiOperation.values if scope and op in scope.operations]
+        return ", ".join(chosen) or "nothing"
+
+    @admin.display(description="Pools")
+    def reach(self, key: APIKey) -> str:
+        scope = getattr(key, "scope", None)
+        if scope is None:
+            return "none"
+        named = [*(str(c) for c in scope.campaigns.all()), *(p.slug for p in scope.pools.all())]
+        return ", ".join(named) or EVERY_POOL
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # The pools a scope reaches are saved after the scope itself.
+        key_rights_forget(form.instance.prefix)
