@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.http import HttpResponse
 from django.utils import timezone
 
-from pools.exports import XLSX_CONTENT_TYPE, csv_response
+from pools.exports import XLSX_CONTENT_TYPE, FormulaSafeWriter, csv_response
 
 from .readers import TEMPLATE_COLUMNS
 from .validation import TEMPLATE_EXAMPLE_CODE
@@ -50,8 +50,10 @@ def template_xlsx():
     workbook = Workbook()
     sheet = workbook.active
     sheet.title = "Codes"
-    sheet.append(TEMPLATE_COLUMNS)
-    sheet.append(template_example_row())
+    # Built here for its styles (a write-only workbook has none), through the one escaping of
+    # every file served back, as xlsx_write's rows are.
+    sheet.append(FormulaSafeWriter.cells(TEMPLATE_COLUMNS))
+    sheet.append(FormulaSafeWriter.cells(template_example_row()))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for column in "ABCDE":
@@ -60,7 +62,7 @@ def template_xlsx():
     sheet.column_dimensions["A"].number_format = "@"
     notes = workbook.create_sheet("How to fill")
     for note in TEMPLATE_NOTES:
-        notes.append([note])
+        notes.append(FormulaSafeWriter.cells([note]))
     notes.column_dimensions["A"].width = 120
     output = io.BytesIO()
     workbook.save(output)

@@ -18,7 +18,6 @@ file to that size and goes on from the next chunk. A workbook cannot be appended
 an XLSX export run again starts over.
 """
 
-import csv
 import enum
 import itertools
 import logging
@@ -36,11 +35,11 @@ from django.utils import timezone
 
 from .exports import (
     EXPORT_HEADERS,
+    FormulaSafeWriter,
     code_rows,
     codes_filtered,
     copy_available,
     copy_select_sql,
-    escape_formula,
     xlsx_write,
 )
 from .jobs import DATABASE_GONE, Claim, job_beat, job_claim, job_enqueue_on_commit, job_finish
@@ -272,7 +271,7 @@ def _csv_line(row) -> bytes:
     # Lines end in "\n", as COPY ends them; but the csv module quotes only the characters of its
     # line terminator, so with "\n" a cell holding "\r" went out unquoted (and broke the row).
     # Written with "\r\n", both are quoted; the terminator is then made "\n".
-    line = csv.writer(Line(), lineterminator="\r\n").writerow(row)
+    line = FormulaSafeWriter(Line(), lineterminator="\r\n").writerow(row)
     return (line[:-2] + "\n").encode()
 
 
@@ -340,7 +339,7 @@ def _write_source(export: CodeExport, source: ExportSource, path: Path) -> bool:
         after = export.last_id if resume else None
         for chunk in _source_chunks(source, export.filters, after):
             for _, cells in chunk:
-                file.write(_csv_line([escape_formula(cell) for cell in cells]))
+                file.write(_csv_line(cells))
             file.flush()
             if not _commit_chunk(
                 export,

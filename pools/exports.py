@@ -1,4 +1,5 @@
-"""Files of codes and of rejected rows: the columns, their formats, and the writers.
+"""Files of codes and of rejected rows: the columns, their formats, and the writers. Every file
+served back to staff is written through FormulaSafeWriter (CSV) or its cells (XLSX).
 
 django-import-export defines the exported columns (CodeResource: each column's header and the
 attribute it is read from); the rows are read in bulk and formatted here (its own export builds
@@ -37,14 +38,21 @@ def escape_formula(value):
 
 
 class FormulaSafeWriter:
-    """A csv writer for a file served back to staff: every cell escaped (escape_formula), as
-    the uploaded cells it hands back (an assignment's customer list) may hold formulas."""
+    """The writer of every file served back to staff: exports, rejected rows, an assignment's
+    list, the import template. Its cells come from customers and uploads and may hold
+    formulas, so each is escaped (escape_formula); a CSV is written by it (a csv writer's
+    options), a workbook's rows pass through FormulaSafeWriter.cells."""
 
     def __init__(self, text, **options):
         self._writer = csv.writer(text, **options)
 
+    @staticmethod
+    def cells(row) -> list:
+        """Return the row's cells as a spreadsheet must get them: shown, never run."""
+        return [escape_formula(cell) for cell in row]
+
     def writerow(self, row):
-        return self._writer.writerow([escape_formula(cell) for cell in row])
+        return self._writer.writerow(self.cells(row))
 
 
 class CodeResource(resources.ModelResource):
@@ -186,8 +194,8 @@ class _Echo:
 
 
 def csv_response(rows, filename: str) -> StreamingHttpResponse:
-    writer = csv.writer(_Echo())
-    body = (writer.writerow([escape_formula(cell) for cell in row]) for row in rows)
+    writer = FormulaSafeWriter(_Echo())
+    body = (writer.writerow(row) for row in rows)
     # A BOM so that Excel reads the file as UTF-8.
     response = StreamingHttpResponse(
         _prepend("\ufeff", body), content_type="text/csv; charset=utf-8"
@@ -214,7 +222,7 @@ def xlsx_write(rows, output, *, sheet_title: str = "Codes", progress=None) -> in
     # write_only keeps memory flat; the workbook is assembled in `output`.
     workbook = Workbook(write_only=True)
     rows = iter(rows)
-    header = [_xlsx_cell(cell) for cell in next(rows)]
+    header = _xlsx_row(next(rows))
     sheet, in_sheet, sheets, done = None, XLSX_ROWS_PER_SHEET, 0, 0
     for row in rows:
         if in_sheet == XLSX_ROWS_PER_SHEET:
@@ -222,7 +230,7 @@ def xlsx_write(rows, output, *, sheet_title: str = "Codes", progress=None) -> in
             sheet = workbook.create_sheet(sheet_title if sheets == 1 else f"{sheet_title} {sheets}")
             sheet.append(header)
             in_sheet = 0
-        sheet.append([_xlsx_cell(cell) for cell in row])
+        sheet.append(_xlsx_row(row))
         in_sheet += 1
         done += 1
         if progress and done % _STREAM_CHUNK == 0:
@@ -233,12 +241,13 @@ def xlsx_write(rows, output, *, sheet_title: str = "Codes", progress=None) -> in
     return done
 
 
-def _xlsx_cell(value):
+def _xlsx_row(row) -> list:
     # Moments arrive as ISO 8601 text in the project's time zone (pools/formats.py), the same as
     # in the CSV, so that both files read alike.
-    if hasattr(value, "tzinfo") and value.tzinfo is not None:
-        return export_value(value)
-    return escape_formula(value)
+    return FormulaSafeWriter.cells(
+        export_value(value) if getattr(value, "tzinfo", None) is not None else value
+        for value in row
+    )
 
 
 def _prepend(first, rest):
