@@ -9,6 +9,8 @@ pools/api_payloads.py.
 import time
 from contextlib import contextmanager
 
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 from django.urls import path
 from drf_spectacular.utils import extend_schema, inline_serializer
 from drf_spectacular.views import SpectacularAPIView
@@ -34,18 +36,21 @@ from .api_payloads import (
 )
 from .code_services import (
     api_key_namespace,
+    batch_key,
     code_check,
     code_issue,
     code_issue_batch,
     code_mark_issued,
     code_redeem,
     code_release,
+    keys_issued,
 )
 from .guessing import GuessingLimited, guess_failed, guesses_allowed
+from .issuing_limits import IssueLimited, Reservation, issue_reserve
 from .models import ApiOperation, Pool
 from .refusals import CodeRefused, Refusal
 from .selectors import pool_stock
-from .shared_cache import shared_get, shared_incr, shared_set
+from .shared_cache import shared_delete, shared_get, shared_incr, shared_set
 
 UNKNOWN_POOL = "unknown_pool"
 UNKNOWN_POOL_MESSAGE = "There is no pool with this ID."
@@ -120,18 +125,34 @@ ACTIVE_POOL_CACHE_SECONDS = 60
 
 def _pool_or_none(slug: str) -> Pool | None:
     # A launched pool can be cached with what cannot change once launched (id, pool ID,
-    # multiple use): it cannot be deleted or go back to draft. Its status can change (pause,
+    # multiple use), and its daily cap, forgotten when the pool is saved: it cannot be deleted
+    # or go back to draft. Its status can change (pause,
     # end), so it is not cached: issuing reads it from the pool's row in its own statement.
     # This saves a query on every issue. When the shared cache is unreachable this reads
     # PostgreSQL (shared_cache.py).
-    cache_key = f"api:active-pool:{slug}"
+    cache_key = _active_pool_cache_key(slug)
     pool = shared_get(cache_key)
     if pool is None:
         pool = Pool.objects.filter(slug=slug).first()
         if pool is not None and pool.is_active:
-            frozen = Pool(pk=pool.pk, slug=pool.slug, allow_multiple_use=pool.allow_multiple_use)
+            frozen = Pool(
+                pk=pool.pk,
+                slug=pool.slug,
+                allow_multiple_use=pool.allow_multiple_use,
+                daily_issue_cap=pool.daily_issue_cap,
+            )
             shared_set(cache_key, frozen, ACTIVE_POOL_CACHE_SECONDS)
     return pool
+
+
+def _active_pool_cache_key(slug: str) -> str:
+    return f"api:active-pool:{slug}"
+
+
+@receiver(post_save, sender=Pool)
+def _forget_active_pool(sender, instance, **kwargs):
+    # The daily cap can change while the pool is active: the next issue reads it anew.
+    shared_delete(_active_pool_cache_key(instance.slug))
 
 
 def _pool_by_slug(request, slug: str) -> Pool:
@@ -166,21 +187,65 @@ def _own_key(request, key: str) -> str:
     return api_key_namespace(_caller(request), key)
 
 
+def _reserve(request, pool: Pool, customers: list[str], batch_key_of) -> Reservation:
+    """Reserve issuing to `customers` under the issuing limits (pools/issuing_limits.py).
+
+    A customer a limit refuses still gets what a retry would return, the code already issued
+    under their idempotency key (`batch_key_of(customer)`, "" without a key): it hands out
+    nothing new. Raises Throttled (429, Retry-After) when nobody can be issued a code nor has
+    one to retry."""
+    try:
+        reservation = issue_reserve(
+            caller=_caller(request), pool=pool, customers=customers, cap=pool.daily_issue_cap
+        )
+    except IssueLimited as limited:
+        retries = _retries(pool, customers, batch_key_of)
+        if not retries:
+            raise exceptions.Throttled(
+                wait=limited.retry_after, detail=limited.message, code=limited.code
+            ) from None
+        return Reservation(
+            granted=[c for c in customers if c in retries],
+            limited=[c for c in customers if c not in retries],
+        )
+    if reservation.limited:
+        retries = _retries(pool, reservation.limited, batch_key_of)
+        reservation.granted += [c for c in reservation.limited if c in retries]
+        reservation.limited = [c for c in reservation.limited if c not in retries]
+    return reservation
+
+
+def _retries(pool: Pool, customers: list[str], batch_key_of) -> set[str]:
+    keys = {batch_key_of(customer): customer for customer in customers}
+    keys.pop("", None)
+    return {keys[key] for key in keys_issued(pool=pool, keys=list(keys))}
+
+
 class PoolIssueView(APIView):
     throttle_classes = []
     operation = ApiOperation.ISSUE
 
     @extend_schema(
         request=IssueInput,
-        responses=answers(CodeOutput, 400, 403, 404, 409, 413, 415),
+        responses=answers(CodeOutput, 400, 403, 404, 409, 413, 415, 429),
         summary="Issue a code",
     )
     def post(self, request, slug):
         """Hand an available code of the pool to the customer; a retry with the same
         idempotency key returns the same code."""
         data = _input(IssueInput, request)
-        data["idempotency_key"] = _own_key(request, data["idempotency_key"])
-        code = code_issue(pool=_pool_by_slug(request, slug), caller=_caller(request), **data)
+        key = _own_key(request, data["idempotency_key"])
+        pool = _pool_by_slug(request, slug)
+        customer = data["customer"]
+        reservation = _reserve(request, pool, [customer], lambda customer: key)
+        try:
+            code = code_issue(
+                pool=pool, customer=customer, idempotency_key=key, caller=_caller(request)
+            )
+        except BaseException:
+            reservation.settle(issued=[])
+            raise
+        reservation.settle(issued=[customer])
         return Response(code_payload(code))
 
 
@@ -195,7 +260,7 @@ class PoolIssueBatchView(APIView):
 
     @extend_schema(
         request=IssueBatchInput,
-        responses=answers(BatchOutput, 400, 403, 404, 409, 410, 413, 415),
+        responses=answers(BatchOutput, 400, 403, 404, 409, 410, 413, 415, 429),
         summary="Issue codes to a batch of customers",
     )
     def post(self, request, slug):
@@ -203,9 +268,21 @@ class PoolIssueBatchView(APIView):
         batch: a retry returns the same codes. Customers left without a code (the pool ran dry)
         are listed in `short`."""
         data = _input(IssueBatchInput, request)
-        data["idempotency_key"] = _own_key(request, data["idempotency_key"])
+        key = _own_key(request, data["idempotency_key"])
         pool = _pool_by_slug(request, slug)
-        outcome = code_issue_batch(pool=pool, caller=_caller(request), **data)
+        customers = list(dict.fromkeys(data["customers"]))
+        reservation = _reserve(request, pool, customers, lambda customer: batch_key(key, customer))
+        try:
+            outcome = code_issue_batch(
+                pool=pool,
+                customers=reservation.granted,
+                idempotency_key=key,
+                caller=_caller(request),
+            )
+        except BaseException:
+            reservation.settle(issued=[])
+            raise
+        reservation.settle(issued=[item.customer for item in outcome.issued if not item.again])
         issued = [
             {
                 "customer": item.customer,
@@ -215,7 +292,14 @@ class PoolIssueBatchView(APIView):
             }
             for item in outcome.issued
         ]
-        return Response({"pool": pool.slug, "issued": issued, "short": outcome.short})
+        return Response(
+            {
+                "pool": pool.slug,
+                "issued": issued,
+                "short": outcome.short,
+                "limited": reservation.limited,
+            }
+        )
 
 
 class PoolStockView(APIView):

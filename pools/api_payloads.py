@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from .api_keys import OPERATION_NOT_ALLOWED, POOL_NOT_ALLOWED
 from .code_services import BATCH_MAX, CUSTOMER_REQUIRED, customer_clean
+from .issuing_limits import CAP_REACHED, CUSTOMER_LIMITED, KEY_LIMITED
 from .models import CODE_MAX_LENGTH, CUSTOMER_MAX_LENGTH, Code, Pool, Redemption
 from .refusals import Refusal
 
@@ -166,6 +167,11 @@ class BatchOutput(serializers.Serializer):
         help_text="Customers left without a code: the pool (and its fallback) ran dry. A retry "
         "under the same key issues to them once there is stock.",
     )
+    limited = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Customers left without a code by an issuing limit: their own (codes of the "
+        "pool per customer) or the pool's daily cap. A retry issues to them once it allows.",
+    )
 
 
 class RedemptionOutput(serializers.ModelSerializer):
@@ -240,11 +246,11 @@ ERRORS = {
     429: OpenApiResponse(
         _error(
             "ThrottledError",
-            ["throttled"],
+            ["throttled", KEY_LIMITED, CUSTOMER_LIMITED, CAP_REACHED],
             retry_after=serializers.FloatField(help_text="Seconds until a retry can succeed."),
         ),
-        "A rate limit or guessing budget is spent (see the README); retry after "
-        "`retry_after` seconds.",
+        "A rate limit, issuing limit or guessing budget is spent (docs/http-api.md); retry "
+        "after `retry_after` seconds (also the Retry-After header).",
     ),
 }
 

@@ -8,7 +8,7 @@ class PoolsConfig(AppConfig):
     verbose_name = "Promo code pools"
 
     def ready(self):
-        from . import api_keys, checks  # noqa: F401  (register their signal receivers, checks)
+        from . import api, api_keys, checks  # noqa: F401  (register signal receivers, checks)
         from .export_services import code_export_finished_announce
         from .groups import staff_groups_sync
         from .jobs import job_kind_register

@@ -49,20 +49,21 @@ class GuessingLimited(Exception):
         self.retry_after = retry_after
 
 
-def _rate(setting: str) -> tuple[int, int]:
+def rate_setting(setting: str) -> tuple[int, int]:
     """Return (requests, seconds) of a rate written like DRF's: "30/min"."""
     number, _, period = getattr(settings, setting).partition("/")
     seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[0]]
     return int(number), seconds
 
 
-def _window(seconds: int) -> tuple[int, float]:
+def window_now(seconds: int) -> tuple[int, float]:
+    """Return the fixed window of `seconds` now is in, and the seconds left in it."""
     now = time.time()
     return int(now // seconds), seconds - now % seconds
 
 
 def _failure_keys(caller: str, pool: str) -> tuple[str, str]:
-    window, _ = _window(HOUR)
+    window, _ = window_now(HOUR)
     return f"guess:key:{caller}:{window}", f"guess:pool:{pool}:{window}"
 
 
@@ -73,8 +74,8 @@ def guesses_allowed(*, caller: str, pool: str, customer: str | None) -> None:
     Raises ValidationError for a customer id the services would refuse."""
     if customer is not None:
         customer = customer_clean(customer)
-        limit, seconds = _rate("API_RATE_PER_CUSTOMER")
-        window, left = _window(seconds)
+        limit, seconds = rate_setting("API_RATE_PER_CUSTOMER")
+        window, left = window_now(seconds)
         ident = hashlib.sha256(customer.encode()).hexdigest()
         if shared_incr(f"guess:customer:{ident}:{window}", seconds + 1) > limit:
             raise GuessingLimited(left)
@@ -84,7 +85,7 @@ def guesses_allowed(*, caller: str, pool: str, customer: str | None) -> None:
         failures.get(key_failures, 0) >= settings.API_FAILED_CHECKS_PER_KEY
         or failures.get(pool_failures, 0) >= settings.API_FAILED_CHECKS_PER_POOL
     ):
-        raise GuessingLimited(_window(HOUR)[1])
+        raise GuessingLimited(window_now(HOUR)[1])
 
 
 def guess_failed(*, caller: str, pool: str) -> None:

@@ -65,6 +65,18 @@ def shared_set(key: str, value, timeout: float) -> None:
         local.set(key, value, timeout)
 
 
+def shared_delete(key: str) -> None:
+    """Forget `key` in the shared cache and in this process's own."""
+    local.delete(key)
+    store = _shared()
+    if store is local:
+        return
+    try:
+        store.delete(key)
+    except Exception as error:
+        _failed(error, "delete")
+
+
 def shared_incr(key: str, timeout: float, by: int = 1) -> int:
     """Add `by` to the counter `key` (created to live `timeout` seconds) and return its value."""
     store = _shared()

@@ -250,6 +250,11 @@ API_RATE_PER_CUSTOMER = os.environ.get("API_RATE_PER_CUSTOMER", "30/min")
 # Answers of `unknown_code` (failed guesses) per clock hour, per API key and per pool.
 API_FAILED_CHECKS_PER_KEY = int(os.environ.get("API_FAILED_CHECKS_PER_KEY") or 500)
 API_FAILED_CHECKS_PER_POOL = int(os.environ.get("API_FAILED_CHECKS_PER_POOL") or 1000)
+# Issuing (pools/issuing_limits.py): codes per API key, and per customer per pool whichever
+# key asks (a batch counts each customer). A mailing of millions goes through an assignment in
+# the admin, which is not counted; a pool's own daily cap is set on its page.
+API_ISSUE_RATE_PER_KEY = os.environ.get("API_ISSUE_RATE_PER_KEY", "10000/min")
+API_ISSUE_RATE_PER_CUSTOMER = os.environ.get("API_ISSUE_RATE_PER_CUSTOMER", "10/h")
 # --- end of the API's limits ---
 
 # Celery: imports and notifications run in workers. Redis in production; without it, a broker kept

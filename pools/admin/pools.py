@@ -10,6 +10,7 @@ from django.utils.html import format_html
 
 from ..charts import chart_range, stock_chart_svg
 from ..forms import PoolAdminForm
+from ..issuing_limits import pool_issued_today
 from ..messages import DID_YOU_MEAN, UNKNOWN_PARAMETERS, message_preview_parts
 from ..models import Pool
 from ..selectors import pool_daily_activity, pool_history, pool_stock, pools_with_counts
@@ -53,10 +54,21 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
             },
         ),
         ("Notification settings", {"fields": ("notify_below_enabled", "notify_below")}),
-        ("Mailings", {"fields": ("fallback_pool", "refill_below", "refill_count")}),
+        (
+            "Mailings",
+            {
+                "fields": (
+                    "fallback_pool",
+                    "refill_below",
+                    "refill_count",
+                    "daily_issue_cap",
+                    "issued_over_api_today",
+                )
+            },
+        ),
         ("Status", {"fields": ("status", "launched_at", "launched_by")}),
     )
-    readonly_fields = ("status", "launched_at", "launched_by")
+    readonly_fields = ("status", "launched_at", "launched_by", "issued_over_api_today")
     radio_fields = {"processing": admin.VERTICAL}
 
     class Media:
@@ -78,6 +90,15 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def pool_status(self, pool):
         return status_badge(pool)
+
+    @admin.display(description="issued over the API today (UTC)")
+    def issued_over_api_today(self, pool):
+        if pool.pk is None:
+            return "—"
+        issued = pool_issued_today(pool)
+        if pool.daily_issue_cap is None:
+            return f"{issued:,}"
+        return f"{issued:,} of {pool.daily_issue_cap:,}"
 
     @admin.display(ordering="codes_available")
     def available(self, pool):

@@ -31,7 +31,7 @@ from .batches import (
 )
 from .claims import ISSUABLE_NOW, codes_claim, issue_room
 from .holdings import Holdings, codes_held, customer_holdings
-from .issuing import code_issue, code_release, pool_fallback
+from .issuing import code_issue, code_release, keys_issued, pool_fallback
 from .loading import BatchResult, load_batch
 from .lookups import CUSTOMER_REQUIRED, customer_clean
 from .redemption import code_check, code_mark_issued, code_redeem
@@ -86,6 +86,7 @@ __all__ = [
     "load_batch",
     "customer_holdings",
     "issue_room",
+    "keys_issued",
     "pool_fallback",
     "withdrawal_rerun",
     "withdrawal_run",

@@ -143,6 +143,16 @@ def _issue_by_key(pool: Pool, key: str, customer: str) -> Code | None:
     return issue.code
 
 
+def keys_issued(*, pool: Pool, keys: list[str]) -> set[str]:
+    """Return those of the idempotency `keys` under which a code of the pool (or its fallback)
+    is issued now: a call under one of them is a retry and hands out nothing new."""
+    stored = {bounded_key(key): key for key in keys if key}
+    found = CodeIssue.objects.filter(
+        _in_pool_or_fallback(pool), idempotency_key__in=list(stored)
+    ).values_list("idempotency_key", flat=True)
+    return {stored[key] for key in found}
+
+
 def _in_pool_or_fallback(pool: Pool) -> Q:
     return Q(pool_id__in=pool_and_fallback_ids(pool))
 
