@@ -25,6 +25,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from pools.uploads import FILE_TOO_LARGE, upload_too_large
+
 from .cells import shown
 from .headers import (
     FIELDS,
@@ -40,7 +42,14 @@ from .headers import (
 )
 from .rows import BLANK_ROW, BlankRow, SkippedRow, UnreadableRow
 
-__all__ = ["BLANK_ROW", "FIELDS", "TEMPLATE_COLUMNS", "BlankRow", "UnreadableRow"]
+__all__ = [
+    "BLANK_ROW",
+    "FIELDS",
+    "FILE_TOO_LARGE",
+    "TEMPLATE_COLUMNS",
+    "BlankRow",
+    "UnreadableRow",
+]
 
 # The formats a manager can upload, named as the message of a refusal names them.
 FORMATS = {
@@ -82,7 +91,6 @@ HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipp
 NO_HEADER = "The file has no header: every row was read as a code."
 CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
 REMEMBERED_COLUMNS = "Columns as chosen for this pool's last upload: {columns}."
-FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be imported."
 ZIP_BOMB = (
     "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
     "bomb. Save the sheet as CSV instead."
@@ -155,11 +163,10 @@ class Table:
 
 
 def check_size(*, name: str, size: int) -> None:
-    limit = settings.IMPORT_MAX_FILE_SIZE
-    if size > limit:
-        raise ImportFileError(
-            FILE_TOO_LARGE.format(name=name, size=filesizeformat(size), limit=filesizeformat(limit))
-        )
+    """Refuse a file over IMPORT_MAX_FILE_SIZE with the upload form's message."""
+    refusal = upload_too_large(name=name, size=size, limit=settings.IMPORT_MAX_FILE_SIZE)
+    if refusal:
+        raise ImportFileError(refusal)
 
 
 def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None, size: int = 0) -> str:

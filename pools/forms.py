@@ -1,8 +1,10 @@
 from django import forms
+from django.conf import settings
 from django.core.validators import RegexValidator
 
 from .models import Campaign, Pool
 from .services import pool_slug_suggestion, template_parameter_from_slug
+from .uploads import UploadField
 
 POOL_ID_INVALID = (
     "Use letters, digits, hyphens and underscores only in the pool ID (for example spring-sale)."
@@ -71,14 +73,11 @@ class WithdrawListForm(ReasonForm):
         widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
         help_text="One a line, or separated by spaces, commas or semicolons.",
     )
-    file = forms.FileField(
+    # The list is read in the request (a withdrawal keeps its codes on its row): no longer than
+    # a pasted one may be.
+    file = UploadField(
         label="Or a file of codes",
         required=False,
+        max_size=lambda: settings.WITHDRAW_MAX_LIST_SIZE,
         help_text="A text or CSV file with the codes (the same separators).",
     )
-
-    def clean_file(self):
-        upload = self.cleaned_data.get("file")
-        if not upload:
-            return ""
-        return upload.read().decode("utf-8-sig", errors="replace")
