@@ -499,15 +499,26 @@ def first_titles(head) -> list[str]:
     return next(([title_text(c) for c in cells] for _, cells in head if not is_blank(cells)), [])
 
 
-def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:
+def unpacked_size(file: BinaryIO) -> int | None:
+    """Return what a zip (XLSX, XLSM, XLSB, ODS) says its members unpack to, from its directory
+    alone (nothing is unpacked); None for a file that is not a readable zip."""
     file.seek(0)
     try:
+        if file.read(4) != b"PK\x03\x04":
+            return None
+        file.seek(0)
         with zipfile.ZipFile(file) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
     finally:
         file.seek(0)
+
+
+def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:
+    unpacked = unpacked_size(file)
+    if unpacked is None:
+        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format]))
     ratio = unpacked // max(size, 1)
     if unpacked > settings.IMPORT_MAX_XLSX_UNPACKED or (
         ratio > settings.IMPORT_MAX_XLSX_RATIO and unpacked > 50 * 1024 * 1024

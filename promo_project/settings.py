@@ -4,6 +4,9 @@ With no environment at all the project runs on its zero-setup default: DEBUG on,
 the project folder, a Celery broker kept in files under ``var/`` (no Redis needed) and e-mail
 printed to the console. Production sets DJANGO_DEBUG=0, DJANGO_SECRET_KEY, DATABASE_URL
 (PostgreSQL), CELERY_BROKER_URL (Redis) and the EMAIL_* variables.
+
+Long because the project keeps one settings module, read from the environment, and each limit
+stands beside the reason and the measurement behind its value.
 """
 
 import os
@@ -313,8 +316,11 @@ FILE_UPLOAD_HANDLERS = [
 # Imports. Uploads larger than IMPORT_MAX_FILE_SIZE are refused before they are stored.
 IMPORT_MAX_FILE_SIZE = env_int("IMPORT_MAX_FILE_SIZE", 500 * 1024 * 1024)
 # An XLSX is a zip: refuse one that would unpack to more than this, or that unpacks to more
-# than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb).
-IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 2 * 1024**3)
+# than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb). 256 MB of XML is about 2 million rows
+# of five columns, more than any real file of codes or customers; and what reading a sheet
+# costs follows its unpacked XML (calamine, used in the request for small workbooks, held about
+# 1.5 to 3 times it), so a limit of 2 GB let a 5 MB file take seconds and gigabytes.
+IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 256 * 1024 * 1024)
 IMPORT_MAX_XLSX_RATIO = env_int("IMPORT_MAX_XLSX_RATIO", 100)
 # A batch is one transaction; see imports/services.py for what one costs.
 IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
@@ -343,6 +349,11 @@ IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
 IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
+# ... and only if it unpacks to no more than this (inspection.sheets_loadable): parsing holds
+# what the sheet unpacks to, whatever the file's size (a 5.3 MB XLSX of 404 MB of XML held
+# 1.17 GB for 25 s in the request before this limit). A sheet of 64 MB of XML (460,000 rows)
+# held about 90 MB here.
+IMPORT_SNIFF_MAX_UNPACKED = env_int("IMPORT_SNIFF_MAX_UNPACKED", 64 * 1024 * 1024)
 # "Check the file" reads at most this many rows, or for this many seconds, while the manager
 # waits, and says the counts are of those: one import batch's worth, which a CSV gives in a
 # fraction of a second.
