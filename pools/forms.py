@@ -66,6 +66,12 @@ class EndForm(ReasonForm):
     )
 
 
+LIST_NOT_TEXT = (
+    "“{name}” is not a text or CSV file: save the codes as text or CSV, one a line, and upload "
+    "it again."
+)
+
+
 class WithdrawListForm(ReasonForm):
     codes = forms.CharField(
         label="Codes to withdraw",
@@ -81,3 +87,13 @@ class WithdrawListForm(ReasonForm):
         max_size=lambda: settings.WITHDRAW_MAX_LIST_SIZE,
         help_text="A text or CSV file with the codes (the same separators).",
     )
+
+    def clean_file(self):
+        # A workbook or an image read as text holds NUL characters, which no code has (nor a
+        # pasted list: Django's CharField refuses them) and PostgreSQL cannot store.
+        file = self.cleaned_data.get("file")
+        if file and any(b"\0" in chunk for chunk in file.chunks()):
+            raise forms.ValidationError(LIST_NOT_TEXT.format(name=file.name), code="not_text")
+        if file:
+            file.seek(0)
+        return file

@@ -95,3 +95,19 @@ def test_a_withdrawal_list_streamed_to_disk_is_read(manager_client, settings):
     )
 
     assert Withdrawal.objects.get().codes_withdrawn == 2
+
+
+@pytest.mark.django_db
+def test_a_workbook_given_as_a_withdrawal_list_is_refused_as_not_text(manager_client):
+    pool = make_pool(launched=True)
+    url = reverse("admin:pools_pool_withdraw", args=[pool.pk])
+
+    response = manager_client.post(
+        url, {"file": SimpleUploadedFile("leaked.xlsx", b"PK\x03\x04\x00\x00"), "confirm": "1"}
+    )
+
+    assert (
+        "“leaked.xlsx” is not a text or CSV file: save the codes as text or CSV, one a line, and "
+        "upload it again." in response.content.decode()
+    )
+    assert not Withdrawal.objects.exists()
