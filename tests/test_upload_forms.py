@@ -5,7 +5,6 @@ request may parse is not parsed in the request. A new upload page is walked too.
 import html
 import io
 import re
-import zipfile
 
 import pytest
 from django.contrib import admin
@@ -15,6 +14,7 @@ from django.urls import NoReverseMatch, reverse
 from imports.services import import_text_start
 from pools.code_services import codes_withdraw
 from tests.factories import make_codes, make_pool
+from tests.imports.files import bomb_workbook
 
 pytestmark = pytest.mark.django_db
 
@@ -24,35 +24,6 @@ KNOWN = {"imports_import_add", "imports_assignment_add", "pools_pool_withdraw"}
 _FORM = re.compile(r"<form\b[^>]*>.*?</form>", re.S)
 _INPUT = re.compile(r"<input\b[^>]*>")
 _ATTRIBUTE = re.compile(r'(\w[\w-]*)="([^"]*)"')
-
-
-def bomb_workbook(unpacked: int) -> bytes:
-    """An XLSX with a Code and a Customer column whose sheet unpacks to `unpacked` bytes (rows
-    that compress well, as a hostile file's do), a small fraction of that packed."""
-    row = b"<row><c t='inlineStr'><is><t>A1B2C3</t></is></c></row>"
-    sheet = (
-        b"<worksheet xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main'>"
-        b"<sheetData><row><c t='inlineStr'><is><t>Code</t></is></c>"
-        b"<c t='inlineStr'><is><t>Customer</t></is></c></row>"
-        + row * (unpacked // len(row))
-        + b"</sheetData></worksheet>"
-    )
-    output = io.BytesIO()
-    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr(
-            "xl/workbook.xml",
-            "<workbook xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main' "
-            "xmlns:r='http://schemas.openxmlformats.org/officeDocument/2006/relationships'>"
-            "<sheets><sheet name='Codes' sheetId='1' r:id='rId1'/></sheets></workbook>",
-        )
-        archive.writestr(
-            "xl/_rels/workbook.xml.rels",
-            "<Relationships xmlns='http://schemas.openxmlformats.org/package/2006/relationships'>"
-            "<Relationship Id='rId1' Target='worksheets/sheet1.xml' Type='http://schemas."
-            "openxmlformats.org/officeDocument/2006/relationships/worksheet'/></Relationships>",
-        )
-        archive.writestr("xl/worksheets/sheet1.xml", sheet)
-    return output.getvalue()
 
 
 def upload_pages(client, objects) -> list[tuple[str, str, list[tuple[dict, list[str]]]]]:
