@@ -13,6 +13,7 @@ from pools.models import Pool
 from pools.refusals import CodeRefused, Refusal
 
 from .customer_lists import open_customer_list
+from .inspection import sheets_loadable
 from .models import Assignment
 from .readers import FIX_THE_FILE, ImportFileError, check_size
 
@@ -25,7 +26,8 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
     """Store an uploaded customer list and queue its assignment from `pool`.
 
     The list is opened first, so that a file the worker would refuse as a whole (no customer
-    column, not a table) is refused here, while the manager waits.
+    column, not a table) is refused here, while the manager waits; a workbook too large to
+    parse in a moment is checked as a container only (inspection.sheets_loadable).
     """
     if not pool.is_active:
         # The code on the field's error: Django drops a code given beside a dict of messages.
@@ -34,7 +36,8 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
     try:
         check_size(name=name, size=file.size)
         file.seek(0)
-        open_customer_list(file, name=name, size=file.size)
+        load = sheets_loadable(file, size=file.size)
+        open_customer_list(file, name=name, size=file.size, load_sheets=load)
         file.seek(0)
     except ImportFileError as error:
         message = f"{error} {FIX_THE_FILE}"

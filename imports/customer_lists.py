@@ -86,11 +86,15 @@ def _text_cell(cell) -> str:
     return str(cell)
 
 
-def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable:
+def open_customer_list(
+    file: BinaryIO, *, name: str, size: int, load_sheets: bool = True
+) -> CustomerTable | None:
     """Return the rows of an uploaded customer list (CSV, or the first sheet of a workbook).
 
     Raises ImportFileError for a file that is not a table, has no customer id column or no
-    rows, as open_table does for codes.
+    rows, as open_table does for codes. With `load_sheets` False a workbook is checked as a
+    container only (type, zip bomb) and None is returned: what the upload request does for a
+    workbook too large to parse in a moment (inspection.sheets_loadable).
     """
     check_size(name=name, size=size)
     if size == 0:
@@ -101,6 +105,8 @@ def open_customer_list(file: BinaryIO, *, name: str, size: int) -> CustomerTable
     if file_format == "csv":
         header, rows, progress = _customer_csv_rows(file, name=name)
         total = size
+    elif not load_sheets:
+        return None
     else:
         header, rows, progress, total = _first_sheet_rows(file, name=name, file_format=file_format)
     header = [title_text(cell) for cell in header]

@@ -1,5 +1,7 @@
 from django import forms
 
+from pools.uploads import UploadField
+
 from .cells import shown
 from .column_choices import guess_columns
 from .encodings import ENCODING_NAMES, encoding_name
@@ -21,7 +23,7 @@ SAME_COLUMN = "{first} and {second} cannot both be read from column {column}."
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(
+    file = UploadField(
         label="Template file",
         help_text="CSV, Excel (XLSX, XLSM, XLSB, XLS) or OpenDocument (ODS) with the columns "
         "Code, Issue-start, Issue-end, Available-from, Available-till. Only Code is required; "
@@ -168,7 +170,7 @@ class GenerateForm(forms.Form):
 
 
 class AssignForm(forms.Form):
-    file = forms.FileField(
+    file = UploadField(
         label="Customer list",
         help_text="CSV or Excel with a customer id column (Customer, Customer id or Id); other "
         "columns, such as e-mail or name, are kept. Each customer gets one code; the list comes "

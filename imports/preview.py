@@ -34,7 +34,7 @@ from .column_choices import (
 )
 from .encodings import encoding_name
 from .headers import ColumnMapping, title_text
-from .inspection import AmbiguousDates, date_order_found
+from .inspection import AmbiguousDates, date_order_found, sheets_loadable
 from .readers import ColumnsUnclear, EncodingUnclear, open_table
 from .validation import (
     DUPLICATE_IN_FILE,
@@ -200,7 +200,7 @@ def file_preview(
 
 def _read(preview: Preview, *, pool, file, encoding: str, chosen: ColumnMapping | None) -> None:
     name, size = preview.file_name, preview.file_size
-    load = size <= settings.IMPORT_SNIFF_MAX_WORKBOOK
+    load = sheets_loadable(file, size=size)
     # First as the file is, unmapped: its header, or its first rows to choose columns from.
     try:
         table = open_table(file, name=name, size=size, encoding=encoding, load_sheets=load)

@@ -25,6 +25,8 @@ from typing import BinaryIO
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
 
+from pools.uploads import FILE_TOO_LARGE, upload_too_large
+
 from .cells import shown
 from .headers import (
     FIELDS,
@@ -40,7 +42,14 @@ from .headers import (
 )
 from .rows import BLANK_ROW, BlankRow, SkippedRow, UnreadableRow
 
-__all__ = ["BLANK_ROW", "FIELDS", "TEMPLATE_COLUMNS", "BlankRow", "UnreadableRow"]
+__all__ = [
+    "BLANK_ROW",
+    "FIELDS",
+    "FILE_TOO_LARGE",
+    "TEMPLATE_COLUMNS",
+    "BlankRow",
+    "UnreadableRow",
+]
 
 # The formats a manager can upload, named as the message of a refusal names them.
 FORMATS = {
@@ -82,7 +91,6 @@ HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipp
 NO_HEADER = "The file has no header: every row was read as a code."
 CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
 REMEMBERED_COLUMNS = "Columns as chosen for this pool's last upload: {columns}."
-FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be imported."
 ZIP_BOMB = (
     "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
     "bomb. Save the sheet as CSV instead."
@@ -155,11 +163,10 @@ class Table:
 
 
 def check_size(*, name: str, size: int) -> None:
-    limit = settings.IMPORT_MAX_FILE_SIZE
-    if size > limit:
-        raise ImportFileError(
-            FILE_TOO_LARGE.format(name=name, size=filesizeformat(size), limit=filesizeformat(limit))
-        )
+    """Refuse a file over IMPORT_MAX_FILE_SIZE with the upload form's message."""
+    refusal = upload_too_large(name=name, size=size, limit=settings.IMPORT_MAX_FILE_SIZE)
+    if refusal:
+        raise ImportFileError(refusal)
 
 
 def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None, size: int = 0) -> str:
@@ -492,15 +499,26 @@ def first_titles(head) -> list[str]:
     return next(([title_text(c) for c in cells] for _, cells in head if not is_blank(cells)), [])
 
 
-def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:
+def unpacked_size(file: BinaryIO) -> int | None:
+    """Return what a zip (XLSX, XLSM, XLSB, ODS) says its members unpack to, from its directory
+    alone (nothing is unpacked); None for a file that is not a readable zip."""
     file.seek(0)
     try:
+        if file.read(4) != b"PK\x03\x04":
+            return None
+        file.seek(0)
         with zipfile.ZipFile(file) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, OSError, EOFError) as error:
-        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
+            return sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None
     finally:
         file.seek(0)
+
+
+def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -> None:
+    unpacked = unpacked_size(file)
+    if unpacked is None:
+        raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format]))
     ratio = unpacked // max(size, 1)
     if unpacked > settings.IMPORT_MAX_XLSX_UNPACKED or (
         ratio > settings.IMPORT_MAX_XLSX_RATIO and unpacked > 50 * 1024 * 1024

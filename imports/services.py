@@ -9,7 +9,6 @@ choices (upload_choose) and becomes an import only through upload_start.
 import os
 from datetime import timedelta
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -29,7 +28,7 @@ from pools.selectors import pool_code_total
 from .column_choices import file_width, remembered_mapping
 from .generation import CodeFormat, normalize_alphabet
 from .headers import ColumnMapping
-from .inspection import AmbiguousDates, inspect_file
+from .inspection import AmbiguousDates, inspect_file, sheets_loadable
 from .models import Import, Upload
 from .preview import Preview, Question, chosen_mapping
 from .readers import (
@@ -240,7 +239,7 @@ def upload_stage(
                 file,
                 name=name,
                 size=file.size,
-                load_sheets=file.size <= settings.IMPORT_SNIFF_MAX_WORKBOOK,
+                load_sheets=sheets_loadable(file, size=file.size),
             )
     except (ColumnsUnclear, EncodingUnclear):
         pass  # questions for the preview

@@ -1,8 +1,10 @@
 from django import forms
+from django.conf import settings
 from django.core.validators import RegexValidator
 
 from .models import Campaign, Pool
 from .services import pool_slug_suggestion, template_parameter_from_slug
+from .uploads import UploadField
 
 POOL_ID_INVALID = (
     "Use letters, digits, hyphens and underscores only in the pool ID (for example spring-sale)."
@@ -64,6 +66,12 @@ class EndForm(ReasonForm):
     )
 
 
+LIST_NOT_TEXT = (
+    "“{name}” is not a text or CSV file: save the codes as text or CSV, one a line, and upload "
+    "it again."
+)
+
+
 class WithdrawListForm(ReasonForm):
     codes = forms.CharField(
         label="Codes to withdraw",
@@ -71,14 +79,21 @@ class WithdrawListForm(ReasonForm):
         widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
         help_text="One a line, or separated by spaces, commas or semicolons.",
     )
-    file = forms.FileField(
+    # The list is read in the request (a withdrawal keeps its codes on its row): no longer than
+    # a pasted one may be.
+    file = UploadField(
         label="Or a file of codes",
         required=False,
+        max_size=lambda: settings.WITHDRAW_MAX_LIST_SIZE,
         help_text="A text or CSV file with the codes (the same separators).",
     )
 
     def clean_file(self):
-        upload = self.cleaned_data.get("file")
-        if not upload:
-            return ""
-        return upload.read().decode("utf-8-sig", errors="replace")
+        # A workbook or an image read as text holds NUL characters, which no code has (nor a
+        # pasted list: Django's CharField refuses them) and PostgreSQL cannot store.
+        file = self.cleaned_data.get("file")
+        if file and any(b"\0" in chunk for chunk in file.chunks()):
+            raise forms.ValidationError(LIST_NOT_TEXT.format(name=file.name), code="not_text")
+        if file:
+            file.seek(0)
+        return file

@@ -315,11 +315,21 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# Uploads. Every upload larger than FILE_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB) streams to a
+# temporary file; pools.uploads.UploadHandler stores no more than IMPORT_MAX_FILE_SIZE of it, and
+# the form refuses a larger file with its size (pools.uploads.UploadField).
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "pools.uploads.UploadHandler",
+]
 # Imports. Uploads larger than IMPORT_MAX_FILE_SIZE are refused before they are stored.
 IMPORT_MAX_FILE_SIZE = env_int("IMPORT_MAX_FILE_SIZE", 500 * 1024 * 1024)
 # An XLSX is a zip: refuse one that would unpack to more than this, or that unpacks to more
-# than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb).
-IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 2 * 1024**3)
+# than IMPORT_MAX_XLSX_RATIO times its size (a zip bomb). 256 MB of XML is about 2 million rows
+# of five columns, more than any real file of codes or customers; and what reading a sheet
+# costs follows its unpacked XML (calamine, used in the request for small workbooks, held about
+# 1.5 to 3 times it), so a limit of 2 GB let a 5 MB file take seconds and gigabytes.
+IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 256 * 1024 * 1024)
 IMPORT_MAX_XLSX_RATIO = env_int("IMPORT_MAX_XLSX_RATIO", 100)
 # A batch is one transaction; see imports/services.py for what one costs.
 IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
@@ -348,6 +358,11 @@ IMPORT_LOCK_TIMEOUT = env_int("IMPORT_LOCK_TIMEOUT", 20)
 # larger ones are checked as containers there and read fully by the worker. Parsing holds the
 # sheet: a 7 MB XLSX of 400,000 rows of five columns took 1.8 s here.
 IMPORT_SNIFF_MAX_WORKBOOK = env_int("IMPORT_SNIFF_MAX_WORKBOOK", 8 * 1024 * 1024)
+# ... and only if it unpacks to no more than this (inspection.sheets_loadable): parsing holds
+# what the sheet unpacks to, whatever the file's size (a 5.3 MB XLSX of 404 MB of XML held
+# 1.17 GB for 25 s in the request before this limit). A sheet of 64 MB of XML (460,000 rows)
+# held about 90 MB here.
+IMPORT_SNIFF_MAX_UNPACKED = env_int("IMPORT_SNIFF_MAX_UNPACKED", 64 * 1024 * 1024)
 # "Check the file" reads at most this many rows, or for this many seconds, while the manager
 # waits, and says the counts are of those: one import batch's worth, which a CSV gives in a
 # fraction of a second.
@@ -358,6 +373,10 @@ IMPORT_PREVIEW_SECONDS = env_float("IMPORT_PREVIEW_SECONDS", 2.0)
 # behind them (a 10,000-row delete holds its locks for a fraction of a second).
 WITHDRAW_SLICE = env_int("WITHDRAW_SLICE", 5_000)
 UNDO_SLICE = env_int("UNDO_SLICE", 10_000)
+# A file of codes to withdraw is read in the request, as a pasted list is: no longer than a
+# pasted list may be (DATA_UPLOAD_MAX_MEMORY_SIZE below). Read a chunk at a time, a 20 MB list
+# of 1.9 million codes took +190 MB here to read (+270 MB read whole, as before).
+WITHDRAW_MAX_LIST_SIZE = env_int("WITHDRAW_MAX_LIST_SIZE", 20 * 1024 * 1024)
 # Exports (pools/export_services.py). A chunk is one COPY and one commit of progress; a job killed
 # mid-way resumes after its last committed chunk. 1,000,000 rows of CSV took ~1.3 s here.
 EXPORT_CHUNK_ROWS = env_int("EXPORT_CHUNK_ROWS", 1_000_000)

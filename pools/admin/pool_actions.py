@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from ..code_services import code_list_parse, codes_withdraw
+from ..code_services import code_list_parse, code_list_read, codes_withdraw
 from ..forms import EndForm, ReasonForm, WithdrawListForm
 from ..models import Pool
 from ..selectors import launch_summary, pools_with_counts
@@ -216,9 +216,9 @@ class PoolActionsMixin:
         )
         if request.method == "POST" and form.is_valid():
             # Parsed apart: each may start with its own `code` header.
-            codes = code_list_parse(form.cleaned_data["codes"]) + code_list_parse(
-                form.cleaned_data["file"]
-            )
+            file = form.cleaned_data["file"]
+            codes = code_list_parse(form.cleaned_data["codes"])
+            codes += code_list_read(file) if file else []
             if not codes:
                 form.add_error("codes", WITHDRAW_NOTHING)
             else:

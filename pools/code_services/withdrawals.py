@@ -1,7 +1,9 @@
 """Withdrawals: codes (leaked ones, say) taken out of use for good."""
 
+import codecs
 import re
 from collections import Counter
+from typing import BinaryIO
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -51,6 +53,36 @@ def code_list_parse(text: str) -> list[str]:
     if codes and codes[0].lower() == "code":
         codes = codes[1:]
     return list(dict.fromkeys(codes))
+
+
+# A file of codes is decoded and split a megabyte at a time.
+_READ_CHUNK = 1024 * 1024
+
+
+def code_list_read(file: BinaryIO) -> list[str]:
+    """Return the codes of an uploaded list as code_list_parse reads the same text (UTF-8, a BOM
+    dropped, bytes that are not UTF-8 replaced), reading the file a chunk at a time: the request
+    holds the codes once, not the file's bytes, its text and its pieces besides."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="replace")
+    codes: dict[str, None] = {}
+    tail = ""
+    first = True
+    while True:
+        chunk = file.read(_READ_CHUNK)
+        text = tail + decoder.decode(chunk, final=not chunk)
+        pieces = _LIST_SEPARATORS.split(text)
+        # The last piece may go on in the next chunk; at the end it is the last code.
+        tail = pieces.pop() if chunk else ""
+        for code in pieces:
+            if not code:
+                continue
+            if first and code.lower() == "code":
+                first = False
+                continue
+            first = False
+            codes[code] = None
+        if not chunk:
+            return list(codes)
 
 
 def codes_withdraw(

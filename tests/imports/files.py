@@ -118,3 +118,47 @@ def big_csv():
 def running_mid_way(job):
     job.refresh_from_db()
     return job.status == Import.Status.RUNNING and 0 < job.rows_done < ROWS // 2
+
+
+def bomb_workbook(unpacked: int) -> bytes:
+    """An XLSX with a Code and a Customer column whose sheet unpacks to `unpacked` bytes (rows
+    that compress well, as a hostile file's do), a small fraction of that packed."""
+    row = b"<row><c t='inlineStr'><is><t>A1B2C3</t></is></c></row>"
+    sheet = (
+        b"<worksheet xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main'>"
+        b"<sheetData><row><c t='inlineStr'><is><t>Code</t></is></c>"
+        b"<c t='inlineStr'><is><t>Customer</t></is></c></row>"
+        + row * (unpacked // len(row))
+        + b"</sheetData></worksheet>"
+    )
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "[Content_Types].xml",
+            "<Types xmlns='http://schemas.openxmlformats.org/package/2006/content-types'>"
+            "<Default Extension='rels' ContentType='application/vnd.openxmlformats-package."
+            "relationships+xml'/><Default Extension='xml' ContentType='application/xml'/>"
+            "<Override PartName='/xl/workbook.xml' ContentType='application/vnd."
+            "openxmlformats-officedocument.spreadsheetml.sheet.main+xml'/></Types>",
+        )
+        archive.writestr(
+            "_rels/.rels",
+            "<Relationships xmlns='http://schemas.openxmlformats.org/package/2006/relationships'>"
+            "<Relationship Id='rId1' Target='xl/workbook.xml' Type='http://schemas."
+            "openxmlformats.org/officeDocument/2006/relationships/officeDocument'/>"
+            "</Relationships>",
+        )
+        archive.writestr(
+            "xl/workbook.xml",
+            "<workbook xmlns='http://schemas.openxmlformats.org/spreadsheetml/2006/main' "
+            "xmlns:r='http://schemas.openxmlformats.org/officeDocument/2006/relationships'>"
+            "<sheets><sheet name='Codes' sheetId='1' r:id='rId1'/></sheets></workbook>",
+        )
+        archive.writestr(
+            "xl/_rels/workbook.xml.rels",
+            "<Relationships xmlns='http://schemas.openxmlformats.org/package/2006/relationships'>"
+            "<Relationship Id='rId1' Target='worksheets/sheet1.xml' Type='http://schemas."
+            "openxmlformats.org/officeDocument/2006/relationships/worksheet'/></Relationships>",
+        )
+        archive.writestr("xl/worksheets/sheet1.xml", sheet)
+    return output.getvalue()

@@ -196,7 +196,7 @@ def test_file_over_the_size_limit_says_the_limit(settings):
 
     assert read(b"Code\nAAAAAAAAAAAAAA\n") == [(2, ("AAAAAAAAAAAAAA", None, None, None, None))]
     assert file_error(b"Code\nAAAAAAAAAAAAAAA\n") == (
-        "“codes.csv” is 21\xa0bytes; files up to 20\xa0bytes can be imported."
+        "“codes.csv” is 21\xa0bytes; files up to 20\xa0bytes can be uploaded."
     )
 
 
@@ -813,7 +813,7 @@ def test_a_customer_list_at_the_size_limit_is_read_and_one_byte_over_is_refused(
 
     assert list(customers(b"Customer\nC1\n").rows) == [(2, ["C1"])]
     assert customer_error(b"Customer\nC10\n") == (
-        "“list.csv” is 13\xa0bytes; files up to 12\xa0bytes can be imported."
+        "“list.csv” is 13\xa0bytes; files up to 12\xa0bytes can be uploaded."
     )
 
 

@@ -167,7 +167,7 @@ def test_file_over_the_limit_is_refused_before_it_is_stored(settings):
         import_file_start(pool=make_pool(), file=csv_upload("Code\nA12\n"))
 
     assert excinfo.value.message_dict["file"] == [
-        "“codes.csv” is 9\xa0bytes; files up to 8\xa0bytes can be imported. Fix the file and "
+        "“codes.csv” is 9\xa0bytes; files up to 8\xa0bytes can be uploaded. Fix the file and "
         "upload it again."
     ]
     assert not Import.objects.exists()
