@@ -46,7 +46,7 @@ HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "8765"))
 # Clients that have not started within this long after forking have failed.
 START_TIMEOUT = 60
 
-common.setup(API_RATE_PER_KEY="100000000/min")
+common.setup(API_RATE_PER_KEY="100000000/min", API_ISSUE_RATE_PER_KEY="100000000/min")
 
 from django.db import connection, connections  # noqa: E402
 

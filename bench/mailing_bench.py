@@ -52,7 +52,7 @@ HTTP_WORKERS = common.size("BENCH_HTTP_WORKERS", 6, 2)
 HTTP_PORT = int(os.environ.get("BENCH_HTTP_PORT", "8766"))
 START_TIMEOUT = 60
 
-common.setup(API_RATE_PER_KEY="100000000/min")
+common.setup(API_RATE_PER_KEY="100000000/min", API_ISSUE_RATE_PER_KEY="100000000/min")
 
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.db import connection, connections  # noqa: E402
