@@ -177,8 +177,8 @@ def _named_pool(request, data: dict) -> Pool:
 
 
 # Checks and redemptions are limited (pools/guessing.py), since guessing codes is the attack,
-# and marks count against the budget of failures; issuing and reading stock are not limited,
-# so that they cost no cache round trip.
+# and marks count against the budget of failures; issuing has limits of its own
+# (pools/issuing_limits.py); reading stock is not limited, so that it costs no cache round trip.
 
 
 def _own_key(request, key: str) -> str:
