@@ -186,7 +186,9 @@ def _judge(taken, row, delimiter, width, columns_read) -> str:
     for index in columns_read:
         if index < len(row) and ("\n" in row[index] or "\r" in row[index]):
             return _CLOSED_LATE
-    if width >= 2 and any(len(split_line(line, delimiter)) == width for _, line in taken[1:]):
+    # A line of as many cells as the header, or more (a stray delimiter or quote in its note),
+    # reads as a row of its own; fewer is a piece of a cell ("City 12345" of an address).
+    if width >= 2 and any(len(split_line(line, delimiter)) >= width for _, line in taken[1:]):
         return _CLOSED_LATE
     return _ONE_RECORD
 

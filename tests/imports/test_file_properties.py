@@ -5,7 +5,7 @@ import csv
 import io
 from dataclasses import dataclass
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from imports.readers import BLANK_ROW, UnreadableRow, open_table
@@ -69,6 +69,12 @@ def _starts(items: list[Item]) -> dict[int, Item]:
 
 
 @given(file=files, ending=st.sampled_from(["\n", "\r\n"]))
+# Line 3 reads alone as three cells, one more than the header: it was taken for a line of the
+# note line 2 opens, and lost.
+@example(
+    file=(";", [Item("stray", "0", ('0;"',)), Item("stray", "0", ('0;"";"',))]),
+    ending="\n",
+)
 def test_every_line_is_read_once_and_no_code_is_changed_or_lost_in_silence(file, ending):
     delimiter, items = file
     if all(item.kind == "blank" for item in items):
