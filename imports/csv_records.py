@@ -150,6 +150,16 @@ def records(
         else:
             verdict = _judge(taken, row, delimiter, width, columns_read)
         number = taken[0][0]
+        if verdict is _ONE_RECORD and number <= doubt[1] and len(taken) > 1:
+            # Read again, the line where a doubtful quote closed opens another with the same
+            # quote: the lines that one joins are in doubt too, each rejected with its number.
+            first = taken[:1]
+            yield number, _inside_quote(first, split_line(first[0][1], delimiter), doubt)
+            if taken[-1][0] > doubt[1]:
+                doubt = (number, taken[-1][0])
+            feed.read_again(taken[1:])
+            reader = csv.reader(feed, delimiter=delimiter)
+            continue
         if verdict is _ONE_RECORD:
             if not "".join(row).strip():
                 yield number, BLANK_ROW
