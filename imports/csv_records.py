@@ -4,7 +4,8 @@ Python's csv module reads a quote that is never closed as one field that runs to
 file: every row after it vanishes without a word. Here a record may span lines only as a real
 multi-line cell does (a note typed with Alt+Enter): its quote closes cleanly within
 MAX_RECORD_LINES lines, the cell is not one of the columns read (codes and dates hold no line
-breaks), and no line it joins would be a row of its own. Otherwise:
+breaks), and no line it joins would be a row of its own (one with a delimiter for each of the
+header's columns, or a closing line that would open a multi-line cell of its own). Otherwise:
 
 - a quote that never closes cleanly (the file ends, or MAX_RECORD_LINES pass, or it "closes" on
   a stray quote in the middle of a cell) rejects the line where it opens, and reading goes on at
@@ -87,6 +88,20 @@ class _Feed:
     def read_again(self, lines: list[tuple[int, str]]) -> None:
         self.back.extend(reversed(lines))
 
+    def peek(self, count: int) -> list[tuple[int, str]]:
+        """Return up to `count` of the lines to come, leaving them to be read."""
+        ahead = []
+        while len(ahead) < count:
+            if self.back:
+                ahead.append(self.back.pop())
+                continue
+            try:
+                ahead.append(next(self.lines))
+            except StopIteration:
+                break
+        self.read_again(ahead)
+        return ahead
+
 
 def sep_line_delimiter(line: str) -> str | None:
     """Return the delimiter an Excel "sep=;" line names, or None for any other line."""
@@ -150,11 +165,31 @@ def records(
         else:
             verdict = _judge(taken, row, delimiter, width, columns_read)
         number = taken[0][0]
+        if (
+            verdict is _ONE_RECORD
+            and len(taken) > 1
+            and number > doubt[1]
+            and _starts_another(
+                taken[-1], feed.peek(MAX_RECORD_LINES - 1), delimiter, width, columns_read
+            )
+        ):
+            verdict = _CLOSED_LATE
+        if verdict is _ONE_RECORD and number <= doubt[1] and len(taken) > 1:
+            # Read again, the line where a doubtful quote closed opens another with the same
+            # quote: the lines that one joins are in doubt too, each rejected with its number.
+            first = taken[:1]
+            yield number, _inside_quote(first, split_line(first[0][1], delimiter), doubt)
+            if taken[-1][0] > doubt[1]:
+                doubt = (number, taken[-1][0])
+            feed.read_again(taken[1:])
+            reader = csv.reader(feed, delimiter=delimiter)
+            continue
         if verdict is _ONE_RECORD:
-            if not "".join(row).strip():
-                yield number, BLANK_ROW
-            elif number <= doubt[1]:
+            if number <= doubt[1]:
+                # Blank too: it may be a line of the note, as much as a blank row.
                 yield number, _inside_quote(taken, row, doubt)
+            elif not "".join(row).strip():
+                yield number, BLANK_ROW
             else:
                 yield number, row
             continue
@@ -186,9 +221,27 @@ def _judge(taken, row, delimiter, width, columns_read) -> str:
     for index in columns_read:
         if index < len(row) and ("\n" in row[index] or "\r" in row[index]):
             return _CLOSED_LATE
-    if width >= 2 and any(len(split_line(line, delimiter)) == width for _, line in taken[1:]):
+    # A line with a delimiter for each of the header's columns, or more, is a row of its own;
+    # fewer is a piece of a cell ("City 12345" of an address). Every delimiter counts, quoted
+    # or not: read alone, the quote that closes the cell would open one and hide the rest
+    # ('C3,",' is one cell alone, three as the row it may be).
+    if width >= 2 and any(line.count(delimiter) + 1 >= width for _, line in taken[1:]):
         return _CLOSED_LATE
     return _ONE_RECORD
+
+
+def _starts_another(last, ahead, delimiter, width, columns_read) -> bool:
+    """Whether the last line of a multi-line record, read as the first of one, starts one of
+    its own (`C3,"` and the lines of its note): the quote that closes the record may as well
+    open that one, and the line be a row."""
+    lines = [last, *ahead]
+    strict = csv.reader((line for _, line in lines), delimiter=delimiter, strict=True)
+    try:
+        row = next(strict)
+    except (csv.Error, StopIteration):
+        return False
+    used = lines[: strict.line_num]
+    return len(used) > 1 and _judge(used, row, delimiter, width, columns_read) is _ONE_RECORD
 
 
 def _inside_quote(taken, row, doubt) -> UnreadableRow:

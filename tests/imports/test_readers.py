@@ -1077,6 +1077,32 @@ def test_a_stray_quote_closed_by_another_over_whole_rows_rejects_each_line_it_sp
     assert rows[2][1].cells == ("C4", None, None, None, None)
 
 
+def test_a_line_of_more_cells_than_the_header_inside_a_quote_is_a_row_not_part_of_a_note():
+    data = b'Code,Note\nC2,"oops\nC3,x, y"\nC4,x\n'
+
+    rows = rows_of(data)
+
+    assert [(n, getattr(row, "reason", row)[:30]) for n, row in rows] == [
+        (2, "A quote opened here closes onl"),
+        (3, "This line is inside a quote op"),
+        (4, "C4"),
+    ]
+
+
+def test_the_quote_that_closes_a_stray_one_opens_no_cell_over_the_lines_after_it():
+    # Line 4's quote closes line 2's; read again from line 4, it opens a note down to line 5.
+    data = b'Code,Note,Issue-end\nC2,"a\nC3,x,\nC4,"\nC5,z"\nC6,w,\n'
+
+    rows = rows_of(data)
+
+    assert [(n, getattr(row, "reason", row)) for n, row in rows][2:] == [
+        (4, "This line is inside a quote opened on line 2 and closed on line 4: see line 2."),
+        (5, "This line is inside a quote opened on line 4 and closed on line 5: see line 4."),
+        (6, "C6"),
+    ]
+    assert (rows[2][1].value, rows[3][1].value) == ('C4,"', 'C5,z"')
+
+
 def test_a_multi_line_note_whose_lines_could_be_rows_is_rejected_line_by_line_not_guessed():
     one_cell = b'Code,Note,Issue-end\nC2,"Street 1,\nCity 12345",2027-01-01\nC4,x,\n'
     could_be_rows = b'Code,Note,Issue-end\nC2,"Street 1,\nCity, 12345",2027-01-01\nC4,x,\n'
