@@ -66,12 +66,6 @@ class EndForm(ReasonForm):
     )
 
 
-LIST_NOT_TEXT = (
-    "“{name}” is not a text or CSV file: save the codes as text or CSV, one a line, and upload "
-    "it again."
-)
-
-
 class WithdrawListForm(ReasonForm):
     codes = forms.CharField(
         label="Codes to withdraw",
@@ -79,21 +73,11 @@ class WithdrawListForm(ReasonForm):
         widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
         help_text="One a line, or separated by spaces, commas or semicolons.",
     )
-    # The list is read in the request (a withdrawal keeps its codes on its row): no longer than
-    # a pasted one may be.
+    # Stored and read by the worker (code_services.withdrawal_file_start), which keeps the codes
+    # on the withdrawal's row: the limit bounds that row and the worker's memory.
     file = UploadField(
         label="Or a file of codes",
         required=False,
         max_size=lambda: settings.WITHDRAW_MAX_LIST_SIZE,
         help_text="A text or CSV file with the codes (the same separators).",
     )
-
-    def clean_file(self):
-        # A workbook or an image read as text holds NUL characters, which no code has (nor a
-        # pasted list: Django's CharField refuses them) and PostgreSQL cannot store.
-        file = self.cleaned_data.get("file")
-        if file and any(b"\0" in chunk for chunk in file.chunks()):
-            raise forms.ValidationError(LIST_NOT_TEXT.format(name=file.name), code="not_text")
-        if file:
-            file.seek(0)
-        return file

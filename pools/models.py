@@ -676,6 +676,15 @@ class Withdrawal(Job):
     reason = models.TextField(blank=True)
     # The codes asked for, one a line (kept for a queued job and for the report).
     requested = models.TextField(blank=True)
+    # An uploaded list, stored by the request and read by the worker into `requested` (then
+    # deleted: from there on the row holds the codes, and a resumed job reads them there).
+    list_file = models.FileField(upload_to="withdrawals/%Y/%m/", blank=True)
+    list_file_name = models.CharField(max_length=255, blank=True)
+    # Set in the transaction that wrote the list's codes into `requested`: an attempt after a
+    # killed one reads the file again only if this is not set.
+    list_read = models.BooleanField(default=False)
+    # A failure of the uploaded list itself (not text, no codes): running it again cannot help.
+    needs_new_file = models.BooleanField(default=False)
     codes_requested = models.BigIntegerField(default=0)
     # How many of the requested codes were dealt with and committed: a job run again resumes.
     codes_done = models.BigIntegerField(default=0)
@@ -700,6 +709,12 @@ class Withdrawal(Job):
 
     def __str__(self):
         return f"withdrawal #{self.pk}"
+
+    @property
+    def can_run_again(self) -> bool:
+        """True for a failure that running it again can get past (an error, an outage), False
+        for a failure of the uploaded list itself, which must be fixed and uploaded again."""
+        return self.status == self.Status.FAILED and not self.needs_new_file
 
     @property
     def progress_percent(self) -> int:

@@ -373,9 +373,9 @@ IMPORT_PREVIEW_SECONDS = env_float("IMPORT_PREVIEW_SECONDS", 2.0)
 # behind them (a 10,000-row delete holds its locks for a fraction of a second).
 WITHDRAW_SLICE = env_int("WITHDRAW_SLICE", 5_000)
 UNDO_SLICE = env_int("UNDO_SLICE", 10_000)
-# A file of codes to withdraw is read in the request, as a pasted list is: no longer than a
-# pasted list may be (DATA_UPLOAD_MAX_MEMORY_SIZE below). Read a chunk at a time, a 20 MB list
-# of 1.9 million codes took +190 MB here to read (+270 MB read whole, as before).
+# A file of codes to withdraw is stored by the request and read by the worker, which holds its
+# codes once and keeps them on the withdrawal's row (the resume reads them there): the limit
+# bounds both. Read a chunk at a time, a 20 MB list of 1.9 million codes took +190 MB here.
 WITHDRAW_MAX_LIST_SIZE = env_int("WITHDRAW_MAX_LIST_SIZE", 20 * 1024 * 1024)
 # Exports (pools/export_services.py). A chunk is one COPY and one commit of progress; a job killed
 # mid-way resumes after its last committed chunk. 1,000,000 rows of CSV took ~1.3 s here.

@@ -15,7 +15,12 @@ from django.urls import reverse
 from imports.assignments import assignment_start
 from imports.models import Assignment, Import
 from imports.services import import_file_start
-from pools.code_services import addition_undo_start, code_addition_create, codes_withdraw
+from pools.code_services import (
+    addition_undo_start,
+    code_addition_create,
+    codes_withdraw,
+    withdrawal_file_start,
+)
 from pools.counters import pool_counts_add
 from pools.export_services import code_export_filters, code_export_start
 from pools.models import AdditionUndo, Code, CodeExport, CodeIssue, Withdrawal
@@ -125,6 +130,19 @@ def check_withdrawal(withdrawal):
     assert pool_stock(pool=withdrawal.pool) == 0
 
 
+def start_withdrawal_list(client):
+    pool = make_pool(launched=True)
+    insert_codes(pool, ROWS, "L")
+    text = "code\n" + "".join(f"L{i}\n" for i in range(1, ROWS + 1))
+    return withdrawal_file_start(pool=pool, file=csv_upload(text, "leaked.csv"))
+
+
+def check_withdrawal_list(withdrawal):
+    check_withdrawal(withdrawal)
+    assert (withdrawal.codes_requested, withdrawal.list_read) == (ROWS, True)
+    assert withdrawal.list_file.name == ""  # read once, then deleted
+
+
 def start_undo(client):
     pool = make_pool(launched=True)
     addition = code_addition_create(pool=pool)
@@ -143,6 +161,9 @@ KINDS = {
     "assignment": Kind(Assignment, start_assignment, lambda job: job.rows_done, check_assignment),
     "export": Kind(CodeExport, start_export, lambda job: job.rows_done, check_export),
     "withdrawal": Kind(Withdrawal, start_withdrawal, lambda job: job.codes_done, check_withdrawal),
+    "withdrawal list": Kind(
+        Withdrawal, start_withdrawal_list, lambda job: job.codes_done, check_withdrawal_list
+    ),
     "undo": Kind(AdditionUndo, start_undo, lambda job: job.progress_done, check_undo),
 }
 

@@ -134,6 +134,8 @@ class AssignmentAdmin(admin.ModelAdmin):
                 "can_release": job.is_finished and self.has_add_permission(request),
                 "can_rerun": job.status == Assignment.Status.FAILED
                 and self.has_add_permission(request),
+                # The list with codes, and the customer ids the report samples: who got a
+                # code of this pool is the codes' to tell (their export rule).
                 "can_download": can_export(request, job.pool),
             },
         )

@@ -209,6 +209,8 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
                 "rejected_as_job": job.rows_not_added > export_services.EXPORT_AT_ONCE_MAX,
+                # Rejected values are codes: shown on the page only to whoever may download
+                # them (the codes' export rule).
                 "can_export_rejected": can_export(request, job.pool),
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
                 "undos": undos,

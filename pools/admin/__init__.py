@@ -15,6 +15,7 @@ from .codes import (
     code_story,
 )
 from .parts import (
+    WITHDRAW_LIST_QUEUED,
     WITHDRAW_QUEUED,
     WITHDRAWN_DONE,
     AdminMedia,
@@ -56,6 +57,7 @@ __all__ = [
     "RESUMED",
     "SAVE_TO_ADD_CODES",
     "WITHDRAW_NOTHING",
+    "WITHDRAW_LIST_QUEUED",
     "WITHDRAW_QUEUED",
     "WITHDRAWN_DONE",
     "AdminMedia",

@@ -16,6 +16,10 @@ WITHDRAW_QUEUED = (
     "The {requested:,} codes of “{pool}” are being withdrawn in the background: this report "
     "shows the progress."
 )
+WITHDRAW_LIST_QUEUED = (
+    "The codes of “{file}” are being withdrawn from “{pool}” in the background: this report "
+    "shows the progress, and says what was wrong should the file not be read."
+)
 
 
 class PageParts:
@@ -114,5 +118,10 @@ def tell_withdrawal(request, withdrawal: Withdrawal) -> None:
     }
     if withdrawal.is_finished:
         messages.success(request, WITHDRAWN_DONE.format(**values))
+    elif withdrawal.list_file_name and not withdrawal.list_read:
+        # The worker has not read the file yet: how many codes it holds is not known.
+        messages.info(
+            request, WITHDRAW_LIST_QUEUED.format(file=withdrawal.list_file_name, **values)
+        )
     else:
         messages.info(request, WITHDRAW_QUEUED.format(**values))

@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from ..code_services import code_list_parse, code_list_read, codes_withdraw
+from ..code_services import code_list_parse, codes_withdraw, withdrawal_file_start
 from ..forms import EndForm, ReasonForm, WithdrawListForm
 from ..models import Pool
 from ..selectors import launch_summary, pools_with_counts
@@ -215,23 +215,32 @@ class PoolActionsMixin:
             request.FILES if request.method == "POST" else None,
         )
         if request.method == "POST" and form.is_valid():
-            # Parsed apart: each may start with its own `code` header.
             file = form.cleaned_data["file"]
+            # A pasted list is parsed here: the request holds it already, as a form field within
+            # DATA_UPLOAD_MAX_MEMORY_SIZE, and a few codes are then withdrawn at once. A file is
+            # stored and read by the worker, the pasted codes before its own.
             codes = code_list_parse(form.cleaned_data["codes"])
-            codes += code_list_read(file) if file else []
-            if not codes:
+            if not codes and not file:
                 form.add_error("codes", WITHDRAW_NOTHING)
-            else:
-                withdrawal = codes_withdraw(
-                    pool=pool, codes=codes, user=request.user, reason=form.cleaned_data["reason"]
-                )
-                tell_withdrawal(request, withdrawal)
-                self.log_change(
-                    request, pool, f"Withdrawal #{withdrawal.pk} of {len(codes):,} codes."
-                )
-                return HttpResponseRedirect(
-                    reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
-                )
+                return self._withdraw_page(request, pool, form)
+            options = {"pool": pool, "user": request.user, "reason": form.cleaned_data["reason"]}
+            try:
+                if file:
+                    withdrawal = withdrawal_file_start(file=file, codes=codes, **options)
+                else:
+                    withdrawal = codes_withdraw(codes=codes, **options)
+            except ValidationError as error:
+                form.add_error("file" if file else "codes", error)
+                return self._withdraw_page(request, pool, form)
+            tell_withdrawal(request, withdrawal)
+            what = f"the list “{withdrawal.list_file_name}”" if file else f"{len(codes):,} codes"
+            self.log_change(request, pool, f"Withdrawal #{withdrawal.pk} of {what}.")
+            return HttpResponseRedirect(
+                reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
+            )
+        return self._withdraw_page(request, pool, form)
+
+    def _withdraw_page(self, request, pool, form):
         return self._confirm_page(
             request,
             title=f"Withdraw codes of {pool}",

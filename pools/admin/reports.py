@@ -79,8 +79,9 @@ class WithdrawalAdmin(ReportAdmin):
             "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
             "withdrawal": withdrawal,
             "not_found": withdrawal.not_found_sample.split(),
-            "can_rerun": withdrawal.status == Withdrawal.Status.FAILED
-            and request.user.has_perm("pools.withdraw_code"),
+            # Until the worker reads an uploaded list, its codes are not counted yet.
+            "list_unread": bool(withdrawal.list_file_name) and not withdrawal.list_read,
+            "can_rerun": withdrawal.can_run_again and request.user.has_perm("pools.withdraw_code"),
         }
 
     def get_urls(self):

@@ -480,3 +480,34 @@ def test_the_list_with_codes_needs_view_permission_on_codes_and_pools_on_every_r
     clerk = get_user_model().objects.get(pk=clerk.pk)
     client.force_login(clerk)
     assert client.get(result_url).status_code == 200
+
+
+def test_the_report_shows_customer_ids_only_to_staff_who_may_view_the_codes(client):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A1"])
+    too_long = "LONG" + "x" * 200
+    job = assignment_start(pool=pool, file=csv_upload(f"Customer\nc1\n{too_long}\nc-short\n"))
+    job.refresh_from_db()
+    assert (job.short_sample, job.rejected_sample[0][0]) == (["c-short"], 3)
+    clerk = get_user_model().objects.create_user("clerk", password="secret-pass", is_staff=True)
+    clerk.user_permissions.add(Permission.objects.get(codename="view_assignment"))
+    client.force_login(clerk)
+    url = reverse("admin:imports_assignment_change", args=[job.pk])
+
+    page = client.get(url).content.decode()
+    assert "c-short" not in page and "LONGxxx" not in page
+    assert (
+        "Customer ids are not shown: seeing them, like downloading the list with codes, takes "
+        "permission to view this pool's codes." in page
+    )
+    assert "<p>1 in all.</p>" in page  # the count stays
+    assert "No customer id, or one longer than 200 characters" in page  # and the reason
+
+    clerk.user_permissions.add(*Permission.objects.filter(codename__in=["view_code", "view_pool"]))
+    client.force_login(get_user_model().objects.get(pk=clerk.pk))
+    page = client.get(url).content.decode()
+    assert "c-short" in page and "LONGxxx" in page
+    assert "Customer ids are not shown" not in page

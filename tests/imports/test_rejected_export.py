@@ -143,12 +143,20 @@ def test_staff_who_may_not_view_codes_get_no_rejected_rows(client, monkeypatch, 
     monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", limit)
     client.force_login(make_manager())
     job = imported_with_rejections(client, 2)
+    assert '<td><code class="shortened" title="x">x</code></td>' in report(client, job)
     outsider = make_staff("outsider")
     outsider.groups.clear()
     outsider.user_permissions.add(*Permission.objects.filter(codename="view_import"))
     client.force_login(outsider)
 
-    assert "You may not download the rejected rows" in report(client, job)
+    page = report(client, job)
+    assert (
+        "You may not download the rejected rows, nor see their values here: they hold codes "
+        "of this pool." in page
+    )
+    # The rows are listed with their reasons, not their values.
+    assert '<code class="shortened"' not in page and "Value</th>" not in page
+    assert "<tr><td>3</td><td>Issue-start</td><td>“x” is not a date" in page
     url = reverse("admin:imports_import_rejected", args=[job.pk, "csv"])
     assert client.post(url).status_code == client.get(url).status_code == 403
     assert not CodeExport.objects.exists()

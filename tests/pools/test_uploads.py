@@ -80,7 +80,7 @@ def test_a_withdrawal_list_over_its_limit_is_refused_on_the_form(manager_client,
 
 
 @pytest.mark.django_db
-def test_a_withdrawal_list_streamed_to_disk_is_read(manager_client, settings):
+def test_a_withdrawal_list_streamed_to_disk_is_read(manager_client, settings, on_commit_at_once):
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every file through UploadHandler
     pool = make_pool(launched=True)
     make_codes(pool, ["LEAK1", "LEAK2", "KEEP"])
