@@ -48,6 +48,20 @@ def create_database() -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def django_environ() -> dict[str, str]:
+    """Return the variables that point Django at the benchmarks' own database, Redis and files
+    (for a process that sets Django up without migrating: it touches no database)."""
+    return {
+        "DATABASE_URL": DATABASE_URL,
+        "CELERY_BROKER_URL": REDIS_URL,
+        "CACHE_URL": REDIS_URL,
+        "MEDIA_ROOT": str(CACHE / "media"),
+        "PROMO_VAR_DIR": str(CACHE / "var"),
+        "DJANGO_SETTINGS_MODULE": "promo_project.settings",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def setup(**environ: str) -> None:
     """Point Django at the benchmark's own database, Redis and files; set it up and migrate.
 
@@ -55,16 +69,7 @@ def setup(**environ: str) -> None:
     a benchmark starts inherit them.
     """
     CACHE.mkdir(parents=True, exist_ok=True)
-    os.environ.update(
-        DATABASE_URL=DATABASE_URL,
-        CELERY_BROKER_URL=REDIS_URL,
-        CACHE_URL=REDIS_URL,
-        MEDIA_ROOT=str(CACHE / "media"),
-        PROMO_VAR_DIR=str(CACHE / "var"),
-        DJANGO_SETTINGS_MODULE="promo_project.settings",
-        LOG_LEVEL="WARNING",
-        **environ,
-    )
+    os.environ.update(django_environ(), **environ)
     sys.path.insert(0, str(ROOT))
     create_database()
 
