@@ -192,6 +192,8 @@ def test_any_bytes_are_rows_or_one_clear_file_message(data, name):
     encoding=st.sampled_from(["utf-8", "utf-16", "cp1251"]),
 )
 @example(body=b"\x88;", encoding="utf-8")  # "ˆ" in Windows-1252, "€" in Windows-1251
+@example(body=b"\xe5;", encoding="utf-8")
+@example(body=b"\x80;\xc0", encoding="utf-8")
 def test_a_header_then_any_bytes_never_fails_as_a_whole_but_for_no_rows_or_binary(body, encoding):
     data = "Code;Issue-end\n".encode(encoding) + body
 
