@@ -43,10 +43,15 @@ from .code_services import (
     code_mark_issued,
     code_redeem,
     code_release,
-    keys_issued,
 )
 from .guessing import GuessingLimited, guess_failed, guesses_allowed
-from .issuing_limits import IssueLimited, Reservation, issue_reserve
+from .issuing_limits import (
+    IssueLimited,
+    Reservation,
+    fallback_for,
+    fallback_issues_count,
+    issue_reserve_or_retry,
+)
 from .models import ApiOperation, Pool
 from .refusals import CodeRefused, Refusal
 from .selectors import pool_stock
@@ -96,7 +101,10 @@ _caller = caller_prefix
 
 @contextmanager
 def _guessing_guard(request, data: dict, *, per_customer: bool = True):
-    """Apply the guessing limits (pools/guessing.py) to one attempt on a code."""
+    """Apply the guessing limits (pools/guessing.py) to one attempt on a code, once the pool
+    is known to be in the key's scope: a call on another pool spends no budget, neither the
+    key's nor the customer's, and cannot tell that pool's state from a made-up one's."""
+    pool_reach_check(request, data["pool"])
     caller = _caller(request)
     customer = data["customer"] if per_customer else None
     try:
@@ -140,6 +148,7 @@ def _pool_or_none(slug: str) -> Pool | None:
                 slug=pool.slug,
                 allow_multiple_use=pool.allow_multiple_use,
                 daily_issue_cap=pool.daily_issue_cap,
+                fallback_pool_id=pool.fallback_pool_id,
             )
             shared_set(cache_key, frozen, ACTIVE_POOL_CACHE_SECONDS)
     return pool
@@ -151,7 +160,8 @@ def _active_pool_cache_key(slug: str) -> str:
 
 @receiver(post_save, sender=Pool)
 def _forget_active_pool(sender, instance, **kwargs):
-    # The daily cap can change while the pool is active: the next issue reads it anew.
+    # The daily cap and the fallback can change while the pool is active: the next issue reads
+    # them anew.
     shared_delete(_active_pool_cache_key(instance.slug))
 
 
@@ -187,38 +197,17 @@ def _own_key(request, key: str) -> str:
     return api_key_namespace(_caller(request), key)
 
 
-def _reserve(request, pool: Pool, customers: list[str], batch_key_of) -> Reservation:
-    """Reserve issuing to `customers` under the issuing limits (pools/issuing_limits.py).
-
-    A customer a limit refuses still gets what a retry would return, the code already issued
-    under their idempotency key (`batch_key_of(customer)`, "" without a key): it hands out
-    nothing new. Raises Throttled (429, Retry-After) when nobody can be issued a code nor has
-    one to retry."""
+def _reserve(request, pool: Pool, customers: list[str], key_of) -> Reservation:
+    """Reserve issuing under the limits (pools/issuing_limits.py); 429 with Retry-After when
+    nobody can be issued a code nor has one to retry."""
     try:
-        reservation = issue_reserve(
-            caller=_caller(request), pool=pool, customers=customers, cap=pool.daily_issue_cap
+        return issue_reserve_or_retry(
+            caller=_caller(request), pool=pool, customers=customers, key_of=key_of
         )
     except IssueLimited as limited:
-        retries = _retries(pool, customers, batch_key_of)
-        if not retries:
-            raise exceptions.Throttled(
-                wait=limited.retry_after, detail=limited.message, code=limited.code
-            ) from None
-        return Reservation(
-            granted=[c for c in customers if c in retries],
-            limited=[c for c in customers if c not in retries],
-        )
-    if reservation.limited:
-        retries = _retries(pool, reservation.limited, batch_key_of)
-        reservation.granted += [c for c in reservation.limited if c in retries]
-        reservation.limited = [c for c in reservation.limited if c not in retries]
-    return reservation
-
-
-def _retries(pool: Pool, customers: list[str], batch_key_of) -> set[str]:
-    keys = {batch_key_of(customer): customer for customer in customers}
-    keys.pop("", None)
-    return {keys[key] for key in keys_issued(pool=pool, keys=list(keys))}
+        raise exceptions.Throttled(
+            wait=limited.retry_after, detail=limited.message, code=limited.code
+        ) from None
 
 
 class PoolIssueView(APIView):
@@ -227,7 +216,7 @@ class PoolIssueView(APIView):
 
     @extend_schema(
         request=IssueInput,
-        responses=answers(CodeOutput, 400, 403, 404, 409, 413, 415, 429),
+        responses=answers(CodeOutput, 400, 403, 404, 409, 410, 413, 415, 429),
         summary="Issue a code",
     )
     def post(self, request, slug):
@@ -238,14 +227,20 @@ class PoolIssueView(APIView):
         pool = _pool_by_slug(request, slug)
         customer = data["customer"]
         reservation = _reserve(request, pool, [customer], lambda customer: key)
+        fallback, fallback_open = fallback_for(pool)
         try:
             code = code_issue(
-                pool=pool, customer=customer, idempotency_key=key, caller=_caller(request)
+                pool=pool,
+                customer=customer,
+                idempotency_key=key,
+                caller=_caller(request),
+                fallback=fallback_open,
             )
         except BaseException:
             reservation.settle(issued=[])
             raise
         reservation.settle(issued=[customer])
+        fallback_issues_count(fallback, [customer] if code.pool_id != pool.pk else [])
         return Response(code_payload(code))
 
 
@@ -272,17 +267,22 @@ class PoolIssueBatchView(APIView):
         pool = _pool_by_slug(request, slug)
         customers = list(dict.fromkeys(data["customers"]))
         reservation = _reserve(request, pool, customers, lambda customer: batch_key(key, customer))
+        fallback, fallback_open = fallback_for(pool)
         try:
             outcome = code_issue_batch(
                 pool=pool,
                 customers=reservation.granted,
                 idempotency_key=key,
                 caller=_caller(request),
+                fallback=fallback_open,
             )
         except BaseException:
             reservation.settle(issued=[])
             raise
         reservation.settle(issued=[item.customer for item in outcome.issued if not item.again])
+        fallback_issues_count(
+            fallback, [i.customer for i in outcome.issued if i.from_fallback and not i.again]
+        )
         issued = [
             {
                 "customer": item.customer,
@@ -329,7 +329,7 @@ class CodeMarkIssuedView(APIView):
 
     @extend_schema(
         request=CodeInput,
-        responses=answers(CodeOutput, 400, 403, 404, 409, 413, 415, 429),
+        responses=answers(CodeOutput, 400, 403, 404, 409, 410, 413, 415, 429),
         summary="Mark a code as issued",
     )
     def post(self, request):
@@ -380,7 +380,7 @@ class CodeRedeemView(APIView):
 
     @extend_schema(
         request=RedeemInput,
-        responses=answers(RedemptionOutput, 400, 403, 404, 409, 413, 415, 429),
+        responses=answers(RedemptionOutput, 400, 403, 404, 409, 410, 413, 415, 429),
         summary="Redeem a code",
     )
     def post(self, request):

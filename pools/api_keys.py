@@ -59,10 +59,10 @@ def _rights_read(prefix: str) -> KeyRights:
     if scope is None:
         return NO_RIGHTS
     operations = frozenset(scope.operations or ()) & set(ApiOperation.values)
+    if scope.every_pool:
+        return KeyRights(operations=operations, pool_slugs=None)
     campaign_ids = list(scope.campaigns.values_list("pk", flat=True))
     pool_slugs = set(scope.pools.values_list("slug", flat=True))
-    if not campaign_ids and not pool_slugs:
-        return KeyRights(operations=operations, pool_slugs=None)
     pool_slugs |= set(
         Pool.objects.filter(campaign_id__in=campaign_ids).values_list("slug", flat=True)
     )
@@ -99,13 +99,15 @@ def api_key_create(
     expiry_date=None,
 ) -> tuple[APIKey, str]:
     """Make an API key that may call `operations` (ApiOperation values) on the pools named,
-    and those of the campaigns named (none named: every pool); return it with its secret,
-    which is shown only now."""
+    and those of the campaigns named (none named: every pool, present and future); return it
+    with its secret, which is shown only now."""
     unknown = set(operations) - set(ApiOperation.values)
     if unknown:
         raise ValueError(f"Unknown operations: {', '.join(sorted(unknown))}")
     api_key, secret = APIKey.objects.create_key(name=name, expiry_date=expiry_date)
-    scope = ApiKeyScope.objects.create(api_key=api_key, operations=list(operations))
+    scope = ApiKeyScope.objects.create(
+        api_key=api_key, operations=list(operations), every_pool=not (campaigns or pools)
+    )
     scope.campaigns.set(campaigns)
     scope.pools.set(pools)
     return api_key, secret

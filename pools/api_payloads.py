@@ -201,7 +201,8 @@ def _error(name: str, codes: list[str], **extra) -> serializers.Serializer:
 
 
 REFUSALS = [reason.value for reason in Refusal]
-CONFLICTS = [reason for reason in REFUSALS if reason != Refusal.UNKNOWN_CODE]
+GONE = [Refusal.POOL_ENDED.value, Refusal.WITHDRAWN.value]
+CONFLICTS = [reason for reason in REFUSALS if reason != Refusal.UNKNOWN_CODE and reason not in GONE]
 ERRORS = {
     400: OpenApiResponse(
         _error(
@@ -233,7 +234,7 @@ ERRORS = {
         _error("RefusedError", CONFLICTS), "Refused: the code says why (see the README)."
     ),
     410: OpenApiResponse(
-        _error("GoneError", ["pool_ended", "withdrawn"]),
+        _error("GoneError", GONE),
         "The pool has ended, or the code was withdrawn: for good.",
     ),
     413: OpenApiResponse(

@@ -10,6 +10,9 @@ each of its customers):
 - per pool per day (UTC): at most the pool's `daily_issue_cap`, which a manager sets on the
   pool page (none: no cap).
 
+Codes a fallback pool gives count against the fallback's cap and the customer's limit there too,
+after the fact; a fallback whose cap is reached gives nothing.
+
 Each is reserved before the codes are claimed, so that concurrent requests cannot all pass a
 check and overshoot together, and refunded for what was not issued (a retry that got the code it
 already had, a customer left short). Windows are fixed, as the guessing budgets' are: across a
@@ -21,7 +24,9 @@ not counted: staff start them.
 import hashlib
 from dataclasses import dataclass, field
 
+from .code_services import keys_held
 from .guessing import rate_setting, window_now
+from .models import Pool
 from .shared_cache import shared_get, shared_incr
 
 DAY = 86400
@@ -123,3 +128,63 @@ def pool_issued_today(pool) -> int:
     counts them (0 when the shared cache has forgotten or never counted)."""
     day, _ = window_now(DAY)
     return shared_get(f"issue:pool-day:{pool.pk}:{day}") or 0
+
+
+def issue_reserve_or_retry(*, caller: str, pool, customers: list[str], key_of) -> Reservation:
+    """Reserve issuing to `customers` (issue_reserve); a customer a limit refuses still gets
+    what a retry returns, the code they hold under their idempotency key (`key_of(customer)`,
+    "" without a key): it hands out nothing new. Raises IssueLimited when nobody can be issued
+    a code nor has one to retry."""
+    try:
+        reservation = issue_reserve(
+            caller=caller, pool=pool, customers=customers, cap=pool.daily_issue_cap
+        )
+    except IssueLimited:
+        retries = _retries(pool, customers, key_of)
+        if not retries:
+            raise
+        return Reservation(
+            granted=[c for c in customers if c in retries],
+            limited=[c for c in customers if c not in retries],
+        )
+    if reservation.limited:
+        retries = _retries(pool, reservation.limited, key_of)
+        reservation.granted += [c for c in reservation.limited if c in retries]
+        reservation.limited = [c for c in reservation.limited if c not in retries]
+    return reservation
+
+
+def _retries(pool, customers: list[str], key_of) -> set[str]:
+    """Return the customers for whom the call is a retry: their key names a code they hold."""
+    keys = {key_of(customer): customer for customer in customers}
+    keys.pop("", None)
+    return {keys[key] for key in keys_held(pool=pool, keys=keys)}
+
+
+def fallback_for(pool):
+    """Return the pool's fallback (or None) and whether issuing may turn to it: not once its
+    own daily cap is reached."""
+    if not pool.fallback_pool_id:
+        return None, False
+    fallback = Pool.objects.filter(pk=pool.fallback_pool_id).only("pk", "daily_issue_cap").first()
+    return fallback, fallback is not None and not cap_reached(fallback)
+
+
+def cap_reached(pool) -> bool:
+    """Return True if the pool's daily cap is reached (a fallback pool then gives nothing)."""
+    return pool.daily_issue_cap is not None and pool_issued_today(pool) >= pool.daily_issue_cap
+
+
+def fallback_issues_count(pool, customers: list[str]) -> None:
+    """Count codes a fallback `pool` gave `customers` (asked of another pool) against the
+    fallback's own cap and each customer's limit there. Counted after the fact: a request may
+    pass them by its own size, and one whose cap was reached gives nothing (cap_reached)."""
+    if pool is None or not customers:
+        return
+    day, _ = window_now(DAY)
+    shared_incr(f"issue:pool-day:{pool.pk}:{day}", DAY + 1, len(customers))
+    _, seconds = rate_setting("API_ISSUE_RATE_PER_CUSTOMER")
+    window, _ = window_now(seconds)
+    for customer in customers:
+        ident = hashlib.sha256(customer.encode()).hexdigest()
+        shared_incr(f"issue:customer:{pool.pk}:{ident}:{window}", seconds + 1)

@@ -804,8 +804,8 @@ class ApiOperation(models.TextChoices):
 
 
 class ApiKeyScope(models.Model):
-    """What one API key may do: the operations it may call and, optionally, the campaigns and
-    pools it may touch (none named: every pool). A key without a scope may do nothing, so that
+    """What one API key may do: the operations it may call, and every pool or only the pools
+    of some campaigns and some pools. A key without a scope may do nothing, so that
     a key made in the shell or by a script holds no rights until someone grants them; keys that
     existed before scopes were given every operation (migration 0015)."""
 
@@ -813,6 +813,13 @@ class ApiKeyScope(models.Model):
         "rest_framework_api_key.APIKey", on_delete=models.CASCADE, related_name="scope"
     )
     operations = models.JSONField(default=list, blank=True)
+    # Not "no campaign and no pool named": those can be deleted, and a key kept to them must
+    # not widen to every pool then.
+    every_pool = models.BooleanField(
+        "may touch every pool",
+        default=False,
+        help_text="Present and future. Untick to keep the key to the campaigns and pools below.",
+    )
     campaigns = models.ManyToManyField(
         Campaign,
         blank=True,
@@ -823,7 +830,7 @@ class ApiKeyScope(models.Model):
         Pool,
         blank=True,
         related_name="+",
-        help_text="And these pools. Name no campaign and no pool to allow every pool.",
+        help_text="And these pools.",
     )
 
     class Meta:

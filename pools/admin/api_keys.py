@@ -11,6 +11,8 @@ from ..models import ApiKeyScope, ApiOperation
 
 OPERATIONS_REQUIRED = "Choose at least one operation this key may call."
 EVERY_POOL = "every pool"
+REACH_REQUIRED = "Tick “may touch every pool”, or name the campaigns or pools this key may touch."
+REACH_BOTH = "A key that may touch every pool needs no campaign or pool named: untick one."
 
 
 class ApiKeyScopeForm(forms.ModelForm):
@@ -24,7 +26,16 @@ class ApiKeyScopeForm(forms.ModelForm):
 
     class Meta:
         model = ApiKeyScope
-        fields = ("operations", "campaigns", "pools")
+        fields = ("operations", "every_pool", "campaigns", "pools")
+
+    def clean(self):
+        cleaned = super().clean()
+        named = cleaned.get("campaigns") or cleaned.get("pools")
+        if not cleaned.get("every_pool") and not named:
+            raise forms.ValidationError(REACH_REQUIRED)
+        if cleaned.get("every_pool") and named:
+            raise forms.ValidationError(REACH_BOTH)
+        return cleaned
 
 
 class ApiKeyScopeInline(admin.StackedInline):
@@ -65,8 +76,10 @@ class ScopedAPIKeyAdmin(APIKeyModelAdmin):
         scope = getattr(key, "scope", None)
         if scope is None:
             return "none"
+        if scope.every_pool:
+            return EVERY_POOL
         named = [*(str(c) for c in scope.campaigns.all()), *(p.slug for p in scope.pools.all())]
-        return ", ".join(named) or EVERY_POOL
+        return ", ".join(named) or "none"
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -31,7 +31,7 @@ from .batches import (
 )
 from .claims import ISSUABLE_NOW, codes_claim, issue_room
 from .holdings import Holdings, codes_held, customer_holdings
-from .issuing import code_issue, code_release, keys_issued, pool_fallback
+from .issuing import code_issue, code_release, keys_held, pool_fallback
 from .loading import BatchResult, load_batch
 from .lookups import CUSTOMER_REQUIRED, customer_clean
 from .redemption import code_check, code_mark_issued, code_redeem
@@ -99,7 +99,7 @@ __all__ = [
     "load_batch",
     "customer_holdings",
     "issue_room",
-    "keys_issued",
+    "keys_held",
     "pool_fallback",
     "withdrawal_file_start",
     "withdrawal_rerun",

@@ -77,6 +77,7 @@ def code_issue_batch(
     idempotency_key: str = "",
     caller: str = "",
     once_per_customer: bool = False,
+    fallback: bool = True,
 ) -> BatchOutcome:
     """Issue a code to each of `customers` (each once, however often listed) and return the
     codes in the order asked, with the customers left without one if the pool ran dry.
@@ -110,7 +111,7 @@ def code_issue_batch(
         parts = [customers]
     outcome = BatchOutcome(issued=[], short=[])
     for part in parts:
-        done = _batch(pool, part, idempotency_key, caller, once_per_customer)
+        done = _batch(pool, part, idempotency_key, caller, once_per_customer, fallback)
         outcome.issued += done.issued
         outcome.short += done.short
         outcome.replaced += done.replaced
@@ -118,7 +119,7 @@ def code_issue_batch(
     return outcome
 
 
-def _batch(pool, customers, idempotency_key, caller, once_per_customer) -> BatchOutcome:
+def _batch(pool, customers, idempotency_key, caller, once_per_customer, fallback) -> BatchOutcome:
     keys = {c: batch_key(idempotency_key, c) if idempotency_key else "" for c in customers}
     # Under a key the batch is one transaction: refused on a key (see codes_issue_many), it
     # issues nothing.
@@ -132,6 +133,7 @@ def _batch(pool, customers, idempotency_key, caller, once_per_customer) -> Batch
             keys=keys,
             caller=caller,
             once_per_customer=once_per_customer,
+            fallback=fallback,
         )
 
 
@@ -143,6 +145,7 @@ def codes_issue_many(
     caller: str,
     once_per_customer: bool = False,
     shard: int | None = None,
+    fallback: bool = True,
 ) -> BatchOutcome:
     """Issue to each of `customers` (distinct, cleaned), recording keys[customer]: the core
     of batches and assignments, inside the caller's transaction if any.
@@ -151,7 +154,8 @@ def codes_issue_many(
     `once_per_customer`, so does a customer who holds one under any key (holdings.py), and a
     customer who redeemed theirs gets nothing. The others get a code of the pool, then of
     its fallback (a fallback that refuses, paused or ended, is as one run dry: its customers
-    are short). `shard`: the counter row to add to (see codes_claim). Raises CodeRefused if
+    are short; `fallback` False: no fallback). `shard`: the counter row to add to (see
+    codes_claim). Raises CodeRefused if
     the pool itself cannot issue, or on a key held by someone else."""
     found: dict[str, Code] = {}
     redeemed: dict[str, Code] = {}
@@ -175,7 +179,7 @@ def codes_issue_many(
         todo = [c for c in customers if c not in found and c not in redeemed]
         try:
             new, short = _claim_many(pool, todo, keys, caller, shard)
-            fallback_pool = pool_fallback(pool) if short else None
+            fallback_pool = pool_fallback(pool) if short and fallback else None
             if fallback_pool is not None:
                 try:
                     more, short = _claim_many(fallback_pool, short, keys, caller, shard)

@@ -143,14 +143,22 @@ def _issue_by_key(pool: Pool, key: str, customer: str) -> Code | None:
     return issue.code
 
 
-def keys_issued(*, pool: Pool, keys: list[str]) -> set[str]:
-    """Return those of the idempotency `keys` under which a code of the pool (or its fallback)
-    is issued now: a call under one of them is a retry and hands out nothing new."""
+def keys_held(*, pool: Pool, keys: dict[str, str]) -> set[str]:
+    """Return those of `keys` (idempotency key -> its customer) under which a call would be a
+    retry: the key names an issue, in the pool or its fallback, to that customer, of a code
+    they still hold (holdings.py). Under any other key a call hands a new code out."""
     stored = {bounded_key(key): key for key in keys if key}
-    found = CodeIssue.objects.filter(
+    issues = CodeIssue.objects.filter(
         _in_pool_or_fallback(pool), idempotency_key__in=list(stored)
-    ).values_list("idempotency_key", flat=True)
-    return {stored[key] for key in found}
+    ).select_related("code__pool")
+    found = [
+        (issue.customer, issue.pk, issue.code)
+        for issue in issues
+        if keys[stored[issue.idempotency_key]] == issue.customer
+    ]
+    held = sort_out(found)
+    customers = {*held.live, *held.redeemed}
+    return {key for key, customer in keys.items() if key and customer in customers}
 
 
 def _in_pool_or_fallback(pool: Pool) -> Q:

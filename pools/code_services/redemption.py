@@ -30,9 +30,13 @@ def _refusal_for(found: Code, customer: str, caller: str | None, at=None) -> Ref
 
 def _hidden_from(found: Code, caller: str | None) -> bool:
     """Return True if `caller` may not hear of a personal code that is not its customer's:
-    only the caller that issued or marked it may (and the admin and the shell: None)."""
+    only the caller that issued or marked it, and did not give it back, may (and the admin and
+    the shell: None)."""
     return caller is not None and not (
-        caller and CodeIssue.objects.filter(code=found, issued_by=caller).exists()
+        caller
+        and CodeIssue.objects.filter(
+            code=found, issued_by=caller, released_at__isnull=True
+        ).exists()
     )
 
 

@@ -369,6 +369,7 @@ def test_managers_create_api_keys_shown_once(manager_client):
         "scope-TOTAL_FORMS": "1",
         "scope-INITIAL_FORMS": "0",
         "scope-0-operations": ["issue"],
+        "scope-0-every_pool": "on",
     }
     response = manager_client.post(
         reverse("admin:rest_framework_api_key_apikey_add"), {"name": "crm", **scope}, follow=True

@@ -191,3 +191,32 @@ def test_no_sequence_of_calls_gives_a_customer_more_than_the_limit(limits, calls
 
     held = Counter(CodeIssue.objects.filter(pool=pool).values_list("customer", flat=True))
     assert all(count <= 2 for count in held.values()), held
+
+
+def test_a_retry_whose_code_died_is_no_way_around_the_limits(limits):
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"C{n}" for n in range(10)])
+    pool_update(pool=pool, daily_issue_cap=2)
+    client = api_client()
+    codes = [item["code"]["code"] for item in batch(client, pool, ["a", "b"]).json()["issued"]]
+    for number, code in enumerate(codes):  # redeemed by others: dead to a and b
+        body = {"code": code, "customer": f"other-{number}", "pool": pool.slug}
+        assert client.post("/api/codes/redeem", body, format="json").status_code == 200
+
+    assert refused(batch(client, pool, ["a", "b"]), "daily_issue_cap")
+    assert CodeIssue.objects.count() == 2
+
+
+def test_a_fallback_gives_no_more_than_its_own_cap(limits):
+    fallback = make_pool(launched=True)
+    pool = make_pool(fallback.campaign, launched=True)
+    make_codes(fallback, [f"F{n}" for n in range(10)])
+    pool_update(pool=fallback, daily_issue_cap=2)
+    pool_update(pool=pool, fallback_pool=fallback)
+    client = api_client()
+
+    through = batch(client, pool, ["a", "b", "c"]).json()
+    assert [item["from_fallback"] for item in through["issued"]] == [True, True, True]
+    # Counted against the fallback's own cap: it is reached, directly and through the pool.
+    assert refused(issue(client, fallback, "d"), "daily_issue_cap")
+    assert issue(client, pool, "e").json()["error"]["code"] == "no_codes_left"

@@ -163,6 +163,7 @@ def test_keys_made_before_scopes_keep_every_right_and_their_retries():
     """The data migration: every key that existed gets every operation on every pool, and the
     issues it recorded move into its namespace, so that a retry returns the same code."""
     migration = importlib.import_module("pools.migrations.0016_api_key_scopes_data")
+    every_pool = importlib.import_module("pools.migrations.0018_api_key_scope_every_pool")
     pool = make_pool(launched=True)
     make_codes(pool, ["C1", "C2"])
     api_key, secret = APIKey.objects.create_key(name="old")
@@ -173,6 +174,7 @@ def test_keys_made_before_scopes_keep_every_right_and_their_retries():
     from django.apps import apps
 
     migration.forwards(apps, None)
+    every_pool.every_pool_where_none_named(apps, None)
 
     assert sorted(ApiKeyScope.objects.get(api_key=api_key).operations) == sorted(
         ApiOperation.values
@@ -215,3 +217,71 @@ def test_managers_give_a_new_key_its_scope_in_the_admin(manager_client):
     listing = manager_client.get(reverse("admin:rest_framework_api_key_apikey_changelist"))
     assert "Check a code, Redeem a code" in listing.content.decode()
     assert campaign.name in listing.content.decode()
+
+
+def test_a_key_kept_to_pools_that_are_deleted_reaches_none():
+    mine, other = make_campaign(), make_campaign()
+    doomed = make_pool(mine)  # a draft: staff may delete it
+    pool = make_pool(other, launched=True)
+    make_codes(pool, ["C1"])
+    by_pool, by_campaign = scoped(pools=[doomed]), scoped(campaigns=[mine])
+
+    doomed.delete()
+    mine.delete()
+    from django.core.cache import caches
+
+    caches["local"].clear()  # as once the rights' few seconds in memory are over
+
+    for client in (by_pool, by_campaign):
+        assert call(client, "stock", pool.slug) == (403, "pool_not_allowed")
+
+
+def test_the_admin_asks_for_every_pool_or_some(manager_client):
+    form = {
+        "name": "vague",
+        "scope-TOTAL_FORMS": "1",
+        "scope-INITIAL_FORMS": "0",
+        "scope-0-operations": ["check"],
+    }
+    url = reverse("admin:rest_framework_api_key_apikey_add")
+
+    assert "name the campaigns or pools" in manager_client.post(url, form).content.decode()
+    both = {**form, "scope-0-every_pool": "on", "scope-0-campaigns": [str(make_campaign().pk)]}
+    assert "needs no campaign or pool named" in manager_client.post(url, both).content.decode()
+    assert not APIKey.objects.exists()
+
+
+def test_a_key_that_gave_a_personal_code_back_hears_of_it_no_more():
+    pool = make_pool(launched=True, require_issue_before_redeem=True, issued_validity_days=3)
+    make_codes(pool, ["P1"])
+    issuer = scoped()
+    code = issuer.post(
+        f"/api/pools/{pool.slug}/issue", {"customer": "c", "idempotency_key": "m"}, format="json"
+    ).json()["code"]
+    release = {"code": code, "pool": pool.slug, "idempotency_key": "m"}
+    assert issuer.post("/api/codes/release", release, format="json").status_code == 200
+    scoped().post(
+        "/api/codes/mark-issued", {"code": code, "customer": "victim", "pool": pool.slug}, "json"
+    )
+
+    asked = call(issuer, "check", pool.slug, code=code)
+    made_up = call(issuer, "check", pool.slug, code="NOPE")
+
+    assert asked == made_up == (200, "unknown_code")
+
+
+def test_a_pool_out_of_scope_spends_no_budget_and_tells_nothing(settings):
+    settings.API_FAILED_CHECKS_PER_POOL = 2
+    settings.API_RATE_PER_CUSTOMER = "2/min"
+    mine, theirs = make_campaign(), make_campaign()
+    pool, other = make_pool(mine, launched=True), make_pool(theirs, launched=True)
+    make_codes(pool, ["C1"])
+    make_codes(other, ["O1"])
+    inside, outside = scoped(campaigns=[theirs]), scoped(campaigns=[mine])
+    for _ in range(2):
+        call(inside, "check", other.slug, code="NOPE", customer="x")  # the pool's budget spent
+
+    for _ in range(3):
+        assert call(outside, "check", other.slug, code="O1") == (403, "pool_not_allowed")
+    # The customer's own checks were not spent by the calls refused.
+    assert call(outside, "check", pool.slug, code="C1") == (200, None)
