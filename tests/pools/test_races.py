@@ -165,13 +165,34 @@ def test_batch_single_issue_under_one_key(first):
     ran = race(batch_and_single(pool), first)
 
     assert_invariants()
-    # The second claim waits on the first's key (its unique index entry), then takes its code.
+    # The second waits for the first's key, then returns the code issued under it.
     assert ran.how == "waited"
     batch, single = ran.results["batch"], ran.results["issue-ann"]
     assert not isinstance(batch, Exception) and isinstance(single, Code), ran.results
     assert {i.customer: i.code.code for i in batch.issued}["ann"] == single.code
     assert CodeIssue.objects.filter(customer="ann").count() == 1
     assert CodeIssue.objects.filter(customer="bob").count() == 1
+
+
+@BOTH_WAYS
+def test_batch_single_issue_under_one_key_as_the_pool_runs_dry(first):
+    """The pool's last code goes to one of them; the other, finding the pool dry, must not take
+    a second code for the same key from the fallback."""
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(pool, ["MAIN"])
+    make_codes(spare, ["S1", "S2", "S3"])
+
+    ran = race(batch_and_single(pool), first)
+
+    assert_invariants()
+    # On the batch key's lock, which the single issue holds shared (_key_lock).
+    assert ran.how == "waited"
+    batch, single = ran.results["batch"], ran.results["issue-ann"]
+    assert not isinstance(batch, Exception) and isinstance(single, Code), ran.results
+    assert {i.customer: i.code.code for i in batch.issued}["ann"] == single.code == "MAIN"
+    assert CodeIssue.objects.filter(customer="ann").count() == 1
 
 
 @BOTH_WAYS
