@@ -36,6 +36,7 @@ def code_issue(
     so). Raises CodeRefused.
     """
     customer = customer_clean(customer)
+    batch = _batch_of(idempotency_key or "", customer)
     idempotency_key = bounded_key(idempotency_key)
     if idempotency_key:
         # A retry returns what was issued under the key, even once the pool is paused or ended:
@@ -45,7 +46,7 @@ def code_issue(
             return issued
         if fallback and connection.vendor == "postgresql":
             with transaction.atomic():
-                _key_lock(pool, idempotency_key)
+                _key_lock(pool, idempotency_key, batch=batch)
                 # Again under the lock: a call that held it has committed its issue by now.
                 issued = _issue_by_key(pool, idempotency_key, customer)
                 return issued or _code_issue_or_fallback(
@@ -54,17 +55,33 @@ def code_issue(
     return _code_issue_or_fallback(pool, customer, idempotency_key, caller, fallback)
 
 
-def _key_lock(pool: Pool, key: str) -> None:
+def _key_lock(pool: Pool, key: str, *, batch: str = "") -> None:
     """Hold (until the transaction ends) the lock of issuing under `key` in the pool asked.
 
     The key's unique constraint is per pool of the code, so two concurrent calls under one key,
     one taking the pool's last code and the other finding it dry and taking from the fallback,
     would both issue; a key asked of a pool issues one code across the pool and its fallback
-    only if such calls take turns."""
+    only if such calls take turns.
+
+    A single issue under "<batch key>:<customer>" is that batch's issue to the customer
+    (batch_key), and a batch locks its own key only: `batch` names it, and the single issue
+    holds its lock too, shared, so that it takes turns with the batch but not with the other
+    single issues under that batch key."""
+    names = [f"issue:{pool.pk}:{key}"]
+    lock = "pg_advisory_xact_lock(hashtextextended(%s, 0))"
+    if batch:
+        # The batch's lock first, as a batch takes it (then the keys' unique index entries).
+        names.insert(0, f"issue:{pool.pk}:{batch}")
+        lock = f"pg_advisory_xact_lock_shared(hashtextextended(%s, 0)), {lock}"
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [f"issue:{pool.pk}:{key}"]
-        )
+        cursor.execute(f"SELECT {lock}", names)
+
+
+def _batch_of(key: str, customer: str) -> str:
+    """Return the key of the batch whose issue to `customer` is recorded under `key` (the key
+    as given, before bounded_key), or "" if it names none."""
+    suffix = f":{customer}"
+    return key[: -len(suffix)] if key.endswith(suffix) else ""
 
 
 def _code_issue_or_fallback(
