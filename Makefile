@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run worker test test-sqlite test-thorough mutation format screenshots bench-import bench-issue \
+.PHONY: install run worker test test-sqlite test-thorough deep-test mutation format screenshots bench-import bench-issue \
 	bench-tiny bench-live bench-export bench-admin bench-mailing bench-upload-memory
 
 $(BIN)/.installed: pyproject.toml
@@ -50,6 +50,10 @@ test-thorough: install
 	HYPOTHESIS_PROFILE=thorough DATABASE_URL=sqlite:///$(CURDIR)/var/test.sqlite3 $(BIN)/pytest -q \
 	  -m "not postgresql and not integration and not e2e" tests/imports/test_file_properties.py \
 	  tests/imports/test_properties.py
+
+# The reference model's state machine (tests/model/) with 2,000 sequences instead of 25.
+deep-test: install
+	MODEL_EXAMPLES=2000 $(BIN)/pytest -q tests/model
 
 # Refresh the README's pictures in docs/screenshots/ (a test run writes them under var/).
 # Needs what the browser tests need (PostgreSQL in DATABASE_URL, Redis, Chromium); CI=1 makes a

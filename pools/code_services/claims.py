@@ -216,9 +216,13 @@ def _claim_code(pool: Pool, customer: str) -> Code:
     """Claim one code for `customer` (the generic form: SQLite, multiple-use pools) and count
     it; the caller records the issue. Raises CodeRefused."""
     table = connection.ops.quote_name(Code._meta.db_table)
+    # Adapted as the ORM adapts it: SQLite compares datetimes as text, and a raw parameter
+    # would be written unlike the stored values ("T" for " "), so that a code whose window
+    # ends at this very moment would be left out.
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
     params = {
         "pool": pool.pk,
-        "now": timezone.now(),
+        "now": now,
         "available": Code.Status.AVAILABLE,
         "issued": Code.Status.ISSUED,
         "customer": customer,
