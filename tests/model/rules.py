@@ -146,7 +146,10 @@ def _dead_for(pool: Pool, code: Code, customer: str, now: datetime) -> bool:
 
 def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list[str]:
     """Return the codes an issue to `customer` (under `key`) may answer with: one code when it
-    is a retry under the key, else every issuable code. Raises Refused."""
+    is a retry under the key, else every issuable code. Raises Refused.
+
+    A call under a key whose code died frees the key (as a release does) whatever it then
+    answers: the key is the customer's to issue anew under, once there is a code."""
     customer = customer.strip()
     if key:
         for code in pool.codes.values():
@@ -156,6 +159,7 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
                         raise Refused("idempotency_key_reused")
                     if not _dead_for(pool, code, customer, now):
                         return [code.text]
+                    issue.released = True
     refusal = pool.issue_refusal()
     if refusal:
         raise Refused(refusal)
