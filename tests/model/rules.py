@@ -146,7 +146,10 @@ def _dead_for(pool: Pool, code: Code, customer: str, now: datetime) -> bool:
 
 def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list[str]:
     """Return the codes an issue to `customer` (under `key`) may answer with: one code when it
-    is a retry under the key, else every issuable code. Raises Refused."""
+    is a retry under the key, else every issuable code. Raises Refused.
+
+    A retry whose code is dead frees its key as it looks the key up, whether or not a fresh
+    code follows (pools/code_services/holdings.py): a refused retry has freed it too."""
     customer = customer.strip()
     if key:
         for code in pool.codes.values():
@@ -156,6 +159,7 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
                         raise Refused("idempotency_key_reused")
                     if not _dead_for(pool, code, customer, now):
                         return [code.text]
+                    issue.released = True
     refusal = pool.issue_refusal()
     if refusal:
         raise Refused(refusal)
@@ -166,16 +170,12 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
 
 
 def issue(pool: Pool, customer: str, key: str, now: datetime, taken: str) -> None:
-    """Record the issue of `taken` (one of issue_candidates) to `customer` under `key`."""
+    """Record the issue of `taken` (one of what issue_candidates just answered) to `customer`
+    under `key`."""
     customer = customer.strip()
     code = pool.codes[taken]
-    if key:
-        for other in pool.codes.values():
-            for old in other.issues:
-                if old.key == key and not old.released:
-                    if other is code and not _dead_for(pool, other, customer, now):
-                        return  # a retry: the same code, nothing new
-                    old.released = True  # a dead code gives its key up to the fresh issue
+    if key and any(old.key == key and not old.released for old in code.issues):
+        return  # a retry: the same code, nothing new (issue_candidates freed a dead one's key)
     code.issues.append(Issue(customer=customer, key=key))
     if not pool.multiple_use:
         code.status, code.issued_to, code.issued_at = ISSUED, customer, now
