@@ -23,7 +23,7 @@ from pools.shared_cache import shared_reset
 from tests.factories import make_api_key
 from tests.model import rules as model
 from tests.model.world import (
-    CODE_COUNT,
+    CODE_NUMBERS,
     CUSTOMERS,
     KEYS,
     MACHINE_SETTINGS,
@@ -99,6 +99,7 @@ class ApiPoolMachine(PoolWorld):
         taken = response.json()["code"]
         assert taken in expected[1], f"issued {taken}, the model allows {expected[1]}"
         model.issue(self.model, customer, key, self.now, taken=taken)
+        self.handed_out = taken
 
     @precondition(lambda self: self.model.status == model.ACTIVE)
     @rule(customers=st.lists(CUSTOMERS, min_size=1, max_size=4), key=KEYS)
@@ -120,6 +121,7 @@ class ApiPoolMachine(PoolWorld):
             allowed = model.issue_candidates(self.model, customer, derived, self.now)
             assert taken in allowed, f"{customer} got {taken}, not {allowed}"
             model.issue(self.model, customer, derived, self.now, taken=taken)
+            self.handed_out = taken
         for customer in batch["short"]:
             derived = f"{key}:{customer}"
             expected = outcome(
@@ -127,7 +129,7 @@ class ApiPoolMachine(PoolWorld):
             )
             assert expected == ("refused", "no_codes_left"), f"{customer} left short: {expected}"
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def mark_issued(self, number, customer):
         text = self.code_text(number)
         expected = self.expected(
@@ -138,24 +140,27 @@ class ApiPoolMachine(PoolWorld):
         )
         response = self.post("codes/mark-issued", code=text, customer=customer, pool=self.pool.slug)
         self.answers(response, expected)
+        if expected[0] == "ok":
+            self.handed_out = text
 
-    @rule(number=st.integers(0, CODE_COUNT), key=KEYS, customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
     def release(self, number, key, customer):
         # A batch's issue is given back under "<batch key>:<customer>".
         text = self.code_text(number)
         for named in {key, f"{key}:{customer.strip()}" if key else ""}:
-            response = self.post(
-                "codes/release", code=text, pool=self.pool.slug, idempotency_key=named
-            )
-            if not named:
-                # The API asks for the key (the shell answers unknown_code).
-                assert response.status_code == 400, response.json()
-                continue
-            self.answers(response, outcome(lambda n=named: model.release(self.model, text, n)))
+            self.release_under(text, named)
+
+    def release_under(self, text: str, key: str):
+        response = self.post("codes/release", code=text, pool=self.pool.slug, idempotency_key=key)
+        if not key:
+            # The API asks for the key (the shell answers unknown_code).
+            assert response.status_code == 400, response.json()
+            return
+        self.answers(response, outcome(lambda: model.release(self.model, text, key)))
 
     # Redeeming codes
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def check(self, number, customer):
         text = self.code_text(number)
         expected = self.expected(
@@ -170,7 +175,7 @@ class ApiPoolMachine(PoolWorld):
             f"API {body}, model {expected}"
         )
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS, reference=ORDER_REFERENCES)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS, reference=ORDER_REFERENCES)
     def redeem(self, number, customer, reference):
         text = self.code_text(number)
         expected = self.expected(

@@ -19,7 +19,7 @@ from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 from pools import code_services as real
 from tests.model import rules as model
 from tests.model.world import (
-    CODE_COUNT,
+    CODE_NUMBERS,
     CUSTOMERS,
     KEYS,
     MACHINE_SETTINGS,
@@ -56,6 +56,7 @@ class PoolMachine(PoolWorld):
             return
         assert got[1] in expected[1], f"issued {got[1]}, the model allows {expected[1]}"
         model.issue(self.model, customer, key, self.now, taken=got[1])
+        self.handed_out = got[1]
 
     @precondition(lambda self: self.model.status == model.ACTIVE)
     @rule(customers=st.lists(CUSTOMERS, min_size=1, max_size=4), key=KEYS)
@@ -66,6 +67,7 @@ class PoolMachine(PoolWorld):
             allowed = model.issue_candidates(self.model, item.customer, derived, self.now)
             assert item.code.code in allowed, f"{item.customer} got {item.code}, not {allowed}"
             model.issue(self.model, item.customer, derived, self.now, taken=item.code.code)
+            self.handed_out = item.code.code
         for customer in batch.short:
             derived = f"{key}:{customer}" if key else ""
             expected = outcome(
@@ -73,27 +75,32 @@ class PoolMachine(PoolWorld):
             )
             assert expected == ("refused", "no_codes_left"), f"{customer} left short: {expected}"
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def mark_issued(self, number, customer):
         text = self.code_text(number)
-        self.agree(
+        got = self.agree(
             lambda: real.code_mark_issued(code=text, customer=customer, pool=self.pool),
             lambda: model.mark_issued(self.model, text, customer, self.now),
         )
+        if got[0] == "ok":
+            self.handed_out = text
 
-    @rule(number=st.integers(0, CODE_COUNT), key=KEYS, customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
     def release(self, number, key, customer):
         # A batch's issue is given back under "<batch key>:<customer>".
         text = self.code_text(number)
         for named in {key, f"{key}:{customer.strip()}" if key else ""}:
-            self.agree(
-                lambda n=named: real.code_release(pool=self.pool, code=text, idempotency_key=n),
-                lambda n=named: model.release(self.model, text, n),
-            )
+            self.release_under(text, named)
+
+    def release_under(self, text: str, key: str):
+        self.agree(
+            lambda: real.code_release(pool=self.pool, code=text, idempotency_key=key),
+            lambda: model.release(self.model, text, key),
+        )
 
     # Redeeming codes
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def check(self, number, customer):
         text = self.code_text(number)
         self.agree(
@@ -101,7 +108,7 @@ class PoolMachine(PoolWorld):
             lambda: model.check(self.model, text, customer, self.now),
         )
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS, reference=ORDER_REFERENCES)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS, reference=ORDER_REFERENCES)
     def redeem(self, number, customer, reference):
         text = self.code_text(number)
         self.agree(

@@ -21,7 +21,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pools import code_services as real
 from pools import services
@@ -38,6 +38,11 @@ CUSTOMERS = st.sampled_from(["alice", "bob", "carol", " alice "])
 KEYS = st.sampled_from(["", "k1", "k2"])
 ORDER_REFERENCES = st.sampled_from(["", "o1", "o2"])
 CODE_COUNT = 4
+# A code an operation names: one of the pool's by number, a made-up one (CODE_COUNT), or the
+# code last handed out (issued or marked), so that sequences come back to it: give it back,
+# then check it, say.
+LAST = "last handed out"
+CODE_NUMBERS = st.integers(0, CODE_COUNT) | st.just(LAST)
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "25"))
 
 # `make test` runs EXAMPLES sequences of up to 30 steps; `make deep-test` many more.
@@ -122,10 +127,13 @@ class PoolWorld(RuleBasedStateMachine):
             self.model.codes[text] = model.Code(text=text, **fields)
         pool_counts_add(pool_id=self.pool.pk, available=CODE_COUNT)
         self.texts = list(self.model.codes)
+        self.handed_out = self.texts[0]  # the code last issued or marked (LAST)
         if launched:
             self.launch()
 
-    def code_text(self, number: int) -> str:
+    def code_text(self, number: int | str) -> str:
+        if number == LAST:
+            return self.handed_out
         return self.texts[number] if number < len(self.texts) else f"MADE-UP-{number}"
 
     def both_refuse_or_not(self, real_call, model_call):
@@ -166,6 +174,24 @@ class PoolWorld(RuleBasedStateMachine):
     def fresh_pool(self):
         self.pool.refresh_from_db()
         return self.pool
+
+    # Giving codes back (each machine says how: release_under)
+
+    def release_under(self, text: str, key: str):
+        """Give `text` back under the idempotency `key`, and compare with the model."""
+        raise NotImplementedError
+
+    def key_of_last(self) -> str:
+        """Return the key the code last handed out was issued under and still holds, or ""."""
+        issues = self.model.codes[self.handed_out].issues
+        return next((i.key for i in reversed(issues) if i.key and not i.released), "")
+
+    @precondition(lambda self: hasattr(self, "model") and self.key_of_last())
+    @rule()
+    def give_back(self):
+        # What a mailer does when its message bounced: it gives back the code it was handed,
+        # under the key it asked with. Drawn keys and codes rarely meet so.
+        self.release_under(self.handed_out, self.key_of_last())
 
     # Taking codes out of use, and time
 
