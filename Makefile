@@ -51,7 +51,8 @@ test-thorough: install
 	  -m "not postgresql and not integration and not e2e" tests/imports/test_file_properties.py \
 	  tests/imports/test_properties.py
 
-# The reference model's state machine (tests/model/) with 2,000 sequences instead of 25.
+# The reference model's state machines (tests/model/: the services', the API's) with 2,000
+# sequences instead of 25.
 deep-test: install
 	MODEL_EXAMPLES=2000 $(BIN)/pytest -q tests/model
 

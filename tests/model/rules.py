@@ -4,12 +4,14 @@ A pool holds codes; staff launch, pause, resume and end it; other systems issue 
 customers, mark codes as issued, check and redeem them, and give back codes whose message was
 never delivered; staff withdraw leaked codes; a sweep takes codes past their dates out of the
 stock. This module says what each of those does, from docs/shell-api.md, docs/mailings.md and
-DESIGN.md, for a caller that is told everything (the admin, the shell). It answers with a
-reason (the product's refusal codes, as strings) or with what happened, and it does not say
-which code an issue takes when several could be taken: `issue` returns every code allowed.
+DESIGN.md, for a caller that is told everything (the admin, the shell), and what an API key is
+not told (`hidden_from_api_key`, from docs/http-api.md). It answers with a reason (the
+product's refusal codes, as strings) or with what happened, and it does not say which code an
+issue takes when several could be taken: `issue` returns every code allowed.
 
 tests/model/test_machine.py drives the real services and this model side by side and compares
-them after every step. docs/testing.md says how to add a rule.
+them after every step; tests/model/test_api_machine.py does so through the HTTP API.
+docs/testing.md says how to add a rule.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ DRAFT, ACTIVE, PAUSED, ENDED = "draft", "active", "paused", "ended"
 class Issue:
     customer: str
     key: str  # "" without an idempotency key
-    released: bool = False
+    released: bool = False  # its key freed: given back, or its code dead and the key retried
+    given_back: bool = False  # released (code_release): its caller no longer hears of the code
 
 
 @dataclass
@@ -148,8 +151,8 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
     """Return the codes an issue to `customer` (under `key`) may answer with: one code when it
     is a retry under the key, else every issuable code. Raises Refused.
 
-    A call under a key whose code died frees the key (as a release does) whatever it then
-    answers: the key is the customer's to issue anew under, once there is a code."""
+    A retry whose code is dead frees its key as it looks the key up, whether or not a fresh
+    code follows (pools/code_services/holdings.py): a refused retry has freed it too."""
     customer = customer.strip()
     if key:
         for code in pool.codes.values():
@@ -170,16 +173,12 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
 
 
 def issue(pool: Pool, customer: str, key: str, now: datetime, taken: str) -> None:
-    """Record the issue of `taken` (one of issue_candidates) to `customer` under `key`."""
+    """Record the issue of `taken` (one of what issue_candidates just answered) to `customer`
+    under `key`."""
     customer = customer.strip()
     code = pool.codes[taken]
-    if key:
-        for other in pool.codes.values():
-            for old in other.issues:
-                if old.key == key and not old.released:
-                    if other is code and not _dead_for(pool, other, customer, now):
-                        return  # a retry: the same code, nothing new
-                    old.released = True  # a dead code gives its key up to the fresh issue
+    if key and any(old.key == key and not old.released for old in code.issues):
+        return  # a retry: the same code, nothing new (issue_candidates freed a dead one's key)
     code.issues.append(Issue(customer=customer, key=key))
     if not pool.multiple_use:
         code.status, code.issued_to, code.issued_at = ISSUED, customer, now
@@ -217,7 +216,7 @@ def release(pool: Pool, text: str, key: str) -> None:
         raise Refused("already_redeemed")
     if code.status != ISSUED and not pool.multiple_use:
         raise Refused("not_releasable")
-    live[-1].released = True
+    live[-1].released = live[-1].given_back = True
     if not pool.multiple_use:
         code.status, code.issued_to, code.issued_at = AVAILABLE, "", None
 
@@ -225,11 +224,16 @@ def release(pool: Pool, text: str, key: str) -> None:
 # Redeeming codes
 
 
+def _held_by(pool: Pool, code: Code, customer: str) -> bool:
+    """False if codes are personal (issue before redemption) and this one is not `customer`'s."""
+    return not pool.issue_first or (
+        code.status in (ISSUED, REDEEMED, WITHDRAWN) and code.issued_to == customer
+    )
+
+
 def redeem_refusal(pool: Pool, code: Code, customer: str, now: datetime) -> str | None:
     """Why `customer` cannot redeem `code` now, told to whom may know it all (admin, shell)."""
-    if pool.issue_first and not (
-        code.status in (ISSUED, REDEEMED, WITHDRAWN) and code.issued_to == customer
-    ):
+    if not _held_by(pool, code, customer):
         return "not_issued_to_customer"  # whose code it is comes before anything else
     refusal = pool.redeem_refusal()
     if refusal:
@@ -294,3 +298,23 @@ def expire(pool: Pool, now: datetime) -> None:
         past_use = code.available_till is not None and code.available_till < now
         if code.status == AVAILABLE and (past_issue or past_use):
             code.status = EXPIRED
+
+
+# What an API key hears (docs/http-api.md, "One answer for 'no such code'")
+
+
+def hidden_from_api_key(pool: Pool, text: str, customer: str, *, marking: bool = False) -> bool:
+    """Return True if an API key asking for `customer` must hear of the code as of one that
+    does not exist (unknown_code), whatever this model answers the shell: where codes are
+    personal, a code that is not the customer's, unless the key issued or marked it and did
+    not give it back. Marking is how a personal code becomes someone's: a code in stock can
+    be marked, and the pool's refusals told.
+
+    The model knows one caller: the API's machine makes every issue and mark with one key.
+    """
+    code = pool.codes.get(text.strip())
+    if code is None or _held_by(pool, code, customer.strip()):
+        return False
+    if marking and code.status == AVAILABLE:
+        return False
+    return all(issue.given_back for issue in code.issues)

@@ -6,131 +6,34 @@ and other systems run: launch, pause, resume, end; issue (under idempotency keys
 issue a batch, mark as issued, check, redeem (with order references), release, withdraw, the
 expiry sweep; and moves the clock across the codes' window edges. After every step it compares
 the answer (the code handed out, or the refusal's reason) and, for every code, its status,
-holder and redemptions, and the pool's counters, with the model's.
+holder and redemptions, and the pool's counters, with the model's. What it shares with the
+API's machine (the pool, the clock, staff's operations, the comparison) is in world.py.
 
 `make test` runs a bounded number of sequences; `make deep-test` runs many more.
 """
 
-import os
-from datetime import UTC, datetime, timedelta
-from unittest import mock
-
 import pytest
-from django.core.exceptions import ValidationError
-from django.db import transaction
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-    run_state_machine_as_test,
-)
+from hypothesis.stateful import precondition, rule, run_state_machine_as_test
 
 from pools import code_services as real
-from pools import services
-from pools.models import Code as RealCode
-from pools.models import Redemption
-from pools.refusals import CodeRefused
-from tests.factories import counts_by_status, make_pool
 from tests.model import rules as model
+from tests.model.world import (
+    CODE_NUMBERS,
+    CUSTOMERS,
+    KEYS,
+    MACHINE_SETTINGS,
+    ORDER_REFERENCES,
+    PoolWorld,
+    outcome,
+)
 
 pytestmark = pytest.mark.django_db
 
-START = datetime(2026, 3, 28, 12, tzinfo=UTC)
-HOUR = timedelta(hours=1)
-CUSTOMERS = st.sampled_from(["alice", "bob", "carol", " alice "])
-KEYS = st.sampled_from(["", "k1", "k2"])
-ORDER_REFERENCES = st.sampled_from(["", "o1", "o2"])
-CODE_COUNT = 4
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "25"))
 
-# A window edge: none, or a whole number of hours from START (so that the clock, moving by
-# hours and minutes, lands on edges, just before and just after them).
-edge = st.none() | st.integers(-6, 30).map(lambda hours: START + hours * HOUR)
-
-
-@st.composite
-def windows(draw) -> dict:
-    issue_start, issue_end = draw(edge), draw(edge)
-    if issue_start and issue_end and issue_end < issue_start:
-        issue_start, issue_end = issue_end, issue_start
-    available_from, available_till = draw(edge), draw(edge)
-    if available_from and available_till and available_till < available_from:
-        available_from, available_till = available_till, available_from
-    return {
-        "issue_start": issue_start,
-        "issue_end": issue_end,
-        "available_from": available_from,
-        "available_till": available_till,
-    }
-
-
-def outcome(call):
-    """Run `call`; return ("ok", its result) or ("refused", the reason)."""
-    try:
-        return "ok", call()
-    except CodeRefused as refused:
-        return "refused", refused.reason.value
-    except model.Refused as refused:
-        return "refused", refused.reason
-    except ValidationError as error:
-        return "refused", "invalid: " + "; ".join(error.messages)
-
-
-class PoolMachine(RuleBasedStateMachine):
-    def __init__(self):
-        super().__init__()
-        self.now = START
-        self.clock = mock.patch("django.utils.timezone.now", lambda: self.now)
-        self.clock.start()
-        # Each sequence in a transaction rolled back after it, so that the next starts from an
-        # empty database (the sweep reads every pool).
-        self.sequence = transaction.atomic()
-        self.sequence.__enter__()
-
-    def teardown(self):
-        transaction.set_rollback(True)
-        self.sequence.__exit__(None, None, None)
-        self.clock.stop()
-
-    @initialize(
-        kind=st.sampled_from(["single", "multiple", "personal"]),
-        validity_days=st.integers(1, 2),
-        code_windows=st.lists(windows(), min_size=CODE_COUNT, max_size=CODE_COUNT),
-        launched=st.booleans(),
-    )
-    def make(self, kind, validity_days, code_windows, launched):
-        rules = {"allow_multiple_use": kind == "multiple"}
-        if kind == "personal":
-            rules |= {"require_issue_before_redeem": True, "issued_validity_days": validity_days}
-        self.pool = make_pool(**rules)
-        self.model = model.Pool(
-            multiple_use=kind == "multiple",
-            issue_first=kind == "personal",
-            validity_days=validity_days if kind == "personal" else 0,
-        )
-        prefix = f"P{self.pool.pk}-"
-        for number, fields in enumerate(code_windows):
-            text = f"{prefix}{number}"
-            RealCode.objects.create(pool=self.pool, code=text, **fields)
-            self.model.codes[text] = model.Code(text=text, **fields)
-        from pools.counters import pool_counts_add
-
-        pool_counts_add(pool_id=self.pool.pk, available=CODE_COUNT)
-        self.texts = list(self.model.codes)
-        if launched:
-            self.launch()
-
-    def code_text(self, number: int) -> str:
-        return self.texts[number] if number < len(self.texts) else f"MADE-UP-{number}"
-
-    def both_refuse_or_not(self, real_call, model_call):
-        """For the pool's life: the services word their refusals for staff."""
-        got, expected = outcome(real_call), outcome(model_call)
-        assert got[0] == expected[0], f"real {got}, model {expected}"
+class PoolMachine(PoolWorld):
+    """Other systems' operations through the services, as the shell calls them: told
+    everything."""
 
     def agree(self, real_call, model_call):
         got, expected = outcome(real_call), outcome(model_call)
@@ -138,40 +41,6 @@ class PoolMachine(RuleBasedStateMachine):
             f"real {got}, model {expected}"
         )
         return got
-
-    # The pool's life
-
-    @rule()
-    def launch(self):
-        self.both_refuse_or_not(
-            lambda: services.pool_launch(pool=self.fresh_pool()),
-            lambda: model.launch(self.model),
-        )
-
-    @rule()
-    def pause(self):
-        self.both_refuse_or_not(
-            lambda: services.pool_pause(pool=self.fresh_pool()),
-            lambda: model.pause(self.model),
-        )
-
-    @rule()
-    def resume(self):
-        self.both_refuse_or_not(
-            lambda: services.pool_resume(pool=self.fresh_pool()),
-            lambda: model.resume(self.model),
-        )
-
-    @rule(stop=st.booleans())
-    def end(self, stop):
-        self.both_refuse_or_not(
-            lambda: services.pool_end(pool=self.fresh_pool(), stop_redemptions=stop),
-            lambda: model.end(self.model, stop_redemptions=stop),
-        )
-
-    def fresh_pool(self):
-        self.pool.refresh_from_db()
-        return self.pool
 
     # Handing codes out
 
@@ -187,6 +56,7 @@ class PoolMachine(RuleBasedStateMachine):
             return
         assert got[1] in expected[1], f"issued {got[1]}, the model allows {expected[1]}"
         model.issue(self.model, customer, key, self.now, taken=got[1])
+        self.handed_out = got[1]
 
     @precondition(lambda self: self.model.status == model.ACTIVE)
     @rule(customers=st.lists(CUSTOMERS, min_size=1, max_size=4), key=KEYS)
@@ -197,6 +67,7 @@ class PoolMachine(RuleBasedStateMachine):
             allowed = model.issue_candidates(self.model, item.customer, derived, self.now)
             assert item.code.code in allowed, f"{item.customer} got {item.code}, not {allowed}"
             model.issue(self.model, item.customer, derived, self.now, taken=item.code.code)
+            self.handed_out = item.code.code
         for customer in batch.short:
             derived = f"{key}:{customer}" if key else ""
             expected = outcome(
@@ -204,27 +75,32 @@ class PoolMachine(RuleBasedStateMachine):
             )
             assert expected == ("refused", "no_codes_left"), f"{customer} left short: {expected}"
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def mark_issued(self, number, customer):
         text = self.code_text(number)
-        self.agree(
+        got = self.agree(
             lambda: real.code_mark_issued(code=text, customer=customer, pool=self.pool),
             lambda: model.mark_issued(self.model, text, customer, self.now),
         )
+        if got[0] == "ok":
+            self.handed_out = text
 
-    @rule(number=st.integers(0, CODE_COUNT), key=KEYS, customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
     def release(self, number, key, customer):
         # A batch's issue is given back under "<batch key>:<customer>".
         text = self.code_text(number)
         for named in {key, f"{key}:{customer.strip()}" if key else ""}:
-            self.agree(
-                lambda n=named: real.code_release(pool=self.pool, code=text, idempotency_key=n),
-                lambda n=named: model.release(self.model, text, n),
-            )
+            self.release_under(text, named)
+
+    def release_under(self, text: str, key: str):
+        self.agree(
+            lambda: real.code_release(pool=self.pool, code=text, idempotency_key=key),
+            lambda: model.release(self.model, text, key),
+        )
 
     # Redeeming codes
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def check(self, number, customer):
         text = self.code_text(number)
         self.agree(
@@ -232,7 +108,7 @@ class PoolMachine(RuleBasedStateMachine):
             lambda: model.check(self.model, text, customer, self.now),
         )
 
-    @rule(number=st.integers(0, CODE_COUNT), customer=CUSTOMERS, reference=ORDER_REFERENCES)
+    @rule(number=CODE_NUMBERS, customer=CUSTOMERS, reference=ORDER_REFERENCES)
     def redeem(self, number, customer, reference):
         text = self.code_text(number)
         self.agree(
@@ -242,52 +118,6 @@ class PoolMachine(RuleBasedStateMachine):
             lambda: model.redeem(self.model, text, customer, reference, self.now),
         )
 
-    # Taking codes out of use, and time
-
-    @rule(numbers=st.sets(st.integers(0, CODE_COUNT), min_size=1, max_size=3))
-    def withdraw(self, numbers):
-        texts = [self.code_text(number) for number in sorted(numbers)]
-        real.codes_withdraw(pool=self.pool, codes=texts)
-        model.withdraw(self.model, texts)
-
-    @rule()
-    def sweep(self):
-        real.codes_expire(at=self.now)
-        model.expire(self.model, self.now)
-
-    @rule(step=st.sampled_from([timedelta(microseconds=1), timedelta(minutes=59), HOUR, 5 * HOUR]))
-    def wait(self, step):
-        self.now += step
-
-    # What must always agree
-
-    @invariant()
-    def codes_agree(self):
-        if not hasattr(self, "pool"):
-            return
-        for code in RealCode.objects.filter(pool=self.pool):
-            expected = self.model.codes[code.code]
-            assert (code.status, code.issued_to or "", code.times_redeemed) == (
-                expected.status,
-                expected.issued_to,
-                expected.times_redeemed,
-            ), f"{code.code}: real {code.status} {code.issued_to!r}, model {expected}"
-            redeemed_by = sorted(
-                Redemption.objects.filter(code=code).values_list("customer", "order_reference")
-            )
-            assert redeemed_by == sorted(expected.redemptions), code.code
-        counts = counts_by_status(self.pool)
-        counts.pop("total")
-        assert counts == self.model.counts(), f"counters {counts}, model {self.model.counts()}"
-
 
 def test_the_services_agree_with_the_model():
-    run_state_machine_as_test(
-        PoolMachine,
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=30,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-        ),
-    )
+    run_state_machine_as_test(PoolMachine, settings=MACHINE_SETTINGS)
