@@ -143,13 +143,6 @@ class ApiPoolMachine(PoolWorld):
         if expected[0] == "ok":
             self.handed_out = text
 
-    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
-    def release(self, number, key, customer):
-        # A batch's issue is given back under "<batch key>:<customer>".
-        text = self.code_text(number)
-        for named in {key, f"{key}:{customer.strip()}" if key else ""}:
-            self.release_under(text, named)
-
     def release_under(self, text: str, key: str):
         response = self.post("codes/release", code=text, pool=self.pool.slug, idempotency_key=key)
         if not key:

@@ -85,13 +85,6 @@ class PoolMachine(PoolWorld):
         if got[0] == "ok":
             self.handed_out = text
 
-    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
-    def release(self, number, key, customer):
-        # A batch's issue is given back under "<batch key>:<customer>".
-        text = self.code_text(number)
-        for named in {key, f"{key}:{customer.strip()}" if key else ""}:
-            self.release_under(text, named)
-
     def release_under(self, text: str, key: str):
         self.agree(
             lambda: real.code_release(pool=self.pool, code=text, idempotency_key=key),

@@ -177,6 +177,13 @@ class PoolWorld(RuleBasedStateMachine):
 
     # Giving codes back (each machine says how: release_under)
 
+    @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
+    def release(self, number, key, customer):
+        # A batch's issue is given back under "<batch key>:<customer>".
+        text = self.code_text(number)
+        for named in {key, f"{key}:{customer.strip()}" if key else ""}:
+            self.release_under(text, named)
+
     def release_under(self, text: str, key: str):
         """Give `text` back under the idempotency `key`, and compare with the model."""
         raise NotImplementedError
