@@ -21,11 +21,10 @@ was issued is never refused by a limit: it hands out nothing new. Assignments (t
 not counted: staff start them.
 """
 
-import hashlib
 from dataclasses import dataclass, field
 
 from .code_services import keys_held
-from .guessing import rate_setting, window_now
+from .guessing import customer_ident, rate_setting, window_now
 from .models import Pool
 from .shared_cache import shared_get, shared_incr
 
@@ -74,6 +73,14 @@ class Reservation:
             counted.remove(customer)
 
 
+def _customer_counter(pool, customer: str, window: int) -> str:
+    return f"issue:customer:{pool.pk}:{customer_ident(customer)}:{window}"
+
+
+def _day_counter(pool, day: int) -> str:
+    return f"issue:pool-day:{pool.pk}:{day}"
+
+
 def issue_reserve(*, caller: str, pool, customers: list[str], cap: int | None) -> Reservation:
     """Reserve issuing a code of `pool` to each of `customers` (distinct, normalised) by the
     API key `caller`, under the pool's daily `cap` (None: none).
@@ -94,8 +101,7 @@ def issue_reserve(*, caller: str, pool, customers: list[str], cap: int | None) -
     window, retry_after = window_now(seconds)
     customer_counters = {}
     for customer in customers:
-        ident = hashlib.sha256(customer.encode()).hexdigest()
-        counter = customer_counters[customer] = f"issue:customer:{pool.pk}:{ident}:{window}"
+        counter = customer_counters[customer] = _customer_counter(pool, customer, window)
         if reservation._take(counter, seconds + 1, [customer]) > limit:
             reservation._give_back(counter, [customer])
             reservation.limited.append(customer)
@@ -105,7 +111,7 @@ def issue_reserve(*, caller: str, pool, customers: list[str], cap: int | None) -
     reason = (CUSTOMER_LIMITED, CUSTOMER_LIMITED_MESSAGE)
     if cap is not None and reservation.granted:
         day, day_left = window_now(DAY)
-        counter = f"issue:pool-day:{pool.pk}:{day}"
+        counter = _day_counter(pool, day)
         granted = reservation.granted
         over = min(max(0, reservation._take(counter, DAY + 1, granted) - cap), len(granted))
         if over:
@@ -127,7 +133,7 @@ def pool_issued_today(pool) -> int:
     """Return how many codes of the pool were issued over the API today (UTC), as its daily cap
     counts them (0 when the shared cache has forgotten or never counted)."""
     day, _ = window_now(DAY)
-    return shared_get(f"issue:pool-day:{pool.pk}:{day}") or 0
+    return shared_get(_day_counter(pool, day)) or 0
 
 
 def issue_reserve_or_retry(*, caller: str, pool, customers: list[str], key_of) -> Reservation:
@@ -182,9 +188,8 @@ def fallback_issues_count(pool, customers: list[str]) -> None:
     if pool is None or not customers:
         return
     day, _ = window_now(DAY)
-    shared_incr(f"issue:pool-day:{pool.pk}:{day}", DAY + 1, len(customers))
+    shared_incr(_day_counter(pool, day), DAY + 1, len(customers))
     _, seconds = rate_setting("API_ISSUE_RATE_PER_CUSTOMER")
     window, _ = window_now(seconds)
     for customer in customers:
-        ident = hashlib.sha256(customer.encode()).hexdigest()
-        shared_incr(f"issue:customer:{pool.pk}:{ident}:{window}", seconds + 1)
+        shared_incr(_customer_counter(pool, customer, window), seconds + 1)
