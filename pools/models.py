@@ -1,9 +1,9 @@
 """The models of pools: campaigns, pools and their events, codes with their counters, issues and
-redemptions, additions, withdrawals and exports.
+redemptions, additions, withdrawals and exports, and what each API key may do.
 
 Long because an app's models live in one module, as in Django's own apps
-(django/contrib/auth/models.py): ten models whose constraints and cheap predicates refer to each
-other, read together.
+(django/contrib/auth/models.py): a dozen models whose constraints and cheap predicates refer to
+each other, read together.
 """
 
 from datetime import timedelta
