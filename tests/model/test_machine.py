@@ -37,6 +37,7 @@ class PoolMachine(PoolWorld):
 
     def agree(self, real_call, model_call):
         got, expected = outcome(real_call), outcome(model_call)
+        self.told = expected
         assert got[0] == expected[0] and (got[0] == "ok" or got[1] == expected[1]), (
             f"real {got}, model {expected}"
         )
@@ -49,7 +50,9 @@ class PoolMachine(PoolWorld):
         got = outcome(
             lambda: real.code_issue(pool=self.pool, customer=customer, idempotency_key=key).code
         )
-        expected = outcome(lambda: model.issue_candidates(self.model, customer, key, self.now))
+        expected = self.told = outcome(
+            lambda: model.issue_candidates(self.model, customer, key, self.now)
+        )
         assert got[0] == expected[0], f"real {got}, model {expected}"
         if got[0] == "refused":
             assert got[1] == expected[1], f"real {got}, model {expected}"

@@ -14,8 +14,9 @@ tests/model/test_api_machine.py through the HTTP API.
 """
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from unittest import mock
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -32,6 +33,9 @@ from pools.refusals import CodeRefused
 from tests.factories import counts_by_status, make_pool
 from tests.model import rules as model
 
+# The machines run in a time zone that changes its clocks while they run: Berlin moves from
+# CET to CEST at 01:00 UTC on 29 March 2026, 13 hours after START.
+ZONE = "Europe/Berlin"
 START = datetime(2026, 3, 28, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 CUSTOMERS = st.sampled_from(["alice", "bob", "carol", " alice "])
@@ -53,9 +57,23 @@ MACHINE_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-# A window edge: none, or a whole number of hours from START (so that the clock, moving by
-# hours and minutes, lands on edges, just before and just after them).
-edge = st.none() | st.integers(-6, 30).map(lambda hours: START + hours * HOUR)
+
+def day_end(days: int) -> datetime:
+    """Return the last moment of the local day `days` after START's, as an import file's
+    Available-till date is read (imports/validation.py): the end of that day in the project's
+    time zone."""
+    day = START.astimezone(ZoneInfo(ZONE)).date() + timedelta(days=days)
+    return datetime.combine(day, time.max, tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+
+
+# A window edge: none, a whole number of hours from START (so that the clock, moving by hours
+# and minutes, lands on edges, just before and just after them), or a local day's end (which
+# the clock reaches by wait_for_day_end), on either side of the change to summer time.
+edge = (
+    st.none()
+    | st.integers(-6, 30).map(lambda hours: START + hours * HOUR)
+    | st.integers(-1, 2).map(day_end)
+)
 
 
 @st.composite
@@ -92,6 +110,7 @@ class PoolWorld(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.now = START
+        self.told = None  # the model's outcome of the last call compared (scenarios read it)
         self.clock = mock.patch("django.utils.timezone.now", lambda: self.now)
         self.clock.start()
         # Each sequence in a transaction rolled back after it, so that the next starts from an
@@ -216,6 +235,14 @@ class PoolWorld(RuleBasedStateMachine):
     @rule(step=st.sampled_from([timedelta(microseconds=1), timedelta(minutes=59), HOUR, 5 * HOUR]))
     def wait(self, step):
         self.now += step
+
+    @rule(past=st.booleans())
+    def wait_for_day_end(self, past):
+        """Move the clock to the last moment of the local day (or the first of the next)."""
+        days = 0
+        while day_end(days) < self.now:
+            days += 1
+        self.now = day_end(days) + (timedelta(microseconds=1) if past else timedelta(0))
 
     # What must always agree
 
