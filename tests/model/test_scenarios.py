@@ -245,6 +245,12 @@ SCENARIOS = [
         codes=ONLY_CODE_0,
     ),
     Scenario(
+        "personal: a code marked with the id padded is the trimmed id's",
+        [mark(0, " alice "), check(0), redeem(0)],
+        "ok",
+        kind="personal",
+    ),
+    Scenario(
         "personal: a marked code is its customer's",
         [mark(0), redeem(0)],
         "ok",
