@@ -94,6 +94,27 @@ def test_preview_counts_are_the_reports_and_it_writes_nothing():
     ]
 
 
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+def test_a_code_the_pool_holds_is_already_in_it_on_each_of_its_rows_whatever_the_batches(
+    batch, settings
+):
+    """Rows of a code the pool held before are counted the same whether they fall in one batch
+    or in several (which cannot know of each other), and as the preview counts them."""
+    settings.IMPORT_BATCH_SIZE = batch
+    pool = make_pool()
+    make_codes(pool, ["OLD1"])
+    text = "Code\nOLD1\nNEW\nOLD1\nNEW\nOLD1\n"
+
+    preview = preview_of(pool, csv_upload(text))
+    job = run(import_file_start(pool=pool, file=csv_upload(text)))
+
+    assert preview_counts(preview) == report_counts(job) == (5, 1, 3, 1, 0, 0)
+    assert [(r.row_number, r.reason) for r in preview.rejected] == [
+        (r.row_number, r.reason) for r in job.rejections.all()
+    ]
+    assert [r.row_number for r in job.rejections.all()] == [5]
+
+
 def test_preview_shows_the_file_and_the_first_rows_as_they_would_be_stored(settings):
     settings.TIME_ZONE = "UTC"
     pool = make_pool()
