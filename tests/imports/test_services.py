@@ -230,6 +230,19 @@ def test_generation_refuses_a_format_without_a_safe_margin():
     assert not Import.objects.exists()
 
 
+def test_generation_counts_the_codes_earlier_runs_drew_against_the_safe_margin():
+    """1% of 10,000 codes may exist: after a run of 80, 20 more may be drawn, not 21."""
+    pool = make_pool()
+    run(import_generate_start(pool=pool, count=80, length=4, alphabet="ABCDEFGHJK"))
+
+    with pytest.raises(ValidationError) as excinfo:
+        import_generate_start(pool=pool, count=21, length=4, alphabet="ABCDEFGHJK")
+    last = run(import_generate_start(pool=pool, count=20, length=4, alphabet="ABCDEFGHJK"))
+
+    assert "(80 already do), so at most 20 can be generated" in str(excinfo.value)
+    assert (last.status, Code.objects.filter(pool=pool).count()) == ("completed", 100)
+
+
 def test_generation_is_closed_after_a_manual_upload_but_not_a_failed_one():
     pool = make_pool()
     run(import_file_start(pool=pool, file=csv_upload("Nothing,Note\nA,x\n"), inspect=False))
