@@ -297,6 +297,31 @@ def test_a_failed_batch_leaves_earlier_batches_and_rerun_finishes_with_right_cou
     assert counts(pool) == (10, 0, 0)
 
 
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_failing_in_the_commit_thread_fails_the_import_too(settings, monkeypatch):
+    """As a worker runs it, outside a transaction: the batches commit in a thread of their own
+    while the next are read, and a batch that fails there fails the import all the same,
+    though the batches after it were read and handed over before its failure was known."""
+    settings.IMPORT_BATCH_SIZE = 4
+    pool = make_pool()
+    text = "Code\n" + "".join(f"R{i}\n" for i in range(10)) + "R0\n"
+    crash_the_second_batch(monkeypatch)
+
+    job = import_file_start(pool=pool, file=csv_upload(text))  # run at commit, as a worker
+    job.refresh_from_db()
+
+    assert (job.status, job.rows_done, job.codes_added) == (Import.Status.FAILED, 5, 4)
+    assert Code.objects.count() == 4
+
+    import_rerun(job=job)
+    job.refresh_from_db()
+
+    assert job.status == Import.Status.COMPLETED_WITH_ERRORS
+    assert (job.rows_read, job.codes_added, job.duplicates_in_file) == (11, 10, 1)
+    assert counts(pool) == (10, 0, 0)
+
+
 def test_a_resumed_import_reads_dates_in_the_order_its_committed_rows_settled(
     settings, monkeypatch
 ):
@@ -356,6 +381,18 @@ def test_one_import_at_a_time_per_pool():
     assert import_run(import_id=import_text_start(pool=make_pool(), text="C").pk) is (
         RunOutcome.FINISHED
     )
+
+
+def test_an_import_whose_worker_died_does_not_hold_its_pool(settings):
+    """A running import whose heartbeat is older than JOB_HEARTBEAT_TIMEOUT has lost its
+    worker: the pool's next import runs rather than wait for the recovery to notice."""
+    pool = make_pool()
+    dead = import_text_start(pool=pool, text="A")
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+    Import.objects.filter(pk=dead.pk).update(status="running", heartbeat_at=stale)
+
+    assert import_run(import_id=import_text_start(pool=pool, text="B").pk) is RunOutcome.FINISHED
+    assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["B"]
 
 
 def test_stale_imports_are_queued_again_then_failed_after_max_attempts(
