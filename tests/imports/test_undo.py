@@ -101,6 +101,19 @@ def test_undo_keeps_every_multiple_use_code_with_a_history(settings):
     assert pool_stock(pool=pool) == pools_with_counts().get(pk=pool.pk).codes_available == 3
 
 
+def test_asking_again_while_an_undo_is_queued_or_running_returns_that_undo():
+    pool = make_pool(launched=True)
+    job = imported(pool, "Q1\nQ2")
+
+    first = import_undo(job=job)  # queued: no worker has taken it yet
+    assert import_undo(job=job) == first
+    AdditionUndo.objects.filter(pk=first.pk).update(status=AdditionUndo.Status.RUNNING)
+    assert import_undo(job=job) == first
+    AdditionUndo.objects.filter(pk=first.pk).update(status=AdditionUndo.Status.COMPLETED)
+    assert import_undo(job=job) != first
+    assert AdditionUndo.objects.filter(addition=job.addition).count() == 2
+
+
 def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():
     pool = make_pool()
     job = import_text_start(pool=pool, text="R1")
