@@ -304,6 +304,8 @@ def _count(preview: Preview, *, pool: Pool, rows: list, order: str) -> bool:
     counts = preview.counts = Counts(rows_read=len(rows))
     seen: set[str] = set()
     clean: list[tuple] = []
+    # Rejected rows and rows of a code in an earlier row, in row order.
+    not_added: list = []
     example_skipped = False
     for row_number, cells in rows:
         row = clean_row(row_number, cells, tz, dates)
@@ -312,17 +314,25 @@ def _count(preview: Preview, *, pool: Pool, rows: list, order: str) -> bool:
             example_skipped = example_skipped or row.reason == TEMPLATE_EXAMPLE
         elif isinstance(row, Rejected):
             counts.rejected += 1
-            _keep(preview.rejected, row)
+            not_added.append(row)
         elif row[1] in seen:
-            # As the loader finds them: the same code in an earlier row of the file.
-            counts.duplicates_in_file += 1
-            _keep(preview.rejected, Rejected(row[0], "Code", shown(row[1]), DUPLICATE_IN_FILE, ()))
+            not_added.append(row)
         else:
             seen.add(row[1])
             clean.append(row)
     present = pool_codes_present(pool, seen)
     counts.already_in_pool = len(present)
     counts.would_add = len(clean) - len(present)
+    for row in not_added:
+        if isinstance(row, Rejected):
+            _keep(preview.rejected, row)
+        elif row[1] in present:
+            # As the loader finds them: a code the pool holds is already in it on every row.
+            counts.already_in_pool += 1
+        else:
+            # The same code in an earlier row of the file.
+            counts.duplicates_in_file += 1
+            _keep(preview.rejected, Rejected(row[0], "Code", shown(row[1]), DUPLICATE_IN_FILE, ()))
     now = timezone.now()
     for row in clean:
         if row[1] in present:

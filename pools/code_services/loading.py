@@ -43,16 +43,18 @@ def load_batch(
     a pool, inside the caller's transaction. Dates are naive ISO 8601 text in the project's
     time zone, as clean_row gives them.
 
-    A code that collides with a code of id <= `watermark` was in the pool before the import;
-    one that collides with a later code, or with an earlier row of the batch, is a duplicate.
+    A code that collides with a code of id <= `watermark` was in the pool before the import
+    (on each of its rows); one that collides with a later code, or with an earlier row of the
+    batch, is a duplicate.
     The caller makes sure no other import writes to the pool meanwhile. Each code added records
     `addition_id` (the pool's record of this addition), so that the addition can be undone.
     """
     result = BatchResult()
     first_rows = {}
+    repeated = []
     for row in rows:
         if row[1] in first_rows:
-            result.duplicates.append((row[0], row[1]))
+            repeated.append((row[0], row[1]))
         else:
             first_rows[row[1]] = row
     unique = list(first_rows.values())
@@ -69,8 +71,17 @@ def load_batch(
         result.added, result.expired_on_arrival, collisions = _load_postgresql(
             pool_id, unique, addition_id
         )
+    held = set()
     for row_number, code, code_id in collisions:
         if code_id <= watermark:
+            result.already_in_pool += 1
+            held.add(code)
+        else:
+            result.duplicates.append((row_number, code))
+    # A code the pool held before the import is already in the pool on every row it is on,
+    # as it is when its rows fall in different batches (which cannot know of each other).
+    for row_number, code in repeated:
+        if code in held:
             result.already_in_pool += 1
         else:
             result.duplicates.append((row_number, code))

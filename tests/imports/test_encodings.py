@@ -315,13 +315,17 @@ def code_files(draw):
     letters, notes, code_pages = LANGUAGES[draw(st.sampled_from(sorted(LANGUAGES)))]
     code = st.text(st.sampled_from(letters + DIGITS), min_size=1, max_size=12)
     rows = draw(st.lists(st.tuples(code, st.none() | st.sampled_from(notes)), max_size=20))
-    text = "".join(f"{c};{n}\n" if n else f"{c}\n" for c, n in [("Code", None), *rows])
+    # Lines as Windows, Unix or an old Mac end them, the last one with or without its break.
+    end = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    lines = [f"{c};{n}" if n else c for c, n in [("Code", None), *rows]]
+    text = end.join(lines) + (end if draw(st.booleans()) else "")
     return text, draw(st.sampled_from(code_pages))
 
 
 @given(code_file=code_files())
 @example(code_file=("Code\nДЦЬ1\n", "cp1251"))  # ÄÖÜ1 in Windows-1252
 @example(code_file=("Code\nÄÖÜ1\n", "cp1252"))
+@example(code_file=("Code\nSUMMER1\nЁЛКА1", "cp1251"))  # the last line without its break
 @settings(max_examples=400)
 def test_a_file_of_codes_reads_right_in_one_of_the_plausible_encodings(code_file):
     text, code_page = code_file

@@ -156,6 +156,8 @@ def test_every_line_is_read_once_and_no_code_is_changed_or_lost_in_silence(file,
 
 
 @given(file=files)
+# Blank rows above the first code are rows of the file as much as those between codes.
+@example(file=(",", [Item("blank", "", ("",)), Item("good", "A1", ("A1,x",))], ("Code", "Note")))
 def test_without_stray_quotes_every_row_is_read_exactly(file):
     delimiter, items, titles = file
     items = [item for item in items if item.kind != "stray"] or [

@@ -2,8 +2,12 @@
 loader elsewhere), collisions with the pool's codes and within the batch reported with their
 row numbers, dates read in the project's time zone."""
 
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from pools.code_services import loading as loader
 from pools.code_services.loading import _copy_text, _load_generic, load_batch
@@ -176,3 +180,41 @@ def test_the_straight_copy_leaves_the_sessions_time_zone_as_it_found_it(settings
 
         cursor.execute("SHOW TimeZone")
         assert (result.added, cursor.fetchone()[0], before) == (1, before, "UTC")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Tokyo"])
+@pytest.mark.parametrize("path", ["straight copy", "staging", "generic"])
+def test_codes_expired_on_arrival_are_counted_in_the_project_time_zone(
+    path, zone, settings, monkeypatch
+):
+    """Whichever way a batch goes in, and whatever side of UTC the project's zone is on, a code
+    counts as expired on arrival when its Issue-end or Available-till (naive, in that zone) has
+    passed, and only then: an hour either side of now tells."""
+    settings.TIME_ZONE = zone
+    pool = make_pool()
+    watermark = 0
+    if path != "straight copy":
+        (old,) = make_codes(pool, ["OLD"])
+        watermark = old.pk
+    if path == "generic":
+        monkeypatch.setattr(loader, "_load_postgresql", _load_generic)
+    local_now = timezone.localtime(timezone.now(), ZoneInfo(zone)).replace(tzinfo=None)
+    hour_ago = (local_now - timedelta(hours=1)).isoformat(" ")
+    in_an_hour = (local_now + timedelta(hours=1)).isoformat(" ")
+    rows = [
+        (2, "ENDED", None, hour_ago, None, None),
+        (3, "GONE", None, None, None, hour_ago),
+        (4, "ENDS", None, in_an_hour, None, None),
+        (5, "LASTS", None, None, None, in_an_hour),
+    ]
+
+    result = load_batch(pool_id=pool.pk, rows=rows, watermark=watermark)
+
+    assert (result.added, result.expired_on_arrival) == (4, 2)
+    expired = {
+        c.code
+        for c in Code.objects.filter(pool=pool, addition=None).exclude(code="OLD")
+        if (c.issue_end or c.available_till) < timezone.now()
+    }
+    assert expired == {"ENDED", "GONE"}

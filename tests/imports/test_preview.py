@@ -94,6 +94,27 @@ def test_preview_counts_are_the_reports_and_it_writes_nothing():
     ]
 
 
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+def test_a_code_the_pool_holds_is_already_in_it_on_each_of_its_rows_whatever_the_batches(
+    batch, settings
+):
+    """Rows of a code the pool held before are counted the same whether they fall in one batch
+    or in several (which cannot know of each other), and as the preview counts them."""
+    settings.IMPORT_BATCH_SIZE = batch
+    pool = make_pool()
+    make_codes(pool, ["OLD1"])
+    text = "Code\nOLD1\nNEW\nOLD1\nNEW\nOLD1\n"
+
+    preview = preview_of(pool, csv_upload(text))
+    job = run(import_file_start(pool=pool, file=csv_upload(text)))
+
+    assert preview_counts(preview) == report_counts(job) == (5, 1, 3, 1, 0, 0)
+    assert [(r.row_number, r.reason) for r in preview.rejected] == [
+        (r.row_number, r.reason) for r in job.rejections.all()
+    ]
+    assert [r.row_number for r in job.rejections.all()] == [5]
+
+
 def test_preview_shows_the_file_and_the_first_rows_as_they_would_be_stored(settings):
     settings.TIME_ZONE = "UTC"
     pool = make_pool()
@@ -130,14 +151,23 @@ def test_preview_shows_the_file_and_the_first_rows_as_they_would_be_stored(setti
 
 
 def test_dates_past_already_are_counted_as_expired_on_arrival():
+    """Either end passed makes a code dead on arrival: one that can no longer be issued, or no
+    longer be redeemed. The preview counts them as the import does."""
     pool = make_pool()
-    upload = csv_upload("Code,Available-till\nA,2001-01-01\nB,2999-01-01\nC,\n")
+    text = (
+        "Code,Issue-end,Available-till\n"
+        "A,,2001-01-01\n"
+        "B,2001-01-01,2999-01-01\n"
+        "C,2999-01-01,2001-01-01\n"
+        "D,2999-01-01,2999-01-01\n"
+        "E,,\n"
+    )
 
-    preview = preview_of(pool, upload)
+    preview = preview_of(pool, csv_upload(text))
 
-    assert (preview.counts.would_add, preview.counts.expired_on_arrival) == (3, 1)
-    job = run(import_file_start(pool=pool, file=csv_upload("Code,Available-till\nA,2001-01-01\n")))
-    assert job.codes_expired_on_arrival == 1
+    assert (preview.counts.would_add, preview.counts.expired_on_arrival) == (5, 3)
+    job = run(import_file_start(pool=pool, file=csv_upload(text)))
+    assert job.codes_expired_on_arrival == 3
 
 
 def test_a_big_file_is_sampled_and_the_preview_says_so(settings):

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,8 @@ from imports.readers import (
     picker,
 )
 from imports.services import import_file_start
-from imports.validation import DateOrder, Rejected, Skipped, clean_row
+from imports.validation import DUPLICATE_IN_FILE, DateOrder, Rejected, Skipped, clean_row
+from pools.code_services.loading import to_datetime
 from pools.models import Code
 from tests.factories import make_pool
 from tests.imports.files import xlsx_bytes
@@ -257,7 +259,7 @@ def test_import_of_any_rows_adds_every_valid_row_and_counts_add_up(
         return
     # Cells read back as written (NUL and undecodable bytes become U+FFFD on the way).
     table = open_table(io.BytesIO(data), name="c.csv", size=len(data), ask=False)
-    read_back = [cells for _, cells in table.rows]
+    read_back = list(table.rows)
 
     job = import_file_start(pool=pool, file=csv_upload_bytes(data), date_order="dmy")
     import_run(import_id=job.pk)
@@ -267,14 +269,31 @@ def test_import_of_any_rows_adds_every_valid_row_and_counts_add_up(
     assert job.rows_read == len(read_back)
     assert job.rows_read == job.rows_accounted_for
     assert job.rejections.count() == job.rows_not_added
-    valid = {
-        result[1]
-        for number, cells in enumerate(read_back)
-        if isinstance(result := clean_row(number, cells, TZ, DateOrder("dmy")), tuple)
+    # Each row's fate, as clean_row and the file's order say: the first row of a valid code is
+    # added (or found in the pool) with its own dates; a later one is a duplicate in its row;
+    # a bad row is rejected in its row, for its reason.
+    tz, order = timezone.get_current_timezone(), DateOrder("dmy")
+    first: dict[str, tuple] = {}
+    not_added = set()
+    for number, cells in read_back:
+        result = clean_row(number, cells, tz, order)
+        if isinstance(result, Rejected):
+            not_added.add((number, result.reason))
+        elif isinstance(result, tuple) and result[1] in first:
+            if result[1] not in existing:  # else already in the pool, on each of its rows
+                not_added.add((number, DUPLICATE_IN_FILE))
+        elif isinstance(result, tuple):
+            first[result[1]] = result
+    assert set(job.rejections.values_list("row_number", "reason")) == not_added
+    stored = {
+        code.code: (code.issue_start, code.issue_end, code.available_from, code.available_till)
+        for code in Code.objects.filter(pool=pool)
     }
-    stored = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
-    assert valid <= stored
-    assert job.codes_added == len(valid - set(existing))
+    assert set(first) <= set(stored)
+    assert job.codes_added == len(set(first) - set(existing))
+    for code, row in first.items():
+        if code not in existing:
+            assert stored[code] == tuple(to_datetime(text, tz) for text in row[2:]), row
 
 
 def csv_upload_bytes(data: bytes):

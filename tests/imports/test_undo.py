@@ -14,7 +14,13 @@ from imports.services import (
     import_undo,
     import_undo_preview,
 )
-from pools.code_services import addition_undo_run, code_issue, code_redeem, codes_withdraw
+from pools.code_services import (
+    addition_undo_run,
+    code_issue,
+    code_mark_issued,
+    code_redeem,
+    codes_withdraw,
+)
 from pools.models import AdditionUndo, Code
 from pools.selectors import pool_stock, pools_with_counts
 from tests.factories import make_codes, make_pool
@@ -74,6 +80,38 @@ def test_undo_removes_the_unused_codes_of_the_import_only():
     assert (counted.codes_available, counted.codes_total) == (2, 6)
     assert pool_stock(pool=pool) == 2
     assert other.addition.codes.count() == 2
+
+
+def test_undo_keeps_every_multiple_use_code_with_a_history(settings):
+    """A multiple-use code stays available after use: issued, marked as issued, or redeemed
+    with no issue before (nothing requires one), it has a history, and undo keeps it."""
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True, allow_multiple_use=True)
+    job = imported(pool, "MU1\nMU2\nMU3\nMU4\nMU5")
+    code_redeem(code="MU2", customer="c1")
+    code_mark_issued(code="MU4", customer="c2")
+    assert code_issue(pool=pool, customer="c3").code == "MU1"
+
+    preview = import_undo_preview(job=job)
+    outcome = addition_undo_run(undo_id=import_undo(job=job).pk)
+
+    assert (preview.removed, preview.kept_used) == (outcome.removed, outcome.kept_used) == (2, 3)
+    left = set(Code.objects.filter(pool=pool).values_list("code", flat=True))
+    assert left == {"MU1", "MU2", "MU4"}
+    assert pool_stock(pool=pool) == pools_with_counts().get(pk=pool.pk).codes_available == 3
+
+
+def test_asking_again_while_an_undo_is_queued_or_running_returns_that_undo():
+    pool = make_pool(launched=True)
+    job = imported(pool, "Q1\nQ2")
+
+    first = import_undo(job=job)  # queued: no worker has taken it yet
+    assert import_undo(job=job) == first
+    AdditionUndo.objects.filter(pk=first.pk).update(status=AdditionUndo.Status.RUNNING)
+    assert import_undo(job=job) == first
+    AdditionUndo.objects.filter(pk=first.pk).update(status=AdditionUndo.Status.COMPLETED)
+    assert import_undo(job=job) != first
+    assert AdditionUndo.objects.filter(addition=job.addition).count() == 2
 
 
 def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():

@@ -45,6 +45,26 @@ def test_refill_starts_one_generation_when_stock_falls_below_the_level(
 
 
 @pytest.mark.django_db
+def test_a_refill_queued_or_running_is_the_only_one(django_capture_on_commit_callbacks):
+    """A refill waiting for a worker counts as under way as much as a running one: stock that
+    keeps falling meanwhile starts no second; once it has finished, a new one may start."""
+    with django_capture_on_commit_callbacks(execute=True):
+        pool = generated_pool(10, refill_below=20, refill_count=5)
+    from pools.services import pool_launch
+
+    pool_launch(pool=pool)
+
+    first = refill_check(pool=pool)  # queued: no worker has taken it yet
+    assert first is not None and first.status == Import.Status.QUEUED
+    assert refill_check(pool=pool) is None
+    Import.objects.filter(pk=first.pk).update(status=Import.Status.RUNNING)
+    assert refill_check(pool=pool) is None
+    Import.objects.filter(pk=first.pk).update(status=Import.Status.COMPLETED)
+    assert refill_check(pool=pool) is not None
+    assert Import.objects.filter(pool=pool, refill=True).count() == 2
+
+
+@pytest.mark.django_db
 def test_refill_stopped_by_the_capacity_rule_is_recorded_once():
     # 4 characters of 2 letters: 16 possible codes, 1% of them is 0: nothing can be generated.
     pool = make_pool(launched=True)
