@@ -92,7 +92,8 @@ def hostile_import(pool) -> Import:
     codes pasted twice (the second row of each is rejected as it was read), and rows stored as
     a rejection keeps them (a pasted line is cut at commas and stripped, which the others
     would not survive)."""
-    pasted = ["+1+1", "-1+1", "@SUM(A1)"]
+    # New to the pool: a code the pool holds is "already in the pool" on each of its rows.
+    pasted = ["+1+2", "-1+2", "@SUM(A2)"]
     job = import_text_start(pool=pool, text="\n".join(["GOOD1", *pasted, *pasted]) + "\n")
     import_run(import_id=job.pk)
     assert [rejection.value for rejection in job.rejections.all()] == pasted
