@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from imports.engine import import_run
-from imports.services import import_text_start
+from imports.services import import_text_start, import_undo
 from notifications import services
 from notifications.models import AlertDelivery, LowStockAlert, PoolAlertState
 from notifications.services import (
@@ -26,8 +26,14 @@ from notifications.services import (
     subscription_add,
 )
 from notifications.signals import alert_raised
-from pools.code_services import code_issue, codes_withdraw
-from pools.models import CodeIssue, Pool
+from pools.code_services import (
+    addition_undo_run,
+    code_issue,
+    code_issue_batch,
+    codes_expire,
+    codes_withdraw,
+)
+from pools.models import Code, CodeIssue, Pool
 from pools.refusals import CodeRefused
 from pools.services import pool_launch, pool_update
 from pools.tasks import codes_expire as codes_expire_task
@@ -240,6 +246,90 @@ def test_paused_and_ended_pools_do_not_alert(inbox, ann, django_capture_on_commi
         codes_withdraw(pool=ended, codes=[f"{ended.slug}-0"])
         pools_check_stock()
     assert LowStockAlert.objects.filter(pool=ended).count() == 0
+
+
+def test_a_pool_paused_while_low_alerts_once_for_its_crossing(
+    inbox, ann, django_capture_on_commit_callbacks
+):
+    """Whatever happens to a pool's stock while it is paused, resuming it still low does not
+    alert again for the crossing its subscribers already heard of."""
+    from pools.services import pool_pause, pool_resume
+
+    pool = alerting_pool(threshold=3, codes=4)
+    subscription_add(user=ann, pool=pool)
+    issue(pool, 2, django_capture_on_commit_callbacks)  # stock 2: one alert
+    assert len(inbox.messages) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_pause(pool=pool)
+    with django_capture_on_commit_callbacks(execute=True):
+        codes_withdraw(pool=pool, codes=[f"{pool.slug}-3"])  # a change of stock while paused
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below=4)  # a change of settings while paused
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_resume(pool=pool)
+    issue(pool, 1, django_capture_on_commit_callbacks)
+    pools_check_stock()
+
+    assert len(inbox.messages) == 1
+    assert LowStockAlert.objects.count() == 1
+
+
+def _take_by_issue(pool, job, codes, step):
+    for code in codes:
+        code_issue(pool=pool, customer=f"{step}-{code}")
+
+
+def _take_by_batch(pool, job, codes, step):
+    code_issue_batch(pool=pool, customers=[f"{step}-{c}" for c in codes], idempotency_key=step)
+
+
+def _take_by_withdrawal(pool, job, codes, step):
+    codes_withdraw(pool=pool, codes=codes)
+
+
+def _take_by_expiry(pool, job, codes, step):
+    Code.objects.filter(pool=pool, code__in=codes).update(
+        available_till=timezone.now() - timedelta(minutes=1)
+    )
+    codes_expire()
+
+
+def _take_by_undo(pool, job, codes, step):
+    addition_undo_run(undo_id=import_undo(job=job).pk)
+
+
+@pytest.mark.parametrize(
+    "take",
+    [_take_by_issue, _take_by_batch, _take_by_withdrawal, _take_by_expiry, _take_by_undo],
+    ids=["issue", "batch", "withdrawal", "expiry", "undo"],
+)
+def test_every_path_that_takes_stock_down_alerts_once_at_the_crossing(
+    take, mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """Stock 6 taken down 2, 2 and 1 codes at a time (each an import of its own, so that an
+    undo takes them too) by one path: one e-mail, when it falls below 3, without waiting
+    for the safety net, and none as it falls further."""
+    pool = make_pool(notify_below_enabled=True, notify_below=3)
+    subscription_add(user=ann, pool=pool)
+    parts = [["T1", "T2"], ["T3", "T4"], ["T5"], ["T6"]]
+    jobs = []
+    for part in parts:
+        jobs.append(import_text_start(pool=pool, text="\n".join(part)))
+        import_run(import_id=jobs[-1].pk)
+        jobs[-1].refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_launch(pool=pool)
+
+    sent = []
+    for step, (job, codes) in enumerate(zip(jobs[:3], parts[:3], strict=True)):
+        with django_capture_on_commit_callbacks(execute=True):
+            take(pool, job, codes, f"s{step}")
+        sent.append(len(mailoutbox))
+
+    assert sent == [0, 1, 1]
+    assert list(LowStockAlert.objects.values_list("stock", "threshold")) == [(2, 3)]
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
 
 
 def low_pool(*, threshold: int, stock: int, enabled: bool = True, armed: bool = True) -> Pool:
