@@ -486,6 +486,51 @@ def test_the_safety_net_rearms_a_pool_whose_option_was_turned_off():
     assert not LowStockAlert.objects.exists()
 
 
+def test_an_alert_the_mail_server_refused_stays_in_the_outbox_until_everyone_has_it(
+    inbox, ann, settings
+):
+    from notifications.services import notifications_due
+    from notifications.tasks import notifications_send_due
+
+    settings.NOTICE_RETRY_SECONDS = 0
+    bob = make_manager("bob", email="bob@example.com")
+    pool = alerting_pool()
+    subscription_add(user=ann, pool=pool)
+    subscription_add(user=bob, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=2, threshold=3)
+    inbox.refuse_next = 1
+
+    with pytest.raises(smtplib.SMTPDataError):
+        alert_send(alert_id=alert.pk)  # its task gave up (or its worker died) here
+
+    assert notifications_due().alerts == [alert.pk]
+    notifications_send_due()
+    notifications_send_due()
+    assert sorted(m["To"] for m in inbox.messages) == ["ann@example.com", "bob@example.com"]
+    assert notifications_due().alerts == []
+
+
+def test_no_alert_for_a_pool_refilled_while_its_check_was_on_the_way(monkeypatch):
+    """The check read the stock as low; before it decided, codes were added (and committed):
+    an alert sent now would tell staff of a shortage that is over."""
+    pool = low_pool(threshold=5, stock=2)
+    real_stock = services.pool_stock
+    reads = []
+
+    def refilled_after_the_first_read(*, pool):
+        stock = real_stock(pool=pool)
+        reads.append(stock)
+        if len(reads) == 1:
+            make_codes(pool, [f"NEW{i}" for i in range(10)])
+        return stock
+
+    monkeypatch.setattr(services, "pool_stock", refilled_after_the_first_read)
+
+    assert low_stock_check(pool=pool) is None
+    assert not LowStockAlert.objects.exists()
+    assert armed(pool) is True
+
+
 def test_a_failing_alert_receiver_does_not_fail_the_check(django_capture_on_commit_callbacks):
     def broken_receiver(**kwargs):
         raise RuntimeError("queueing failed")

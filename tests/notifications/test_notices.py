@@ -300,6 +300,22 @@ def test_notices_are_due_from_the_retry_delay_until_the_window_ends_to_the_secon
     assert exports == []
 
 
+def test_an_export_notice_is_due_whatever_the_export_ended_with(frozen, settings):
+    """Completed (the link) or failed (why): both are told, so both wait in the outbox."""
+    settings.NOTICE_RETRY_SECONDS = 60
+    ann = make_manager("ann", email="ann@example.com")
+    pool = make_pool()
+    finished_at = NOW - timedelta(seconds=60)
+    due = {
+        status: finished_export(pool, ann, status=status, finished_at=finished_at).pk
+        for status in CodeExport.Status.values
+    }
+
+    assert sorted(notifications_due().exports) == sorted(
+        [due[CodeExport.Status.COMPLETED], due[CodeExport.Status.FAILED]]
+    )
+
+
 def test_a_sent_alert_records_the_moment_all_were_served(frozen):
     pool = make_pool()
     subscription_add(user=make_manager("ann", email="ann@example.com"), pool=pool)
