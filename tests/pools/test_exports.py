@@ -153,6 +153,24 @@ def test_export_follows_the_filter(settings):
     assert (issued.rows_done, searched.rows_done, by_prefix.rows_done) == (1, 1, 9)
 
 
+def test_moments_are_written_to_the_second_the_same_on_both_paths(settings):
+    """Moments as the services store them, with microseconds (now()), are cut to the second:
+    the database's COPY and the Python writer give the same file."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    pool = make_pool(slug="micro")
+    make_codes(pool, ["MS1", "MS2"])
+    moment = WHEN + timedelta(microseconds=999_999)
+    Code.objects.filter(code="MS1").update(
+        status=Code.Status.ISSUED, issued_to="c", issued_at=moment, available_till=moment
+    )
+
+    copied = csv_rows(run_export(pool).file.read())
+    written = csv_rows(run_export(pool, q="MS").file.read())
+
+    assert copied == written
+    assert copied[1][4] == copied[1][10] == "2026-03-04 10:36:07"
+
+
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
     settings.EXPORT_CHUNK_ROWS = 10
     pool = tricky_pool()
