@@ -148,6 +148,35 @@ def test_server_refusal_is_retried_and_nothing_is_sent_twice(inbox, ann):
         AlertDelivery.objects.create(alert=alert, user=ann, email=ann.email)
 
 
+def test_a_mail_server_out_of_reach_is_tried_again_until_the_alert_goes_out(
+    inbox, ann, monkeypatch
+):
+    """A refused connection (a mail server restarting) is retried by the task, as the
+    server's own refusals are."""
+    from notifications import tasks
+
+    pool = alerting_pool()
+    subscription_add(user=ann, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=2, threshold=3)
+    real_send = services._send
+    faults = [ConnectionRefusedError(111, "Connection refused")]
+
+    def out_of_reach_once(*args, **kwargs):
+        if faults:
+            raise faults.pop(0)
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_send", out_of_reach_once)
+    # In process, with its retries (run at once rather than after their pauses).
+    result = tasks.alert_send.apply(args=[alert.pk], throw=False)
+
+    assert result.successful(), result.result
+    assert faults == []
+    assert len(inbox.to("ann@example.com")) == 1
+    alert.refresh_from_db()
+    assert alert.sent_at is not None
+
+
 def test_campaign_subscribers_get_alerts_of_its_new_pools(
     inbox, ann, django_capture_on_commit_callbacks
 ):
