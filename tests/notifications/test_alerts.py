@@ -112,6 +112,27 @@ def test_option_off_stops_emails_and_on_again_rearms(
     assert len(inbox.messages) == 1
 
 
+def test_alerts_follow_the_settings_as_saved_not_as_an_issuer_loaded_them(
+    mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """A job or a shell session loaded the pool before staff lowered its threshold and then
+    turned alerts off in the admin: its issues alert by what was saved since."""
+    pool = alerting_pool(threshold=3, codes=5)
+    subscription_add(user=ann, pool=pool)
+    loaded_before = Pool.objects.get(pk=pool.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below=2)
+
+    issue(loaded_before, 3, django_capture_on_commit_callbacks)  # stock 2: not below 2
+    assert mailoutbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below_enabled=False)
+    issue(loaded_before, 2, django_capture_on_commit_callbacks)  # stock 0, alerts off
+
+    assert mailoutbox == []
+    assert not LowStockAlert.objects.exists()
+
+
 def test_codes_expiring_alert_through_the_expiry_task(
     inbox, ann, django_capture_on_commit_callbacks
 ):
