@@ -10,6 +10,9 @@ from django.core import mail
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from notifications.services import import_notices_set
@@ -213,6 +216,45 @@ def test_every_export_writes_the_codes_its_filter_selects_each_once_in_order(set
             export.refresh_from_db()
             assert (filters, file_format, exported_codes(export)) == (filters, file_format, codes)
             assert export.rows_done == len(codes)
+
+
+_CELL_CHARACTERS = st.sampled_from([*"=+-@\t\r\n'\",", " ", "A", "1"])
+_CELLS = st.text(_CELL_CHARACTERS, min_size=1, max_size=6)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@hypothesis_settings(max_examples=12, deadline=None)
+@given(cells=st.lists(_CELLS, min_size=1, max_size=12, unique=True))
+def test_whatever_codes_and_customers_hold_no_exported_cell_runs_as_a_formula(cells):
+    """Each code and customer id is written as typed, or with a quote before it when a
+    spreadsheet would run it, in the CSV (COPY on PostgreSQL), the workbook and the rows the
+    Python writer formats."""
+    pool = make_pool()
+    make_codes(pool, cells)
+    for code, customer in zip(cells, reversed(cells), strict=True):
+        Code.objects.filter(pool=pool, code=code).update(
+            status=Code.Status.ISSUED, issued_to=customer
+        )
+
+    copied = csv_rows(run_export(pool).file.read())[1:]
+    workbook = load_workbook(io.BytesIO(run_export(pool, file_format="xlsx").file.read()))
+    sheet_rows = [[cell or "" for cell in row] for row in list(workbook.active.values)[1:]]
+    python_rows = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))[1:]
+
+    def shown(value):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+    customers = list(reversed(cells))
+    wanted = [[shown(code), shown(who)] for code, who in zip(cells, customers, strict=True)]
+    for rows in (copied, python_rows):
+        assert [[row[0], row[3]] for row in rows] == wanted
+
+    def lines(value):  # XML (so Excel too) reads a carriage return as a line feed
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+
+    assert [[lines(row[0]), lines(row[3])] for row in sheet_rows] == [
+        [lines(code), lines(who)] for code, who in wanted
+    ]
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
