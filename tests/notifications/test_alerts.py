@@ -581,6 +581,29 @@ def test_no_alert_for_a_pool_refilled_while_its_check_was_on_the_way(monkeypatch
     assert armed(pool) is True
 
 
+def test_no_email_for_an_alert_rolled_back_and_one_when_raised_again(
+    mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """The transaction that raised the alert was rolled back: nobody hears of an alert that
+    does not exist; the next check raises it for good, and mails it once."""
+    pool = low_pool(threshold=5, stock=2)
+    subscription_add(user=ann, pool=pool)
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        low_stock_check(pool=pool)
+        raise RuntimeError("rolled back")
+    assert mailoutbox == []
+    assert not LowStockAlert.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        low_stock_check(pool=pool)
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
+
+
 def test_a_failing_alert_receiver_does_not_fail_the_check(django_capture_on_commit_callbacks):
     def broken_receiver(**kwargs):
         raise RuntimeError("queueing failed")
