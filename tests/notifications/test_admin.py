@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from notifications.models import LowStockAlert, StaffPreference, Subscription
-from tests.factories import make_campaign, make_pool
+from tests.factories import NOW, make_campaign, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,41 @@ def test_staff_turn_import_notices_off_for_themselves(manager_client, manager):
 
     assert StaffPreference.objects.get(user=manager).import_finished_emails is False
     assert "E-mail me when my imports finish" in manager_client.get(add_codes).content.decode()
+
+
+def test_staff_who_may_not_see_a_pool_cannot_subscribe_to_its_alerts(client):
+    """A staff account outside the promo groups (say, support's) would learn of the pool's
+    stock by e-mail."""
+    from django.contrib.auth import get_user_model
+
+    pool = make_pool()
+    outsider = get_user_model().objects.create_user(
+        "support", email="support@example.com", is_staff=True
+    )
+    client.force_login(outsider)
+
+    answer = client.post(
+        reverse("admin:notifications_pool_subscription", args=[pool.pk]), {"subscribe": "1"}
+    )
+
+    assert answer.status_code in (403, 404)
+    assert not Subscription.objects.exists()
+
+
+def test_the_home_page_lists_the_alerts_of_today_in_the_projects_time_zone(
+    manager_client, frozen, settings
+):
+    """NOW is 12:38 in Kolkata: today there began at 18:30 UTC the day before."""
+    from datetime import timedelta
+
+    settings.TIME_ZONE = "Asia/Kolkata"
+    today_there = make_pool(slug="after-midnight-there")
+    yesterday = make_pool(slug="before-midnight-there")
+    for pool, at in ((today_there, timedelta(hours=11)), (yesterday, timedelta(hours=13))):
+        alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=1, threshold=2)
+        LowStockAlert.objects.filter(pk=alert.pk).update(created_at=NOW - at)
+
+    page = manager_client.get(reverse("admin:index")).content.decode()
+
+    assert "after-midnight-there" in page
+    assert "before-midnight-there" not in page

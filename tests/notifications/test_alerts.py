@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from imports.engine import import_run
-from imports.services import import_text_start
+from imports.services import import_text_start, import_undo
 from notifications import services
 from notifications.models import AlertDelivery, LowStockAlert, PoolAlertState
 from notifications.services import (
@@ -26,8 +26,14 @@ from notifications.services import (
     subscription_add,
 )
 from notifications.signals import alert_raised
-from pools.code_services import code_issue, codes_withdraw
-from pools.models import CodeIssue, Pool
+from pools.code_services import (
+    addition_undo_run,
+    code_issue,
+    code_issue_batch,
+    codes_expire,
+    codes_withdraw,
+)
+from pools.models import Code, CodeIssue, Pool
 from pools.refusals import CodeRefused
 from pools.services import pool_launch, pool_update
 from pools.tasks import codes_expire as codes_expire_task
@@ -106,6 +112,27 @@ def test_option_off_stops_emails_and_on_again_rearms(
     assert len(inbox.messages) == 1
 
 
+def test_alerts_follow_the_settings_as_saved_not_as_an_issuer_loaded_them(
+    mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """A job or a shell session loaded the pool before staff lowered its threshold and then
+    turned alerts off in the admin: its issues alert by what was saved since."""
+    pool = alerting_pool(threshold=3, codes=5)
+    subscription_add(user=ann, pool=pool)
+    loaded_before = Pool.objects.get(pk=pool.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below=2)
+
+    issue(loaded_before, 3, django_capture_on_commit_callbacks)  # stock 2: not below 2
+    assert mailoutbox == []
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below_enabled=False)
+    issue(loaded_before, 2, django_capture_on_commit_callbacks)  # stock 0, alerts off
+
+    assert mailoutbox == []
+    assert not LowStockAlert.objects.exists()
+
+
 def test_codes_expiring_alert_through_the_expiry_task(
     inbox, ann, django_capture_on_commit_callbacks
 ):
@@ -140,6 +167,35 @@ def test_server_refusal_is_retried_and_nothing_is_sent_twice(inbox, ann):
     assert sorted(m["To"] for m in inbox.messages) == ["ann@example.com", "bob@example.com"]
     with pytest.raises(IntegrityError), transaction.atomic():
         AlertDelivery.objects.create(alert=alert, user=ann, email=ann.email)
+
+
+def test_a_mail_server_out_of_reach_is_tried_again_until_the_alert_goes_out(
+    inbox, ann, monkeypatch
+):
+    """A refused connection (a mail server restarting) is retried by the task, as the
+    server's own refusals are."""
+    from notifications import tasks
+
+    pool = alerting_pool()
+    subscription_add(user=ann, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=2, threshold=3)
+    real_send = services._send
+    faults = [ConnectionRefusedError(111, "Connection refused")]
+
+    def out_of_reach_once(*args, **kwargs):
+        if faults:
+            raise faults.pop(0)
+        return real_send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_send", out_of_reach_once)
+    # In process, with its retries (run at once rather than after their pauses).
+    result = tasks.alert_send.apply(args=[alert.pk], throw=False)
+
+    assert result.successful(), result.result
+    assert faults == []
+    assert len(inbox.to("ann@example.com")) == 1
+    alert.refresh_from_db()
+    assert alert.sent_at is not None
 
 
 def test_campaign_subscribers_get_alerts_of_its_new_pools(
@@ -240,6 +296,90 @@ def test_paused_and_ended_pools_do_not_alert(inbox, ann, django_capture_on_commi
         codes_withdraw(pool=ended, codes=[f"{ended.slug}-0"])
         pools_check_stock()
     assert LowStockAlert.objects.filter(pool=ended).count() == 0
+
+
+def test_a_pool_paused_while_low_alerts_once_for_its_crossing(
+    inbox, ann, django_capture_on_commit_callbacks
+):
+    """Whatever happens to a pool's stock while it is paused, resuming it still low does not
+    alert again for the crossing its subscribers already heard of."""
+    from pools.services import pool_pause, pool_resume
+
+    pool = alerting_pool(threshold=3, codes=4)
+    subscription_add(user=ann, pool=pool)
+    issue(pool, 2, django_capture_on_commit_callbacks)  # stock 2: one alert
+    assert len(inbox.messages) == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_pause(pool=pool)
+    with django_capture_on_commit_callbacks(execute=True):
+        codes_withdraw(pool=pool, codes=[f"{pool.slug}-3"])  # a change of stock while paused
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_update(pool=pool, notify_below=4)  # a change of settings while paused
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_resume(pool=pool)
+    issue(pool, 1, django_capture_on_commit_callbacks)
+    pools_check_stock()
+
+    assert len(inbox.messages) == 1
+    assert LowStockAlert.objects.count() == 1
+
+
+def _take_by_issue(pool, job, codes, step):
+    for code in codes:
+        code_issue(pool=pool, customer=f"{step}-{code}")
+
+
+def _take_by_batch(pool, job, codes, step):
+    code_issue_batch(pool=pool, customers=[f"{step}-{c}" for c in codes], idempotency_key=step)
+
+
+def _take_by_withdrawal(pool, job, codes, step):
+    codes_withdraw(pool=pool, codes=codes)
+
+
+def _take_by_expiry(pool, job, codes, step):
+    Code.objects.filter(pool=pool, code__in=codes).update(
+        available_till=timezone.now() - timedelta(minutes=1)
+    )
+    codes_expire()
+
+
+def _take_by_undo(pool, job, codes, step):
+    addition_undo_run(undo_id=import_undo(job=job).pk)
+
+
+@pytest.mark.parametrize(
+    "take",
+    [_take_by_issue, _take_by_batch, _take_by_withdrawal, _take_by_expiry, _take_by_undo],
+    ids=["issue", "batch", "withdrawal", "expiry", "undo"],
+)
+def test_every_path_that_takes_stock_down_alerts_once_at_the_crossing(
+    take, mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """Stock 6 taken down 2, 2 and 1 codes at a time (each an import of its own, so that an
+    undo takes them too) by one path: one e-mail, when it falls below 3, without waiting
+    for the safety net, and none as it falls further."""
+    pool = make_pool(notify_below_enabled=True, notify_below=3)
+    subscription_add(user=ann, pool=pool)
+    parts = [["T1", "T2"], ["T3", "T4"], ["T5"], ["T6"]]
+    jobs = []
+    for part in parts:
+        jobs.append(import_text_start(pool=pool, text="\n".join(part)))
+        import_run(import_id=jobs[-1].pk)
+        jobs[-1].refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        pool_launch(pool=pool)
+
+    sent = []
+    for step, (job, codes) in enumerate(zip(jobs[:3], parts[:3], strict=True)):
+        with django_capture_on_commit_callbacks(execute=True):
+            take(pool, job, codes, f"s{step}")
+        sent.append(len(mailoutbox))
+
+    assert sent == [0, 1, 1]
+    assert list(LowStockAlert.objects.values_list("stock", "threshold")) == [(2, 3)]
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
 
 
 def low_pool(*, threshold: int, stock: int, enabled: bool = True, armed: bool = True) -> Pool:
@@ -394,6 +534,74 @@ def test_the_safety_net_rearms_a_pool_whose_option_was_turned_off():
 
     assert armed(pool) is True
     assert not LowStockAlert.objects.exists()
+
+
+def test_an_alert_the_mail_server_refused_stays_in_the_outbox_until_everyone_has_it(
+    inbox, ann, settings
+):
+    from notifications.services import notifications_due
+    from notifications.tasks import notifications_send_due
+
+    settings.NOTICE_RETRY_SECONDS = 0
+    bob = make_manager("bob", email="bob@example.com")
+    pool = alerting_pool()
+    subscription_add(user=ann, pool=pool)
+    subscription_add(user=bob, pool=pool)
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=2, threshold=3)
+    inbox.refuse_next = 1
+
+    with pytest.raises(smtplib.SMTPDataError):
+        alert_send(alert_id=alert.pk)  # its task gave up (or its worker died) here
+
+    assert notifications_due().alerts == [alert.pk]
+    notifications_send_due()
+    notifications_send_due()
+    assert sorted(m["To"] for m in inbox.messages) == ["ann@example.com", "bob@example.com"]
+    assert notifications_due().alerts == []
+
+
+def test_no_alert_for_a_pool_refilled_while_its_check_was_on_the_way(monkeypatch):
+    """The check read the stock as low; before it decided, codes were added (and committed):
+    an alert sent now would tell staff of a shortage that is over."""
+    pool = low_pool(threshold=5, stock=2)
+    real_stock = services.pool_stock
+    reads = []
+
+    def refilled_after_the_first_read(*, pool):
+        stock = real_stock(pool=pool)
+        reads.append(stock)
+        if len(reads) == 1:
+            make_codes(pool, [f"NEW{i}" for i in range(10)])
+        return stock
+
+    monkeypatch.setattr(services, "pool_stock", refilled_after_the_first_read)
+
+    assert low_stock_check(pool=pool) is None
+    assert not LowStockAlert.objects.exists()
+    assert armed(pool) is True
+
+
+def test_no_email_for_an_alert_rolled_back_and_one_when_raised_again(
+    mailoutbox, ann, django_capture_on_commit_callbacks
+):
+    """The transaction that raised the alert was rolled back: nobody hears of an alert that
+    does not exist; the next check raises it for good, and mails it once."""
+    pool = low_pool(threshold=5, stock=2)
+    subscription_add(user=ann, pool=pool)
+
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        transaction.atomic(),
+    ):
+        low_stock_check(pool=pool)
+        raise RuntimeError("rolled back")
+    assert mailoutbox == []
+    assert not LowStockAlert.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        low_stock_check(pool=pool)
+    assert [message.to for message in mailoutbox] == [["ann@example.com"]]
 
 
 def test_a_failing_alert_receiver_does_not_fail_the_check(django_capture_on_commit_callbacks):

@@ -22,7 +22,7 @@ from notifications.services import (
     subscription_add,
     subscription_remove,
 )
-from pools.models import CodeExport
+from pools.models import CodeExport, Pool
 from tests.factories import NOW, make_campaign, make_manager, make_pool
 
 pytestmark = pytest.mark.django_db
@@ -95,6 +95,35 @@ def test_launch_warns_only_when_alerts_are_on_and_nobody_would_hear():
     ]
     assert launch_warnings(heard) == []
     assert launch_warnings(quiet) == []
+
+
+def test_a_jobs_notice_goes_to_the_one_who_started_it_and_nobody_else():
+    """Not the pool's creator, nor its subscribers: the import and the export are ann's."""
+    ann = make_manager("ann", email="ann@example.com")
+    bob = make_manager("bob", email="bob@example.com")
+    pool = make_pool(slug="shared")
+    Pool.objects.filter(pk=pool.pk).update(created_by=bob)
+    subscription_add(user=bob, pool=pool)
+    pool.refresh_from_db()
+
+    assert import_notice_send(import_id=finished_import(pool, ann).pk) is True
+    assert export_notice_send(export_id=finished_export(pool, ann).pk) is True
+
+    assert [message.to for message in mail.outbox] == [["ann@example.com"], ["ann@example.com"]]
+
+
+def test_the_launch_warning_is_given_exactly_when_nobody_would_get_the_alert():
+    campaign = make_campaign("Autumn")
+    by_campaign = make_pool(campaign, notify_below_enabled=True, notify_below=5)
+    subscription_add(user=make_manager("ann", email="ann@example.com"), campaign=campaign)
+    unreachable = make_pool(notify_below_enabled=True, notify_below=5)
+    subscription_add(user=make_manager("silent", email=""), pool=unreachable)
+    subscription_add(
+        user=make_manager("gone", email="gone@example.com", is_active=False), pool=unreachable
+    )
+
+    assert launch_warnings(by_campaign) == []
+    assert launch_warnings(unreachable) == [services.NO_SUBSCRIBERS]
 
 
 def test_import_notices_are_on_until_turned_off():
@@ -298,6 +327,22 @@ def test_notices_are_due_from_the_retry_delay_until_the_window_ends_to_the_secon
     assert sorted(imports) == sorted(due)
     assert sorted(alerts) == sorted(alerts_due)
     assert exports == []
+
+
+def test_an_export_notice_is_due_whatever_the_export_ended_with(frozen, settings):
+    """Completed (the link) or failed (why): both are told, so both wait in the outbox."""
+    settings.NOTICE_RETRY_SECONDS = 60
+    ann = make_manager("ann", email="ann@example.com")
+    pool = make_pool()
+    finished_at = NOW - timedelta(seconds=60)
+    due = {
+        status: finished_export(pool, ann, status=status, finished_at=finished_at).pk
+        for status in CodeExport.Status.values
+    }
+
+    assert sorted(notifications_due().exports) == sorted(
+        [due[CodeExport.Status.COMPLETED], due[CodeExport.Status.FAILED]]
+    )
 
 
 def test_a_sent_alert_records_the_moment_all_were_served(frozen):

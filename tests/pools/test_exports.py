@@ -10,6 +10,9 @@ from django.core import mail
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from openpyxl import load_workbook
 
 from notifications.services import import_notices_set
@@ -151,6 +154,107 @@ def test_export_follows_the_filter(settings):
     assert [row[0] for row in csv_rows(searched.file.read())[1:]] == ["C007"]
     assert [row[0] for row in csv_rows(by_prefix.file.read())[1:]] == [f"C03{i}" for i in range(9)]
     assert (issued.rows_done, searched.rows_done, by_prefix.rows_done) == (1, 1, 9)
+
+
+def test_moments_are_written_to_the_second_the_same_on_both_paths(settings):
+    """Moments as the services store them, with microseconds (now()), are cut to the second:
+    the database's COPY and the Python writer give the same file."""
+    settings.TIME_ZONE = "Asia/Kolkata"
+    pool = make_pool(slug="micro")
+    make_codes(pool, ["MS1", "MS2"])
+    moment = WHEN + timedelta(microseconds=999_999)
+    Code.objects.filter(code="MS1").update(
+        status=Code.Status.ISSUED, issued_to="c", issued_at=moment, available_till=moment
+    )
+
+    copied = csv_rows(run_export(pool).file.read())
+    written = csv_rows(run_export(pool, q="MS").file.read())
+
+    assert copied == written
+    assert copied[1][4] == copied[1][10] == "2026-03-04 10:36:07"
+
+
+def exported_codes(export) -> list[str]:
+    """The Code column of an export's file, CSV or workbook (every sheet), header left out."""
+    if export.file_format == "csv":
+        return [row[0] for row in csv_rows(export.file.read())[1:]]
+    workbook = load_workbook(io.BytesIO(export.file.read()), read_only=True)
+    return [row[0] for sheet in workbook for row in list(sheet.values)[1:]]
+
+
+def test_every_export_writes_the_codes_its_filter_selects_each_once_in_order(settings):
+    """Two pools whose codes interleave, every status, ids with gaps, chunks of 3 ids: for
+    each filter and format the file holds exactly the codes the filter selects (read here
+    straight from the table), once each, in the order they were added."""
+    settings.EXPORT_CHUNK_ROWS = 3
+    first, second = make_pool(slug="first"), make_pool(slug="second")
+    for i in range(16):
+        make_codes(first, [f"A{i:02d}"])
+        make_codes(second, [f"B{i:02d}"])
+    statuses = [Code.Status.ISSUED, Code.Status.REDEEMED, Code.Status.EXPIRED]
+    statuses.append(Code.Status.WITHDRAWN)
+    for i, code in enumerate(Code.objects.order_by("id")):
+        if i % 5:
+            Code.objects.filter(pk=code.pk).update(status=statuses[i % 4])
+    Code.objects.filter(code__in=["A03", "B04", "A05", "A10", "B15"]).delete()  # gaps
+
+    def expected(pool=None, status=None, prefix=""):
+        codes = Code.objects.filter(code__startswith=prefix).order_by("id")
+        codes = codes.filter(pool=pool) if pool else codes
+        codes = codes.filter(status=status) if status else codes
+        return list(codes.values_list("code", flat=True))
+
+    cases = [({}, expected()), ({"pool": first.pk}, expected(first))]
+    for status in Code.Status.values:
+        cases.append(({"pool": first.pk, "status": status}, expected(first, status)))
+        cases.append(({"status": status}, expected(status=status)))
+    cases.append(({"pool": second.pk, "q": "B1"}, expected(second, prefix="B1")))
+    for filters, codes in cases:
+        for file_format in ("csv", "xlsx"):
+            export = code_export_start(filters=filters, file_format=file_format)
+            code_export_run(export_id=export.pk)
+            export.refresh_from_db()
+            assert (filters, file_format, exported_codes(export)) == (filters, file_format, codes)
+            assert export.rows_done == len(codes)
+
+
+_CELL_CHARACTERS = st.sampled_from([*"=+-@\t\r\n'\",", " ", "A", "1"])
+_CELLS = st.text(_CELL_CHARACTERS, min_size=1, max_size=6)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+@hypothesis_settings(max_examples=12, deadline=None)
+@given(cells=st.lists(_CELLS, min_size=1, max_size=12, unique=True))
+def test_whatever_codes_and_customers_hold_no_exported_cell_runs_as_a_formula(cells):
+    """Each code and customer id is written as typed, or with a quote before it when a
+    spreadsheet would run it, in the CSV (COPY on PostgreSQL), the workbook and the rows the
+    Python writer formats."""
+    pool = make_pool()
+    make_codes(pool, cells)
+    for code, customer in zip(cells, reversed(cells), strict=True):
+        Code.objects.filter(pool=pool, code=code).update(
+            status=Code.Status.ISSUED, issued_to=customer
+        )
+
+    copied = csv_rows(run_export(pool).file.read())[1:]
+    workbook = load_workbook(io.BytesIO(run_export(pool, file_format="xlsx").file.read()))
+    sheet_rows = [[cell or "" for cell in row] for row in list(workbook.active.values)[1:]]
+    python_rows = list(exports.code_rows(exports.codes_filtered({"pool": pool.pk})))[1:]
+
+    def shown(value):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+    customers = list(reversed(cells))
+    wanted = [[shown(code), shown(who)] for code, who in zip(cells, customers, strict=True)]
+    for rows in (copied, python_rows):
+        assert [[row[0], row[3]] for row in rows] == wanted
+
+    def lines(value):  # XML (so Excel too) reads a carriage return as a line feed
+        return value.replace("\r\n", "\n").replace("\r", "\n")
+
+    assert [[lines(row[0]), lines(row[3])] for row in sheet_rows] == [
+        [lines(code), lines(who)] for code, who in wanted
+    ]
 
 
 def test_job_killed_after_a_chunk_resumes_without_repeating_rows(settings, monkeypatch):
