@@ -5,9 +5,10 @@ Mutation testing changes one token; people change a line or two and write a comm
 the change look right. Each bug in tools/bug_bank/*.toml is such a change: a snippet of a module
 (`find`, present exactly once) and what a hurried author would write instead (`replace`), with
 the tests that should notice (`tests`, a part of `make test`: a bug they catch fails `make test`
-too). Each bug is applied alone to a copy of the work tree under var/bug-bank/ (the work tree is
-never touched) and its tests run there against their own database (DATABASE_URL, by default
-promo_bug_bank on the local PostgreSQL). Prints caught or missed per bug and the share caught.
+too). Each bug is applied alone to a copy of the work tree under var/bug-bank/<database>/ (the
+work tree is never touched) and its tests run there against their own database
+(DATABASE_URL, by default promo_bug_bank on the local PostgreSQL). Prints caught or missed per
+bug and the share caught.
 """
 
 import os
@@ -21,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mutation import PYTHON, ROOT, copy_tree  # noqa: E402
 
 BANK = ROOT / "tools" / "bug_bank"
-WORK = ROOT / "var" / "bug-bank"
 
 
 def bank() -> list[dict]:
@@ -57,11 +57,11 @@ def check(bugs: list[dict]) -> int:
     return 0
 
 
-def pytest(tests: list[str], env: dict) -> int:
+def pytest(tests: list[str], env: dict, work: Path) -> int:
     command = [PYTHON, "-m", "pytest", "-x", "-q", "--tb=line", "-p", "no:randomly",
                "-p", "no:cacheprovider", *tests]  # fmt: skip
     return subprocess.run(
-        command, cwd=WORK, env=env | {"PYTHONPATH": str(WORK)}, capture_output=True, check=False
+        command, cwd=work, env=env | {"PYTHONPATH": str(work)}, capture_output=True, check=False
     ).returncode
 
 
@@ -77,19 +77,21 @@ def main(args: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bug_bank")
     env.setdefault("HYPOTHESIS_PROFILE", "bug-bank")
-    copy_tree(WORK)
+    # One copy per database, so that two runs on two databases can go side by side.
+    work = ROOT / "var" / "bug-bank" / env["DATABASE_URL"].rsplit("/", 1)[-1]
+    copy_tree(work)
     # Without a bug the tests must pass, or a "caught" would mean nothing.
     every_test = sorted({test for bug in bugs for test in bug["tests"]})
-    if pytest(every_test, env) != 0:
+    if pytest(every_test, env, work) != 0:
         sys.exit("the bank's tests fail without any bug: fix the tree first")
     results = []
     for bug in bugs:
-        module = WORK / bug["file"]
+        module = work / bug["file"]
         original = module.read_text()
-        module.write_text(applied(bug, WORK))
+        module.write_text(applied(bug, work))
         started = time.monotonic()
         try:
-            caught = pytest(bug["tests"], env) != 0
+            caught = pytest(bug["tests"], env, work) != 0
         finally:
             module.write_text(original)
         seconds = time.monotonic() - started
