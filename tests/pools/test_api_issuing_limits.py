@@ -220,3 +220,20 @@ def test_a_fallback_gives_no_more_than_its_own_cap(limits):
     # Counted against the fallback's own cap: it is reached, directly and through the pool.
     assert refused(issue(client, fallback, "d"), "daily_issue_cap")
     assert issue(client, pool, "e").json()["error"]["code"] == "no_codes_left"
+
+
+def test_only_what_a_fallback_gives_counts_against_its_cap(limits):
+    fallback = make_pool(launched=True)
+    pool = make_pool(fallback.campaign, launched=True)
+    make_codes(pool, ["P1", "P2"])
+    make_codes(fallback, ["F1", "F2", "F3"])
+    pool_update(pool=fallback, daily_issue_cap=1)
+    pool_update(pool=pool, fallback_pool=fallback)
+    client = api_client()
+
+    own = [issue(client, pool, customer).json()["pool"] for customer in ("a", "b")]
+    assert own == [pool.slug, pool.slug]
+    # The pool's own codes took nothing of the fallback's cap: its one code is still there.
+    through = issue(client, pool, "c").json()
+    assert through["pool"] == fallback.slug, through
+    assert refused(issue(client, fallback, "d"), "daily_issue_cap")
