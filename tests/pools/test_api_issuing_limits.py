@@ -237,3 +237,30 @@ def test_only_what_a_fallback_gives_counts_against_its_cap(limits):
     through = issue(client, pool, "c").json()
     assert through["pool"] == fallback.slug, through
     assert refused(issue(client, fallback, "d"), "daily_issue_cap")
+
+
+@pytest.mark.parametrize("kind", ["issue", "batch"])
+def test_a_retry_takes_nothing_of_the_limits(limits, kind):
+    limits.API_ISSUE_RATE_PER_CUSTOMER = "2/h"
+    limits.API_ISSUE_RATE_PER_KEY = "3/min"
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"C{n}" for n in range(10)])
+    pool_update(pool=pool, daily_issue_cap=3)
+    client = api_client()
+
+    def call(customer, key):
+        if kind == "issue":
+            return issue(client, pool, customer, key)
+        return batch(client, pool, [customer], key)
+
+    def code(answer):
+        assert answer.status_code == 200, answer.content[:300]
+        return answer.json()["code"] if kind == "issue" else answer.json()["issued"][0]["code"]
+
+    first = code(call("alice", "m1"))
+    for _ in range(3):
+        assert code(call("alice", "m1")) == first
+    # Alice was handed one code: she may have a second, the key and the pool two more.
+    assert call("alice", "m2").status_code == 200
+    assert call("bob", "m3").status_code == 200
+    assert refused(call("carol", "m4"), "issue_rate_limited")
