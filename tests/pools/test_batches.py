@@ -417,6 +417,24 @@ def test_batch_of_any_customer_ids_gives_each_valid_id_one_code_or_refuses(custo
     assert len({i.code.pk for i in outcome.issued}) == len(wanted)
 
 
+@pytest.mark.parametrize("key", ["", "mailing-1"])
+def test_a_customer_listed_twice_in_other_spellings_gets_one_code(key):
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"W{i}" for i in range(6)])
+
+    outcome = code_issue_batch(
+        pool=pool, customers=["ann", " ann", "bob\t", "ann ", "bob"], idempotency_key=key
+    )
+
+    assert [(i.customer, i.code.issued_to) for i in outcome.issued] == [
+        ("ann", "ann"),
+        ("bob", "bob"),
+    ]
+    assert outcome.short == []
+    assert CodeIssue.objects.filter(pool=pool).count() == 2
+    assert counts(pool) == (4, 2, 0)
+
+
 def test_a_code_before_the_claims_starting_point_is_still_issued():
     """Claims start after the last code claimed; a code before it that becomes issuable (its
     window opens, or it is given back) is found once none is left after it."""
