@@ -114,6 +114,19 @@ def test_api_key_is_required_and_revocation_takes_effect(api, api_key):
     assert api.get(url).status_code == 403
 
 
+def test_a_key_with_a_known_prefix_and_a_wrong_secret_is_refused(api, api_key):
+    pool = make_pool(launched=True)
+    url = f"/api/pools/{pool.slug}/stock"
+    prefix, _, secret = api_key.partition(".")
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION=f"Api-Key {prefix}.{secret[::-1]}")
+
+    assert forged.get(url).status_code == 403
+    assert api.get(url).status_code == 200  # the key is now trusted for a few seconds
+    assert forged.get(url).status_code == 403
+    assert api.get(url).status_code == 200
+
+
 def test_an_api_key_past_its_expiry_date_is_refused():
     pool = make_pool(launched=True)
     make_codes(pool, ["EXP1"])
