@@ -49,6 +49,26 @@ def test_issue_batch_then_retry_then_release_one(api):
     assert CodeIssue.objects.get(code__code=code).released_key.endswith(":news-1:a")
 
 
+def test_codes_issued_under_the_longest_keys_are_given_back_under_them(api):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["L1", "L2", "L3"])
+    key = "m" * 200  # the longest key the API takes: stored as its hash, in its namespace
+    single = api.post(
+        f"/api/pools/{pool.slug}/issue", {"customer": "a", "idempotency_key": key}, format="json"
+    ).json()["code"]
+    batch = api.post(
+        f"/api/pools/{pool.slug}/issue-batch",
+        {"customers": ["b"], "idempotency_key": key[:190]},
+        format="json",
+    ).json()["issued"][0]["code"]["code"]
+
+    for code, issued_under in ((single, key), (batch, key[:190] + ":b")):
+        release = {"code": code, "pool": pool.slug, "idempotency_key": issued_under}
+        answer = api.post("/api/codes/release", release, format="json")
+        assert (answer.status_code, answer.json()["status"]) == (200, "available"), code
+    assert Code.objects.filter(pool=pool, status="available").count() == 3
+
+
 def test_issue_batch_lists_customers_left_without_a_code(api):
     pool = make_pool(launched=True)
     make_codes(pool, ["B1"])
