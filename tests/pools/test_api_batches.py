@@ -69,6 +69,28 @@ def test_codes_issued_under_the_longest_keys_are_given_back_under_them(api):
     assert Code.objects.filter(pool=pool, status="available").count() == 3
 
 
+def test_the_key_that_issued_a_batch_of_personal_codes_hears_why_another_cannot_use_one(api):
+    pool = make_pool(launched=True, require_issue_before_redeem=True, issued_validity_days=7)
+    make_codes(pool, ["P1", "P2"])
+    answer = api.post(
+        f"/api/pools/{pool.slug}/issue-batch",
+        {"customers": ["alice"], "idempotency_key": "news"},
+        format="json",
+    ).json()
+    code = answer["issued"][0]["code"]["code"]
+    _, other_key = make_api_key(name="other")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+
+    def check(client, customer):
+        body = {"code": code, "customer": customer, "pool": pool.slug}
+        return client.post("/api/codes/check", body, format="json").json()
+
+    assert check(api, "bob")["error"]["code"] == "not_issued_to_customer"
+    assert check(other, "bob")["error"]["code"] == "unknown_code"
+    assert check(other, "alice")["valid"] is True
+
+
 def test_issue_batch_lists_customers_left_without_a_code(api):
     pool = make_pool(launched=True)
     make_codes(pool, ["B1"])
