@@ -372,6 +372,24 @@ def test_a_multiple_use_code_redeemed_once_is_not_released():
     assert CodeIssue.objects.get().released_at is None
 
 
+def test_a_multiple_use_code_given_back_frees_its_key_and_leaves_the_counts():
+    from pools.code_services import code_release
+
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+    code_issue(pool=pool, customer="a", idempotency_key="ka")
+    before = (counts(pool), pool_stock(pool=pool))
+
+    released = code_release(pool=pool, code="MULTI", idempotency_key="ka")
+
+    # Handing it out used nothing up, so giving it back adds nothing to stock.
+    assert released.status == Code.Status.AVAILABLE
+    assert (counts(pool), pool_stock(pool=pool)) == before == ((1, 0, 0), 1)
+    assert CodeIssue.objects.get().released_at is not None
+    assert code_issue(pool=pool, customer="a", idempotency_key="ka").code == "MULTI"
+    assert CodeIssue.objects.count() == 2
+
+
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_under_one_key_issue_each_customer_once():
