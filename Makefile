@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 
 .PHONY: install run worker test test-sqlite test-thorough deep-test mutation format screenshots bench-import bench-issue \
-	bench-tiny bench-live bench-export bench-admin bench-mailing bench-upload-memory
+	bench-tiny bench-live bench-export bench-admin bench-mailing bench-upload-memory bug-bank
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,7 @@ worker: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/bug_bank.py --check
 	$(BIN)/pytest
 	$(MAKE) --no-print-directory test-sqlite
 
@@ -68,6 +69,12 @@ screenshots: install
 mutation: install
 	$(BIN)/pip install --quiet -e ".[test,mutation]"
 	$(BIN)/python tools/mutation.py $(MODULES)
+
+# Each bug of the bank (tools/bug_bank/*.toml) applied alone, with the tests that should catch
+# it (docs/testing.md, "The bank of realistic bugs"): about an hour; needs the local PostgreSQL
+# and Redis. NAMES="a b" runs some.
+bug-bank: install
+	$(BIN)/python tools/bug_bank.py $(NAMES)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import Phase
 from hypothesis import settings as hypothesis_settings
 from hypothesis.database import DirectoryBasedExampleDatabase
 
@@ -23,6 +24,12 @@ hypothesis_settings.register_profile(
 # `make test-thorough` runs the property tests with a hundred times the examples.
 hypothesis_settings.register_profile(
     "thorough", parent=hypothesis_settings.get_profile("promo"), max_examples=10_000, deadline=None
+)
+# tools/bug_bank.py asks only whether a test fails, not for the shortest failing example.
+hypothesis_settings.register_profile(
+    "bug-bank",
+    parent=hypothesis_settings.get_profile("promo"),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "promo"))
 

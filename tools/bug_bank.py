@@ -76,6 +76,7 @@ def main(args: list[str]) -> int:
         bugs = [bug for bug in bugs if bug["name"] in args]
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bug_bank")
+    env.setdefault("HYPOTHESIS_PROFILE", "bug-bank")
     copy_tree(WORK)
     # Without a bug the tests must pass, or a "caught" would mean nothing.
     every_test = sorted({test for bug in bugs for test in bug["tests"]})
@@ -93,8 +94,8 @@ def main(args: list[str]) -> int:
             module.write_text(original)
         seconds = time.monotonic() - started
         results.append((bug, caught))
-        print(f"{'caught' if caught else 'MISSED':6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)",
-              flush=True)
+        verdict = "caught" if caught else "MISSED"
+        print(f"{verdict:6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)", flush=True)
     caught = sum(1 for _, was in results if was)
     print(f"\n{caught} of {len(results)} bugs caught")
     for area in sorted({bug["area"] for bug, _ in results}):

@@ -92,7 +92,13 @@ def _code_issue_or_fallback(
         return _code_issue_here(pool, customer, idempotency_key, caller)
     except CodeRefused as refused:
         fallback_pool = pool_fallback(pool) if fallback else None
-        if refused.reason != Refusal.NO_CODES_LEFT or fallback_pool is None:
+        # A fallback that does not issue (paused, ended) is as one run dry, as in a batch: the
+        # customer asked this pool, whose answer is that it has no code left.
+        if (
+            refused.reason != Refusal.NO_CODES_LEFT
+            or fallback_pool is None
+            or fallback_pool.issue_refusal()
+        ):
             raise
     return code_issue(
         pool=fallback_pool,

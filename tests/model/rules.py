@@ -16,6 +16,7 @@ docs/testing.md says how to add a rule.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,10 +30,14 @@ AVAILABLE, ISSUED, REDEEMED, EXPIRED, WITHDRAWN = (
 DRAFT, ACTIVE, PAUSED, ENDED = "draft", "active", "paused", "ended"
 
 
+_issue_numbers = itertools.count()
+
+
 @dataclass
 class Issue:
     customer: str
     key: str  # "" without an idempotency key
+    number: int = field(default_factory=lambda: next(_issue_numbers))  # issues' order
     released: bool = False  # its key freed: given back, or its code dead and the key retried
     given_back: bool = False  # released (code_release): its caller no longer hears of the code
 
@@ -70,6 +75,8 @@ class Pool:
     status: str = DRAFT
     redemptions_stopped: bool = False
     codes: dict[str, Code] = field(default_factory=dict)  # in the order they were added
+    # Where issuing turns when this pool has no code left to hand out (and it issues).
+    fallback: Pool | None = None
 
     def issue_refusal(self) -> str | None:
         return {DRAFT: "pool_not_active", PAUSED: "pool_paused", ENDED: "pool_ended"}.get(
@@ -80,6 +87,10 @@ class Pool:
         if self.status in (DRAFT, PAUSED) or (self.status == ENDED and self.redemptions_stopped):
             return self.issue_refusal()
         return None
+
+    def codes_with_fallback(self) -> list[Code]:
+        """The codes an issue of this pool may answer with again: its own and its fallback's."""
+        return [*self.codes.values(), *(self.fallback.codes.values() if self.fallback else [])]
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((AVAILABLE, ISSUED, REDEEMED, EXPIRED, WITHDRAWN), 0)
@@ -155,7 +166,7 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
     code follows (pools/code_services/holdings.py): a refused retry has freed it too."""
     customer = customer.strip()
     if key:
-        for code in pool.codes.values():
+        for code in pool.codes_with_fallback():
             for issue in code.issues:
                 if issue.key == key and not issue.released:
                     if issue.customer != customer:
@@ -166,22 +177,77 @@ def issue_candidates(pool: Pool, customer: str, key: str, now: datetime) -> list
     refusal = pool.issue_refusal()
     if refusal:
         raise Refused(refusal)
-    candidates = [code.text for code in pool.codes.values() if code.issuable(now)]
+    candidates = _issuable(pool, now)
     if not candidates:
         raise Refused("no_codes_left")
     return candidates
+
+
+def _issuable(pool: Pool, now: datetime) -> list[str]:
+    """The codes an issue may take: the pool's, else, when it has none left, its fallback's if
+    the fallback issues (a fallback paused or ended is as one run dry)."""
+    candidates = [code.text for code in pool.codes.values() if code.issuable(now)]
+    fallback = pool.fallback
+    if not candidates and fallback is not None and fallback.issue_refusal() is None:
+        candidates = [code.text for code in fallback.codes.values() if code.issuable(now)]
+    return candidates
+
+
+def owner(pool: Pool, text: str) -> Pool:
+    """The pool a code of `pool` or of its fallback belongs to."""
+    return pool if text in pool.codes or pool.fallback is None else pool.fallback
 
 
 def issue(pool: Pool, customer: str, key: str, now: datetime, taken: str) -> None:
     """Record the issue of `taken` (one of what issue_candidates just answered) to `customer`
     under `key`."""
     customer = customer.strip()
+    pool = owner(pool, taken)
     code = pool.codes[taken]
     if key and any(old.key == key and not old.released for old in code.issues):
         return  # a retry: the same code, nothing new (issue_candidates freed a dead one's key)
     code.issues.append(Issue(customer=customer, key=key))
     if not pool.multiple_use:
         code.status, code.issued_to, code.issued_at = ISSUED, customer, now
+
+
+ASSIGNMENT_KEY = "assignment"
+
+
+def assign(pool: Pool, customers: list[str], now: datetime) -> dict[str, tuple[str, list[str]]]:
+    """A customer list's assignment (or a mailing): one code per customer per pool. Return,
+    for each distinct customer, ("again", [the code they hold]), ("redeemed", [the code they
+    redeemed]: they get nothing), ("new", [the codes they may be given]) or ("short", []).
+
+    What a customer holds (pools/code_services/holdings.py): the code of their latest issue in
+    the pool or its fallback, under any key, not given back, if it is still usable (neither
+    withdrawn, expired, past its Available-till, nor redeemed by someone else). Failing that, a
+    single-use code they redeemed themselves. Issues of dead codes free their keys. The new
+    codes are recorded with `issue` under ASSIGNMENT_KEY:<customer>, one customer after
+    another."""
+    answers = {}
+    for customer in dict.fromkeys(c.strip() for c in customers):
+        theirs = sorted(
+            (
+                (code, issue)
+                for code in pool.codes_with_fallback()
+                for issue in code.issues
+                if issue.customer == customer and not issue.given_back
+            ),
+            key=lambda pair: pair[1].number,
+        )
+        live = [code for code, _ in theirs if not _dead_for(pool, code, customer, now)]
+        redeemed = [code for code in live if code.status == REDEEMED]
+        usable = [code for code in live if code.status != REDEEMED]
+        if usable:
+            answers[customer] = ("again", [usable[-1].text])
+        elif redeemed:
+            answers[customer] = ("redeemed", [redeemed[-1].text])
+        else:
+            for _, issue in theirs:
+                issue.released = True
+            answers[customer] = ("new", _issuable(pool, now))
+    return answers
 
 
 def mark_issued(pool: Pool, text: str, customer: str, now: datetime) -> None:

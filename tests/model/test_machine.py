@@ -37,6 +37,7 @@ class PoolMachine(PoolWorld):
 
     def agree(self, real_call, model_call):
         got, expected = outcome(real_call), outcome(model_call)
+        self.told = expected
         assert got[0] == expected[0] and (got[0] == "ok" or got[1] == expected[1]), (
             f"real {got}, model {expected}"
         )
@@ -49,7 +50,9 @@ class PoolMachine(PoolWorld):
         got = outcome(
             lambda: real.code_issue(pool=self.pool, customer=customer, idempotency_key=key).code
         )
-        expected = outcome(lambda: model.issue_candidates(self.model, customer, key, self.now))
+        expected = self.told = outcome(
+            lambda: model.issue_candidates(self.model, customer, key, self.now)
+        )
         assert got[0] == expected[0], f"real {got}, model {expected}"
         if got[0] == "refused":
             assert got[1] == expected[1], f"real {got}, model {expected}"
@@ -75,20 +78,55 @@ class PoolMachine(PoolWorld):
             )
             assert expected == ("refused", "no_codes_left"), f"{customer} left short: {expected}"
 
+    @precondition(lambda self: self.model.status == model.ACTIVE)
+    @rule(customers=st.lists(CUSTOMERS, min_size=1, max_size=4))
+    def assign(self, customers):
+        """A customer list's assignment: the core its job runs slice by slice (each slice
+        through codes_issue_many once per customer, under the assignment key)."""
+        distinct = list(dict.fromkeys(customer.strip() for customer in customers))
+        many = real.codes_issue_many(
+            pool=self.pool,
+            customers=distinct,
+            keys={c: real.batch_key(model.ASSIGNMENT_KEY, c) for c in distinct},
+            caller="assignment-model",
+            once_per_customer=True,
+        )
+        got = {issued.customer: issued for issued in many.issued}
+        # One customer after another: who is given what depends on those before.
+        for customer in distinct:
+            kind, codes = model.assign(self.model, [customer], self.now)[customer]
+            issued = got.get(customer)
+            if kind == "again":
+                assert issued and issued.again, f"{customer}: {issued}, model {kind}"
+                assert issued.code.code in codes, f"{customer} got another code"
+            elif kind == "redeemed":
+                assert customer in many.redeemed, f"{customer}: not told redeemed"
+            elif kind == "new" and codes:
+                assert issued and not issued.again, f"{customer}: {issued}, model new"
+                assert issued.code.code in codes, f"{customer} got {issued.code}, not {codes}"
+                key = real.batch_key(model.ASSIGNMENT_KEY, customer)
+                model.issue(self.model, customer, key, self.now, taken=issued.code.code)
+                self.handed_out = issued.code.code
+            else:
+                assert customer in many.short, f"{customer}: {issued}, model short"
+            self.told = ("assigned", kind if codes else "short")
+
     @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def mark_issued(self, number, customer):
         text = self.code_text(number)
+        pool, pool_model = self.pool_of(text)
         got = self.agree(
-            lambda: real.code_mark_issued(code=text, customer=customer, pool=self.pool),
-            lambda: model.mark_issued(self.model, text, customer, self.now),
+            lambda: real.code_mark_issued(code=text, customer=customer, pool=pool),
+            lambda: model.mark_issued(pool_model, text, customer, self.now),
         )
         if got[0] == "ok":
             self.handed_out = text
 
     def release_under(self, text: str, key: str):
+        pool, pool_model = self.pool_of(text)
         self.agree(
-            lambda: real.code_release(pool=self.pool, code=text, idempotency_key=key),
-            lambda: model.release(self.model, text, key),
+            lambda: real.code_release(pool=pool, code=text, idempotency_key=key),
+            lambda: model.release(pool_model, text, key),
         )
 
     # Redeeming codes
@@ -96,19 +134,21 @@ class PoolMachine(PoolWorld):
     @rule(number=CODE_NUMBERS, customer=CUSTOMERS)
     def check(self, number, customer):
         text = self.code_text(number)
+        pool, pool_model = self.pool_of(text)
         self.agree(
-            lambda: real.code_check(code=text, customer=customer, pool=self.pool),
-            lambda: model.check(self.model, text, customer, self.now),
+            lambda: real.code_check(code=text, customer=customer, pool=pool),
+            lambda: model.check(pool_model, text, customer, self.now),
         )
 
     @rule(number=CODE_NUMBERS, customer=CUSTOMERS, reference=ORDER_REFERENCES)
     def redeem(self, number, customer, reference):
         text = self.code_text(number)
+        pool, pool_model = self.pool_of(text)
         self.agree(
             lambda: real.code_redeem(
-                code=text, customer=customer, pool=self.pool, order_reference=reference
+                code=text, customer=customer, pool=pool, order_reference=reference
             ),
-            lambda: model.redeem(self.model, text, customer, reference, self.now),
+            lambda: model.redeem(pool_model, text, customer, reference, self.now),
         )
 
 

@@ -14,8 +14,9 @@ tests/model/test_api_machine.py through the HTTP API.
 """
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from unittest import mock
+from zoneinfo import ZoneInfo
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -32,17 +33,21 @@ from pools.refusals import CodeRefused
 from tests.factories import counts_by_status, make_pool
 from tests.model import rules as model
 
+# The machines run in a time zone that changes its clocks while they run: Berlin moves from
+# CET to CEST at 01:00 UTC on 29 March 2026, 13 hours after START.
+ZONE = "Europe/Berlin"
 START = datetime(2026, 3, 28, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 CUSTOMERS = st.sampled_from(["alice", "bob", "carol", " alice "])
 KEYS = st.sampled_from(["", "k1", "k2"])
 ORDER_REFERENCES = st.sampled_from(["", "o1", "o2"])
 CODE_COUNT = 4
-# A code an operation names: one of the pool's by number, a made-up one (CODE_COUNT), or the
-# code last handed out (issued or marked), so that sequences come back to it: give it back,
-# then check it, say.
+FALLBACK_CODE_COUNT = 2
+# A code an operation names: one of the pool's by number, a made-up one (CODE_COUNT), one of
+# the fallback pool's (after that, when there is one), or the code last handed out (issued or
+# marked), so that sequences come back to it: give it back, then check it, say.
 LAST = "last handed out"
-CODE_NUMBERS = st.integers(0, CODE_COUNT) | st.just(LAST)
+CODE_NUMBERS = st.integers(0, CODE_COUNT + FALLBACK_CODE_COUNT) | st.just(LAST)
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "25"))
 
 # `make test` runs EXAMPLES sequences of up to 30 steps; `make deep-test` many more.
@@ -53,9 +58,23 @@ MACHINE_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 
-# A window edge: none, or a whole number of hours from START (so that the clock, moving by
-# hours and minutes, lands on edges, just before and just after them).
-edge = st.none() | st.integers(-6, 30).map(lambda hours: START + hours * HOUR)
+
+def day_end(days: int) -> datetime:
+    """Return the last moment of the local day `days` after START's, as an import file's
+    Available-till date is read (imports/validation.py): the end of that day in the project's
+    time zone."""
+    day = START.astimezone(ZoneInfo(ZONE)).date() + timedelta(days=days)
+    return datetime.combine(day, time.max, tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+
+
+# A window edge: none, a whole number of hours from START (so that the clock, moving by hours
+# and minutes, lands on edges, just before and just after them), or a local day's end (which
+# the clock reaches by wait_for_day_end), on either side of the change to summer time.
+edge = (
+    st.none()
+    | st.integers(-6, 30).map(lambda hours: START + hours * HOUR)
+    | st.integers(-1, 2).map(day_end)
+)
 
 
 @st.composite
@@ -92,6 +111,7 @@ class PoolWorld(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.now = START
+        self.told = None  # the model's outcome of the last call compared (scenarios read it)
         self.clock = mock.patch("django.utils.timezone.now", lambda: self.now)
         self.clock.start()
         # Each sequence in a transaction rolled back after it, so that the next starts from an
@@ -109,32 +129,62 @@ class PoolWorld(RuleBasedStateMachine):
         validity_days=st.integers(1, 2),
         code_windows=st.lists(windows(), min_size=CODE_COUNT, max_size=CODE_COUNT),
         launched=st.booleans(),
+        with_fallback=st.booleans(),
     )
-    def make(self, kind, validity_days, code_windows, launched):
+    def make(self, kind, validity_days, code_windows, launched, with_fallback=False):
         rules = {"allow_multiple_use": kind == "multiple"}
         if kind == "personal":
             rules |= {"require_issue_before_redeem": True, "issued_validity_days": validity_days}
         self.pool = make_pool(**rules)
-        self.model = model.Pool(
-            multiple_use=kind == "multiple",
-            issue_first=kind == "personal",
-            validity_days=validity_days if kind == "personal" else 0,
-        )
-        prefix = f"P{self.pool.pk}-"
-        for number, fields in enumerate(code_windows):
-            text = f"{prefix}{number}"
-            RealCode.objects.create(pool=self.pool, code=text, **fields)
-            self.model.codes[text] = model.Code(text=text, **fields)
-        pool_counts_add(pool_id=self.pool.pk, available=CODE_COUNT)
+        self.model = self.pool_model(kind, validity_days)
+        self.codes_add(self.pool, self.model, code_windows)
+        self.fallback = self.fallback_model = None
+        if with_fallback:
+            # A fallback of the same rules, launched, its codes without dates.
+            self.fallback = make_pool(self.pool.campaign, launched=True, **rules)
+            self.fallback_model = self.pool_model(kind, validity_days)
+            self.fallback_model.status = model.ACTIVE
+            self.codes_add(self.fallback, self.fallback_model, [{}] * FALLBACK_CODE_COUNT)
+            self.pool.fallback_pool = self.fallback
+            self.pool.save(update_fields=["fallback_pool"])
+            self.model.fallback = self.fallback_model
         self.texts = list(self.model.codes)
+        self.fallback_texts = list(self.fallback_model.codes) if with_fallback else []
         self.handed_out = self.texts[0]  # the code last issued or marked (LAST)
         if launched:
             self.launch()
 
+    @staticmethod
+    def pool_model(kind, validity_days) -> model.Pool:
+        return model.Pool(
+            multiple_use=kind == "multiple",
+            issue_first=kind == "personal",
+            validity_days=validity_days if kind == "personal" else 0,
+        )
+
+    @staticmethod
+    def codes_add(pool, pool_model, code_windows):
+        for number, fields in enumerate(code_windows):
+            text = f"P{pool.pk}-{number}"
+            RealCode.objects.create(pool=pool, code=text, **fields)
+            pool_model.codes[text] = model.Code(text=text, **fields)
+        pool_counts_add(pool_id=pool.pk, available=len(code_windows))
+
     def code_text(self, number: int | str) -> str:
         if number == LAST:
             return self.handed_out
-        return self.texts[number] if number < len(self.texts) else f"MADE-UP-{number}"
+        if number < len(self.texts):
+            return self.texts[number]
+        if 0 <= number - CODE_COUNT - 1 < len(self.fallback_texts):
+            return self.fallback_texts[number - CODE_COUNT - 1]
+        return f"MADE-UP-{number}"
+
+    def pool_of(self, text: str):
+        """Return the pool a code is asked of (its own: the fallback's codes are redeemed,
+        marked and given back in the fallback) and the model's of it."""
+        if self.fallback is not None and text in self.fallback_model.codes:
+            return self.fallback, self.fallback_model
+        return self.pool, self.model
 
     def both_refuse_or_not(self, real_call, model_call):
         """For the pool's life: the services word their refusals for staff."""
@@ -175,6 +225,18 @@ class PoolWorld(RuleBasedStateMachine):
         self.pool.refresh_from_db()
         return self.pool
 
+    @precondition(lambda self: getattr(self, "fallback", None) is not None)
+    @rule()
+    def fallback_pause_or_resume(self):
+        # A fallback that does not issue is as one run dry.
+        self.fallback.refresh_from_db()
+        if self.fallback_model.status == model.ACTIVE:
+            services.pool_pause(pool=self.fallback)
+            model.pause(self.fallback_model)
+        else:
+            services.pool_resume(pool=self.fallback)
+            model.resume(self.fallback_model)
+
     # Giving codes back (each machine says how: release_under)
 
     @rule(number=CODE_NUMBERS, key=KEYS, customer=CUSTOMERS)
@@ -190,7 +252,7 @@ class PoolWorld(RuleBasedStateMachine):
 
     def key_of_last(self) -> str:
         """Return the key the code last handed out was issued under and still holds, or ""."""
-        issues = self.model.codes[self.handed_out].issues
+        issues = self.pool_of(self.handed_out)[1].codes[self.handed_out].issues
         return next((i.key for i in reversed(issues) if i.key and not i.released), "")
 
     @precondition(lambda self: hasattr(self, "model") and self.key_of_last())
@@ -205,17 +267,30 @@ class PoolWorld(RuleBasedStateMachine):
     @rule(numbers=st.sets(st.integers(0, CODE_COUNT), min_size=1, max_size=3))
     def withdraw(self, numbers):
         texts = [self.code_text(number) for number in sorted(numbers)]
-        real.codes_withdraw(pool=self.pool, codes=texts)
-        model.withdraw(self.model, texts)
+        for pool, pool_model in [(self.pool, self.model), (self.fallback, self.fallback_model)]:
+            theirs = [text for text in texts if pool and self.pool_of(text)[0] is pool]
+            if theirs:
+                real.codes_withdraw(pool=pool, codes=theirs)
+                model.withdraw(pool_model, theirs)
 
     @rule()
     def sweep(self):
         real.codes_expire(at=self.now)
         model.expire(self.model, self.now)
+        if self.fallback_model is not None:
+            model.expire(self.fallback_model, self.now)
 
     @rule(step=st.sampled_from([timedelta(microseconds=1), timedelta(minutes=59), HOUR, 5 * HOUR]))
     def wait(self, step):
         self.now += step
+
+    @rule(past=st.booleans())
+    def wait_for_day_end(self, past):
+        """Move the clock to the last moment of the local day (or the first of the next)."""
+        days = 0
+        while day_end(days) < self.now:
+            days += 1
+        self.now = day_end(days) + (timedelta(microseconds=1) if past else timedelta(0))
 
     # What must always agree
 
@@ -223,8 +298,14 @@ class PoolWorld(RuleBasedStateMachine):
     def codes_agree(self):
         if not hasattr(self, "pool"):
             return
-        for code in RealCode.objects.filter(pool=self.pool):
-            expected = self.model.codes[code.code]
+        self.pool_agrees(self.pool, self.model)
+        if self.fallback is not None:
+            self.pool_agrees(self.fallback, self.fallback_model)
+
+    @staticmethod
+    def pool_agrees(pool, pool_model):
+        for code in RealCode.objects.filter(pool=pool):
+            expected = pool_model.codes[code.code]
             assert (code.status, code.issued_to or "", code.times_redeemed) == (
                 expected.status,
                 expected.issued_to,
@@ -234,6 +315,6 @@ class PoolWorld(RuleBasedStateMachine):
                 Redemption.objects.filter(code=code).values_list("customer", "order_reference")
             )
             assert redeemed_by == sorted(expected.redemptions), code.code
-        counts = counts_by_status(self.pool)
+        counts = counts_by_status(pool)
         counts.pop("total")
-        assert counts == self.model.counts(), f"counters {counts}, model {self.model.counts()}"
+        assert counts == pool_model.counts(), f"counters {counts}, model {pool_model.counts()}"
