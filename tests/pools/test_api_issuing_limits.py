@@ -264,3 +264,22 @@ def test_a_retry_takes_nothing_of_the_limits(limits, kind):
     assert call("alice", "m2").status_code == 200
     assert call("bob", "m3").status_code == 200
     assert refused(call("carol", "m4"), "issue_rate_limited")
+
+
+def test_a_code_from_the_fallback_counts_once_there_for_its_cap_and_the_customer(limits):
+    limits.API_ISSUE_RATE_PER_CUSTOMER = "1/h"
+    fallback = make_pool(launched=True)
+    pool = make_pool(fallback.campaign, launched=True)
+    make_codes(fallback, [f"F{n}" for n in range(5)])
+    pool_update(pool=fallback, daily_issue_cap=2)
+    pool_update(pool=pool, fallback_pool=fallback)
+    client = api_client()
+
+    for _ in range(3):  # the first call and two retries: one code handed out
+        through = batch(client, pool, ["a"], key="news").json()
+        assert [item["from_fallback"] for item in through["issued"]] == [True], through
+
+    # Alice had her one code of the fallback; the fallback has one more to give today.
+    assert refused(issue(client, fallback, "a"), "customer_issue_limit")
+    assert issue(client, fallback, "b").status_code == 200
+    assert refused(issue(client, fallback, "c"), "daily_issue_cap")
