@@ -122,6 +122,24 @@ def test_fallback_pool_serves_single_and_batch_issues_when_the_pool_runs_dry():
     assert refusal(code_issue, pool=pool, customer="e") == Refusal.NO_CODES_LEFT
 
 
+def test_a_retry_of_an_issue_that_fell_back_returns_its_code_once_the_pool_is_refilled():
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(spare, ["S1", "S2"])
+    single = code_issue(pool=pool, customer="a", idempotency_key="ka")
+    batch = code_issue_batch(pool=pool, customers=["b"], idempotency_key="m").issued[0].code
+
+    make_codes(pool, ["NEW1", "NEW2"])  # refilled meanwhile
+
+    assert code_issue(pool=pool, customer="a", idempotency_key="ka").pk == single.pk
+    again = code_issue_batch(pool=pool, customers=["b"], idempotency_key="m").issued[0]
+    assert (again.code.pk, again.again) == (batch.pk, True)
+    assert code_issue(pool=pool, customer="b", idempotency_key="m:b").pk == batch.pk
+    assert counts(pool) == (2, 0, 0)
+    assert CodeIssue.objects.count() == 2
+
+
 def test_a_batch_returns_each_code_as_stored_with_its_pool_loaded(django_assert_num_queries):
     """The codes of a batch are built from the claim's rows (and a retry's look-up) without
     the model's constructor: each must be the stored code, its pool at hand."""
