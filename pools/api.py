@@ -239,8 +239,10 @@ class PoolIssueView(APIView):
         except BaseException:
             reservation.settle(issued=[])
             raise
-        reservation.settle(issued=[customer])
-        fallback_issues_count(fallback, [customer] if code.pool_id != pool.pk else [])
+        # A retry hands out nothing new: it is refunded, as a batch's retries are.
+        new = [] if getattr(code, "again", False) else [customer]
+        reservation.settle(issued=new)
+        fallback_issues_count(fallback, new if code.pool_id != pool.pk else [])
         return Response(code_payload(code))
 
 

@@ -31,7 +31,8 @@ def code_issue(
     see _issue_by_key).
     In a multiple-use pool the code is handed out without being used up. Concurrent callers
     never get the same single-use code: the claim skips rows other transactions have locked.
-    `caller` (an API key's prefix) is recorded as the code's issuer. When the pool has no
+    `caller` (an API key's prefix) is recorded as the code's issuer. A code returned by a
+    retry (issued before under the key) has `again` set to True. When the pool has no
     issuable code and names a fallback pool, the code comes from the fallback (its `pool` says
     so). Raises CodeRefused.
     """
@@ -163,6 +164,8 @@ def _issue_by_key(pool: Pool, key: str, customer: str) -> Code | None:
     if customer in held.dead:
         issues_retire(held.dead[customer])
         return None
+    # Handed out before: the API's limits count only codes handed out anew.
+    issue.code.again = True
     return issue.code
 
 

@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
@@ -109,6 +112,40 @@ def test_api_key_is_required_and_revocation_takes_effect(api, api_key):
     stored.save()  # as the admin does
 
     assert api.get(url).status_code == 403
+
+
+def test_a_key_with_a_known_prefix_and_a_wrong_secret_is_refused(api, api_key):
+    pool = make_pool(launched=True)
+    url = f"/api/pools/{pool.slug}/stock"
+    prefix, _, secret = api_key.partition(".")
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION=f"Api-Key {prefix}.{secret[::-1]}")
+
+    assert forged.get(url).status_code == 403
+    assert api.get(url).status_code == 200  # the key is now trusted for a few seconds
+    assert forged.get(url).status_code == 403
+    assert api.get(url).status_code == 200
+
+
+def test_an_api_key_past_its_expiry_date_is_refused():
+    pool = make_pool(launched=True)
+    make_codes(pool, ["EXP1"])
+    url = f"/api/pools/{pool.slug}/issue"
+    now = timezone.now()
+    answers = {}
+    for name, expiry in (
+        ("expired", now - timedelta(minutes=1)),
+        ("valid", now + timedelta(days=1)),
+    ):
+        _, secret = make_api_key(name=name, expiry_date=expiry)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+        answers[name] = client.post(url, {"customer": "c1"}, format="json")
+
+    assert answers["expired"].status_code == 403
+    assert answers["expired"].json()["error"]["code"] == "permission_denied"
+    assert answers["valid"].status_code == 200
+    assert Code.objects.get(code="EXP1").issued_to == "c1"
 
 
 def test_check_and_redeem_are_rate_limited_per_customer(api, settings):

@@ -106,6 +106,17 @@ def test_customer_ids_differing_in_whitespace_are_one_customer(api, settings):
     assert statuses == [200, 200, 429]
 
 
+def test_a_customers_budget_is_one_whichever_key_asks(settings):
+    settings.API_RATE_PER_CUSTOMER = "2/min"
+    pool = make_pool(launched=True)
+    keys = [client_with_key(f"shop-{i}") for i in range(3)]
+
+    statuses = [check(client, pool, "X", "c1").status_code for client in keys]
+
+    assert statuses == [200, 200, 429]
+    assert check(keys[2], pool, "X", "c2").status_code == 200
+
+
 def test_unknown_pools_count_as_failed_guesses(api, settings):
     settings.API_FAILED_CHECKS_PER_KEY = 2
     pool = make_pool(launched=True)

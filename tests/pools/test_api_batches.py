@@ -49,6 +49,48 @@ def test_issue_batch_then_retry_then_release_one(api):
     assert CodeIssue.objects.get(code__code=code).released_key.endswith(":news-1:a")
 
 
+def test_codes_issued_under_the_longest_keys_are_given_back_under_them(api):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["L1", "L2", "L3"])
+    key = "m" * 200  # the longest key the API takes: stored as its hash, in its namespace
+    single = api.post(
+        f"/api/pools/{pool.slug}/issue", {"customer": "a", "idempotency_key": key}, format="json"
+    ).json()["code"]
+    batch = api.post(
+        f"/api/pools/{pool.slug}/issue-batch",
+        {"customers": ["b"], "idempotency_key": key[:190]},
+        format="json",
+    ).json()["issued"][0]["code"]["code"]
+
+    for code, issued_under in ((single, key), (batch, key[:190] + ":b")):
+        release = {"code": code, "pool": pool.slug, "idempotency_key": issued_under}
+        answer = api.post("/api/codes/release", release, format="json")
+        assert (answer.status_code, answer.json()["status"]) == (200, "available"), code
+    assert Code.objects.filter(pool=pool, status="available").count() == 3
+
+
+def test_the_key_that_issued_a_batch_of_personal_codes_hears_why_another_cannot_use_one(api):
+    pool = make_pool(launched=True, require_issue_before_redeem=True, issued_validity_days=7)
+    make_codes(pool, ["P1", "P2"])
+    answer = api.post(
+        f"/api/pools/{pool.slug}/issue-batch",
+        {"customers": ["alice"], "idempotency_key": "news"},
+        format="json",
+    ).json()
+    code = answer["issued"][0]["code"]["code"]
+    _, other_key = make_api_key(name="other")
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Api-Key {other_key}")
+
+    def check(client, customer):
+        body = {"code": code, "customer": customer, "pool": pool.slug}
+        return client.post("/api/codes/check", body, format="json").json()
+
+    assert check(api, "bob")["error"]["code"] == "not_issued_to_customer"
+    assert check(other, "bob")["error"]["code"] == "unknown_code"
+    assert check(other, "alice")["valid"] is True
+
+
 def test_issue_batch_lists_customers_left_without_a_code(api):
     pool = make_pool(launched=True)
     make_codes(pool, ["B1"])

@@ -220,3 +220,66 @@ def test_a_fallback_gives_no_more_than_its_own_cap(limits):
     # Counted against the fallback's own cap: it is reached, directly and through the pool.
     assert refused(issue(client, fallback, "d"), "daily_issue_cap")
     assert issue(client, pool, "e").json()["error"]["code"] == "no_codes_left"
+
+
+def test_only_what_a_fallback_gives_counts_against_its_cap(limits):
+    fallback = make_pool(launched=True)
+    pool = make_pool(fallback.campaign, launched=True)
+    make_codes(pool, ["P1", "P2"])
+    make_codes(fallback, ["F1", "F2", "F3"])
+    pool_update(pool=fallback, daily_issue_cap=1)
+    pool_update(pool=pool, fallback_pool=fallback)
+    client = api_client()
+
+    own = [issue(client, pool, customer).json()["pool"] for customer in ("a", "b")]
+    assert own == [pool.slug, pool.slug]
+    # The pool's own codes took nothing of the fallback's cap: its one code is still there.
+    through = issue(client, pool, "c").json()
+    assert through["pool"] == fallback.slug, through
+    assert refused(issue(client, fallback, "d"), "daily_issue_cap")
+
+
+@pytest.mark.parametrize("kind", ["issue", "batch"])
+def test_a_retry_takes_nothing_of_the_limits(limits, kind):
+    limits.API_ISSUE_RATE_PER_CUSTOMER = "2/h"
+    limits.API_ISSUE_RATE_PER_KEY = "3/min"
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"C{n}" for n in range(10)])
+    pool_update(pool=pool, daily_issue_cap=3)
+    client = api_client()
+
+    def call(customer, key):
+        if kind == "issue":
+            return issue(client, pool, customer, key)
+        return batch(client, pool, [customer], key)
+
+    def code(answer):
+        assert answer.status_code == 200, answer.content[:300]
+        return answer.json()["code"] if kind == "issue" else answer.json()["issued"][0]["code"]
+
+    first = code(call("alice", "m1"))
+    for _ in range(3):
+        assert code(call("alice", "m1")) == first
+    # Alice was handed one code: she may have a second, the key and the pool two more.
+    assert call("alice", "m2").status_code == 200
+    assert call("bob", "m3").status_code == 200
+    assert refused(call("carol", "m4"), "issue_rate_limited")
+
+
+def test_a_code_from_the_fallback_counts_once_there_for_its_cap_and_the_customer(limits):
+    limits.API_ISSUE_RATE_PER_CUSTOMER = "1/h"
+    fallback = make_pool(launched=True)
+    pool = make_pool(fallback.campaign, launched=True)
+    make_codes(fallback, [f"F{n}" for n in range(5)])
+    pool_update(pool=fallback, daily_issue_cap=2)
+    pool_update(pool=pool, fallback_pool=fallback)
+    client = api_client()
+
+    for _ in range(3):  # the first call and two retries: one code handed out
+        through = batch(client, pool, ["a"], key="news").json()
+        assert [item["from_fallback"] for item in through["issued"]] == [True], through
+
+    # Alice had her one code of the fallback; the fallback has one more to give today.
+    assert refused(issue(client, fallback, "a"), "customer_issue_limit")
+    assert issue(client, fallback, "b").status_code == 200
+    assert refused(issue(client, fallback, "c"), "daily_issue_cap")

@@ -122,6 +122,24 @@ def test_fallback_pool_serves_single_and_batch_issues_when_the_pool_runs_dry():
     assert refusal(code_issue, pool=pool, customer="e") == Refusal.NO_CODES_LEFT
 
 
+def test_a_retry_of_an_issue_that_fell_back_returns_its_code_once_the_pool_is_refilled():
+    pool = make_pool(launched=True)
+    spare = make_pool(pool.campaign, launched=True)
+    Pool.objects.filter(pk=pool.pk).update(fallback_pool=spare)
+    make_codes(spare, ["S1", "S2"])
+    single = code_issue(pool=pool, customer="a", idempotency_key="ka")
+    batch = code_issue_batch(pool=pool, customers=["b"], idempotency_key="m").issued[0].code
+
+    make_codes(pool, ["NEW1", "NEW2"])  # refilled meanwhile
+
+    assert code_issue(pool=pool, customer="a", idempotency_key="ka").pk == single.pk
+    again = code_issue_batch(pool=pool, customers=["b"], idempotency_key="m").issued[0]
+    assert (again.code.pk, again.again) == (batch.pk, True)
+    assert code_issue(pool=pool, customer="b", idempotency_key="m:b").pk == batch.pk
+    assert counts(pool) == (2, 0, 0)
+    assert CodeIssue.objects.count() == 2
+
+
 def test_a_batch_returns_each_code_as_stored_with_its_pool_loaded(django_assert_num_queries):
     """The codes of a batch are built from the claim's rows (and a retry's look-up) without
     the model's constructor: each must be the stored code, its pool at hand."""
@@ -372,6 +390,24 @@ def test_a_multiple_use_code_redeemed_once_is_not_released():
     assert CodeIssue.objects.get().released_at is None
 
 
+def test_a_multiple_use_code_given_back_frees_its_key_and_leaves_the_counts():
+    from pools.code_services import code_release
+
+    pool = make_pool(allow_multiple_use=True, launched=True)
+    make_codes(pool, ["MULTI"])
+    code_issue(pool=pool, customer="a", idempotency_key="ka")
+    before = (counts(pool), pool_stock(pool=pool))
+
+    released = code_release(pool=pool, code="MULTI", idempotency_key="ka")
+
+    # Handing it out used nothing up, so giving it back adds nothing to stock.
+    assert released.status == Code.Status.AVAILABLE
+    assert (counts(pool), pool_stock(pool=pool)) == before == ((1, 0, 0), 1)
+    assert CodeIssue.objects.get().released_at is not None
+    assert code_issue(pool=pool, customer="a", idempotency_key="ka").code == "MULTI"
+    assert CodeIssue.objects.count() == 2
+
+
 @pytest.mark.postgresql
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_batches_under_one_key_issue_each_customer_once():
@@ -415,6 +451,24 @@ def test_batch_of_any_customer_ids_gives_each_valid_id_one_code_or_refuses(custo
     wanted = list(dict.fromkeys(c.strip() for c in customers))
     assert [i.customer for i in outcome.issued] == wanted
     assert len({i.code.pk for i in outcome.issued}) == len(wanted)
+
+
+@pytest.mark.parametrize("key", ["", "mailing-1"])
+def test_a_customer_listed_twice_in_other_spellings_gets_one_code(key):
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"W{i}" for i in range(6)])
+
+    outcome = code_issue_batch(
+        pool=pool, customers=["ann", " ann", "bob\t", "ann ", "bob"], idempotency_key=key
+    )
+
+    assert [(i.customer, i.code.issued_to) for i in outcome.issued] == [
+        ("ann", "ann"),
+        ("bob", "bob"),
+    ]
+    assert outcome.short == []
+    assert CodeIssue.objects.filter(pool=pool).count() == 2
+    assert counts(pool) == (4, 2, 0)
 
 
 def test_a_code_before_the_claims_starting_point_is_still_issued():

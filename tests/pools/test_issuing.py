@@ -16,6 +16,7 @@ from django.utils import timezone
 from pools.code_services import (
     code_check,
     code_issue,
+    code_issue_batch,
     code_mark_issued,
     code_redeem,
     codes_claim,
@@ -57,6 +58,26 @@ def test_issue_respects_the_issue_window_and_expiry():
     assert refusal(code_issue, pool=pool, customer="c") == Refusal.NO_CODES_LEFT
 
 
+@pytest.mark.parametrize("multiple_use", [False, True], ids=["single-use", "multiple-use"])
+def test_a_window_includes_both_its_edges_to_the_microsecond(frozen, multiple_use):
+    pool = make_pool(launched=True, allow_multiple_use=multiple_use)
+    tick = timedelta(microseconds=1)
+    make_codes(pool, ["ENDS-BEFORE"], issue_end=frozen - tick)
+    make_codes(pool, ["STARTS-AFTER"], issue_start=frozen + tick)
+    make_codes(pool, ["EXPIRED"], available_till=frozen - tick)
+    edges = {"ENDS-NOW": "issue_end", "STARTS-NOW": "issue_start", "EXPIRES-NOW": "available_till"}
+    for text, edge in edges.items():
+        make_codes(pool, [text], **{edge: frozen})
+        issued = code_issue(pool=pool, customer=f"c-{text}")
+        assert issued.code == text
+        if multiple_use:  # handed out without being used up: out of the way of the next one
+            Code.objects.filter(pk=issued.pk).update(status=Code.Status.WITHDRAWN)
+
+    assert refusal(code_issue, pool=pool, customer="late") == Refusal.NO_CODES_LEFT
+    outcome = code_issue_batch(pool=pool, customers=["b1"])
+    assert (outcome.issued, outcome.short) == ([], ["b1"])
+
+
 def test_issue_only_from_active_pools():
     pool = make_pool()
     make_codes(pool, ["A1"])
@@ -76,6 +97,40 @@ def test_retry_with_the_same_idempotency_key_returns_the_same_code():
     assert refusal(code_issue, pool=pool, customer="other", idempotency_key="msg-1") == (
         Refusal.KEY_REUSED
     )
+
+
+def test_one_key_in_two_pools_issues_a_code_of_each():
+    # One message with two template parameters: each pool issues under the message's id.
+    first, second = make_pool(launched=True), make_pool(launched=True)
+    make_codes(first, ["F1", "F2"])
+    make_codes(second, ["S1", "S2"])
+
+    from_first = code_issue(pool=first, customer="c", idempotency_key="msg-1")
+    from_second = code_issue(pool=second, customer="c", idempotency_key="msg-1")
+
+    assert (from_first.pool_id, from_second.pool_id) == (first.pk, second.pk)
+    assert code_issue(pool=first, customer="c", idempotency_key="msg-1").pk == from_first.pk
+    assert code_issue(pool=second, customer="c", idempotency_key="msg-1").pk == from_second.pk
+    # Under one key, the pools' customers are their own: no key reused across pools.
+    assert code_issue(pool=second, customer="d", idempotency_key="msg-2").pool_id == second.pk
+    assert code_issue(pool=first, customer="e", idempotency_key="msg-2").pool_id == first.pk
+    assert counts(first) == counts(second) == (0, 2, 0)
+
+
+def test_customer_ids_differing_in_case_are_different_customers():
+    # Ids come from other systems and may be case-sensitive: "Ab7" and "ab7" are two people.
+    pool = make_pool(launched=True, require_issue_before_redeem=True, issued_validity_days=30)
+    make_codes(pool, ["P1", "P2"])
+
+    upper = code_issue(pool=pool, customer="Ab7", idempotency_key="k")
+    assert refusal(code_issue, pool=pool, customer="ab7", idempotency_key="k") == (
+        Refusal.KEY_REUSED
+    )
+    lower = code_issue(pool=pool, customer="ab7")
+
+    assert (upper.issued_to, lower.issued_to) == ("Ab7", "ab7")
+    assert upper.pk != lower.pk
+    assert refusal(code_check, code=upper.code, customer="ab7") == Refusal.NOT_ISSUED_TO_CUSTOMER
 
 
 def test_multiple_use_pool_hands_out_a_code_without_using_it_up():

@@ -172,6 +172,36 @@ def test_transitions_only_from_their_statuses(setup, transition, message):
     assert PoolEvent.objects.count() == events
 
 
+# A pool's life, whole: from each status, the transitions that lead somewhere.
+LIFE = {
+    "draft": {"launch": "active"},
+    "active": {"pause": "paused", "end": "ended"},
+    "paused": {"resume": "active", "end": "ended"},
+    "ended": {},
+}
+TRANSITIONS = {"launch": pool_launch, "pause": pool_pause, "resume": pool_resume, "end": pool_end}
+REACHED_BY = {"draft": [], "active": ["launch"], "paused": ["launch", "pause"]}
+REACHED_BY["ended"] = ["launch", "end"]
+
+
+@pytest.mark.parametrize("status", LIFE)
+def test_each_status_allows_exactly_its_transitions(status):
+    for name, transition in TRANSITIONS.items():
+        pool = make_pool()
+        for step in REACHED_BY[status]:
+            TRANSITIONS[step](pool=pool)
+        events = PoolEvent.objects.filter(pool=pool).count()
+        if name in LIFE[status]:
+            transition(pool=pool)
+            assert Pool.objects.get(pk=pool.pk).status == LIFE[status][name], (status, name)
+            assert PoolEvent.objects.filter(pool=pool).count() == events + 1, (status, name)
+        else:
+            with pytest.raises(ValidationError):
+                transition(pool=pool)
+            assert Pool.objects.get(pk=pool.pk).status == status, (status, name)
+            assert PoolEvent.objects.filter(pool=pool).count() == events, (status, name)
+
+
 def test_paused_pool_keeps_its_frozen_settings_and_edits_others():
     pool = make_pool(launched=True)
     pool_pause(pool=pool)
