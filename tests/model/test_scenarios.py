@@ -430,6 +430,12 @@ SCENARIOS = [
         fallback=True,
     ),
     Scenario(
+        "a retry finds its code in the fallback once the pool has codes again",
+        [*(issue(c, "") for c in "abcd"), issue(), ("add_code", {}), issue(), redeem()],
+        "ok",
+        fallback=True,
+    ),
+    Scenario(
         "an assignment finds a customer's code in the fallback",
         [*(issue(c, "") for c in "abcd"), issue(), assign()],
         "again",

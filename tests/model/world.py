@@ -163,8 +163,8 @@ class PoolWorld(RuleBasedStateMachine):
         )
 
     @staticmethod
-    def codes_add(pool, pool_model, code_windows):
-        for number, fields in enumerate(code_windows):
+    def codes_add(pool, pool_model, code_windows, first=0):
+        for number, fields in enumerate(code_windows, start=first):
             text = f"P{pool.pk}-{number}"
             RealCode.objects.create(pool=pool, code=text, **fields)
             pool_model.codes[text] = model.Code(text=text, **fields)
@@ -173,7 +173,7 @@ class PoolWorld(RuleBasedStateMachine):
     def code_text(self, number: int | str) -> str:
         if number == LAST:
             return self.handed_out
-        if number < len(self.texts):
+        if number < CODE_COUNT:
             return self.texts[number]
         if 0 <= number - CODE_COUNT - 1 < len(self.fallback_texts):
             return self.fallback_texts[number - CODE_COUNT - 1]
@@ -261,6 +261,13 @@ class PoolWorld(RuleBasedStateMachine):
         # What a mailer does when its message bounced: it gives back the code it was handed,
         # under the key it asked with. Drawn keys and codes rarely meet so.
         self.release_under(self.handed_out, self.key_of_last())
+
+    @precondition(lambda self: hasattr(self, "model") and len(self.model.codes) < CODE_COUNT + 2)
+    @rule()
+    def add_code(self):
+        # More codes come to a pool that ran dry (an import, a refill): a retry of an issue that
+        # fell back must still find its code in the fallback. Named by LAST once handed out.
+        self.codes_add(self.pool, self.model, [{}], first=len(self.model.codes))
 
     # Taking codes out of use, and time
 
