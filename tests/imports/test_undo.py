@@ -1,8 +1,13 @@
 """Undoing an import: each code records its addition; the report removes the unused ones."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from django.db.models import F
 from django.urls import reverse
+from django.utils import timezone
 
 from imports.engine import import_run
 from imports.models import Import
@@ -14,10 +19,16 @@ from imports.services import (
     import_undo,
     import_undo_preview,
 )
-from pools.code_services import addition_undo_run, code_issue, code_redeem, codes_withdraw
+from pools.code_services import (
+    addition_undo_run,
+    additions,
+    code_issue,
+    code_redeem,
+    codes_withdraw,
+)
 from pools.models import AdditionUndo, Code
 from pools.selectors import pool_stock, pools_with_counts
-from tests.factories import make_codes, make_pool
+from tests.factories import counts_by_status, make_codes, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -137,3 +148,75 @@ def test_viewer_is_not_offered_undo_and_a_forged_one_is_refused(viewer_client):
     assert "Remove the codes this import added" not in report.content.decode()
     assert response.status_code == 403
     assert Code.objects.count() == 1
+
+
+def test_an_undo_taken_over_mid_slice_leaves_that_slice_whole_and_the_next_attempt_ends_it(
+    settings, monkeypatch
+):
+    """This worker was thought dead while it removed a slice, and another attempt took the job
+    over: that slice is rolled back whole (its codes with its counts), and the attempt that
+    goes on removes every code exactly once, the pool's counts following."""
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    job = imported(pool, "\n".join(f"T{i}" for i in range(5)))
+    undo = import_undo(job=job)
+    real_slice = additions._undo_slice
+    slices = []
+
+    def slice_then_taken_over(addition, after):
+        outcome = real_slice(addition, after)
+        slices.append(after)
+        if len(slices) == 2:
+            AdditionUndo.objects.filter(pk=undo.pk).update(attempts=F("attempts") + 1)
+        return outcome
+
+    monkeypatch.setattr(additions, "_undo_slice", slice_then_taken_over)
+    addition_undo_run(undo_id=undo.pk)
+    monkeypatch.setattr(additions, "_undo_slice", real_slice)
+
+    left = Code.objects.filter(pool=pool).count()
+    assert left == 3  # the first slice's two codes went, the second's are back
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == left
+
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+    AdditionUndo.objects.filter(pk=undo.pk).update(heartbeat_at=stale)
+    done = addition_undo_run(undo_id=undo.pk)
+
+    assert (done.status, done.removed, done.kept) == ("completed", 5, 0)
+    assert not Code.objects.filter(pool=pool).exists()
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == 0
+    job.addition.refresh_from_db()
+    assert job.addition.codes_removed == 5
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_keeps_a_code_being_issued_meanwhile_and_removes_it_next_time():
+    """A second connection holds a row lock on one of the import's codes, as an issue in
+    progress does: the undo neither waits for it (the lock timeout set here would make that an
+    error) nor removes it under the issue; it is kept, and a later undo removes it if it is
+    still available."""
+    pool = make_pool(launched=True)
+    job = imported(pool, "H1\nH2\nH3")
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H2' FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            first = addition_undo_run(undo_id=import_undo(job=job).pk)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert (first.status, first.removed) == ("completed", 2)
+    assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["H2"]
+    assert counts_by_status(pool)["available"] == 1
+    again = addition_undo_run(undo_id=import_undo(job=job).pk)
+    assert (again.status, again.removed) == ("completed", 1)
+    assert not Code.objects.filter(pool=pool).exists()
