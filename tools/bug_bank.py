@@ -93,8 +93,8 @@ def main(args: list[str]) -> int:
             module.write_text(original)
         seconds = time.monotonic() - started
         results.append((bug, caught))
-        print(f"{'caught' if caught else 'MISSED':6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)",
-              flush=True)
+        verdict = "caught" if caught else "MISSED"
+        print(f"{verdict:6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)", flush=True)
     caught = sum(1 for _, was in results if was)
     print(f"\n{caught} of {len(results)} bugs caught")
     for area in sorted({bug["area"] for bug, _ in results}):
