@@ -79,8 +79,24 @@ def test_the_sweep_runs_at_now_by_default_and_leaves_codes_not_in_stock(frozen):
     make_codes(other, ["O1", "O2", "O3"], available_till=NOW - TICK)
     make_codes(make_pool(launched=True), ["FRESH"], available_till=NOW)
 
+    # Handed out before Available-till passed: issued, and redeemed, codes stay as they are.
+    late = make_pool(launched=True)
+    make_codes(late, ["L1", "L2"], available_till=NOW + TICK)
+    late_issued = code_issue(pool=late, customer="c")
+    code_redeem(code=code_issue(pool=late, customer="d").code, customer="d")
+    Code.objects.filter(pool=late).update(available_till=NOW - TICK)
+
     assert codes_expire() == {pool.pk: 2, other.pk: 3}
     assert Code.objects.get(pk=issued.pk).status == Code.Status.ISSUED
+    assert statuses(late) == {late_issued.code: "issued", "L2": "redeemed"}
+    assert counts_by_status(late) == {
+        "available": 0,
+        "issued": 1,
+        "redeemed": 1,
+        "expired": 0,
+        "withdrawn": 0,
+        "total": 2,
+    }
 
 
 @pytest.mark.parametrize("count, slices", [(4, [4, 0]), (5, [4, 1]), (3, [3])])
