@@ -220,3 +220,36 @@ def test_an_undo_keeps_a_code_being_issued_meanwhile_and_removes_it_next_time():
     again = addition_undo_run(undo_id=import_undo(job=job).pk)
     assert (again.status, again.removed) == ("completed", 1)
     assert not Code.objects.filter(pool=pool).exists()
+
+
+def test_an_undo_that_fails_says_why_keeps_what_it_removed_and_can_be_started_again(
+    settings, monkeypatch
+):
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    job = imported(pool, "\n".join(f"F{i}" for i in range(5)))
+    real_slice = additions._undo_slice
+    slices = []
+
+    def second_slice_breaks(addition, after):
+        slices.append(after)
+        if len(slices) == 2:
+            raise RuntimeError("the disk is full")
+        return real_slice(addition, after)
+
+    monkeypatch.setattr(additions, "_undo_slice", second_slice_breaks)
+    with pytest.raises(RuntimeError):
+        addition_undo_run(undo_id=import_undo(job=job).pk)
+    monkeypatch.setattr(additions, "_undo_slice", real_slice)
+
+    failed = AdditionUndo.objects.get()
+    assert (failed.status, failed.removed) == ("failed", 2)
+    assert failed.message == (
+        "The undo stopped on an unexpected error; the codes removed so far stay removed. "
+        "Start it again from the import's report, or tell an administrator: the disk is full"
+    )
+    assert counts_by_status(pool)["available"] == Code.objects.filter(pool=pool).count() == 3
+
+    again = addition_undo_run(undo_id=import_undo(job=job).pk)
+    assert (again.status, again.removed) == ("completed", 3)
+    assert not Code.objects.filter(pool=pool).exists()
