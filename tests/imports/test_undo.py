@@ -22,6 +22,8 @@ from imports.services import (
 from pools.code_services import (
     addition_undo_run,
     additions,
+    code_addition_create,
+    code_addition_record,
     code_issue,
     code_redeem,
     codes_withdraw,
@@ -253,3 +255,73 @@ def test_an_undo_that_fails_says_why_keeps_what_it_removed_and_can_be_started_ag
     again = addition_undo_run(undo_id=import_undo(job=job).pk)
     assert (again.status, again.removed) == ("completed", 3)
     assert not Code.objects.filter(pool=pool).exists()
+
+
+class Killed(BaseException):
+    """The worker's process ends here (SIGKILL): no handler of the job's runs."""
+
+
+# None: never killed; k: killed right after its k-th slice committed (0: before the first; 3:
+# after the last, before the job is finished).
+@pytest.mark.parametrize("killed_after", [None, 0, 1, 2, 3])
+def test_an_undo_killed_at_any_slice_ends_as_if_it_had_never_been(
+    settings, monkeypatch, killed_after
+):
+    """Whichever slice its worker dies after, the attempt that takes the job over ends it with
+    the same codes, counts and report as a run never interrupted, and leaves the codes of
+    another import, interleaved with its own by id, alone."""
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    ours, other = code_addition_create(pool=pool), code_addition_create(pool=pool)
+    for i in range(6):  # two imports side by side: their codes' ids interleave
+        Code.objects.create(pool=pool, code=f"U{i}", addition=ours)
+        Code.objects.create(pool=pool, code=f"V{i}", addition=other)
+    code_addition_record(addition_id=ours.pk, pool_id=pool.pk, count=6)
+    code_addition_record(addition_id=other.pk, pool_id=pool.pk, count=6)
+    assert [code_issue(pool=pool, customer=c).code for c in ("c1", "c2", "c3")] == [
+        "U0",
+        "V0",
+        "U1",
+    ]
+    code_redeem(code="U1", customer="c3")
+    codes_withdraw(pool=pool, codes=["U3"])
+    undo = additions.addition_undo_start(addition=ours)
+    real_slice = additions._undo_slice
+    slices = []
+
+    def killed(addition, after):
+        if len(slices) == killed_after:
+            raise Killed
+        slices.append(after)
+        return real_slice(addition, after)
+
+    if killed_after is not None:
+        monkeypatch.setattr(additions, "_undo_slice", killed)
+        with pytest.raises(Killed):
+            addition_undo_run(undo_id=undo.pk)
+        monkeypatch.setattr(additions, "_undo_slice", real_slice)
+        stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+        AdditionUndo.objects.filter(pk=undo.pk).update(heartbeat_at=stale)
+    done = addition_undo_run(undo_id=undo.pk)
+
+    assert (done.status, done.attempts) == ("completed", 1 if killed_after is None else 2)
+    assert (done.removed, done.progress_done, done.progress_total) == (3, 6, 6)
+    assert (done.kept_issued, done.kept_redeemed, done.kept_withdrawn) == (1, 1, 1)
+    left = dict(Code.objects.filter(pool=pool).values_list("code", "status"))
+    assert left == {
+        "U0": "issued",
+        "U1": "redeemed",
+        "U3": "withdrawn",
+        **{f"V{i}": "available" for i in range(1, 6)},
+        "V0": "issued",
+    }
+    assert counts_by_status(pool) == {
+        "available": 5,
+        "issued": 2,
+        "redeemed": 1,
+        "expired": 0,
+        "withdrawn": 1,
+        "total": 9,
+    }
+    ours.refresh_from_db()
+    assert ours.codes_removed == 3
