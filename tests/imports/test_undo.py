@@ -26,6 +26,7 @@ from pools.code_services import (
     code_addition_record,
     code_issue,
     code_redeem,
+    code_release,
     codes_withdraw,
 )
 from pools.models import AdditionUndo, Code
@@ -87,6 +88,27 @@ def test_undo_removes_the_unused_codes_of_the_import_only():
     assert (counted.codes_available, counted.codes_total) == (2, 6)
     assert pool_stock(pool=pool) == 2
     assert other.addition.codes.count() == 2
+
+
+def test_undo_keeps_a_code_issued_then_given_back_to_stock_with_its_history():
+    """A single-use code issued and given back (its message was never delivered) is in stock
+    again, but has a history: the undo keeps it, as it keeps a multiple-use code handed out,
+    rather than fail on it."""
+    pool = make_pool(launched=True)
+    job = imported(pool, "B1\nB2\nB3")
+    given = code_issue(pool=pool, customer="c1", idempotency_key="k1")
+    code_release(pool=pool, code=given.code, idempotency_key="k1")
+
+    preview = import_undo_preview(job=job)
+    outcome = addition_undo_run(undo_id=import_undo(job=job).pk)
+
+    assert (outcome.status, outcome.message) == ("completed", "")
+    assert (outcome.removed, outcome.kept_used, outcome.kept) == (2, 1, 1)
+    assert (preview.removed, preview.kept_used) == (2, 1)
+    assert list(Code.objects.filter(pool=pool).values_list("code", "status")) == [
+        (given.code, "available")
+    ]
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == 1
 
 
 def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():
