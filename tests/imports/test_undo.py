@@ -111,6 +111,29 @@ def test_undo_keeps_a_code_issued_then_given_back_to_stock_with_its_history():
     assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == 1
 
 
+def test_an_undo_runs_once_its_start_commits_and_a_second_start_meanwhile_returns_it(
+    django_capture_on_commit_callbacks,
+):
+    pool = make_pool(launched=True)
+    job = imported(pool, "S1\nS2")
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        undo = import_undo(job=job)
+        # Queued, then running in a worker: starting it again gives this one, not a second.
+        assert import_undo(job=job) == undo
+        AdditionUndo.objects.filter(pk=undo.pk).update(status="running", attempts=1)
+        assert import_undo(job=job) == undo
+        AdditionUndo.objects.filter(pk=undo.pk).update(status="queued", attempts=0)
+    assert AdditionUndo.objects.get() == undo
+    assert Code.objects.filter(pool=pool).count() == 2  # nothing before the commit
+
+    for callback in callbacks:  # the commit: handed to a worker (run eagerly here)
+        callback()
+    undo.refresh_from_db()
+    assert (undo.status, undo.removed) == ("completed", 2)
+    assert not Code.objects.filter(pool=pool).exists()
+
+
 def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():
     pool = make_pool()
     job = import_text_start(pool=pool, text="R1")
