@@ -360,16 +360,31 @@ def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_c
     too_long = "x" * 201
 
     job = assignment_start(
-        pool=pool, file=csv_upload(f"Customer,Email\n,a@x\n{too_long},b@x\nann,c@x\n")
+        pool=pool,
+        file=csv_upload(f"Customer,Email\n,a@x\n{too_long},b@x\nb\x00b,d@x\nann,c@x\n"),
     )
     job.refresh_from_db()
 
     reason = "No customer id, or one longer than 200 characters or with a NUL character."
-    assert job.status == Assignment.Status.COMPLETED
-    assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason]]
-    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 2)
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    # A NUL as its visible symbol: the report's JSON cannot hold one.
+    assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason], [4, "b\u2400b", reason]]
+    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 3)
     issue = CodeIssue.objects.get()
     assert (issue.idempotency_key, issue.issued_by) == ("assignment:ann", f"assignment-{job.pk}")
+    written = result_rows(job)
+    result_write(job)  # as a job resumed after a kill writes its list
+    assert (
+        result_rows(job)
+        == written
+        == [
+            ["Customer", "Email", "Code"],
+            ["", "a@x", ""],
+            [too_long, "b@x", ""],
+            ["b\x00b", "d@x", ""],
+            ["ann", "c@x", "K1"],
+        ]
+    )
 
 
 def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued():
