@@ -29,6 +29,7 @@ from pools.code_services import (
     withdrawals,
 )
 from pools.models import AdditionUndo, Code, CodeAddition, Withdrawal
+from pools.services import pool_pause
 from pools.signals import stock_changed
 from tests.factories import NOW, counts_by_status, make_codes, make_manager, make_pool
 
@@ -88,8 +89,15 @@ def test_the_sweep_runs_at_now_by_default_and_leaves_codes_not_in_stock(frozen):
     code_redeem(code=code_issue(pool=late, customer="d").code, customer="d")
     Code.objects.filter(pool=late).update(available_till=NOW - TICK)
 
-    assert codes_expire() == {pool.pk: 2, other.pk: 3}
+    # Whether the pool is live or not: its stock is what the manager reads.
+    paused, draft = make_pool(launched=True), make_pool()
+    pool_pause(pool=paused)
+    make_codes(paused, ["P1"], issue_end=NOW - TICK)
+    make_codes(draft, ["D1"], available_till=NOW - TICK)
+
+    assert codes_expire() == {pool.pk: 2, other.pk: 3, paused.pk: 1, draft.pk: 1}
     assert Code.objects.get(pk=issued.pk).status == Code.Status.ISSUED
+    assert (statuses(paused), statuses(draft)) == ({"P1": "expired"}, {"D1": "expired"})
     assert statuses(late) == {late_issued.code: "issued", "L2": "redeemed"}
     assert counts_by_status(late) == {
         "available": 0,
