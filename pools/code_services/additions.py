@@ -133,8 +133,9 @@ UNDO_ACTIVE = (AdditionUndo.Status.QUEUED, AdditionUndo.Status.RUNNING)
 
 def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     """Run (or resume) an undo as a job (pools.jobs): remove the codes its addition brought in
-    that were never handed out, keep the others (issued, redeemed, withdrawn, or multiple-use
-    codes handed out), which have a history; then count what was kept into its report.
+    that were never handed out, keep the others (issued, redeemed, withdrawn, or handed out
+    before: multiple-use codes, codes given back to stock), which have a history; then count
+    what was kept into its report.
 
     Walks the addition's codes in id order, UNDO_SLICE (a setting) at a time, each slice its own
     transaction with the pool's counts and the job's progress, so that issuing from the pool
