@@ -440,6 +440,7 @@ def test_a_database_gone_is_no_failure_of_the_job_and_any_other_error_is(
         run(failed.pk)
     failed.refresh_from_db()
     assert failed.status == "failed"
+    assert "broken" in failed.message  # the manager (or whoever they ask) reads what broke
 
 
 def test_recovery_of_every_kind_counts_them_all(sent, django_capture_on_commit_callbacks):
