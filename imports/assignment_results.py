@@ -10,10 +10,11 @@ import os
 import tempfile
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import connection, transaction
 
-from pools.code_services import codes_held
+from pools.code_services import codes_held, customer_clean
 from pools.exports import FormulaSafeWriter
 from pools.models import Pool
 
@@ -59,6 +60,9 @@ def result_write(job: Assignment) -> None:
             for _, cells in batch:
                 if not isinstance(cells, UnreadableRow):
                     ids.append(cells[table.customer_index].strip())
+            # Only ids a customer can have (a rejected row's): one with a NUL cannot even be
+            # looked up.
+            ids = [c for c in ids if _usable(c)]
             held = _codes_held(job.pool, ids)
             for _, cells in batch:
                 if isinstance(cells, UnreadableRow):
@@ -80,3 +84,11 @@ def _codes_held(pool: Pool, customers: list[str]) -> dict[str, str]:
             with connection.cursor() as cursor:
                 plan_for_lookups(cursor)
         return {c: code.code for c, code in codes_held(pool=pool, customers=customers).items()}
+
+
+def _usable(customer: str) -> bool:
+    try:
+        customer_clean(customer)
+    except ValidationError:
+        return False
+    return True

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 
 from pools.code_services import customer_clean, issue_room
 
+from .cells import shown
 from .models import Assignment
 from .readers import UnreadableRow
 
@@ -73,7 +74,9 @@ def _slice(number: int, batch, table) -> _Slice:
         try:
             customer = customer_clean(value)
         except ValidationError:
-            rejected.append([row_number, value[:200], BAD_CUSTOMER])
+            # As the report can store it: a NUL as its visible symbol (JSON in PostgreSQL
+            # cannot hold one).
+            rejected.append([row_number, shown(value[:200], limit=200), BAD_CUSTOMER])
             customer = None
         else:
             customers.append(customer)

@@ -249,8 +249,8 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             f"{preview.removed:,} codes will be removed: they were never issued nor redeemed.",
             f"{preview.kept:,} will be kept, since they have a history: "
             f"{preview.kept_issued:,} issued, {preview.kept_redeemed:,} redeemed, "
-            f"{preview.kept_withdrawn:,} withdrawn, {preview.kept_used:,} multiple-use codes "
-            "already handed out.",
+            f"{preview.kept_withdrawn:,} withdrawn, {preview.kept_used:,} handed out "
+            "before and back in stock or multiple-use.",
         ]
         return TemplateResponse(
             request,

@@ -48,6 +48,8 @@ def code_addition_record(*, addition_id: int, pool_id: int, count: int) -> None:
 
 
 # What an undo removes: codes never handed out (expired ones were available until they expired).
+# A code of these statuses may still have a history: a multiple-use code handed out, or a
+# single-use one issued and given back to stock (code_release); it is kept (kept_used).
 UNDO_FAILED = (
     "The undo stopped on an unexpected error; the codes removed so far stay removed. "
     "Start it again from the import's report, or tell an administrator: {error}"
@@ -61,7 +63,8 @@ class UndoOutcome:
     kept_issued: int = 0
     kept_redeemed: int = 0
     kept_withdrawn: int = 0
-    # Multiple-use codes still available but handed out or redeemed: they have a history.
+    # Codes still available (or expired) but handed out before: multiple-use codes handed out or
+    # redeemed, single-use ones given back to stock. They have a history.
     kept_used: int = 0
 
     @property
@@ -84,7 +87,7 @@ def code_addition_undo_preview(*, addition: CodeAddition) -> UndoOutcome:
     """Return what undoing the addition would do now, without doing it."""
     counts = code_addition_counts(addition=addition)
     removable = sum(counts.get(status, 0) for status in _REMOVABLE)
-    used = _removable(addition).count() if addition.pool.allow_multiple_use else removable
+    used = _removable(addition).count() if removable else 0
     return UndoOutcome(
         removed=used,
         kept_issued=counts.get(Code.Status.ISSUED, 0),
@@ -95,12 +98,11 @@ def code_addition_undo_preview(*, addition: CodeAddition) -> UndoOutcome:
 
 
 def _removable(addition: CodeAddition):
-    queryset = Code.objects.filter(addition=addition, status__in=_REMOVABLE)
-    if addition.pool.allow_multiple_use:
-        queryset = queryset.exclude(
-            models.Exists(CodeIssue.objects.filter(code=models.OuterRef("pk")))
-        ).exclude(times_redeemed__gt=0)
-    return queryset
+    return (
+        Code.objects.filter(addition=addition, status__in=_REMOVABLE)
+        .exclude(models.Exists(CodeIssue.objects.filter(code=models.OuterRef("pk"))))
+        .exclude(times_redeemed__gt=0)
+    )
 
 
 def addition_undo_start(*, addition: CodeAddition, user=None) -> AdditionUndo:
@@ -131,8 +133,9 @@ UNDO_ACTIVE = (AdditionUndo.Status.QUEUED, AdditionUndo.Status.RUNNING)
 
 def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     """Run (or resume) an undo as a job (pools.jobs): remove the codes its addition brought in
-    that were never handed out, keep the others (issued, redeemed, withdrawn, or multiple-use
-    codes handed out), which have a history; then count what was kept into its report.
+    that were never handed out, keep the others (issued, redeemed, withdrawn, or handed out
+    before: multiple-use codes, codes given back to stock), which have a history; then count
+    what was kept into its report.
 
     Walks the addition's codes in id order, UNDO_SLICE (a setting) at a time, each slice its own
     transaction with the pool's counts and the job's progress, so that issuing from the pool
@@ -218,11 +221,10 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Co
     """
     if connection.vendor == "postgresql":
         table = Code._meta.db_table
+        # A code with a history (see _REMOVABLE) is kept, and the database would refuse it.
         used = (
             f" AND NOT EXISTS (SELECT 1 FROM {CodeIssue._meta.db_table} i WHERE i.code_id = c.id)"
             " AND c.times_redeemed = 0"
-            if addition.pool.allow_multiple_use
-            else ""
         )
         with connection.cursor() as cursor:
             cursor.execute(

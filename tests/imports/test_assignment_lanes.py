@@ -188,6 +188,35 @@ def test_a_job_taken_over_while_waiting_for_its_pool_issues_nothing(monkeypatch)
     assert not job.result  # nor a list with codes
 
 
+def test_an_assignment_that_failed_lets_the_next_one_of_its_pool_run(monkeypatch):
+    """A worker's connection outlives its jobs: one that failed on an unexpected error gives
+    its pool's turn back, so that the next assignment of the pool, in another worker, runs."""
+    monkeypatch.setattr(assignments, "POOL_TURN_POLL_SECONDS", 0.05)
+    pool = make_pool(launched=True)
+    make_codes(pool, ["A", "B"])
+    broken, job = queued(pool, ["c1"]), queued(pool, ["c2"])
+    real_issue = assignments._issue_in_order
+
+    def breaks(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(assignments, "_issue_in_order", breaks)
+    with pytest.raises(RuntimeError):
+        assignment_run(assignment_id=broken.pk)  # on this thread's connection, kept open
+    monkeypatch.setattr(assignments, "_issue_in_order", real_issue)
+
+    runner = run_in_thread(job.pk)
+    runner.join(timeout=10)
+    if runner.is_alive():  # still waiting for the pool: end it as a takeover would
+        Assignment.objects.filter(pk=job.pk).update(attempts=F("attempts") + 1)
+        runner.join(timeout=10)
+    broken.refresh_from_db()
+    job.refresh_from_db()
+    assert (broken.status, broken.message) == (Assignment.Status.FAILED, "out of memory")
+    assert job.status == Assignment.Status.COMPLETED, "it waited for the failed one's pool"
+    assert held() == {"c2": "A"}
+
+
 def test_a_slice_that_waits_too_long_for_a_lock_is_done_again(monkeypatch):
     monkeypatch.setattr(assignments, "LOCK_TIMEOUT", "100ms")
     pool = make_pool(launched=True)

@@ -67,6 +67,82 @@ def test_assignment_gives_each_customer_one_code_and_hands_the_list_back(setting
     assert Code.objects.filter(pool=pool, status="issued").count() == 2
 
 
+class Killed(BaseException):
+    """The worker's process ends here (SIGKILL): no handler of the job's runs."""
+
+
+# The list's slices of two rows: [ann, bob], [(no id), cat], [ann, dan], [eve, fay], [gil].
+KILLED_LIST = (
+    "Customer;Name\nann;A\nbob;B\n;Nobody\ncat;C\nann;A again\ndan;D\neve;E\nfay;F\ngil;G\n"
+)
+
+
+# None: never killed; k: killed right after its k-th slice committed (0: before the first; 5:
+# after the last, before the list with codes is stored).
+@pytest.mark.parametrize("killed_after", [None, 0, 1, 2, 3, 4, 5])
+def test_an_assignment_killed_at_any_slice_ends_as_if_it_had_never_been(settings, killed_after):
+    """Whichever slice its worker dies after, the attempt that takes the job over ends it with
+    the same codes, counts and list with codes as a run never interrupted: no row skipped, none
+    done twice."""
+    settings.ASSIGN_BATCH_SIZE = 2
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"K{i}" for i in range(5)])
+    code_issue(pool=pool, customer="cat")  # K0, held before: four codes for five customers
+    job = Assignment.objects.create(
+        pool=pool,
+        file=csv_upload(KILLED_LIST, name="list.csv"),
+        file_name="list.csv",
+        progress_total=len(KILLED_LIST),
+    )
+    real_slice = assignments._slice_transaction
+    committed = []
+
+    def slice_then_killed(*args, **kwargs):
+        if killed_after == 0:
+            raise Killed
+        codes = real_slice(*args, **kwargs)
+        committed.append(codes)
+        if len(committed) == killed_after:
+            raise Killed
+        return codes
+
+    if killed_after is not None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(assignments, "_slice_transaction", slice_then_killed)
+            with pytest.raises(Killed):
+                assignment_run(assignment_id=job.pk)
+        stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+        Assignment.objects.filter(pk=job.pk).update(heartbeat_at=stale)
+    job = assignment_run(assignment_id=job.pk)
+
+    assert job.status == Assignment.Status.COMPLETED_WITH_SHORTFALL, job.message
+    assert job.attempts == (1 if killed_after is None else 2)
+    assert (job.rows_done, job.customers_read, job.rows_rejected) == (9, 8, 1)
+    assert (job.codes_issued, job.already_held, job.shortfall) == (4, 2, 2)
+    assert job.short_sample == ["fay", "gil"]
+    assert [row[0] for row in job.rejected_sample] == [4]
+    assert result_rows(job) == [
+        ["Customer", "Name", "Code"],
+        ["ann", "A", "K1"],
+        ["bob", "B", "K2"],
+        ["", "Nobody", ""],
+        ["cat", "C", "K0"],
+        ["ann", "A again", "K1"],
+        ["dan", "D", "K3"],
+        ["eve", "E", "K4"],
+        ["fay", "F", ""],
+        ["gil", "G", ""],
+    ]
+    live = CodeIssue.objects.filter(pool=pool, released_at__isnull=True)
+    assert sorted(live.values_list("customer", "code__code")) == [
+        ("ann", "K1"),
+        ("bob", "K2"),
+        ("cat", "K0"),
+        ("dan", "K3"),
+        ("eve", "K4"),
+    ]
+
+
 def test_assignment_reports_the_shortfall_and_takes_from_the_fallback():
     pool = make_pool(launched=True)
     spare = make_pool(pool.campaign, launched=True)
@@ -284,16 +360,31 @@ def test_rows_without_a_usable_customer_id_are_rejected_with_the_id_cut_to_200_c
     too_long = "x" * 201
 
     job = assignment_start(
-        pool=pool, file=csv_upload(f"Customer,Email\n,a@x\n{too_long},b@x\nann,c@x\n")
+        pool=pool,
+        file=csv_upload(f"Customer,Email\n,a@x\n{too_long},b@x\nb\x00b,d@x\nann,c@x\n"),
     )
     job.refresh_from_db()
 
     reason = "No customer id, or one longer than 200 characters or with a NUL character."
-    assert job.status == Assignment.Status.COMPLETED
-    assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason]]
-    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 2)
+    assert job.status == Assignment.Status.COMPLETED, job.message
+    # A NUL as its visible symbol: the report's JSON cannot hold one.
+    assert job.rejected_sample == [[2, "", reason], [3, "x" * 200, reason], [4, "b\u2400b", reason]]
+    assert (job.customers_read, job.codes_issued, job.rows_rejected) == (1, 1, 3)
     issue = CodeIssue.objects.get()
     assert (issue.idempotency_key, issue.issued_by) == ("assignment:ann", f"assignment-{job.pk}")
+    written = result_rows(job)
+    result_write(job)  # as a job resumed after a kill writes its list
+    assert (
+        result_rows(job)
+        == written
+        == [
+            ["Customer", "Email", "Code"],
+            ["", "a@x", ""],
+            [too_long, "b@x", ""],
+            ["b\x00b", "d@x", ""],
+            ["ann", "c@x", "K1"],
+        ]
+    )
 
 
 def test_a_row_that_cannot_be_read_is_rejected_with_its_reason_and_the_rows_after_it_issued():

@@ -1,8 +1,13 @@
 """Undoing an import: each code records its addition; the report removes the unused ones."""
 
+from datetime import timedelta
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, connections
+from django.db.models import F
 from django.urls import reverse
+from django.utils import timezone
 
 from imports.engine import import_run
 from imports.models import Import
@@ -16,14 +21,18 @@ from imports.services import (
 )
 from pools.code_services import (
     addition_undo_run,
+    additions,
+    code_addition_create,
+    code_addition_record,
     code_issue,
     code_mark_issued,
     code_redeem,
+    code_release,
     codes_withdraw,
 )
 from pools.models import AdditionUndo, Code
 from pools.selectors import pool_stock, pools_with_counts
-from tests.factories import make_codes, make_pool
+from tests.factories import counts_by_status, make_codes, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -114,6 +123,50 @@ def test_asking_again_while_an_undo_is_queued_or_running_returns_that_undo():
     assert AdditionUndo.objects.filter(addition=job.addition).count() == 2
 
 
+def test_undo_keeps_a_code_issued_then_given_back_to_stock_with_its_history():
+    """A single-use code issued and given back (its message was never delivered) is in stock
+    again, but has a history: the undo keeps it, as it keeps a multiple-use code handed out,
+    rather than fail on it."""
+    pool = make_pool(launched=True)
+    job = imported(pool, "B1\nB2\nB3")
+    given = code_issue(pool=pool, customer="c1", idempotency_key="k1")
+    code_release(pool=pool, code=given.code, idempotency_key="k1")
+
+    preview = import_undo_preview(job=job)
+    outcome = addition_undo_run(undo_id=import_undo(job=job).pk)
+
+    assert (outcome.status, outcome.message) == ("completed", "")
+    assert (outcome.removed, outcome.kept_used, outcome.kept) == (2, 1, 1)
+    assert (preview.removed, preview.kept_used) == (2, 1)
+    assert list(Code.objects.filter(pool=pool).values_list("code", "status")) == [
+        (given.code, "available")
+    ]
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == 1
+
+
+def test_an_undo_runs_once_its_start_commits_and_a_second_start_meanwhile_returns_it(
+    django_capture_on_commit_callbacks,
+):
+    pool = make_pool(launched=True)
+    job = imported(pool, "S1\nS2")
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        undo = import_undo(job=job)
+        # Queued, then running in a worker: starting it again gives this one, not a second.
+        assert import_undo(job=job) == undo
+        AdditionUndo.objects.filter(pk=undo.pk).update(status="running", attempts=1)
+        assert import_undo(job=job) == undo
+        AdditionUndo.objects.filter(pk=undo.pk).update(status="queued", attempts=0)
+    assert AdditionUndo.objects.get() == undo
+    assert Code.objects.filter(pool=pool).count() == 2  # nothing before the commit
+
+    for callback in callbacks:  # the commit: handed to a worker (run eagerly here)
+        callback()
+    undo.refresh_from_db()
+    assert (undo.status, undo.removed) == ("completed", 2)
+    assert not Code.objects.filter(pool=pool).exists()
+
+
 def test_undo_is_refused_while_running_and_for_codes_that_did_not_record_it():
     pool = make_pool()
     job = import_text_start(pool=pool, text="R1")
@@ -175,3 +228,178 @@ def test_viewer_is_not_offered_undo_and_a_forged_one_is_refused(viewer_client):
     assert "Remove the codes this import added" not in report.content.decode()
     assert response.status_code == 403
     assert Code.objects.count() == 1
+
+
+def test_an_undo_taken_over_mid_slice_leaves_that_slice_whole_and_the_next_attempt_ends_it(
+    settings, monkeypatch
+):
+    """This worker was thought dead while it removed a slice, and another attempt took the job
+    over: that slice is rolled back whole (its codes with its counts), and the attempt that
+    goes on removes every code exactly once, the pool's counts following."""
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    job = imported(pool, "\n".join(f"T{i}" for i in range(5)))
+    undo = import_undo(job=job)
+    real_slice = additions._undo_slice
+    slices = []
+
+    def slice_then_taken_over(addition, after):
+        outcome = real_slice(addition, after)
+        slices.append(after)
+        if len(slices) == 2:
+            AdditionUndo.objects.filter(pk=undo.pk).update(attempts=F("attempts") + 1)
+        return outcome
+
+    monkeypatch.setattr(additions, "_undo_slice", slice_then_taken_over)
+    addition_undo_run(undo_id=undo.pk)
+    monkeypatch.setattr(additions, "_undo_slice", real_slice)
+
+    left = Code.objects.filter(pool=pool).count()
+    assert left == 3  # the first slice's two codes went, the second's are back
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == left
+
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+    AdditionUndo.objects.filter(pk=undo.pk).update(heartbeat_at=stale)
+    done = addition_undo_run(undo_id=undo.pk)
+
+    assert (done.status, done.removed, done.kept) == ("completed", 5, 0)
+    assert not Code.objects.filter(pool=pool).exists()
+    assert counts_by_status(pool)["available"] == counts_by_status(pool)["total"] == 0
+    job.addition.refresh_from_db()
+    assert job.addition.codes_removed == 5
+
+
+@pytest.mark.postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_undo_keeps_a_code_being_issued_meanwhile_and_removes_it_next_time():
+    """A second connection holds a row lock on one of the import's codes, as an issue in
+    progress does: the undo neither waits for it (the lock timeout set here would make that an
+    error) nor removes it under the issue; it is kept, and a later undo removes it if it is
+    still available."""
+    pool = make_pool(launched=True)
+    job = imported(pool, "H1\nH2\nH3")
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H2' FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            first = addition_undo_run(undo_id=import_undo(job=job).pk)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert (first.status, first.removed) == ("completed", 2)
+    assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["H2"]
+    assert counts_by_status(pool)["available"] == 1
+    again = addition_undo_run(undo_id=import_undo(job=job).pk)
+    assert (again.status, again.removed) == ("completed", 1)
+    assert not Code.objects.filter(pool=pool).exists()
+
+
+def test_an_undo_that_fails_says_why_keeps_what_it_removed_and_can_be_started_again(
+    settings, monkeypatch
+):
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    job = imported(pool, "\n".join(f"F{i}" for i in range(5)))
+    real_slice = additions._undo_slice
+    slices = []
+
+    def second_slice_breaks(addition, after):
+        slices.append(after)
+        if len(slices) == 2:
+            raise RuntimeError("the disk is full")
+        return real_slice(addition, after)
+
+    monkeypatch.setattr(additions, "_undo_slice", second_slice_breaks)
+    with pytest.raises(RuntimeError):
+        addition_undo_run(undo_id=import_undo(job=job).pk)
+    monkeypatch.setattr(additions, "_undo_slice", real_slice)
+
+    failed = AdditionUndo.objects.get()
+    assert (failed.status, failed.removed) == ("failed", 2)
+    assert failed.message == (
+        "The undo stopped on an unexpected error; the codes removed so far stay removed. "
+        "Start it again from the import's report, or tell an administrator: the disk is full"
+    )
+    assert counts_by_status(pool)["available"] == Code.objects.filter(pool=pool).count() == 3
+
+    again = addition_undo_run(undo_id=import_undo(job=job).pk)
+    assert (again.status, again.removed) == ("completed", 3)
+    assert not Code.objects.filter(pool=pool).exists()
+
+
+class Killed(BaseException):
+    """The worker's process ends here (SIGKILL): no handler of the job's runs."""
+
+
+# None: never killed; k: killed right after its k-th slice committed (0: before the first; 3:
+# after the last, before the job is finished).
+@pytest.mark.parametrize("killed_after", [None, 0, 1, 2, 3])
+def test_an_undo_killed_at_any_slice_ends_as_if_it_had_never_been(
+    settings, monkeypatch, killed_after
+):
+    """Whichever slice its worker dies after, the attempt that takes the job over ends it with
+    the same codes, counts and report as a run never interrupted, and leaves the codes of
+    another import, interleaved with its own by id, alone."""
+    settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    ours, other = code_addition_create(pool=pool), code_addition_create(pool=pool)
+    for i in range(6):  # two imports side by side: their codes' ids interleave
+        Code.objects.create(pool=pool, code=f"U{i}", addition=ours)
+        Code.objects.create(pool=pool, code=f"V{i}", addition=other)
+    code_addition_record(addition_id=ours.pk, pool_id=pool.pk, count=6)
+    code_addition_record(addition_id=other.pk, pool_id=pool.pk, count=6)
+    assert [code_issue(pool=pool, customer=c).code for c in ("c1", "c2", "c3")] == [
+        "U0",
+        "V0",
+        "U1",
+    ]
+    code_redeem(code="U1", customer="c3")
+    codes_withdraw(pool=pool, codes=["U3"])
+    undo = additions.addition_undo_start(addition=ours)
+    real_slice = additions._undo_slice
+    slices = []
+
+    def killed(addition, after):
+        if len(slices) == killed_after:
+            raise Killed
+        slices.append(after)
+        return real_slice(addition, after)
+
+    if killed_after is not None:
+        monkeypatch.setattr(additions, "_undo_slice", killed)
+        with pytest.raises(Killed):
+            addition_undo_run(undo_id=undo.pk)
+        monkeypatch.setattr(additions, "_undo_slice", real_slice)
+        stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+        AdditionUndo.objects.filter(pk=undo.pk).update(heartbeat_at=stale)
+    done = addition_undo_run(undo_id=undo.pk)
+
+    assert (done.status, done.attempts) == ("completed", 1 if killed_after is None else 2)
+    assert (done.removed, done.progress_done, done.progress_total) == (3, 6, 6)
+    assert (done.kept_issued, done.kept_redeemed, done.kept_withdrawn) == (1, 1, 1)
+    left = dict(Code.objects.filter(pool=pool).values_list("code", "status"))
+    assert left == {
+        "U0": "issued",
+        "U1": "redeemed",
+        "U3": "withdrawn",
+        **{f"V{i}": "available" for i in range(1, 6)},
+        "V0": "issued",
+    }
+    assert counts_by_status(pool) == {
+        "available": 5,
+        "issued": 2,
+        "redeemed": 1,
+        "expired": 0,
+        "withdrawn": 1,
+        "total": 9,
+    }
+    ours.refresh_from_db()
+    assert ours.codes_removed == 3

@@ -195,6 +195,33 @@ def test_a_queued_job_whose_task_was_lost_is_handed_over_once_per_interval(
     assert fresh.status == "queued"
 
 
+def test_recovery_leaves_finished_jobs_alone_however_long_ago_they_were_queued(
+    make_job, sent, settings, django_capture_on_commit_callbacks
+):
+    settings.JOB_QUEUED_TIMEOUT = 60
+    long_ago = timezone.now() - timedelta(days=1)
+    model = type(make_job())
+    done = [
+        make_job(
+            status=status,
+            attempts=1,
+            enqueued_at=long_ago,
+            started_at=long_ago,
+            heartbeat_at=long_ago,
+            finished_at=long_ago,
+        )
+        for status in model.FINISHED
+    ]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert jobs_recover(model) == 0
+
+    assert sent == []
+    for job, status in zip(done, model.FINISHED, strict=True):
+        job.refresh_from_db()
+        assert (job.status, job.attempts, job.enqueued_at) == (status, 1, long_ago)
+
+
 def test_a_broker_that_is_down_never_fails_the_caller_and_the_job_waits_for_it(
     make_job, monkeypatch, settings, django_capture_on_commit_callbacks, caplog
 ):
@@ -413,6 +440,7 @@ def test_a_database_gone_is_no_failure_of_the_job_and_any_other_error_is(
         run(failed.pk)
     failed.refresh_from_db()
     assert failed.status == "failed"
+    assert "broken" in failed.message  # the manager (or whoever they ask) reads what broke
 
 
 def test_recovery_of_every_kind_counts_them_all(sent, django_capture_on_commit_callbacks):

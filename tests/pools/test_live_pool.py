@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db.models import F
 from django.utils import timezone
 
 from pools import counters
@@ -282,6 +283,47 @@ def test_a_long_list_is_a_job_that_runs_in_slices(
     assert counts_by_status(pool)["withdrawn"] == 5 and pool_stock(pool=pool) == 0
     # A finished job run again does nothing.
     assert withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk).codes_withdrawn == 5
+
+
+def test_a_withdrawal_taken_over_mid_slice_leaves_that_slice_whole_and_the_next_attempt_ends_it(
+    settings, monkeypatch
+):
+    """This worker was thought dead while it withdrew a slice, and another attempt took the job
+    over: that slice is rolled back whole (its codes with the pool's counts), and the attempt
+    that goes on withdraws every code exactly once."""
+    settings.WITHDRAW_SLICE = 2
+    pool = make_pool(launched=True)
+    codes = [f"O{i}" for i in range(5)]
+    make_codes(pool, codes)
+    withdrawal = Withdrawal.objects.create(
+        pool=pool, requested="\n".join(codes), codes_requested=len(codes)
+    )
+    real_add = withdrawals.pool_counts_add
+    slices = []
+
+    def counted_then_taken_over(**counts):
+        real_add(**counts)
+        slices.append(counts)
+        if len(slices) == 2:
+            Withdrawal.objects.filter(pk=withdrawal.pk).update(attempts=F("attempts") + 1)
+
+    monkeypatch.setattr(withdrawals, "pool_counts_add", counted_then_taken_over)
+    withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk)
+    monkeypatch.setattr(withdrawals, "pool_counts_add", real_add)
+
+    statuses = dict(Code.objects.filter(pool=pool).values_list("code", "status"))
+    assert [c for c in codes if statuses[c] == "withdrawn"] == ["O0", "O1"]
+    assert (counts_by_status(pool)["available"], counts_by_status(pool)["withdrawn"]) == (3, 2)
+
+    stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(heartbeat_at=stale)
+    done = withdrawals.withdrawal_run(withdrawal_id=withdrawal.pk)
+
+    assert done.status == Withdrawal.Status.COMPLETED
+    assert (done.codes_done, done.codes_withdrawn, done.from_stock) == (5, 5, 5)
+    assert (done.already_withdrawn, done.not_found) == (0, 0)
+    assert set(Code.objects.filter(pool=pool).values_list("status", flat=True)) == {"withdrawn"}
+    assert (counts_by_status(pool)["available"], counts_by_status(pool)["withdrawn"]) == (0, 5)
 
 
 # Undoing an addition

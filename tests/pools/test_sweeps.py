@@ -7,11 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, connections
+from django.db.models import Count
 from django.utils import timezone
 
 from pools import counters
 from pools.code_services import (
     NOTHING_TO_WITHDRAW,
+    additions,
     code_addition_counts,
     code_addition_create,
     code_addition_record,
@@ -26,7 +28,8 @@ from pools.code_services import (
     withdrawal_run,
     withdrawals,
 )
-from pools.models import Code, CodeAddition, Withdrawal
+from pools.models import AdditionUndo, Code, CodeAddition, Withdrawal
+from pools.services import pool_pause
 from pools.signals import stock_changed
 from tests.factories import NOW, counts_by_status, make_codes, make_manager, make_pool
 
@@ -79,8 +82,31 @@ def test_the_sweep_runs_at_now_by_default_and_leaves_codes_not_in_stock(frozen):
     make_codes(other, ["O1", "O2", "O3"], available_till=NOW - TICK)
     make_codes(make_pool(launched=True), ["FRESH"], available_till=NOW)
 
-    assert codes_expire() == {pool.pk: 2, other.pk: 3}
+    # Handed out before Available-till passed: issued, and redeemed, codes stay as they are.
+    late = make_pool(launched=True)
+    make_codes(late, ["L1", "L2"], available_till=NOW + TICK)
+    late_issued = code_issue(pool=late, customer="c")
+    code_redeem(code=code_issue(pool=late, customer="d").code, customer="d")
+    Code.objects.filter(pool=late).update(available_till=NOW - TICK)
+
+    # Whether the pool is live or not: its stock is what the manager reads.
+    paused, draft = make_pool(launched=True), make_pool()
+    pool_pause(pool=paused)
+    make_codes(paused, ["P1"], issue_end=NOW - TICK)
+    make_codes(draft, ["D1"], available_till=NOW - TICK)
+
+    assert codes_expire() == {pool.pk: 2, other.pk: 3, paused.pk: 1, draft.pk: 1}
     assert Code.objects.get(pk=issued.pk).status == Code.Status.ISSUED
+    assert (statuses(paused), statuses(draft)) == ({"P1": "expired"}, {"D1": "expired"})
+    assert statuses(late) == {late_issued.code: "issued", "L2": "redeemed"}
+    assert counts_by_status(late) == {
+        "available": 0,
+        "issued": 1,
+        "redeemed": 1,
+        "expired": 0,
+        "withdrawn": 0,
+        "total": 2,
+    }
 
 
 @pytest.mark.parametrize("count, slices", [(4, [4, 0]), (5, [4, 1]), (3, [3])])
@@ -484,3 +510,68 @@ def test_a_sweep_one_code_at_a_time_expires_every_code(monkeypatch):
 
     assert codes_expire(at=NOW) == {pool.pk: 3}
     assert set(statuses(pool).values()) == {"expired"}
+
+
+# A sweep killed between a slice's codes and the pool's counts
+
+
+class Killed(BaseException):
+    """The process ends here (SIGKILL): no handler runs."""
+
+
+def counted_as_they_are(pool) -> dict:
+    """The pool's counters, as they are and as its codes say."""
+    codes = Code.objects.filter(pool=pool).values("status").annotate(n=Count("id"))
+    actual = {row["status"]: row["n"] for row in codes}
+    statuses = ("available", "issued", "redeemed", "expired", "withdrawn")
+    said = {status: actual.get(status, 0) for status in statuses}
+    said["total"] = sum(actual.values())
+    return {"counted": counts_by_status(pool), "codes": said}
+
+
+@pytest.mark.parametrize("sweep", ["expiry", "withdrawal", "undo"])
+def test_a_sweep_killed_while_it_counts_a_slice_leaves_the_pools_counts_true(
+    sweep, settings, monkeypatch
+):
+    """A slice's codes and the pool's counts of them commit together: a process killed in
+    between leaves both as they were, and the next run (the job's next attempt) ends with every
+    code dealt with and the counts true."""
+    monkeypatch.setattr(sweeps, "EXPIRY_SLICE", 2)
+    settings.WITHDRAW_SLICE = settings.UNDO_SLICE = 2
+    pool = make_pool(launched=True)
+    codes = [f"S{i}" for i in range(5)]
+    addition = add_codes(pool, codes, issue_end=NOW - TICK if sweep == "expiry" else None)
+    if sweep == "expiry":
+        module, run = sweeps, lambda: codes_expire(at=NOW)
+    elif sweep == "withdrawal":
+        job = Withdrawal.objects.create(pool=pool, requested="\n".join(codes), codes_requested=5)
+        module, run = withdrawals, lambda: withdrawal_run(withdrawal_id=job.pk)
+    else:
+        job = additions.addition_undo_start(addition=addition)
+        module, run = additions, lambda: additions.addition_undo_run(undo_id=job.pk)
+    real = module.pool_counts_add
+    calls = []
+
+    def killed_counting_the_second_slice(**counts):
+        calls.append(counts)
+        if len(calls) == 2:
+            raise Killed
+        real(**counts)
+
+    monkeypatch.setattr(module, "pool_counts_add", killed_counting_the_second_slice)
+    with pytest.raises(Killed):
+        run()
+    monkeypatch.setattr(module, "pool_counts_add", real)
+
+    counts = counted_as_they_are(pool)
+    assert counts["counted"] == counts["codes"]
+    assert counts["codes"]["available"] == 3  # the first slice's two codes, no more
+    if sweep != "expiry":
+        stale = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT + 1)
+        type(job).objects.filter(pk=job.pk).update(heartbeat_at=stale)
+    run()
+    counts = counted_as_they_are(pool)
+    assert counts["counted"] == counts["codes"]
+    assert counts["codes"]["available"] == 0
+    if sweep == "undo":
+        assert AdditionUndo.objects.get(pk=job.pk).removed == 5
