@@ -40,9 +40,14 @@ logger = logging.getLogger(__name__)
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
 
 WORKER_LOST = (
-    "The worker stopped during this job {attempts} times; what it finished is kept. "
-    "Run it again to go on."
+    "The worker stopped during this job {attempts} times; what it finished is kept. {go_on}"
 )
+
+
+def worker_lost(job) -> str:
+    """Return the message of a job that lost its workers too often, with the way on its report
+    offers."""
+    return WORKER_LOST.format(attempts=job.attempts, go_on=job.GO_ON)
 
 
 # A database that went away (restarted, or cut off) is no failure of the job: the attempt ends
@@ -58,6 +63,8 @@ class Job(models.Model):
     FINISHED)."""
 
     FINISHED: tuple = ()
+    # What a job that failed tells its reader to do, as its report offers it.
+    GO_ON = "Run it again to go on."
 
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -201,7 +208,7 @@ def job_claim(model: type[Job], job_id: int, *, may_start=None) -> Job | Claim:
         if job.heartbeat_at is not None and job.heartbeat_at >= _stale_before(kind):
             return Claim.BUSY
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-            job_finish(job, FAILED, message=WORKER_LOST.format(attempts=job.attempts))
+            job_finish(job, FAILED, message=worker_lost(job))
             return Claim.GONE
     elif job.status != QUEUED:
         return Claim.GONE
@@ -309,7 +316,7 @@ def _recover_dead(kind: JobKind) -> int:
             if job.heartbeat_at is not None and job.heartbeat_at >= _stale_before(kind):
                 continue
             if job.attempts >= settings.JOB_MAX_ATTEMPTS:
-                job_finish(job, FAILED, message=WORKER_LOST.format(attempts=job.attempts))
+                job_finish(job, FAILED, message=worker_lost(job))
             else:
                 # What the dead worker said while running no longer holds.
                 job_held(job).update(status=QUEUED, message="", enqueued_at=timezone.now())

@@ -619,6 +619,8 @@ class AdditionUndo(Job):
         FAILED = "failed", "Failed"
 
     FINISHED = (Status.COMPLETED, Status.FAILED)
+    # No Run again here: removing codes is asked for on the import's report.
+    GO_ON = "Ask for the removal again on the import's report to go on."
 
     addition = models.ForeignKey(CodeAddition, on_delete=models.CASCADE, related_name="undos")
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="undos")
@@ -747,6 +749,8 @@ class CodeExport(Job):
         REMOVED = "removed", "File removed (kept time over)"
 
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.REMOVED)
+    # An export has no Run again: a new file is asked for where the first was.
+    GO_ON = "Ask for the file again to go on."
     CODES = "codes"
 
     pool = models.ForeignKey(

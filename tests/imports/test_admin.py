@@ -158,7 +158,7 @@ def test_failed_import_can_be_run_again_from_its_report(manager_client):
     job = Import.objects.get()
     # As the stale-heartbeat recovery leaves an import whose workers kept dying.
     Import.objects.filter(pk=job.pk).update(
-        status="failed", message=jobs.WORKER_LOST.format(attempts=3)
+        status="failed", message=jobs.WORKER_LOST.format(attempts=3, go_on=jobs.Job.GO_ON)
     )
     report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
     assert reverse("admin:imports_import_rerun", args=[job.pk]) in report.content.decode()

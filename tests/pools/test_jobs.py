@@ -58,9 +58,16 @@ RUNS = {
         "pools.code_services.additions._undo_slice",
     ),
 }
-WORKER_LOST_3 = (
-    "The worker stopped during this job 3 times; what it finished is kept. Run it again to go on."
-)
+
+
+def worker_lost_3(model) -> str:
+    """The message of a job of `model` whose worker was lost three times: what to do comes from
+    its report (Run again, or asking anew for an undo or a file)."""
+    go_on = {
+        "AdditionUndo": "Ask for the removal again on the import's report to go on.",
+        "CodeExport": "Ask for the file again to go on.",
+    }.get(model.__name__, "Run it again to go on.")
+    return f"The worker stopped during this job 3 times; what it finished is kept. {go_on}"
 
 
 @pytest.fixture(params=sorted(KINDS))
@@ -129,7 +136,7 @@ def test_a_job_whose_workers_keep_dying_fails_saying_so(make_job, settings):
 
     assert job_claim(model, job.pk) is Claim.GONE
     job.refresh_from_db()
-    assert (job.status, job.message) == ("failed", WORKER_LOST_3)
+    assert (job.status, job.message) == ("failed", worker_lost_3(model))
     assert job_claim(model, job.pk) is Claim.GONE  # finished: left alone
 
 
@@ -170,7 +177,7 @@ def test_recovery_queues_dead_workers_jobs_and_fails_those_out_of_attempts(
         job.refresh_from_db()
     assert (dead.status, dead.message, dead.attempts) == ("queued", "", 1)
     assert (silent.status, exhausted.status, alive.status) == ("queued", "failed", "running")
-    assert exhausted.message == WORKER_LOST_3
+    assert exhausted.message == worker_lost_3(model)
     assert sorted(sent) == sorted([(model, dead.pk), (model, silent.pk)])
 
 
@@ -377,7 +384,7 @@ def test_a_failed_job_run_again_starts_over_and_is_handed_to_a_worker(
     old = timezone.now() - timedelta(hours=1)
     model.objects.filter(pk=job.pk).update(
         status="failed",
-        message=WORKER_LOST_3,
+        message=worker_lost_3(model),
         attempts=3,
         started_at=old,
         finished_at=old,
