@@ -53,7 +53,7 @@ test-thorough: install
 	  tests/imports/test_properties.py
 
 # The reference model's state machines (tests/model/: the services', the API's) with 2,000
-# sequences instead of 25.
+# sequences instead of 40.
 deep-test: install
 	MODEL_EXAMPLES=2000 $(BIN)/pytest -q tests/model
 

@@ -48,7 +48,7 @@ FALLBACK_CODE_COUNT = 2
 # marked), so that sequences come back to it: give it back, then check it, say.
 LAST = "last handed out"
 CODE_NUMBERS = st.integers(0, CODE_COUNT + FALLBACK_CODE_COUNT) | st.just(LAST)
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "40"))
 
 # `make test` runs EXAMPLES sequences of up to 30 steps; `make deep-test` many more.
 MACHINE_SETTINGS = settings(
