@@ -321,6 +321,9 @@ class Code(models.Model):
     WITHDRAWABLE = (Status.AVAILABLE, Status.ISSUED, Status.EXPIRED)
 
     # Indexed by the (pool, id) index below, which also orders a pool's code list.
+    # Set on the code an issue returns: True when it is a retry's, handed out before.
+    again = False
+
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
     code = models.CharField(max_length=CODE_MAX_LENGTH)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)

@@ -25,11 +25,13 @@ hypothesis_settings.register_profile(
 hypothesis_settings.register_profile(
     "thorough", parent=hypothesis_settings.get_profile("promo"), max_examples=10_000, deadline=None
 )
-# tools/bug_bank.py asks only whether a test fails, not for the shortest failing example.
+# tools/bug_bank.py asks only whether a test fails, not for the shortest failing example; and
+# each bug is judged on its own, not on examples another bug's run saved.
 hypothesis_settings.register_profile(
     "bug-bank",
     parent=hypothesis_settings.get_profile("promo"),
-    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "promo"))
 
@@ -163,12 +165,25 @@ def on_commit_at_once(monkeypatch):
 
 
 @pytest.fixture
-def fresh_rate_limits():
-    """The API's rate limits as if no call had been made yet."""
+def fresh_rate_limits(monkeypatch):
+    """The API's rate limits as if no call had been made yet, their fixed windows (a minute, an
+    hour, a day) each just begun, so that none rolls over while a test counts in it."""
+    import time
+    from types import SimpleNamespace
+
     from django.core.cache import cache, caches
+
+    from pools import guessing
+    from pools.shared_cache import shared_reset
 
     cache.clear()
     caches["local"].clear()
+    shared_reset()
+    started = time.time()
+    day_start = started // 86_400 * 86_400
+    monkeypatch.setattr(
+        guessing, "time", SimpleNamespace(time=lambda: day_start + 1 + time.time() - started)
+    )
 
 
 @pytest.fixture

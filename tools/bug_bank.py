@@ -77,6 +77,8 @@ def main(args: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bug_bank")
     env.setdefault("HYPOTHESIS_PROFILE", "bug-bank")
+    # A test that needs Redis or a worker fails without them rather than skipping (as in CI).
+    env["CI"] = "1"
     # One copy per database, so that two runs on two databases can go side by side.
     work = ROOT / "var" / "bug-bank" / env["DATABASE_URL"].rsplit("/", 1)[-1]
     copy_tree(work)
@@ -91,12 +93,15 @@ def main(args: list[str]) -> int:
         module.write_text(applied(bug, work))
         started = time.monotonic()
         try:
-            caught = pytest(bug["tests"], env, work) != 0
+            code = pytest(bug["tests"], env, work)
         finally:
             module.write_text(original)
         seconds = time.monotonic() - started
+        # pytest exits 1 when tests failed; other codes say they could not run (collection or
+        # usage errors, nothing collected): not a catch.
+        caught = code == 1
         results.append((bug, caught))
-        verdict = "caught" if caught else "MISSED"
+        verdict = {0: "MISSED", 1: "caught"}.get(code, f"ERROR {code}")
         print(f"{verdict:6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)", flush=True)
     caught = sum(1 for _, was in results if was)
     print(f"\n{caught} of {len(results)} bugs caught")

@@ -101,6 +101,7 @@ class PoolMachine(PoolWorld):
                 assert issued.code.code in codes, f"{customer} got another code"
             elif kind == "redeemed":
                 assert customer in many.redeemed, f"{customer}: not told redeemed"
+                assert issued is None, f"{customer} redeemed theirs, and was given {issued.code}"
             elif kind == "new" and codes:
                 assert issued and not issued.again, f"{customer}: {issued}, model new"
                 assert issued.code.code in codes, f"{customer} got {issued.code}, not {codes}"

@@ -271,7 +271,7 @@ class PoolWorld(RuleBasedStateMachine):
 
     # Taking codes out of use, and time
 
-    @rule(numbers=st.sets(st.integers(0, CODE_COUNT), min_size=1, max_size=3))
+    @rule(numbers=st.sets(st.integers(0, CODE_COUNT + FALLBACK_CODE_COUNT), min_size=1, max_size=3))
     def withdraw(self, numbers):
         texts = [self.code_text(number) for number in sorted(numbers)]
         for pool, pool_model in [(self.pool, self.model), (self.fallback, self.fallback_model)]:

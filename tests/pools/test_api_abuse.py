@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import pytest
-from django.core.cache import cache, caches
 from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
@@ -23,10 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _fresh_limits():
-    cache.clear()
-    caches["local"].clear()
-    shared_reset()
+def _fresh_limits(fresh_rate_limits):
     yield
     shared_reset()
 
