@@ -97,11 +97,11 @@ def main(args: list[str]) -> int:
         finally:
             module.write_text(original)
         seconds = time.monotonic() - started
-        # pytest exits 1 when tests failed; other codes say they could not run (collection or
-        # usage errors, nothing collected): not a catch.
-        caught = code == 1
+        # pytest exits 1 when tests failed, 2 when the bug broke their collection (make test
+        # fails so too); 3 to 5 say the run itself went wrong (not a catch).
+        caught = code in (1, 2)
         results.append((bug, caught))
-        verdict = {0: "MISSED", 1: "caught"}.get(code, f"ERROR {code}")
+        verdict = {0: "MISSED", 1: "caught", 2: "caught"}.get(code, f"ERROR {code}")
         print(f"{verdict:6}  {bug['area']:12} {bug['name']}  ({seconds:.0f} s)", flush=True)
     caught = sum(1 for _, was in results if was)
     print(f"\n{caught} of {len(results)} bugs caught")
