@@ -57,12 +57,13 @@ def check(bugs: list[dict]) -> int:
     return 0
 
 
-def pytest(tests: list[str], env: dict, work: Path) -> int:
+def pytest(tests: list[str], env: dict, work: Path) -> subprocess.CompletedProcess:
     command = [PYTHON, "-m", "pytest", "-x", "-q", "--tb=line", "-p", "no:randomly",
                "-p", "no:cacheprovider", *tests]  # fmt: skip
     return subprocess.run(
-        command, cwd=work, env=env | {"PYTHONPATH": str(work)}, capture_output=True, check=False
-    ).returncode
+        command, cwd=work, env=env | {"PYTHONPATH": str(work)}, capture_output=True, text=True,
+        check=False,
+    )  # fmt: skip
 
 
 def main(args: list[str]) -> int:
@@ -76,6 +77,10 @@ def main(args: list[str]) -> int:
         bugs = [bug for bug in bugs if bug["name"] in args]
     env = dict(os.environ)
     env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/promo_bug_bank")
+    # A Redis database of its own too: the real workers of two runs must not take each other's
+    # tasks (give each run its own REDIS_URL).
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+    env.setdefault("CELERY_BROKER_URL", env["REDIS_URL"])
     env.setdefault("HYPOTHESIS_PROFILE", "bug-bank")
     # A test that needs Redis or a worker fails without them rather than skipping (as in CI).
     env["CI"] = "1"
@@ -84,7 +89,9 @@ def main(args: list[str]) -> int:
     copy_tree(work)
     # Without a bug the tests must pass, or a "caught" would mean nothing.
     every_test = sorted({test for bug in bugs for test in bug["tests"]})
-    if pytest(every_test, env, work) != 0:
+    baseline = pytest(every_test, env, work)
+    if baseline.returncode != 0:
+        print(baseline.stdout[-3000:])
         sys.exit("the bank's tests fail without any bug: fix the tree first")
     results = []
     for bug in bugs:
@@ -93,7 +100,7 @@ def main(args: list[str]) -> int:
         module.write_text(applied(bug, work))
         started = time.monotonic()
         try:
-            code = pytest(bug["tests"], env, work)
+            code = pytest(bug["tests"], env, work).returncode
         finally:
             module.write_text(original)
         seconds = time.monotonic() - started
