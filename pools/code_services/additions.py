@@ -87,13 +87,13 @@ def code_addition_undo_preview(*, addition: CodeAddition) -> UndoOutcome:
     """Return what undoing the addition would do now, without doing it."""
     counts = code_addition_counts(addition=addition)
     removable = sum(counts.get(status, 0) for status in _REMOVABLE)
-    used = _removable(addition).count() if removable else 0
+    removable_now = _removable(addition).count() if removable else 0
     return UndoOutcome(
-        removed=used,
+        removed=removable_now,
         kept_issued=counts.get(Code.Status.ISSUED, 0),
         kept_redeemed=counts.get(Code.Status.REDEEMED, 0),
         kept_withdrawn=counts.get(Code.Status.WITHDRAWN, 0),
-        kept_used=removable - used,
+        kept_used=removable - removable_now,
     )
 
 
