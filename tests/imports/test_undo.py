@@ -4,7 +4,6 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -33,6 +32,7 @@ from pools.code_services import (
 from pools.models import AdditionUndo, Code
 from pools.selectors import pool_stock, pools_with_counts
 from tests.factories import counts_by_status, make_codes, make_pool
+from tests.pools.locks import row_held_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -278,21 +278,8 @@ def test_an_undo_keeps_a_code_being_issued_meanwhile_and_removes_it_next_time():
     still available."""
     pool = make_pool(launched=True)
     job = imported(pool, "H1\nH2\nH3")
-    holder = connections.create_connection("default")
-    try:
-        holder.set_autocommit(False)
-        with holder.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H2' FOR UPDATE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '3s'")
-        try:
-            first = addition_undo_run(undo_id=import_undo(job=job).pk)
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
-    finally:
-        holder.rollback()
-        holder.close()
+    with row_held_elsewhere(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H2' FOR UPDATE"):
+        first = addition_undo_run(undo_id=import_undo(job=job).pk)
 
     assert (first.status, first.removed) == ("completed", 2)
     assert list(Code.objects.filter(pool=pool).values_list("code", flat=True)) == ["H2"]

@@ -5,6 +5,7 @@ inside it too (no lock) or waiting at its door (the lock), and no longer."""
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, connections
@@ -149,3 +150,25 @@ def interleave(first: Party, second: Party, timeout: float = 5) -> Interleaving:
     for thread in threads:
         thread.join()
     return Interleaving(results, how[0])
+
+
+@contextmanager
+def row_held_elsewhere(select_for_update: str, params=()):
+    """Hold the row `select_for_update` locks in a second connection, as a transaction in
+    progress holds it, while the test's connection gives up after waiting 3 s for any lock (so
+    that waiting for it is an error, not a slow pass)."""
+    holder = connections.create_connection("default")
+    try:
+        holder.set_autocommit(False)
+        with holder.cursor() as cursor:
+            cursor.execute(select_for_update, params)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("SET lock_timeout = 0")
+    finally:
+        holder.rollback()
+        holder.close()

@@ -26,6 +26,7 @@ from pools.export_services import (
 from pools.jobs import jobs_recover
 from pools.models import Code, CodeExport
 from tests.factories import csv_rows, make_codes, make_manager, make_pool, make_staff, make_viewer
+from tests.pools.locks import row_held_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -774,29 +775,14 @@ def test_estimates_never_count_below_zero_nor_missing_counts():
 def test_a_worker_does_not_wait_for_another_that_is_claiming_the_job():
     """Another connection holds the job's row (a worker claiming it): this one skips it at
     once rather than wait (the lock timeout set here would make waiting an error)."""
-    from django.db import connections
 
     pool = make_pool()
     make_codes(pool, ["A"])
     # Made as queued without its task (which would run it at once here).
     export = CodeExport.objects.create(pool=pool, filters={"pool": pool.pk}, file_format="csv")
-    holder = connections.create_connection("default")
-    try:
-        holder.set_autocommit(False)
-        with holder.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {CodeExport._meta.db_table} WHERE id = %s FOR UPDATE", [export.pk]
-            )
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '3s'")
-        try:
-            outcome = code_export_run(export_id=export.pk)
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
-    finally:
-        holder.rollback()
-        holder.close()
+    locking = f"SELECT id FROM {CodeExport._meta.db_table} WHERE id = %s FOR UPDATE"
+    with row_held_elsewhere(locking, [export.pk]):
+        outcome = code_export_run(export_id=export.pk)
 
     assert outcome is export_services.RunOutcome.SKIPPED
     export.refresh_from_db()

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, connections
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from pools.models import CUSTOMER_MAX_LENGTH, Code, CodeIssue, Redemption
 from pools.refusals import CodeRefused, Refusal
 from pools.selectors import pool_stock
 from tests.factories import counts, make_codes, make_pool, refusal
-from tests.pools.locks import in_thread
+from tests.pools.locks import in_thread, row_held_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -293,22 +293,9 @@ def test_the_claim_skips_a_code_another_transaction_holds():
     set here makes that an error), or, once the holder commits, finds nothing."""
     pool = make_pool(launched=True)
     make_codes(pool, ["H1", "H2"])
-    holder = connections.create_connection("default")
-    try:
-        holder.set_autocommit(False)
-        with holder.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H1' FOR UPDATE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '3s'")
-        try:
-            issued = code_issue(pool=pool, customer="c")
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
+    with row_held_elsewhere(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'H1' FOR UPDATE"):
+        issued = code_issue(pool=pool, customer="c")
         assert issued.code == "H2"
-    finally:
-        holder.rollback()
-        holder.close()
     assert counts(pool) == (1, 1, 0)
 
 

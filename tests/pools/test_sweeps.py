@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, connections
 from django.db.models import Count
 from django.utils import timezone
 
@@ -32,6 +31,7 @@ from pools.models import AdditionUndo, Code, CodeAddition, Withdrawal
 from pools.services import pool_pause
 from pools.signals import stock_changed
 from tests.factories import NOW, counts_by_status, make_codes, make_manager, make_pool
+from tests.pools.locks import row_held_elsewhere
 
 pytestmark = pytest.mark.django_db
 
@@ -484,21 +484,8 @@ def test_the_sweep_skips_a_code_being_issued_and_expires_it_next_time():
     error); the next sweep expires it."""
     pool = make_pool(launched=True)
     make_codes(pool, ["HELD", "FREE"], issue_end=NOW - TICK)
-    holder = connections.create_connection("default")
-    try:
-        holder.set_autocommit(False)
-        with holder.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'HELD' FOR UPDATE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '3s'")
-        try:
-            assert codes_expire(at=NOW) == {pool.pk: 1}
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("SET lock_timeout = 0")
-    finally:
-        holder.rollback()
-        holder.close()
+    with row_held_elsewhere(f"SELECT id FROM {Code._meta.db_table} WHERE code = 'HELD' FOR UPDATE"):
+        assert codes_expire(at=NOW) == {pool.pk: 1}
     assert statuses(pool) == {"HELD": "available", "FREE": "expired"}
     assert codes_expire(at=NOW) == {pool.pk: 1}
 
