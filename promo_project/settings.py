@@ -95,6 +95,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Each staff member's language: the admin's chooser (a cookie), else the browser's.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -166,12 +168,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# English, and Russian (the home market of the product this one follows). Every string a manager
+# reads goes through Django's translation machinery; the catalogue is locale/ru (`make messages`).
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = os.environ.get("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
-# One format for dates and numbers on every screen and e-mail: promo_project/formats/en/formats.py
-# (thousands separators everywhere; templates write raw numbers into attributes with |unlocalize).
+# One format per language for dates and numbers on every screen and e-mail:
+# promo_project/formats/<language>/formats.py (thousands separators everywhere; templates write raw
+# numbers into attributes with |unlocalize).
 FORMAT_MODULE_PATH = ["promo_project.formats"]
 USE_THOUSAND_SEPARATOR = True
 

@@ -12,6 +12,8 @@ admin.site.index_title = "Campaigns and promo code pools"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # The admin's language chooser posts here (Django's set_language view).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include("pools.api")),
 ]
 
