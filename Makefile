@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 
 .PHONY: install run worker test test-sqlite test-thorough deep-test mutation format screenshots bench-import bench-issue \
-	bench-tiny messages bench-live bench-export bench-admin bench-mailing bench-upload-memory bug-bank
+	bench-tiny messages bench-pages bench-live bench-export bench-admin bench-mailing bench-upload-memory bug-bank
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -104,6 +104,11 @@ bench-export: install
 bench-admin: install
 	$(BIN)/python bench/admin_bench.py
 
+# A pool page loaded cold in Chromium under `make run`, under gunicorn in production mode, and
+# with Django's own static view as the baseline; needs the local PostgreSQL and Chromium.
+bench-pages: install
+	$(BIN)/python bench/page_load_bench.py
+
 # Figures of issuing under concurrency at full size; needs the local PostgreSQL and Redis.
 bench-issue: install
 	$(BIN)/python bench/issue_bench.py
@@ -118,6 +123,7 @@ bench-tiny: install
 	$(BIN)/python bench/admin_bench.py --tiny
 	$(BIN)/python bench/mailing_bench.py --tiny
 	$(BIN)/python bench/upload_memory_bench.py --tiny
+	$(BIN)/python bench/page_load_bench.py --tiny
 
 # Figures of a live pool (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
 # local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).
