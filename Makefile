@@ -21,16 +21,20 @@ $(AXE):
 
 install: $(BIN)/.installed $(AXE)
 
-# Serves the admin at http://127.0.0.1:8000/admin/ with a Celery worker (and its beat scheduler
-# for the periodic tasks) beside it.
-run: install
+# Serves the admin at http://127.0.0.1:$(PORT)/admin/ with a Celery worker (and its beat scheduler
+# for the periodic tasks) beside it. `make run PORT=8001` picks another port (links in e-mails
+# follow it). Needs only Python: the npm package is for the tests.
+PORT ?= 8000
+run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo_user
-	$(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
+	$(BIN)/python manage.py demo_user --port $(PORT)
+	SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+	  $(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/python manage.py runserver 127.0.0.1:8000
+	  SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+	  $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-worker: install
+worker: $(BIN)/.installed
 	$(BIN)/celery -A promo_project worker --loglevel=INFO
 
 # The whole suite on the database DATABASE_URL names (CI: PostgreSQL), then the fast suite again
