@@ -1,4 +1,4 @@
-"""`manage.py export_codes --pool ID -o FILE`: the admin's export job, from a terminal or a script."""
+"""`manage.py export_codes --pool ID -o FILE`: the export job, for a terminal or a script."""
 
 import shutil
 from pathlib import Path
