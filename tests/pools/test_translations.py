@@ -9,7 +9,9 @@ from django.utils import translation
 from rest_framework.test import APIClient
 
 from notifications.languages import remember_language
+from pools import export_services
 from pools.code_services import codes_withdraw, withdrawal_file_start, withdrawal_run
+from pools.export_services import code_export_run, code_export_start
 from pools.jobs import worker_lost
 from pools.messages import message_preview
 from pools.models import Withdrawal
@@ -114,3 +116,21 @@ def test_the_message_preview_marks_an_unknown_parameter_in_russian():
         preview = message_preview(text="Ваш код: {{ promo.NOPE }}")
 
     assert preview == "Ваш код: [неизвестный параметр NOPE]"
+
+
+def test_a_failed_export_tells_whoever_asked_for_it_in_their_language(manager, monkeypatch):
+    remember_language(manager, "ru")
+    pool = make_pool(launched=True)
+    make_codes(pool, ["E1"])
+    export = code_export_start(filters={"pool": pool.pk}, file_format="csv", user=manager)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_services, "_write_csv", broken)
+    code_export_run(export_id=export.pk)
+
+    export.refresh_from_db()
+    assert export.message == (
+        "Выгрузка не удалась: disk full. Запустите её снова со списка кодов."
+    )
