@@ -89,12 +89,15 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "axes",
+    "health_check",
     "pools",
     "imports",
     "notifications",
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, answered before anything that could refuse a probe (pools/health.py).
+    "pools.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after security, before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -312,6 +315,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BEAT_SCHEDULE = {
+    # The beat and the worker that runs it are seen by /readyz (pools/health.py).
+    "service-heartbeat": {
+        "task": "pools.tasks.service_heartbeat",
+        "schedule": float(env_int("HEARTBEAT_SECONDS", 30)),
+    },
     # Every kind of job (pools/jobs.py): those whose worker died are queued again, those whose
     # task the broker lost (or never took: it was down) are handed over again.
     "jobs-recover": {
@@ -340,6 +348,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# /readyz turns red when no worker ran the heartbeat, or the beat sent none, for this long.
+READY_WORKER_SECONDS = env_int("READY_WORKER_SECONDS", 120)
+READY_BEAT_SECONDS = env_int("READY_BEAT_SECONDS", 120)
 
 # Uploads. Every upload larger than FILE_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB) streams to a
 # temporary file; pools.uploads.UploadHandler stores no more than IMPORT_MAX_FILE_SIZE of it, and

@@ -23,4 +23,6 @@ class Command(BaseCommand):
             user.save()
         user.groups.add(Group.objects.get(name=MANAGERS))
         login = f"{username} / {password}" if created else f"{username} (password unchanged)"
-        self.stdout.write(self.style.SUCCESS(f"Log in at http://127.0.0.1:{port}/admin/ as {login}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Log in at http://127.0.0.1:{port}/admin/ as {login}")
+        )
