@@ -104,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Each staff member's language: the admin's chooser (a cookie), else the browser's.
     "django.middleware.locale.LocaleMiddleware",
+    # The HTTP API answers in English whatever the caller's language.
+    "pools.api_base.ApiSpeaksEnglish",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
