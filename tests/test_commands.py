@@ -149,3 +149,48 @@ def test_a_terminal_gets_a_progress_bar_and_a_pipe_gets_none(tmp_path, settings)
     assert shown.returncode == 0, screen.decode(errors="replace")
     assert b"100%|" in screen
     assert Code.objects.filter(pool=pool).count() == 4000
+
+
+def test_assign_codes_writes_the_list_back_with_a_code_for_each_customer(tmp_path):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["G-1", "G-2"])
+    customers = tmp_path / "customers.csv"
+    customers.write_text("Customer\nann\nbob\ncat\n")
+    target = tmp_path / "with-codes.csv"
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exit:
+        call_command(
+            "assign_codes",
+            str(customers),
+            "--pool",
+            pool.slug,
+            "-o",
+            str(target),
+            "--json",
+            stdout=out,
+        )
+    answer = json.loads(out.getvalue())
+
+    # Three customers, two codes: one left without a code, which the exit status says.
+    assert exit.value.code == 1
+    assert (answer["codes_issued"], answer["shortfall"]) == (2, 1)
+    with target.open(newline="", encoding="utf-8-sig") as file:
+        rows = list(csv.reader(file))
+    given = {row[0]: row[-1] for row in rows[1:]}
+    assert sorted(code for code in given.values() if code) == ["G-1", "G-2"]
+    assert Code.objects.filter(pool=pool, status=Code.Status.ISSUED).count() == 2
+
+
+def test_withdraw_codes_takes_the_listed_codes_out_of_use(tmp_path):
+    pool = make_pool(launched=True)
+    make_codes(pool, ["W-1", "W-2", "W-3"])
+    listed = tmp_path / "leaked.txt"
+    listed.write_text("W-1\nW-3\nNOT-HERE\n")
+
+    answer = run("withdraw_codes", str(listed), "--pool", pool.slug, "--reason", "leaked")
+
+    assert (answer["codes_withdrawn"], answer["not_found"]) == (2, 1)
+    assert set(
+        Code.objects.filter(pool=pool, status=Code.Status.WITHDRAWN).values_list("code", flat=True)
+    ) == {"W-1", "W-3"}

@@ -131,6 +131,4 @@ def test_a_failed_export_tells_whoever_asked_for_it_in_their_language(manager, m
     code_export_run(export_id=export.pk)
 
     export.refresh_from_db()
-    assert export.message == (
-        "Выгрузка не удалась: disk full. Запустите её снова со списка кодов."
-    )
+    assert export.message == ("Выгрузка не удалась: disk full. Запустите её снова со списка кодов.")
