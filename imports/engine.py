@@ -6,7 +6,7 @@ services.py; run by the Celery task in tasks.py.
 
 What the import writes for a manager to read (each rejected row's reason, the report's notes, a
 refusal of the whole file) is written once, in the language of the manager who started it
-(pools.languages.writing_to), and stored so: the report, the e-mail that tells of the outcome
+(signals.staff_language), and stored so: the report, the e-mail that tells of the outcome
 and the rejected rows' download all show the same words, whoever opens them later. Rendering
 at display time instead would let each reader see their own language, but a reason would then
 be a key and parameters rather than the sentence the three places share.
@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -37,7 +37,6 @@ from pools.jobs import (
     job_step,
     job_touch_queued,
 )
-from pools.languages import writing_to
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
 
@@ -47,7 +46,7 @@ from .generation import CodeFormat, generate_codes
 from .headers import TEMPLATE_COLUMNS, ColumnMapping
 from .models import Import, Rejection
 from .readers import FIX_THE_FILE, ImportFileError, count_text, field_titles, open_table
-from .signals import import_finished_on_commit
+from .signals import import_finished_on_commit, staff_language
 from .validation import (
     DUPLICATE_IN_FILE,
     TEMPLATE_EXAMPLE,
@@ -130,7 +129,7 @@ def import_run(*, import_id: int) -> RunOutcome:
     if not isinstance(job, Import):
         return job
     # Everything the run writes for a manager to read is in the language of its starter.
-    with writing_to(job.created_by):
+    with translation.override(staff_language(job.created_by)):
         return _run(job)
 
 

@@ -5,8 +5,7 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
-        from imports.signals import import_finished, refill_stopped
-        from pools.languages import staff_language_lookups
+        from imports.signals import import_finished, refill_stopped, staff_language_readers
         from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
@@ -30,7 +29,9 @@ class NotificationsConfig(AppConfig):
         refill_stopped.connect(
             tasks.refill_stopped_enqueue, dispatch_uid="notifications.refill_stopped"
         )
-        if language_of not in staff_language_lookups:
-            staff_language_lookups.append(language_of)
+        # What a worker writes to the staff member who started an import or an assignment
+        # (its report) is written in their language.
+        if language_of not in staff_language_readers:
+            staff_language_readers.append(language_of)
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)
