@@ -48,6 +48,7 @@ CODE_WITH_CHARACTER = _(
 # What CODE_WITH_CHARACTER names: a space, or a character by its Unicode name and number.
 A_SPACE = _("a space")
 A_CHARACTER = _("a {name} ({number})")
+A_CONTROL_CHARACTER = _("a control character ({number})")
 CODE_NOT_DECODED = _(
     "The code holds bytes that are not text in the file's encoding (shown as �): save the file "
     "as “CSV UTF-8” and upload it again."
@@ -298,8 +299,11 @@ def _untypable(code: str) -> str:
         if char == " ":
             return CODE_WITH_CHARACTER.format(character=A_SPACE, position=position)
         if not char.isprintable() or char.isspace():
-            name = unicodedata.name(char, "control character").lower()
-            character = A_CHARACTER.format(name=name, number=f"U+{ord(char):04X}")
+            name, number = unicodedata.name(char, "").lower(), f"U+{ord(char):04X}"
+            if name:
+                character = A_CHARACTER.format(name=name, number=number)
+            else:
+                character = A_CONTROL_CHARACTER.format(number=number)
             return CODE_WITH_CHARACTER.format(character=character, position=position)
     return str(CODE_NOT_TYPABLE)
 

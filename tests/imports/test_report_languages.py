@@ -102,7 +102,11 @@ def test_a_file_without_a_header_names_the_template_columns_in_the_managers_lang
     job = imported_by("ru", "A1\nBAD CODE\n")
 
     assert reasons(job) == [
-        (2, "Код", "В коде на позиции 4 стоит пробел, которого не может быть в коде: удалите его.")
+        (
+            2,
+            "Промокод",
+            "В коде на позиции 4 стоит пробел, которого не может быть в коде: удалите его.",
+        )
     ]
     assert job.message == "В файле нет заголовка: каждая строка прочитана как код."
 
@@ -137,8 +141,8 @@ def test_a_refused_file_is_refused_in_the_managers_language():
 
     assert job.status == Import.Status.FAILED
     assert job.message == (
-        "В файле «codes.csv» нет столбца с кодами: ни один столбец не называется «Код» (или "
-        "«Промокод», «Купон», Code, Promo code). Найденные столбцы: «Name», «Note». "
+        "В файле «codes.csv» нет столбца с кодами: ни один столбец не называется «Промокод» "
+        "(или «Код», «Купон», Code, Promo code). Найденные столбцы: «Name», «Note». "
         "Выберите столбцы на странице загрузки или переименуйте тот, который нужно прочитать. "
         "Исправьте файл и загрузите его снова."
     )
