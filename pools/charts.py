@@ -9,7 +9,7 @@ no stock point: the line starts on the day the pool did.
 
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import pgettext_lazy
 
 from .formats import number
 
@@ -18,11 +18,11 @@ STOCK_TOP, STOCK_HEIGHT = 22, 90
 ROW_HEIGHT, ROW_GAP = 34, 8
 # Each kind of activity: its key in pool_daily_activity's days, its colour, its label.
 SERIES = (
-    ("added", "#3a8a4f", gettext_lazy("added")),
-    ("issued", "#2f6db5", gettext_lazy("issued")),
-    ("released", "#5a6b7a", gettext_lazy("given back")),
-    ("redeemed", "#b35c00", gettext_lazy("redeemed")),
-    ("withdrawn", "#8a1111", gettext_lazy("withdrawn")),
+    ("added", "#3a8a4f", pgettext_lazy("stock chart", "added")),
+    ("issued", "#2f6db5", pgettext_lazy("stock chart", "issued")),
+    ("released", "#5a6b7a", pgettext_lazy("stock chart", "given back")),
+    ("redeemed", "#b35c00", pgettext_lazy("stock chart", "redeemed")),
+    ("withdrawn", "#8a1111", pgettext_lazy("stock chart", "withdrawn")),
 )
 RANGES = (7, 30, 90)
 DEFAULT_RANGE = 30
