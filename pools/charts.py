@@ -7,6 +7,9 @@ and the table beneath lists them all.
 """
 
 from django.template.loader import render_to_string
+from django.utils.formats import date_format
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from .formats import number
 
@@ -19,6 +22,13 @@ SERIES = (
     ("redeemed", "#b35c00"),
     ("withdrawn", "#8a1111"),
 )
+# What each row and each bar's hover names its activity.
+SERIES_LABELS = {
+    "added": _("added"),
+    "issued": _("issued"),
+    "redeemed": _("redeemed"),
+    "withdrawn": _("withdrawn"),
+}
 RANGES = (7, 30, 90)
 DEFAULT_RANGE = 30
 
@@ -54,7 +64,8 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
             {
                 "x": round(PAD_LEFT + (index + 0.5) * slot, 1),
                 "y": stock_y(day["stock"]),
-                "title": f"{day['day']:%Y-%m-%d}: stock {number(day['stock'])}",
+                "title": gettext("%(day)s: stock %(count)s")
+                % {"day": date_format(day["day"]), "count": number(day["stock"])},
             }
         )
     rows = []
@@ -74,12 +85,18 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
                         "y": round(base - height, 1),
                         "width": round(bar, 1),
                         "height": height,
-                        "title": f"{day['day']:%Y-%m-%d}: {number(value)} {key}",
+                        # "12 issued": the count, then what happened to that many codes.
+                        "title": gettext("%(day)s: %(count)s %(activity)s")
+                        % {
+                            "day": date_format(day["day"]),
+                            "count": number(value),
+                            "activity": SERIES_LABELS[key],
+                        },
                     }
                 )
         rows.append(
             {
-                "name": key,
+                "name": SERIES_LABELS[key],
                 "colour": colour,
                 "top": top,
                 "base": base,
@@ -91,7 +108,7 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
         top = base + ROW_GAP
     height = top + 16
     return render_to_string(
-        "admin/pools/pool/stock_chart.svg",
+        "admin/pools/pool/stock_chart_svg.html",
         {
             "width": WIDTH,
             "height": round(height),

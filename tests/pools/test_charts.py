@@ -49,4 +49,4 @@ def test_low_stock_shows_at_a_glance(manager_client):
 
     assert campaigns.count("low stock</span>") == 1
     assert pools.count("low stock</span>") == 1
-    assert 'title="Alert threshold: 5"' in campaigns
+    assert 'title="Alert when fewer than 5 codes are left"' in campaigns
