@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Campaign, Pool
@@ -46,6 +47,17 @@ class CampaignAdmin(PlainListTitle, admin.ModelAdmin):
 
     def get_inlines(self, request, obj):
         return [*self.inlines, *campaign_page.inlines]
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # One phrase each, not Django's "Add %s": Russian puts "campaign" in another case here.
+        if object_id is None:
+            title = gettext("Add campaign")
+        elif self.has_change_permission(request):
+            title = gettext("Change campaign")
+        else:
+            title = gettext("View campaign")
+        extra_context = {"title": title, **(extra_context or {})}
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         # All pools with their counts in one query, however many campaigns the page lists.

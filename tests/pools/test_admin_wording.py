@@ -108,3 +108,14 @@ def test_a_read_only_list_in_russian_is_titled_by_what_it_lists(manager_client):
     page = manager_client.get(reverse("admin:pools_code_changelist")).content.decode()
 
     assert "<h1>Коды</h1>" in page
+
+
+def test_adding_a_campaign_reads_as_one_russian_phrase(manager_client):
+    """Not Django's "Add %s" ("Добавить кампания"): the noun changes case after the verb."""
+    manager_client.defaults["HTTP_ACCEPT_LANGUAGE"] = "ru"
+
+    listed = manager_client.get(reverse("admin:pools_campaign_changelist")).content.decode()
+    added = manager_client.get(reverse("admin:pools_campaign_add")).content.decode()
+
+    assert "Добавить кампанию" in listed and "Добавить кампания" not in listed
+    assert "<h1>Добавить кампанию</h1>" in added and "Добавить кампания" not in added

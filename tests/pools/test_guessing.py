@@ -3,6 +3,7 @@ screen state them."""
 
 import pytest
 from django.urls import reverse
+from django.utils import translation
 
 from pools.guessing import guessing_budget_text, guessing_odds, guessing_odds_text
 from tests.factories import make_codes, make_pool
@@ -68,3 +69,17 @@ def test_the_generation_screen_shows_the_odds(manager_client):
     assert guessing_budget_text() in content
     assert "Now, with the default length and alphabet: 2 of " in content
     assert "Filled to generation&#x27;s limit: " in content
+
+
+def test_the_odds_read_as_people_say_them_in_russian(settings):
+    settings.API_FAILED_CHECKS_PER_KEY, settings.API_FAILED_CHECKS_PER_POOL = 500, 1000
+
+    with translation.override("ru"):
+        sparse = guessing_odds_text(space=31**8, codes=1000)
+        budget = guessing_budget_text()
+
+    assert sparse.startswith("Существует 1\xa0000 кодов из 852\xa0891\xa0037\xa0441 возможных")
+    assert "случайная догадка попадает один раз на 850 миллионов попыток" in sparse
+    assert "один ключ найдёт один код раз в 195 лет" in sparse
+    assert "за час один ключ раскроет меньше одного из миллиарда кодов пула" in sparse
+    assert "500 на каждый ключ API и 1\xa0000 на все ключи вместе" in budget
