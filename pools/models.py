@@ -18,6 +18,7 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from .health import ServiceBeat  # noqa: F401  (a model: its module keeps it with its checks)
 from .jobs import Job
 from .refusals import Refusal
 
