@@ -13,7 +13,7 @@ from django.utils.formats import number_format
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from pools.admin import can_export
+from pools.admin import AdminMedia, can_export
 from pools.models import Pool
 
 from ..assignments import assignment_release, assignment_rerun, assignment_start
@@ -68,6 +68,7 @@ def released_message(counts: dict[str, int]) -> str:
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = (
         "task_number",
         "pool",
