@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from pools.admin import can_export
@@ -24,6 +25,9 @@ QUEUED_AGAIN = (
     "far keep their codes."
 )
 ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
+CHOOSE_A_POOL_TO_ASSIGN = _(
+    "Codes are assigned from a pool: open an active pool, then “Assign to customers”."
+)
 RELEASED = (
     "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
     "customers had no code from this assignment."
@@ -54,6 +58,12 @@ class AssignmentAdmin(admin.ModelAdmin):
     def get_model_perms(self, request):
         # Started from an active pool's page ("Assign to customers").
         return {**super().get_model_perms(request), "add": False}
+
+    def changelist_view(self, request, extra_context=None):
+        # No "Add assignment" button: an assignment is started from a pool's page.
+        return super().changelist_view(
+            request, {**(extra_context or {}), "has_add_permission": False}
+        )
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -87,7 +97,11 @@ class AssignmentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         pool = Pool.objects.filter(pk=int_or_none(request.GET.get("pool"))).first()
         if pool is None:
-            raise Http404("No such pool.")
+            # An assignment takes codes of one pool: send the manager to choose it, not to a 404.
+            messages.info(request, CHOOSE_A_POOL_TO_ASSIGN)
+            return HttpResponseRedirect(
+                reverse("admin:pools_pool_changelist") + "?status__exact=active"
+            )
         form = AssignForm()
         if request.method == "POST":
             form = AssignForm(request.POST, request.FILES)
