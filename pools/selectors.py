@@ -232,6 +232,7 @@ def pool_history(pool: Pool) -> list[dict]:
             "what": f"Removed {a.codes_removed:,} of the {a.codes_added:,} codes of an addition",
             "who": a.removed_by,
             "why": "",
+            "addition": a,
         }
         for a in pool.additions.filter(codes_removed__gt=0).select_related("removed_by")
     ]

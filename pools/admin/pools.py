@@ -15,7 +15,14 @@ from ..messages import DID_YOU_MEAN, UNKNOWN_PARAMETERS, message_preview_parts
 from ..models import Pool
 from ..selectors import pool_daily_activity, pool_history, pool_stock, pools_with_counts
 from ..services import pool_save
-from .parts import AdminMedia, counts_line, low_stock_badge, pool_page, status_badge
+from .parts import (
+    AdminMedia,
+    addition_label,
+    counts_line,
+    low_stock_badge,
+    pool_page,
+    status_badge,
+)
 from .pool_actions import PoolActionsMixin
 
 SAVE_TO_ADD_CODES = "Save the pool to add codes."
@@ -171,7 +178,10 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
                 if obj.status in spec["from"] and self._may(request, spec["permission"])
             ]
             context["can_withdraw"] = obj.is_launched and self._may(request, "withdraw_code")
-            context["pool_history"] = pool_history(obj)
+            context["pool_history"] = history = pool_history(obj)
+            for item in history:
+                if "addition" in item:  # the import (say) whose codes an undo removed
+                    item["source"] = addition_label(item["addition"])
         return self._render_with_launch(request, context, add, change, form_url, obj)
 
     def _codes_section(self, request, pool) -> str:

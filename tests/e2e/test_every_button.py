@@ -5,9 +5,9 @@ no 404, no 500); every admin action and every form button of a change page too."
 import re
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from imports.assignments import assignment_run, assignment_start
 from imports.engine import import_run
@@ -90,8 +90,10 @@ class Crawl:
                 continue  # another site, mailto:, an anchor on the page
             self.followed.add(path)
             response = self.page.request.get(self.url + path)
-            body = "" if "attachment" in response.headers.get("content-disposition", "") else (
-                response.text()
+            body = (
+                ""
+                if "attachment" in response.headers.get("content-disposition", "")
+                else (response.text())
             )
             if found := problem(response.status, body):
                 self.problems.append(f"{path} (a link on {came_from}): {found}")
@@ -110,7 +112,7 @@ class Crawl:
                 continue  # the browser asks for a required field first: nothing to follow
             label = button.get_attribute("value") or button.inner_text()
             downloads = []
-            self.page.once("download", lambda download: downloads.append(download))
+            self.page.once("download", lambda download, found=downloads: found.append(download))
             try:
                 with self.page.expect_navigation(timeout=10_000) as navigation:
                     button.click()

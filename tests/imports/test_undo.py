@@ -210,12 +210,18 @@ def test_report_offers_undo_counts_first_then_removes(manager_client, manager):
     done = manager_client.get(reverse("admin:pools_additionundo_change", args=[started.pk]))
     assert "1 issued, 0 redeemed, 0 withdrawn" in done.content.decode()
     report_page = manager_client.get(report).content.decode()
-    assert "Completed, 2 codes removed, 1 kept" in report_page
+    assert "Removed 2 of the 3 codes on " in report_page
+    assert "1 kept, with their history." in report_page
+    assert f"import #{job.pk}</a>" in pool_page_text(pool, manager_client)
     assert undo not in report_page  # nothing left to remove
     pool_page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk]))
     assert "Removed 2 of the 3 codes of an addition" in pool_page.content.decode()
     code_page = manager_client.get(reverse("admin:pools_code_change", args=[Code.objects.get().pk]))
     assert f"import #{job.pk}" in code_page.content.decode()
+
+
+def pool_page_text(pool, client) -> str:
+    return client.get(reverse("admin:pools_pool_change", args=[pool.pk])).content.decode()
 
 
 def test_viewer_is_not_offered_undo_and_a_forged_one_is_refused(viewer_client):
