@@ -71,7 +71,7 @@ from .assignment_services import (  # noqa: F401 (callers import the job's servi
     assignment_rerun,
     assignment_start,
 )
-from .assignment_slices import _Slice, _slices
+from .assignment_slices import SlicePace, _Slice, _slices
 from .customer_lists import open_customer_list
 from .models import Assignment
 
@@ -133,6 +133,7 @@ class _Turns:
         self.committed = -1
         self.stopped = False
         self.short = frozenset()
+        self.pace = SlicePace()
 
     def wait(self, number: int) -> bool:
         """Wait until the slice before `number` committed; False if the job stopped."""
@@ -163,7 +164,8 @@ def _issue_all(job: Assignment, writer) -> bool:
         with issuer.pool_turn(job, turns) as ours:
             if not ours:
                 return False
-            return _issue_in_order(job, _slices(job, table), issuer, turns, writer)
+            slices = _slices(job, table, turns.pace)
+            return _issue_in_order(job, slices, issuer, turns, writer)
 
 
 def _lanes(issuer) -> int:
@@ -273,9 +275,12 @@ _AGAIN = ("40P01", "55P03")
 def _commit_slice(job: Assignment, piece: _Slice, issuer, turns: _Turns, *, shard):
     """Issue to the slice's customers and record the job's counts, in one transaction, after
     the slice before it committed; return customer → code string."""
+    since = turns.pace.started()
     for _attempt in range(5):
         try:
-            return _slice_transaction(job, piece, issuer, turns, shard)
+            codes = _slice_transaction(job, piece, issuer, turns, shard)
+            turns.pace.committed(piece.size, since)
+            return codes
         except IntegrityError:
             # An issue under the same assignment key in this pool's fallback (an assignment
             # from another pool) came first: done again, the slice finds that customer's code.
