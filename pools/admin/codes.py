@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from ..code_services import code_mark_issued, codes_withdraw
 from ..export_services import (
     EXPORT_AT_ONCE_MAX,
+    XLSX_AT_ONCE_MAX,
     code_export_estimate,
     code_export_filters,
     code_export_is_small,
@@ -265,7 +266,7 @@ class CodeAdmin(admin.ModelAdmin):
         if request.method == "POST":
             export = code_export_start(filters=filters, file_format=file_format, user=request.user)
             return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
-        if code_export_is_small(filters):
+        if code_export_is_small(filters, file_format=file_format):
             status = filters.get("status")
             named = {
                 "status": Code.Status(status).label if status in Code.Status.values else status,
@@ -274,10 +275,9 @@ class CodeAdmin(admin.ModelAdmin):
             filename = export_filename(
                 what="codes", pool=pool, filters=named, extension=file_format
             )
-            rows = code_rows(codes_filtered(filters))
             if file_format == "xlsx":
-                return xlsx_response(rows, filename)
-            return csv_response(rows, filename)
+                return xlsx_response(code_rows(codes_filtered(filters), typed=True), filename)
+            return csv_response(code_rows(codes_filtered(filters)), filename)
         estimate = code_export_estimate(filters)
         return TemplateResponse(
             request,
@@ -290,7 +290,7 @@ class CodeAdmin(admin.ModelAdmin):
                 "filters": filters,
                 "file_format": file_format,
                 "estimate": estimate,
-                "at_once_max": EXPORT_AT_ONCE_MAX,
+                "at_once_max": XLSX_AT_ONCE_MAX if file_format == "xlsx" else EXPORT_AT_ONCE_MAX,
                 "sheets": -(-estimate // XLSX_ROWS_PER_SHEET),
                 "rows_per_sheet": XLSX_ROWS_PER_SHEET,
                 "hidden": {
