@@ -1,12 +1,12 @@
 """An assignment's customer list read in slices: the rows issued and committed together."""
 
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from pools.code_services import customer_clean, issue_room
+from pools.jobs import JobPace
 
 from .cells import shown
 from .models import Assignment
@@ -30,38 +30,7 @@ class _Slice:
     carried: frozenset = frozenset()
 
 
-# The first slice's rows, before the job has measured how fast it issues: small enough to
-# commit within a second on the slowest path (SQLite, a multiple-use pool: ~170 rows a second).
-FIRST_SLICE = 100
-# Each later slice is sized to commit about this often, so that the report's bar moves as the
-# job goes rather than once per ASSIGN_BATCH_SIZE rows (5,000 rows took 26 s on that path, at 0%).
-SLICE_SECONDS = 1.0
-
-
-class SlicePace:
-    """How fast the job's slices commit: the next slice takes the rows it can issue in about
-    SLICE_SECONDS, between FIRST_SLICE and ASSIGN_BATCH_SIZE (the most one transaction takes)."""
-
-    def __init__(self):
-        self.rows_per_second: float | None = None
-
-    def started(self) -> float:
-        return time.monotonic()
-
-    def committed(self, rows: int, since: float) -> None:
-        rate = rows / max(time.monotonic() - since, 0.001)
-        # Smoothed: one slice slowed by a lock or a checkpoint does not shrink the next ones.
-        self.rows_per_second = (
-            rate if self.rows_per_second is None else ((self.rows_per_second + rate) / 2)
-        )
-
-    def size(self, most: int) -> int:
-        if self.rows_per_second is None:
-            return min(most, FIRST_SLICE)
-        return max(1, min(most, int(self.rows_per_second * SLICE_SECONDS)))
-
-
-def _slices(job: Assignment, table, pace: SlicePace | None = None):
+def _slices(job: Assignment, table, pace: JobPace | None = None):
     """Yield the slices of the rows after the committed ones, parsed, each as large as `pace`
     tells (ASSIGN_BATCH_SIZE without one)."""
     batch, seen, number = [], 0, 0
@@ -79,7 +48,7 @@ def _slices(job: Assignment, table, pace: SlicePace | None = None):
         yield _slice(number, batch, table)
 
 
-def _slice_size(job: Assignment, rows_given: int, pace: SlicePace | None = None) -> int:
+def _slice_size(job: Assignment, rows_given: int, pace: JobPace | None = None) -> int:
     """Return how many rows the next slice takes: ASSIGN_BATCH_SIZE, or fewer when the pool's
     stock would cross a level it watches (its low-stock alert, its refill) inside the slice.
     The slice then ends at the crossing, and the alert starts when it commits (see pools'

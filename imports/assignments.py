@@ -53,6 +53,7 @@ from pools.jobs import (
     FAILED,
     Claim,
     ClaimLost,
+    JobPace,
     job_beat,
     job_claim,
     job_finish,
@@ -71,7 +72,7 @@ from .assignment_services import (  # noqa: F401 (callers import the job's servi
     assignment_rerun,
     assignment_start,
 )
-from .assignment_slices import SlicePace, _Slice, _slices
+from .assignment_slices import _Slice, _slices
 from .customer_lists import open_customer_list
 from .models import Assignment
 
@@ -133,7 +134,7 @@ class _Turns:
         self.committed = -1
         self.stopped = False
         self.short = frozenset()
-        self.pace = SlicePace()
+        self.pace = JobPace()
 
     def wait(self, number: int) -> bool:
         """Wait until the slice before `number` committed; False if the job stopped."""

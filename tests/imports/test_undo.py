@@ -249,8 +249,8 @@ def test_an_undo_taken_over_mid_slice_leaves_that_slice_whole_and_the_next_attem
     real_slice = additions._undo_slice
     slices = []
 
-    def slice_then_taken_over(addition, after):
-        outcome = real_slice(addition, after)
+    def slice_then_taken_over(addition, after, *rest):
+        outcome = real_slice(addition, after, *rest)
         slices.append(after)
         if len(slices) == 2:
             AdditionUndo.objects.filter(pk=undo.pk).update(attempts=F("attempts") + 1)
@@ -304,11 +304,11 @@ def test_an_undo_that_fails_says_why_keeps_what_it_removed_and_can_be_started_ag
     real_slice = additions._undo_slice
     slices = []
 
-    def second_slice_breaks(addition, after):
+    def second_slice_breaks(addition, after, *rest):
         slices.append(after)
         if len(slices) == 2:
             raise RuntimeError("the disk is full")
-        return real_slice(addition, after)
+        return real_slice(addition, after, *rest)
 
     monkeypatch.setattr(additions, "_undo_slice", second_slice_breaks)
     with pytest.raises(RuntimeError):
@@ -360,11 +360,11 @@ def test_an_undo_killed_at_any_slice_ends_as_if_it_had_never_been(
     real_slice = additions._undo_slice
     slices = []
 
-    def killed(addition, after):
+    def killed(addition, after, *rest):
         if len(slices) == killed_after:
             raise Killed
         slices.append(after)
-        return real_slice(addition, after)
+        return real_slice(addition, after, *rest)
 
     if killed_after is not None:
         monkeypatch.setattr(additions, "_undo_slice", killed)
