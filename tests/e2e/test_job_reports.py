@@ -1,5 +1,6 @@
 """What a job's report tells a manager in the browser: one status in one place while it runs,
-and what an undo took away from an import."""
+its bar, what an undo took away from an import; and a workbook too long to write at once is a
+job with its page rather than a wait without a word."""
 
 import re
 
@@ -10,7 +11,8 @@ from django.utils import timezone
 from imports.engine import import_run
 from imports.models import Import
 from imports.services import import_text_start
-from pools.code_services import code_issue
+from pools.code_services import addition_undo_start, code_issue, codes_withdraw
+from pools.models import AdditionUndo, Withdrawal
 from tests.factories import make_codes, make_manager, make_pool
 
 # Not `integration`: the jobs run at once, in the server's process.
@@ -89,3 +91,42 @@ def test_after_an_undo_the_import_says_what_it_removed_and_no_longer_offers_it(
         undone.removeprefix("Undone").strip(),
     ), undone
     assert page.get_by_role("link", name="Remove the codes this import added").count() == 0
+
+
+def test_a_running_withdrawal_and_undo_show_their_bar(browser_page, live_server):
+    page = browser_page
+    make_manager("ada")
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"W-{n}" for n in range(10)])
+    withdrawal = codes_withdraw(pool=pool, codes=[f"W-{n}" for n in range(10)])
+    job = import_text_start(pool=pool, text="U-1\nU-2\n")
+    undo = addition_undo_start(addition=Import.objects.get(pk=job.pk).addition)
+    # As a worker leaves them halfway.
+    Withdrawal.objects.filter(pk=withdrawal.pk).update(
+        status=Withdrawal.Status.RUNNING, codes_done=4, codes_withdrawn=4
+    )
+    AdditionUndo.objects.filter(pk=undo.pk).update(
+        status=AdditionUndo.Status.RUNNING, progress_done=1, progress_total=2
+    )
+    log_in(page, live_server.url)
+    page.goto(live_server.url + reverse("admin:pools_withdrawal_change", args=[withdrawal.pk]))
+    bar = page.get_by_role("progressbar", name="Progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("4", "10")
+    page.goto(live_server.url + reverse("admin:pools_additionundo_change", args=[undo.pk]))
+    assert page.get_by_role("progressbar", name="Progress").get_attribute("value") == "50"
+
+
+def test_a_workbook_of_thousands_of_codes_is_a_job_with_its_bar(browser_page, live_server):
+    page = browser_page
+    make_manager("ada")
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"X-{n:05}" for n in range(3_000)])
+    log_in(page, live_server.url)
+    page.goto(
+        live_server.url + reverse("admin:pools_code_changelist") + f"?pool__id__exact={pool.pk}"
+    )
+    # The page answers at once with what will happen, rather than a wait with no word.
+    page.get_by_role("link", name="Export XLSX").click()
+    page.get_by_role("button", name="Start the export").click()
+    page.wait_for_url("**/codeexport/**")
+    page.get_by_text("Task number").wait_for()
