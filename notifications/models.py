@@ -45,6 +45,9 @@ class StaffPreference(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="promo_preference"
     )
     import_finished_emails = models.BooleanField("e-mail me when my imports finish", default=True)
+    # The language the staff member last used the admin in (notifications/languages.py): e-mails
+    # and reports written by a worker, outside any request, are written in it.
+    language = models.CharField(max_length=10, blank=True, default="")
 
     def __str__(self):
         return str(self.user)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import JsonResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
@@ -53,6 +53,22 @@ REFUSAL_STATUS = {
     Refusal.POOL_ENDED: 410,
     Refusal.WITHDRAWN: 410,
 }
+
+
+class ApiSpeaksEnglish:
+    """Answer the HTTP API in English whatever the caller's Accept-Language: its messages are
+    read by programs and their developers, and the admin's texts (a refusal's, say) are
+    translated lazily, so they come out here in English. Placed after LocaleMiddleware, it holds
+    while the response is rendered."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            translation.activate("en")
+            request.LANGUAGE_CODE = "en"
+        return self.get_response(request)
 
 
 # How long a process trusts a key it checked without asking the database again: a key revoked in
