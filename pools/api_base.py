@@ -26,6 +26,7 @@ from .api_keys import (
     POOL_NOT_ALLOWED_MESSAGE,
     key_rights,
 )
+from .metrics import REFUSALS
 from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
@@ -212,9 +213,24 @@ def error_body(code: str, message: str, **extra) -> dict:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _pool_named_in(context) -> str:
+    """The pool ID a refused call named (its address, or its body's "pool"), if such a pool
+    exists: a label a caller cannot invent."""
+    from .models import Pool
+
+    request = context.get("request")
+    named = context.get("kwargs", {}).get("slug") or (
+        request.data.get("pool") if request is not None and isinstance(request.data, dict) else ""
+    )
+    if isinstance(named, str) and named and Pool.objects.filter(slug=named).exists():
+        return named
+    return ""
+
+
 def api_exception_handler(exc, context):
     """Give DRF's errors the API's shape: {"error": {"code", "message"}}."""
     if isinstance(exc, CodeRefused):
+        REFUSALS.labels(pool=_pool_named_in(context), reason=exc.reason.value).inc()
         status = REFUSAL_STATUS.get(exc.reason, 409)
         return Response(error_body(exc.reason.value, exc.reason.label), status=status)
     if isinstance(exc, DjangoValidationError):

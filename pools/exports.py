@@ -78,7 +78,7 @@ class CodeResource(resources.ModelResource):
 
     def dehydrate_status(self, code):
         # The label the screens show ("Issued"), not the stored value ("issued").
-        return code.get_status_display()
+        return str(code.get_status_display())
 
 
 _EXPORT_FIELDS = CodeResource().get_export_fields()
@@ -127,7 +127,7 @@ def row_format(values, *, zone=None, typed: bool = False) -> list:
                 moment.replace(microsecond=0, tzinfo=None) if typed else datetime_export(moment)
             )
         elif name == "status":
-            row.append(_STATUS_LABELS.get(value, value))
+            row.append(str(_STATUS_LABELS.get(value, value)))
         elif typed and isinstance(value, int):
             row.append(value)
         else:

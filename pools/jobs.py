@@ -76,12 +76,16 @@ def staff_language_register(language_of: Callable) -> None:
     _staff_language = language_of
 
 
-def job_language(job) -> str:
-    """Return the language of the staff member who started `job` (the default if nobody did)."""
-    user = getattr(job, "created_by", None)
+def staff_language(user) -> str:
+    """Return the language `user` reads in (the default for nobody, or before registration)."""
     if _staff_language is None or user is None:
         return settings.LANGUAGE_CODE
     return _staff_language(user)
+
+
+def job_language(job) -> str:
+    """Return the language of the staff member who started `job` (the default if nobody did)."""
+    return staff_language(getattr(job, "created_by", None))
 
 
 @contextmanager
@@ -188,6 +192,11 @@ def job_kind_register(
     _KINDS[model] = JobKind(
         model, send, heartbeat_timeout or (lambda: settings.JOB_HEARTBEAT_TIMEOUT), finished
     )
+
+
+def job_models() -> list[type[Job]]:
+    """Every kind of job registered, as its model."""
+    return list(_KINDS)
 
 
 def _kind(model) -> JobKind:
