@@ -80,7 +80,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
         page.get_by_role("link", name="CSV").click()
     content = Path(rows.value.path()).read_text(encoding="utf-8-sig")
     assert content.splitlines()[0].endswith(",Reason")
-    assert "Row 5, Code: The code contains a space" in content
+    assert "Row 5, Code: The code has a space at position" in content
 
     # Paste codes; generation is then no longer offered.
     page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")

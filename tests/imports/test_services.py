@@ -430,8 +430,8 @@ def test_a_row_the_database_refuses_is_narrowed_down_and_rejected_alone(
     settings.IMPORT_BATCH_SIZE = 50
     real_clean_row = engine.clean_row
 
-    def clean_row_letting_a_nul_through(row_number, cells, tz, order=None):
-        row = real_clean_row(row_number, cells, tz, order)
+    def clean_row_letting_a_nul_through(row_number, cells, tz, *rest):
+        row = real_clean_row(row_number, cells, tz, *rest)
         return (row_number, "BAD\x00NUL", *row[2:]) if row_number == 37 else row
 
     monkeypatch.setattr(engine, "clean_row", clean_row_letting_a_nul_through)
@@ -1223,8 +1223,8 @@ def test_a_crash_between_the_halves_of_a_narrowed_batch_resumes_after_the_first(
     real_load_batch = loader.load_batch
     calls = []
 
-    def nul_in_row_4(row_number, cells, tz, order=None):
-        row = real_clean_row(row_number, cells, tz, order)
+    def nul_in_row_4(row_number, cells, tz, *rest):
+        row = real_clean_row(row_number, cells, tz, *rest)
         return (row_number, "BAD\x00NUL", *row[2:]) if row_number == 4 else row
 
     def crash_on_the_second_half(**kwargs):
