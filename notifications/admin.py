@@ -11,8 +11,11 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import number_format, time_format
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from imports.admin import add_codes_page
@@ -27,11 +30,14 @@ from .services import (
     subscription_remove,
 )
 
-SUBSCRIBED = "You will get an e-mail when “{pool}” runs low."
-SUBSCRIBED_NO_EMAIL = " Add an e-mail address to your account first."
-UNSUBSCRIBED = "You will no longer get low-stock e-mails of “{pool}”."
-NOTICES_ON = "You will get an e-mail when your imports finish."
-NOTICES_OFF = "You will no longer get e-mails when your imports finish."
+SUBSCRIBED = _("You will get an e-mail when “%(pool)s” runs low.")
+SUBSCRIBED_NO_EMAIL = _(
+    "You will get an e-mail when “%(pool)s” runs low, once you add an e-mail address to your "
+    "account."
+)
+UNSUBSCRIBED = _("You will no longer get low-stock e-mails of “%(pool)s”.")
+NOTICES_ON = _("You will get an e-mail when your imports finish.")
+NOTICES_OFF = _("You will no longer get e-mails when your imports finish.")
 
 
 class PoolSubscriptionInline(admin.TabularInline):
@@ -40,25 +46,25 @@ class PoolSubscriptionInline(admin.TabularInline):
     fields = ("user", "created_at")
     readonly_fields = ("created_at",)
     extra = 0
-    verbose_name_plural = "subscribed staff (low-stock e-mails)"
+    verbose_name_plural = _("subscribed staff (low-stock e-mails)")
 
 
 class CampaignSubscriptionInline(PoolSubscriptionInline):
     fk_name = "campaign"
-    verbose_name_plural = "subscribed staff (low-stock e-mails of every pool of the campaign)"
+    verbose_name_plural = _("subscribed staff (low-stock e-mails of every pool of the campaign)")
 
 
 class LowStockAlertInline(ReadOnlyInline):
     model = LowStockAlert
     fields = ("created_at", "stock", "threshold", "recipients")
-    verbose_name_plural = "low-stock alerts sent"
+    verbose_name_plural = _("low-stock alerts sent")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("deliveries")
 
-    @admin.display(description="sent to")
+    @admin.display(description=_("sent to"))
     def recipients(self, alert):
-        return ", ".join(d.email for d in alert.deliveries.all()) or "— (not sent yet)"
+        return ", ".join(d.email for d in alert.deliveries.all()) or gettext("— (not sent yet)")
 
 
 def subscribe_button(request, pool) -> str:
@@ -86,18 +92,18 @@ def alerts_today_section(request) -> str:
     alerts = LowStockAlert.objects.filter(created_at__gte=today).select_related("pool")[:20]
     rows = [
         format_html(
-            '<a href="{}">{}</a>: {} left (alert below {}) at {}',
-            reverse("admin:pools_pool_change", args=[alert.pool_id]),
-            alert.pool,
-            f"{alert.stock:,}",
-            f"{alert.threshold:,}",
-            timezone.localtime(alert.created_at).strftime("%H:%M"),
+            gettext('<a href="{url}">{pool}</a>: {stock} left (alert below {threshold}) at {time}'),
+            url=reverse("admin:pools_pool_change", args=[alert.pool_id]),
+            pool=alert.pool,
+            stock=number_format(alert.stock, force_grouping=True),
+            threshold=number_format(alert.threshold, force_grouping=True),
+            time=time_format(timezone.localtime(alert.created_at), "TIME_FORMAT"),
         )
         for alert in alerts
     ]
     return render_to_string(
         "admin/pools/attention_section.html",
-        {"title": "Low-stock alerts sent today", "rows": rows},
+        {"title": gettext("Low-stock alerts sent today"), "rows": rows},
         request=request,
     )
 
@@ -143,12 +149,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.POST.get("subscribe") == "1":
             subscription_add(user=request.user, pool=pool)
-            message = SUBSCRIBED.format(pool=pool)
-            if not request.user.email:
-                message += SUBSCRIBED_NO_EMAIL
+            message = (SUBSCRIBED if request.user.email else SUBSCRIBED_NO_EMAIL) % {"pool": pool}
         else:
             subscription_remove(user=request.user, pool=pool)
-            message = UNSUBSCRIBED.format(pool=pool)
+            message = UNSUBSCRIBED % {"pool": pool}
         messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
 
