@@ -4,6 +4,7 @@ read as gettext reads it, and the msgids `makemessages` extracts from the produc
 import ast
 import gettext
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,9 @@ LOCALE = ROOT / "locale" / "ru" / "LC_MESSAGES"
 SOURCES = ("pools", "imports", "notifications", "promo_project", "templates", "static")
 DOMAINS = ("django", "djangojs")
 NPLURALS = 4
+# Words a Russian page may show as they are: names of formats and protocols, the framework's
+# name (Django's own Russian says "Django"), the languages' own names in the chooser.
+ALLOWED = {"csv", "xlsx", "json", "http", "https", "html", "utc", "django", "english", "redis"}
 
 
 @dataclass
@@ -133,3 +137,19 @@ def committed() -> dict[str, list[Entry]]:
         domain: parse_po(LOCALE / f"{domain}.po") if (LOCALE / f"{domain}.po").exists() else []
         for domain in DOMAINS
     }
+
+
+PLACEHOLDERS = re.compile(r"%\([^)]*\)[a-z]|%[a-z]|\{[^}]*\}|<[^>]+>")
+LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z]+")
+
+
+def english_words() -> set[str]:
+    """Words of 4 letters or more of the catalogue's English msgids, less those its Russian
+    translations use as they are (an abbreviation, a format's name)."""
+    english, kept = set(), set()
+    for entry in parse_po(LOCALE / "django.po"):
+        for text in (entry.msgid, entry.msgid_plural or ""):
+            english |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
+        for text in entry.msgstr:
+            kept |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
+    return {w for w in english if len(w) >= 4} - kept - ALLOWED

@@ -29,13 +29,10 @@ from pools.export_services import code_export_filters, code_export_start
 from pools.services import pool_launch
 from tests.factories import make_api_key, make_campaign, make_pool
 
-from .conftest import LOCALE, parse_po
+from .conftest import LATIN_WORD, english_words
 
 pytestmark = pytest.mark.django_db
 
-# Words a Russian page may show as they are: names of formats and protocols, the framework's
-# name (Django's own Russian says "Django"), the languages' own names in the chooser.
-ALLOWED = {"csv", "xlsx", "json", "http", "https", "html", "utc", "django", "english", "redis"}
 # The most pages a crawl reads: far more than the admin has, so that a runaway crawl stops.
 MAX_PAGES = 400
 # Not followed: signing out, deleting, and Django's own forms of users and groups (their
@@ -81,22 +78,6 @@ class ShownText(HTMLParser):
     def handle_data(self, data):
         if not self.unread and data.strip():
             self.texts.append(data)
-
-
-PLACEHOLDERS = re.compile(r"%\([^)]*\)[a-z]|%[a-z]|\{[^}]*\}|<[^>]+>")
-LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z]+")
-
-
-def english_words() -> set[str]:
-    """Words of 4 letters or more of the catalogue's English msgids, less those its Russian
-    translations use as they are (an abbreviation, a format's name)."""
-    english, kept = set(), set()
-    for entry in parse_po(LOCALE / "django.po"):
-        for text in (entry.msgid, entry.msgid_plural or ""):
-            english |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
-        for text in entry.msgstr:
-            kept |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
-    return {w for w in english if len(w) >= 4} - kept - ALLOWED
 
 
 def everything(staff):
