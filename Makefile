@@ -28,6 +28,7 @@ PORT ?= 8000
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_user --port $(PORT)
+	rm -rf $${PROMETHEUS_MULTIPROC_DIR:-var/metrics}
 	SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 	  $(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \

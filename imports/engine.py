@@ -3,6 +3,13 @@
 Each batch commits its codes, its rejected rows, the pool's counts and the job's progress
 together, so a job run again after a crash resumes after the last batch. Started and re-run by
 services.py; run by the Celery task in tasks.py.
+
+What the import writes for a manager to read (each rejected row's reason, the report's notes, a
+refusal of the whole file) is written once, in the language of the manager who started it
+(pools.jobs.staff_language), and stored so: the report, the e-mail that tells of the outcome
+and the rejected rows' download all show the same words, whoever opens them later. Rendering
+at display time instead would let each reader see their own language, but a reason would then
+be a key and parameters rather than the sentence the three places share.
 """
 
 import logging
@@ -14,7 +21,9 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from pools.code_services import code_addition_record, load_batch
 from pools.jobs import (
@@ -27,6 +36,7 @@ from pools.jobs import (
     job_held,
     job_step,
     job_touch_queued,
+    staff_language,
 )
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
@@ -34,9 +44,9 @@ from pools.signals import stock_changed_on_commit
 from .batch_commits import BatchCommitter
 from .cells import shown
 from .generation import CodeFormat, generate_codes
-from .headers import ColumnMapping
+from .headers import TEMPLATE_COLUMNS, ColumnMapping
 from .models import Import, Rejection
-from .readers import FIX_THE_FILE, ImportFileError, open_table
+from .readers import FIX_THE_FILE, ImportFileError, count_text, field_titles, open_table
 from .signals import import_finished_on_commit
 from .validation import (
     DUPLICATE_IN_FILE,
@@ -49,16 +59,26 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-UNEXPECTED_ERROR = (
+UNEXPECTED_ERROR = _(
     "The import stopped on an unexpected error; the codes of the finished batches are kept. "
     "Run it again, or tell an administrator: {error}"
 )
 
-STORE_FAILED = "This row could not be stored: {error}"
-EXPIRED_ON_ARRIVAL = (
-    "{codes} added although their Issue-end or Available-till had already passed: they can "
-    "never be issued or redeemed."
-)
+STORE_FAILED = _("This row could not be stored: {error}")
+COLUMNS_IGNORED = _("Columns ignored: {columns}.")
+NO_MORE_CODES = _("No more free codes of this format could be drawn.")
+
+
+def expired_on_arrival(count: int) -> str:
+    """Say that `count` codes were added with their Issue-end or Available-till passed."""
+    return ngettext(
+        "{count} code was added although its Issue-end or Available-till had already passed: "
+        "it can never be issued or redeemed.",
+        "{count} codes were added although their Issue-end or Available-till had already "
+        "passed: they can never be issued or redeemed.",
+        count,
+    ).format(count=count_text(count))
+
 
 # Between two batch commits the bar moves by the rows read: one cheap UPDATE of the job row
 # every this many rows, so that a 5,000-row file shows steps instead of 0 % then 100 %; and
@@ -109,6 +129,12 @@ def import_run(*, import_id: int) -> RunOutcome:
     job = _claim(import_id)
     if not isinstance(job, Import):
         return job
+    # Everything the run writes for a manager to read is in the language of its starter.
+    with translation.override(staff_language(job.created_by)):
+        return _run(job)
+
+
+def _run(job: Import) -> RunOutcome:
     try:
         if job.source == Import.Source.GENERATION:
             _run_generation(job)
@@ -124,13 +150,15 @@ def import_run(*, import_id: int) -> RunOutcome:
         return RunOutcome.BUSY
     except ImportFileError as error:
         # The input itself is at fault: running it again would fail the same way.
+        # Two sentences, each translated: what is wrong, and what to do.
         message = f"{error} {FIX_THE_FILE}" if job.source == Import.Source.FILE else str(error)
         _finish(job, Import.Status.FAILED, message, needs_new_file=True)
     except DATABASE_GONE:
         raise
     except Exception as error:
-        logger.exception("Import %s failed", import_id)
-        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=shown(error, limit=300)))
+        logger.exception("Import %s failed", job.pk)
+        message = UNEXPECTED_ERROR.format(error=shown(error, limit=300))
+        _finish(job, Import.Status.FAILED, message)
     return RunOutcome.FINISHED
 
 
@@ -179,10 +207,14 @@ def _run_rows(job: Import) -> None:
             ask=False,
         )
         if table.ignored_columns and not job.message:
-            job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
+            job.message = COLUMNS_IGNORED.format(columns=", ".join(table.ignored_columns))
             job_held(job).update(message=job.message)
         job_held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
+        titles = field_titles(table.mapping)
+        # The column of codes as the file names it, for the rows the commits reject (a
+        # duplicate, a row that could not be stored); read by _code_column.
+        job.code_column = titles[0]
         clean, rejected, skipped = [], [], []
         batch_size = _batch_size()
         # Read once: the commit thread moves job.rows_done on while this loop reads ahead.
@@ -193,10 +225,10 @@ def _run_rows(job: Import) -> None:
             if row_number <= resume_after:
                 # Committed by an earlier attempt; read for the date order its dates settled.
                 if not job.date_order:
-                    clean_row(row_number, cells, tz, order)
+                    clean_row(row_number, cells, tz, order, titles)
                 continue
             last_row = row_number
-            row = clean_row(row_number, cells, tz, order)
+            row = clean_row(row_number, cells, tz, order, titles)
             if isinstance(row, Skipped):
                 skipped.append(row)
                 example_skipped = example_skipped or row.reason == TEMPLATE_EXAMPLE
@@ -219,11 +251,9 @@ def _run_rows(job: Import) -> None:
     notes = [job.message] if job.message else []
     notes += [note for note in table.notes if note not in notes]
     if example_skipped:
-        notes.append(TEMPLATE_EXAMPLE)
+        notes.append(str(TEMPLATE_EXAMPLE))
     if job.codes_expired_on_arrival:
-        count = job.codes_expired_on_arrival
-        codes = f"{count:,} codes were" if count != 1 else "1 code was"
-        notes.append(EXPIRED_ON_ARRIVAL.format(codes=codes))
+        notes.append(expired_on_arrival(job.codes_expired_on_arrival))
     _finish(
         job,
         Import.Status.COMPLETED_WITH_ERRORS if job.rows_not_added else Import.Status.COMPLETED,
@@ -248,7 +278,7 @@ def _run_generation(job: Import) -> None:
         # pool was filled by other means meanwhile.
         fruitless = fruitless + 1 if job.codes_added == before else 0
         if fruitless >= 3:
-            raise ImportFileError("No more free codes of this format could be drawn.")
+            raise ImportFileError(NO_MORE_CODES)
     _finish(job, Import.Status.COMPLETED, "")
 
 
@@ -281,9 +311,8 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
                 tuple(_ascii_cell(c) for c in row.cells),
             )
         else:
-            stored = Rejected(
-                row[0], "Code", shown(row[1]), reason[:255], tuple(_ascii_cell(c) for c in row[1:])
-            )
+            cells = tuple(_ascii_cell(c) for c in row[1:])
+            stored = Rejected(row[0], _code_column(job), shown(row[1]), reason[:255], cells)
         logger.warning(
             "Import %s: row %s could not be stored: %s", job.pk, _row_number(row), failure
         )
@@ -302,6 +331,10 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
             part_progress,
             part_skipped,
         )
+
+
+def _code_column(job: Import) -> str:
+    return getattr(job, "code_column", TEMPLATE_COLUMNS[0])
 
 
 def _row_number(row) -> int:
@@ -356,9 +389,9 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated, skipped
             Rejection(
                 job=job,
                 row_number=row_number,
-                column="Code",
+                column=_code_column(job),
                 value=shown(code),
-                reason=DUPLICATE_IN_FILE,
+                reason=str(DUPLICATE_IN_FILE),
                 cells=[_json_cell(c) for c in by_row[row_number][1:]],
             )
             for row_number, code in result.duplicates

@@ -6,10 +6,12 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from imports.signals import import_finished, refill_stopped
+        from pools.jobs import staff_language_register
         from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
         from . import tasks
+        from .languages import language_of
         from .services import launch_warnings, low_stock_check
         from .signals import alert_raised
 
@@ -28,5 +30,8 @@ class NotificationsConfig(AppConfig):
         refill_stopped.connect(
             tasks.refill_stopped_enqueue, dispatch_uid="notifications.refill_stopped"
         )
+        # Jobs' reports and messages, written by workers, in the language of whoever started
+        # the job (pools imports nothing above it, so it is told how to find it).
+        staff_language_register(language_of)
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)

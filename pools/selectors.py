@@ -1,4 +1,7 @@
-"""Reads of campaigns and pools that the admin and the API share."""
+"""Reads of campaigns and pools that the admin and the API share.
+
+The texts here (the launch confirmation's facts and warnings, the pool's history) are read by
+staff in the admin: translated in their request, numbers formatted for their language."""
 
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
@@ -6,20 +9,28 @@ from datetime import datetime, time, timedelta
 from django.db.models import Count, F, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext, ngettext, pgettext
+from django.utils.translation import gettext_lazy as _
 
 from .models import Code, CodeAddition, CodeIssue, Pool, PoolCounter, Redemption, Withdrawal
 
-NO_CODES = "It has no codes: it would refuse every issue until codes are added."
-ALL_EXPIRED = "All its codes have expired: it would refuse every issue."
-NO_STOCK = "No code can be issued now (all are issued, redeemed, withdrawn or expired)."
-THRESHOLD_ABOVE_STOCK = (
-    "Its alert threshold ({threshold:,}) is above its stock ({stock:,}): subscribers would get "
+NO_CODES = _("It has no codes: it would refuse every issue until codes are added.")
+ALL_EXPIRED = _("All its codes have expired: it would refuse every issue.")
+NO_STOCK = _("No code can be issued now (all are issued, redeemed, withdrawn or expired).")
+THRESHOLD_ABOVE_STOCK = _(
+    "Its alert threshold ({threshold}) is above its stock ({stock}): subscribers would get "
     "a low-stock e-mail at once."
 )
-LOCKED_AT_LAUNCH = (
+LOCKED_AT_LAUNCH = _(
     "The pool ID “{slug}”, the template parameter “{parameter}” and “codes can be used "
     "multiple times” ({multiple}) can no longer be changed."
 )
+
+
+def _number(value: int) -> str:
+    return number_format(value, force_grouping=True)
+
 
 # A customer's codes that the codes list's search (and an export of it) finds, at most.
 CUSTOMER_CODES_SHOWN = 1000
@@ -163,12 +174,15 @@ def launch_summary(pool: Pool) -> dict:
         LOCKED_AT_LAUNCH.format(
             slug=pool.slug,
             parameter=pool.template_parameter,
-            multiple="on" if pool.allow_multiple_use else "off",
+            multiple=pgettext("a setting", "on")
+            if pool.allow_multiple_use
+            else pgettext("a setting", "off"),
         ),
-        f"Codes in stock (can be issued now): {stock:,} of {pool.codes_total:,}.",
-        f"Low-stock alert: below {pool.notify_below:,}."
+        gettext("Codes in stock (can be issued now): %(stock)s of %(total)s.")
+        % {"stock": _number(stock), "total": _number(pool.codes_total)},
+        gettext("Low-stock alert: below %(threshold)s.") % {"threshold": _number(pool.notify_below)}
         if pool.notify_below_enabled
-        else "Low-stock alert: off.",
+        else gettext("Low-stock alert: off."),
     ]
     warnings = []
     if not pool.codes_total:
@@ -178,7 +192,9 @@ def launch_summary(pool: Pool) -> dict:
     elif not stock:
         warnings.append(NO_STOCK)
     if pool.codes_total and pool.is_below_threshold(stock):
-        warnings.append(THRESHOLD_ABOVE_STOCK.format(threshold=pool.notify_below, stock=stock))
+        warnings.append(
+            THRESHOLD_ABOVE_STOCK.format(threshold=_number(pool.notify_below), stock=_number(stock))
+        )
     for check in launch_warning_checks:
         warnings.extend(check(pool))
     return {"pool": pool, "facts": facts, "warnings": warnings, "blockers": pool.launch_blockers()}
@@ -219,7 +235,7 @@ def pool_history(pool: Pool) -> list[dict]:
     items += [
         {
             "at": w.created_at,
-            "what": f"Withdrew {w.codes_withdrawn:,} of {w.codes_requested:,} codes",
+            "what": _withdrew(w.codes_withdrawn, w.codes_requested),
             "who": w.created_by,
             "why": w.reason,
             "withdrawal": w,
@@ -229,10 +245,36 @@ def pool_history(pool: Pool) -> list[dict]:
     items += [
         {
             "at": a.removed_at,
-            "what": f"Removed {a.codes_removed:,} of the {a.codes_added:,} codes of an addition",
+            "what": _removed(a.codes_removed, a.codes_added),
             "who": a.removed_by,
             "why": "",
         }
         for a in pool.additions.filter(codes_removed__gt=0).select_related("removed_by")
     ]
     return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+def _withdrew(withdrawn: int, requested: int) -> str:
+    if withdrawn == requested:
+        return ngettext("Withdrew %(count)s code", "Withdrew %(count)s codes", withdrawn) % {
+            "count": _number(withdrawn)
+        }
+    return ngettext(
+        "Withdrew %(withdrawn)s of the %(requested)s code asked for",
+        "Withdrew %(withdrawn)s of the %(requested)s codes asked for",
+        requested,
+    ) % {"withdrawn": _number(withdrawn), "requested": _number(requested)}
+
+
+def _removed(removed: int, added: int) -> str:
+    if removed == added:
+        return ngettext(
+            "Removed the only code of an addition",
+            "Removed all %(count)s codes of an addition",
+            added,
+        ) % {"count": _number(added)}
+    return ngettext(
+        "Removed %(removed)s of the %(added)s code of an addition",
+        "Removed %(removed)s of the %(added)s codes of an addition",
+        added,
+    ) % {"removed": _number(removed), "added": _number(added)}

@@ -98,12 +98,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz, answered before anything that could refuse a probe (pools/health.py).
     "pools.health.ProbeMiddleware",
+    "pools.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after security, before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Each staff member's language: the admin's chooser (a cookie), else the browser's.
     "django.middleware.locale.LocaleMiddleware",
+    # The HTTP API answers in English whatever the caller's language.
+    "pools.api_base.ApiSpeaksEnglish",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -346,6 +349,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# /metrics (pools/metrics.py): a bearer token, or the client's address within these networks.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")
+# Counters every process of a host shares (prometheus_client's multiprocess mode reads this
+# variable when it is first imported, after these settings). Empty it when the host's processes
+# start (docs/operations.md).
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")
+)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
 # /readyz turns red when no worker ran the heartbeat, or the beat sent none, for this long.
 READY_WORKER_SECONDS = env_int("READY_WORKER_SECONDS", 120)
 READY_BEAT_SECONDS = env_int("READY_BEAT_SECONDS", 120)
