@@ -85,7 +85,7 @@ bug-bank: install
 # (and djangojs.po for the scripts), then compile the .mo files that are committed beside them, so a
 # fresh clone needs no gettext tools to run.
 messages: install
-	$(BIN)/python manage.py makemessages -l ru --no-location --ignore=.venv --ignore=var \
+	$(BIN)/python manage.py makemessages -l ru --no-location -e html,txt,py,svg --ignore=.venv --ignore=var \
 	  --ignore=tests --ignore=bench --ignore=tools --ignore=staticfiles
 	$(BIN)/python manage.py makemessages -d djangojs -l ru --no-location --ignore=.venv \
 	  --ignore=var --ignore=staticfiles

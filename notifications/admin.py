@@ -14,8 +14,8 @@ from django.utils import timezone
 from django.utils.formats import number_format, time_format
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from imports.admin import add_codes_page
@@ -30,14 +30,14 @@ from .services import (
     subscription_remove,
 )
 
-SUBSCRIBED = _("You will get an e-mail when “%(pool)s” runs low.")
-SUBSCRIBED_NO_EMAIL = _(
+SUBSCRIBED = gettext_lazy("You will get an e-mail when “%(pool)s” runs low.")
+SUBSCRIBED_NO_EMAIL = gettext_lazy(
     "You will get an e-mail when “%(pool)s” runs low, once you add an e-mail address to your "
     "account."
 )
-UNSUBSCRIBED = _("You will no longer get low-stock e-mails of “%(pool)s”.")
-NOTICES_ON = _("You will get an e-mail when your imports finish.")
-NOTICES_OFF = _("You will no longer get e-mails when your imports finish.")
+UNSUBSCRIBED = gettext_lazy("You will no longer get low-stock e-mails of “%(pool)s”.")
+NOTICES_ON = gettext_lazy("You will get an e-mail when your imports finish.")
+NOTICES_OFF = gettext_lazy("You will no longer get e-mails when your imports finish.")
 
 
 class PoolSubscriptionInline(admin.TabularInline):
@@ -46,25 +46,43 @@ class PoolSubscriptionInline(admin.TabularInline):
     fields = ("user", "created_at")
     readonly_fields = ("created_at",)
     extra = 0
-    verbose_name_plural = _("subscribed staff (low-stock e-mails)")
+    verbose_name_plural = gettext_lazy("subscribed staff (low-stock e-mails)")
 
 
 class CampaignSubscriptionInline(PoolSubscriptionInline):
     fk_name = "campaign"
-    verbose_name_plural = _("subscribed staff (low-stock e-mails of every pool of the campaign)")
+    verbose_name_plural = gettext_lazy(
+        "subscribed staff (low-stock e-mails of every pool of the campaign)"
+    )
+
+
+def alert_sent_to(alert: LowStockAlert) -> str:
+    """Say to whom an alert went: the one wording of the pool page and the home page.
+
+    An alert raised for a pool nobody (with an e-mail address) is subscribed to is sent to
+    nobody; "not sent yet" is only for one the worker has not sent to everyone so far.
+    """
+    emails = ", ".join(delivery.email for delivery in alert.deliveries.all())
+    if alert.sent_at is None:
+        if emails:
+            return _("sent to %(emails)s so far; the others are on the way") % {"emails": emails}
+        return _("not sent yet")
+    if emails:
+        return _("sent to %(emails)s") % {"emails": emails}
+    return _("sent to nobody: no subscribed staff member has an e-mail address")
 
 
 class LowStockAlertInline(ReadOnlyInline):
     model = LowStockAlert
     fields = ("created_at", "stock", "threshold", "recipients")
-    verbose_name_plural = _("low-stock alerts sent")
+    verbose_name_plural = gettext_lazy("low-stock alerts")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("deliveries")
 
-    @admin.display(description=_("sent to"))
+    @admin.display(description=gettext_lazy("sent to"))
     def recipients(self, alert):
-        return ", ".join(d.email for d in alert.deliveries.all()) or gettext("— (not sent yet)")
+        return alert_sent_to(alert)
 
 
 def subscribe_button(request, pool) -> str:
@@ -89,21 +107,29 @@ def import_notices_switch(request, pool) -> str:
 def alerts_today_section(request) -> str:
     """The home page's list of low-stock alerts raised today."""
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    alerts = LowStockAlert.objects.filter(created_at__gte=today).select_related("pool")[:20]
+    alerts = (
+        LowStockAlert.objects.filter(created_at__gte=today)
+        .select_related("pool")
+        .prefetch_related("deliveries")[:20]
+    )
     rows = [
         format_html(
-            gettext('<a href="{url}">{pool}</a>: {stock} left (alert below {threshold}) at {time}'),
+            _(
+                '<a href="{url}">{pool}</a>: {stock} left (alert below {threshold}) at {time}, '
+                "{sent}"
+            ),
             url=reverse("admin:pools_pool_change", args=[alert.pool_id]),
             pool=alert.pool,
             stock=number_format(alert.stock, force_grouping=True),
             threshold=number_format(alert.threshold, force_grouping=True),
-            time=time_format(timezone.localtime(alert.created_at), "TIME_FORMAT"),
+            time=time_format(timezone.localtime(alert.created_at), "H:i"),
+            sent=alert_sent_to(alert),
         )
         for alert in alerts
     ]
     return render_to_string(
         "admin/pools/attention_section.html",
-        {"title": gettext("Low-stock alerts sent today"), "rows": rows},
+        {"title": _("Low-stock alerts today"), "rows": rows},
         request=request,
     )
 

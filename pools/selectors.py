@@ -112,20 +112,71 @@ def pool_stock(*, pool: Pool) -> int:
 
 def pool_code_total(pool: Pool) -> int:
     """Return how many codes the pool holds, whatever their status (expired ones too)."""
-    return pools_with_counts(Pool.objects.filter(pk=pool.pk)).get().codes_total
+    return pool_with_counts(pool).codes_total
+
+
+def pool_with_counts(pool: Pool) -> Pool:
+    """Return the pool as saved now, carrying the counts of pools_with_counts."""
+    return pools_with_counts(Pool.objects.filter(pk=pool.pk)).get()
+
+
+# Low stock, the one rule every screen and the alert follow. A manager expects "low stock" of a
+# pool that had codes and is running out of them: not of a draft (it issues nothing yet; the
+# launch confirmation warns of a threshold above its stock), nor of an ended pool (it never
+# issues again), nor of a pool that never held a code (it is empty, not low: the launch
+# confirmation says so). A paused pool still wears the badge, since it will issue again when
+# resumed; only an active pool is alerted (a paused one alerts when resumed, if still low).
+LOW_STOCK_STATUSES = (Pool.Status.ACTIVE, Pool.Status.PAUSED)
+
+
+def pool_is_low(pool: Pool) -> bool:
+    """Return True if the pool wears the "low stock" badge; it must carry pools_with_counts."""
+    return (
+        pool.status in LOW_STOCK_STATUSES
+        and pool.codes_total > 0
+        and pool.is_below_threshold(pool.codes_available)
+    )
+
+
+def pool_alerts_now(pool: Pool) -> bool:
+    """Return True if the pool's stock calls for a low-stock alert now (an active pool that is
+    low, see LOW_STOCK_STATUSES); it must carry pools_with_counts."""
+    return pool.is_active and pool_is_low(pool)
+
+
+def pools_low(queryset: QuerySet[Pool] | None = None) -> QuerySet[Pool]:
+    """Return the pools of `queryset` for which pool_is_low holds, with their counts."""
+    return pools_with_counts(queryset).filter(
+        status__in=LOW_STOCK_STATUSES,
+        notify_below_enabled=True,
+        notify_below__gt=0,
+        codes_total__gt=0,
+        codes_available__lt=F("notify_below"),
+    )
+
+
+def pool_issued_since(pool: Pool, *, since: datetime) -> tuple[int, int]:
+    """Return how many codes of the pool were issued (marked as issued too) since `since`,
+    and how many issues were given back (released) since then."""
+    issues = CodeIssue.objects.filter(pool=pool)
+    issued = issues.filter(issued_at__gte=since).count()
+    released = issues.filter(released_at__gte=since).count()
+    return issued, released
 
 
 def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]:
-    """Return, for each of the last `days` days, the codes added, issued and redeemed, and the
-    stock left at the day's end.
+    """Return, for each of the last `days` days, the codes added, issued, given back (released),
+    redeemed and withdrawn (or removed by an undo), and the stock left at the day's end.
 
-    The stock line is worked back from today's `stock` through each day's movements (added
-    minus used up); codes that expired are not in the movements, so before an expiry the line
-    runs a little low.
+    The stock line is worked back from today's `stock` through each day's movements (added and
+    given back, minus used up, withdrawn and removed); codes that expired are not in the
+    movements, so before an expiry the line runs a little low. Days before the pool was
+    created have no stock (None): there was no pool to hold any.
     """
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
     since = timezone.make_aware(datetime.combine(first, time.min))
+    created = timezone.localdate(pool.created_at)
 
     def per_day(queryset, field, value=None):
         rows = (
@@ -144,10 +195,12 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
     ).items():
         taken[day] = taken.get(day, 0) + removed
     issued = per_day(CodeIssue.objects.filter(pool=pool), "issued_at")
+    released = per_day(CodeIssue.objects.filter(pool=pool), "released_at")
     redeemed = per_day(Redemption.objects.filter(code__pool=pool), "redeemed_at")
     # What uses a code up: issuing it in a single-use pool (redeeming an issued code does not
-    # change the stock again); in a multiple-use pool nothing does.
+    # change the stock again), and giving it back returns it; in a multiple-use pool neither.
     used_up = {} if pool.allow_multiple_use else issued
+    returned = {} if pool.allow_multiple_use else released
     activity = []
     for offset in range(days):
         day = today - timedelta(days=offset)
@@ -156,12 +209,20 @@ def pool_daily_activity(pool: Pool, *, days: int = 30, stock: int) -> list[dict]
                 "day": day,
                 "added": added.get(day, 0),
                 "issued": issued.get(day, 0),
+                "released": released.get(day, 0),
                 "redeemed": redeemed.get(day, 0),
                 "withdrawn": taken.get(day, 0),
-                "stock": stock,
+                "stock": stock if day >= created else None,
             }
         )
-        stock = max(0, stock - added.get(day, 0) + used_up.get(day, 0) + taken.get(day, 0))
+        stock = max(
+            0,
+            stock
+            - added.get(day, 0)
+            - returned.get(day, 0)
+            + used_up.get(day, 0)
+            + taken.get(day, 0),
+        )
     activity.reverse()
     return activity
 
@@ -201,12 +262,8 @@ def launch_summary(pool: Pool) -> dict:
 
 
 def pools_below_threshold() -> list[Pool]:
-    """Return the active pools whose stock is below their alert threshold."""
-    return list(
-        pools_with_counts(Pool.objects.filter(status=Pool.Status.ACTIVE, notify_below_enabled=True))
-        .filter(codes_available__lt=F("notify_below"))
-        .select_related("campaign")
-    )
+    """Return the pools that wear the "low stock" badge (pool_is_low), with their counts."""
+    return list(pools_low().select_related("campaign").order_by("campaign__name", "slug"))
 
 
 def pools_expiring_soon(*, days: int = 7) -> list[tuple[Pool, int]]:
