@@ -5,7 +5,7 @@ Importing the package registers the ModelAdmins and imports' parts of pools' pag
 other apps and tests import from `imports.admin` are re-exported here.
 """
 
-from .assignments import ASSIGNMENT_QUEUED, RELEASED, AssignmentAdmin
+from .assignments import ASSIGNMENT_QUEUED, AssignmentAdmin, released_message
 from .imports import (
     CHOOSE_A_POOL,
     IMPORT_QUEUED,
@@ -29,7 +29,7 @@ __all__ = [
     "IMPORT_QUEUED",
     "RECENT_IMPORT_DAYS",
     "REJECTED_SHOWN",
-    "RELEASED",
+    "released_message",
     "UNDO_STARTED",
     "AssignmentAdmin",
     "ImportAdmin",

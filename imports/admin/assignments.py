@@ -9,9 +9,11 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import number_format
+from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
-from pools.admin import can_export
+from pools.admin import AdminMedia, can_export
 from pools.models import Pool
 
 from ..assignments import assignment_release, assignment_rerun, assignment_start
@@ -24,14 +26,49 @@ QUEUED_AGAIN = (
     "far keep their codes."
 )
 ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
-RELEASED = (
-    "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
-    "customers had no code from this assignment."
-)
+
+
+def released_message(counts: dict[str, int]) -> str:
+    """Return what a give-back did, one sentence per kind of customer that was in the list."""
+    said = [
+        ngettext("Gave back %(count)s code.", "Gave back %(count)s codes.", counts["released"])
+        % {"count": number_format(counts["released"])}
+    ]
+    if counts["redeemed"]:
+        said.append(
+            ngettext(
+                "%(count)s code was already redeemed and stays.",
+                "%(count)s codes were already redeemed and stay.",
+                counts["redeemed"],
+            )
+            % {"count": number_format(counts["redeemed"])}
+        )
+    if counts["held_elsewhere"]:
+        said.append(
+            ngettext(
+                "%(count)s customer holds a code that no assignment issued (it came from the "
+                "API or was marked as issued); it was not given back.",
+                "%(count)s customers hold codes that no assignment issued (they came from the "
+                "API or were marked as issued); they were not given back.",
+                counts["held_elsewhere"],
+            )
+            % {"count": number_format(counts["held_elsewhere"])}
+        )
+    if counts["not_found"]:
+        said.append(
+            ngettext(
+                "%(count)s customer has no code in this pool to give back.",
+                "%(count)s customers have no code in this pool to give back.",
+                counts["not_found"],
+            )
+            % {"count": number_format(counts["not_found"])}
+        )
+    return " ".join(said)
 
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = (
         "task_number",
         "pool",
@@ -182,5 +219,5 @@ class AssignmentAdmin(admin.ModelAdmin):
                 job=job, customers=form.cleaned_data["customers"].splitlines()
             )
             self.log_change(request, job, f"Gave back {counts['released']} codes.")
-            messages.success(request, RELEASED.format(**counts))
+            messages.success(request, released_message(counts))
         return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))

@@ -7,6 +7,7 @@
 // - The usage rules answer at once: the two exclusive options disable each other with a one-line
 //   reason; the validity period and the notification amount are enabled exactly when needed;
 //   choosing external processing says what it changes.
+// Its sentences come from the page (#pool-form-texts, translated by the server).
 {
     const SLUG_WORDS = 3;
     const SLUG_MAX_LENGTH = 30;
@@ -54,8 +55,13 @@
         if (!slug) {
             return;
         }
-        let slugByHand = slug.value !== '';
-        let parameterByHand = parameter ? parameter.value !== '' : true;
+        // A value is the manager's own unless it is what the page would have filled in: after a
+        // refused launch the page comes back with the values filled in before, or (saved with
+        // no description) with the pool ID the server chose, which it marks data-automatic.
+        const automatic = (field, suggested) => field.value === '' || field.value === suggested
+            || field.dataset.automatic !== undefined;
+        let slugByHand = !automatic(slug, description ? slugFromDescription(description.value) : '');
+        let parameterByHand = parameter ? !automatic(parameter, toParameter(slug.value)) : true;
         const fillParameter = () => {
             if (parameter && !parameterByHand) {
                 parameter.value = slug.value ? toParameter(slug.value) : '';
@@ -99,6 +105,11 @@
         line.hidden = !text;
     };
 
+    const text = (name) => {
+        const texts = byId('pool-form-texts');
+        return (texts && texts.dataset[name]) || '';
+    };
+
     const usageRules = () => {
         const issueCheck = byId('id_require_issue_before_redeem');
         const multipleUse = byId('id_allow_multiple_use');
@@ -113,19 +124,17 @@
                 multipleUse.disabled = issueCheck.checked && !both;
                 issueCheck.disabled = multipleUse.checked && !both;
                 say(multipleUse, 'multiple-use-reason', multipleUse.disabled
-                    ? 'Off while “Check that code was issued to customer before activation” is on: the two exclude each other.'
-                    : (both ? 'These two options exclude each other: untick one.' : ''));
+                    ? text('multipleUseOff')
+                    : (both ? text('exclusiveBoth') : ''));
                 say(issueCheck, 'issue-check-reason', issueCheck.disabled
-                    ? 'Off while “Codes can be used multiple times” is on: the two exclude each other.'
+                    ? text('issueCheckOff')
                     : '');
             }
             if (validity) {
                 const needed = issueCheck ? issueCheck.checked : true;
                 validity.disabled = !needed;
                 validity.required = needed;
-                say(validity, 'validity-reason', needed
-                    ? ''
-                    : 'Needed only when “Check that code was issued to customer before activation” is on.');
+                say(validity, 'validity-reason', needed ? '' : text('validityNotNeeded'));
             }
             if (notify && amount) {
                 amount.disabled = !notify.checked;
@@ -134,8 +143,8 @@
             const chosen = processing.find((radio) => radio.checked);
             if (chosen) {
                 say(processing[processing.length - 1], 'processing-effect', chosen.value === 'external'
-                    ? 'This system then only stores and hands out codes: checking and redeeming a code here is refused, as another system redeems them.'
-                    : 'This system checks and redeems the codes (the HTTP API’s check and redeem).');
+                    ? text('processingExternal')
+                    : text('processingInternal'));
             }
         };
         for (const field of [issueCheck, multipleUse, notify, ...processing]) {
