@@ -127,6 +127,7 @@ def everything(staff):
         "klienty.csv",
         staff.username,
         staff.email,
+        "<unknown>",  # the user agent django-axes records for the test client's sign-in
     ]
 
 
