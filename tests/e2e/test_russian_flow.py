@@ -20,7 +20,7 @@ CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 
 def russian(text: str, words: set[str]) -> str:
     """Fail unless `text` is Russian: Cyrillic, and no word of the product's English."""
-    english = [w for w in LATIN_WORD.findall(text) if w.lower() in words]
+    english = [w for w in LATIN_WORD.findall(text) if w in words]
     assert CYRILLIC.search(text) and not english, f"not Russian: {text!r} ({', '.join(english)})"
     return text
 

@@ -141,15 +141,27 @@ def committed() -> dict[str, list[Entry]]:
 
 PLACEHOLDERS = re.compile(r"%\([^)]*\)[a-z]|%[a-z]|\{[^}]*\}|<[^>]+>")
 LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z]+")
+LATIN_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*[A-Za-z0-9]")
 
 
 def english_words() -> set[str]:
-    """Words of 4 letters or more of the catalogue's English msgids, less those its Russian
-    translations use as they are (an abbreviation, a format's name)."""
+    """Words of 4 letters or more of the catalogue's English msgids, as a page may write them
+    (lower case, capitalised, upper case), less the very tokens its Russian translations show
+    as they are (a column "Code", a reason code "withdrawn", a format "XLSX").
+
+    Check a page's word `w` with `w in english_words()`."""
     english, kept = set(), set()
     for entry in parse_po(LOCALE / "django.po"):
         for text in (entry.msgid, entry.msgid_plural or ""):
             english |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
         for text in entry.msgstr:
-            kept |= {w.lower() for w in LATIN_WORD.findall(PLACEHOLDERS.sub(" ", text))}
-    return {w for w in english if len(w) >= 4} - kept - ALLOWED
+            # Whole tokens: a reason code (pool_paused) or a column (Issue-start) a translation
+            # quotes keeps none of its words ("pool", "issue") from the check.
+            kept |= set(LATIN_TOKEN.findall(PLACEHOLDERS.sub(" ", text)))
+    return {
+        form
+        for word in english
+        if len(word) >= 4 and word not in ALLOWED
+        for form in (word, word.capitalize(), word.upper())
+        if form not in kept
+    }

@@ -171,7 +171,7 @@ def untranslated(page: str, words: set[str], data: list[str]) -> list[str]:
     for text in parser.texts:
         for value in data:
             text = text.replace(value, " ")
-        english = [w for w in LATIN_WORD.findall(text) if w.lower() in words]
+        english = [w for w in LATIN_WORD.findall(text) if w in words]
         if english:
             found.append(f"{' '.join(text.split())[:160]!r} ({', '.join(english)})")
     return list(dict.fromkeys(found))
