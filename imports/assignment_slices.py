@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from pools.code_services import customer_clean, issue_room
+from pools.jobs import JobPace
 
 from .cells import shown
 from .models import Assignment
@@ -29,10 +30,11 @@ class _Slice:
     carried: frozenset = frozenset()
 
 
-def _slices(job: Assignment, table):
-    """Yield the slices of the rows after the committed ones, parsed."""
+def _slices(job: Assignment, table, pace: JobPace | None = None):
+    """Yield the slices of the rows after the committed ones, parsed, each as large as `pace`
+    tells (ASSIGN_BATCH_SIZE without one)."""
     batch, seen, number = [], 0, 0
-    size = _slice_size(job, 0)
+    size = _slice_size(job, 0, pace)
     for row_number, cells in table.rows:
         seen += 1
         if seen <= job.rows_done:
@@ -41,12 +43,12 @@ def _slices(job: Assignment, table):
         if len(batch) >= size:
             yield _slice(number, batch, table)
             batch, number = [], number + 1
-            size = _slice_size(job, seen - job.rows_done)
+            size = _slice_size(job, seen - job.rows_done, pace)
     if batch:
         yield _slice(number, batch, table)
 
 
-def _slice_size(job: Assignment, rows_given: int) -> int:
+def _slice_size(job: Assignment, rows_given: int, pace: JobPace | None = None) -> int:
     """Return how many rows the next slice takes: ASSIGN_BATCH_SIZE, or fewer when the pool's
     stock would cross a level it watches (its low-stock alert, its refill) inside the slice.
     The slice then ends at the crossing, and the alert starts when it commits (see pools'
@@ -55,7 +57,7 @@ def _slice_size(job: Assignment, rows_given: int) -> int:
     At most one row is one new code: rows of customers who hold a code, or listed twice, make
     the slice end a little before the crossing, which then falls in the next one. The slices
     given out but not committed yet (another lane's) are counted as taking a code a row."""
-    size = settings.ASSIGN_BATCH_SIZE
+    size = settings.ASSIGN_BATCH_SIZE if pace is None else pace.size(settings.ASSIGN_BATCH_SIZE)
     room = issue_room(job.pool)
     if room is None:
         return size

@@ -53,6 +53,7 @@ from pools.jobs import (
     FAILED,
     Claim,
     ClaimLost,
+    JobPace,
     job_beat,
     job_claim,
     job_finish,
@@ -133,6 +134,7 @@ class _Turns:
         self.committed = -1
         self.stopped = False
         self.short = frozenset()
+        self.pace = JobPace()
 
     def wait(self, number: int) -> bool:
         """Wait until the slice before `number` committed; False if the job stopped."""
@@ -163,7 +165,8 @@ def _issue_all(job: Assignment, writer) -> bool:
         with issuer.pool_turn(job, turns) as ours:
             if not ours:
                 return False
-            return _issue_in_order(job, _slices(job, table), issuer, turns, writer)
+            slices = _slices(job, table, turns.pace)
+            return _issue_in_order(job, slices, issuer, turns, writer)
 
 
 def _lanes(issuer) -> int:
@@ -273,9 +276,12 @@ _AGAIN = ("40P01", "55P03")
 def _commit_slice(job: Assignment, piece: _Slice, issuer, turns: _Turns, *, shard):
     """Issue to the slice's customers and record the job's counts, in one transaction, after
     the slice before it committed; return customer → code string."""
+    since = turns.pace.started()
     for _attempt in range(5):
         try:
-            return _slice_transaction(job, piece, issuer, turns, shard)
+            codes = _slice_transaction(job, piece, issuer, turns, shard)
+            turns.pace.committed(piece.size, since)
+            return codes
         except IntegrityError:
             # An issue under the same assignment key in this pool's fallback (an assignment
             # from another pool) came first: done again, the slice finds that customer's code.

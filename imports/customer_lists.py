@@ -116,6 +116,14 @@ def open_customer_list(
     if index is None:
         raise ImportFileError(NO_CUSTOMER_COLUMN.format(name=name, found=columns_found(header)))
     width = len(header)
+    # A CSV is read ahead (its first SAMPLE_SIZE bytes at once): the bytes of the rows handed
+    # out so far tell how far the job is, which the bytes read would not for a small list.
+    handed_out = [sum(len(cell.encode()) + 1 for cell in header)]
+    if file_format == "csv":
+        read = progress
+
+        def progress():
+            return min(read(), handed_out[0])
 
     def cells():
         for row_number, row in rows:
@@ -125,7 +133,9 @@ def open_customer_list(
                 yield row_number, row
                 continue
             row = [_text_cell(cell) for cell in row]
+            handed_out[0] += sum(len(cell.encode()) + 1 for cell in row)
             yield row_number, (row + [""] * (width - len(row))) if len(row) < width else row
+        handed_out[0] = total  # all of it: what the reader read is the whole file
 
     table = CustomerTable(header, index, cells(), progress, total)
     first = next(table.rows, None)

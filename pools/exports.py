@@ -12,6 +12,7 @@ imports, whatever the language of whoever asked for it.
 """
 
 import csv
+import io
 import tempfile
 
 from django.db import connection
@@ -104,23 +105,31 @@ def codes_filtered(filters: dict):
     return queryset.order_by("id")
 
 
-def code_rows(queryset):
-    """Yield the header, then one row per code, formatted as CodeResource formats it."""
+def code_rows(queryset, *, typed: bool = False):
+    """Yield the header, then one row per code, formatted as CodeResource formats it: as text
+    for a CSV, or (`typed`) for a workbook, whose moments are dates (in the project's time
+    zone, which a sheet cannot hold) and counts numbers."""
     yield EXPORT_HEADERS
-    for values in queryset.values_list(*_ROW_FIELDS).iterator(chunk_size=_STREAM_CHUNK):
-        yield row_format(values)
-
-
-def row_format(values) -> list:
     zone = timezone.get_current_timezone()
+    for values in queryset.values_list(*_ROW_FIELDS).iterator(chunk_size=_STREAM_CHUNK):
+        yield row_format(values, zone=zone, typed=typed)
+
+
+def row_format(values, *, zone=None, typed: bool = False) -> list:
+    zone = zone or timezone.get_current_timezone()
     row = []
     for name, value in zip(_ROW_FIELDS, values, strict=True):
         if value is None:
             row.append("")
         elif name in _DATETIME_FIELDS:
-            row.append(datetime_export(timezone.localtime(value, zone)))
+            moment = timezone.localtime(value, zone)
+            row.append(
+                moment.replace(microsecond=0, tzinfo=None) if typed else datetime_export(moment)
+            )
         elif name == "status":
             row.append(str(_STATUS_LABELS.get(value, value)))
+        elif typed and isinstance(value, int):
+            row.append(value)
         else:
             row.append(escape_formula(str(value)))
     return row
@@ -191,20 +200,28 @@ def copy_available(filters: dict) -> bool:
     return connection.vendor == "postgresql" and not filters.get("q", "").strip()
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
 def csv_response(rows, filename: str) -> StreamingHttpResponse:
-    writer = FormulaSafeWriter(_Echo())
-    body = (writer.writerow(row) for row in rows)
+    # Sent _STREAM_CHUNK rows at a time: a chunk per row costs the response more than the
+    # rows themselves (10,000 codes: ~0.3 s instead of ~1 s here).
+    body = _csv_chunks(rows)
     # A BOM so that Excel reads the file as UTF-8.
     response = StreamingHttpResponse(
         _prepend("\ufeff", body), content_type="text/csv; charset=utf-8"
     )
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
+
+
+def _csv_chunks(rows):
+    text = io.StringIO()
+    writer = FormulaSafeWriter(text)
+    for done, row in enumerate(rows, start=1):
+        writer.writerow(row)
+        if done % _STREAM_CHUNK == 0:
+            yield text.getvalue()
+            text.seek(0)
+            text.truncate()
+    yield text.getvalue()
 
 
 def xlsx_response(rows, filename: str, sheet_title: str = "Codes") -> FileResponse:
@@ -245,8 +262,8 @@ def xlsx_write(rows, output, *, sheet_title: str = "Codes", progress=None) -> in
 
 
 def _xlsx_row(row) -> list:
-    # Moments arrive as ISO 8601 text in the project's time zone (pools/formats.py), the same as
-    # in the CSV, so that both files read alike.
+    # A sheet holds no time zone: a moment with one is written as text (ISO 8601 in the
+    # project's time zone, pools/formats.py); code_rows(typed=True) gives them as local dates.
     return FormulaSafeWriter.cells(
         export_value(value) if getattr(value, "tzinfo", None) is not None else value
         for value in row

@@ -13,7 +13,8 @@ id. The protocol, the same for every kind:
   it running with a fresh heartbeat, or finished.
 - **Hold**: every write of a running job is conditional on the attempt that holds it
   (job_held): a worker thought dead whose job was taken over writes nothing more.
-- **Beat**: each committed step refreshes the heartbeat with its progress (job_beat).
+- **Beat**: each committed step refreshes the heartbeat with its progress (job_beat). Steps are
+  sized to commit about once a second (JobPace), so that a job's bar moves as it goes.
 - **Finish**: completed or failed, with a message a manager can act on (job_finish); the kind's
   announcement (an e-mail, say) is sent after commit, and is also found again by the outbox.
 - **Recover**: one beat task (jobs_recover) queues again every kind's jobs whose worker died
@@ -30,6 +31,7 @@ staff member who started it (job_language), which the notifications app tells po
 """
 
 import logging
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -132,6 +134,36 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+# A job's first step, before it has measured how fast it goes: small enough to commit within a
+# second on the slowest path (SQLite: an assignment issued ~170 customers a second).
+FIRST_STEP = 100
+# Each later step is sized to commit about this often, so that the report's bar moves as the job
+# goes rather than once per batch (5,000 customers took 26 s on that path, all of it at 0%).
+STEP_SECONDS = 1.0
+
+
+class JobPace:
+    """How fast a job's steps commit: the next step takes the items it can do in about
+    STEP_SECONDS, between FIRST_STEP (before any was measured) and `most` (the batch setting,
+    the most one transaction takes)."""
+
+    def __init__(self):
+        self.per_second: float | None = None
+
+    def started(self) -> float:
+        return time.monotonic()
+
+    def committed(self, items: int, since: float) -> None:
+        rate = items / max(time.monotonic() - since, 0.001)
+        # Smoothed: one step slowed by a lock or a checkpoint does not shrink the next ones.
+        self.per_second = rate if self.per_second is None else (self.per_second + rate) / 2
+
+    def size(self, most: int) -> int:
+        if self.per_second is None:
+            return min(most, FIRST_STEP)
+        return max(1, min(most, int(self.per_second * STEP_SECONDS)))
 
 
 @dataclass(frozen=True)

@@ -305,6 +305,7 @@ def pool_history(pool: Pool) -> list[dict]:
             "what": _removed(a.codes_removed, a.codes_added),
             "who": a.removed_by,
             "why": "",
+            "addition": a,
         }
         for a in pool.additions.filter(codes_removed__gt=0).select_related("removed_by")
     ]

@@ -387,8 +387,9 @@ IMPORT_MAX_XLSX_UNPACKED = env_int("IMPORT_MAX_XLSX_UNPACKED", 256 * 1024 * 1024
 IMPORT_MAX_XLSX_RATIO = env_int("IMPORT_MAX_XLSX_RATIO", 100)
 # A batch is one transaction; see imports/services.py for what one costs.
 IMPORT_BATCH_SIZE = env_int("IMPORT_BATCH_SIZE", 20000)
-# Customers an assignment issues to per batch: one claim statement and one transaction with the
-# job's counts (5,000: about 0.15 s on PostgreSQL here, so progress moves several times a second).
+# The most customers an assignment issues to per batch: one claim statement and one transaction
+# with the job's counts (5,000: about 0.15 s on PostgreSQL here). Slower paths take fewer, about a
+# second's worth (pools.jobs.JobPace), so that progress still moves.
 ASSIGN_BATCH_SIZE = env_int("ASSIGN_BATCH_SIZE", 5000)
 # Connections an assignment issues on (PostgreSQL, single-use codes): with two, a slice's
 # statements run while the one before it commits, on the database's other core.

@@ -10,6 +10,7 @@ from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from django.views.decorators.http import require_POST
 
@@ -66,6 +67,11 @@ def released_message(counts: dict[str, int]) -> str:
     return " ".join(said)
 
 
+CHOOSE_A_POOL_TO_ASSIGN = _(
+    "Codes are assigned from a pool: open an active pool, then “Assign to customers”."
+)
+
+
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
     Media = AdminMedia
@@ -91,6 +97,12 @@ class AssignmentAdmin(admin.ModelAdmin):
     def get_model_perms(self, request):
         # Started from an active pool's page ("Assign to customers").
         return {**super().get_model_perms(request), "add": False}
+
+    def changelist_view(self, request, extra_context=None):
+        # No "Add assignment" button: an assignment is started from a pool's page.
+        return super().changelist_view(
+            request, {**(extra_context or {}), "has_add_permission": False}
+        )
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -124,7 +136,11 @@ class AssignmentAdmin(admin.ModelAdmin):
             raise PermissionDenied
         pool = Pool.objects.filter(pk=int_or_none(request.GET.get("pool"))).first()
         if pool is None:
-            raise Http404("No such pool.")
+            # An assignment takes codes of one pool: send the manager to choose it, not to a 404.
+            messages.info(request, CHOOSE_A_POOL_TO_ASSIGN)
+            return HttpResponseRedirect(
+                reverse("admin:pools_pool_changelist") + "?status__exact=active"
+            )
         form = AssignForm()
         if request.method == "POST":
             form = AssignForm(request.POST, request.FILES)

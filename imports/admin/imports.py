@@ -198,6 +198,8 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         if not self.has_view_permission(request, job):
             raise PermissionDenied
         undos = list(job.addition.undos.all()) if job.addition_id else []
+        # What an undo took away is part of the import's story: told in the report itself.
+        undone = [undo for undo in undos if undo.status == undo.Status.COMPLETED and undo.removed]
         return TemplateResponse(
             request,
             "admin/imports/import/report.html",
@@ -214,6 +216,10 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
                 "can_export_rejected": can_export(request, job.pool),
                 "can_rerun": job.can_run_again and self.has_add_permission(request),
                 "undos": undos,
+                "undone": undone,
+                "codes_removed": sum(undo.removed for undo in undone),
+                # An undo under way: the report follows it until it ends.
+                "undo_running": any(not undo.is_finished for undo in undos),
                 "can_undo": job.is_finished
                 and job.addition_id is not None
                 and job.codes_added > 0

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from ..code_services import code_mark_issued, codes_withdraw
 from ..export_services import (
     EXPORT_AT_ONCE_MAX,
+    XLSX_AT_ONCE_MAX,
     code_export_estimate,
     code_export_filters,
     code_export_is_small,
@@ -288,7 +289,7 @@ class CodeAdmin(PlainListTitle, admin.ModelAdmin):
         if request.method == "POST":
             export = code_export_start(filters=filters, file_format=file_format, user=request.user)
             return HttpResponseRedirect(reverse("admin:pools_codeexport_change", args=[export.pk]))
-        if code_export_is_small(filters):
+        if code_export_is_small(filters, file_format=file_format):
             status = filters.get("status")
             named = {
                 # The value, not its label: a file's name stays the same in every language.
@@ -298,10 +299,9 @@ class CodeAdmin(PlainListTitle, admin.ModelAdmin):
             filename = export_filename(
                 what="codes", pool=pool, filters=named, extension=file_format
             )
-            rows = code_rows(codes_filtered(filters))
             if file_format == "xlsx":
-                return xlsx_response(rows, filename)
-            return csv_response(rows, filename)
+                return xlsx_response(code_rows(codes_filtered(filters), typed=True), filename)
+            return csv_response(code_rows(codes_filtered(filters)), filename)
         estimate = code_export_estimate(filters)
         return TemplateResponse(
             request,
@@ -314,7 +314,7 @@ class CodeAdmin(PlainListTitle, admin.ModelAdmin):
                 "filters": filters,
                 "file_format": file_format,
                 "estimate": estimate,
-                "at_once_max": EXPORT_AT_ONCE_MAX,
+                "at_once_max": XLSX_AT_ONCE_MAX if file_format == "xlsx" else EXPORT_AT_ONCE_MAX,
                 "sheets": -(-estimate // XLSX_ROWS_PER_SHEET),
                 "rows_per_sheet": XLSX_ROWS_PER_SHEET,
                 "hidden": {

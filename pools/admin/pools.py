@@ -21,6 +21,7 @@ from ..services import pool_save
 from .parts import (
     AdminMedia,
     PlainListTitle,
+    addition_label,
     counts_line,
     low_stock_badge,
     pool_page,
@@ -188,7 +189,10 @@ class PoolAdmin(PlainListTitle, PoolActionsMixin, admin.ModelAdmin):
                 if obj.status in spec["from"] and self._may(request, spec["permission"])
             ]
             context["can_withdraw"] = obj.is_launched and self._may(request, "withdraw_code")
-            context["pool_history"] = pool_history(obj)
+            context["pool_history"] = history = pool_history(obj)
+            for item in history:
+                if "addition" in item:  # the import (say) whose codes an undo removed
+                    item["source"] = addition_label(item["addition"])
         return self._render_with_launch(request, context, add, change, form_url, obj)
 
     def _codes_section(self, request, pool) -> str:

@@ -19,6 +19,7 @@ from ..jobs import (
     FAILED,
     Claim,
     ClaimLost,
+    JobPace,
     job_claim,
     job_enqueue_on_commit,
     job_finish,
@@ -142,7 +143,8 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     before: multiple-use codes, codes given back to stock), which have a history; then count
     what was kept into its report.
 
-    Walks the addition's codes in id order, UNDO_SLICE (a setting) at a time, each slice its own
+    Walks the addition's codes in id order, up to UNDO_SLICE (a setting; JobPace sizes them to
+    about a second) at a time, each slice its own
     transaction with the pool's counts and the job's progress, so that issuing from the pool
     never waits long and a job taken over after a kill goes on after the last committed slice;
     codes being issued meanwhile are skipped (and kept)."""
@@ -150,13 +152,17 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     if isinstance(undo, Claim):
         return AdditionUndo.objects.filter(pk=undo_id).first()
     addition = undo.addition
+    pace = JobPace()  # slices of about a second each: the report's bar moves as it goes
     try:
         while True:
+            since = pace.started()
             with transaction.atomic():
-                last, scanned, gone = _undo_slice(addition, undo.last_id)
+                size = pace.size(settings.UNDO_SLICE)
+                last, scanned, gone = _undo_slice(addition, undo.last_id, size)
                 if last is None:
                     break
                 _undo_record(undo, addition, last, scanned, gone)
+            pace.committed(scanned, since)
     except ClaimLost:
         return AdditionUndo.objects.filter(pk=undo_id).first()
     except DATABASE_GONE:
@@ -217,8 +223,8 @@ def code_addition_undo(*, addition: CodeAddition, user=None) -> UndoOutcome:
     )
 
 
-def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Counter]:
-    """Delete the removable codes among the addition's next UNDO_SLICE codes after id `after`;
+def _undo_slice(addition: CodeAddition, after: int, size: int) -> tuple[int | None, int, Counter]:
+    """Delete the removable codes among the addition's next `size` codes after id `after`;
     return the last id looked at (None when there are no more), how many were looked at, and
     how many went, by status.
 
@@ -254,7 +260,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Co
                 {
                     "addition": addition.pk,
                     "after": after,
-                    "slice": settings.UNDO_SLICE,
+                    "slice": size,
                     "removable": list(_REMOVABLE),
                     "available": Code.Status.AVAILABLE,
                     "expired": Code.Status.EXPIRED,
@@ -266,7 +272,7 @@ def _undo_slice(addition: CodeAddition, after: int) -> tuple[int | None, int, Co
     scanned = list(
         Code.objects.filter(addition=addition, pk__gt=after)
         .order_by("pk")
-        .values_list("pk", flat=True)[: settings.UNDO_SLICE]
+        .values_list("pk", flat=True)[:size]
     )
     if not scanned:
         return None, 0, Counter()

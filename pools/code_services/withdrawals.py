@@ -19,6 +19,7 @@ from ..jobs import (
     FAILED,
     Claim,
     ClaimLost,
+    JobPace,
     job_claim,
     job_enqueue_on_commit,
     job_finish,
@@ -206,9 +207,13 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
         if withdrawal.list_file_name and not _list_read(withdrawal):
             return withdrawal
         codes = withdrawal.requested.split("\n")
+        pace = JobPace()  # slices of about a second each: the report's count moves as it goes
         while withdrawal.codes_done < len(codes):
-            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + settings.WITHDRAW_SLICE]
+            size = pace.size(settings.WITHDRAW_SLICE)
+            chunk = codes[withdrawal.codes_done : withdrawal.codes_done + size]
+            since = pace.started()
             _withdraw_slice(withdrawal, chunk)
+            pace.committed(len(chunk), since)
     except ClaimLost:
         return Withdrawal.objects.filter(pk=withdrawal_id).first()
     except DATABASE_GONE:

@@ -11,6 +11,11 @@
             status.textContent = data.status_display;
             status.className = 'import-status import-status-' + data.status;
         }
+        // "Waiting for a worker" is said only while the job is queued: one status, one place.
+        const waiting = element.querySelector('[data-field="waiting"]');
+        if (waiting && data.status !== 'queued') {
+            waiting.remove();
+        }
         const bar = element.querySelector('progress');
         if (bar) {
             bar.value = data.percent;

@@ -96,7 +96,8 @@ def test_undo_an_import_from_its_report(browser_page, live_server, live_worker):
     assert list(Code.objects.values_list("code", flat=True)) == ["WRONG-1"]
 
     page.goto(f"{live_server.url}/admin/imports/import/{job.pk}/change/")
-    expect(page.locator(".import-undo")).to_contain_text("Completed, 2 codes removed, 1 kept")
+    expect(page.locator(".import-undo-outcome")).to_contain_text("Removed 2 of the 3 codes on ")
+    expect(page.locator(".import-undo-outcome")).to_contain_text("1 kept, with their history.")
     expect(page.get_by_role("link", name="Remove the codes this import added")).to_have_count(0)
 
 

@@ -210,12 +210,18 @@ def test_report_offers_undo_counts_first_then_removes(manager_client, manager):
     done = manager_client.get(reverse("admin:pools_additionundo_change", args=[started.pk]))
     assert "1 issued, 0 redeemed, 0 withdrawn" in done.content.decode()
     report_page = manager_client.get(report).content.decode()
-    assert "Completed, 2 codes removed, 1 kept" in report_page
+    assert "Removed 2 of the 3 codes on " in report_page
+    assert "1 kept, with their history." in report_page
+    assert f"import #{job.pk}</a>" in pool_page_text(pool, manager_client)
     assert undo not in report_page  # nothing left to remove
     pool_page = manager_client.get(reverse("admin:pools_pool_change", args=[pool.pk]))
     assert "Removed 2 of the 3 codes of an addition" in pool_page.content.decode()
     code_page = manager_client.get(reverse("admin:pools_code_change", args=[Code.objects.get().pk]))
     assert f"import #{job.pk}" in code_page.content.decode()
+
+
+def pool_page_text(pool, client) -> str:
+    return client.get(reverse("admin:pools_pool_change", args=[pool.pk])).content.decode()
 
 
 def test_viewer_is_not_offered_undo_and_a_forged_one_is_refused(viewer_client):
@@ -243,8 +249,8 @@ def test_an_undo_taken_over_mid_slice_leaves_that_slice_whole_and_the_next_attem
     real_slice = additions._undo_slice
     slices = []
 
-    def slice_then_taken_over(addition, after):
-        outcome = real_slice(addition, after)
+    def slice_then_taken_over(addition, after, *rest):
+        outcome = real_slice(addition, after, *rest)
         slices.append(after)
         if len(slices) == 2:
             AdditionUndo.objects.filter(pk=undo.pk).update(attempts=F("attempts") + 1)
@@ -298,11 +304,11 @@ def test_an_undo_that_fails_says_why_keeps_what_it_removed_and_can_be_started_ag
     real_slice = additions._undo_slice
     slices = []
 
-    def second_slice_breaks(addition, after):
+    def second_slice_breaks(addition, after, *rest):
         slices.append(after)
         if len(slices) == 2:
             raise RuntimeError("the disk is full")
-        return real_slice(addition, after)
+        return real_slice(addition, after, *rest)
 
     monkeypatch.setattr(additions, "_undo_slice", second_slice_breaks)
     with pytest.raises(RuntimeError):
@@ -354,11 +360,11 @@ def test_an_undo_killed_at_any_slice_ends_as_if_it_had_never_been(
     real_slice = additions._undo_slice
     slices = []
 
-    def killed(addition, after):
+    def killed(addition, after, *rest):
         if len(slices) == killed_after:
             raise Killed
         slices.append(after)
-        return real_slice(addition, after)
+        return real_slice(addition, after, *rest)
 
     if killed_after is not None:
         monkeypatch.setattr(additions, "_undo_slice", killed)

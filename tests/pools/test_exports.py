@@ -382,7 +382,7 @@ def test_viewer_downloads_someone_without_pool_view_cannot(client, settings):
 def test_codes_list_starts_a_job_for_a_big_export(
     manager_client, monkeypatch, settings, django_capture_on_commit_callbacks
 ):
-    monkeypatch.setattr(export_services, "EXPORT_AT_ONCE_MAX", 10)
+    monkeypatch.setattr(export_services, "XLSX_AT_ONCE_MAX", 10)
     pool = tricky_pool()
     url = reverse("admin:pools_code_export", args=["xlsx"])
 
@@ -643,7 +643,7 @@ def test_an_attempt_that_lost_its_job_to_another_worker_stops_and_finishes_nothi
 ):
     settings.EXPORT_CHUNK_ROWS = 2
     monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
-    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 2)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_SECONDS", 0)
     pool = make_pool()
     make_codes(pool, [f"L{i}" for i in range(5)])
     export = code_export_start(filters={"pool": pool.pk}, file_format=file_format)
@@ -668,7 +668,7 @@ def test_an_attempt_that_lost_its_job_to_another_worker_stops_and_finishes_nothi
 
 def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
     monkeypatch.setattr(exports, "_STREAM_CHUNK", 2)
-    monkeypatch.setattr(export_services, "XLSX_PROGRESS_ROWS", 4)
+    monkeypatch.setattr(export_services, "XLSX_PROGRESS_SECONDS", 0)
     pool = make_pool()
     make_codes(pool, [f"P{i}" for i in range(9)])
     export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
@@ -683,7 +683,7 @@ def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
 
     assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
 
-    assert recorded == [{"rows_done": 4}, {"rows_done": 8}, {"rows_done": 9}]
+    assert recorded == [{"rows_done": n} for n in (2, 4, 6, 8, 9)]
     export.refresh_from_db()
     assert (export.status, export.rows_done, export.file.name) == (
         CodeExport.Status.COMPLETED,
@@ -692,28 +692,32 @@ def test_a_workbook_records_its_progress_as_it_goes(monkeypatch):
     )
 
 
-def test_a_workbook_job_commits_its_progress_every_50000_rows(monkeypatch):
-    """The writer tells progress at every 2,000 rows (tested above); the job commits at each
-    multiple of 50,000 only, then the total."""
+def test_a_workbook_job_commits_its_progress_every_half_second(monkeypatch):
+    """The writer tells progress at every 2,000 rows (tested above); the job commits once
+    XLSX_PROGRESS_SECONDS have passed since it last did, then the total: its bar moves as it
+    goes, however many rows a second it writes."""
     pool = make_pool()
     export = code_export_start(filters={"pool": pool.pk}, file_format="xlsx")
     commit = export_services._commit_chunk
     recorded = []
+    clock = [0.0]
+    monkeypatch.setattr(export_services.time, "monotonic", lambda: clock[0])
 
     def watched(job, **progress):
         recorded.append(progress["rows_done"])
         return commit(job, **progress)
 
     def writer(rows, output, *, sheet_title, progress):
-        for done in (48_000, 50_000, 98_000, 100_000, 102_000):
+        for done, seconds in ((2_000, 0.2), (4_000, 0.5), (6_000, 0.7), (8_000, 1.1)):
+            clock[0] = seconds
             progress(done)
-        return 102_001
+        return 9_001
 
     monkeypatch.setattr(export_services, "_commit_chunk", watched)
     monkeypatch.setattr(export_services, "xlsx_write", writer)
 
     assert code_export_run(export_id=export.pk) is export_services.RunOutcome.DONE
-    assert recorded == [50_000, 100_000, 102_001]
+    assert recorded == [4_000, 8_000, 9_001]
 
 
 def test_a_sheet_holds_excels_1048576_rows_with_its_header():
