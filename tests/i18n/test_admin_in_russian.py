@@ -42,6 +42,8 @@ NOT_FOLLOWED = re.compile(r"/logout/|/delete/|^/admin/auth/(user|group)/.+")
 UNREAD_TAGS = {"script", "style", "code", "pre", "textarea", "noscript"}
 VOID_TAGS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"}
 VOID_TAGS |= {"source", "track", "param"}
+# An identifier the product makes up (a new pool's suggested ID "pool-3", its parameter POOL_3).
+GENERATED_ID = re.compile(r"\b[A-Za-z]+[-_]\d+\b")
 
 
 class ShownText(HTMLParser):
@@ -171,6 +173,7 @@ def untranslated(page: str, words: set[str], data: list[str]) -> list[str]:
     for text in parser.texts:
         for value in data:
             text = text.replace(value, " ")
+        text = GENERATED_ID.sub(" ", text)
         english = [w for w in LATIN_WORD.findall(text) if w in words]
         if english:
             found.append(f"{' '.join(text.split())[:160]!r} ({', '.join(english)})")
