@@ -30,11 +30,14 @@ from .services import (
     subscription_remove,
 )
 
-SUBSCRIBED = "You will get an e-mail when “{pool}” runs low."
-SUBSCRIBED_NO_EMAIL = " Add an e-mail address to your account first."
-UNSUBSCRIBED = "You will no longer get low-stock e-mails of “{pool}”."
-NOTICES_ON = "You will get an e-mail when your imports finish."
-NOTICES_OFF = "You will no longer get e-mails when your imports finish."
+SUBSCRIBED = gettext_lazy("You will get an e-mail when “%(pool)s” runs low.")
+SUBSCRIBED_NO_EMAIL = gettext_lazy(
+    "You will get an e-mail when “%(pool)s” runs low, once you add an e-mail address to your "
+    "account."
+)
+UNSUBSCRIBED = gettext_lazy("You will no longer get low-stock e-mails of “%(pool)s”.")
+NOTICES_ON = gettext_lazy("You will get an e-mail when your imports finish.")
+NOTICES_OFF = gettext_lazy("You will no longer get e-mails when your imports finish.")
 
 
 class PoolSubscriptionInline(admin.TabularInline):
@@ -43,12 +46,14 @@ class PoolSubscriptionInline(admin.TabularInline):
     fields = ("user", "created_at")
     readonly_fields = ("created_at",)
     extra = 0
-    verbose_name_plural = "subscribed staff (low-stock e-mails)"
+    verbose_name_plural = gettext_lazy("subscribed staff (low-stock e-mails)")
 
 
 class CampaignSubscriptionInline(PoolSubscriptionInline):
     fk_name = "campaign"
-    verbose_name_plural = "subscribed staff (low-stock e-mails of every pool of the campaign)"
+    verbose_name_plural = gettext_lazy(
+        "subscribed staff (low-stock e-mails of every pool of the campaign)"
+    )
 
 
 def alert_sent_to(alert: LowStockAlert) -> str:
@@ -170,12 +175,10 @@ class SubscriptionAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.POST.get("subscribe") == "1":
             subscription_add(user=request.user, pool=pool)
-            message = SUBSCRIBED.format(pool=pool)
-            if not request.user.email:
-                message += SUBSCRIBED_NO_EMAIL
+            message = (SUBSCRIBED if request.user.email else SUBSCRIBED_NO_EMAIL) % {"pool": pool}
         else:
             subscription_remove(user=request.user, pool=pool)
-            message = UNSUBSCRIBED.format(pool=pool)
+            message = UNSUBSCRIBED % {"pool": pool}
         messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
 

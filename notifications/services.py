@@ -15,13 +15,16 @@ from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from imports.models import Import
-from pools.export_services import export_description, export_rows_named
+from pools.export_services import export_description
 from pools.models import CodeExport, Pool
 from pools.selectors import pool_alerts_now, pool_issued_since, pool_with_counts
 
+from .languages import language_of
 from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
 from .signals import alert_raised
 
@@ -50,7 +53,7 @@ def pool_subscribers(pool: Pool):
     )
 
 
-NO_SUBSCRIBERS = (
+NO_SUBSCRIBERS = gettext_lazy(
     "Low-stock alerts are on, but nobody with an e-mail address is subscribed to this pool or "
     "its campaign: nobody would hear that it runs low."
 )
@@ -59,7 +62,7 @@ NO_SUBSCRIBERS = (
 def launch_warnings(pool: Pool) -> list[str]:
     """Warn at launch when the pool alerts on low stock but nobody would get the e-mail."""
     if pool.notify_below_enabled and not pool_subscribers(pool).exists():
-        return [NO_SUBSCRIBERS]
+        return [str(NO_SUBSCRIBERS)]
     return []
 
 
@@ -130,12 +133,14 @@ def alert_send(*, alert_id: int) -> int:
             LowStockAlert.objects.select_for_update().get(pk=alert.pk)
             if AlertDelivery.objects.filter(alert=alert, user=user).exists():
                 continue
-            _send(
-                "low_stock",
-                subject=f"Promo codes running low: {alert.pool} ({alert.pool.campaign})",
-                to=user.email,
-                context=_alert_context(alert, user),
-            )
+            with translation.override(language_of(user)):
+                _send(
+                    "low_stock",
+                    subject=_("Promo codes running low: %(pool)s (%(campaign)s)")
+                    % {"pool": alert.pool, "campaign": alert.pool.campaign},
+                    to=user.email,
+                    context=_alert_context(alert, user),
+                )
             AlertDelivery.objects.create(alert=alert, user=user, email=user.email)
             sent += 1
     LowStockAlert.objects.filter(pk=alert.pk, sent_at__isnull=True).update(sent_at=timezone.now())
@@ -221,17 +226,19 @@ def import_notice_send(*, import_id: int) -> bool:
             return False
         if not import_notices_enabled(user):
             return False
-        _send(
-            "import_finished",
-            subject=f"Import #{job.pk} into {job.pool}: {job.get_status_display()}",
-            to=user.email,
-            context={
-                "job": job,
-                "user": user,
-                "report_url": settings.SITE_URL
-                + reverse("admin:imports_import_change", args=[job.pk]),
-            },
-        )
+        with translation.override(language_of(user)):
+            _send(
+                "import_finished",
+                subject=_("Import #%(number)s into %(pool)s: %(status)s")
+                % {"number": job.pk, "pool": job.pool, "status": job.get_status_display()},
+                to=user.email,
+                context={
+                    "job": job,
+                    "user": user,
+                    "report_url": settings.SITE_URL
+                    + reverse("admin:imports_import_change", args=[job.pk]),
+                },
+            )
         job.finished_notice_sent_at = timezone.now()
         job.save(update_fields=["finished_notice_sent_at"])
     return True
@@ -250,18 +257,20 @@ def refill_stopped_send(*, import_id: int) -> int:
             return 0
         sent = 0
         for user in pool_subscribers(job.pool):
-            _send(
-                "refill_stopped",
-                subject=f"Promo codes cannot be refilled: {job.pool} ({job.pool.campaign})",
-                to=user.email,
-                context={
-                    "job": job,
-                    "user": user,
-                    "pool": job.pool,
-                    "report_url": settings.SITE_URL
-                    + reverse("admin:imports_import_change", args=[job.pk]),
-                },
-            )
+            with translation.override(language_of(user)):
+                _send(
+                    "refill_stopped",
+                    subject=_("Promo codes cannot be refilled: %(pool)s (%(campaign)s)")
+                    % {"pool": job.pool, "campaign": job.pool.campaign},
+                    to=user.email,
+                    context={
+                        "job": job,
+                        "user": user,
+                        "pool": job.pool,
+                        "report_url": settings.SITE_URL
+                        + reverse("admin:imports_import_change", args=[job.pk]),
+                    },
+                )
             sent += 1
         job.finished_notice_sent_at = timezone.now()
         job.save(update_fields=["finished_notice_sent_at"])
@@ -282,22 +291,26 @@ def export_notice_send(*, export_id: int) -> bool:
             return False
         if not user.email or not import_notices_enabled(user):
             return False
-        _send(
-            "export_finished",
-            subject=f"Export #{export.pk} of {export_description(export)}: "
-            f"{export.get_status_display()}",
-            to=user.email,
-            context={
-                "export": export,
-                "description": export_description(export),
-                "rows_named": export_rows_named(export),
-                "user": user,
-                "export_url": settings.SITE_URL
-                + reverse("admin:pools_codeexport_change", args=[export.pk]),
-                "download_url": settings.SITE_URL
-                + reverse("admin:pools_codeexport_download", args=[export.pk]),
-            },
-        )
+        with translation.override(language_of(user)):
+            _send(
+                "export_finished",
+                subject=_("Export #%(number)s of %(description)s: %(status)s")
+                % {
+                    "number": export.pk,
+                    "description": export_description(export),
+                    "status": export.get_status_display(),
+                },
+                to=user.email,
+                context={
+                    "export": export,
+                    "description": export_description(export),
+                    "user": user,
+                    "export_url": settings.SITE_URL
+                    + reverse("admin:pools_codeexport_change", args=[export.pk]),
+                    "download_url": settings.SITE_URL
+                    + reverse("admin:pools_codeexport_download", args=[export.pk]),
+                },
+            )
         export.finished_notice_sent_at = timezone.now()
         export.save(update_fields=["finished_notice_sent_at"])
     return True
@@ -327,6 +340,8 @@ def header_clean(value: str) -> str:
 
 
 def _send(template: str, *, subject: str, to: str, context: dict) -> None:
+    """Send one e-mail, written in the language active now: callers write each recipient's
+    under translation.override(language_of(user)), dates and numbers included."""
     text = render_to_string(f"notifications/email/{template}.txt", context)
     html = render_to_string(f"notifications/email/{template}.html", context)
     message = EmailMultiAlternatives(

@@ -1,13 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from django.views import defaults
 from django.views.generic import RedirectView
 
 from pools.api_base import json_bad_request, json_forbidden, json_not_found, json_server_error
 
-admin.site.site_header = "Promo code pools"
-admin.site.site_title = "Promo code pools"
-admin.site.index_title = "Campaigns and promo code pools"
+admin.site.site_header = _("Promo code pools")
+admin.site.site_title = _("Promo code pools")
+admin.site.index_title = _("Campaigns and promo code pools")
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),

@@ -105,3 +105,11 @@ def test_the_home_page_lists_the_alerts_of_today_in_the_projects_time_zone(
 
     assert "after-midnight-there" in page
     assert "before-midnight-there" not in page
+
+
+def test_the_home_page_says_nothing_needs_attention_when_nothing_does(manager_client):
+    make_pool(launched=True)  # no alert, nothing expiring
+
+    page = manager_client.get(reverse("admin:index")).content.decode()
+
+    assert "Needs attention" not in page

@@ -150,8 +150,8 @@ def test_import_notice_says_the_outcome_and_records_when_it_went(frozen):
     (message,) = mail.outbox
     assert message.subject == f"Import #{job.pk} into june: Failed"
     assert message.to == ["ann@example.com"]
-    assert message.body.splitlines()[3:5] == [
-        f'Your import #{job.pk} into the pool "june" finished: Failed.',
+    assert message.body.splitlines()[2:4] == [
+        f"Your import #{job.pk} into the pool “june” finished: Failed.",
         "Codes added: 0; already in the pool: 0; duplicates inside the file: 0; rows rejected: 0; "
         "skipped: 0 (of 0 rows read).",
     ]
@@ -209,7 +209,7 @@ def test_refill_stopped_tells_every_subscriber_once(frozen):
         (["bob@example.com"], "Promo codes cannot be refilled: autumn (Autumn)"),
     ]
     assert mail.outbox[0].body.splitlines()[2:5] == [
-        'The promo code pool "autumn" of the campaign "Autumn" keeps at least 5 codes by '
+        "The promo code pool “autumn” of the campaign “Autumn” keeps at least 5 codes by "
         "generating more, but this refill could not run.",
         "",
         "No refill can run.",
