@@ -9,6 +9,8 @@ the pool's row lock only when a refill is due, so that two issues never start tw
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy
 
 from pools.models import Pool
 from pools.selectors import pool_code_total, pool_stock
@@ -16,14 +18,13 @@ from pools.selectors import pool_code_total, pool_stock
 from .generation import CodeFormat
 from .models import Import
 from .selectors import generation_allowed
-from .services import import_generate_start
+from .services import generated_name, import_generate_start
 from .signals import refill_stopped_on_commit
 
-REFILL_STOPPED = (
-    "The pool's stock fell below {level:,} but no refill can run: {reason} Change the pool's "
+REFILL_STOPPED = gettext_lazy(
+    "The pool's stock fell below %(level)s but no refill can run: %(reason)s Change the pool's "
     "format (a longer length) by generating codes by hand, or turn the refill off."
 )
-REFILL_NAME = "Refill: {count:,} generated codes"
 
 
 def refill_check(*, pool: Pool) -> Import | None:
@@ -71,8 +72,9 @@ def refill_check(*, pool: Pool) -> Import | None:
                 "alphabet": code_format.alphabet,
                 "prefix": code_format.prefix,
             },
-            file_name=REFILL_NAME.format(count=pool.refill_count or 0),
-            message=REFILL_STOPPED.format(level=pool.refill_below, reason=reason),
+            file_name=generated_name(pool.refill_count or 0, refill=True),
+            message=REFILL_STOPPED
+            % {"level": number_format(pool.refill_below, force_grouping=True), "reason": reason},
             finished_at=timezone.now(),
         )
         refill_stopped_on_commit(job)

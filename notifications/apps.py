@@ -5,11 +5,12 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
-        from imports.signals import import_finished, refill_stopped
+        from imports.signals import import_finished, refill_stopped, staff_language_readers
         from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
         from . import tasks
+        from .languages import language_of
         from .services import launch_warnings, low_stock_check
         from .signals import alert_raised
 
@@ -28,5 +29,9 @@ class NotificationsConfig(AppConfig):
         refill_stopped.connect(
             tasks.refill_stopped_enqueue, dispatch_uid="notifications.refill_stopped"
         )
+        # What a worker writes to the staff member who started an import or an assignment
+        # (its report) is written in their language.
+        if language_of not in staff_language_readers:
+            staff_language_readers.append(language_of)
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)

@@ -5,7 +5,7 @@ Importing the package registers the ModelAdmins and imports' parts of pools' pag
 other apps and tests import from `imports.admin` are re-exported here.
 """
 
-from .assignments import ASSIGNMENT_QUEUED, RELEASED, AssignmentAdmin
+from .assignments import ASSIGNMENT_QUEUED, AssignmentAdmin, released_message
 from .imports import (
     CHOOSE_A_POOL,
     IMPORT_QUEUED,
@@ -29,13 +29,13 @@ __all__ = [
     "IMPORT_QUEUED",
     "RECENT_IMPORT_DAYS",
     "REJECTED_SHOWN",
-    "RELEASED",
     "UNDO_STARTED",
     "AssignmentAdmin",
     "ImportAdmin",
     "add_codes_page",
     "assign_button",
     "import_addition_label",
+    "released_message",
     "imports_attention_section",
     "pool_codes_section",
     "status_cell",

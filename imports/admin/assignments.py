@@ -9,6 +9,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from pools.admin import can_export
@@ -19,15 +22,39 @@ from ..forms import AssignForm, ReleaseForm
 from ..models import Assignment
 from .helpers import add_errors, int_or_none
 
-QUEUED_AGAIN = (
-    "Assignment {job} is queued again: it goes on after the rows it did, and the customers so "
+QUEUED_AGAIN = gettext_lazy(
+    "Assignment %(job)s is queued again: it goes on after the rows it did, and the customers so "
     "far keep their codes."
 )
-ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
-RELEASED = (
-    "Gave back {released:,} codes; {redeemed:,} were already redeemed and stay; {not_found:,} "
-    "customers had no code from this assignment."
-)
+ASSIGNMENT_QUEUED = gettext_lazy("Assignment %(job)s is queued: this report shows its progress.")
+
+
+def released_message(counts: dict[str, int]) -> str:
+    """Say what giving codes back did, one sentence per count that is not zero."""
+    released, redeemed, not_found = counts["released"], counts["redeemed"], counts["not_found"]
+    parts = [
+        ngettext("Gave back %(count)s code.", "Gave back %(count)s codes.", released)
+        % {"count": number_format(released, force_grouping=True)}
+    ]
+    if redeemed:
+        parts.append(
+            ngettext(
+                "%(count)s was already redeemed and stays.",
+                "%(count)s were already redeemed and stay.",
+                redeemed,
+            )
+            % {"count": number_format(redeemed, force_grouping=True)}
+        )
+    if not_found:
+        parts.append(
+            ngettext(
+                "%(count)s customer had no code from this assignment.",
+                "%(count)s customers had no code from this assignment.",
+                not_found,
+            )
+            % {"count": number_format(not_found, force_grouping=True)}
+        )
+    return " ".join(parts)
 
 
 @admin.register(Assignment)
@@ -47,7 +74,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_select_related = ("pool", "created_by")
     search_fields = ("=id", "file_name", "pool__slug")
 
-    @admin.display(description="task number", ordering="id")
+    @admin.display(description=gettext_lazy("task number"), ordering="id")
     def task_number(self, job):
         return f"#{job.pk}"
 
@@ -99,7 +126,7 @@ class AssignmentAdmin(admin.ModelAdmin):
                 except ValidationError as error:
                     add_errors(form, error)
                 else:
-                    messages.success(request, ASSIGNMENT_QUEUED.format(job=job))
+                    messages.success(request, ASSIGNMENT_QUEUED % {"job": job})
                     return HttpResponseRedirect(
                         reverse("admin:imports_assignment_change", args=[job.pk])
                     )
@@ -109,7 +136,7 @@ class AssignmentAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Assign codes of {pool} to customers",
+                "title": _("Assign codes of %(pool)s to customers") % {"pool": pool},
                 "pool": pool,
                 "form": form,
                 "history": pool.assignments.all()[:20],
@@ -128,7 +155,8 @@ class AssignmentAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Assignment {job} — {job.get_status_display()}",
+                "title": _("Assignment %(job)s — %(status)s")
+                % {"job": job, "status": job.get_status_display()},
                 "job": job,
                 "release_form": ReleaseForm(),
                 "can_release": job.is_finished and self.has_add_permission(request),
@@ -165,7 +193,7 @@ class AssignmentAdmin(admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            message = QUEUED_AGAIN.format(job=job)
+            message = QUEUED_AGAIN % {"job": job}
             self.log_change(request, job, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))
@@ -181,6 +209,7 @@ class AssignmentAdmin(admin.ModelAdmin):
             counts = assignment_release(
                 job=job, customers=form.cleaned_data["customers"].splitlines()
             )
-            self.log_change(request, job, f"Gave back {counts['released']} codes.")
-            messages.success(request, RELEASED.format(**counts))
+            message = released_message(counts)
+            self.log_change(request, job, message)
+            messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))
