@@ -1,0 +1,192 @@
+"""The imports and assignments screens in the manager's language: Russian beside English, the
+template file's headers, plurals, and the reports a worker writes for the manager who started
+the job."""
+
+import csv
+import io
+
+import pytest
+from django.conf import settings
+from django.urls import reverse
+from django.utils import translation
+from openpyxl import load_workbook
+
+from imports import engine
+from imports.admin import released_message
+from imports.assignments import assignment_start
+from imports.headers import FIELD_BY_KEY, FIELDS, header_key
+from imports.models import Assignment, Import, Rejection
+from imports.services import import_text_start
+from notifications.languages import remember_language
+from pools.models import Pool
+from pools.services import pool_pause
+from tests.factories import make_codes, make_pool, on_next_stock_change, watching_pool
+from tests.imports.files import csv_upload
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("on_commit_at_once")]
+
+RUSSIAN_TEMPLATE_HEADER = [
+    "Промокод",
+    "Начало выдачи",
+    "Конец выдачи",
+    "Действует с",
+    "Действует до",
+]
+
+
+@pytest.fixture
+def russian_client(manager_client):
+    manager_client.cookies[settings.LANGUAGE_COOKIE_NAME] = "ru"
+    return manager_client
+
+
+def test_template_downloaded_in_russian_has_russian_headers_the_import_reads(russian_client):
+    pool = make_pool()
+    response = russian_client.get(reverse("admin:imports_template", args=["csv"]))
+    text = b"".join(response.streaming_content).decode("utf-8-sig")
+    xlsx = russian_client.get(reverse("admin:imports_template", args=["xlsx"]))
+    workbook = load_workbook(io.BytesIO(xlsx.content))
+
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == RUSSIAN_TEMPLATE_HEADER
+    assert [c.value for c in workbook.worksheets[0][1]] == RUSSIAN_TEMPLATE_HEADER
+    assert workbook.sheetnames == ["Коды", "Как заполнять"]
+    # Each column is read as the one it names: the template filled in imports.
+    assert [FIELD_BY_KEY[header_key(title)] for title in header] == list(FIELDS)
+    filled = text.splitlines()[0] + "\r\nRU1,,,,\r\nRU2,,,,\r\n"
+    russian_client.post(
+        f"{reverse('admin:imports_import_add')}?pool={pool.pk}",
+        {"kind": "upload", "upload-file": csv_upload(filled), "action": "import"},
+    )
+    job = Import.objects.get()
+    assert (job.status, job.codes_added) == (Import.Status.COMPLETED, 2)
+
+
+def test_the_paste_box_button_says_what_it_does(manager_client):
+    pool = make_pool()
+
+    page = manager_client.get(f"{reverse('admin:imports_import_add')}?pool={pool.pk}")
+
+    paste_form = page.content.decode().split('id="paste-form"')[1].split("</form>")[0]
+    assert 'value="Import codes"' in paste_form
+    assert "Upload" not in paste_form
+
+
+def test_the_add_codes_page_in_russian(russian_client):
+    pool = make_pool()
+
+    page = russian_client.get(f"{reverse('admin:imports_import_add')}?pool={pool.pk}")
+
+    text = page.content.decode()
+    for words in (
+        "Загрузить файл",
+        "Проверить файл",
+        "Вставить коды",
+        'value="Импортировать коды"',
+        "Сгенерировать коды",
+        "По одному коду в строке",
+        "История импорта",
+        "Промокод, Начало выдачи, Конец выдачи, Действует с, Действует до",
+    ):
+        assert words in text, words
+
+
+def test_the_imports_list_in_russian_names_its_columns_and_statuses(russian_client):
+    make_pool()
+    job = import_text_start(pool=make_pool(), text="A1\n")
+    job.refresh_from_db()
+
+    page = russian_client.get(reverse("admin:imports_import_changelist")).content.decode()
+
+    for words in ("Номер задачи", "Источник", "Статус", "Кодов добавлено", "Запустил"):
+        assert words in page, words
+    assert "Готово" in page and "Вставленный список" in page
+    assert "Task number" not in page and "Completed" not in page
+
+
+def test_the_import_report_in_russian(russian_client):
+    pool = make_pool()
+    job = import_text_start(pool=pool, text="GOOD1\nGOOD1\n")
+    job.refresh_from_db()
+
+    page = russian_client.get(reverse("admin:imports_import_change", args=[job.pk]))
+
+    text = page.content.decode()
+    assert f"Импорт #{job.pk} — Готово, есть ошибки" in text
+    assert "Отчёт об импорте" in text
+    assert "= 1 добавлены + 0 уже в пуле + 1 повторов в файле + 0 отклонены + 0 пропущены" in text
+    assert "Недобавленные строки" in text
+
+
+def test_a_row_number_in_the_report_has_no_thousands_separator(manager_client):
+    pool = make_pool()
+    job = import_text_start(pool=pool, text="A1\n")
+    Rejection.objects.create(job=job, row_number=1502, column="Code", value="x", reason="Bad.")
+    Import.objects.filter(pk=job.pk).update(rows_rejected=1)
+
+    text = manager_client.get(reverse("admin:imports_import_change", args=[job.pk])).content
+    text = text.decode()
+
+    assert "<td>1502</td>" in text and "1,502" not in text
+
+
+def test_the_undo_page_counts_one_code_in_the_singular(manager_client):
+    pool = make_pool(launched=True)
+    job = import_text_start(pool=pool, text="X1\n")
+
+    page = manager_client.get(reverse("admin:imports_import_undo", args=[job.pk])).content
+    page = page.decode()
+
+    assert "1 code will be removed: it was never issued nor redeemed." in page
+    assert "Remove 1 code<" in page or 'Remove 1 code"' in page
+    assert f"Import #{job.pk} added 1 code to" in page
+    assert "1 codes" not in page
+
+
+def test_giving_codes_back_counts_in_the_singular_and_leaves_out_zeros():
+    assert released_message({"released": 1, "redeemed": 0, "not_found": 0}) == ("Gave back 1 code.")
+    assert released_message({"released": 1200, "redeemed": 1, "not_found": 2}) == (
+        "Gave back 1,200 codes. 1 was already redeemed and stays. "
+        "2 customers had no code from this assignment."
+    )
+    with translation.override("ru"):
+        assert released_message({"released": 2, "redeemed": 0, "not_found": 5}) == (
+            "2 кода возвращены в остаток. У 5 клиентов не было кода из этой выдачи."
+        )
+
+
+def test_an_import_runs_in_the_language_of_the_manager_who_started_it(manager, monkeypatch):
+    remember_language(manager, "ru")
+    languages = []
+    real_run = engine.import_run
+
+    def run(**kwargs):
+        languages.append(translation.get_language())
+        return real_run(**kwargs)
+
+    monkeypatch.setattr(engine, "import_run", run)
+
+    import_text_start(pool=make_pool(), text="A1\n", user=manager)
+    import_text_start(pool=make_pool(), text="A2\n")
+
+    assert languages == ["ru", settings.LANGUAGE_CODE]
+
+
+def test_an_assignment_writes_its_report_in_the_language_of_its_starter(manager, settings):
+    settings.ASSIGN_BATCH_SIZE = 2
+    remember_language(manager, "ru")
+    pool = watching_pool()
+    make_codes(pool, [f"P{i}" for i in range(6)])
+
+    with on_next_stock_change(lambda pool: pool_pause(pool=Pool.objects.get(pk=pool.pk))):
+        job = assignment_start(
+            pool=pool, file=csv_upload("Customer\nc1\nc2\nc3\nc4\n"), user=manager
+        )
+    job.refresh_from_db()
+
+    assert job.status == Assignment.Status.FAILED
+    assert job.message.startswith("Пул перестал выдавать коды (")
+    assert job.message.endswith(
+        "клиенты, уже получившие коды, их сохранят. "
+        "Запустите выдачу снова, когда пул снова начнёт выдавать коды."
+    )
