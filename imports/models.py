@@ -232,7 +232,10 @@ class Assignment(Job):
         QUEUED = "queued", pgettext_lazy("job status", "Queued")
         RUNNING = "running", pgettext_lazy("job status", "Running")
         COMPLETED = "completed", pgettext_lazy("job status", "Completed")
-        COMPLETED_WITH_SHORTFALL = "completed_with_shortfall", _("Completed, pool ran dry")
+        COMPLETED_WITH_SHORTFALL = (
+            "completed_with_shortfall",
+            _("Completed, the pool ran out of codes"),
+        )
         FAILED = "failed", pgettext_lazy("job status", "Failed")
 
     FINISHED = (Status.COMPLETED, Status.COMPLETED_WITH_SHORTFALL, Status.FAILED)
