@@ -190,3 +190,17 @@ def test_an_assignment_writes_its_report_in_the_language_of_its_starter(manager,
         "клиенты, уже получившие коды, их сохранят. "
         "Запустите выдачу снова, когда пул снова начнёт выдавать коды."
     )
+
+
+def test_the_report_writes_counts_as_its_reader_does(manager_client, russian_client):
+    job = import_text_start(pool=make_pool(), text="A1\n")
+    Import.objects.filter(pk=job.pk).update(codes_added=12345, rows_read=12345)
+    report = reverse("admin:imports_import_change", args=[job.pk])
+
+    russian = russian_client.get(report).content.decode()
+
+    assert '<td data-field="codes_added">12\xa0345</td>' in russian
+    assert "12,345" not in russian
+    del russian_client.cookies[settings.LANGUAGE_COOKIE_NAME]
+    english = manager_client.get(report).content.decode()
+    assert '<td data-field="codes_added">12,345</td>' in english
