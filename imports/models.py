@@ -1,10 +1,23 @@
 from django.conf import settings
 from django.db import models
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
+from django.utils.translation import ngettext, pgettext_lazy
 
 from pools.jobs import Job
 from pools.models import CodeAddition, Pool
+
+
+def generated_name(count: int, *, refill: bool = False) -> str:
+    """The name a generation's import goes by, in the current language: "1,000 generated codes"."""
+    shown = number_format(count, force_grouping=True)
+    if refill:
+        return ngettext(
+            "Refill: %(count)s generated code", "Refill: %(count)s generated codes", count
+        ) % {"count": shown}
+    return ngettext("%(count)s generated code", "%(count)s generated codes", count) % {
+        "count": shown
+    }
 
 
 class Import(Job):
@@ -120,6 +133,17 @@ class Import(Job):
         if not self.progress_total:
             return 0
         return min(100, int(100 * self.progress_done / self.progress_total))
+
+    @property
+    def name_shown(self) -> str:
+        """What the import is called on screens, in the reader's language: the file's name, or
+        the pasted list or the generated codes (whose stored names were written in the
+        language of whoever started them)."""
+        if self.source == self.Source.TEXT:
+            return str(self.Source.TEXT.label)
+        if self.source == self.Source.GENERATION:
+            return generated_name(self.generation.get("count") or 0, refill=self.refill)
+        return self.file_name
 
     @property
     def rows_not_added(self) -> int:

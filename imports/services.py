@@ -14,9 +14,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
-from django.utils.formats import number_format
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 
 from pools.code_services import (
     UndoOutcome,
@@ -32,7 +31,7 @@ from .column_choices import file_width, remembered_mapping
 from .generation import CodeFormat, normalize_alphabet
 from .headers import ColumnMapping
 from .inspection import AmbiguousDates, inspect_file, sheets_loadable
-from .models import Import, Upload
+from .models import Import, Upload, generated_name
 from .preview import Preview, Question, chosen_mapping
 from .readers import (
     FIX_THE_FILE,
@@ -215,18 +214,6 @@ def import_generate_start(
         file_name=generated_name(count, refill=refill),
         progress_total=count,
     )
-
-
-def generated_name(count: int, *, refill: bool = False) -> str:
-    """The name a generation's import goes by in lists (its "file name")."""
-    shown = number_format(count, force_grouping=True)
-    if refill:
-        return ngettext(
-            "Refill: %(count)s generated code", "Refill: %(count)s generated codes", count
-        ) % {"count": shown}
-    return ngettext("%(count)s generated code", "%(count)s generated codes", count) % {
-        "count": shown
-    }
 
 
 def _start(*, pool: Pool, user, **fields) -> Import:

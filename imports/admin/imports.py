@@ -25,7 +25,6 @@ from ..generation import CodeFormat
 from ..models import Import
 from ..selectors import REJECTED_ROWS, generation_allowed, pool_import_history, rejected_rows
 from ..templates_download import (
-    column_title,
     template_columns,
     template_csv,
     template_example_row,
@@ -50,7 +49,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         "task_number",
         "pool",
         "source",
-        "file_name",
+        "name_shown",
         "status_badge",
         "codes_added",
         "rows_rejected",
@@ -68,6 +67,10 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
     @admin.display(description=gettext_lazy("task number"), ordering="id")
     def task_number(self, job):
         return f"#{job.pk}"
+
+    @admin.display(description=gettext_lazy("file"), ordering="file_name")
+    def name_shown(self, job):
+        return job.name_shown
 
     @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, job):
@@ -211,7 +214,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
                 "title": _("Import %(job)s — %(status)s")
                 % {"job": job, "status": job.get_status_display()},
                 "job": job,
-                "rejections": _rejections_shown(job),
+                "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
                 "rejected_as_job": job.rows_not_added > export_services.EXPORT_AT_ONCE_MAX,
                 # Rejected values are codes: shown on the page only to whoever may download
@@ -385,11 +388,3 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             self.log_change(request, job, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
-
-
-def _rejections_shown(job: Import) -> list:
-    """The report's first rejected rows, each with its column's name in the reader's language."""
-    rejections = list(job.rejections.all()[:REJECTED_SHOWN])
-    for rejection in rejections:
-        rejection.column_title = column_title(rejection.column) if rejection.column else ""
-    return rejections

@@ -55,14 +55,14 @@ def import_addition_label(addition) -> str | None:
             _("{link} ({source}, {file}, started by {user})"),
             link=link,
             source=job.get_source_display(),
-            file=job.file_name or "—",
+            file=job.name_shown or "—",
             user=job.created_by,
         )
     return format_html(
         _("{link} ({source}, {file})"),
         link=link,
         source=job.get_source_display(),
-        file=job.file_name or "—",
+        file=job.name_shown or "—",
     )
 
 

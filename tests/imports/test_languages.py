@@ -16,7 +16,7 @@ from imports.admin import released_message
 from imports.assignments import assignment_start
 from imports.headers import FIELD_BY_KEY, FIELDS, header_key
 from imports.models import Assignment, Import, Rejection
-from imports.services import import_text_start
+from imports.services import import_generate_start, import_text_start
 from notifications.languages import remember_language
 from pools.models import Pool
 from pools.services import pool_pause
@@ -92,15 +92,16 @@ def test_the_add_codes_page_in_russian(russian_client):
 
 
 def test_the_imports_list_in_russian_names_its_columns_and_statuses(russian_client):
-    make_pool()
-    job = import_text_start(pool=make_pool(), text="A1\n")
-    job.refresh_from_db()
+    import_text_start(pool=make_pool(), text="A1\n")
+    # Started in English: the list names it in its reader's language.
+    import_generate_start(pool=make_pool(), count=5, length=8, alphabet="ABCDEFGH")
 
     page = russian_client.get(reverse("admin:imports_import_changelist")).content.decode()
 
     for words in ("Номер задачи", "Источник", "Статус", "Кодов добавлено", "Запустил"):
         assert words in page, words
     assert "Готово" in page and "Вставленный список" in page
+    assert "5 сгенерированных кодов" in page
     assert "Task number" not in page and "Completed" not in page
 
 
@@ -116,6 +117,7 @@ def test_the_import_report_in_russian(russian_client):
     assert "Отчёт об импорте" in text
     assert "= 1 добавлены + 0 уже в пуле + 1 повторов в файле + 0 отклонены + 0 пропущены" in text
     assert "Недобавленные строки" in text
+    assert "<td>2</td><td>Промокод</td>" in text  # the duplicate's row and column
 
 
 def test_a_row_number_in_the_report_has_no_thousands_separator(manager_client):
