@@ -78,6 +78,12 @@ class AssignmentAdmin(admin.ModelAdmin):
     def task_number(self, job):
         return f"#{job.pk}"
 
+    def changelist_view(self, request, extra_context=None):
+        # Rows open reports, not forms: titled by what it lists, not "Select … to view".
+        return super().changelist_view(
+            request, {**(extra_context or {}), "title": _("Assignments")}
+        )
+
     def get_model_perms(self, request):
         # Started from an active pool's page ("Assign to customers").
         return {**super().get_model_perms(request), "add": False}

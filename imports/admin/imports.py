@@ -77,9 +77,11 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         return status_cell(job)
 
     def changelist_view(self, request, extra_context=None):
-        # No "Add import" button: codes are added from a pool's page ("Add codes").
+        # No "Add import" button: codes are added from a pool's page ("Add codes"). A list
+        # whose rows open reports, not forms: titled by what it lists, not "Select … to view".
         return super().changelist_view(
-            request, {**(extra_context or {}), "has_add_permission": False}
+            request,
+            {**(extra_context or {}), "has_add_permission": False, "title": _("Imports")},
         )
 
     def get_model_perms(self, request):

@@ -103,6 +103,15 @@ def test_the_imports_list_in_russian_names_its_columns_and_statuses(russian_clie
     assert "Готово" in page and "Вставленный список" in page
     assert "5 сгенерированных кодов" in page
     assert "Task number" not in page and "Completed" not in page
+    assert "<h1>Импорты</h1>" in page
+
+
+def test_the_read_only_lists_are_titled_by_what_they_list(manager_client):
+    imports = manager_client.get(reverse("admin:imports_import_changelist")).content.decode()
+    assignments = manager_client.get(reverse("admin:imports_assignment_changelist"))
+
+    assert "<h1>Imports</h1>" in imports and "Select import" not in imports
+    assert "<h1>Assignments</h1>" in assignments.content.decode()
 
 
 def test_the_import_report_in_russian(russian_client):
