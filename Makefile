@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 
 .PHONY: install run worker test test-sqlite test-thorough deep-test mutation format screenshots bench-import bench-issue \
-	bench-tiny messages bench-live bench-export bench-admin bench-mailing bench-upload-memory bug-bank
+	bench-tiny messages bench-pages bench-live bench-export bench-admin bench-mailing bench-upload-memory bug-bank
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,16 +21,20 @@ $(AXE):
 
 install: $(BIN)/.installed $(AXE)
 
-# Serves the admin at http://127.0.0.1:8000/admin/ with a Celery worker (and its beat scheduler
-# for the periodic tasks) beside it.
-run: install
+# Serves the admin at http://127.0.0.1:$(PORT)/admin/ with a Celery worker (and its beat scheduler
+# for the periodic tasks) beside it. `make run PORT=8001` picks another port (links in e-mails
+# follow it). Needs only Python: the npm package is for the tests.
+PORT ?= 8000
+run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py demo_user
-	$(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
+	$(BIN)/python manage.py demo_user --port $(PORT)
+	SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+	  $(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
-	  $(BIN)/python manage.py runserver 127.0.0.1:8000
+	  SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+	  $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-worker: install
+worker: $(BIN)/.installed
 	$(BIN)/celery -A promo_project worker --loglevel=INFO
 
 # The whole suite on the database DATABASE_URL names (CI: PostgreSQL), then the fast suite again
@@ -104,6 +108,11 @@ bench-export: install
 bench-admin: install
 	$(BIN)/python bench/admin_bench.py
 
+# A pool page loaded cold in Chromium under `make run`, under gunicorn in production mode, and
+# with Django's own static view as the baseline; needs the local PostgreSQL and Chromium.
+bench-pages: install
+	$(BIN)/python bench/page_load_bench.py
+
 # Figures of issuing under concurrency at full size; needs the local PostgreSQL and Redis.
 bench-issue: install
 	$(BIN)/python bench/issue_bench.py
@@ -118,6 +127,7 @@ bench-tiny: install
 	$(BIN)/python bench/admin_bench.py --tiny
 	$(BIN)/python bench/mailing_bench.py --tiny
 	$(BIN)/python bench/upload_memory_bench.py --tiny
+	$(BIN)/python bench/page_load_bench.py --tiny
 
 # Figures of a live pool (search on 10,000,000 codes, undoing a 1,000,000-code import); needs the
 # local PostgreSQL. BENCH_SIZE=tiny runs it in seconds (what CI runs).

@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from .health import ServiceBeat  # noqa: F401  (a model: its module keeps it with its checks)
 from .jobs import Job
 from .refusals import Refusal
 

@@ -2,10 +2,10 @@
 that hand a job's id to them (registered with pools.jobs in apps.py)."""
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import beat_embedded_init, beat_init, before_task_publish, worker_ready
 from django.conf import settings
 
-from . import code_services, export_services, jobs
+from . import code_services, export_services, health, jobs
 
 
 @shared_task
@@ -36,6 +36,28 @@ def addition_undo_run(undo_id: int):
 @shared_task
 def jobs_recover():
     jobs.jobs_recover()
+
+
+@shared_task(ignore_result=True, expires=60)
+def service_heartbeat():
+    """Sent by the beat every HEARTBEAT_SECONDS; the worker that runs it is seen (/readyz)."""
+    health.service_seen(health.ServiceBeat.WORKER)
+
+
+_in_beat = False
+
+
+@beat_init.connect
+@beat_embedded_init.connect
+def _this_process_is_the_beat(**kwargs):
+    global _in_beat
+    _in_beat = True
+
+
+@before_task_publish.connect
+def _beat_seen(sender=None, **kwargs):
+    if _in_beat and sender == "pools.tasks.service_heartbeat":
+        health.service_seen(health.ServiceBeat.BEAT)
 
 
 def code_export_send(export_id: int) -> None:

@@ -81,19 +81,26 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # WhiteNoise serves static files under runserver too, so `make run` is as fast as production.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "import_export",
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
     "axes",
+    "health_check",
     "pools",
     "imports",
     "notifications",
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, answered before anything that could refuse a probe (pools/health.py).
+    "pools.health.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after security, before sessions or the database are touched.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Each staff member's language: the admin's chooser (a cookie), else the browser's.
     "django.middleware.locale.LocaleMiddleware",
@@ -186,6 +193,18 @@ USE_THOUSAND_SEPARATOR = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# Static files through WhiteNoise in every mode. With DEBUG off (after `collectstatic`) each file
+# gets a content hash in its name, a gzip and a Brotli copy, and a cache lifetime of ten years,
+# so a page's second load asks for none of them. With DEBUG on (`make run`) files come straight
+# from the apps' folders, unhashed, as edited.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 MEDIA_URL = "media/"
 
@@ -294,6 +313,11 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 
 CELERY_BEAT_SCHEDULE = {
+    # The beat and the worker that runs it are seen by /readyz (pools/health.py).
+    "service-heartbeat": {
+        "task": "pools.tasks.service_heartbeat",
+        "schedule": float(env_int("HEARTBEAT_SECONDS", 30)),
+    },
     # Every kind of job (pools/jobs.py): those whose worker died are queued again, those whose
     # task the broker lost (or never took: it was down) are handed over again.
     "jobs-recover": {
@@ -322,6 +346,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# /readyz turns red when no worker ran the heartbeat, or the beat sent none, for this long.
+READY_WORKER_SECONDS = env_int("READY_WORKER_SECONDS", 120)
+READY_BEAT_SECONDS = env_int("READY_BEAT_SECONDS", 120)
 
 # Uploads. Every upload larger than FILE_UPLOAD_MAX_MEMORY_SIZE (Django's 2.5 MB) streams to a
 # temporary file; pools.uploads.UploadHandler stores no more than IMPORT_MAX_FILE_SIZE of it, and

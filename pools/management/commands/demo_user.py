@@ -12,8 +12,9 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="demo")
         parser.add_argument("--password", default="demo")
         parser.add_argument("--email", default="demo@example.com")
+        parser.add_argument("--port", type=int, default=8000, help="the port `make run` serves on")
 
-    def handle(self, *args, username, password, email, **options):
+    def handle(self, *args, username, password, email, port, **options):
         user, created = get_user_model().objects.get_or_create(
             username=username, defaults={"email": email, "is_staff": True}
         )
@@ -22,4 +23,6 @@ class Command(BaseCommand):
             user.save()
         user.groups.add(Group.objects.get(name=MANAGERS))
         login = f"{username} / {password}" if created else f"{username} (password unchanged)"
-        self.stdout.write(self.style.SUCCESS(f"Log in at http://127.0.0.1:8000/admin/ as {login}"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Log in at http://127.0.0.1:{port}/admin/ as {login}")
+        )
