@@ -15,6 +15,9 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from pools.code_services import code_addition_record, load_batch
 from pools.jobs import (
@@ -49,16 +52,25 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-UNEXPECTED_ERROR = (
+# The report's own lines, written in the language of the manager who started the import (the
+# task runs in it: imports/tasks.py).
+UNEXPECTED_ERROR = gettext_lazy(
     "The import stopped on an unexpected error; the codes of the finished batches are kept. "
-    "Run it again, or tell an administrator: {error}"
+    "Run it again, or tell an administrator: %(error)s"
 )
+STORE_FAILED = gettext_lazy("This row could not be stored: %(error)s")
+COLUMNS_IGNORED = gettext_lazy("Columns ignored: %(columns)s.")
 
-STORE_FAILED = "This row could not be stored: {error}"
-EXPIRED_ON_ARRIVAL = (
-    "{codes} added although their Issue-end or Available-till had already passed: they can "
-    "never be issued or redeemed."
-)
+
+def expired_on_arrival(count: int) -> str:
+    return ngettext(
+        "%(count)s code was added although its Issue-end or Available-till had already passed: "
+        "it can never be issued or redeemed.",
+        "%(count)s codes were added although their Issue-end or Available-till had already "
+        "passed: they can never be issued or redeemed.",
+        count,
+    ) % {"count": number_format(count, force_grouping=True)}
+
 
 # Between two batch commits the bar moves by the rows read: one cheap UPDATE of the job row
 # every this many rows, so that a 5,000-row file shows steps instead of 0 % then 100 %; and
@@ -130,7 +142,7 @@ def import_run(*, import_id: int) -> RunOutcome:
         raise
     except Exception as error:
         logger.exception("Import %s failed", import_id)
-        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR.format(error=shown(error, limit=300)))
+        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR % {"error": shown(error, limit=300)})
     return RunOutcome.FINISHED
 
 
@@ -179,7 +191,7 @@ def _run_rows(job: Import) -> None:
             ask=False,
         )
         if table.ignored_columns and not job.message:
-            job.message = "Columns ignored: " + ", ".join(table.ignored_columns) + "."
+            job.message = COLUMNS_IGNORED % {"columns": ", ".join(table.ignored_columns)}
             job_held(job).update(message=job.message)
         job_held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
@@ -221,9 +233,7 @@ def _run_rows(job: Import) -> None:
     if example_skipped:
         notes.append(TEMPLATE_EXAMPLE)
     if job.codes_expired_on_arrival:
-        count = job.codes_expired_on_arrival
-        codes = f"{count:,} codes were" if count != 1 else "1 code was"
-        notes.append(EXPIRED_ON_ARRIVAL.format(codes=codes))
+        notes.append(expired_on_arrival(job.codes_expired_on_arrival))
     _finish(
         job,
         Import.Status.COMPLETED_WITH_ERRORS if job.rows_not_added else Import.Status.COMPLETED,
@@ -248,7 +258,7 @@ def _run_generation(job: Import) -> None:
         # pool was filled by other means meanwhile.
         fruitless = fruitless + 1 if job.codes_added == before else 0
         if fruitless >= 3:
-            raise ImportFileError("No more free codes of this format could be drawn.")
+            raise ImportFileError(_("No more free codes of this format could be drawn."))
     _finish(job, Import.Status.COMPLETED, "")
 
 
@@ -270,7 +280,7 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
     rows = sorted([*clean, *rejected], key=_row_number)
     if len(rows) == 1:
         (row,) = rows
-        reason = STORE_FAILED.format(error=shown(str(failure).splitlines()[0], limit=120))
+        reason = STORE_FAILED % {"error": shown(str(failure).splitlines()[0], limit=120)}
         if isinstance(row, Rejected):
             # Its value or cells could not be stored: keep the row with them spelled in ASCII.
             stored = Rejected(

@@ -16,7 +16,7 @@ from imports.admin import released_message
 from imports.assignments import assignment_start
 from imports.headers import FIELD_BY_KEY, FIELDS, header_key
 from imports.models import Assignment, Import, Rejection
-from imports.services import import_generate_start, import_text_start
+from imports.services import import_file_start, import_generate_start, import_text_start
 from notifications.languages import remember_language
 from pools.models import Pool
 from pools.services import pool_pause
@@ -215,3 +215,16 @@ def test_the_report_writes_counts_as_its_reader_does(manager_client, russian_cli
     del russian_client.cookies[settings.LANGUAGE_COOKIE_NAME]
     english = manager_client.get(report).content.decode()
     assert '<td data-field="codes_added">12,345</td>' in english
+
+
+def test_an_imports_report_is_written_in_the_language_of_its_starter(manager):
+    remember_language(manager, "ru")
+    upload = csv_upload("Code,Note,Issue-end\nOLD,x,2020-01-01\nNEW,y,\n")
+
+    job = import_file_start(pool=make_pool(), file=upload, user=manager)
+    job.refresh_from_db()
+
+    assert job.message == (
+        "Не прочитаны столбцы: Note. 1 код добавлен, хотя его «Конец выдачи» или «Действует до» "
+        "уже прошли: его нельзя будет ни выдать, ни активировать."
+    )

@@ -706,8 +706,8 @@ def test_ignored_columns_and_a_code_expired_on_arrival_are_said_in_one_message()
 
     assert (job.status, job.codes_added, job.codes_expired_on_arrival) == ("completed", 2, 1)
     assert job.message == (
-        "Columns ignored: Note, Extra. 1 code was added although their Issue-end or "
-        "Available-till had already passed: they can never be issued or redeemed."
+        "Columns ignored: Note, Extra. 1 code was added although its Issue-end or "
+        "Available-till had already passed: it can never be issued or redeemed."
     )
     assert (job.progress_total, job.progress_done, job.rows_done) == (52, 52, 3)
 
