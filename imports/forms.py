@@ -1,6 +1,6 @@
 from django import forms
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext
 
 from pools.uploads import UploadField
 
@@ -143,15 +143,20 @@ class PreviewForm(forms.Form):
         return chosen
 
 
+def _quoted(text: str) -> str:
+    """A value from the file as the reader's language quotes it (“x” in English, «x» in Russian)."""
+    return pgettext("quoting a value", "“%(value)s”") % {"value": text}
+
+
 def _row_text(row) -> str:
-    cells = [f"“{shown(cell, limit=20)}”" for cell in row if cell][:4]
+    cells = [_quoted(shown(cell, limit=20)) for cell in row if cell][:4]
     return ", ".join(cells) + (" …" if len([c for c in row if c]) > 4 else "") or _("(blank)")
 
 
 def _column_text(index: int, preview: Preview) -> str:
     first = preview.first_rows[0] if preview.first_rows else []
     value = first[index] if index < len(first) else ""
-    return column_letter(index) + (f" — “{shown(value, limit=30)}”" if value else "")
+    return column_letter(index) + (f" — {_quoted(shown(value, limit=30))}" if value else "")
 
 
 class PasteForm(forms.Form):

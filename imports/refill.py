@@ -7,8 +7,9 @@ expiry when it alerts or refills; the check reads the pool's row and counter row
 the pool's row lock only when a refill is due, so that two issues never start two refills.
 """
 
+from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy
 
@@ -16,9 +17,9 @@ from pools.models import Pool
 from pools.selectors import pool_code_total, pool_stock
 
 from .generation import CodeFormat
-from .models import Import
+from .models import Import, generated_name
 from .selectors import generation_allowed
-from .services import generated_name, import_generate_start
+from .services import import_generate_start
 from .signals import refill_stopped_on_commit
 
 REFILL_STOPPED = gettext_lazy(
@@ -59,7 +60,14 @@ def refill_check(*, pool: Pool) -> Import | None:
         last = refills.order_by("-id").first()
         if last is not None and last.status == Import.Status.FAILED and last.needs_new_file:
             return None  # already stopped and told; a refill that runs again re-arms this
-        reason = code_format.too_many(pool.refill_count or 1, existing)
+        # Nobody started this one: its report is written in the project's language, whatever
+        # request or worker happened to change the stock.
+        with translation.override(settings.LANGUAGE_CODE):
+            reason = code_format.too_many(pool.refill_count or 1, existing)
+            message = REFILL_STOPPED % {
+                "level": number_format(pool.refill_below, force_grouping=True),
+                "reason": reason,
+            }
         job = Import.objects.create(
             pool=pool,
             source=Import.Source.GENERATION,
@@ -73,8 +81,7 @@ def refill_check(*, pool: Pool) -> Import | None:
                 "prefix": code_format.prefix,
             },
             file_name=generated_name(pool.refill_count or 0, refill=True),
-            message=REFILL_STOPPED
-            % {"level": number_format(pool.refill_below, force_grouping=True), "reason": reason},
+            message=message,
             finished_at=timezone.now(),
         )
         refill_stopped_on_commit(job)

@@ -16,7 +16,12 @@ from imports.admin import released_message
 from imports.assignments import assignment_start
 from imports.headers import FIELD_BY_KEY, FIELDS, header_key
 from imports.models import Assignment, Import, Rejection
-from imports.services import import_file_start, import_generate_start, import_text_start
+from imports.services import (
+    import_file_start,
+    import_generate_start,
+    import_text_start,
+    upload_stage,
+)
 from notifications.languages import remember_language
 from pools.models import Pool
 from pools.services import pool_pause
@@ -228,3 +233,16 @@ def test_an_imports_report_is_written_in_the_language_of_its_starter(manager):
         "Не прочитаны столбцы: Note. 1 код добавлен, хотя его «Конец выдачи» или «Действует до» "
         "уже прошли: его нельзя будет ни выдать, ни активировать."
     )
+
+
+def test_a_file_checked_in_russian(russian_client, manager):
+    pool = make_pool()
+    upload = upload_stage(pool=pool, file=csv_upload("Code,Issue-end\nX1,\n"), user=manager)
+
+    page = russian_client.get(reverse("admin:imports_upload_preview", args=[upload.pk]))
+
+    text = page.content.decode()
+    assert "Проверка файла «codes.csv» перед импортом" in text
+    assert "Что сделает импорт" in text
+    assert "Строка 1: «Code», «Issue-end»" in text  # the header row's choice
+    assert "<td>«Code», «Issue-end»</td>" in text
