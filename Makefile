@@ -28,6 +28,7 @@ PORT ?= 8000
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py demo_user --port $(PORT)
+	rm -rf $${PROMETHEUS_MULTIPROC_DIR:-var/metrics}
 	SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 	  $(BIN)/celery -A promo_project worker --beat --loglevel=INFO --concurrency=1 & \
 	  worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
@@ -84,7 +85,7 @@ bug-bank: install
 # (and djangojs.po for the scripts), then compile the .mo files that are committed beside them, so a
 # fresh clone needs no gettext tools to run.
 messages: install
-	$(BIN)/python manage.py makemessages -l ru --no-location --ignore=.venv --ignore=var \
+	$(BIN)/python manage.py makemessages -l ru --no-location -e html,txt,py,svg --ignore=.venv --ignore=var \
 	  --ignore=tests --ignore=bench --ignore=tools --ignore=staticfiles
 	$(BIN)/python manage.py makemessages -d djangojs -l ru --no-location --ignore=.venv \
 	  --ignore=var --ignore=staticfiles

@@ -58,6 +58,7 @@ from pools.jobs import (
     job_claim,
     job_finish,
     job_held,
+    job_speaking,
 )
 from pools.refusals import CodeRefused, Refusal
 
@@ -97,6 +98,12 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
     job = job_claim(Assignment, assignment_id)
     if isinstance(job, Claim):
         return Assignment.objects.filter(pk=assignment_id).first()
+    # Its message and rejected rows' reasons are read by whoever started it, in their language.
+    with job_speaking(job):
+        return _run(job)
+
+
+def _run(job: Assignment) -> Assignment:
     try:
         with tempfile.TemporaryFile() as out:
             text = io.TextIOWrapper(out, encoding="utf-8", newline="")

@@ -4,6 +4,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import connection
+from django.utils import translation
 
 
 class BatchCommitter:
@@ -13,6 +14,9 @@ class BatchCommitter:
     with its own connection, so that the database works on one batch while the next is read and
     validated: the two take about as long, and there are two cores. Inside a transaction (as in
     tests) a second connection could not see the caller's rows, so the commits run inline.
+
+    A commit runs in the language active where it was submitted (the import's starter's), as
+    the reasons it writes (a duplicate, a row that could not be stored) are read by them.
     """
 
     # The commit thread waits on the database, then needs the interpreter lock back for a moment,
@@ -31,7 +35,8 @@ class BatchCommitter:
         if self.executor is None:
             commit(*args, **kwargs)
         else:
-            self.pending = self.executor.submit(commit, *args, **kwargs)
+            language = translation.get_language()
+            self.pending = self.executor.submit(_in_language, language, commit, *args, **kwargs)
 
     def wait(self) -> None:
         pending, self.pending = self.pending, None
@@ -51,3 +56,8 @@ class BatchCommitter:
                 self.executor.submit(lambda: connection.close()).result()
                 self.executor.shutdown()
                 sys.setswitchinterval(self.switch_interval)
+
+
+def _in_language(language, commit, *args, **kwargs):
+    with translation.override(language):
+        return commit(*args, **kwargs)

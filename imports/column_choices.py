@@ -11,8 +11,8 @@ from dataclasses import replace
 from pools.models import Pool
 
 from .cells import shown
-from .headers import TEMPLATE_COLUMNS, ColumnMapping, header_key, title_text
-from .readers import ColumnsUnclear, column_letter
+from .headers import TEMPLATE_COLUMN_NAMES, ColumnMapping, header_key, title_text
+from .readers import COLUMN_LETTER, COLUMN_LETTER_TITLED, ColumnsUnclear, column_letter
 from .selectors import last_chosen_columns
 from .validation import DateOrder, parse_datetime
 
@@ -20,14 +20,17 @@ from .validation import DateOrder, parse_datetime
 def column_label(index: int, titles=()) -> str:
     """A column as the report names it: "column B (“Promo code”)"."""
     title = title_text(titles[index]) if index < len(titles) else ""
-    return f"column {column_letter(index)}" + (f" (“{shown(title, limit=60)}”)" if title else "")
+    if title:
+        title = shown(title, limit=60)
+        return COLUMN_LETTER_TITLED.format(letter=column_letter(index), title=title)
+    return COLUMN_LETTER.format(letter=column_letter(index))
 
 
 def columns_read(mapping: ColumnMapping) -> list[tuple[str, str]]:
     """Return (template column, its column in the file) for each column the mapping reads."""
     titles = mapping.titles if mapping.header_row else ()
     return [
-        (TEMPLATE_COLUMNS[position], column_label(index, titles))
+        (str(TEMPLATE_COLUMN_NAMES[position]), column_label(index, titles))
         for position, index in enumerate(mapping.columns)
         if index is not None
     ]

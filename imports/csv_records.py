@@ -20,7 +20,10 @@ import csv
 import re
 from collections.abc import Iterator
 
+from django.utils.translation import gettext_lazy as _
+
 from .cells import shown
+from .readers import COLUMN_LETTER, column_letter
 from .rows import BLANK_ROW, UnreadableRow
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -30,20 +33,21 @@ NO_DELIMITER = "\x1f"
 # A multi-line cell spans a few lines (an address, a note typed with Alt+Enter); a quote still
 # open after this many lines is a stray one.
 MAX_RECORD_LINES = 20
-QUOTE_NEVER_CLOSED = (
+QUOTE_NEVER_CLOSED = _(
     "A quote opened here is never closed, so the rows after it would be read as part of this "
     "cell. Remove the quote or close it, then upload this row again."
 )
-QUOTE_CLOSED_LATE = (
+QUOTE_CLOSED_LATE = _(
     "A quote opened here closes only on line {last}: the lines down to it would be part of this "
     "cell, though they read as rows of their own. Remove the stray quote, or close it on this "
     "line, then upload these rows again."
 )
-INSIDE_QUOTE = (
+INSIDE_QUOTE = _(
     "This line is inside a quote opened on line {first} and closed on line {last}: see line "
     "{first}."
 )
-UNREADABLE_ROW = "This row cannot be read: {error}."
+# Line numbers are said as the file numbers its lines: 1502, never 1,502.
+UNREADABLE_ROW = _("This row cannot be read: {error}.")
 # Excel writes "sep=;" as a CSV's first line to say its delimiter.
 _SEP_LINE = re.compile(r'"?sep=(.)"?[,;\t|]*\s*', re.IGNORECASE)
 # Any cell may be as long as the file: a cell too long for its column is that row's rejection
@@ -254,6 +258,9 @@ def _quote_never_closed(taken, delimiter, titles) -> tuple[int, UnreadableRow]:
     number, line = taken[0]
     cells = split_line(line, delimiter) or [line]
     index = len(cells) - 1
-    column = titles[index] if index < len(titles) and titles[index] else f"column {index + 1}"
+    column = titles[index] if index < len(titles) and titles[index] else ""
+    # A column without a title is named by its letter, as the spreadsheet shows it.
+    column = column or str(COLUMN_LETTER).format(letter=column_letter(index))
     cells[-1] = cells[-1].rstrip("\r\n")
-    return number, UnreadableRow(QUOTE_NEVER_CLOSED, column, shown('"' + cells[-1]), tuple(cells))
+    reason = str(QUOTE_NEVER_CLOSED)
+    return number, UnreadableRow(reason, column, shown('"' + cells[-1]), tuple(cells))

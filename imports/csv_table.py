@@ -8,10 +8,20 @@ from dataclasses import dataclass, replace
 from itertools import chain, islice
 from typing import BinaryIO
 
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
 from . import csv_records
 from .code_pages import rank_readings
 from .encodings import EncodingGuess, encoding_name, guess_encoding
-from .headers import HEADER_SEARCH_ROWS, ColumnMapping, is_blank, match_header, title_text
+from .headers import (
+    HEADER_SEARCH_ROWS,
+    TEMPLATE_COLUMN_NAMES,
+    ColumnMapping,
+    is_blank,
+    match_header,
+    title_text,
+)
 from .readers import (
     HEADER_AGAIN,
     NO_CODE_COLUMN,
@@ -33,14 +43,17 @@ from .readers import (
 )
 from .rows import UnreadableRow
 
-ENCODING_UNCLEAR = (
+ENCODING_UNCLEAR = _(
     "“{name}” reads as text in more than one encoding, and its codes differ between them "
     "(such as {examples}): choose the one it was saved in."
 )
-ENCODING_DOUBT = (
+ENCODING_DOUBT = _(
     "Read as {encoding}; as {other} some codes would read differently (such as {examples}): if "
     "these codes look wrong, upload the file again choosing its encoding."
 )
+# One reading of ENCODING_UNCLEAR's examples, and the word between two of them.
+CODE_READ_AS = _("“{code}” in {encoding}")
+OR = pgettext_lazy("between two choices", " or ")
 # Codes shown each way when the readings of a file differ.
 _DOUBT_EXAMPLES = 5
 
@@ -98,7 +111,7 @@ def csv_table(
         layout.notes.append(
             ENCODING_DOUBT.format(
                 encoding=encoding_name(readings[0][0]),
-                other=" or ".join(encoding_name(codec) for codec, _ in readings[1:]),
+                other=str(OR).join(encoding_name(codec) for codec, _ in readings[1:]),
                 examples=_doubt_examples(readings),
             )
         )
@@ -110,7 +123,7 @@ def csv_table(
         delimiter=delimiter,
         width=width,
         columns_read={i for i in layout.columns if i is not None},
-        titles=layout.mapping.titles or ("Code",),
+        titles=layout.mapping.titles or (str(TEMPLATE_COLUMN_NAMES[0]),),
     )
     pick = picker(layout.columns)
     code_index = layout.columns[0]
@@ -245,8 +258,9 @@ def _likelier(guess: EncodingGuess | None, readings: list) -> list:
 
 def _doubt_examples(readings: list) -> str:
     """The first code that differs, as each reading gives it."""
-    return " or ".join(
-        f"“{short(codes[0], 30)}” in {encoding_name(codec)}" for codec, codes in readings
+    return str(OR).join(
+        CODE_READ_AS.format(code=short(codes[0], 30), encoding=encoding_name(codec))
+        for codec, codes in readings
     )
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import BinaryIO
 
+from django.utils.translation import gettext_lazy as _
+
 from . import csv_records
 from .csv_table import csv_source
 from .headers import HEADER_SEARCH_ROWS, is_blank, is_title_row, title_text
@@ -23,11 +25,11 @@ from .readers import (
 )
 from .rows import BLANK_ROW, UnreadableRow
 
-NO_CUSTOMER_COLUMN = (
+NO_CUSTOMER_COLUMN = _(
     "“{name}” has no customer id column (named Customer, Customer id or Id). Columns found: "
     "{found}."
 )
-NO_CUSTOMERS = "“{name}” has a header but no rows of customers under it."
+NO_CUSTOMERS = _("“{name}” has a header but no rows of customers under it.")
 
 
 @dataclass
@@ -46,7 +48,7 @@ def _customer_csv_rows(file: BinaryIO, *, name: str):
     column; titles and blank lines may stand above it) and its rows, as for codes."""
     source = csv_source(file)
     position, delimiter, header = None, ",", []
-    for index, (_, line) in enumerate(source.head):
+    for index, (_number, line) in enumerate(source.head):
         if not line.strip():
             continue
         delimiter = source.sep or max(csv_records.DELIMITERS, key=line.count)

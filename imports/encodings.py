@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from django.utils.translation import gettext_lazy as _
+
 from .code_pages import CANDIDATES, rank_readings
 
 CHUNK_SIZE = 1024 * 1024
@@ -32,20 +34,20 @@ _SURELY_UTF8 = 20
 
 ENCODING_NAMES = {
     "utf-8": "UTF-8",
-    "utf-8-sig": "UTF-8 (with a byte order mark)",
+    "utf-8-sig": _("UTF-8 (with a byte order mark)"),
     "utf-16": "UTF-16",
-    "utf-16-le": "UTF-16 little-endian",
-    "utf-16-be": "UTF-16 big-endian",
-    "cp1251": "Windows-1251 (Cyrillic)",
-    "cp1252": "Windows-1252 (Western European)",
-    "cp1254": "Windows-1254 (Turkish)",
-    "cp1250": "Windows-1250 (Central European)",
-    "cp1257": "Windows-1257 (Baltic)",
-    "cp1253": "Windows-1253 (Greek)",
-    "koi8_r": "KOI8-R (Russian)",
-    "cp866": "DOS 866 (Cyrillic)",
-    "mac_cyrillic": "Mac OS Cyrillic",
-    "mac_roman": "Mac OS Roman (Western European)",
+    "utf-16-le": _("UTF-16 little-endian"),
+    "utf-16-be": _("UTF-16 big-endian"),
+    "cp1251": _("Windows-1251 (Cyrillic)"),
+    "cp1252": _("Windows-1252 (Western European)"),
+    "cp1254": _("Windows-1254 (Turkish)"),
+    "cp1250": _("Windows-1250 (Central European)"),
+    "cp1257": _("Windows-1257 (Baltic)"),
+    "cp1253": _("Windows-1253 (Greek)"),
+    "koi8_r": _("KOI8-R (Russian)"),
+    "cp866": _("DOS 866 (Cyrillic)"),
+    "mac_cyrillic": _("Mac OS Cyrillic"),
+    "mac_roman": _("Mac OS Roman (Western European)"),
 }
 _NAMES_BY_CODEC = {codecs.lookup(codec).name: name for codec, name in ENCODING_NAMES.items()}
 
@@ -68,7 +70,7 @@ class EncodingGuess:
 def encoding_name(codec: str) -> str:
     """Return the name a manager knows an encoding by ("Windows-1252 (Western European)")."""
     try:
-        return _NAMES_BY_CODEC.get(codecs.lookup(codec).name, codec)
+        return str(_NAMES_BY_CODEC.get(codecs.lookup(codec).name, codec))
     except LookupError:
         return codec
 

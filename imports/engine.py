@@ -3,6 +3,13 @@
 Each batch commits its codes, its rejected rows, the pool's counts and the job's progress
 together, so a job run again after a crash resumes after the last batch. Started and re-run by
 services.py; run by the Celery task in tasks.py.
+
+What the import writes for a manager to read (each rejected row's reason, the report's notes, a
+refusal of the whole file) is written once, in the language of the manager who started it
+(pools.jobs.staff_language), and stored so: the report, the e-mail that tells of the outcome
+and the rejected rows' download all show the same words, whoever opens them later. Rendering
+at display time instead would let each reader see their own language, but a reason would then
+be a key and parameters rather than the sentence the three places share.
 """
 
 import logging
@@ -14,10 +21,9 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Max, Value
 from django.db.models.functions import Greatest
-from django.utils import timezone
-from django.utils.formats import number_format
-from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from pools.code_services import code_addition_record, load_batch
 from pools.jobs import (
@@ -30,6 +36,7 @@ from pools.jobs import (
     job_held,
     job_step,
     job_touch_queued,
+    staff_language,
 )
 from pools.models import Code, Pool
 from pools.signals import stock_changed_on_commit
@@ -37,9 +44,9 @@ from pools.signals import stock_changed_on_commit
 from .batch_commits import BatchCommitter
 from .cells import shown
 from .generation import CodeFormat, generate_codes
-from .headers import ColumnMapping
+from .headers import TEMPLATE_COLUMNS, ColumnMapping
 from .models import Import, Rejection
-from .readers import FIX_THE_FILE, ImportFileError, open_table
+from .readers import FIX_THE_FILE, ImportFileError, count_text, field_titles, open_table
 from .signals import import_finished_on_commit
 from .validation import (
     DUPLICATE_IN_FILE,
@@ -52,24 +59,25 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-# The report's own lines, written in the language of the manager who started the import (the
-# task runs in it: imports/tasks.py).
-UNEXPECTED_ERROR = gettext_lazy(
+UNEXPECTED_ERROR = _(
     "The import stopped on an unexpected error; the codes of the finished batches are kept. "
-    "Run it again, or tell an administrator: %(error)s"
+    "Run it again, or tell an administrator: {error}"
 )
-STORE_FAILED = gettext_lazy("This row could not be stored: %(error)s")
-COLUMNS_IGNORED = gettext_lazy("Columns ignored: %(columns)s.")
+
+STORE_FAILED = _("This row could not be stored: {error}")
+COLUMNS_IGNORED = _("Columns ignored: {columns}.")
+NO_MORE_CODES = _("No more free codes of this format could be drawn.")
 
 
 def expired_on_arrival(count: int) -> str:
+    """Say that `count` codes were added with their Issue-end or Available-till passed."""
     return ngettext(
-        "%(count)s code was added although its Issue-end or Available-till had already passed: "
+        "{count} code was added although its Issue-end or Available-till had already passed: "
         "it can never be issued or redeemed.",
-        "%(count)s codes were added although their Issue-end or Available-till had already "
+        "{count} codes were added although their Issue-end or Available-till had already "
         "passed: they can never be issued or redeemed.",
         count,
-    ) % {"count": number_format(count, force_grouping=True)}
+    ).format(count=count_text(count))
 
 
 # Between two batch commits the bar moves by the rows read: one cheap UPDATE of the job row
@@ -121,6 +129,12 @@ def import_run(*, import_id: int) -> RunOutcome:
     job = _claim(import_id)
     if not isinstance(job, Import):
         return job
+    # Everything the run writes for a manager to read is in the language of its starter.
+    with translation.override(staff_language(job.created_by)):
+        return _run(job)
+
+
+def _run(job: Import) -> RunOutcome:
     try:
         if job.source == Import.Source.GENERATION:
             _run_generation(job)
@@ -136,13 +150,15 @@ def import_run(*, import_id: int) -> RunOutcome:
         return RunOutcome.BUSY
     except ImportFileError as error:
         # The input itself is at fault: running it again would fail the same way.
+        # Two sentences, each translated: what is wrong, and what to do.
         message = f"{error} {FIX_THE_FILE}" if job.source == Import.Source.FILE else str(error)
         _finish(job, Import.Status.FAILED, message, needs_new_file=True)
     except DATABASE_GONE:
         raise
     except Exception as error:
-        logger.exception("Import %s failed", import_id)
-        _finish(job, Import.Status.FAILED, UNEXPECTED_ERROR % {"error": shown(error, limit=300)})
+        logger.exception("Import %s failed", job.pk)
+        message = UNEXPECTED_ERROR.format(error=shown(error, limit=300))
+        _finish(job, Import.Status.FAILED, message)
     return RunOutcome.FINISHED
 
 
@@ -191,10 +207,14 @@ def _run_rows(job: Import) -> None:
             ask=False,
         )
         if table.ignored_columns and not job.message:
-            job.message = COLUMNS_IGNORED % {"columns": ", ".join(table.ignored_columns)}
+            job.message = COLUMNS_IGNORED.format(columns=", ".join(table.ignored_columns))
             job_held(job).update(message=job.message)
         job_held(job).update(progress_total=table.total)
         order = DateOrder(job.date_order)
+        titles = field_titles(table.mapping)
+        # The column of codes as the file names it, for the rows the commits reject (a
+        # duplicate, a row that could not be stored); read by _code_column.
+        job.code_column = titles[0]
         clean, rejected, skipped = [], [], []
         batch_size = _batch_size()
         # Read once: the commit thread moves job.rows_done on while this loop reads ahead.
@@ -205,10 +225,10 @@ def _run_rows(job: Import) -> None:
             if row_number <= resume_after:
                 # Committed by an earlier attempt; read for the date order its dates settled.
                 if not job.date_order:
-                    clean_row(row_number, cells, tz, order)
+                    clean_row(row_number, cells, tz, order, titles)
                 continue
             last_row = row_number
-            row = clean_row(row_number, cells, tz, order)
+            row = clean_row(row_number, cells, tz, order, titles)
             if isinstance(row, Skipped):
                 skipped.append(row)
                 example_skipped = example_skipped or row.reason == TEMPLATE_EXAMPLE
@@ -231,7 +251,7 @@ def _run_rows(job: Import) -> None:
     notes = [job.message] if job.message else []
     notes += [note for note in table.notes if note not in notes]
     if example_skipped:
-        notes.append(TEMPLATE_EXAMPLE)
+        notes.append(str(TEMPLATE_EXAMPLE))
     if job.codes_expired_on_arrival:
         notes.append(expired_on_arrival(job.codes_expired_on_arrival))
     _finish(
@@ -258,7 +278,7 @@ def _run_generation(job: Import) -> None:
         # pool was filled by other means meanwhile.
         fruitless = fruitless + 1 if job.codes_added == before else 0
         if fruitless >= 3:
-            raise ImportFileError(_("No more free codes of this format could be drawn."))
+            raise ImportFileError(NO_MORE_CODES)
     _finish(job, Import.Status.COMPLETED, "")
 
 
@@ -280,7 +300,7 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
     rows = sorted([*clean, *rejected], key=_row_number)
     if len(rows) == 1:
         (row,) = rows
-        reason = STORE_FAILED % {"error": shown(str(failure).splitlines()[0], limit=120)}
+        reason = STORE_FAILED.format(error=shown(str(failure).splitlines()[0], limit=120))
         if isinstance(row, Rejected):
             # Its value or cells could not be stored: keep the row with them spelled in ASCII.
             stored = Rejected(
@@ -291,9 +311,8 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
                 tuple(_ascii_cell(c) for c in row.cells),
             )
         else:
-            stored = Rejected(
-                row[0], "Code", shown(row[1]), reason[:255], tuple(_ascii_cell(c) for c in row[1:])
-            )
+            cells = tuple(_ascii_cell(c) for c in row[1:])
+            stored = Rejected(row[0], _code_column(job), shown(row[1]), reason[:255], cells)
         logger.warning(
             "Import %s: row %s could not be stored: %s", job.pk, _row_number(row), failure
         )
@@ -312,6 +331,10 @@ def _commit_rows(job, clean, rejected, last_row, progress, skipped=0) -> None:
             part_progress,
             part_skipped,
         )
+
+
+def _code_column(job: Import) -> str:
+    return getattr(job, "code_column", TEMPLATE_COLUMNS[0])
 
 
 def _row_number(row) -> int:
@@ -366,9 +389,9 @@ def _write_batch(job, clean, rejected, last_row, progress, *, generated, skipped
             Rejection(
                 job=job,
                 row_number=row_number,
-                column="Code",
+                column=_code_column(job),
                 value=shown(code),
-                reason=DUPLICATE_IN_FILE,
+                reason=str(DUPLICATE_IN_FILE),
                 cells=[_json_cell(c) for c in by_row[row_number][1:]],
             )
             for row_number, code in result.duplicates

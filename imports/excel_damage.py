@@ -5,24 +5,26 @@ code, saying what happened and how to keep codes as text."""
 import re
 from decimal import Context, Decimal
 
+from django.utils.translation import gettext_lazy as _
+
 from .cells import cell_text, shown
 
-# What Excel did to a code typed or pasted into a column of the General format.
-KEEP_CODES_AS_TEXT = (
-    "Format the Code column as Text in Excel before typing or pasting the codes, then save and "
-    "upload again."
+# What Excel did to a code typed or pasted into a column of the General format, each followed
+# by how to keep codes as text (one message each, so that each reads whole in translation).
+CODE_IN_SCIENTIFIC_NOTATION = _(
+    "Excel wrote this code in scientific notation ({value}), so its digits are lost. Format the "
+    "column of codes as Text in Excel before typing or pasting the codes, then save and upload "
+    "again."
 )
-CODE_IN_SCIENTIFIC_NOTATION = (
-    "Excel wrote this code in scientific notation ({value}), so its digits are lost. "
-    + KEEP_CODES_AS_TEXT
-)
-CODE_PAST_15_DIGITS = (
+CODE_PAST_15_DIGITS = _(
     "Excel keeps 15 digits of a number, so the digits of this code after the 15th are lost "
-    "({value}). " + KEEP_CODES_AS_TEXT
+    "({value}). Format the column of codes as Text in Excel before typing or pasting the "
+    "codes, then save and upload again."
 )
-CODE_TURNED_INTO_DATE = (
+CODE_TURNED_INTO_DATE = _(
     "Excel turned this code into a date or a time ({value}), so the code as typed is lost. "
-    + KEEP_CODES_AS_TEXT
+    "Format the column of codes as Text in Excel before typing or pasting the codes, then save "
+    "and upload again."
 )
 
 # What Excel shows for a cell whose formula failed, and writes so into a CSV. (calamine reads

@@ -13,7 +13,18 @@ the upload page and kept with the import); a file of a single column of codes ne
 import re
 from dataclasses import dataclass, field
 
+from django.utils.translation import pgettext_lazy
+
 TEMPLATE_COLUMNS = ("Code", "Issue-start", "Issue-end", "Available-from", "Available-till")
+# The template's columns as a message names them to a manager, in the manager's language (the
+# Russian names are among the SYNONYMS, so a file headed with them reads the same).
+TEMPLATE_COLUMN_NAMES = (
+    pgettext_lazy("template column", "Code"),
+    pgettext_lazy("template column", "Issue-start"),
+    pgettext_lazy("template column", "Issue-end"),
+    pgettext_lazy("template column", "Available-from"),
+    pgettext_lazy("template column", "Available-till"),
+)
 FIELDS = ("code", "issue_start", "issue_end", "available_from", "available_till")
 
 # The names people give each column, in English and Russian; compared by header_key.

@@ -6,12 +6,13 @@ import time
 from typing import BinaryIO
 
 from django.conf import settings
+from django.utils.translation import gettext_lazy as _
 
 from .headers import ColumnMapping
 from .readers import open_table, unpacked_size
 from .validation import SLASHED_DATE, DateOrder
 
-AMBIGUOUS_DATES = (
+AMBIGUOUS_DATES = _(
     "The dates in “{name}” (such as “{example}”) could be day-first or month-first: choose the "
     "date order."
 )
@@ -94,7 +95,7 @@ def _slashed_date_orders(rows) -> tuple[set[str], str]:
     orders: set[str] = set()
     example = ""
     deadline = time.monotonic() + _SECONDS
-    for count, (_, cells) in enumerate(rows):
+    for count, (_number, cells) in enumerate(rows):
         if count >= _ROWS_LOOKED_AT or time.monotonic() > deadline:
             break
         if not isinstance(cells, tuple):

@@ -21,6 +21,8 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from pools.models import Pool
 from pools.selectors import pool_codes_present
@@ -35,7 +37,7 @@ from .column_choices import (
 from .encodings import encoding_name
 from .headers import ColumnMapping, title_text
 from .inspection import AmbiguousDates, date_order_found, sheets_loadable
-from .readers import ColumnsUnclear, EncodingUnclear, open_table
+from .readers import ColumnsUnclear, EncodingUnclear, count_text, field_titles, open_table
 from .validation import (
     DUPLICATE_IN_FILE,
     TEMPLATE_EXAMPLE,
@@ -50,13 +52,9 @@ ROWS_SHOWN = 10
 # How often (in rows) the sample looks at the clock.
 _CLOCK_EVERY = 500
 
-SAMPLED = (
-    "Read the first {rows:,} rows of about {total} ({percent} of the file): the counts are of "
-    "those."
-)
 # The import's own note (engine._run_rows), said the same way.
-COLUMNS_IGNORED = "Columns ignored: {columns}."
-WORKBOOK_NOT_READ = (
+COLUMNS_IGNORED = _("Columns ignored: {columns}.")
+WORKBOOK_NOT_READ = _(
     "“{name}” is a workbook too large to read while you wait: the import reads it all, and its "
     "report gives the counts."
 )
@@ -125,7 +123,7 @@ class Preview:
     counts: Counts | None = None
     rows: list[PreviewRow] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
-    # Said when only the first part of the file was read (SAMPLED).
+    # Said when only the first part of the file was read (_sampled).
     sampled: str = ""
     # Said when the file could not be read while the manager waits (WORKBOOK_NOT_READ).
     not_read: str = ""
@@ -159,9 +157,11 @@ class Preview:
     @property
     def date_order_text(self) -> str:
         if not self.date_order:
-            return "None: no slashed date in the file reads one way only"
-        name = DateOrder.NAMES[self.date_order].capitalize()
-        return f"{name} (chosen)" if self.date_order_chosen else f"{name}, as the file's dates say"
+            return gettext("None: no slashed date in the file reads one way only")
+        name = DateOrder.NAMES[self.date_order]
+        if self.date_order_chosen:
+            return gettext("{order}, as chosen").format(order=name).capitalize()
+        return gettext("{order}, as the file's dates say").format(order=name).capitalize()
 
 
 def file_preview(
@@ -259,13 +259,15 @@ def _read(preview: Preview, *, pool, file, encoding: str, chosen: ColumnMapping 
             preview.example = error.example
             return
         preview.date_order, preview.date_order_from_file = order, bool(order)
-    example_skipped = _count(preview, pool=pool, rows=rows, order=order)
+    example_skipped = _count(
+        preview, pool=pool, rows=rows, order=order, titles=field_titles(table.mapping)
+    )
     # The report's notes, in its order: the import's own note, then the reader's.
     if table.ignored_columns and not preview.remembered:
         preview.notes.append(COLUMNS_IGNORED.format(columns=", ".join(table.ignored_columns)))
     preview.notes += [note for note in table.notes if note not in preview.notes]
     if example_skipped:
-        preview.notes.append(TEMPLATE_EXAMPLE)
+        preview.notes.append(str(TEMPLATE_EXAMPLE))
 
 
 def _sample(table) -> tuple[list, bool]:
@@ -286,8 +288,14 @@ def _sampled(count: int, table) -> str:
     # a sheet's in rows: either way a share of the whole.
     share = min(table.progress() / table.total, 1.0) if table.total else 1.0
     estimate = max(round(count / share), count + 1) if share else count + 1
-    percent = "under 1 %" if share < 0.01 else f"{round(share * 100)} %"
-    return SAMPLED.format(rows=count, total=f"{_rounded(estimate):,}", percent=percent)
+    percent = gettext("under 1 %") if share < 0.01 else f"{round(share * 100)} %"
+    return ngettext(
+        "Read the first {rows} row of about {total} ({percent} of the file): the counts are of "
+        "that row.",
+        "Read the first {rows} rows of about {total} ({percent} of the file): the counts are of "
+        "those.",
+        count,
+    ).format(rows=count_text(count), total=count_text(_rounded(estimate)), percent=percent)
 
 
 def _rounded(number: int) -> int:
@@ -296,7 +304,7 @@ def _rounded(number: int) -> int:
     return round(number, -(digits - 2)) if digits > 2 else number
 
 
-def _count(preview: Preview, *, pool: Pool, rows: list, order: str) -> bool:
+def _count(preview: Preview, *, pool: Pool, rows: list, order: str, titles: tuple) -> bool:
     """Fill in the counts, the first rows to store and the first rows not added, as the worker
     would find them; return whether the template's example row was skipped."""
     tz = timezone.get_current_timezone()
@@ -308,7 +316,7 @@ def _count(preview: Preview, *, pool: Pool, rows: list, order: str) -> bool:
     not_added: list = []
     example_skipped = False
     for row_number, cells in rows:
-        row = clean_row(row_number, cells, tz, dates)
+        row = clean_row(row_number, cells, tz, dates, titles)
         if isinstance(row, Skipped):
             counts.skipped += 1
             example_skipped = example_skipped or row.reason == TEMPLATE_EXAMPLE
@@ -332,7 +340,8 @@ def _count(preview: Preview, *, pool: Pool, rows: list, order: str) -> bool:
         else:
             # The same code in an earlier row of the file.
             counts.duplicates_in_file += 1
-            _keep(preview.rejected, Rejected(row[0], "Code", shown(row[1]), DUPLICATE_IN_FILE, ()))
+            duplicate = Rejected(row[0], titles[0], shown(row[1]), str(DUPLICATE_IN_FILE), ())
+            _keep(preview.rejected, duplicate)
     now = timezone.now()
     for row in clean:
         if row[1] in present:

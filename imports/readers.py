@@ -24,6 +24,9 @@ from typing import BinaryIO
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext, ngettext_lazy, pgettext_lazy
 
 from pools.uploads import FILE_TOO_LARGE, upload_too_large
 
@@ -32,6 +35,7 @@ from .headers import (
     FIELDS,
     FIRST_ROWS_SHOWN,
     HEADER_SEARCH_ROWS,
+    TEMPLATE_COLUMN_NAMES,
     TEMPLATE_COLUMNS,
     ColumnMapping,
     HeaderMatch,
@@ -53,65 +57,101 @@ __all__ = [
 
 # The formats a manager can upload, named as the message of a refusal names them.
 FORMATS = {
-    "csv": "a CSV file",
-    "xlsx": "an Excel workbook (.xlsx)",
-    "xlsm": "an Excel macro-enabled workbook (.xlsm)",
-    "xlsb": "an Excel binary workbook (.xlsb)",
-    "xls": "an Excel 97-2003 workbook (.xls)",
-    "ods": "an OpenDocument spreadsheet (.ods)",
+    "csv": _("a CSV file"),
+    "xlsx": _("an Excel workbook (.xlsx)"),
+    "xlsm": _("an Excel macro-enabled workbook (.xlsm)"),
+    "xlsb": _("an Excel binary workbook (.xlsb)"),
+    "xls": _("an Excel 97-2003 workbook (.xls)"),
+    "ods": _("an OpenDocument spreadsheet (.ods)"),
 }
 SPREADSHEET_EXTENSIONS = ("xlsx", "xlsm", "xlsb", "xls", "ods")
 ACCEPTED_EXTENSIONS = (".csv", ".txt", *(f".{e}" for e in SPREADSHEET_EXTENSIONS))
-FIX_THE_FILE = "Fix the file and upload it again."
+FIX_THE_FILE = _("Fix the file and upload it again.")
 
-NOT_A_TABLE = (
-    "“{name}” is not a CSV file or a spreadsheet{what}. Upload it as .csv, .xlsx, .xlsm, .xlsb, "
-    ".xls or .ods."
+NOT_A_TABLE = _(
+    "“{name}” is not a CSV file or a spreadsheet. Upload it as .csv, .xlsx, .xlsm, .xlsb, .xls "
+    "or .ods."
 )
-DAMAGED = "“{name}” cannot be read as {format}: it is damaged, or not really {format}."
-ENCRYPTED = "“{name}” is protected with a password. Save it without one and upload again."
-EMPTY_FILE = "“{name}” is empty."
-BLANK_FILE = "“{name}” holds nothing but blank rows."
-BLANK_HEAD = (
+# The same, when the first bytes say what the file is (_MAGIC).
+NOT_A_TABLE_BUT = _(
+    "“{name}” is not a CSV file or a spreadsheet (it is {what}). Upload it as .csv, .xlsx, "
+    ".xlsm, .xlsb, .xls or .ods."
+)
+DAMAGED = _("“{name}” cannot be read as {format}: it is damaged, or not really {format}.")
+ENCRYPTED = _("“{name}” is protected with a password. Save it without one and upload again.")
+EMPTY_FILE = _("“{name}” is empty.")
+BLANK_FILE = _("“{name}” holds nothing but blank rows.")
+BLANK_HEAD = ngettext_lazy(
+    "The first {rows} row of “{name}” is blank: the header must be within it. Delete the "
+    "blank rows above it.",
     "The first {rows} rows of “{name}” are blank: the header must be within them. Delete the "
-    "blank rows above it."
+    "blank rows above it.",
+    HEADER_SEARCH_ROWS,
 )
-NO_ROWS = "“{name}” has a header but no rows of codes under it."
-NO_CODE_COLUMN = (
+NO_ROWS = _("“{name}” has a header but no rows of codes under it.")
+NO_CODE_COLUMN = _(
     "“{name}” has no column of codes: no column is named Code (or Promo code, Coupon, Код, "
     "Промокод). Columns found: {found}."
 )
-NO_CODE_COLUMN_ON_ANY_SHEET = (
+NO_CODE_COLUMN_ON_ANY_SHEET = _(
     "“{name}” has no column of codes on any sheet. Sheets looked at: {sheets}."
 )
-REPEATED_COLUMN = "“{name}” has more than one column for {field}: {columns}."
-CHOOSE_COLUMNS = "Choose the columns on the upload page, or rename the one to read."
-HEADER_BELOW_ONE = "The header is on row {row}: the row above it was skipped."
-HEADER_BELOW = "The header is on row {row}: the {count} rows above it were skipped."
-NO_HEADER = "The file has no header: every row was read as a code."
-CHOSEN_COLUMNS = "Columns as chosen on the upload page: {columns}."
-REMEMBERED_COLUMNS = "Columns as chosen for this pool's last upload: {columns}."
-ZIP_BOMB = (
-    "“{name}” would unpack to {unpacked}, {ratio:,} times its size: refused as a possible zip "
+REPEATED_COLUMN = _("“{name}” has more than one column for {field}: {columns}.")
+CHOOSE_COLUMNS = _("Choose the columns on the upload page, or rename the one to read.")
+NO_HEADER = _("The file has no header: every row was read as a code.")
+CHOSEN_COLUMNS = _("Columns as chosen on the upload page: {columns}.")
+REMEMBERED_COLUMNS = _("Columns as chosen for this pool's last upload: {columns}.")
+# One column of CHOSEN_COLUMNS: "Code from column B (“Promo code”)".
+COLUMN_FROM = _("{field} from {column}")
+COLUMN_LETTER = _("column {letter}")
+COLUMN_LETTER_TITLED = _("column {letter} (“{title}”)")
+AND_MORE = _("and {count} more")
+NO_COLUMNS = pgettext_lazy("columns found", "none")
+# A file's own words (a column's title) quoted in a message.
+QUOTED = _("“{text}”")
+ZIP_BOMB = _(
+    "“{name}” would unpack to {unpacked}, {ratio} times its size: refused as a possible zip "
     "bomb. Save the sheet as CSV instead."
 )
-UNREADABLE_ROW = "This row cannot be read: {error}."
+UNREADABLE_ROW = _("This row cannot be read: {error}.")
+
+
+def header_below(row: int, count: int) -> str:
+    """Say that the header is on `row` (as the file numbers it: 1502, never 1,502) with
+    `count` rows above it skipped."""
+    return ngettext(
+        "The header is on row {row}: the row above it was skipped.",
+        "The header is on row {row}: the {count} rows above it were skipped.",
+        count,
+    ).format(row=row, count=count)
+
+
+def quoted(text: str) -> str:
+    return QUOTED.format(text=text)
+
+
+def count_text(count: int) -> str:
+    """A count as a message shows it, grouped as the reader's language groups digits."""
+    return number_format(count, force_grouping=True)
+
 
 # What a file that is not a table usually is, by its first bytes, to say so in the refusal.
 _MAGIC = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"\x1f\x8b", "a gzip archive"),
-    (b"7z\xbc\xaf", "a 7-Zip archive"),
-    (b"Rar!", "a RAR archive"),
-    (b"{\\rtf", "an RTF document"),
+    (b"\x89PNG", _("a PNG image")),
+    (b"\xff\xd8\xff", _("a JPEG image")),
+    (b"GIF8", _("a GIF image")),
+    (b"%PDF", _("a PDF document")),
+    (b"\x1f\x8b", _("a gzip archive")),
+    (b"7z\xbc\xaf", _("a 7-Zip archive")),
+    (b"Rar!", _("a RAR archive")),
+    (b"{\\rtf", _("an RTF document")),
 )
+A_DOCUMENT = _("a word-processing document")
+A_ZIP = _("a ZIP archive")
 
 SAMPLE_SIZE = 64 * 1024
 # A row that repeats the header (files joined one after another): read, and skipped.
-HEADER_AGAIN = SkippedRow("The header again, as a row: skipped.")
+HEADER_AGAIN = SkippedRow(_("The header again, as a row: skipped."))
 
 
 class ImportFileError(Exception):
@@ -133,7 +173,7 @@ class ColumnsUnclear(ImportFileError):
     the columns on the upload page, from the file's first rows."""
 
     def __init__(self, message: str, *, head: list, skip: int = 0, delimiter="", sheet=""):
-        super().__init__(f"{message} {CHOOSE_COLUMNS}")
+        super().__init__(f"{message} {CHOOSE_COLUMNS}")  # two sentences, each translated
         rows = [(number, cells) for number, cells in head[skip:] if not is_blank(cells)]
         rows = rows[:FIRST_ROWS_SHOWN]
         # The file's first rows that are not blank, as text, and their row numbers.
@@ -162,6 +202,20 @@ class Table:
     readings: list = field(default_factory=list)
 
 
+def field_titles(mapping: ColumnMapping | None) -> tuple[str, ...]:
+    """The template's columns as a file read with `mapping` names them, for the reasons of its
+    rejected rows: the header's titles where the file has a header, else the template's names
+    in the reader's language ("Промокод" for a file headed so, "Code" or "Код" for a list
+    without a header)."""
+    titles = mapping.titles if mapping is not None and mapping.header_row else ()
+    named = []
+    for column in mapping.columns if mapping is not None else ():
+        title = titles[column] if column is not None and column < len(titles) else ""
+        named.append(short(title) if title_text(title) else "")
+    named += [""] * (len(FIELDS) - len(named))
+    return tuple(name or str(TEMPLATE_COLUMN_NAMES[i]) for i, name in enumerate(named))
+
+
 def check_size(*, name: str, size: int) -> None:
     """Refuse a file over IMPORT_MAX_FILE_SIZE with the upload form's message."""
     refusal = upload_too_large(name=name, size=size, limit=settings.IMPORT_MAX_FILE_SIZE)
@@ -182,11 +236,11 @@ def detect_format(head: bytes, *, name: str, file: BinaryIO | None = None, size:
         return "xls"  # an OLE container; calamine tells a damaged one (or a .doc) later
     for magic, what in _MAGIC:
         if head.startswith(magic):
-            raise ImportFileError(NOT_A_TABLE.format(name=name, what=f" (it is {what})"))
+            raise ImportFileError(NOT_A_TABLE_BUT.format(name=name, what=what))
     if extension in SPREADSHEET_EXTENSIONS:
         raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[extension]))
     if not _looks_like_text(head):
-        raise ImportFileError(NOT_A_TABLE.format(name=name, what=""))
+        raise ImportFileError(NOT_A_TABLE.format(name=name))
     return "csv"
 
 
@@ -212,11 +266,11 @@ def _zip_format(file, *, name: str, size: int, extension: str) -> str:
     if extension in SPREADSHEET_EXTENSIONS:
         raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[expected]))
     what = (
-        " (it is a word-processing document)"
+        A_DOCUMENT
         if "word/document.xml" in members or (b"opendocument.text" in mimetype)
-        else " (it is a ZIP archive)"
+        else A_ZIP
     )
-    raise ImportFileError(NOT_A_TABLE.format(name=name, what=what))
+    raise ImportFileError(NOT_A_TABLE_BUT.format(name=name, what=what))
 
 
 def _looks_like_text(sample: bytes) -> bool:
@@ -293,10 +347,10 @@ def _with_first_row(table: Table, *, name: str) -> Table:
 
 
 def columns_found(titles: list[str]) -> str:
-    shown = [f"“{short(t)}”" for t in titles if t]
+    shown = [quoted(short(t)) for t in titles if t]
     if len(shown) > 20:
-        shown = [*shown[:20], f"and {len(shown) - 20} more"]
-    return ", ".join(shown) or "none"
+        shown = [*shown[:20], AND_MORE.format(count=count_text(len(shown) - 20))]
+    return ", ".join(shown) or str(NO_COLUMNS)
 
 
 def short(text: str, limit: int = 60) -> str:
@@ -402,8 +456,8 @@ def matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter=
         raise ColumnsUnclear(
             REPEATED_COLUMN.format(
                 name=name,
-                field=TEMPLATE_COLUMNS[FIELDS.index(field_name)],
-                columns=", ".join(f"“{short(t)}”" for t in titles),
+                field=TEMPLATE_COLUMN_NAMES[FIELDS.index(field_name)],
+                columns=", ".join(quoted(short(t)) for t in titles),
             ),
             head=head,
             skip=skip,
@@ -411,11 +465,7 @@ def matched_layout(head, position, match: HeaderMatch, *, name, skip, delimiter=
         )
     number = head[position][0]
     above = position - skip
-    notes = []
-    if above == 1:
-        notes.append(HEADER_BELOW_ONE.format(row=number))
-    elif above > 1:
-        notes.append(HEADER_BELOW.format(row=number, count=above))
+    notes = [header_below(number, above)] if above > 0 else []
     mapping = ColumnMapping(number, tuple(match.columns), tuple(match.titles))
     return Layout(
         position,
@@ -436,14 +486,14 @@ def chosen_layout(head, mapping: ColumnMapping) -> Layout:
                 position, titles = index, [title_text(c) for c in cells]
                 break
     chosen = ", ".join(
-        f"{TEMPLATE_COLUMNS[f]} from {_column_label(i, titles)}"
+        COLUMN_FROM.format(field=TEMPLATE_COLUMN_NAMES[f], column=_column_label(i, titles))
         for f, i in enumerate(mapping.columns)
         if i is not None
     )
     return Layout(
         position,
         list(mapping.columns),
-        [short(t) for t in titles if t] or ["Code"],
+        [short(t) for t in titles if t] or [TEMPLATE_COLUMNS[0]],
         _columns_not_read(head, position, mapping, titles),
         mapping,
         [(REMEMBERED_COLUMNS if mapping.remembered else CHOSEN_COLUMNS).format(columns=chosen)],
@@ -459,7 +509,8 @@ def _columns_not_read(head, position, mapping: ColumnMapping, titles: list) -> l
     }
     left = sorted(used - {i for i in mapping.columns if i is not None})
     named = [_column_label(index, titles) for index in left[:10]]
-    return named + ([f"and {len(left) - 10:,} more"] if len(left) > 10 else [])
+    more = AND_MORE.format(count=count_text(len(left) - 10))
+    return named + ([more] if len(left) > 10 else [])
 
 
 def column_letter(index: int) -> str:
@@ -474,7 +525,9 @@ def column_letter(index: int) -> str:
 
 def _column_label(index: int, titles: list) -> str:
     title = titles[index] if index < len(titles) and titles[index] else ""
-    return f"column {column_letter(index)}" + (f" (“{short(title)}”)" if title else "")
+    if title:
+        return COLUMN_LETTER_TITLED.format(letter=column_letter(index), title=short(title))
+    return COLUMN_LETTER.format(letter=column_letter(index))
 
 
 def single_column(head, skip: int = 0) -> bool:
@@ -485,7 +538,7 @@ def single_column(head, skip: int = 0) -> bool:
 
 def headerless_layout() -> Layout:
     mapping = ColumnMapping(0, (0, None, None, None, None))
-    return Layout(None, list(mapping.columns), ["Code"], [], mapping, [NO_HEADER])
+    return Layout(None, list(mapping.columns), [TEMPLATE_COLUMNS[0]], [], mapping, [str(NO_HEADER)])
 
 
 def blank_file_message(name: str, rows_looked_at: int) -> str:
@@ -524,7 +577,7 @@ def _check_zip_bomb(file: BinaryIO, *, name: str, size: int, file_format: str) -
         ratio > settings.IMPORT_MAX_XLSX_RATIO and unpacked > 50 * 1024 * 1024
     ):
         raise ImportFileError(
-            ZIP_BOMB.format(name=name, unpacked=filesizeformat(unpacked), ratio=ratio)
+            ZIP_BOMB.format(name=name, unpacked=filesizeformat(unpacked), ratio=count_text(ratio))
         )
 
 

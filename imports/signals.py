@@ -30,19 +30,3 @@ def refill_stopped_on_commit(job) -> None:
     from .models import Import
 
     transaction.on_commit(lambda: refill_stopped.send(sender=Import, job=job), robust=True)
-
-
-# How the language of a staff member is found outside a request, for what a worker writes to
-# them (an import's or an assignment's report). The notifications app, which remembers each
-# staff member's language, installs its reader in ready() (imports may not import it); until
-# then, the project's default.
-staff_language_readers: list = []
-
-
-def staff_language(user) -> str:
-    """Return the language to write to `user` in (see staff_language_readers)."""
-    from django.conf import settings
-
-    for read in staff_language_readers:
-        return read(user)
-    return settings.LANGUAGE_CODE

@@ -15,6 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy, pgettext_lazy
+
 from pools.models import CODE_MAX_LENGTH
 
 from .cells import cell_text, shown
@@ -28,35 +31,57 @@ from .excel_damage import (
     looks_like_excel_date,
     number_code,
 )
-from .readers import BLANK_ROW, TEMPLATE_COLUMNS, UnreadableRow
+from .headers import TEMPLATE_COLUMN_NAMES
+from .readers import BLANK_ROW, UnreadableRow
 from .rows import SkippedRow
 
-EMPTY_CODE = "The code is empty."
-CODE_TOO_LONG = f"The code is longer than {CODE_MAX_LENGTH} characters."
-CODE_NOT_TYPABLE = "The code contains a space or a character that cannot be typed."
-CODE_WITH_CHARACTER = (
-    "The code contains {character} at character {position}, which cannot be typed as part of a "
-    "code: remove it."
+EMPTY_CODE = _("The code is empty.")
+CODE_TOO_LONG = ngettext_lazy(
+    "The code is longer than {limit} character.",
+    "The code is longer than {limit} characters.",
+    CODE_MAX_LENGTH,
 )
-CODE_NOT_DECODED = (
+CODE_NOT_TYPABLE = _("The code contains a space or a character that cannot be typed.")
+CODE_WITH_CHARACTER = _(
+    "The code has {character} at position {position}, which cannot be part of a code: remove it."
+)
+# What CODE_WITH_CHARACTER names: a space, or a character by its Unicode name and number.
+A_SPACE = _("a space")
+A_CHARACTER = _("a {name} ({number})")
+A_CONTROL_CHARACTER = _("a control character ({number})")
+CODE_NOT_DECODED = _(
     "The code holds bytes that are not text in the file's encoding (shown as �): save the file "
     "as “CSV UTF-8” and upload it again."
 )
-BAD_DATE = "“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY."
-AMBIGUOUS_DATE = (
+BAD_DATE = _("“{value}” is not a date: use YYYY-MM-DD HH:MM, DD.MM.YYYY HH:MM or DD/MM/YYYY.")
+AMBIGUOUS_DATE = _(
     "“{value}” could be day-first or month-first, and no date above it has a day above 12 to "
     "tell: choose the date order on the upload form and upload again."
 )
-AGAINST_DATE_ORDER = "“{value}” is not a date: this file's dates are read {order}, as {settled_by}."
-# What settled a file's date order, as AGAINST_DATE_ORDER names it; {where} is " (row 5)".
-SETTLED_BY_DATE = "“{value}”{where} shows"
-SETTLED_BY_FORM = "chosen on the upload form"
-END_BEFORE_START = "{end} is before {start}."
-DUPLICATE_IN_FILE = "The same code is in an earlier row."
-TEMPLATE_EXAMPLE = "This is the template's example row, not a code: skipped."
-BLANK = "Blank row: skipped."
-DATE_TOO_LONG = "The {column} cell is longer than {limit} characters: it is not a date."
-EXCEL_ERROR = "The cell holds the Excel error {error}."
+# A date refused for the file's date order, and what settled the order: a date of the file
+# that reads one way only (on its row, when known), or the upload form.
+AGAINST_ORDER_SHOWN_ON_ROW = _(
+    "“{value}” is not a date: this file's dates are read {order}, as “{example}” (row {row}) shows."
+)
+AGAINST_ORDER_SHOWN = _(
+    "“{value}” is not a date: this file's dates are read {order}, as “{example}” shows."
+)
+AGAINST_ORDER_CHOSEN = _(
+    "“{value}” is not a date: this file's dates are read {order}, as chosen on the upload form."
+)
+END_BEFORE_START = _("The {end} date is before the {start} date.")
+DUPLICATE_IN_FILE = _("The same code is in an earlier row.")
+TEMPLATE_EXAMPLE = _("This is the template's example row, not a code: skipped.")
+BLANK = _("Blank row: skipped.")
+# Longer than any date in any accepted form (the longest, 2026-03-01T10:15:00.000000+05:30,
+# has 32 characters).
+DATE_MAX_LENGTH = 100
+DATE_TOO_LONG = ngettext_lazy(
+    "The {column} cell is longer than {limit} character: it is not a date.",
+    "The {column} cell is longer than {limit} characters: it is not a date.",
+    DATE_MAX_LENGTH,
+)
+EXCEL_ERROR = _("The cell holds the Excel error {error}.")
 # The template's example code (templates_download.template_example_row): an unedited template
 # must not put it into a pool as a live code.
 TEMPLATE_EXAMPLE_CODE = "SPRING-7KQ2"
@@ -86,11 +111,15 @@ class DateOrder:
 
     DAY_FIRST = "dmy"
     MONTH_FIRST = "mdy"
-    NAMES = {DAY_FIRST: "day-first", MONTH_FIRST: "month-first"}
+    NAMES = {
+        DAY_FIRST: pgettext_lazy("date order", "day-first"),
+        MONTH_FIRST: pgettext_lazy("date order", "month-first"),
+    }
 
     def __init__(self, order: str = ""):
         self.order = order
-        self.shown_by = ""
+        # The date that settled the order and its row (0: not known), or () for none.
+        self.shown_by: tuple = ()
 
     @classmethod
     def readable_as(cls, first: int, second: int) -> set[str]:
@@ -112,13 +141,7 @@ class DateOrder:
             raise ValueError(text)
         if self.order:
             if self.order not in readable_as:
-                raise DateOrderError(
-                    AGAINST_DATE_ORDER.format(
-                        value=shown(text, limit=40),
-                        order=self.NAMES[self.order],
-                        settled_by=self.shown_by or SETTLED_BY_FORM,
-                    )
-                )
+                raise DateOrderError(self._against_order(text))
         elif len(readable_as) == 2 and first != second:
             raise DateOrderError(AMBIGUOUS_DATE.format(value=shown(text)))
         # else equal parts (04/04), read the same either way: they settle nothing.
@@ -140,11 +163,23 @@ class DateOrder:
             moment = datetime(year, month, day, hour, int(minute), int(sec or 0))
         if settles:
             # Only a date that is one (not 31/02/2026) settles the order, and shows it.
-            where = f" (row {row})" if row else ""
             self.order = order
             # Shortened as the value is, so the reason fits its 255 characters.
-            self.shown_by = SETTLED_BY_DATE.format(value=shown(text, limit=40), where=where)
+            self.shown_by = (shown(text, limit=40), row)
         return moment
+
+    def _against_order(self, text: str) -> str:
+        """Why `text` is not a date in this order, naming what settled the order."""
+        value, order = shown(text, limit=40), self.NAMES[self.order]
+        if not self.shown_by:
+            return AGAINST_ORDER_CHOSEN.format(value=value, order=order)
+        example, row = self.shown_by
+        if row:
+            # The row number as the file shows it: 1502, never 1,502.
+            return AGAINST_ORDER_SHOWN_ON_ROW.format(
+                value=value, order=order, example=example, row=row
+            )
+        return AGAINST_ORDER_SHOWN.format(value=value, order=order, example=example)
 
 
 class DateOrderError(ValueError):
@@ -208,11 +243,6 @@ def parse_datetime(
     raise ValueError(value)
 
 
-# Longer than any date in any accepted form (the longest, 2026-03-01T10:15:00.000000+05:30,
-# has 32 characters).
-DATE_MAX_LENGTH = 100
-
-
 def _code(value) -> tuple[str, str | None]:
     """Return the code a Code cell holds and None, or the cell as shown and why it holds no
     code: empty, too long, not typable, or a code Excel already damaged."""
@@ -240,9 +270,9 @@ def _text_code(code: str) -> tuple[str, str | None]:
     if code.startswith('="') and (text := _EXCEL_TEXT_FORMULA.fullmatch(code)):
         code = text.group(1).replace('""', '"').strip()
     if not code:
-        return code, EMPTY_CODE
+        return code, str(EMPTY_CODE)
     if len(code) > CODE_MAX_LENGTH:
-        return code, CODE_TOO_LONG
+        return code, CODE_TOO_LONG.format(limit=CODE_MAX_LENGTH)
     # Every form of Excel's damage has a sign or a separator (+ - / . :) and starts as a number
     # or a month does: testing for that first keeps a code such as K0000001 or 000123 at 0.4 µs
     # here; the two expressions would add 1 to 1.5 µs to each of a million rows.
@@ -256,10 +286,10 @@ def _text_code(code: str) -> tuple[str, str | None]:
         return code, EXCEL_ERROR.format(error=code)
     if not code.isprintable() or _SPACE.search(code):
         if "\ufffd" in code:
-            return code, CODE_NOT_DECODED
+            return code, str(CODE_NOT_DECODED)
         return code, _untypable(code)
     if "\ufffd" in code:
-        return code, CODE_NOT_DECODED
+        return code, str(CODE_NOT_DECODED)
     return code, None
 
 
@@ -267,60 +297,74 @@ def _untypable(code: str) -> str:
     """Name the first character of a code that cannot be typed in one (a no-break space)."""
     for position, char in enumerate(code, start=1):
         if char == " ":
-            return CODE_WITH_CHARACTER.format(character="a space", position=position)
+            return CODE_WITH_CHARACTER.format(character=A_SPACE, position=position)
         if not char.isprintable() or char.isspace():
-            name = unicodedata.name(char, "control character").lower()
-            character = f"a {name} (U+{ord(char):04X})"
+            name, number = unicodedata.name(char, "").lower(), f"U+{ord(char):04X}"
+            if name:
+                character = A_CHARACTER.format(name=name, number=number)
+            else:
+                character = A_CONTROL_CHARACTER.format(number=number)
             return CODE_WITH_CHARACTER.format(character=character, position=position)
-    return CODE_NOT_TYPABLE
+    return str(CODE_NOT_TYPABLE)
 
 
-def clean_row(row_number: int, cells, tz: tzinfo, order: DateOrder | None = None):
+def clean_row(
+    row_number: int, cells, tz: tzinfo, order: DateOrder | None = None, titles: tuple = ()
+):
     """Return (row_number, code, issue_start, issue_end, available_from, available_till) with
     the dates as naive ISO 8601 text in the time zone `tz`, or Rejected, or Skipped (a blank
-    row, the template's example row)."""
+    row, the template's example row).
+
+    A rejection names its column as the file does: `titles` are the file's names of the
+    template's columns (readers.field_titles), else the template's names are used."""
     if cells is BLANK_ROW:
-        return Skipped(row_number, BLANK)
+        return Skipped(row_number, str(BLANK))
     if isinstance(cells, SkippedRow):
-        return Skipped(row_number, cells.reason)
+        return Skipped(row_number, str(cells.reason))
     if isinstance(cells, UnreadableRow):
         # The cells that could be read go with it, for the rejected rows' download.
         return Rejected(
-            row_number, cells.column, shown(cells.value), cells.reason[:255], tuple(cells.cells)
+            row_number,
+            cells.column,
+            shown(cells.value),
+            str(cells.reason)[:255],
+            tuple(cells.cells),
         )
     raw_code, *raw_dates = cells
     code, reason = _code(raw_code)
     if reason:
-        return Rejected(row_number, TEMPLATE_COLUMNS[0], shown(code), reason, cells)
+        return Rejected(row_number, _title(titles, 0), shown(code), reason, cells)
     if code == TEMPLATE_EXAMPLE_CODE:
-        return Skipped(row_number, TEMPLATE_EXAMPLE)
+        return Skipped(row_number, str(TEMPLATE_EXAMPLE))
     if not any(raw_dates):
         return (row_number, code, None, None, None, None)
     dates = []
     for index, value in enumerate(raw_dates, start=1):
-        column = TEMPLATE_COLUMNS[index]
         text = value.strip() if isinstance(value, str) else ""
         if text in EXCEL_ERRORS:
+            column = _title(titles, index)
             return Rejected(row_number, column, text, EXCEL_ERROR.format(error=text), cells)
         if len(text) > DATE_MAX_LENGTH:
+            column = _title(titles, index)
             reason = DATE_TOO_LONG.format(column=column, limit=DATE_MAX_LENGTH)
             return Rejected(row_number, column, shown(value), reason, cells)
         try:
             dates.append(parse_datetime(value, end=index % 2 == 0, order=order, row=row_number))
         except DateOrderError as error:
-            return Rejected(row_number, column, shown(value), str(error), cells)
+            return Rejected(row_number, _title(titles, index), shown(value), str(error), cells)
         except (ValueError, TypeError, OverflowError):
             text = shown(value)
-            return Rejected(row_number, column, text, BAD_DATE.format(value=text), cells)
+            reason = BAD_DATE.format(value=text)
+            return Rejected(row_number, _title(titles, index), text, reason, cells)
     try:
         for start, end in ((0, 1), (2, 3)):
             if dates[start] and dates[end] and _aware(dates[end], tz) < _aware(dates[start], tz):
                 return Rejected(
                     row_number,
-                    TEMPLATE_COLUMNS[end + 1],
+                    _title(titles, end + 1),
                     shown(raw_dates[end]),
                     END_BEFORE_START.format(
-                        end=TEMPLATE_COLUMNS[end + 1], start=TEMPLATE_COLUMNS[start + 1]
+                        end=_title(titles, end + 1), start=_title(titles, start + 1)
                     ),
                     cells,
                 )
@@ -331,10 +375,14 @@ def clean_row(row_number: int, cells, tz: tzinfo, order: DateOrder | None = None
         # A date at the very edge of the calendar (year 1 or 9999) that a zone pushes over it.
         index = next(i for i, d in enumerate(dates) if d and d.year in (1, 9999)) + 1
         text = shown(raw_dates[index - 1])
-        return Rejected(
-            row_number, TEMPLATE_COLUMNS[index], text, BAD_DATE.format(value=text), cells
-        )
+        return Rejected(row_number, _title(titles, index), text, BAD_DATE.format(value=text), cells)
     return (row_number, code, *local)
+
+
+def _title(titles: tuple, index: int) -> str:
+    """The name of a template column as the file gives it, else as the template does (in the
+    language of the reader: worked out only for a rejection, not on every row)."""
+    return titles[index] if titles else str(TEMPLATE_COLUMN_NAMES[index])
 
 
 def _aware(moment: datetime, tz: tzinfo) -> datetime:

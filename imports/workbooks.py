@@ -6,7 +6,10 @@ from dataclasses import replace
 from itertools import chain, islice
 from typing import BinaryIO
 
-from .headers import FIELDS, HEADER_SEARCH_ROWS, TEMPLATE_COLUMNS, ColumnMapping, is_blank
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from .headers import FIELDS, HEADER_SEARCH_ROWS, ColumnMapping, is_blank
 from .readers import (
     DAMAGED,
     ENCRYPTED,
@@ -14,11 +17,14 @@ from .readers import (
     HEADER_AGAIN,
     NO_CODE_COLUMN,
     NO_CODE_COLUMN_ON_ANY_SHEET,
+    NO_COLUMNS,
     ColumnsUnclear,
     ImportFileError,
     Table,
     blank_file_message,
     columns_found,
+    count_text,
+    field_titles,
     first_titles,
     headerless_layout,
     pick_cells,
@@ -28,15 +34,26 @@ from .readers import (
 )
 from .rows import BLANK_ROW, UnreadableRow
 
-SHEET_READ = "Codes read from the sheet “{sheet}”."
-NUMERIC_CODES = (
-    "The Code column holds numbers (in {rows}): Excel may have dropped leading zeros "
-    "(00042 becomes 42). If your codes have them, format the column as Text and upload again."
-)
-UNCOMPUTED_FORMULA = (
+SHEET_READ = _("Codes read from the sheet “{sheet}”.")
+# One sheet of NO_CODE_COLUMN_ON_ANY_SHEET's list.
+SHEET_COLUMNS = _("“{sheet}” (columns: {columns})")
+UNCOMPUTED_FORMULA = _(
     "The {column} cell holds a formula whose value was never computed: open the file in Excel "
     "or LibreOffice, save it and upload it again."
 )
+
+
+def numeric_codes(column: str, count: int) -> str:
+    """Say that the column of codes holds numbers in `count` rows."""
+    return ngettext(
+        "The {column} column holds numbers (in {count} row): Excel may have dropped leading "
+        "zeros (00042 becomes 42). If your codes have them, format the column as Text and "
+        "upload again.",
+        "The {column} column holds numbers (in {count} rows): Excel may have dropped leading "
+        "zeros (00042 becomes 42). If your codes have them, format the column as Text and "
+        "upload again.",
+        count,
+    ).format(column=column, count=count_text(count))
 
 
 def workbook_table(
@@ -71,9 +88,10 @@ def workbook_table(
     except unreadable as error:
         raise ImportFileError(DAMAGED.format(name=name, format=FORMATS[file_format])) from error
     sheet_name, sheet, head, sheet_rows, layout = found
-    notes = [SHEET_READ.format(sheet=sheet_name)] if len(sheet_names) > 1 else []
+    notes = [SHEET_READ.format(sheet=short(sheet_name))] if len(sheet_names) > 1 else []
     notes += layout.notes
     indexes = layout.columns
+    titles = field_titles(layout.mapping)
     cell_info = (
         _xlsx_cell_info(file, sheet_name, indexes) if file_format in ("xlsx", "xlsm") else {}
     )
@@ -91,7 +109,7 @@ def workbook_table(
             done[0] = last = row_number
             info = cell_info.get(row_number)
             if info:
-                cells = _apply_cell_info(list(pick_cells(row, indexes)), info)
+                cells = _apply_cell_info(list(pick_cells(row, indexes)), info, titles)
             elif is_blank(row):
                 blank_from = blank_from or row_number
                 continue
@@ -115,12 +133,10 @@ def workbook_table(
         for row_number in sorted(n for n in cell_info if n > last):
             yield from ((n, BLANK_ROW) for n in range(blank_from or last + 1, row_number))
             blank_from = None
-            yield row_number, _apply_cell_info([None] * len(FIELDS), cell_info[row_number])
+            yield row_number, _apply_cell_info([None] * len(FIELDS), cell_info[row_number], titles)
             last = row_number
         if numeric[0]:
-            count = numeric[0]
-            rows_text = f"{count:,} row" + ("" if count == 1 else "s")
-            notes.append(NUMERIC_CODES.format(rows=rows_text))
+            notes.append(numeric_codes(titles[0], numeric[0]))
 
     return Table(
         rows(),
@@ -148,7 +164,7 @@ def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
             return sheet_name, sheet, head, sheet_rows, layout
         looked_at.append((sheet_name, sheet, head, sheet_rows))
     if not looked_at:
-        raise ImportFileError(NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets="none"))
+        raise ImportFileError(NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=str(NO_COLUMNS)))
     filled = [looked for looked in looked_at if not all(is_blank(r) for _, r in looked[2])]
     if not filled:
         raise ImportFileError(blank_file_message(name, max(len(looked[2]) for looked in looked_at)))
@@ -160,20 +176,20 @@ def _sheet_with_codes(workbook, sheet_names: list[str], *, name: str, mapping):
         message = NO_CODE_COLUMN.format(name=name, found=columns_found(first_titles(head)))
     else:
         sheets = "; ".join(
-            f"“{short(sheet)}” (columns: {columns_found(first_titles(rows))})"
+            SHEET_COLUMNS.format(sheet=short(sheet), columns=columns_found(first_titles(rows)))
             for sheet, _, rows, _ in looked_at
         )
         message = NO_CODE_COLUMN_ON_ANY_SHEET.format(name=name, sheets=sheets)
     raise ColumnsUnclear(message, head=head, sheet=sheet_name)
 
 
-def _apply_cell_info(cells: list, info: dict):
+def _apply_cell_info(cells: list, info: dict, titles: tuple):
     """Fill in what calamine does not say: a formula without a value makes the row unreadable;
     an error value (#N/A, read as empty) is put back for validation to reject; a number shown
     with leading zeros (format 00000) keeps them."""
     for index, (kind, detail) in info.items():
         if kind == "formula":
-            column = TEMPLATE_COLUMNS[index]
+            column = titles[index]
             reason = UNCOMPUTED_FORMULA.format(column=column)
             return UnreadableRow(reason, column, "", tuple(cells))
         value = cells[index]

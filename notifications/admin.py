@@ -11,8 +11,11 @@ from django.http import Http404, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import number_format, time_format
 from django.utils.html import format_html
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from imports.admin import add_codes_page
@@ -48,17 +51,33 @@ class CampaignSubscriptionInline(PoolSubscriptionInline):
     verbose_name_plural = "subscribed staff (low-stock e-mails of every pool of the campaign)"
 
 
+def alert_sent_to(alert: LowStockAlert) -> str:
+    """Say to whom an alert went: the one wording of the pool page and the home page.
+
+    An alert raised for a pool nobody (with an e-mail address) is subscribed to is sent to
+    nobody; "not sent yet" is only for one the worker has not sent to everyone so far.
+    """
+    emails = ", ".join(delivery.email for delivery in alert.deliveries.all())
+    if alert.sent_at is None:
+        if emails:
+            return _("sent to %(emails)s so far; the others are on the way") % {"emails": emails}
+        return _("not sent yet")
+    if emails:
+        return _("sent to %(emails)s") % {"emails": emails}
+    return _("sent to nobody: no subscribed staff member has an e-mail address")
+
+
 class LowStockAlertInline(ReadOnlyInline):
     model = LowStockAlert
     fields = ("created_at", "stock", "threshold", "recipients")
-    verbose_name_plural = "low-stock alerts sent"
+    verbose_name_plural = gettext_lazy("low-stock alerts")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("deliveries")
 
-    @admin.display(description="sent to")
+    @admin.display(description=gettext_lazy("sent to"))
     def recipients(self, alert):
-        return ", ".join(d.email for d in alert.deliveries.all()) or "— (not sent yet)"
+        return alert_sent_to(alert)
 
 
 def subscribe_button(request, pool) -> str:
@@ -83,21 +102,29 @@ def import_notices_switch(request, pool) -> str:
 def alerts_today_section(request) -> str:
     """The home page's list of low-stock alerts raised today."""
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
-    alerts = LowStockAlert.objects.filter(created_at__gte=today).select_related("pool")[:20]
+    alerts = (
+        LowStockAlert.objects.filter(created_at__gte=today)
+        .select_related("pool")
+        .prefetch_related("deliveries")[:20]
+    )
     rows = [
         format_html(
-            '<a href="{}">{}</a>: {} left (alert below {}) at {}',
-            reverse("admin:pools_pool_change", args=[alert.pool_id]),
-            alert.pool,
-            f"{alert.stock:,}",
-            f"{alert.threshold:,}",
-            timezone.localtime(alert.created_at).strftime("%H:%M"),
+            _(
+                '<a href="{url}">{pool}</a>: {stock} left (alert below {threshold}) at {time}, '
+                "{sent}"
+            ),
+            url=reverse("admin:pools_pool_change", args=[alert.pool_id]),
+            pool=alert.pool,
+            stock=number_format(alert.stock, force_grouping=True),
+            threshold=number_format(alert.threshold, force_grouping=True),
+            time=time_format(timezone.localtime(alert.created_at), "H:i"),
+            sent=alert_sent_to(alert),
         )
         for alert in alerts
     ]
     return render_to_string(
         "admin/pools/attention_section.html",
-        {"title": "Low-stock alerts sent today", "rows": rows},
+        {"title": _("Low-stock alerts today"), "rows": rows},
         request=request,
     )
 

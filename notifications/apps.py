@@ -5,7 +5,8 @@ class NotificationsConfig(AppConfig):
     name = "notifications"
 
     def ready(self):
-        from imports.signals import import_finished, refill_stopped, staff_language_readers
+        from imports.signals import import_finished, refill_stopped
+        from pools.jobs import staff_language_register
         from pools.selectors import launch_warning_checks
         from pools.signals import export_finished, stock_changed
 
@@ -29,9 +30,8 @@ class NotificationsConfig(AppConfig):
         refill_stopped.connect(
             tasks.refill_stopped_enqueue, dispatch_uid="notifications.refill_stopped"
         )
-        # What a worker writes to the staff member who started an import or an assignment
-        # (its report) is written in their language.
-        if language_of not in staff_language_readers:
-            staff_language_readers.append(language_of)
+        # Jobs' reports and messages, written by workers, in the language of whoever started
+        # the job (pools imports nothing above it, so it is told how to find it).
+        staff_language_register(language_of)
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)

@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from imports.models import Import
 from pools.export_services import export_description, export_rows_named
-from pools.models import CodeExport, CodeIssue, Pool
-from pools.selectors import pool_stock
+from pools.models import CodeExport, Pool
+from pools.selectors import pool_alerts_now, pool_issued_since, pool_with_counts
 
 from .models import AlertDelivery, LowStockAlert, PoolAlertState, StaffPreference, Subscription
 from .signals import alert_raised
@@ -64,18 +64,18 @@ def launch_warnings(pool: Pool) -> list[str]:
 
 
 def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
-    """Alert the pool's subscribers if its stock has just fallen below the threshold.
+    """Alert the pool's subscribers if its stock has just fallen below the threshold (an
+    active pool that had codes: pool_alerts_now, the rule the "low stock" badge follows too).
 
     Cheap when nothing changes: the pool's counter rows and its alert state are read, nothing
     is locked. Returns the new alert, if one was raised.
     """
-    pool = Pool.objects.get(pk=pool.pk)  # the settings as saved now
+    pool = pool_with_counts(pool)  # the settings and counts as saved now
     if pool.status in (Pool.Status.PAUSED, Pool.Status.ENDED):
         # No alerts while paused or after the end; the alert state is left as it was, so a
         # resumed pool still low on codes does not alert again for the same crossing.
         return None
-    stock = pool_stock(pool=pool)
-    below = _alerts_now(pool, stock)
+    below = pool_alerts_now(pool)
     state = PoolAlertState.objects.filter(pool=pool).first()
     armed = state is None or state.armed
     if below != armed:
@@ -84,8 +84,8 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         state, _ = PoolAlertState.objects.select_for_update().get_or_create(pool=pool)
         # Read again under the lock: a stock read before it may be stale, and re-arming on a
         # stale "above" would let the next issue alert a second time for the same crossing.
-        stock = pool_stock(pool=pool)
-        below = _alerts_now(pool, stock)
+        pool = pool_with_counts(pool)
+        below = pool_alerts_now(pool)
         if not below:
             state.armed = True
             state.save(update_fields=["armed"])
@@ -96,17 +96,15 @@ def low_stock_check(*, pool: Pool) -> LowStockAlert | None:
         state.crossings += 1
         state.save(update_fields=["armed", "crossings"])
         alert = LowStockAlert.objects.create(
-            pool=pool, crossing=state.crossings, stock=stock, threshold=pool.notify_below
+            pool=pool,
+            crossing=state.crossings,
+            stock=pool.codes_available,
+            threshold=pool.notify_below,
         )
         transaction.on_commit(
             lambda: alert_raised.send(sender=LowStockAlert, alert=alert), robust=True
         )
     return alert
-
-
-def _alerts_now(pool: Pool, stock: int) -> bool:
-    # A draft pool issues nothing, so it cannot run low; launching it checks.
-    return pool.is_active and pool.is_below_threshold(stock)
 
 
 def pools_check_stock() -> None:
@@ -189,16 +187,17 @@ def notifications_due() -> Due:
 def _alert_context(alert: LowStockAlert, user) -> dict:
     pool = alert.pool
     since = timezone.now() - timedelta(hours=24)
-    issued_last_day = CodeIssue.objects.filter(pool=pool, issued_at__gte=since).count()
-    runs_dry_in = (
-        timedelta(days=alert.stock / issued_last_day) if issued_last_day and alert.stock else None
-    )
+    issued_last_day, released_last_day = pool_issued_since(pool, since=since)
+    # The stock drains by what was issued and not given back.
+    drained = issued_last_day - released_last_day
+    runs_dry_in = timedelta(days=alert.stock / drained) if drained > 0 and alert.stock else None
     return {
         "user": user,
         "alert": alert,
         "pool": pool,
         "campaign": pool.campaign,
         "issued_last_day": issued_last_day,
+        "released_last_day": released_last_day,
         "runs_dry_in": runs_dry_in,
         "runs_dry_at": timezone.now() + runs_dry_in if runs_dry_in else None,
         "pool_url": settings.SITE_URL + reverse("admin:pools_pool_change", args=[pool.pk]),

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.http import JsonResponse
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework import exceptions
 from rest_framework.parsers import BaseParser
 from rest_framework.permissions import BasePermission
@@ -26,6 +26,7 @@ from .api_keys import (
     POOL_NOT_ALLOWED_MESSAGE,
     key_rights,
 )
+from .metrics import REFUSALS
 from .refusals import CodeRefused, Refusal
 
 INVALID_FIELDS = "Some fields are missing or wrong."
@@ -53,6 +54,22 @@ REFUSAL_STATUS = {
     Refusal.POOL_ENDED: 410,
     Refusal.WITHDRAWN: 410,
 }
+
+
+class ApiSpeaksEnglish:
+    """Answer the HTTP API in English whatever the caller's Accept-Language: its messages are
+    read by programs and their developers, and the admin's texts (a refusal's, say) are
+    translated lazily, so they come out here in English. Placed after LocaleMiddleware, it holds
+    while the response is rendered."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info.startswith("/api/"):
+            translation.activate("en")
+            request.LANGUAGE_CODE = "en"
+        return self.get_response(request)
 
 
 # How long a process trusts a key it checked without asking the database again: a key revoked in
@@ -196,9 +213,24 @@ def error_body(code: str, message: str, **extra) -> dict:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+def _pool_named_in(context) -> str:
+    """The pool ID a refused call named (its address, or its body's "pool"), if such a pool
+    exists: a label a caller cannot invent."""
+    from .models import Pool
+
+    request = context.get("request")
+    named = context.get("kwargs", {}).get("slug") or (
+        request.data.get("pool") if request is not None and isinstance(request.data, dict) else ""
+    )
+    if isinstance(named, str) and named and Pool.objects.filter(slug=named).exists():
+        return named
+    return ""
+
+
 def api_exception_handler(exc, context):
     """Give DRF's errors the API's shape: {"error": {"code", "message"}}."""
     if isinstance(exc, CodeRefused):
+        REFUSALS.labels(pool=_pool_named_in(context), reason=exc.reason.value).inc()
         status = REFUSAL_STATUS.get(exc.reason, 409)
         return Response(error_body(exc.reason.value, exc.reason.label), status=status)
     if isinstance(exc, DjangoValidationError):

@@ -3,6 +3,8 @@ read once per key every few seconds, and the service that makes a key with its s
 
 Staff grant scopes in the admin (the API key's page); the shell and scripts call api_key_create.
 A key without a scope may do nothing.
+
+The refusals here are the API's only, so they stay English (as every API answer does).
 """
 
 from dataclasses import dataclass

@@ -1,23 +1,28 @@
 """The stock chart of a pool's page: an SVG drawn on the server, readable without JavaScript.
 
 Readable at any scale: the stock has its own panel and axis, and each kind of activity (added,
-issued, redeemed, withdrawn) its own row with its own scale, so that a 5,000-code import does not
-flatten ten issues a day into nothing. Every bar and point says its number on hover (SVG <title>)
-and the table beneath lists them all.
+issued, given back, redeemed, withdrawn) its own row with its own scale, so that a 5,000-code
+import does not flatten ten issues a day into nothing. Every bar and point says its number on
+hover (SVG <title>) and the table beneath lists them all. Days before the pool was created have
+no stock point: the line starts on the day the pool did.
 """
 
 from django.template.loader import render_to_string
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from .formats import number
 
 WIDTH, PAD_LEFT, PAD_RIGHT = 640, 96, 16
 STOCK_TOP, STOCK_HEIGHT = 22, 90
 ROW_HEIGHT, ROW_GAP = 34, 8
+# Each kind of activity: its key in pool_daily_activity's days, its colour, its label.
 SERIES = (
-    ("added", "#3a8a4f"),
-    ("issued", "#2f6db5"),
-    ("redeemed", "#b35c00"),
-    ("withdrawn", "#8a1111"),
+    ("added", "#3a8a4f", pgettext_lazy("stock chart", "added")),
+    ("issued", "#2f6db5", pgettext_lazy("stock chart", "issued")),
+    ("released", "#5a6b7a", pgettext_lazy("stock chart", "given back")),
+    ("redeemed", "#b35c00", pgettext_lazy("stock chart", "redeemed")),
+    ("withdrawn", "#8a1111", pgettext_lazy("stock chart", "withdrawn")),
 )
 RANGES = (7, 30, 90)
 DEFAULT_RANGE = 30
@@ -42,7 +47,7 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
     def x(index):
         return round(PAD_LEFT + index * slot + (slot - bar) / 2, 1)
 
-    stock_top = max([1] + [day["stock"] for day in activity])
+    stock_top = max([1] + [day["stock"] for day in activity if day["stock"] is not None])
     stock_base = STOCK_TOP + STOCK_HEIGHT
 
     def stock_y(value):
@@ -50,16 +55,19 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
 
     points = []
     for index, day in enumerate(activity):
+        if day["stock"] is None:
+            continue  # the pool did not exist yet
         points.append(
             {
                 "x": round(PAD_LEFT + (index + 0.5) * slot, 1),
                 "y": stock_y(day["stock"]),
-                "title": f"{day['day']:%Y-%m-%d}: stock {number(day['stock'])}",
+                "title": _("%(day)s: stock %(stock)s")
+                % {"day": f"{day['day']:%Y-%m-%d}", "stock": number(day["stock"])},
             }
         )
     rows = []
     top = stock_base + 28
-    for key, colour in SERIES:
+    for key, colour, label in SERIES:
         scale = max([0] + [day.get(key, 0) for day in activity])
         base = top + ROW_HEIGHT
         bars = []
@@ -74,12 +82,13 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
                         "y": round(base - height, 1),
                         "width": round(bar, 1),
                         "height": height,
-                        "title": f"{day['day']:%Y-%m-%d}: {number(value)} {key}",
+                        "title": _("%(day)s: %(count)s %(label)s")
+                        % {"day": f"{day['day']:%Y-%m-%d}", "count": number(value), "label": label},
                     }
                 )
         rows.append(
             {
-                "name": key,
+                "name": label,
                 "colour": colour,
                 "top": top,
                 "base": base,

@@ -32,6 +32,8 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext
+from django.utils.translation import gettext_lazy as _
 
 from .exports import (
     EXPORT_HEADERS,
@@ -42,7 +44,15 @@ from .exports import (
     copy_select_sql,
     xlsx_write,
 )
-from .jobs import DATABASE_GONE, Claim, job_beat, job_claim, job_enqueue_on_commit, job_finish
+from .jobs import (
+    DATABASE_GONE,
+    Claim,
+    job_beat,
+    job_claim,
+    job_enqueue_on_commit,
+    job_finish,
+    job_speaking,
+)
 from .models import Code, CodeExport, Pool, PoolCounter
 from .signals import export_finished_on_commit
 
@@ -57,7 +67,9 @@ XLSX_PROGRESS_ROWS = 50_000
 # A source's rows are read and committed this many at a time (~0.1 s of writing here), or
 # EXPORT_CHUNK_ROWS if fewer (tests make chunks small with it).
 SOURCE_CHUNK_ROWS = 10_000
-EXPORT_FAILED = "The export failed: {error}. Start it again from {where}."
+# Stored on the job by the worker, in the language of whoever started it (jobs.job_speaking).
+EXPORT_FAILED = _("The export failed: {error}. Start it again from {where}.")
+CODES_LIST = _("the codes list")
 
 
 @dataclass(frozen=True)
@@ -88,13 +100,17 @@ def export_description(export: CodeExport) -> str:
     """Say what an export writes: its pool (or all pools), or its source's rows."""
     if export.source != CodeExport.CODES:
         source = _SOURCES.get(export.source)
-        return source.describe(export.filters) if source else f"{export.source} rows"
-    return str(export.pool) if export.pool else "all pools"
+        if source:
+            return source.describe(export.filters)
+        return gettext("rows of %(source)s") % {"source": export.source}
+    return str(export.pool) if export.pool else gettext("all pools")
 
 
 def export_rows_named(export: CodeExport) -> str:
     """Say what an export's rows are: codes, or rows (of another source)."""
-    return "codes" if export.source == CodeExport.CODES else "rows"
+    if export.source == CodeExport.CODES:
+        return pgettext("what an export writes", "codes")
+    return pgettext("what an export writes", "rows")
 
 
 class RunOutcome(enum.Enum):
@@ -196,8 +212,9 @@ def code_export_run(*, export_id: int) -> RunOutcome:
     except Exception as error:
         logger.exception("Export %s failed", export.pk)
         source = _SOURCES.get(export.source)
-        where = source.started_from if source else "the codes list"
-        message = EXPORT_FAILED.format(error=error, where=where)
+        where = source.started_from if source else CODES_LIST
+        with job_speaking(export):
+            message = EXPORT_FAILED.format(error=error, where=where)
         _finish(export, CodeExport.Status.FAILED, message=message)
         return RunOutcome.DONE
     if not held:

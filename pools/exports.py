@@ -6,6 +6,9 @@ attribute it is read from); the rows are read in bulk and formatted here (its ow
 the whole table in memory first, and formats ~9,000 rows/s). On PostgreSQL, export jobs have
 the database write the CSV itself (COPY … TO STDOUT) from copy_select_sql, which formats and
 escapes in the SELECT.
+
+The headers stay English in every language: a file of codes is read by other systems and by
+imports, whatever the language of whoever asked for it.
 """
 
 import csv

@@ -129,8 +129,16 @@ def healthz(request):
 
 readyz = ReadyView.as_view()
 
+
+def _metrics(request):
+    from pools.metrics import metrics
+
+    return metrics(request)
+
+
 # django-health-check's view is asynchronous (its checks run side by side); the WSGI server is not.
-PROBES = {"/healthz": healthz, "/readyz": async_to_sync(readyz)}
+# /metrics is scraped by address too (pools/metrics.py guards it).
+PROBES = {"/healthz": healthz, "/readyz": async_to_sync(readyz), "/metrics": _metrics}
 
 
 class ProbeMiddleware:

@@ -19,6 +19,8 @@ already had, a customer left short). Windows are fixed, as the guessing budgets'
 window's edge a key may issue up to twice its rate. A retry under an idempotency key whose code
 was issued is never refused by a limit: it hands out nothing new. Assignments (the admin) are
 not counted: staff start them.
+
+The messages here are the API's only, so they stay English (as every API answer does).
 """
 
 from dataclasses import dataclass, field

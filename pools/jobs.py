@@ -21,10 +21,17 @@ id. The protocol, the same for every kind:
 
 Each kind registers itself (job_kind_register, from its app's ready()) with the function that
 hands a job's id to the broker; pools knows nothing of the kinds above it.
+
+**Language**: a job's report is read by staff, in their language, but a worker has no request to
+tell it. What a job counts is stored as numbers and worded when shown; the few texts a job
+stores (why it failed, its outcome) are written inside job_speaking(job): in the language of the
+staff member who started it (job_language), which the notifications app tells pools how to find
+(staff_language_register, from its ready(): pools imports nothing above it).
 """
 
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
@@ -33,21 +40,57 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError, models, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING, FAILED = "queued", "running", "failed"
 
-WORKER_LOST = (
-    "The worker stopped during this job {attempts} times; what it finished is kept. {go_on}"
-)
-
 
 def worker_lost(job) -> str:
     """Return the message of a job that lost its workers too often, with the way on its report
-    offers."""
-    return WORKER_LOST.format(attempts=job.attempts, go_on=job.GO_ON)
+    offers, in the language of whoever started it."""
+    with job_speaking(job):
+        return ngettext(
+            "The worker stopped during this job %(attempts)s time; what it finished is kept. "
+            "%(go_on)s",
+            "The worker stopped during this job %(attempts)s times; what it finished is kept. "
+            "%(go_on)s",
+            job.attempts,
+        ) % {"attempts": job.attempts, "go_on": job.GO_ON}
+
+
+# How pools finds a staff member's language (user -> language code); set by the app that
+# remembers it (notifications), None until then: the default language.
+_staff_language: Callable | None = None
+
+
+def staff_language_register(language_of: Callable) -> None:
+    """Tell pools how to find the language a staff member reads in (called from the ready() of
+    the app that remembers it)."""
+    global _staff_language
+    _staff_language = language_of
+
+
+def staff_language(user) -> str:
+    """Return the language `user` reads in (the default for nobody, or before registration)."""
+    if _staff_language is None or user is None:
+        return settings.LANGUAGE_CODE
+    return _staff_language(user)
+
+
+def job_language(job) -> str:
+    """Return the language of the staff member who started `job` (the default if nobody did)."""
+    return staff_language(getattr(job, "created_by", None))
+
+
+@contextmanager
+def job_speaking(job):
+    """Write the texts a job stores in the language of whoever started it."""
+    with translation.override(job_language(job)):
+        yield
 
 
 # A database that went away (restarted, or cut off) is no failure of the job: the attempt ends
@@ -64,7 +107,7 @@ class Job(models.Model):
 
     FINISHED: tuple = ()
     # What a job that failed tells its reader to do, as its report offers it.
-    GO_ON = "Run it again to go on."
+    GO_ON = _("Run it again to go on.")
 
     message = models.TextField(blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,20 +1,25 @@
 """Message templates that insert promo codes: `{{ promo.SPRING_SALE }}` becomes a code of the pool
-whose template parameter is SPRING_SALE, issued to the message's recipient."""
+whose template parameter is SPRING_SALE, issued to the message's recipient.
+
+The preview's texts and the refusals are read by staff (translated in their request); a rendered
+message itself is the sender's text, never translated."""
 
 import difflib
 import re
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .code_services import code_issue, code_issue_batch
 from .models import Code, Pool
 
 PARAMETER = re.compile(r"\{\{\s*promo\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-UNKNOWN_PARAMETERS = "No pool has the template parameter {names}."
-PREVIEW_NO_CODE = "[no code left in {pool}]"
-DID_YOU_MEAN = "Did you mean {suggestion}?"
-PREVIEW_UNKNOWN = "[unknown parameter {name}]"
+UNKNOWN_PARAMETERS = _("No pool has the template parameter {names}.")
+PREVIEW_NO_CODE = _("[no code left in {pool}]")
+DID_YOU_MEAN = _("Did you mean {suggestion}?")
+PREVIEW_UNKNOWN = _("[unknown parameter {name}]")
 
 
 def message_parameters(text: str) -> list[str]:
@@ -27,7 +32,14 @@ def _pools_for(text: str) -> dict[str, Pool]:
     pools = {p.template_parameter: p for p in Pool.objects.filter(template_parameter__in=names)}
     missing = [name for name in names if name not in pools]
     if missing:
-        raise ValidationError(UNKNOWN_PARAMETERS.format(names=", ".join(missing)))
+        raise ValidationError(
+            ngettext(
+                "No pool has the template parameter %(names)s.",
+                "No pool has the template parameters %(names)s.",
+                len(missing),
+            )
+            % {"names": ", ".join(missing)}
+        )
     return pools
 
 

@@ -13,19 +13,21 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
 
 from .models import Campaign, Pool, PoolEvent
 from .signals import stock_changed_on_commit
 
-FIELD_FROZEN_WHEN_ACTIVE = "“{label}” cannot be changed once the pool is launched."
-POOL_ALREADY_ACTIVE = "The pool is already active."
-POOL_ALREADY_LAUNCHED = "The pool was launched already; it is {status}."
-STATUS_CHANGES_BY_LAUNCH_ONLY = (
+# Told to staff in the admin, in their language (translated when raised, in their request).
+FIELD_FROZEN_WHEN_ACTIVE = _("“{label}” cannot be changed once the pool is launched.")
+POOL_ALREADY_ACTIVE = _("The pool is already active.")
+POOL_ALREADY_LAUNCHED = _("The pool has been launched already; it is {status}.")
+STATUS_CHANGES_BY_LAUNCH_ONLY = _(
     "A pool's status changes only by launching, pausing, resuming or ending it."
 )
-PAUSE_NEEDS_ACTIVE = "Only an active pool can be paused; this one is {status}."
-RESUME_NEEDS_PAUSED = "Only a paused pool can be resumed; this one is {status}."
-END_NEEDS_LAUNCHED = "Only an active or paused pool can be ended; this one is {status}."
+PAUSE_NEEDS_ACTIVE = _("Only an active pool can be paused; this one is {status}.")
+RESUME_NEEDS_PAUSED = _("Only a paused pool can be resumed; this one is {status}.")
+END_NEEDS_LAUNCHED = _("Only an active or paused pool can be ended; this one is {status}.")
 _SLUG_BASE_LENGTH = 50
 # A pool ID suggested from a description keeps its first few telling words ("we created this
 # pool because the CRM team asked for unique codes" → crm-team-unique): an ID is typed into other

@@ -11,8 +11,9 @@ from django import forms
 from django.conf import settings
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.template.defaultfilters import filesizeformat
+from django.utils.translation import gettext_lazy as _
 
-FILE_TOO_LARGE = "“{name}” is {size}; files up to {limit} can be uploaded."
+FILE_TOO_LARGE = _("“{name}” is {size}; files up to {limit} can be uploaded.")
 
 
 def upload_too_large(*, name: str, size: int, limit: int) -> str | None:

@@ -2,13 +2,33 @@ import os
 from pathlib import Path
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import celeryd_init, setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "promo_project.settings")
 
 app = Celery("promo_project")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _django_logging(**kwargs):
+    """Workers log through Django's LOGGING (plain or JSON lines, with the request id of the
+    request that queued the task) instead of Celery's own set-up."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+def _structured_task_logs():
+    from django_structlog.celery.steps import DjangoStructLogInitStep
+
+    app.steps["worker"].add(DjangoStructLogInitStep)
+
+
+_structured_task_logs()
 
 
 @app.on_after_configure.connect

@@ -9,11 +9,13 @@ Long because Django reads one settings module, and each setting here stands next
 for its value.
 """
 
+import logging
 import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+import structlog
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -90,6 +92,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "axes",
     "health_check",
+    "django_structlog",
     "pools",
     "imports",
     "notifications",
@@ -98,16 +101,21 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # /healthz and /readyz, answered before anything that could refuse a probe (pools/health.py).
     "pools.health.ProbeMiddleware",
+    "pools.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after security, before sessions or the database are touched.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Each staff member's language: the admin's chooser (a cookie), else the browser's.
     "django.middleware.locale.LocaleMiddleware",
+    # The HTTP API answers in English whatever the caller's language.
+    "pools.api_base.ApiSpeaksEnglish",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "notifications.languages.RememberLanguageMiddleware",
+    # Binds the request id (and user) to every line logged while the request is answered.
+    "django_structlog.middlewares.RequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -346,6 +354,17 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# /metrics (pools/metrics.py): a bearer token, or the client's address within these networks.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", "127.0.0.1/32,::1/128")
+# Counters every process of a host shares (prometheus_client's multiprocess mode reads this
+# variable when it is first imported, after these settings). Empty it when the host's processes
+# start (docs/operations.md).
+PROMETHEUS_MULTIPROC_DIR = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")
+)
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
 # /readyz turns red when no worker ran the heartbeat, or the beat sent none, for this long.
 READY_WORKER_SECONDS = env_int("READY_WORKER_SECONDS", 120)
 READY_BEAT_SECONDS = env_int("READY_BEAT_SECONDS", 120)
@@ -505,9 +524,54 @@ if os.environ.get("DJANGO_PROXY_COUNT"):
     AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 # --- end of HTTPS, security headers and login limits ---
 
+# Logs (docs/operations.md): plain text lines by default; LOG_FORMAT=json writes one JSON object
+# per line, for a log collector. Either way every line logged while a request is answered carries
+# its request id, and so do the lines of the tasks it queues (django-structlog passes it in the
+# task's headers). The id is made here for each request (an X-Request-ID header from outside is
+# not trusted: anyone could send one).
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, not {LOG_FORMAT!r}.")
+_LOG_CHAIN = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+structlog.configure(
+    processors=[
+        structlog.stdlib.filter_by_level,
+        *_LOG_CHAIN,
+        structlog.stdlib.PositionalArgumentsFormatter(),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    cache_logger_on_first_use=True,
+)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {
+        "structured": {
+            "()": structlog.stdlib.ProcessorFormatter,
+            "processors": [
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                structlog.processors.JSONRenderer(default=str)
+                if LOG_FORMAT == "json"
+                else structlog.dev.ConsoleRenderer(colors=False),
+            ],
+            # Lines from the standard library's loggers (Django's, Celery's, ours) get the same.
+            "foreign_pre_chain": [*_LOG_CHAIN, structlog.stdlib.ExtraAdder()],
+        }
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's errors once, in this format (its default handler would print them again, plain).
+    "loggers": {"django": {"handlers": ["console"], "propagate": False}},
 }
+DJANGO_STRUCTLOG_CELERY_ENABLED = True
+# A request's first line only when asked (LOG_LEVEL=DEBUG): its last, with the status, suffices.
+DJANGO_STRUCTLOG_STATUS_START_LOG_LEVEL = logging.DEBUG

@@ -57,6 +57,17 @@ def _fast_passwords(settings):
 
 
 @pytest.fixture(autouse=True)
+def _default_language_after_each_test():
+    """A request in Russian leaves the thread's language Russian (LocaleMiddleware activates it and
+    nothing resets it in tests): the next test starts in the default language again."""
+    yield
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _celery_in_process(request, settings, tmp_path):
     """Run tasks in the test's process, except in tests that start a real worker."""
     settings.MEDIA_ROOT = tmp_path / "media"

@@ -10,6 +10,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from ..models import Code, CodeAddition, Pool, Withdrawal
+from ..selectors import pool_is_low
 
 WITHDRAWN_DONE = "Withdrew {withdrawn:,} of {requested:,} codes of “{pool}”."
 WITHDRAW_QUEUED = (
@@ -76,8 +77,9 @@ def counts_line(pool: Pool) -> str:
 
 
 def low_stock_badge(pool: Pool) -> str:
-    """Return a badge when the pool's stock is below its alert threshold, else nothing."""
-    if pool.is_below_threshold(pool.codes_available):
+    """Return a badge when the pool is low on stock (pool_is_low: an active or paused pool
+    that had codes, below its alert threshold), else nothing."""
+    if pool_is_low(pool):
         return format_html(
             ' <span class="stock-low" title="Alert threshold: {}">low stock</span>',
             pool.notify_below,

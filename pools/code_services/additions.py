@@ -1,5 +1,8 @@
 """The records of additions of codes to a pool (an upload, a paste, a generation run), and
-their undo."""
+their undo.
+
+An undo's report stores counts (removed, kept by status), worded when shown; the one text it
+stores, why it failed, is written in the language of whoever started it (jobs.job_speaking)."""
 
 from collections import Counter
 from dataclasses import dataclass
@@ -8,6 +11,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from ..counters import pool_counts_add
 from ..jobs import (
@@ -18,6 +22,7 @@ from ..jobs import (
     job_claim,
     job_enqueue_on_commit,
     job_finish,
+    job_speaking,
     job_step,
 )
 from ..models import (
@@ -50,7 +55,7 @@ def code_addition_record(*, addition_id: int, pool_id: int, count: int) -> None:
 # What an undo removes: codes never handed out (expired ones were available until they expired).
 # A code of these statuses may still have a history: a multiple-use code handed out, or a
 # single-use one issued and given back to stock (code_release); it is kept (kept_used).
-UNDO_FAILED = (
+UNDO_FAILED = _(
     "The undo stopped on an unexpected error; the codes removed so far stay removed. "
     "Start it again from the import's report, or tell an administrator: {error}"
 )
@@ -157,7 +162,9 @@ def addition_undo_run(*, undo_id: int) -> AdditionUndo | None:
     except DATABASE_GONE:
         raise
     except Exception as error:
-        job_finish(undo, FAILED, message=UNDO_FAILED.format(error=error))
+        with job_speaking(undo):
+            message = UNDO_FAILED.format(error=error)
+        job_finish(undo, FAILED, message=message)
         raise
     kept = code_addition_undo_preview(addition=addition)
     job_finish(

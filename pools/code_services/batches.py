@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils.formats import number_format
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from ..models import Code, CodeIssue, Pool
 from ..refusals import CodeRefused, Refusal
@@ -25,8 +29,12 @@ from .lookups import bounded_key, customer_clean
 # The most customers one batch takes: a 10,000-customer batch is one statement of about 0.3 s on
 # PostgreSQL here, short enough that a concurrent single issue never waits long behind it.
 BATCH_MAX = 10_000
-BATCH_TOO_LARGE = f"Give at most {BATCH_MAX:,} customers in one batch."
-BATCH_EMPTY = "Give at least one customer."
+# Read by API callers (in English) and by staff (translated in their request).
+BATCH_TOO_LARGE = format_lazy(
+    _("Give at most {count} customers in one batch."),
+    count=lazy(lambda: number_format(BATCH_MAX, force_grouping=True), str)(),
+)
+BATCH_EMPTY = _("Give at least one customer.")
 
 
 @dataclass

@@ -13,6 +13,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from ..counters import counter_shard, pool_counts_add
+from ..metrics import code_event
 from ..models import Code, CodeIssue, Pool, PoolCounter
 from ..refusals import CodeRefused, Refusal
 from ..selectors import pool_stock
@@ -92,6 +93,8 @@ def codes_claim(
             rows, alerts = _claim_postgresql(pool, wanted, caller, shard)
             db = connection.alias
             codes = {row[_ISSUED_TO]: _code_from_row(row, pool, db) for row in rows}
+            if codes:
+                code_event(pool, "issued", len(codes))
             if codes and alerts:
                 # Told when the pool alerts on low stock or refills (the check reads its few
                 # counter rows): an issue from a pool that watches nothing skips the check's
@@ -110,6 +113,8 @@ def codes_claim(
                 pool=pool, code=code, customer=customer, idempotency_key=key, issued_by=caller
             )
             codes[customer] = code
+        if codes:
+            code_event(pool, "issued", len(codes))
         # Handing out a multiple-use code leaves the stock as it was.
         if codes and not pool.allow_multiple_use:
             stock_changed_on_commit(pool)

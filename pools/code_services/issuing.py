@@ -6,6 +6,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ..counters import pool_counts_add
+from ..metrics import code_event
 from ..models import Code, CodeIssue, Pool
 from ..refusals import CodeRefused, Refusal
 from ..signals import stock_changed_on_commit
@@ -229,4 +230,5 @@ def code_release(*, pool: Pool, code: str, idempotency_key: str) -> Code:
         found.save(update_fields=["status", "issued_to", "issued_at"])
         pool_counts_add(pool_id=found.pool_id, available=1, issued=-1)
         stock_changed_on_commit(found.pool)
+    code_event(found.pool, "released")
     return found

@@ -3,6 +3,8 @@
 import hashlib
 
 from django.core.exceptions import ValidationError
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
 
 from ..models import (
     CUSTOMER_MAX_LENGTH,
@@ -13,7 +15,10 @@ from ..models import (
 from ..refusals import CodeRefused, Refusal
 
 _KEY_MAX_LENGTH = CodeIssue._meta.get_field("idempotency_key").max_length
-CUSTOMER_REQUIRED = f"Give the customer's id (at most {CUSTOMER_MAX_LENGTH} characters)."
+# Read by API callers (in English) and by staff (translated in their request).
+CUSTOMER_REQUIRED = format_lazy(
+    _("Give the customer's id (at most {count} characters)."), count=CUSTOMER_MAX_LENGTH
+)
 
 
 def customer_clean(customer: str) -> str:

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..counters import pool_counts_add
+from ..metrics import code_event
 from ..models import (
     Code,
     CodeIssue,
@@ -100,6 +101,7 @@ def code_redeem(
     if not found.pool.allow_multiple_use:
         # The counts are named like the statuses: the code leaves its old one.
         pool_counts_add(pool_id=found.pool_id, redeemed=1, **{was: -1})
+    code_event(found.pool, "redeemed")
     return redemption
 
 
@@ -147,4 +149,5 @@ def code_mark_issued(
     CodeIssue.objects.create(
         pool=found.pool, code=found, customer=customer, marked=True, issued_by=caller
     )
+    code_event(found.pool, "marked_issued")
     return found

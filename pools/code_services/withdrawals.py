@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from ..counters import pool_counts_add
 from ..jobs import (
@@ -22,6 +23,7 @@ from ..jobs import (
     job_enqueue_on_commit,
     job_finish,
     job_run_again,
+    job_speaking,
     job_step,
 )
 from ..models import (
@@ -37,18 +39,22 @@ from ..uploads import upload_too_large
 # (withdrawal_file_start).
 WITHDRAW_AT_ONCE = 1_000
 NOT_FOUND_SAMPLE = 100
-NOTHING_TO_WITHDRAW = "Give at least one code to withdraw."
-NOT_RERUNNABLE = "Only a failed withdrawal can be run again."
-LIST_NOT_TEXT = (
-    "“{name}” is not a text or CSV file: save the codes as text or CSV, one a line, and upload "
-    "it again."
+# Refusals told in the request, in its reader's language; the job's messages (a list refused by
+# the worker, a failure) are stored in the language of whoever started it (jobs.job_speaking).
+NOTHING_TO_WITHDRAW = _("Give at least one code to withdraw.")
+NOT_RERUNNABLE = _("Only a failed withdrawal can be run again.")
+LIST_NOT_TEXT = _(
+    "“{name}” is not a text or CSV file: save the codes as text or CSV, one per line, and "
+    "upload it again."
 )
-LIST_EMPTY = "“{name}” holds no codes: nothing was withdrawn. Check the file and upload it again."
-NEEDS_NEW_FILE = (
-    "This withdrawal failed on its file, which running it again cannot change: withdraw a "
-    "corrected file from the pool's page."
+LIST_EMPTY = _(
+    "“{name}” holds no codes, so nothing was withdrawn. Check the file and upload it again."
 )
-WITHDRAWAL_FAILED = (
+NEEDS_NEW_FILE = _(
+    "This withdrawal failed because of its file, and running it again would fail the same way: "
+    "withdraw a corrected file from the pool's page."
+)
+WITHDRAWAL_FAILED = _(
     "The withdrawal stopped on an unexpected error; the codes withdrawn so far stay withdrawn. "
     "Run it again, or tell an administrator: {error}"
 )
@@ -209,7 +215,9 @@ def withdrawal_run(*, withdrawal_id: int) -> Withdrawal | None:
         raise
     except Exception as error:
         # The committed slices stay; running it again goes on after them.
-        job_finish(withdrawal, FAILED, message=WITHDRAWAL_FAILED.format(error=error))
+        with job_speaking(withdrawal):
+            message = WITHDRAWAL_FAILED.format(error=error)
+        job_finish(withdrawal, FAILED, message=message)
         raise
     job_finish(withdrawal, Withdrawal.Status.COMPLETED)
     return withdrawal
@@ -226,13 +234,15 @@ def _list_read(withdrawal: Withdrawal) -> bool:
     if not withdrawal.list_read:
         name = withdrawal.list_file_name
         try:
-            with withdrawal.list_file.open("rb") as file:
+            with withdrawal.list_file.open("rb") as file, job_speaking(withdrawal):
                 listed = code_list_read(file, name=name)
         except CodeListNotText as refusal:
             return _list_refused(withdrawal, refusal.message)
         codes = list(dict.fromkeys([*filter(None, withdrawal.requested.split("\n")), *listed]))
         if not codes:
-            return _list_refused(withdrawal, LIST_EMPTY.format(name=name))
+            with job_speaking(withdrawal):
+                message = LIST_EMPTY.format(name=name)
+            return _list_refused(withdrawal, message)
         with transaction.atomic():
             job_step(
                 withdrawal, requested="\n".join(codes), codes_requested=len(codes), list_read=True

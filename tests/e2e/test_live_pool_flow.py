@@ -107,7 +107,7 @@ def test_launch_asks_first_and_warns_of_an_empty_pool(browser_page, live_server)
     page.goto(f"{live_server.url}/admin/pools/pool/{pool.pk}/change/")
 
     page.get_by_role("button", name="Launch").click()
-    page.get_by_text(selectors.NO_CODES).wait_for()
+    page.get_by_text(str(selectors.NO_CODES)).wait_for()
     assert Pool.objects.get().status == Pool.Status.DRAFT
     page.get_by_role("button", name="Launch").click()
 

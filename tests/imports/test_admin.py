@@ -7,7 +7,6 @@ from openpyxl import load_workbook
 
 from imports.engine import import_run
 from imports.models import Import
-from pools import jobs
 from pools.models import Code
 from tests.factories import make_codes, make_pool
 from tests.imports.files import csv_upload
@@ -158,7 +157,9 @@ def test_failed_import_can_be_run_again_from_its_report(manager_client):
     job = Import.objects.get()
     # As the stale-heartbeat recovery leaves an import whose workers kept dying.
     Import.objects.filter(pk=job.pk).update(
-        status="failed", message=jobs.WORKER_LOST.format(attempts=3, go_on=jobs.Job.GO_ON)
+        status="failed",
+        message="The worker stopped during this job 3 times; what it finished is kept. "
+        "Run it again to go on.",
     )
     report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
     assert reverse("admin:imports_import_rerun", args=[job.pk]) in report.content.decode()

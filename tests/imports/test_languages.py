@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.utils import translation
 from openpyxl import load_workbook
 
-from imports import engine
 from imports.admin import released_message
 from imports.assignments import assignment_start
 from imports.headers import FIELD_BY_KEY, FIELDS, header_key
@@ -171,23 +170,6 @@ def test_giving_codes_back_counts_in_the_singular_and_leaves_out_zeros():
         )
 
 
-def test_an_import_runs_in_the_language_of_the_manager_who_started_it(manager, monkeypatch):
-    remember_language(manager, "ru")
-    languages = []
-    real_run = engine.import_run
-
-    def run(**kwargs):
-        languages.append(translation.get_language())
-        return real_run(**kwargs)
-
-    monkeypatch.setattr(engine, "import_run", run)
-
-    import_text_start(pool=make_pool(), text="A1\n", user=manager)
-    import_text_start(pool=make_pool(), text="A2\n")
-
-    assert languages == ["ru", settings.LANGUAGE_CODE]
-
-
 def test_an_assignment_writes_its_report_in_the_language_of_its_starter(manager, settings):
     settings.ASSIGN_BATCH_SIZE = 2
     remember_language(manager, "ru")
@@ -230,8 +212,8 @@ def test_an_imports_report_is_written_in_the_language_of_its_starter(manager):
     job.refresh_from_db()
 
     assert job.message == (
-        "Не прочитаны столбцы: Note. 1 код добавлен, хотя его «Конец выдачи» или «Действует до» "
-        "уже прошли: его нельзя будет ни выдать, ни активировать."
+        "Не прочитаны столбцы: Note. 1 код добавлен, хотя его период выдачи или активации уже "
+        "закончился: его нельзя ни выдать, ни активировать."
     )
 
 

@@ -73,10 +73,9 @@ def test_import_report_counts_every_kind_of_row():
         (
             5,
             "Code",
-            "The code contains a space at character 4, which cannot be typed as part of a code: "
-            "remove it.",
+            "The code has a space at position 4, which cannot be part of a code: remove it.",
         ),
-        (6, "Issue-end", "Issue-end is before Issue-start."),
+        (6, "Issue-end", "The Issue-end date is before the Issue-start date."),
     ]
     assert set(Code.objects.filter(pool=pool).values_list("code", flat=True)) == {
         "OLD1",
@@ -1096,8 +1095,8 @@ def test_a_rejected_row_the_database_refuses_is_kept_spelled_in_ascii(monkeypatc
         2,
         "Code",
         "A\\u2400B",
-        "The code contains a control character (U+0000) at character 2, which cannot be typed "
-        "as part of a code: remove it.",
+        "The code has a control character (U+0000) at position 2, which cannot be part of a "
+        "code: remove it.",
     )
     # Each cell spelled in ASCII is kept up to 1,000 characters.
     assert rejection.cells == ["A\\x00B", None, "\\xe9", None, "\\xe9" * 250]

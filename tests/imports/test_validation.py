@@ -21,8 +21,8 @@ NOT_DECODED = (
 
 def untypable(character: str, position: int) -> str:
     return (
-        f"The code contains {character} at character {position}, which cannot be typed as part "
-        "of a code: remove it."
+        f"The code has {character} at position {position}, which cannot be part of a code: "
+        "remove it."
     )
 
 
@@ -119,13 +119,13 @@ def test_end_before_start_is_rejected_on_the_end_column():
         7,
         "Issue-end",
         "2026-04-01",
-        "Issue-end is before Issue-start.",
+        "The Issue-end date is before the Issue-start date.",
     )
     result = clean("A", None, None, "10.05.2026 12:00", "10.05.2026 11:59:59")
     assert (result.column, result.value, result.reason) == (
         "Available-till",
         "10.05.2026 11:59:59",
-        "Available-till is before Available-from.",
+        "The Available-till date is before the Available-from date.",
     )
 
 
@@ -410,8 +410,8 @@ def refusal(result) -> tuple:
 
 
 KEEP_AS_TEXT = (
-    "Format the Code column as Text in Excel before typing or pasting the codes, then save and "
-    "upload again."
+    "Format the column of codes as Text in Excel before typing or pasting the codes, then save "
+    "and upload again."
 )
 
 

@@ -30,6 +30,7 @@ from pools.code_services import (
     addition_undo_run,
     code_issue,
     code_issue_batch,
+    code_release,
     codes_expire,
     codes_withdraw,
 )
@@ -564,17 +565,17 @@ def test_no_alert_for_a_pool_refilled_while_its_check_was_on_the_way(monkeypatch
     """The check read the stock as low; before it decided, codes were added (and committed):
     an alert sent now would tell staff of a shortage that is over."""
     pool = low_pool(threshold=5, stock=2)
-    real_stock = services.pool_stock
+    real_read = services.pool_with_counts
     reads = []
 
-    def refilled_after_the_first_read(*, pool):
-        stock = real_stock(pool=pool)
-        reads.append(stock)
+    def refilled_after_the_first_read(pool):
+        counted = real_read(pool)
+        reads.append(counted.codes_available)
         if len(reads) == 1:
             make_codes(pool, [f"NEW{i}" for i in range(10)])
-        return stock
+        return counted
 
-    monkeypatch.setattr(services, "pool_stock", refilled_after_the_first_read)
+    monkeypatch.setattr(services, "pool_with_counts", refilled_after_the_first_read)
 
     assert low_stock_check(pool=pool) is None
     assert not LowStockAlert.objects.exists()
@@ -645,20 +646,20 @@ def test_two_checks_racing_into_one_crossing_raise_one_alert(monkeypatch):
     pool = low_pool(threshold=5, stock=3)
     outside = threading.Barrier(2, timeout=30)
     inside = []
-    real_stock = services.pool_stock
+    real_read = services.pool_with_counts
     local = threading.local()
 
-    def stock_with_meeting_points(*, pool):
+    def stock_with_meeting_points(pool):
         local.calls = getattr(local, "calls", 0) + 1
-        stock = real_stock(pool=pool)
+        counted = real_read(pool)
         if local.calls == 1:
             outside.wait()
         else:
             inside.append(1)
             wait_inside_until_the_other_arrives(inside)
-        return stock
+        return counted
 
-    monkeypatch.setattr(services, "pool_stock", stock_with_meeting_points)
+    monkeypatch.setattr(services, "pool_with_counts", stock_with_meeting_points)
     results, errors = [], []
 
     def check():
@@ -724,3 +725,55 @@ def test_two_senders_of_one_alert_racing_send_each_subscriber_one_email(monkeypa
     assert sorted(sent) == [0, 1]
     assert [m.to for m in mail.outbox] == [["ann@example.com"]]
     assert AlertDelivery.objects.filter(alert=alert).count() == 1
+
+
+def test_an_alert_at_no_codes_left_says_none_are_left_not_that_none_were_issued(
+    inbox, ann, django_capture_on_commit_callbacks
+):
+    pool = alerting_pool(threshold=1, codes=2)
+    subscription_add(user=ann, pool=pool)
+
+    issue(pool, 2, django_capture_on_commit_callbacks)
+
+    (message,) = inbox.to("ann@example.com")
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    for body in (text, html):
+        assert "Codes left to issue: <strong>0</strong>" in body or "Codes left to issue: 0" in body
+        assert "Issued in the last 24 hours: 2." in body
+        assert "None are left: add codes so that this pool can issue again." in body
+        assert "No codes were issued" not in body
+        assert "runs dry" not in body
+
+
+def test_the_forecast_counts_codes_given_back(settings):
+    settings.SITE_URL = "https://promo.example.com"
+    pool = make_pool(launched=True)
+    make_codes(pool, [f"G{i}" for i in range(10)])
+    for n in range(4):
+        code_issue(pool=pool, customer=f"c{n}", idempotency_key=f"k{n}")
+    for n in range(2):
+        code_release(pool=pool, code=f"G{n}", idempotency_key=f"k{n}")
+    alert = LowStockAlert.objects.create(pool=pool, crossing=1, stock=8, threshold=10)
+
+    context = _alert_context(alert, make_manager("gus", email="gus@example.com"))
+
+    assert (context["issued_last_day"], context["released_last_day"]) == (4, 2)
+    assert context["runs_dry_in"] == timedelta(days=4)  # 8 left, 4 issued less 2 given back
+
+
+def test_a_pool_launched_without_codes_raises_no_alert_until_it_had_some(
+    django_capture_on_commit_callbacks,
+):
+    """An empty pool is empty, not low (the launch confirmation says it has no codes): it alerts
+    once it had codes and falls below its threshold."""
+    with django_capture_on_commit_callbacks(execute=True):
+        pool = make_pool(notify_below_enabled=True, notify_below=3, launched=True)
+        pools_check_stock()
+    assert not LowStockAlert.objects.exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        import_run(import_id=import_text_start(pool=pool, text="E1\nE2\nE3").pk)
+        code_issue(pool=pool, customer="c1")
+
+    assert list(LowStockAlert.objects.values_list("pool_id", "stock")) == [(pool.pk, 2)]

@@ -9,17 +9,23 @@ from notifications.languages import language_of
 pytestmark = pytest.mark.django_db
 
 
-def test_the_browsers_language_is_remembered(manager_client, manager):
+def test_the_browsers_language_is_remembered_on_signing_in(client, manager):
     assert language_of(manager) == settings.LANGUAGE_CODE
 
-    page = manager_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="ru-RU,ru;q=0.9")
+    client.post(
+        reverse("admin:login"),
+        {"username": manager.username, "password": "secret-pass"},
+        HTTP_ACCEPT_LANGUAGE="ru-RU,ru;q=0.9",
+    )
+    page = client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="ru-RU,ru;q=0.9")
 
     assert page.headers["Content-Language"] == "ru"
     assert language_of(manager) == "ru"
 
 
 def test_the_language_chooser_wins_over_the_browser(manager_client, manager):
-    manager_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="ru")
+    manager_client.post(reverse("set_language"), {"language": "ru", "next": "/admin/"})
+    assert language_of(manager) == "ru"
 
     manager_client.post(reverse("set_language"), {"language": "en", "next": "/admin/"})
     page = manager_client.get(reverse("admin:index"), HTTP_ACCEPT_LANGUAGE="ru")

@@ -189,8 +189,8 @@ def test_launch_confirmation_warns_of_likely_mistakes(manager_client):
     ).content.decode()
 
     assert "Launch 3 pools?" in page
-    assert selectors.NO_CODES in page
-    assert selectors.ALL_EXPIRED in page
+    assert str(selectors.NO_CODES) in page
+    assert str(selectors.ALL_EXPIRED) in page
     assert "Its alert threshold (10) is above its stock (2)" in page
     assert page.count("nobody with an e-mail address is subscribed") == 1  # only `empty`
     assert NO_SUBSCRIBERS.split(":")[0] in page

@@ -154,7 +154,7 @@ def test_ended_multiple_use_pool_honours_the_customers_it_was_issued_to():
         ([pool_launch, pool_pause], pool_pause, PAUSE_NEEDS_ACTIVE),
         ([pool_launch, pool_end], pool_end, END_NEEDS_LAUNCHED),
         ([pool_launch, pool_end], pool_resume, RESUME_NEEDS_PAUSED),
-        ([pool_launch, pool_end], pool_launch, "The pool was launched already; it is ended."),
+        ([pool_launch, pool_end], pool_launch, "The pool has been launched already; it is ended."),
     ],
 )
 def test_transitions_only_from_their_statuses(setup, transition, message):

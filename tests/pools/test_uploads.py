@@ -107,7 +107,7 @@ def test_a_workbook_given_as_a_withdrawal_list_is_refused_as_not_text(manager_cl
     )
 
     assert (
-        "“leaked.xlsx” is not a text or CSV file: save the codes as text or CSV, one a line, and "
+        "“leaked.xlsx” is not a text or CSV file: save the codes as text or CSV, one per line, and "
         "upload it again." in response.content.decode()
     )
     assert not Withdrawal.objects.exists()

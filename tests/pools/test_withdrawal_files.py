@@ -210,10 +210,10 @@ def test_a_file_without_codes_fails_unless_codes_were_pasted_with_it(manager_cli
 
     assert (failed.status, failed.message) == ("failed", LIST_EMPTY.format(name="empty.csv"))
     assert failed.message == (
-        "“empty.csv” holds no codes: nothing was withdrawn. Check the file and upload it again."
+        "“empty.csv” holds no codes, so nothing was withdrawn. Check the file and upload it again."
     )
     page = manager_client.get(reverse("admin:pools_withdrawal_change", args=[failed.pk]))
-    assert "holds no codes: nothing was withdrawn." in page.content.decode()
+    assert "holds no codes, so nothing was withdrawn." in page.content.decode()
     assert (done.status, done.codes_requested, done.codes_withdrawn) == ("completed", 1, 1)
     assert stored_files() == []
 
