@@ -7,10 +7,11 @@ from datetime import timedelta
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, pgettext_lazy
+from django.utils.translation import gettext_lazy
 
 from pools.exports import XLSX_CONTENT_TYPE, FormulaSafeWriter, csv_response
 
+from .headers import TEMPLATE_COLUMN_NAMES
 from .readers import TEMPLATE_COLUMNS
 from .validation import TEMPLATE_EXAMPLE_CODE
 
@@ -29,16 +30,10 @@ def template_example_row() -> tuple:
     )
 
 
-# The template's columns as a manager reads them. Each translation must be a name the readers
-# accept for that column (headers.SYNONYMS), so that a template downloaded in Russian, filled
-# in and uploaded, is read as one in English.
-COLUMN_TITLES = {
-    "Code": pgettext_lazy("template column", "Code"),
-    "Issue-start": pgettext_lazy("template column", "Issue-start"),
-    "Issue-end": pgettext_lazy("template column", "Issue-end"),
-    "Available-from": pgettext_lazy("template column", "Available-from"),
-    "Available-till": pgettext_lazy("template column", "Available-till"),
-}
+# The template's columns as a manager reads them (headers.TEMPLATE_COLUMN_NAMES: each a name the
+# readers accept for that column, so a template downloaded in Russian, filled in and uploaded,
+# is read as one in English).
+COLUMN_TITLES = dict(zip(TEMPLATE_COLUMNS, TEMPLATE_COLUMN_NAMES, strict=True))
 
 
 def column_title(name: str) -> str:
