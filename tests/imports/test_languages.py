@@ -228,3 +228,16 @@ def test_a_file_checked_in_russian(russian_client, manager):
     assert "Что сделает импорт" in text
     assert "Строка 1: «Code», «Issue-end»" in text  # the header row's choice
     assert "<td>«Code», «Issue-end»</td>" in text
+
+
+def test_an_assignments_rejected_rows_give_their_reason_in_the_starters_language(manager):
+    remember_language(manager, "ru")
+    pool = make_pool(launched=True)
+    make_codes(pool, ["P1", "P2"])
+
+    job = assignment_start(pool=pool, file=csv_upload(f"Customer\nc1\n{'x' * 201}\n"), user=manager)
+    job.refresh_from_db()
+
+    assert job.rejected_sample[0][2] == (
+        "Нет идентификатора клиента, или он длиннее 200 символов, или содержит символ NUL."
+    )
