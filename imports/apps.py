@@ -30,3 +30,9 @@ class ImportsConfig(AppConfig):
         from .selectors import REJECTED_ROWS, REJECTED_ROWS_SOURCE
 
         export_source_register(REJECTED_ROWS, REJECTED_ROWS_SOURCE)
+
+        from pools.metrics import state_collector_register
+
+        from .metrics import import_throughput
+
+        state_collector_register(import_throughput)

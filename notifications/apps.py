@@ -33,5 +33,10 @@ class NotificationsConfig(AppConfig):
         # Jobs' reports and messages, written by workers, in the language of whoever started
         # the job (pools imports nothing above it, so it is told how to find it).
         staff_language_register(language_of)
+        from pools.metrics import state_collector_register
+
+        from .metrics import alerts
+
+        state_collector_register(alerts)
         if launch_warnings not in launch_warning_checks:
             launch_warning_checks.append(launch_warnings)

@@ -8,8 +8,8 @@ no stock point: the line starts on the day the pool did.
 """
 
 from django.template.loader import render_to_string
-from django.utils.translation import gettext as _
-from django.utils.translation import pgettext_lazy
+from django.utils.formats import date_format
+from django.utils.translation import gettext, pgettext_lazy
 
 from .formats import number
 
@@ -61,8 +61,8 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
             {
                 "x": round(PAD_LEFT + (index + 0.5) * slot, 1),
                 "y": stock_y(day["stock"]),
-                "title": _("%(day)s: stock %(stock)s")
-                % {"day": f"{day['day']:%Y-%m-%d}", "stock": number(day["stock"])},
+                "title": gettext("%(day)s: stock %(count)s")
+                % {"day": date_format(day["day"]), "count": number(day["stock"])},
             }
         )
     rows = []
@@ -82,8 +82,13 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
                         "y": round(base - height, 1),
                         "width": round(bar, 1),
                         "height": height,
-                        "title": _("%(day)s: %(count)s %(label)s")
-                        % {"day": f"{day['day']:%Y-%m-%d}", "count": number(value), "label": label},
+                        # "12 issued": the count, then what happened to that many codes.
+                        "title": gettext("%(day)s: %(count)s %(activity)s")
+                        % {
+                            "day": date_format(day["day"]),
+                            "count": number(value),
+                            "activity": label,
+                        },
                     }
                 )
         rows.append(
@@ -100,7 +105,7 @@ def stock_chart_svg(activity: list[dict], *, chosen: int = DEFAULT_RANGE) -> str
         top = base + ROW_GAP
     height = top + 16
     return render_to_string(
-        "admin/pools/pool/stock_chart.svg",
+        "admin/pools/pool/stock_chart_svg.html",
         {
             "width": WIDTH,
             "height": round(height),

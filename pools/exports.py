@@ -77,7 +77,7 @@ class CodeResource(resources.ModelResource):
 
     def dehydrate_status(self, code):
         # The label the screens show ("Issued"), not the stored value ("issued").
-        return code.get_status_display()
+        return str(code.get_status_display())
 
 
 _EXPORT_FIELDS = CodeResource().get_export_fields()
@@ -120,7 +120,7 @@ def row_format(values) -> list:
         elif name in _DATETIME_FIELDS:
             row.append(datetime_export(timezone.localtime(value, zone)))
         elif name == "status":
-            row.append(_STATUS_LABELS.get(value, value))
+            row.append(str(_STATUS_LABELS.get(value, value)))
         else:
             row.append(escape_formula(str(value)))
     return row

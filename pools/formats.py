@@ -8,15 +8,18 @@ these functions, so that "5,004" and "2026-11-27 22:19" read the same wherever t
 from datetime import date, datetime
 
 from django.utils import timezone
+from django.utils.formats import number_format
 from django.utils.text import slugify
+from django.utils.translation import gettext
 
 DATETIME_DISPLAY = "%Y-%m-%d %H:%M"
 
 
 def number(value) -> str:
-    """Return a count with thousands separators: 1234567 → "1,234,567"."""
+    """Return a count with the reader's thousands separators: 1234567 → "1,234,567" in English,
+    "1 234 567" in Russian (promo_project/formats/<language>/formats.py)."""
     try:
-        return f"{int(value):,}"
+        return number_format(int(value), force_grouping=True)
     except (TypeError, ValueError):
         return "" if value is None else str(value)
 
@@ -56,15 +59,20 @@ def duration_display(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     if seconds < 10:
-        return f"{max(seconds, 0.1):.1f} s" if seconds > 0 else "under 0.1 s"
+        if seconds <= 0:
+            return gettext("under 0.1 s")
+        tenths = number_format(round(max(seconds, 0.1), 1), decimal_pos=1)
+        return gettext("%(seconds)s s") % {"seconds": tenths}
     seconds = round(seconds)
     if seconds < 60:
-        return f"{seconds} s"
+        return gettext("%(seconds)s s") % {"seconds": seconds}
     minutes, rest = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes} min {rest} s" if rest else f"{minutes} min"
+        if rest:
+            return gettext("%(minutes)s min %(seconds)s s") % {"minutes": minutes, "seconds": rest}
+        return gettext("%(minutes)s min") % {"minutes": minutes}
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min"
+    return gettext("%(hours)s h %(minutes)s min") % {"hours": hours, "minutes": minutes}
 
 
 def export_filename(*, what: str, pool=None, filters: dict | None = None, extension: str) -> str:

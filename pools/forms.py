@@ -1,12 +1,13 @@
 from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
 
 from .models import Campaign, Pool
 from .services import pool_slug_suggestion, template_parameter_from_slug
 from .uploads import UploadField
 
-POOL_ID_INVALID = (
+POOL_ID_INVALID = _(
     "Use letters, digits, hyphens and underscores only in the pool ID (for example spring-sale)."
 )
 pool_id_validator = RegexValidator(r"^[-a-zA-Z0-9_]+\Z", POOL_ID_INVALID, code="invalid")
@@ -51,33 +52,36 @@ class PoolAdminForm(forms.ModelForm):
 
 class ReasonForm(forms.Form):
     reason = forms.CharField(
+        label=_("Reason"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Optional; shown in the pool's history.",
+        help_text=_("Optional; shown in the pool's history."),
     )
 
 
 class EndForm(ReasonForm):
     stop_redemptions = forms.BooleanField(
-        label="Stop redemptions too",
+        label=_("Stop redemptions too"),
         required=False,
-        help_text="Codes already issued can then no longer be redeemed either. Without it they "
-        "can be redeemed until their Available-till.",
+        help_text=_(
+            "Codes already issued can then no longer be redeemed either. Without it they can be "
+            "redeemed until their Available-till."
+        ),
     )
 
 
 class WithdrawListForm(ReasonForm):
     codes = forms.CharField(
-        label="Codes to withdraw",
+        label=_("Codes to withdraw"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 8, "cols": 60}),
-        help_text="One a line, or separated by spaces, commas or semicolons.",
+        help_text=_("One per line, or separated by spaces, commas or semicolons."),
     )
     # Stored and read by the worker (code_services.withdrawal_file_start), which keeps the codes
     # on the withdrawal's row: the limit bounds that row and the worker's memory.
     file = UploadField(
-        label="Or a file of codes",
+        label=_("Or a file of codes"),
         required=False,
         max_size=lambda: settings.WITHDRAW_MAX_LIST_SIZE,
-        help_text="A text or CSV file with the codes (the same separators).",
+        help_text=_("A text or CSV file with the codes (the same separators)."),
     )

@@ -25,22 +25,26 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.utils.formats import number_format
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from .code_services import customer_clean
+from .formats import number
 from .shared_cache import shared_get_many, shared_incr
 
 HOUR = 3600
 
-GUESSING_BUDGET = (
-    "Guessing: an API key may get “unknown code” {per_key:,} times an hour, all keys together "
-    "{per_pool:,} times an hour in one pool; then checks and redemptions wait for the next hour."
+GUESSING_BUDGET = _(
+    "Guessing is limited by the answers “unknown code” an hour: %(per_key)s for each API key, "
+    "%(per_pool)s for all keys together in one pool; after that, checks and redemptions wait "
+    "for the next hour."
 )
-GUESSING_NOW = "With the default length and alphabet, this pool now has {odds}"
-GUESSING_AT_LIMIT = "Filled to generation's limit it would have {odds}"
-GUESSING_ODDS = (
-    "{codes:,} codes out of {space:,} possible ones (a fill of {fill}): one key guessing "
-    "finds {per_key} ({share} of the pool's codes an hour), all keys together {per_pool}."
-)
+GUESSING_NOW = _("Now, with the default length and alphabet: %(odds)s")
+GUESSING_AT_LIMIT = _("Filled to generation's limit: %(odds)s")
+# Below this, a chance is "less than once in a billion": more digits tell nobody anything.
+BILLION = 10**9
+MILLION = 10**6
 
 
 class GuessingLimited(Exception):
@@ -133,37 +137,110 @@ def guessing_odds(*, space: int, codes: int) -> GuessingOdds:
 def _rate_text(per_hour: float) -> str:
     """Return a rate of finds as people say it: "5 codes an hour", "one code every 3 days"."""
     if per_hour >= 1:
-        return f"about {per_hour:,.0f} codes an hour" if per_hour >= 1.5 else "about 1 code an hour"
+        count = round(per_hour)
+        return ngettext("about %(count)s code an hour", "about %(count)s codes an hour", count) % {
+            "count": number(count)
+        }
     if per_hour <= 0:
-        return "nothing"
+        return gettext("nothing")
     hours = 1 / per_hour
-    for unit, size in (("years", 24 * 365), ("days", 24), ("hours", 1)):
-        if hours >= 2 * size or unit == "hours":
-            return f"one code every {hours / size:,.0f} {unit}"
-    raise AssertionError("unreachable")
+    if hours >= 1000 * 24 * 365:
+        return gettext("less than one code in a thousand years")
+    if hours >= 2 * 24 * 365:
+        count = round(hours / (24 * 365))
+        return ngettext(
+            "one code every %(count)s year", "one code every %(count)s years", count
+        ) % {"count": number(count)}
+    if hours >= 2 * 24:
+        count = round(hours / 24)
+        return ngettext("one code every %(count)s day", "one code every %(count)s days", count) % {
+            "count": number(count)
+        }
+    count = round(hours)
+    return ngettext("one code every %(count)s hour", "one code every %(count)s hours", count) % {
+        "count": number(count)
+    }
+
+
+def _rounded(value: float) -> int:
+    """Return `value` to two significant figures: 9,235 → 9,200; 16,384,000 → 16,000,000."""
+    value = round(value)
+    digits = len(str(value))
+    return round(value, 2 - digits) if digits > 2 else value
+
+
+def _percent(part: float) -> str:
+    """Return a share of at least 1% as a percentage: "12%", "2.5%"."""
+    percent = part * 100
+    shown = number_format(round(percent, 1), decimal_pos=1) if percent < 10 else round(percent)
+    return gettext("%(percent)s%%") % {"percent": str(shown).removesuffix(".0").removesuffix(",0")}
+
+
+def _chance(part: float) -> str:
+    """Return how often something of probability `part` happens, as people say it: "about 12%
+    of the time", "once in 9,200 tries", "once in 16 million tries", "less than once in a
+    billion tries" (never "6.2e-11%")."""
+    if part >= 0.01:
+        return gettext("%(percent)s of the time") % {"percent": _percent(part)}
+    one_in = _rounded(1 / part) if part > 0 else BILLION
+    if one_in >= BILLION:
+        return gettext("less than once in a billion tries")
+    if one_in >= MILLION:
+        millions = round(one_in / MILLION)
+        return ngettext(
+            "once in %(count)s million tries", "once in %(count)s million tries", millions
+        ) % {"count": number(millions)}
+    return ngettext("once in %(count)s try", "once in %(count)s tries", one_in) % {
+        "count": number(one_in)
+    }
 
 
 def _share(part: float) -> str:
-    return f"{part:.2%}" if part >= 0.0001 else f"{part * 100:.2g}%"
+    """Return a share of a whole as people say it: "12%", "one in 9,200", "one in 16 million",
+    "less than one in a billion"."""
+    if part >= 1:
+        return gettext("all")
+    if part >= 0.01:
+        return _percent(part)
+    one_in = _rounded(1 / part) if part > 0 else BILLION
+    if one_in >= BILLION:
+        return gettext("less than one in a billion")
+    if one_in >= MILLION:
+        millions = round(one_in / MILLION)
+        return ngettext("one in %(count)s million", "one in %(count)s million", millions) % {
+            "count": number(millions)
+        }
+    return ngettext("one in %(count)s", "one in %(count)s", one_in) % {"count": number(one_in)}
 
 
 def guessing_odds_text(*, space: int, codes: int) -> str:
     """Return the odds of guessing_odds in a sentence, for the generation screen."""
     odds = guessing_odds(space=space, codes=codes)
-    return GUESSING_ODDS.format(
-        codes=codes,
-        space=space,
-        fill=_share(odds.fill),
-        share=_share(odds.share_per_key),
-        per_key=_rate_text(odds.found_per_key),
-        per_pool=_rate_text(odds.found_per_pool),
+    # Counted by the codes that exist: "1 of 923,521 possible codes exists".
+    text = ngettext(
+        "%(codes)s of %(space)s possible codes exists, so a random guess hits %(chance)s. One "
+        "key guessing finds %(per_key)s, all keys together %(per_pool)s; in an hour one key "
+        "uncovers %(share)s of the pool's codes.",
+        "%(codes)s of %(space)s possible codes exist, so a random guess hits %(chance)s. One "
+        "key guessing finds %(per_key)s, all keys together %(per_pool)s; in an hour one key "
+        "uncovers %(share)s of the pool's codes.",
+        codes,
     )
+    return text % {
+        "codes": number(codes),
+        "space": number(space),
+        "chance": _chance(odds.fill),
+        "share": _share(odds.share_per_key),
+        "per_key": _rate_text(odds.found_per_key),
+        "per_pool": _rate_text(odds.found_per_pool),
+    }
 
 
 def guessing_budget_text() -> str:
-    return GUESSING_BUDGET.format(
-        per_key=settings.API_FAILED_CHECKS_PER_KEY, per_pool=settings.API_FAILED_CHECKS_PER_POOL
-    )
+    return GUESSING_BUDGET % {
+        "per_key": number(settings.API_FAILED_CHECKS_PER_KEY),
+        "per_pool": number(settings.API_FAILED_CHECKS_PER_POOL),
+    }
 
 
 def generation_guessing_notes(*, space: int, codes: int, limit: int) -> list[str]:
@@ -171,6 +248,6 @@ def generation_guessing_notes(*, space: int, codes: int, limit: int) -> list[str
     it is (`codes` of `space` possible) and at generation's limit (`limit` codes)."""
     lines = [guessing_budget_text()]
     if codes:
-        lines.append(GUESSING_NOW.format(odds=guessing_odds_text(space=space, codes=codes)))
-    lines.append(GUESSING_AT_LIMIT.format(odds=guessing_odds_text(space=space, codes=limit)))
+        lines.append(GUESSING_NOW % {"odds": guessing_odds_text(space=space, codes=codes)})
+    lines.append(GUESSING_AT_LIMIT % {"odds": guessing_odds_text(space=space, codes=limit)})
     return lines

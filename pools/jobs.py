@@ -162,6 +162,11 @@ def job_kind_register(
     )
 
 
+def job_models() -> list[type[Job]]:
+    """Every kind of job registered, as its model."""
+    return list(_KINDS)
+
+
 def _kind(model) -> JobKind:
     return _KINDS[model._meta.concrete_model]
 

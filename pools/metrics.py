@@ -16,11 +16,10 @@ Access: a bearer token (METRICS_TOKEN) or a client address within METRICS_ALLOWE
 
 import ipaddress
 import time
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Min, Sum
+from django.db.models import Count, Min
 from django.http import HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -67,24 +66,21 @@ class RequestMetricsMiddleware:
         return response
 
 
-def _jobs() -> dict:
-    from imports.models import Assignment, Import
-    from pools.models import AdditionUndo, CodeExport, Withdrawal
+# What the apps above pools add to a scrape (imports: import throughput; notifications: alerts),
+# each a function yielding metric families; registered from their ready().
+state_collectors: list = []
 
-    return {
-        "import": Import,
-        "assignment": Assignment,
-        "export": CodeExport,
-        "withdrawal": Withdrawal,
-        "undo": AdditionUndo,
-    }
+
+def state_collector_register(collect) -> None:
+    if collect not in state_collectors:
+        state_collectors.append(collect)
 
 
 class StateCollector:
     """What the database says now, read at each scrape."""
 
     def collect(self):
-        from notifications.models import AlertDelivery, LowStockAlert
+        from pools import jobs
         from pools.models import Pool
         from pools.selectors import pools_with_counts
 
@@ -108,7 +104,7 @@ class StateCollector:
                     threshold.add_metric([pool.slug], pool.notify_below)
         yield from (codes, stock, threshold)
 
-        jobs = GaugeMetricFamily(
+        by_status = GaugeMetricFamily(
             "promo_jobs", "Jobs by kind and status.", labels=["kind", "status"]
         )
         oldest = GaugeMetricFamily(
@@ -117,43 +113,20 @@ class StateCollector:
             labels=["kind", "status"],
         )
         now = timezone.now()
-        for kind, model in _jobs().items():
+        # Every kind of job registers itself with pools.jobs (imports, assignments, exports,
+        # withdrawals, undos): the same list recovery walks.
+        for model in jobs.job_models():
+            kind = model._meta.model_name
             for row in model.objects.values("status").annotate(n=Count("pk")):
-                jobs.add_metric([kind, row["status"]], row["n"])
-            since = "created_at" if hasattr(model, "created_at") else "enqueued_at"
-            queued = model.objects.filter(status="queued").aggregate(at=Min(since))["at"]
+                by_status.add_metric([kind, row["status"]], row["n"])
+            queued = model.objects.filter(status="queued").aggregate(at=Min("created_at"))["at"]
             running = model.objects.filter(status="running").aggregate(at=Min("started_at"))["at"]
             for status, at in (("queued", queued), ("running", running)):
                 oldest.add_metric([kind, status], (now - at).total_seconds() if at else 0)
-        yield from (jobs, oldest)
+        yield from (by_status, oldest)
 
-        from imports.models import Import
-
-        hour = Import.objects.filter(finished_at__gte=now - timedelta(hours=1)).exclude(
-            started_at=None
-        )
-        done = hour.aggregate(
-            rows=Sum("rows_read"), seconds=Sum(F("finished_at") - F("started_at"))
-        )
-        seconds = done["seconds"].total_seconds() if done["seconds"] else 0
-        rate = GaugeMetricFamily(
-            "promo_import_rows_per_second",
-            "Rows read per second of work by the imports finished in the last hour.",
-        )
-        rate.add_metric([], (done["rows"] or 0) / seconds if seconds else 0)
-        yield rate
-
-        alerts = GaugeMetricFamily(
-            "promo_low_stock_alerts", "Low-stock alerts, sent or waiting.", labels=["state"]
-        )
-        alerts.add_metric(["sent"], LowStockAlert.objects.exclude(sent_at=None).count())
-        alerts.add_metric(["waiting"], LowStockAlert.objects.filter(sent_at=None).count())
-        yield alerts
-        emails = GaugeMetricFamily(
-            "promo_alert_emails_delivered", "Alert e-mails the mail server accepted."
-        )
-        emails.add_metric([], AlertDelivery.objects.count())
-        yield emails
+        for collect in state_collectors:
+            yield from collect()
 
 
 def _allowed(request) -> bool:

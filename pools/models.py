@@ -14,6 +14,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from .health import ServiceBeat  # noqa: F401  (a model: its module keeps it with its checks)
 from .jobs import Job
@@ -23,23 +26,23 @@ CODE_MAX_LENGTH = 100
 CUSTOMER_MAX_LENGTH = 200
 
 # User-facing messages are constants so that the admin, the services and the tests agree on them.
-DESCRIPTION_REQUIRED_FOR_LAUNCH = "A description is required to launch the pool."
-ISSUE_CHECK_EXCLUDES_MULTIPLE_USE = (
-    "“Check that code was issued to customer before activation” and “Codes can be used "
-    "multiple times” cannot both be on."
+DESCRIPTION_REQUIRED_FOR_LAUNCH = _("A description is required to launch the pool.")
+ISSUE_CHECK_EXCLUDES_MULTIPLE_USE = _(
+    "“Redeem only by the customer the code was issued to” and “Codes can be used more than "
+    "once” cannot both be on."
 )
-VALIDITY_PERIOD_REQUIRED = (
-    "Set the validity period of an issued code when “Check that code was issued to customer "
-    "before activation” is on."
+VALIDITY_PERIOD_REQUIRED = _(
+    "Set the validity period after issue when “Redeem only by the customer the code was issued "
+    "to” is on."
 )
-NOTIFY_THRESHOLD_REQUIRED = "Set the code amount below which subscribed staff are notified."
-TEMPLATE_PARAMETER_INVALID = (
+NOTIFY_THRESHOLD_REQUIRED = _("Set how many codes left should trigger the low-stock alert.")
+TEMPLATE_PARAMETER_INVALID = _(
     "Use letters, digits and underscores only, not starting with a digit (for example SPRING_SALE)."
 )
 
-REFILL_COUNT_REQUIRED = "Say how many codes a refill generates."
-FALLBACK_NOT_ITSELF = "A pool cannot be its own fallback."
-FALLBACK_SAME_CAMPAIGN = "The fallback pool must belong to the same campaign."
+REFILL_COUNT_REQUIRED = _("Say how many codes a refill generates.")
+FALLBACK_NOT_ITSELF = _("A pool cannot be its own fallback.")
+FALLBACK_SAME_CAMPAIGN = _("The fallback pool must belong to the same campaign.")
 
 template_parameter_validator = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*\Z", TEMPLATE_PARAMETER_INVALID, code="invalid"
@@ -47,13 +50,15 @@ template_parameter_validator = RegexValidator(
 
 
 class Campaign(models.Model):
-    name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = _("campaign")
+        verbose_name_plural = _("campaigns")
 
     def __str__(self):
         return self.name
@@ -61,39 +66,49 @@ class Campaign(models.Model):
 
 class Pool(models.Model):
     class Status(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        ACTIVE = "active", "Active"
-        PAUSED = "paused", "Paused"
-        ENDED = "ended", "Ended"
+        DRAFT = "draft", _("Draft")
+        ACTIVE = "active", _("Active")
+        PAUSED = "paused", _("Paused")
+        ENDED = "ended", _("Ended")
 
     class Processing(models.TextChoices):
-        INTERNAL = "internal", "In this system (it checks and redeems the codes)"
-        EXTERNAL = "external", "Externally (another system redeems the codes)"
+        INTERNAL = "internal", _("In this system (it checks and redeems the codes)")
+        EXTERNAL = "external", _("Elsewhere (another system redeems the codes)")
 
-    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="pools")
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="pools", verbose_name=_("campaign")
+    )
     description = models.TextField(
+        _("description"),
         blank=True,
-        help_text="Anything worth remembering about this pool, e.g. why it was created. "
-        "Required to launch.",
+        help_text=_(
+            "Anything worth remembering about this pool, for example why it was created. "
+            "Required to launch."
+        ),
     )
     slug = models.SlugField(
-        "pool ID",
+        _("pool ID"),
         max_length=64,
         unique=True,
-        help_text="Unique system name of the pool. Filled in automatically; can be edited "
-        "until the pool is launched.",
+        help_text=_(
+            "The pool's unique name for other systems. Filled in for you; can be changed until "
+            "the pool is launched."
+        ),
     )
     template_parameter = models.CharField(
-        "parameter name in the message template builder",
+        _("template parameter"),
         max_length=64,
         unique=True,
         validators=[template_parameter_validator],
-        help_text="Message templates insert a code from this pool under this name.",
+        help_text=_("Message templates insert a code from this pool under this name."),
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
-    launched_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    launched_at = models.DateTimeField(_("launched at"), null=True, blank=True)
     launched_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("launched by"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
@@ -101,45 +116,54 @@ class Pool(models.Model):
     )
     # Set when the pool is ended with "stop redemptions too": codes already issued can then no
     # longer be redeemed either.
-    redemptions_stopped = models.BooleanField(default=False)
+    redemptions_stopped = models.BooleanField(_("redemptions stopped"), default=False)
 
     processing = models.CharField(
-        max_length=16, choices=Processing.choices, default=Processing.INTERNAL
+        _("codes are checked and redeemed"),
+        max_length=16,
+        choices=Processing.choices,
+        default=Processing.INTERNAL,
     )
     require_issue_before_redeem = models.BooleanField(
-        "check that code was issued to customer before activation",
+        _("redeem only by the customer the code was issued to"),
         default=False,
-        help_text="A code can then be redeemed only by the customer it was issued to, within "
-        "the validity period. Protects from fraud and brute force.",
+        help_text=_(
+            "A code can then be redeemed only by the customer it was issued to, within the "
+            "validity period after issue. Protects against fraud and guessing."
+        ),
     )
     issued_validity_days = models.PositiveIntegerField(
-        "validity period of an issued code (days)",
+        _("validity period after issue (days)"),
         null=True,
         blank=True,
-        help_text="Days after issue during which the customer can redeem the code.",
+        help_text=_("How many days after issue the customer can redeem the code."),
     )
     allow_multiple_use = models.BooleanField(
-        "codes can be used multiple times",
+        _("codes can be used more than once"),
         default=False,
-        help_text="Cannot be changed once the pool is launched.",
+        help_text=_("Cannot be changed once the pool is launched."),
     )
-    notify_below_enabled = models.BooleanField("notify when code amount is below", default=False)
+    notify_below_enabled = models.BooleanField(_("send low-stock alerts"), default=False)
     notify_below = models.PositiveIntegerField(
-        "code amount",
+        _("alert when fewer codes than this are left"),
         null=True,
         blank=True,
-        help_text="Subscribed staff get an e-mail when the stock falls below this amount.",
+        help_text=_(
+            "Subscribed staff get an e-mail when the stock falls below this number of codes."
+        ),
     )
     # A pool filled by generation tops itself up (imports/refill.py).
     refill_below = models.PositiveIntegerField(
-        "keep at least this many codes",
+        _("keep at least this many codes"),
         null=True,
         blank=True,
-        help_text="When the stock falls below this, a generation of the size below runs by "
-        "itself (within the 1% capacity rule). Only for pools filled by generation.",
+        help_text=_(
+            "When the stock falls below this, a generation of the size below runs by itself "
+            "(within generation's limit). Only for pools filled by generation."
+        ),
     )
     refill_count = models.PositiveIntegerField(
-        "codes to generate per refill",
+        _("codes to generate per refill"),
         null=True,
         blank=True,
     )
@@ -151,24 +175,30 @@ class Pool(models.Model):
         null=True,
         blank=True,
         related_name="+",
-        help_text="Issuing takes from this pool (same campaign, active) when this one has no "
-        "code left to issue.",
+        verbose_name=_("fallback pool"),
+        help_text=_(
+            "Issuing takes from this pool (same campaign, active) when this one has no code "
+            "left to issue."
+        ),
     )
     # Counted in the shared cache per calendar day (UTC) by the API's issuing limits
     # (pools/issuing_limits.py): a leaked key cannot drain the pool faster than this.
     daily_issue_cap = models.PositiveIntegerField(
-        "codes issued over the API per day, at most",
+        _("most codes issued over the API per day"),
         null=True,
         blank=True,
-        help_text="Once this many codes were issued over the API today (UTC), issue and batch "
-        "requests are refused until tomorrow. Assignments from the admin are not counted. Empty: "
-        "no cap.",
+        help_text=_(
+            "Once this many codes have been issued over the API today (UTC), issue and batch "
+            "requests are refused until tomorrow. Assignments from the admin do not count. "
+            "Leave empty for no limit."
+        ),
     )
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
@@ -180,6 +210,8 @@ class Pool(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        verbose_name = _("pool")
+        verbose_name_plural = _("pools")
         permissions = [
             ("launch_pool", "Can launch pool"),
             ("pause_pool", "Can pause and resume pool"),
@@ -288,22 +320,31 @@ class PoolEvent(models.Model):
     """
 
     class Action(models.TextChoices):
-        LAUNCHED = "launched", "Launched"
-        PAUSED = "paused", "Paused"
-        RESUMED = "resumed", "Resumed"
-        ENDED = "ended", "Ended"
-        ENDED_AND_STOPPED = "ended_stopped", "Ended, redemptions stopped too"
+        LAUNCHED = "launched", _("Launched")
+        PAUSED = "paused", _("Paused")
+        RESUMED = "resumed", _("Resumed")
+        ENDED = "ended", _("Ended")
+        ENDED_AND_STOPPED = "ended_stopped", _("Ended, redemptions stopped too")
 
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="events")
-    action = models.CharField(max_length=16, choices=Action.choices)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    pool = models.ForeignKey(
+        Pool, on_delete=models.CASCADE, related_name="events", verbose_name=_("pool")
     )
-    at = models.DateTimeField("when", default=timezone.now)
-    reason = models.TextField(blank=True)
+    action = models.CharField(_("what"), max_length=16, choices=Action.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("who"),
+    )
+    at = models.DateTimeField(_("when"), default=timezone.now)
+    reason = models.TextField(_("reason"), blank=True)
 
     class Meta:
         ordering = ["-at", "-id"]
+        verbose_name = _("pool event")
+        verbose_name_plural = _("pool events")
         indexes = [models.Index(fields=["pool", "-at"], name="pool_event_pool_time")]
 
     def __str__(self):
@@ -312,11 +353,11 @@ class PoolEvent(models.Model):
 
 class Code(models.Model):
     class Status(models.TextChoices):
-        AVAILABLE = "available", "Available"
-        ISSUED = "issued", "Issued"
-        REDEEMED = "redeemed", "Redeemed"
-        EXPIRED = "expired", "Expired"
-        WITHDRAWN = "withdrawn", "Withdrawn"
+        AVAILABLE = "available", _("Available")
+        ISSUED = "issued", _("Issued")
+        REDEEMED = "redeemed", _("Redeemed")
+        EXPIRED = "expired", _("Expired")
+        WITHDRAWN = "withdrawn", _("Withdrawn")
 
     # What a withdrawal takes out of use; a single-use code already redeemed is used up.
     WITHDRAWABLE = (Status.AVAILABLE, Status.ISSUED, Status.EXPIRED)
@@ -325,19 +366,26 @@ class Code(models.Model):
     # Set on the code an issue returns: True when it is a retry's, handed out before.
     again = False
 
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="codes", db_index=False)
-    code = models.CharField(max_length=CODE_MAX_LENGTH)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.AVAILABLE)
-    issue_start = models.DateTimeField("issue-start", null=True, blank=True)
-    issue_end = models.DateTimeField("issue-end", null=True, blank=True)
-    available_from = models.DateTimeField("available-from", null=True, blank=True)
-    available_till = models.DateTimeField("available-till", null=True, blank=True)
-    issued_to = models.CharField(
-        "customer", max_length=CUSTOMER_MAX_LENGTH, blank=True, help_text="External customer id."
+    pool = models.ForeignKey(
+        Pool, on_delete=models.CASCADE, related_name="codes", db_index=False, verbose_name=_("pool")
     )
-    issued_at = models.DateTimeField(null=True, blank=True)
-    redeemed_at = models.DateTimeField(null=True, blank=True)
-    times_redeemed = models.PositiveIntegerField(default=0)
+    code = models.CharField(_("code"), max_length=CODE_MAX_LENGTH)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.AVAILABLE
+    )
+    issue_start = models.DateTimeField(_("issue-start"), null=True, blank=True)
+    issue_end = models.DateTimeField(_("issue-end"), null=True, blank=True)
+    available_from = models.DateTimeField(_("available-from"), null=True, blank=True)
+    available_till = models.DateTimeField(_("available-till"), null=True, blank=True)
+    issued_to = models.CharField(
+        _("customer"),
+        max_length=CUSTOMER_MAX_LENGTH,
+        blank=True,
+        help_text=_("The customer's id in your systems."),
+    )
+    issued_at = models.DateTimeField(_("issued at"), null=True, blank=True)
+    redeemed_at = models.DateTimeField(_("redeemed at"), null=True, blank=True)
+    times_redeemed = models.PositiveIntegerField(_("times redeemed"), default=0)
     # Which addition (an import, in the imports app) brought the code in; null for codes added
     # before additions were recorded on codes. DO_NOTHING: an addition is deleted only with its
     # pool, which deletes the codes in the same statement set.
@@ -436,6 +484,8 @@ class Code(models.Model):
             ),
         ]
         permissions = [("withdraw_code", "Can withdraw code")]
+        verbose_name = _("code")
+        verbose_name_plural = _("codes")
 
     def __str__(self):
         return self.code
@@ -509,6 +559,8 @@ class PoolCounter(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["pool", "shard"], name="pool_counter_unique_shard")
         ]
+        verbose_name = _("pool counter")
+        verbose_name_plural = _("pool counters")
 
     def __str__(self):
         return f"{self.pool_id}/{self.shard}"
@@ -533,7 +585,9 @@ class CodeIssue(models.Model):
     # A refusal tells this caller why; others hear that there is no such code.
     issued_by = models.CharField(max_length=150, blank=True, default="", db_default="")
     marked = models.BooleanField(
-        default=False, help_text="Handed out elsewhere and marked as issued here."
+        _("marked as issued"),
+        default=False,
+        help_text=_("Handed out elsewhere and marked as issued here."),
     )
     issued_at = models.DateTimeField(default=timezone.now)
     # Given back (code_release): the code went back to stock and the key was freed, so that a
@@ -543,6 +597,8 @@ class CodeIssue(models.Model):
 
     class Meta:
         ordering = ["-issued_at", "-id"]
+        verbose_name = _("code issue")
+        verbose_name_plural = _("code issues")
         constraints = [
             models.UniqueConstraint(
                 fields=["pool", "idempotency_key"],
@@ -571,6 +627,8 @@ class Redemption(models.Model):
 
     class Meta:
         ordering = ["-redeemed_at", "-id"]
+        verbose_name = _("redemption")
+        verbose_name_plural = _("redemptions")
         constraints = [
             models.UniqueConstraint(
                 fields=["code", "order_reference"],
@@ -606,9 +664,15 @@ class CodeAddition(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pool", "added_at"], name="code_addition_pool_time")]
         permissions = [("undo_codeaddition", "Can remove the codes an import added")]
+        verbose_name = _("addition of codes")
+        verbose_name_plural = _("additions of codes")
 
     def __str__(self):
-        return f"{self.codes_added:,} codes added to {self.pool}"
+        count = self.codes_added
+        text = ngettext(
+            "%(count)s code added to %(pool)s", "%(count)s codes added to %(pool)s", count
+        )
+        return text % {"count": number_format(count, force_grouping=True), "pool": self.pool}
 
 
 class AdditionUndo(Job):
@@ -617,28 +681,39 @@ class AdditionUndo(Job):
     report. Started from the import's report; a worker runs it."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
 
     FINISHED = (Status.COMPLETED, Status.FAILED)
     # No Run again here: removing codes is asked for on the import's report.
-    GO_ON = "Ask for the removal again on the import's report to go on."
+    GO_ON = _("Ask for the removal again on the import's report to go on.")
 
-    addition = models.ForeignKey(CodeAddition, on_delete=models.CASCADE, related_name="undos")
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="undos")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    addition = models.ForeignKey(
+        CodeAddition, on_delete=models.CASCADE, related_name="undos", verbose_name=_("addition")
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    pool = models.ForeignKey(
+        Pool, on_delete=models.CASCADE, related_name="undos", verbose_name=_("pool")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("started by"),
+    )
+    created_at = models.DateTimeField(_("started at"), default=timezone.now)
     # The addition's codes walked so far, in id order, and the last id walked: a job run again
     # goes on after it.
     progress_done = models.BigIntegerField(default=0)
     progress_total = models.BigIntegerField(default=0)
     last_id = models.BigIntegerField(default=0)
-    removed = models.BigIntegerField(default=0)
+    removed = models.BigIntegerField(_("codes removed"), default=0)
     # What was kept, counted when the job ends: codes with a history.
     kept_issued = models.BigIntegerField(default=0)
     kept_redeemed = models.BigIntegerField(default=0)
@@ -648,11 +723,11 @@ class AdditionUndo(Job):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["addition", "-created_at"], name="undo_addition_created")]
-        verbose_name = "undo of an import"
-        verbose_name_plural = "undos of imports"
+        verbose_name = _("undo of an import")
+        verbose_name_plural = _("undos of imports")
 
     def __str__(self):
-        return f"undo #{self.pk}"
+        return _("undo #%(number)s") % {"number": self.pk}
 
     @property
     def kept(self) -> int:
@@ -672,14 +747,18 @@ class Withdrawal(Job):
     pasted or uploaded list. A long list is a job that a worker runs; its row is its report."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
 
-    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="withdrawals")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    reason = models.TextField(blank=True)
+    pool = models.ForeignKey(
+        Pool, on_delete=models.CASCADE, related_name="withdrawals", verbose_name=_("pool")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    reason = models.TextField(_("reason"), blank=True)
     # The codes asked for, one a line (kept for a queued job and for the report).
     requested = models.TextField(blank=True)
     # An uploaded list, stored by the request and read by the worker into `requested` (then
@@ -691,10 +770,10 @@ class Withdrawal(Job):
     list_read = models.BooleanField(default=False)
     # A failure of the uploaded list itself (not text, no codes): running it again cannot help.
     needs_new_file = models.BooleanField(default=False)
-    codes_requested = models.BigIntegerField(default=0)
+    codes_requested = models.BigIntegerField(_("codes asked for"), default=0)
     # How many of the requested codes were dealt with and committed: a job run again resumes.
     codes_done = models.BigIntegerField(default=0)
-    codes_withdrawn = models.BigIntegerField(default=0)
+    codes_withdrawn = models.BigIntegerField(_("codes withdrawn"), default=0)
     # Of them, how many were in stock (the chart's stock line drops by these).
     from_stock = models.BigIntegerField(default=0)
     already_withdrawn = models.BigIntegerField(default=0)
@@ -703,18 +782,25 @@ class Withdrawal(Job):
     # The first codes not found, for the report.
     not_found_sample = models.TextField(blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("withdrawn by"),
     )
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("withdrawn at"), default=timezone.now)
 
     FINISHED = (Status.COMPLETED, Status.FAILED)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["pool", "-created_at"], name="withdrawal_pool_created")]
+        verbose_name = _("withdrawal")
+        verbose_name_plural = _("withdrawals")
 
     def __str__(self):
-        return f"withdrawal #{self.pk}"
+        return _("withdrawal #%(number)s") % {"number": self.pk}
 
     @property
     def can_run_again(self) -> bool:
@@ -746,29 +832,36 @@ class CodeExport(Job):
         XLSX = "xlsx", "XLSX"
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        COMPLETED = "completed", "Completed"
-        FAILED = "failed", "Failed"
-        REMOVED = "removed", "File removed (kept time over)"
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        COMPLETED = "completed", _("Completed")
+        FAILED = "failed", _("Failed")
+        REMOVED = "removed", _("File removed (no longer kept)")
 
     FINISHED = (Status.COMPLETED, Status.FAILED, Status.REMOVED)
     # An export has no Run again: a new file is asked for where the first was.
-    GO_ON = "Ask for the file again to go on."
+    GO_ON = _("Ask for the file again to go on.")
     CODES = "codes"
 
     pool = models.ForeignKey(
-        Pool, on_delete=models.CASCADE, null=True, blank=True, related_name="exports"
+        Pool,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="exports",
+        verbose_name=_("pool"),
     )
-    file_format = models.CharField(max_length=8, choices=Format.choices)
+    file_format = models.CharField(_("file format"), max_length=8, choices=Format.choices)
     # What is written: codes, or the rows of a source another app registers
     # (export_services.export_source_register), such as an import's rejected rows.
     source = models.CharField(max_length=32, default=CODES)
     # Which rows: for codes, the codes list's filters (pool, status and the searched code);
     # for another source, what that source reads (an import's id).
     filters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    rows_total = models.BigIntegerField(default=0, help_text="Estimated when the job starts.")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.QUEUED
+    )
+    rows_total = models.BigIntegerField(default=0, help_text=_("Estimated when the job starts."))
     rows_done = models.BigIntegerField(default=0)
     # Codes: the id the next chunk starts from; another source: the key of the last row written.
     last_id = models.BigIntegerField(null=True, blank=True)
@@ -776,9 +869,14 @@ class CodeExport(Job):
     file = models.FileField(upload_to="exports/", blank=True)
     file_name = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("asked for by"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("asked for at"), auto_now_add=True)
     # The file is deleted by the beat task (pools.tasks.code_exports_clean) after this.
     expires_at = models.DateTimeField(null=True, blank=True)
     finished_notice_sent_at = models.DateTimeField(null=True, blank=True)
@@ -786,9 +884,11 @@ class CodeExport(Job):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="code_export_status")]
+        verbose_name = _("export")
+        verbose_name_plural = _("exports")
 
     def __str__(self):
-        return f"Export #{self.pk}"
+        return _("Export #%(number)s") % {"number": self.pk}
 
     @property
     def progress_percent(self) -> int:
@@ -802,13 +902,13 @@ class CodeExport(Job):
 class ApiOperation(models.TextChoices):
     """What an API key may be allowed to call (ApiKeyScope.operations)."""
 
-    ISSUE = "issue", "Issue a code"
-    ISSUE_BATCH = "issue-batch", "Issue codes to a batch of customers"
-    STOCK = "stock", "Read a pool's stock"
-    MARK_ISSUED = "mark-issued", "Mark a code as issued"
-    CHECK = "check", "Check a code"
-    REDEEM = "redeem", "Redeem a code"
-    RELEASE = "release", "Give an issued code back"
+    ISSUE = "issue", _("Issue a code")
+    ISSUE_BATCH = "issue-batch", _("Issue codes to a batch of customers")
+    STOCK = "stock", _("Read a pool's stock")
+    MARK_ISSUED = "mark-issued", _("Mark a code as issued")
+    CHECK = "check", _("Check a code")
+    REDEEM = "redeem", _("Redeem a code")
+    RELEASE = "release", _("Give an issued code back")
 
 
 class ApiKeyScope(models.Model):
@@ -820,29 +920,35 @@ class ApiKeyScope(models.Model):
     api_key = models.OneToOneField(
         "rest_framework_api_key.APIKey", on_delete=models.CASCADE, related_name="scope"
     )
-    operations = models.JSONField(default=list, blank=True)
+    operations = models.JSONField(_("may call"), default=list, blank=True)
     # Not "no campaign and no pool named": those can be deleted, and a key kept to them must
     # not widen to every pool then.
     every_pool = models.BooleanField(
-        "may touch every pool",
+        _("may use every pool"),
         default=False,
-        help_text="Present and future. Untick to keep the key to the campaigns and pools below.",
+        help_text=_(
+            "Today's pools and future ones. Untick to limit the key to the campaigns and pools "
+            "below."
+        ),
     )
     campaigns = models.ManyToManyField(
         Campaign,
         blank=True,
         related_name="+",
-        help_text="The key may touch every pool of these campaigns, present and future.",
+        verbose_name=_("campaigns"),
+        help_text=_("The key may use every pool of these campaigns, today's and future ones."),
     )
     pools = models.ManyToManyField(
         Pool,
         blank=True,
         related_name="+",
-        help_text="And these pools.",
+        verbose_name=_("pools"),
+        help_text=_("And these pools."),
     )
 
     class Meta:
-        verbose_name = "API key scope"
+        verbose_name = _("API key scope")
+        verbose_name_plural = _("API key scopes")
 
     def __str__(self):
-        return f"Scope of {self.api_key_id}"
+        return _("Scope of %(key)s") % {"key": self.api_key_id}

@@ -3,16 +3,20 @@ and edited on the key's own page (rest_framework_api_key's admin, with the scope
 
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from ..api_keys import key_rights_forget
 from ..models import ApiKeyScope, ApiOperation
 
-OPERATIONS_REQUIRED = "Choose at least one operation this key may call."
-EVERY_POOL = "every pool"
-REACH_REQUIRED = "Tick “may touch every pool”, or name the campaigns or pools this key may touch."
-REACH_BOTH = "A key that may touch every pool needs no campaign or pool named: untick one."
+OPERATIONS_REQUIRED = _("Choose at least one operation this key may call.")
+EVERY_POOL = _("every pool")
+REACH_REQUIRED = _("Tick “May use every pool”, or name the campaigns or pools this key may use.")
+REACH_BOTH = _(
+    "A key that may use every pool needs no campaigns or pools named: untick it or clear them."
+)
 
 
 class ApiKeyScopeForm(forms.ModelForm):
@@ -20,8 +24,11 @@ class ApiKeyScopeForm(forms.ModelForm):
         choices=ApiOperation.choices,
         widget=forms.CheckboxSelectMultiple,
         error_messages={"required": OPERATIONS_REQUIRED},
-        help_text="A key may call only these. A checkout needs Check and Redeem; a mailer, "
-        "Issue and Issue codes to a batch.",
+        label=_("May call"),
+        help_text=_(
+            "A key may call only these. A checkout needs Check and Redeem; a mailer, Issue and "
+            "Issue codes to a batch."
+        ),
     )
 
     class Meta:
@@ -45,7 +52,7 @@ class ApiKeyScopeInline(admin.StackedInline):
     # A new key gets its scope on the same page: a key without one may do nothing.
     min_num = max_num = 1
     autocomplete_fields = ("campaigns", "pools")
-    verbose_name = verbose_name_plural = "What this key may do"
+    verbose_name = verbose_name_plural = _("What this key may do")
 
 
 admin.site.unregister(APIKey)
@@ -64,22 +71,22 @@ class ScopedAPIKeyAdmin(APIKeyModelAdmin):
             .prefetch_related("scope__campaigns", "scope__pools")
         )
 
-    @admin.display(description="May call")
+    @admin.display(description=_("May call"))
     def operations(self, key: APIKey) -> str:
         scope = getattr(key, "scope", None)
         labels = dict(ApiOperation.choices)
         chosen = [labels[op] for op in ApiOperation.values if scope and op in scope.operations]
-        return ", ".join(chosen) or "nothing"
+        return ", ".join(str(label) for label in chosen) or gettext("nothing")
 
-    @admin.display(description="Pools")
+    @admin.display(description=_("Pools"))
     def reach(self, key: APIKey) -> str:
         scope = getattr(key, "scope", None)
         if scope is None:
-            return "none"
+            return gettext("none")
         if scope.every_pool:
             return EVERY_POOL
         named = [*(str(c) for c in scope.campaigns.all()), *(p.slug for p in scope.pools.all())]
-        return ", ".join(named) or "none"
+        return ", ".join(named) or gettext("none")
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -11,6 +11,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from ..code_services import code_mark_issued, codes_withdraw
 from ..export_services import (
@@ -26,9 +28,22 @@ from ..forms import ReasonForm
 from ..models import Code, CodeAddition, CodeExport, Pool, Withdrawal
 from ..refusals import CodeRefused
 from ..selectors import codes_search
-from .parts import AdminMedia, addition_label, can_export, tell_withdrawal
+from .parts import (
+    AdminMedia,
+    PlainListTitle,
+    addition_label,
+    can_export,
+    number,
+    tell_withdrawal,
+)
 
-MARKED_ISSUED = "The code {code} is marked as issued to {customer}."
+MARKED_ISSUED = _("The code %(code)s is marked as issued to %(customer)s.")
+
+
+WITHDRAW_INTRO = _(
+    "Withdrawn codes are out of use for good: check and redeem refuse them (reason withdrawn), "
+    "and they leave the stock. Codes already redeemed are left as they are."
+)
 
 
 class BoundedCountPaginator(Paginator):
@@ -81,15 +96,14 @@ class StatusListFilter(admin.ChoicesFieldListFilter):
 
 
 @admin.register(Code)
-class CodeAdmin(admin.ModelAdmin):
+class CodeAdmin(PlainListTitle, admin.ModelAdmin):
     Media = AdminMedia
     list_display = Code.LISTED_FIELDS
     list_filter = (("status", StatusListFilter), ("pool", PoolListFilter))
     list_select_related = ("pool",)
     search_fields = ("code",)
-    search_help_text = (
-        "Find codes by their text or its beginning (a prefix), or the codes issued to a customer "
-        "id."
+    search_help_text = _(
+        "Find codes by their text or its beginning, or the codes issued to a customer id."
     )
     ordering = ("-id",)
     paginator = BoundedCountPaginator
@@ -145,7 +159,7 @@ class CodeAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Code {code.code}",
+                "title": gettext("Code %(code)s") % {"code": code.code},
                 "code": code,
                 "pool": pool,
                 "story": code_story(code),
@@ -172,7 +186,7 @@ class CodeAdmin(admin.ModelAdmin):
         except ValidationError as invalid:
             messages.error(request, " ".join(invalid.messages))
         else:
-            message = MARKED_ISSUED.format(code=code, customer=customer.strip())
+            message = MARKED_ISSUED % {"code": code, "customer": customer.strip()}
             self.log_change(request, code, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
@@ -192,11 +206,12 @@ class CodeAdmin(admin.ModelAdmin):
             user=request.user,
             reason=form.cleaned_data.get("reason", ""),
         )
-        self.log_change(request, code, f"Withdrawn (withdrawal #{withdrawal.pk}).")
+        logged = gettext("Withdrawn (withdrawal #%(number)s).") % {"number": withdrawal.pk}
+        self.log_change(request, code, logged)
         tell_withdrawal(request, withdrawal)
         return HttpResponseRedirect(reverse("admin:pools_code_change", args=[code.pk]))
 
-    @admin.action(description="Withdraw selected codes", permissions=["withdraw"])
+    @admin.action(description=_("Withdraw selected codes"), permissions=["withdraw"])
     def withdraw_selected(self, request, queryset):
         """Ask for a reason, then withdraw the selected codes, pool by pool."""
         if "confirm" in request.POST:
@@ -212,7 +227,8 @@ class CodeAdmin(admin.ModelAdmin):
                     user=request.user,
                     reason=form.cleaned_data.get("reason", ""),
                 )
-                self.log_change(request, pool, f"Withdrawal #{withdrawal.pk} of selected codes.")
+                logged = gettext("Withdrawal #%(number)s of selected codes.")
+                self.log_change(request, pool, logged % {"number": withdrawal.pk})
                 tell_withdrawal(request, withdrawal)
             return None
         count = queryset.count()
@@ -222,13 +238,17 @@ class CodeAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Withdraw {count:,} selected codes?",
-                "intro": [
-                    "Withdrawn codes are out of use for good: check and redeem refuse them "
-                    "(reason withdrawn), and they leave the stock. Codes already redeemed are "
-                    "left as they are."
+                "title": ngettext(
+                    "Withdraw the selected code?", "Withdraw %(count)s selected codes?", count
+                )
+                % {"count": number(count)},
+                "intro": [WITHDRAW_INTRO],
+                "crumbs": [
+                    {
+                        "url": reverse("admin:pools_code_changelist"),
+                        "label": Code._meta.verbose_name_plural.capitalize(),
+                    }
                 ],
-                "crumbs": [{"url": reverse("admin:pools_code_changelist"), "label": "Codes"}],
                 # Posted back to the same address (filters and search in its query string), as
                 # the list's own form posts it: "all N codes" stays a query, not a list of ids.
                 "hidden": [
@@ -237,7 +257,7 @@ class CodeAdmin(admin.ModelAdmin):
                 ]
                 + [("_selected_action", pk) for pk in request.POST.getlist("_selected_action")],
                 "form": ReasonForm(),
-                "confirm_label": "Withdraw",
+                "confirm_label": gettext("Withdraw"),
                 "dangerous": True,
                 "can_confirm": True,
                 "cancel_url": request.get_full_path(),
@@ -268,7 +288,8 @@ class CodeAdmin(admin.ModelAdmin):
         if code_export_is_small(filters):
             status = filters.get("status")
             named = {
-                "status": Code.Status(status).label if status in Code.Status.values else status,
+                # The value, not its label: a file's name stays the same in every language.
+                "status": status,
                 "search": filters.get("q", "").strip(),
             }
             filename = export_filename(
@@ -285,7 +306,7 @@ class CodeAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Export codes as {file_format.upper()}",
+                "title": gettext("Export codes as %(format)s") % {"format": file_format.upper()},
                 "pool": pool,
                 "filters": filters,
                 "file_format": file_format,
@@ -324,37 +345,49 @@ def code_story(code: Code) -> list[dict]:
         story.append(
             {
                 "at": addition.added_at or addition.created_at,
-                "text": format_html("Added to the pool by {}.", addition_label(addition)),
+                "text": format_html(
+                    gettext("Added to the pool by {addition}."), addition=addition_label(addition)
+                ),
             }
         )
     for issue in code.issues.order_by("issued_at", "id"):
         if issue.marked:
-            text = format_html("Marked as issued to customer {}.", issue.customer)
+            text = format_html(
+                gettext("Marked as issued to customer {customer}."), customer=issue.customer
+            )
         elif issue.idempotency_key:
             text = format_html(
-                "Issued to customer {} under the key “{}”.", issue.customer, issue.idempotency_key
+                gettext("Issued to customer {customer} under the key “{key}”."),
+                customer=issue.customer,
+                key=issue.idempotency_key,
             )
         else:
-            text = format_html("Issued to customer {}.", issue.customer)
+            text = format_html(gettext("Issued to customer {customer}."), customer=issue.customer)
         story.append({"at": issue.issued_at, "text": text})
     for redemption in code.redemptions.order_by("redeemed_at", "id"):
         if redemption.order_reference:
             text = format_html(
-                "Redeemed by customer {}, order {}.",
-                redemption.customer,
-                redemption.order_reference,
+                gettext("Redeemed by customer {customer}, order {order}."),
+                customer=redemption.customer,
+                order=redemption.order_reference,
             )
         else:
-            text = format_html("Redeemed by customer {}.", redemption.customer)
+            text = format_html(
+                gettext("Redeemed by customer {customer}."), customer=redemption.customer
+            )
         story.append({"at": redemption.redeemed_at, "text": text})
     if code.withdrawal_id:
         withdrawal = Withdrawal.objects.select_related("created_by").get(pk=code.withdrawal_id)
-        text = format_html(
-            "Withdrawn by {}{}.",
-            withdrawal.created_by or "someone",
-            format_html(": “{}”", withdrawal.reason) if withdrawal.reason else "",
-        )
+        who = withdrawal.created_by or gettext("someone")
+        if withdrawal.reason:
+            text = format_html(
+                gettext("Withdrawn by {who}: “{reason}”."), who=who, reason=withdrawal.reason
+            )
+        else:
+            text = format_html(gettext("Withdrawn by {who}."), who=who)
         story.append({"at": withdrawal.created_at, "text": text})
     if code.status == Code.Status.EXPIRED:
-        story.append({"at": None, "text": "Expired unused: past its Issue-end or Available-till."})
+        story.append(
+            {"at": None, "text": gettext("Expired unused: past its Issue-end or Available-till.")}
+        )
     return sorted(story, key=lambda item: (item["at"] is None, item["at"] or 0))

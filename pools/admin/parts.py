@@ -6,21 +6,37 @@ none of them.
 """
 
 from django.contrib import admin, messages
+from django.utils.formats import number_format
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.text import capfirst
+from django.utils.translation import gettext, ngettext, ngettext_lazy
+from django.utils.translation import gettext_lazy as _
 
 from ..models import Code, CodeAddition, Pool, Withdrawal
 from ..selectors import pool_is_low
 
-WITHDRAWN_DONE = "Withdrew {withdrawn:,} of {requested:,} codes of “{pool}”."
-WITHDRAW_QUEUED = (
-    "The {requested:,} codes of “{pool}” are being withdrawn in the background: this report "
-    "shows the progress."
+# Counted by the codes asked for: "Withdrew 1 of 1 code", "Withdrew 3 of 5 codes".
+WITHDRAWN_DONE = ngettext_lazy(
+    "Withdrew %(withdrawn)s of %(requested)s code from “%(pool)s”.",
+    "Withdrew %(withdrawn)s of %(requested)s codes from “%(pool)s”.",
+    "count",
 )
-WITHDRAW_LIST_QUEUED = (
-    "The codes of “{file}” are being withdrawn from “{pool}” in the background: this report "
+WITHDRAW_QUEUED = ngettext_lazy(
+    "The code of “%(pool)s” is being withdrawn in the background: this report shows the progress.",
+    "The %(requested)s codes of “%(pool)s” are being withdrawn in the background: this report "
+    "shows the progress.",
+    "count",
+)
+WITHDRAW_LIST_QUEUED = _(
+    "The codes of “%(file)s” are being withdrawn from “%(pool)s” in the background: this report "
     "shows the progress, and says what was wrong should the file not be read."
 )
+
+
+def number(value) -> str:
+    """Return a count as the reader's language writes it: 1,234 in English, 1 234 in Russian."""
+    return number_format(value, force_grouping=True)
 
 
 class PageParts:
@@ -55,7 +71,10 @@ def addition_label(addition: CodeAddition) -> str:
         text = label(addition)
         if text:
             return text
-    return format_html("an addition of {} codes", f"{addition.codes_added:,}")
+    text = ngettext(
+        "an addition of {count} code", "an addition of {count} codes", addition.codes_added
+    )
+    return format_html(text, count=number(addition.codes_added))
 
 
 def status_badge(pool: Pool) -> str:
@@ -67,12 +86,14 @@ def status_badge(pool: Pool) -> str:
 def counts_line(pool: Pool) -> str:
     withdrawn = getattr(pool, "codes_withdrawn", 0)
     return format_html(
-        "{} available · {} issued · {} redeemed{}{}",
-        f"{pool.codes_available:,}",
-        f"{pool.codes_issued:,}",
-        f"{pool.codes_redeemed:,}",
-        format_html(" · {} withdrawn", f"{withdrawn:,}") if withdrawn else "",
-        low_stock_badge(pool),
+        gettext("{available} available · {issued} issued · {redeemed} redeemed{withdrawn}{badge}"),
+        available=number(pool.codes_available),
+        issued=number(pool.codes_issued),
+        redeemed=number(pool.codes_redeemed),
+        withdrawn=format_html(gettext(" · {count} withdrawn"), count=number(withdrawn))
+        if withdrawn
+        else "",
+        badge=low_stock_badge(pool),
     )
 
 
@@ -81,10 +102,22 @@ def low_stock_badge(pool: Pool) -> str:
     that had codes, below its alert threshold), else nothing."""
     if pool_is_low(pool):
         return format_html(
-            ' <span class="stock-low" title="Alert threshold: {}">low stock</span>',
-            pool.notify_below,
+            ' <span class="stock-low" title="{}">{}</span>',
+            gettext("Alert when fewer than %(count)s codes are left")
+            % {"count": number(pool.notify_below)},
+            gettext("low stock"),
         )
     return ""
+
+
+class PlainListTitle:
+    """A list titled by what it lists ("Codes"), instead of Django's "Select code to change",
+    which reads wrong for a list whose rows open a report or a read-only page. Mixed into a
+    ModelAdmin before admin.ModelAdmin."""
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": capfirst(self.opts.verbose_name_plural), **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
 
 class AdminMedia:
@@ -113,17 +146,24 @@ def can_export(request, pool: Pool | None) -> bool:
 
 
 def tell_withdrawal(request, withdrawal: Withdrawal) -> None:
+    messages.add_message(
+        request,
+        messages.SUCCESS if withdrawal.is_finished else messages.INFO,
+        withdrawal_told(withdrawal),
+    )
+
+
+def withdrawal_told(withdrawal: Withdrawal) -> str:
+    """Return what staff are told once they asked for a withdrawal: done, or under way."""
     values = {
-        "withdrawn": withdrawal.codes_withdrawn,
-        "requested": withdrawal.codes_requested,
+        "withdrawn": number(withdrawal.codes_withdrawn),
+        "requested": number(withdrawal.codes_requested),
         "pool": withdrawal.pool,
+        "count": withdrawal.codes_requested,
     }
     if withdrawal.is_finished:
-        messages.success(request, WITHDRAWN_DONE.format(**values))
-    elif withdrawal.list_file_name and not withdrawal.list_read:
+        return WITHDRAWN_DONE % values
+    if withdrawal.list_file_name and not withdrawal.list_read:
         # The worker has not read the file yet: how many codes it holds is not known.
-        messages.info(
-            request, WITHDRAW_LIST_QUEUED.format(file=withdrawal.list_file_name, **values)
-        )
-    else:
-        messages.info(request, WITHDRAW_QUEUED.format(**values))
+        return WITHDRAW_LIST_QUEUED % {"file": withdrawal.list_file_name, **values}
+    return WITHDRAW_QUEUED % values

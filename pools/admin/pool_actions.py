@@ -7,26 +7,30 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from ..code_services import code_list_parse, codes_withdraw, withdrawal_file_start
 from ..forms import EndForm, ReasonForm, WithdrawListForm
 from ..models import Pool
 from ..selectors import launch_summary, pools_with_counts
 from ..services import pool_end, pool_launch, pool_pause, pool_resume
-from .parts import tell_withdrawal
+from .codes import WITHDRAW_INTRO
+from .parts import number, tell_withdrawal
 
-LAUNCH_SUCCESS = "The pool “{pool}” is launched and active."
-LAUNCH_REFUSED = "The pool “{pool}” was not launched: {reason}"
-LAUNCHED_EMPTY = "It has no codes yet: add some before it is used."
-LAUNCH_NOTHING_SELECTED = "Select at least one draft pool to launch."
-PAUSED = "The pool “{pool}” is paused: it issues and redeems no codes until it is resumed."
-RESUMED = "The pool “{pool}” is active again."
-ENDED = (
-    "The pool “{pool}” has ended: it issues no more codes. Codes it issued can be redeemed "
+LAUNCH_SUCCESS = _("The pool “%(pool)s” is launched and active.")
+LAUNCH_REFUSED = _("The pool “%(pool)s” was not launched: %(reason)s")
+LAUNCHED_EMPTY = _("It has no codes yet: add some before it is used.")
+LAUNCH_NOTHING_SELECTED = _("Select at least one draft pool to launch.")
+PAUSED = _("The pool “%(pool)s” is paused: it issues and redeems no codes until it is resumed.")
+RESUMED = _("The pool “%(pool)s” is active again.")
+ENDED = _(
+    "The pool “%(pool)s” has ended: it issues no more codes. Codes it issued can be redeemed "
     "until their Available-till."
 )
-ENDED_STOPPED = "The pool “{pool}” has ended; its codes can no longer be redeemed."
-WITHDRAW_NOTHING = "Paste or upload at least one code."
+ENDED_STOPPED = _("The pool “%(pool)s” has ended; its codes can no longer be redeemed.")
+WITHDRAW_NOTHING = _("Paste or upload at least one code.")
+LAUNCH_INTRO = _("Launching makes a pool active: it issues and redeems codes from now on.")
 
 
 class PoolActionsMixin:
@@ -97,7 +101,7 @@ class PoolActionsMixin:
                     "heading": f"{pool.slug} ({pool.campaign})",
                     "facts": summary["facts"],
                     "warnings": [
-                        LAUNCH_REFUSED.format(pool=pool, reason=reason)
+                        LAUNCH_REFUSED % {"pool": pool, "reason": reason}
                         for reason in summary["blockers"].values()
                     ]
                     + summary["warnings"],
@@ -106,11 +110,17 @@ class PoolActionsMixin:
         single = len(pools) == 1
         return self._confirm_page(
             request,
-            title=f"Launch {pools[0].slug}?" if single else f"Launch {len(pools)} pools?",
-            intro=["Launching makes a pool active: it issues and redeems codes from now on."],
+            title=gettext("Launch %(pool)s?") % {"pool": pools[0].slug}
+            if single
+            else ngettext("Launch %(count)s pool?", "Launch %(count)s pools?", len(pools))
+            % {"count": number(len(pools))},
+            intro=[LAUNCH_INTRO],
             sections=sections,
             hidden=[("ids", ",".join(str(p.pk) for p in pools))],
-            confirm_label="Launch" if single else f"Launch {len(pools)} pools",
+            confirm_label=gettext("Launch")
+            if single
+            else ngettext("Launch %(count)s pool", "Launch %(count)s pools", len(pools))
+            % {"count": number(len(pools))},
             cancel_url=reverse("admin:pools_pool_change", args=[pools[0].pk])
             if single
             else reverse("admin:pools_pool_changelist"),
@@ -135,31 +145,33 @@ class PoolActionsMixin:
             "service": pool_pause,
             "permission": "pause_pool",
             "from": (Pool.Status.ACTIVE,),
-            "button": "Pause",
+            "button": _("Pause"),
             "form": ReasonForm,
-            "title": "Pause {pool}?",
-            "intro": "While paused, the pool refuses to issue, mark and redeem codes "
-            "(reason pool_paused), and sends no low-stock alerts, until it is resumed.",
+            "title": _("Pause %(pool)s?"),
+            "intro": _(
+                "While paused, the pool refuses to issue, mark and redeem codes (reason "
+                "pool_paused), and sends no low-stock alerts, until it is resumed."
+            ),
             "done": PAUSED,
         },
         "resume": {
             "service": pool_resume,
             "permission": "pause_pool",
             "from": (Pool.Status.PAUSED,),
-            "button": "Resume",
+            "button": _("Resume"),
             "form": ReasonForm,
-            "title": "Resume {pool}?",
-            "intro": "The pool becomes active again: it issues and redeems codes.",
+            "title": _("Resume %(pool)s?"),
+            "intro": _("The pool becomes active again: it issues and redeems codes."),
             "done": RESUMED,
         },
         "end": {
             "service": pool_end,
             "permission": "end_pool",
             "from": (Pool.Status.ACTIVE, Pool.Status.PAUSED),
-            "button": "End",
+            "button": _("End"),
             "form": EndForm,
-            "title": "End {pool}?",
-            "intro": "Ending is final: the pool issues no more codes and cannot be resumed.",
+            "title": _("End %(pool)s?"),
+            "intro": _("Ending is final: the pool issues no more codes and cannot be resumed."),
             "done": ENDED,
             "dangerous": True,
         },
@@ -185,15 +197,18 @@ class PoolActionsMixin:
                     messages.error(request, reason)
             else:
                 done = ENDED_STOPPED if pool.redemptions_stopped else spec["done"]
-                message = done.format(pool=pool)
+                message = done % {"pool": pool}
                 if event.reason:
-                    message = f"{message} Reason: {event.reason}"
+                    message = gettext("%(message)s Reason: %(reason)s") % {
+                        "message": message,
+                        "reason": event.reason,
+                    }
                 self.log_change(request, pool, message)
                 messages.success(request, message)
             return HttpResponseRedirect(reverse("admin:pools_pool_change", args=[pool.pk]))
         return self._confirm_page(
             request,
-            title=spec["title"].format(pool=pool),
+            title=spec["title"] % {"pool": pool},
             intro=[spec["intro"]],
             form=form,
             confirm_label=spec["button"],
@@ -233,8 +248,18 @@ class PoolActionsMixin:
                 form.add_error("file" if file else "codes", error)
                 return self._withdraw_page(request, pool, form)
             tell_withdrawal(request, withdrawal)
-            what = f"the list “{withdrawal.list_file_name}”" if file else f"{len(codes):,} codes"
-            self.log_change(request, pool, f"Withdrawal #{withdrawal.pk} of {what}.")
+            if file:
+                logged = gettext("Withdrawal #%(number)s of the list “%(file)s”.") % {
+                    "number": withdrawal.pk,
+                    "file": withdrawal.list_file_name,
+                }
+            else:
+                logged = ngettext(
+                    "Withdrawal #%(number)s of %(count)s code.",
+                    "Withdrawal #%(number)s of %(count)s codes.",
+                    len(codes),
+                ) % {"number": withdrawal.pk, "count": number(len(codes))}
+            self.log_change(request, pool, logged)
             return HttpResponseRedirect(
                 reverse("admin:pools_withdrawal_change", args=[withdrawal.pk])
             )
@@ -243,15 +268,11 @@ class PoolActionsMixin:
     def _withdraw_page(self, request, pool, form):
         return self._confirm_page(
             request,
-            title=f"Withdraw codes of {pool}",
-            intro=[
-                "Withdrawn codes are out of use for good: check and redeem refuse them "
-                "(reason withdrawn), and they leave the stock. Codes already redeemed are left "
-                "as they are.",
-            ],
+            title=gettext("Withdraw codes of %(pool)s") % {"pool": pool},
+            intro=[WITHDRAW_INTRO],
             form=form,
             multipart=True,
-            confirm_label="Withdraw",
+            confirm_label=gettext("Withdraw"),
             dangerous=True,
             cancel_url=reverse("admin:pools_pool_change", args=[pool.pk]),
             crumbs=[self._crumb(pool)],
@@ -262,16 +283,16 @@ class PoolActionsMixin:
             pool_launch(pool=pool, user=request.user)
         except ValidationError as error:
             for reason in error.messages:
-                messages.error(request, LAUNCH_REFUSED.format(pool=pool, reason=reason))
+                messages.error(request, LAUNCH_REFUSED % {"pool": pool, "reason": reason})
             return False
-        self.log_change(request, pool, "Launched the pool.")
-        message = LAUNCH_SUCCESS.format(pool=pool)
+        self.log_change(request, pool, gettext("Launched the pool."))
+        message = LAUNCH_SUCCESS % {"pool": pool}
         if not pool.codes.exists():
             message = f"{message} {LAUNCHED_EMPTY}"
         messages.success(request, message)
         return True
 
-    @admin.action(description="Launch selected pools", permissions=["launch"])
+    @admin.action(description=_("Launch selected pools"), permissions=["launch"])
     def launch_selected(self, request, queryset):
         ids = ",".join(str(pk) for pk in queryset.values_list("pk", flat=True))
         return HttpResponseRedirect(f"{reverse('admin:pools_pool_launch')}?ids={ids}")

@@ -6,7 +6,10 @@ from django.core.exceptions import PermissionDenied
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.formats import number_format
 from django.utils.html import format_html
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from ..charts import chart_range, stock_chart_svg
 from ..forms import PoolAdminForm
@@ -15,14 +18,25 @@ from ..messages import DID_YOU_MEAN, UNKNOWN_PARAMETERS, message_preview_parts
 from ..models import Pool
 from ..selectors import pool_daily_activity, pool_history, pool_stock, pools_with_counts
 from ..services import pool_save
-from .parts import AdminMedia, counts_line, low_stock_badge, pool_page, status_badge
+from .parts import (
+    AdminMedia,
+    PlainListTitle,
+    counts_line,
+    low_stock_badge,
+    pool_page,
+    status_badge,
+)
 from .pool_actions import PoolActionsMixin
 
-SAVE_TO_ADD_CODES = "Save the pool to add codes."
+SAVE_TO_ADD_CODES = _("Save the pool to add codes.")
+
+
+def _n(value) -> str:
+    return number_format(value, force_grouping=True)
 
 
 @admin.register(Pool)
-class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
+class PoolAdmin(PlainListTitle, PoolActionsMixin, admin.ModelAdmin):
     form = PoolAdminForm
     list_display = (
         "slug",
@@ -39,11 +53,11 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
     actions = ["launch_selected"]
     fieldsets = (
         (
-            "General settings",
+            _("General settings"),
             {"fields": ("campaign", "description", "slug", "template_parameter")},
         ),
         (
-            "Usage settings",
+            _("Usage settings"),
             {
                 "fields": (
                     "require_issue_before_redeem",
@@ -53,9 +67,9 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Notification settings", {"fields": ("notify_below_enabled", "notify_below")}),
+        (_("Low-stock alerts"), {"fields": ("notify_below_enabled", "notify_below")}),
         (
-            "Mailings",
+            _("Mailings"),
             {
                 "fields": (
                     "fallback_pool",
@@ -66,7 +80,7 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Status", {"fields": ("status", "launched_at", "launched_by")}),
+        (_("Status"), {"fields": ("status", "launched_at", "launched_by")}),
     )
     readonly_fields = ("status", "launched_at", "launched_by", "issued_over_api_today")
     radio_fields = {"processing": admin.VERTICAL}
@@ -87,30 +101,33 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
             return (*fields, *Pool.FROZEN_WHEN_ACTIVE)
         return fields
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=_("status"), ordering="status")
     def pool_status(self, pool):
         return status_badge(pool)
 
-    @admin.display(description="issued over the API today (UTC)")
+    @admin.display(description=_("issued over the API today (UTC)"))
     def issued_over_api_today(self, pool):
         if pool.pk is None:
             return "—"
         issued = pool_issued_today(pool)
         if pool.daily_issue_cap is None:
-            return f"{issued:,}"
-        return f"{issued:,} of {pool.daily_issue_cap:,}"
+            return _n(issued)
+        return gettext("%(issued)s of %(cap)s") % {
+            "issued": _n(issued),
+            "cap": _n(pool.daily_issue_cap),
+        }
 
-    @admin.display(ordering="codes_available")
+    @admin.display(description=_("available"), ordering="codes_available")
     def available(self, pool):
-        return format_html("{}{}", f"{pool.codes_available:,}", low_stock_badge(pool))
+        return format_html("{}{}", _n(pool.codes_available), low_stock_badge(pool))
 
-    @admin.display(ordering="codes_issued")
+    @admin.display(description=_("issued"), ordering="codes_issued")
     def issued(self, pool):
-        return f"{pool.codes_issued:,}"
+        return _n(pool.codes_issued)
 
-    @admin.display(ordering="codes_redeemed")
+    @admin.display(description=_("redeemed"), ordering="codes_redeemed")
     def redeemed(self, pool):
-        return f"{pool.codes_redeemed:,}"
+        return _n(pool.codes_redeemed)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view
@@ -152,7 +169,7 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": "Preview a message",
+                "title": gettext("Preview a message"),
                 "text": text,
                 "parts": parts,
                 "errors": list(dict.fromkeys(errors)),
@@ -205,8 +222,9 @@ class PoolAdmin(PoolActionsMixin, admin.ModelAdmin):
         # Django would list every code to be deleted; a million codes cannot be listed.
         pools = list(pools_with_counts(Pool.objects.filter(pk__in=[p.pk for p in objs])))
         codes = sum(p.codes_total for p in pools)
-        summary = [f"Pool {p.slug} with all its codes" for p in pools]
+        summary = [gettext("Pool %(pool)s with all its codes") % {"pool": p.slug} for p in pools]
         perms_needed = set()
         if not all(self.has_delete_permission(request, p) for p in pools):
             perms_needed.add("pool")
-        return summary, {"pools": len(pools), "codes": f"{codes:,}"}, perms_needed, []
+        counts = {Pool._meta.verbose_name_plural: len(pools), gettext("codes"): _n(codes)}
+        return summary, counts, perms_needed, []

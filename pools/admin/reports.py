@@ -7,17 +7,21 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
 from ..code_services import withdrawal_rerun
 from ..export_services import export_description, export_rows_named
 from ..models import AdditionUndo, CodeExport, Withdrawal
-from .parts import AdminMedia, addition_label, can_export
+from .parts import AdminMedia, PlainListTitle, addition_label, can_export, number
 
-WITHDRAWAL_QUEUED_AGAIN = "Withdrawal #{job} is queued again: it goes on after the codes it did."
+WITHDRAWAL_QUEUED_AGAIN = _(
+    "Withdrawal #%(job)s is queued again: it goes on after the codes it has already done."
+)
 
 
-class ReportAdmin(admin.ModelAdmin):
+class ReportAdmin(PlainListTitle, admin.ModelAdmin):
     """The admin of a background job that staff start elsewhere and never edit: its page is its
     report, shown to whoever may view the job."""
 
@@ -76,7 +80,8 @@ class WithdrawalAdmin(ReportAdmin):
 
     def report_context(self, request, withdrawal):
         return {
-            "title": f"Withdrawal #{withdrawal.pk} — {withdrawal.get_status_display()}",
+            "title": gettext("Withdrawal #%(number)s — %(status)s")
+            % {"number": withdrawal.pk, "status": withdrawal.get_status_display()},
             "withdrawal": withdrawal,
             "not_found": withdrawal.not_found_sample.split(),
             # Until the worker reads an uploaded list, its codes are not counted yet.
@@ -100,7 +105,7 @@ class WithdrawalAdmin(ReportAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            message = WITHDRAWAL_QUEUED_AGAIN.format(job=withdrawal.pk)
+            message = WITHDRAWAL_QUEUED_AGAIN % {"job": withdrawal.pk}
             self.log_change(request, withdrawal, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_withdrawal_change", args=[withdrawal.pk]))
@@ -118,7 +123,8 @@ class AdditionUndoAdmin(ReportAdmin):
 
     def report_context(self, request, undo):
         return {
-            "title": f"Undo #{undo.pk} — {undo.get_status_display()}",
+            "title": gettext("Undo #%(number)s — %(status)s")
+            % {"number": undo.pk, "status": undo.get_status_display()},
             "undo": undo,
             "what": addition_label(undo.addition),
         }
@@ -134,15 +140,18 @@ class CodeExportAdmin(ReportAdmin):
     Media = AdminMedia
     report_template = "admin/pools/codeexport/export.html"
 
-    @admin.display(description="task number", ordering="id")
+    @admin.display(description=_("task number"), ordering="id")
     def task_number(self, export):
         return f"#{export.pk}"
 
-    @admin.display(description="progress")
+    @admin.display(description=_("progress"))
     def progress(self, export):
-        return f"{export.rows_done:,} of ~{export.rows_total:,}"
+        return gettext("%(done)s of about %(total)s") % {
+            "done": number(export.rows_done),
+            "total": number(export.rows_total),
+        }
 
-    @admin.display(description="what")
+    @admin.display(description=_("what"))
     def what(self, export):
         return export_description(export)
 
@@ -155,7 +164,7 @@ class CodeExportAdmin(ReportAdmin):
 
     def report_context(self, request, export):
         return {
-            "title": f"Export #{export.pk}",
+            "title": gettext("Export #%(number)s") % {"number": export.pk},
             "export": export,
             "description": export_description(export),
             "rows_named": export_rows_named(export),

@@ -5,9 +5,12 @@ register = template.Library()
 
 @register.filter
 def thousands(value) -> str:
-    """Format a count with thousands separators: 1234567 → 1,234,567."""
+    """Format a count with the reader's thousands separators: 1234567 → 1,234,567 in English,
+    1 234 567 in Russian."""
+    from pools.formats import number
+
     try:
-        return f"{int(value):,}"
+        return number(int(value))
     except (TypeError, ValueError):
         return value
 
@@ -21,3 +24,11 @@ def duration(seconds) -> str:
         return duration_display(float(seconds))
     except (TypeError, ValueError):
         return "—"
+
+
+@register.filter
+def code_status(value) -> str:
+    """Name a code's status (a filter's value, "issued") in the reader's language."""
+    from pools.models import Code
+
+    return Code.Status(value).label if value in Code.Status.values else value

@@ -7,6 +7,7 @@
 // - The usage rules answer at once: the two exclusive options disable each other with a one-line
 //   reason; the validity period and the notification amount are enabled exactly when needed;
 //   choosing external processing says what it changes.
+// Its sentences come from the page (#pool-form-texts, translated by the server).
 {
     const SLUG_WORDS = 3;
     const SLUG_MAX_LENGTH = 30;
@@ -99,6 +100,11 @@
         line.hidden = !text;
     };
 
+    const text = (name) => {
+        const texts = byId('pool-form-texts');
+        return (texts && texts.dataset[name]) || '';
+    };
+
     const usageRules = () => {
         const issueCheck = byId('id_require_issue_before_redeem');
         const multipleUse = byId('id_allow_multiple_use');
@@ -113,19 +119,17 @@
                 multipleUse.disabled = issueCheck.checked && !both;
                 issueCheck.disabled = multipleUse.checked && !both;
                 say(multipleUse, 'multiple-use-reason', multipleUse.disabled
-                    ? 'Off while “Check that code was issued to customer before activation” is on: the two exclude each other.'
-                    : (both ? 'These two options exclude each other: untick one.' : ''));
+                    ? text('multipleUseOff')
+                    : (both ? text('exclusiveBoth') : ''));
                 say(issueCheck, 'issue-check-reason', issueCheck.disabled
-                    ? 'Off while “Codes can be used multiple times” is on: the two exclude each other.'
+                    ? text('issueCheckOff')
                     : '');
             }
             if (validity) {
                 const needed = issueCheck ? issueCheck.checked : true;
                 validity.disabled = !needed;
                 validity.required = needed;
-                say(validity, 'validity-reason', needed
-                    ? ''
-                    : 'Needed only when “Check that code was issued to customer before activation” is on.');
+                say(validity, 'validity-reason', needed ? '' : text('validityNotNeeded'));
             }
             if (notify && amount) {
                 amount.disabled = !notify.checked;
@@ -134,8 +138,8 @@
             const chosen = processing.find((radio) => radio.checked);
             if (chosen) {
                 say(processing[processing.length - 1], 'processing-effect', chosen.value === 'external'
-                    ? 'This system then only stores and hands out codes: checking and redeeming a code here is refused, as another system redeems them.'
-                    : 'This system checks and redeems the codes (the HTTP API’s check and redeem).');
+                    ? text('processingExternal')
+                    : text('processingInternal'));
             }
         };
         for (const field of [issueCheck, multipleUse, notify, ...processing]) {

@@ -96,6 +96,6 @@ def test_only_a_live_pool_that_had_codes_wears_low_stock(browser_page, live_serv
     badged = rows.filter(has=page.locator(".stock-low")).locator("th a").all_text_contents()
     assert sorted(badged) == ["a-paused-one", "an-active-one"]
     page.goto(f"{live_server.url}/admin/")
-    low_pools = page.get_by_role("region", name="Pools below their alert threshold")
+    low_pools = page.get_by_role("region", name="Pools running low on codes")
     listed = low_pools.get_by_role("link").all_text_contents()
     assert sorted(listed) == ["a-paused-one", "an-active-one"]

@@ -80,7 +80,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
         page.get_by_role("link", name="CSV").click()
     content = Path(rows.value.path()).read_text(encoding="utf-8-sig")
     assert content.splitlines()[0].endswith(",Reason")
-    assert "Row 5, Code: The code contains a space" in content
+    assert "Row 5, Code: The code has a space at position" in content
 
     # Paste codes; generation is then no longer offered.
     page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
@@ -95,9 +95,9 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     # with a reason, and the validity period is enabled exactly when needed.
     page.goto(f"{url}{reverse('admin:pools_pool_change', args=[pool.pk])}")
     page.get_by_label("Description").fill("Welcome codes for the newsletter")
-    issue_check = page.get_by_label("check that code was issued to customer before activation")
-    multiple_use = page.get_by_label("Codes can be used multiple times")
-    validity = page.get_by_label("Validity period of an issued code (days)")
+    issue_check = page.get_by_label("Redeem only by the customer the code was issued to")
+    multiple_use = page.get_by_label("Codes can be used more than once")
+    validity = page.get_by_label("Validity period after issue (days)")
     expect(validity).to_be_disabled()
     issue_check.check()
     expect(multiple_use).to_be_disabled()
@@ -109,7 +109,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     multiple_use.check()
     expect(issue_check).to_be_disabled()
     expect(page.locator("#issue-check-reason")).to_contain_text("exclude each other")
-    page.get_by_label("Externally").check()
+    page.get_by_label("Elsewhere").check()
     expect(page.locator("#processing-effect")).to_contain_text("another system redeems them")
     page.get_by_label("In this system").check()
 
@@ -126,7 +126,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     assert "cannot both be on" in page.locator(".errorlist").first.inner_text()
 
     # Subscribe, then launch with multiple use: the option is locked.
-    page.get_by_label("check that code was issued to customer before activation").uncheck()
+    page.get_by_label("Redeem only by the customer the code was issued to").uncheck()
     page.get_by_role("button", name="Save and continue editing").click()
     page.get_by_role("button", name="Subscribe me").click()
     page.get_by_text("You will get an e-mail when").wait_for()

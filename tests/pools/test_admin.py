@@ -60,11 +60,11 @@ def test_campaign_page_offers_to_add_a_pool_to_it(manager_client):
 def test_pool_screen_is_laid_out_like_the_source_document(manager_client):
     page = manager_client.get(ADD_POOL).content.decode()
 
-    sections = ["General settings", "Codes", "Usage settings", "Notification settings"]
+    sections = ["General settings", "Codes", "Usage settings", "Low-stock alerts"]
     positions = [page.index(f'class="fieldset-heading">{title}<') for title in sections]
     assert positions == sorted(positions)
-    assert "Check that code was issued to customer before activation" in page
-    assert "Parameter name in the message template builder" in page
+    assert "Redeem only by the customer the code was issued to" in page
+    assert "Template parameter" in page
 
 
 def test_pool_saved_without_description_is_a_draft_with_filled_in_id(manager_client):
@@ -89,7 +89,7 @@ def test_launch_without_description_is_refused_with_the_reason(manager_client):
     )
 
     reason = models.DESCRIPTION_REQUIRED_FOR_LAUNCH
-    assert LAUNCH_REFUSED.format(pool=pool, reason=reason) in response.content.decode()
+    assert LAUNCH_REFUSED % {"pool": pool, "reason": reason} in response.content.decode()
     assert Pool.objects.get().status == Pool.Status.DRAFT
 
 
@@ -220,7 +220,7 @@ def test_launch_action_on_the_list(manager_client):
     )
     page = asked.content.decode()
     assert "Launch 2 pools?" in page
-    assert models.DESCRIPTION_REQUIRED_FOR_LAUNCH in page
+    assert str(models.DESCRIPTION_REQUIRED_FOR_LAUNCH) in page
     assert Pool.objects.filter(status=Pool.Status.ACTIVE).count() == 0
 
     manager_client.post(

@@ -247,7 +247,7 @@ def test_the_admin_asks_for_every_pool_or_some(manager_client):
 
     assert "name the campaigns or pools" in manager_client.post(url, form).content.decode()
     both = {**form, "scope-0-every_pool": "on", "scope-0-campaigns": [str(make_campaign().pk)]}
-    assert "needs no campaign or pool named" in manager_client.post(url, both).content.decode()
+    assert "needs no campaigns or pools named" in manager_client.post(url, both).content.decode()
     assert not APIKey.objects.exists()
 
 

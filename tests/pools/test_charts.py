@@ -53,7 +53,7 @@ def test_low_stock_shows_at_a_glance(manager_client):
 
     assert campaigns.count("low stock</span>") == 1
     assert pools.count("low stock</span>") == 1
-    assert 'title="Alert threshold: 5"' in campaigns
+    assert 'title="Alert when fewer than 5 codes are left"' in campaigns
 
 
 def test_only_a_live_pool_that_had_codes_wears_the_low_stock_badge(manager_client):
@@ -86,5 +86,5 @@ def test_only_a_live_pool_that_had_codes_wears_the_low_stock_badge(manager_clien
     badged = {slug for slug in ("draft", "empty-active", "ended", "paused", "active")}
     badged = {slug for slug in badged if "low stock</span>" in row(slug)}
     assert badged == {"paused", "active"}
-    section = re.search(r'aria-label="Pools below their alert threshold".*?</section>', home, re.S)
+    section = re.search(r'aria-label="Pools running low on codes".*?</section>', home, re.S)
     assert set(re.findall(r'/change/">([a-z-]+)</a>', section.group(0))) == {"paused", "active"}
