@@ -67,8 +67,11 @@ def assignment_rerun(*, job: Assignment) -> Assignment:
 def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, int]:
     """Give back to stock the codes this pool's assignments issued to `customers` (their
     messages were never delivered): only codes issued under the assignment key and not
-    redeemed (code_release decides). Return counts: released, redeemed (kept), not_found."""
-    counts = {"released": 0, "redeemed": 0, "not_found": 0}
+    redeemed (code_release decides). Return counts: released; redeemed (kept); held_elsewhere,
+    customers holding a live code that no assignment issued them (from the API, marked as
+    issued: an assignment's list hands such codes on, and giving them back is for whoever
+    issued them); not_found, customers with no live code in the pool."""
+    counts = {"released": 0, "redeemed": 0, "held_elsewhere": 0, "not_found": 0}
     wanted = list(dict.fromkeys(c.strip() for c in customers if c and c.strip()))
     holdings = customer_holdings(pool=job.pool, customers=wanted)
     for customer in wanted:
@@ -83,8 +86,13 @@ def assignment_release(*, job: Assignment, customers: list[str]) -> dict[str, in
                 idempotency_key=batch_key(ASSIGNMENT_KEY, customer),
             )
         except CodeRefused as refused:
-            key = "redeemed" if refused.reason == Refusal.ALREADY_REDEEMED else "not_found"
-            counts[key] += 1
+            if refused.reason == Refusal.ALREADY_REDEEMED:
+                counts["redeemed"] += 1
+            elif refused.reason == Refusal.UNKNOWN_CODE:
+                # Not issued under the assignment key: the customer's code came from elsewhere.
+                counts["held_elsewhere"] += 1
+            else:
+                counts["not_found"] += 1
         else:
             counts["released"] += 1
     return counts

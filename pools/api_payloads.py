@@ -123,6 +123,14 @@ class CodeOutput(serializers.ModelSerializer):
         allow_null=True,
         help_text="The customer the code was issued to, when that is the asking customer.",
     )
+    valid_until = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="The last moment the code can be redeemed: the earlier of its "
+        "`available_till` and, in a pool that requires issue before redemption, the end of the "
+        "validity period after issue; null when no date ends it. Redemption refuses the code "
+        "after it (`expired`, `issue_validity_over`).",
+    )
 
     class Meta:
         model = Code
@@ -136,6 +144,7 @@ class CodeOutput(serializers.ModelSerializer):
             "issue_end",
             "available_from",
             "available_till",
+            "valid_until",
             "times_redeemed",
         ]
 

@@ -4,7 +4,7 @@ from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
 from .models import Campaign, Pool
-from .services import pool_slug_suggestion, template_parameter_from_slug
+from .services import pool_names_automatic, pool_slug_suggestion, template_parameter_from_slug
 from .uploads import UploadField
 
 POOL_ID_INVALID = _(
@@ -39,7 +39,14 @@ class PoolAdminForm(forms.ModelForm):
         if "slug" in self.fields:
             # The product's words instead of Django's 'Enter a valid “slug”'.
             self.fields["slug"].validators = [pool_id_validator]
+        pool = self.instance
+        if pool.pk and not pool.is_launched:
+            # Filled in on save: they go on following the description (static/pools/pool_form.js).
+            for name in pool_names_automatic(pool) & set(self.fields):
+                self.fields[name].widget.attrs["data-automatic"] = ""
         campaign_id = self.initial.get("campaign") or self.instance.campaign_id
+        if "fallback_pool" in self.fields:
+            self.fields["fallback_pool"].queryset = fallback_choices(pool, campaign_id)
         if "slug" in self.fields and campaign_id and not self.instance.slug:
             campaign = Campaign.objects.filter(pk=campaign_id).first()
             if campaign:
@@ -48,6 +55,20 @@ class PoolAdminForm(forms.ModelForm):
                 self.fields["template_parameter"].widget.attrs["placeholder"] = (
                     template_parameter_from_slug(slug)
                 )
+
+
+def fallback_choices(pool: Pool, campaign_id):
+    """Return the pools the form offers as `pool`'s fallback: of its campaign, not itself, not
+    ended (saving refuses the first two; an ended pool issues nothing). The current fallback
+    stays offered, so that a pool whose fallback has since ended can still be saved."""
+    choices = Pool.objects.exclude(status=Pool.Status.ENDED)
+    if campaign_id:
+        choices = choices.filter(campaign_id=campaign_id)
+    if pool.pk:
+        choices = choices.exclude(pk=pool.pk)
+    if pool.fallback_pool_id:
+        choices = choices | Pool.objects.filter(pk=pool.fallback_pool_id)
+    return choices.order_by("slug")
 
 
 class ReasonForm(forms.Form):

@@ -512,16 +512,41 @@ class Code(models.Model):
             return Refusal.POOL_ENDED
         if self.available_from and at < self.available_from:
             return Refusal.NOT_YET_AVAILABLE
-        if self.available_till and at > self.available_till:
+        over = [refusal for end, refusal in self.redeem_ends() if at > end]
+        # Past its Available-till, a code is expired whatever else is true of it; past the
+        # validity period only, a redeemed one is told as redeemed.
+        if Refusal.EXPIRED in over:
             return Refusal.EXPIRED
         if self.status == Code.Status.REDEEMED:
             return Refusal.ALREADY_REDEEMED
-        if (
-            pool.require_issue_before_redeem
-            and self.issued_at + timedelta(days=pool.issued_validity_days) < at
-        ):
-            return Refusal.VALIDITY_PERIOD_OVER
-        return None
+        return over[0] if over else None
+
+    def redeem_ends(self) -> list[tuple]:
+        """Return the moments after which this code can no longer be redeemed, each with the
+        refusal given after it: its Available-till, and the end of the validity period after
+        issue where the pool asks for issue before redemption (once the code is issued).
+
+        redeem_refusal asks this, and so do the code's page and the API's answers
+        (valid_until), so that what they say is what redemption does.
+        """
+        ends = []
+        if self.available_till:
+            ends.append((self.available_till, Refusal.EXPIRED))
+        pool = self.pool
+        if pool.require_issue_before_redeem and self.issued_at and pool.issued_validity_days:
+            ends.append(
+                (
+                    self.issued_at + timedelta(days=pool.issued_validity_days),
+                    Refusal.VALIDITY_PERIOD_OVER,
+                )
+            )
+        return ends
+
+    @property
+    def valid_until(self):
+        """The last moment this code can be redeemed by its dates, or None if none ends it."""
+        ends = self.redeem_ends()
+        return min(end for end, _ in ends) if ends else None
 
     def is_held_by(self, customer: str) -> bool:
         """Return False if codes of the pool are personal (issued before redemption) and this

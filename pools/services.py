@@ -232,6 +232,23 @@ def slug_from_description(description: str) -> str:
     return slug or (telling[0][:SLUG_MAX_LENGTH].strip("-_") if telling else "")
 
 
+def pool_names_automatic(pool: Pool) -> set[str]:
+    """Return which of the pool's names ("slug", "template_parameter") are what pool_save fills
+    in for a blank one (from _slug_candidates and template_parameter_from_slug, numbered or
+    not), so that the pool form keeps them following the description as it did before saving."""
+    slug_bases = [
+        slug_from_description(pool.description),
+        slugify(pool.campaign.name)[:_SLUG_BASE_LENGTH].strip("-") or "pool",
+    ]
+    automatic = set()
+    if any(re.fullmatch(rf"{re.escape(base)}(-\d+)?", pool.slug) for base in slug_bases if base):
+        automatic.add("slug")
+    parameter = re.escape(template_parameter_from_slug(pool.slug))
+    if pool.slug and re.fullmatch(rf"{parameter}(_\d+)?", pool.template_parameter):
+        automatic.add("template_parameter")
+    return automatic
+
+
 def _slug_candidates(pool: Pool) -> Iterator[str]:
     if pool.description:
         base = slug_from_description(pool.description)

@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
-from pools.admin import can_export
+from pools.admin import AdminMedia, can_export
 from pools.models import Pool
 
 from ..assignments import assignment_release, assignment_rerun, assignment_start
@@ -30,35 +30,46 @@ ASSIGNMENT_QUEUED = gettext_lazy("Assignment %(job)s is queued: this report show
 
 
 def released_message(counts: dict[str, int]) -> str:
-    """Say what giving codes back did, one sentence per count that is not zero."""
-    released, redeemed, not_found = counts["released"], counts["redeemed"], counts["not_found"]
-    parts = [
-        ngettext("Gave back %(count)s code.", "Gave back %(count)s codes.", released)
-        % {"count": number_format(released, force_grouping=True)}
+    """Return what a give-back did, one sentence per kind of customer that was in the list."""
+    said = [
+        ngettext("Gave back %(count)s code.", "Gave back %(count)s codes.", counts["released"])
+        % {"count": number_format(counts["released"])}
     ]
-    if redeemed:
-        parts.append(
+    if counts["redeemed"]:
+        said.append(
             ngettext(
-                "%(count)s was already redeemed and stays.",
-                "%(count)s were already redeemed and stay.",
-                redeemed,
+                "%(count)s code was already redeemed and stays.",
+                "%(count)s codes were already redeemed and stay.",
+                counts["redeemed"],
             )
-            % {"count": number_format(redeemed, force_grouping=True)}
+            % {"count": number_format(counts["redeemed"])}
         )
-    if not_found:
-        parts.append(
+    if counts["held_elsewhere"]:
+        said.append(
             ngettext(
-                "%(count)s customer had no code from this assignment.",
-                "%(count)s customers had no code from this assignment.",
-                not_found,
+                "%(count)s customer holds a code that no assignment issued (it came from the "
+                "API or was marked as issued); it was not given back.",
+                "%(count)s customers hold codes that no assignment issued (they came from the "
+                "API or were marked as issued); they were not given back.",
+                counts["held_elsewhere"],
             )
-            % {"count": number_format(not_found, force_grouping=True)}
+            % {"count": number_format(counts["held_elsewhere"])}
         )
-    return " ".join(parts)
+    if counts["not_found"]:
+        said.append(
+            ngettext(
+                "%(count)s customer has no code in this pool to give back.",
+                "%(count)s customers have no code in this pool to give back.",
+                counts["not_found"],
+            )
+            % {"count": number_format(counts["not_found"])}
+        )
+    return " ".join(said)
 
 
 @admin.register(Assignment)
 class AssignmentAdmin(admin.ModelAdmin):
+    Media = AdminMedia
     list_display = (
         "task_number",
         "pool",

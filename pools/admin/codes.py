@@ -28,6 +28,7 @@ from ..forms import ReasonForm
 from ..models import Code, CodeAddition, CodeExport, Pool, Withdrawal
 from ..refusals import CodeRefused
 from ..selectors import codes_search
+from .code_windows import code_issue_window, code_redeem_window
 from .parts import (
     AdminMedia,
     PlainListTitle,
@@ -163,6 +164,8 @@ class CodeAdmin(PlainListTitle, admin.ModelAdmin):
                 "code": code,
                 "pool": pool,
                 "story": code_story(code),
+                "can_be_issued": code_issue_window(code),
+                "can_be_redeemed": code_redeem_window(code),
                 "can_mark_issued": pool.is_active
                 and can_change
                 and (code.status == Code.Status.AVAILABLE or pool.allow_multiple_use),

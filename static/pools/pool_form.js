@@ -55,8 +55,13 @@
         if (!slug) {
             return;
         }
-        let slugByHand = slug.value !== '';
-        let parameterByHand = parameter ? parameter.value !== '' : true;
+        // A value is the manager's own unless it is what the page would have filled in: after a
+        // refused launch the page comes back with the values filled in before, or (saved with
+        // no description) with the pool ID the server chose, which it marks data-automatic.
+        const automatic = (field, suggested) => field.value === '' || field.value === suggested
+            || field.dataset.automatic !== undefined;
+        let slugByHand = !automatic(slug, description ? slugFromDescription(description.value) : '');
+        let parameterByHand = parameter ? !automatic(parameter, toParameter(slug.value)) : true;
         const fillParameter = () => {
             if (parameter && !parameterByHand) {
                 parameter.value = slug.value ? toParameter(slug.value) : '';

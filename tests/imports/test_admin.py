@@ -277,3 +277,19 @@ def test_queued_import_page_says_how_long_it_has_waited(manager_client):
     page = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
 
     assert "waiting for a worker for 7\xa0minutes" in page.content.decode()
+
+
+def test_report_writes_row_numbers_without_a_thousands_separator(
+    manager_client, django_capture_on_commit_callbacks
+):
+    pool = make_pool()
+    rows = "".join(f"OK{n}\n" for n in range(2, 1502))
+    with django_capture_on_commit_callbacks(execute=True):
+        post_upload(manager_client, pool, csv_upload(f"Code\n{rows}BAD CODE\n"))
+
+    job = Import.objects.get()
+    assert job.rejections.get().row_number == 1502
+    report = manager_client.get(reverse("admin:imports_import_change", args=[job.pk]))
+
+    page = report.content.decode()
+    assert "<td>1502</td>" in page and "1,502" not in page

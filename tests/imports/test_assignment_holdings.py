@@ -94,7 +94,7 @@ def test_release_names_who_redeemed_and_skips_a_dead_code():
 
     counts = assignment_release(job=job, customers=["dan", "eve"])
 
-    assert counts == {"released": 0, "redeemed": 1, "not_found": 1}
+    assert counts == {"released": 0, "redeemed": 1, "held_elsewhere": 0, "not_found": 1}
 
 
 def test_the_report_page_shows_replaced_and_redeemed_counts(manager_client):
@@ -112,3 +112,25 @@ def test_the_report_page_shows_replaced_and_redeemed_counts(manager_client):
         '<tr><th scope="row">Already redeemed a code of this pool (sent nothing)</th>'
         "<td>1</td></tr>"
     ) in text
+
+
+def test_give_back_tells_who_holds_a_code_no_assignment_issued(manager_client):
+    pool = pool_with_holders()
+    job = assignment_start(pool=pool, file=csv_upload(LIST))
+    job.refresh_from_db()
+    # eve kept her code from the API; fay's came from this assignment; zed is not in the list.
+    assert [row for row in result_rows(job) if row[0] in ("eve", "fay")][0] == ["eve", "C5"]
+
+    answer = manager_client.post(
+        reverse("admin:imports_assignment_release", args=[job.pk]),
+        {"customers": "eve\nfay\ndan\nzed\n"},
+        follow=True,
+    )
+
+    told = [str(message) for message in answer.context["messages"]]
+    assert told == [
+        "Gave back 1 code. 1 code was already redeemed and stays. 1 customer holds a code that "
+        "no assignment issued (it came from the API or was marked as issued); it was not given "
+        "back. 1 customer has no code in this pool to give back."
+    ]
+    assert Code.objects.get(code="C5").status == Code.Status.ISSUED

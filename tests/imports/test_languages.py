@@ -8,10 +8,8 @@ import io
 import pytest
 from django.conf import settings
 from django.urls import reverse
-from django.utils import translation
 from openpyxl import load_workbook
 
-from imports.admin import released_message
 from imports.assignments import assignment_start
 from imports.headers import FIELD_BY_KEY, FIELDS, header_key
 from imports.models import Assignment, Import, Rejection
@@ -156,18 +154,6 @@ def test_the_undo_page_counts_one_code_in_the_singular(manager_client):
     assert "Remove 1 code<" in page or 'Remove 1 code"' in page
     assert f"Import #{job.pk} added 1 code to" in page
     assert "1 codes" not in page
-
-
-def test_giving_codes_back_counts_in_the_singular_and_leaves_out_zeros():
-    assert released_message({"released": 1, "redeemed": 0, "not_found": 0}) == ("Gave back 1 code.")
-    assert released_message({"released": 1200, "redeemed": 1, "not_found": 2}) == (
-        "Gave back 1,200 codes. 1 was already redeemed and stays. "
-        "2 customers had no code from this assignment."
-    )
-    with translation.override("ru"):
-        assert released_message({"released": 2, "redeemed": 0, "not_found": 5}) == (
-            "2 кода возвращены в остаток. У 5 клиентов не было кода из этой выдачи."
-        )
 
 
 def test_an_assignment_writes_its_report_in_the_language_of_its_starter(manager, settings):
