@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class ImportsConfig(AppConfig):
     name = "imports"
-    verbose_name = "Code imports"
+    verbose_name = _("Code imports")
 
     def ready(self):
         from pools.jobs import job_kind_register

@@ -21,6 +21,7 @@ from pools.models import Pool
 from .customer_lists import open_customer_list
 from .models import Assignment
 from .readers import UnreadableRow
+from .templates_download import column_title
 
 RESULT_COLUMN = "Code"
 
@@ -52,7 +53,7 @@ def result_write(job: Assignment) -> None:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="")
         writer = FormulaSafeWriter(text)
         table = open_customer_list(stored, name=job.file_name, size=job.file.size)
-        writer.writerow([*table.header, RESULT_COLUMN])
+        writer.writerow([*table.header, column_title(RESULT_COLUMN)])
         batch = []
 
         def flush():

@@ -6,6 +6,7 @@ import os
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from pools.code_services import batch_key, code_release, customer_holdings
 from pools.jobs import job_enqueue_on_commit, job_run_again
@@ -19,7 +20,7 @@ from .readers import FIX_THE_FILE, ImportFileError, check_size
 
 # The key every assignment's issue to a customer is recorded under (with the customer id).
 ASSIGNMENT_KEY = "assignment"
-POOL_NOT_ACTIVE = "Codes can be assigned from an active pool only."
+POOL_NOT_ACTIVE = _("Codes can be assigned from an active pool only.")
 
 
 def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
@@ -54,7 +55,7 @@ def assignment_start(*, pool: Pool, file, user=None) -> Assignment:
     return job
 
 
-NOT_RERUNNABLE = "Only a failed assignment can be run again."
+NOT_RERUNNABLE = _("Only a failed assignment can be run again.")
 
 
 def assignment_rerun(*, job: Assignment) -> Assignment:

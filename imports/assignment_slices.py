@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy
 
 from pools.code_services import customer_clean, issue_room
 from pools.jobs import JobPace
@@ -12,7 +13,9 @@ from .cells import shown
 from .models import Assignment
 from .readers import UnreadableRow
 
-BAD_CUSTOMER = "No customer id, or one longer than 200 characters or with a NUL character."
+BAD_CUSTOMER = gettext_lazy(
+    "No customer id, or one longer than 200 characters or with a NUL character."
+)
 
 
 @dataclass
@@ -78,7 +81,7 @@ def _slice(number: int, batch, table) -> _Slice:
         except ValidationError:
             # As the report can store it: a NUL as its visible symbol (JSON in PostgreSQL
             # cannot hold one).
-            rejected.append([row_number, shown(value[:200], limit=200), BAD_CUSTOMER])
+            rejected.append([row_number, shown(value[:200], limit=200), str(BAD_CUSTOMER)])
             customer = None
         else:
             customers.append(customer)

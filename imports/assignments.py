@@ -44,6 +44,7 @@ from django.db import (
 )
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from pools.code_services import batch_key, codes_issue_many, pool_fallback
 from pools.counters import COUNTER_SHARDS, counter_shard
@@ -58,6 +59,7 @@ from pools.jobs import (
     job_claim,
     job_finish,
     job_held,
+    job_speaking,
 )
 from pools.refusals import CodeRefused, Refusal
 
@@ -75,11 +77,14 @@ from .assignment_services import (  # noqa: F401 (callers import the job's servi
 from .assignment_slices import _Slice, _slices
 from .customer_lists import open_customer_list
 from .models import Assignment
+from .templates_download import column_title
 
 logger = logging.getLogger(__name__)
 
-STOPPED = "The pool stopped issuing ({reason}); the customers so far have their codes. {hint}"
-RUN_AGAIN = "Run it again once the pool issues again."
+STOPPED = gettext_lazy(
+    "The pool stopped issuing (%(reason)s); the customers so far have their codes. %(hint)s"
+)
+RUN_AGAIN = gettext_lazy("Run it again once the pool issues again.")
 # How often an assignment waiting for another of the same pool to finish looks again.
 POOL_TURN_POLL_SECONDS = 0.5
 # The longest a slice waits for a lock before it is rolled back and done again (see
@@ -94,6 +99,12 @@ def assignment_run(*, assignment_id: int) -> Assignment | None:
     job = job_claim(Assignment, assignment_id)
     if isinstance(job, Claim):
         return Assignment.objects.filter(pk=assignment_id).first()
+    # Its message and rejected rows' reasons are read by whoever started it, in their language.
+    with job_speaking(job):
+        return _run(job)
+
+
+def _run(job: Assignment) -> Assignment:
     try:
         with tempfile.TemporaryFile() as out:
             text = io.TextIOWrapper(out, encoding="utf-8", newline="")
@@ -161,7 +172,7 @@ def _issue_all(job: Assignment, writer) -> bool:
     with job.file.open("rb") as stored:
         table = open_customer_list(stored, name=job.file_name, size=job.file.size)
         if writer is not None:
-            writer.writerow([*table.header, RESULT_COLUMN])
+            writer.writerow([*table.header, column_title(RESULT_COLUMN)])
         with issuer.pool_turn(job, turns) as ours:
             if not ours:
                 return False
@@ -188,7 +199,7 @@ def _issue_in_order(job: Assignment, slices, issuer, turns: _Turns, writer) -> b
         nonlocal previous_codes
         if isinstance(outcome, CodeRefused):
             job_finish(
-                job, FAILED, message=STOPPED.format(reason=outcome.reason.label, hint=RUN_AGAIN)
+                job, FAILED, message=STOPPED % {"reason": outcome.reason.label, "hint": RUN_AGAIN}
             )
             return False
         if isinstance(outcome, ClaimLost | _Stopped):

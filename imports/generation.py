@@ -3,6 +3,9 @@
 import secrets
 from dataclasses import dataclass
 
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy
+
 # Letters and digits without the look-alikes O/0 and I/1/L.
 DEFAULT_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 DEFAULT_LENGTH = 10
@@ -12,12 +15,14 @@ MAX_LENGTH = 40
 # a fresh draw rarely collides.
 MAX_FILL = 0.01
 
-ALPHABET_TOO_SMALL = "The alphabet needs at least two different characters."
-ALPHABET_NOT_TYPABLE = "The alphabet may contain only characters that can be typed, no spaces."
-TOO_MANY_CODES = (
-    "{length} characters from {size} give {capacity:,} possible codes; to keep them hard to guess, "
-    "at most {limit:,} may exist in the pool ({existing:,} already do), so at most {available:,} "
-    "can be generated. Choose a longer length."
+ALPHABET_TOO_SMALL = gettext_lazy("The alphabet needs at least two different characters.")
+ALPHABET_NOT_TYPABLE = gettext_lazy(
+    "The alphabet may contain only characters that can be typed, no spaces."
+)
+TOO_MANY_CODES = gettext_lazy(
+    "%(length)s characters from an alphabet of %(size)s give %(capacity)s possible codes; to keep "
+    "them hard to guess, at most %(limit)s may exist in the pool (%(existing)s already do), so at "
+    "most %(available)s can be generated. Choose a longer length."
 )
 
 
@@ -44,23 +49,27 @@ class CodeFormat:
         available = self.available_for_generation(existing)
         if count <= available:
             return None
-        return TOO_MANY_CODES.format(
-            length=self.length,
-            size=f"{len(self.alphabet)} characters",
-            capacity=self.capacity,
-            limit=self.limit,
-            existing=existing,
-            available=available,
-        )
+
+        def count(n):
+            return number_format(n, force_grouping=True)
+
+        return TOO_MANY_CODES % {
+            "length": self.length,
+            "size": len(self.alphabet),
+            "capacity": count(self.capacity),
+            "limit": count(self.limit),
+            "existing": count(existing),
+            "available": count(available),
+        }
 
 
 def normalize_alphabet(alphabet: str) -> str:
     """Return the alphabet's distinct characters in order; raise ValueError if it is unusable."""
     characters = "".join(dict.fromkeys(alphabet))
     if not characters.isprintable() or " " in characters:
-        raise ValueError(ALPHABET_NOT_TYPABLE)
+        raise ValueError(str(ALPHABET_NOT_TYPABLE))
     if len(characters) < 2:
-        raise ValueError(ALPHABET_TOO_SMALL)
+        raise ValueError(str(ALPHABET_TOO_SMALL))
     return characters
 
 

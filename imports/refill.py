@@ -7,23 +7,25 @@ expiry when it alerts or refills; the check reads the pool's row and counter row
 the pool's row lock only when a refill is due, so that two issues never start two refills.
 """
 
+from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.formats import number_format
+from django.utils.translation import gettext_lazy
 
 from pools.models import Pool
 from pools.selectors import pool_code_total, pool_stock
 
 from .generation import CodeFormat
-from .models import Import
+from .models import Import, generated_name
 from .selectors import generation_allowed
 from .services import import_generate_start
 from .signals import refill_stopped_on_commit
 
-REFILL_STOPPED = (
-    "The pool's stock fell below {level:,} but no refill can run: {reason} Change the pool's "
+REFILL_STOPPED = gettext_lazy(
+    "The pool's stock fell below %(level)s but no refill can run: %(reason)s Change the pool's "
     "format (a longer length) by generating codes by hand, or turn the refill off."
 )
-REFILL_NAME = "Refill: {count:,} generated codes"
 
 
 def refill_check(*, pool: Pool) -> Import | None:
@@ -58,7 +60,14 @@ def refill_check(*, pool: Pool) -> Import | None:
         last = refills.order_by("-id").first()
         if last is not None and last.status == Import.Status.FAILED and last.needs_new_file:
             return None  # already stopped and told; a refill that runs again re-arms this
-        reason = code_format.too_many(pool.refill_count or 1, existing)
+        # Nobody started this one: its report is written in the project's language, whatever
+        # request or worker happened to change the stock.
+        with translation.override(settings.LANGUAGE_CODE):
+            reason = code_format.too_many(pool.refill_count or 1, existing)
+            message = REFILL_STOPPED % {
+                "level": number_format(pool.refill_below, force_grouping=True),
+                "reason": reason,
+            }
         job = Import.objects.create(
             pool=pool,
             source=Import.Source.GENERATION,
@@ -71,8 +80,8 @@ def refill_check(*, pool: Pool) -> Import | None:
                 "alphabet": code_format.alphabet,
                 "prefix": code_format.prefix,
             },
-            file_name=REFILL_NAME.format(count=pool.refill_count or 0),
-            message=REFILL_STOPPED.format(level=pool.refill_below, reason=reason),
+            file_name=generated_name(pool.refill_count or 0, refill=True),
+            message=message,
             finished_at=timezone.now(),
         )
         refill_stopped_on_commit(job)

@@ -1,6 +1,7 @@
 """Reads of imports that the admin and the services share."""
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from pools.export_services import ExportSource
 from pools.models import Pool
@@ -42,15 +43,31 @@ def last_chosen_columns(pool: Pool) -> dict:
 def rejected_row(rejection: Rejection) -> list:
     """Return a rejected row as it was read, in the template's columns, plus where and why."""
     cells = list(rejection.cells) + [None] * (len(TEMPLATE_COLUMNS) - len(rejection.cells))
-    where = f"Row {rejection.row_number}"
     if rejection.column:
-        where += f", {rejection.column}"
-    return [*("" if c is None else c for c in cells), f"{where}: {rejection.reason}"]
+        from .templates_download import column_title
+
+        where = _("Row %(number)s, %(column)s") % {
+            "number": rejection.row_number,
+            "column": column_title(rejection.column),
+        }
+    else:
+        where = _("Row %(number)s") % {"number": rejection.row_number}
+    reason = _("%(where)s: %(reason)s") % {"where": where, "reason": rejection.reason}
+    return [*("" if c is None else c for c in cells), reason]
+
+
+def rejected_header() -> list[str]:
+    """The rejected rows' header in the current language: the template's (which the readers
+    accept in either language, so the fixed rows can be uploaded again) and Reason."""
+    from .templates_download import template_columns
+
+    return [*template_columns(), _("Reason")]
 
 
 def rejected_rows(job: Import):
-    """Yield REJECTED_HEADER, then each of the import's rejected rows in row order."""
-    yield list(REJECTED_HEADER)
+    """Yield the header (rejected_header), then each of the import's rejected rows in row
+    order."""
+    yield rejected_header()
     for rejection in job.rejections.iterator(chunk_size=2000):
         yield rejected_row(rejection)
 
@@ -83,7 +100,9 @@ REJECTED_ROWS_SOURCE = ExportSource(
     header=REJECTED_HEADER,
     rows_after=rejected_rows_after,
     count=lambda filters: Rejection.objects.filter(job_id=filters["import"]).count(),
-    describe=lambda filters: f"the rejected rows of import #{filters['import']}",
+    describe=lambda filters: (
+        _("the rejected rows of import #%(number)s") % {"number": filters["import"]}
+    ),
     sheet_title="Rejected rows",
     started_from="the import's report",
 )

@@ -14,6 +14,8 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models.fields.files import FieldFile
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from pools.code_services import (
     UndoOutcome,
@@ -29,7 +31,7 @@ from .column_choices import file_width, remembered_mapping
 from .generation import CodeFormat, normalize_alphabet
 from .headers import ColumnMapping
 from .inspection import AmbiguousDates, inspect_file, sheets_loadable
-from .models import Import, Upload
+from .models import Import, Upload, generated_name
 from .preview import Preview, Question, chosen_mapping
 from .readers import (
     FIX_THE_FILE,
@@ -41,20 +43,24 @@ from .readers import (
 )
 from .selectors import generation_allowed
 
-GENERATION_CLOSED = "Codes were uploaded to this pool by hand, so it no longer offers generation."
-NOTHING_PASTED = "Paste at least one code."
-NOT_RERUNNABLE = "Only a failed import can be run again."
-NEEDS_NEW_FILE = "Running it again cannot help: fix the file and upload it again."
-UNDO_NOT_FINISHED = "The import is still running: wait until it has finished to remove its codes."
-UPLOAD_STARTED = "This file's import was started already."
-QUESTION_OPEN = "Answer the question first, then check the file again: {question}"
+GENERATION_CLOSED = gettext_lazy(
+    "Codes were uploaded to this pool by hand, so it no longer offers generation."
+)
+NOTHING_PASTED = gettext_lazy("Paste at least one code.")
+NOT_RERUNNABLE = gettext_lazy("Only a failed import can be run again.")
+NEEDS_NEW_FILE = gettext_lazy("Running it again cannot help: fix the file and upload it again.")
+UNDO_NOT_FINISHED = gettext_lazy(
+    "The import is still running: wait until it has finished to remove its codes."
+)
+UPLOAD_STARTED = gettext_lazy("This file's import has already been started.")
+QUESTION_OPEN = gettext_lazy("Answer the question first, then check the file again: %(question)s")
 # A staged file never started is deleted after this long: time enough to check a file and
 # start it, short enough that forgotten files do not pile up.
 STALE_UPLOAD_AGE = timedelta(days=1)
 # Stale uploads deleted per new upload: each upload sweeps up after a few old ones, so the
 # sweep stays a few milliseconds and no periodic task is needed.
 STALE_UPLOADS_PER_SWEEP = 20
-UNDO_NOT_RECORDED = (
+UNDO_NOT_RECORDED = gettext_lazy(
     "This import added its codes before codes recorded which import added them: they cannot be "
     "told apart from the pool's other codes."
 )
@@ -160,7 +166,7 @@ def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
         raise ValidationError({"text": NOTHING_PASTED})
     content = text.encode("utf-8")
     try:
-        check_size(name="The pasted list", size=len(content))
+        check_size(name=_("The pasted list"), size=len(content))
     except ImportFileError as error:
         raise ValidationError({"text": str(error)}) from error
     return _start(
@@ -168,7 +174,7 @@ def import_text_start(*, pool: Pool, text: str, user=None) -> Import:
         user=user,
         source=Import.Source.TEXT,
         file=ContentFile(content, name="pasted-codes.txt"),
-        file_name="Pasted list",
+        file_name=_("Pasted list"),
         file_size=len(content),
     )
 
@@ -205,7 +211,7 @@ def import_generate_start(
         source=Import.Source.GENERATION,
         generation=params,
         refill=refill,
-        file_name=f"{'Refill: ' if refill else ''}{count:,} generated codes",
+        file_name=generated_name(count, refill=refill),
         progress_total=count,
     )
 
@@ -315,7 +321,7 @@ def upload_start(*, upload: Upload, user=None) -> Import:
                 )
         except FileQuestion as question:
             raise ValidationError(
-                QUESTION_OPEN.format(question=question.text), code=question.question
+                QUESTION_OPEN % {"question": question.text}, code=question.question
             ) from question
         upload.import_job = job
         upload.save(update_fields=["import_job"])

@@ -10,8 +10,8 @@ from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.formats import number_format
-from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from pools.admin import AdminMedia, can_export
@@ -22,11 +22,11 @@ from ..forms import AssignForm, ReleaseForm
 from ..models import Assignment
 from .helpers import add_errors, int_or_none
 
-QUEUED_AGAIN = (
-    "Assignment {job} is queued again: it goes on after the rows it did, and the customers so "
+QUEUED_AGAIN = gettext_lazy(
+    "Assignment %(job)s is queued again: it goes on after the rows it did, and the customers so "
     "far keep their codes."
 )
-ASSIGNMENT_QUEUED = "Assignment {job} is queued: this report shows its progress."
+ASSIGNMENT_QUEUED = gettext_lazy("Assignment %(job)s is queued: this report shows its progress.")
 
 
 def released_message(counts: dict[str, int]) -> str:
@@ -67,7 +67,7 @@ def released_message(counts: dict[str, int]) -> str:
     return " ".join(said)
 
 
-CHOOSE_A_POOL_TO_ASSIGN = _(
+CHOOSE_A_POOL_TO_ASSIGN = gettext_lazy(
     "Codes are assigned from a pool: open an active pool, then “Assign to customers”."
 )
 
@@ -90,7 +90,7 @@ class AssignmentAdmin(admin.ModelAdmin):
     list_select_related = ("pool", "created_by")
     search_fields = ("=id", "file_name", "pool__slug")
 
-    @admin.display(description="task number", ordering="id")
+    @admin.display(description=gettext_lazy("task number"), ordering="id")
     def task_number(self, job):
         return f"#{job.pk}"
 
@@ -99,10 +99,10 @@ class AssignmentAdmin(admin.ModelAdmin):
         return {**super().get_model_perms(request), "add": False}
 
     def changelist_view(self, request, extra_context=None):
-        # No "Add assignment" button: an assignment is started from a pool's page.
-        return super().changelist_view(
-            request, {**(extra_context or {}), "has_add_permission": False}
-        )
+        # Rows open reports, not forms: titled by what it lists, not "Select … to view"; and no
+        # "Add assignment" button: an assignment is started from a pool's page.
+        extra = {"title": _("Assignments"), "has_add_permission": False}
+        return super().changelist_view(request, {**(extra_context or {}), **extra})
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -152,7 +152,7 @@ class AssignmentAdmin(admin.ModelAdmin):
                 except ValidationError as error:
                     add_errors(form, error)
                 else:
-                    messages.success(request, ASSIGNMENT_QUEUED.format(job=job))
+                    messages.success(request, ASSIGNMENT_QUEUED % {"job": job})
                     return HttpResponseRedirect(
                         reverse("admin:imports_assignment_change", args=[job.pk])
                     )
@@ -162,7 +162,7 @@ class AssignmentAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Assign codes of {pool} to customers",
+                "title": _("Assign codes of %(pool)s to customers") % {"pool": pool},
                 "pool": pool,
                 "form": form,
                 "history": pool.assignments.all()[:20],
@@ -181,7 +181,8 @@ class AssignmentAdmin(admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Assignment {job} — {job.get_status_display()}",
+                "title": _("Assignment %(job)s — %(status)s")
+                % {"job": job, "status": job.get_status_display()},
                 "job": job,
                 "release_form": ReleaseForm(),
                 "can_release": job.is_finished and self.has_add_permission(request),
@@ -218,7 +219,7 @@ class AssignmentAdmin(admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            message = QUEUED_AGAIN.format(job=job)
+            message = QUEUED_AGAIN % {"job": job}
             self.log_change(request, job, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))
@@ -234,6 +235,7 @@ class AssignmentAdmin(admin.ModelAdmin):
             counts = assignment_release(
                 job=job, customers=form.cleaned_data["customers"].splitlines()
             )
-            self.log_change(request, job, f"Gave back {counts['released']} codes.")
-            messages.success(request, released_message(counts))
+            message = released_message(counts)
+            self.log_change(request, job, message)
+            messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_assignment_change", args=[job.pk]))

@@ -1,8 +1,9 @@
 """Small helpers the imports and assignments screens share."""
 
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
 
-IMPORT_QUEUED = "Import {job} is queued: this page follows its progress and says when it ends."
+IMPORT_QUEUED = _("Import %(job)s is queued: this page follows its progress and says when it ends.")
 
 
 def int_or_none(value):

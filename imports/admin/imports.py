@@ -7,6 +7,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import number_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from pools import export_services
@@ -20,24 +23,24 @@ from .. import services
 from ..forms import GenerateForm, PasteForm, UploadForm
 from ..generation import CodeFormat
 from ..models import Import
-from ..readers import TEMPLATE_COLUMNS
 from ..selectors import REJECTED_ROWS, generation_allowed, pool_import_history, rejected_rows
 from ..templates_download import (
-    TEMPLATE_NOTES,
+    template_columns,
     template_csv,
     template_example_row,
+    template_notes,
     template_xlsx,
 )
 from .helpers import IMPORT_QUEUED, add_errors, int_or_none
 from .parts import add_codes_page, status_cell
 from .uploads import QUESTION_ASKED, UploadViews, upload_preview_url
 
-UNDO_STARTED = (
-    "Removing the codes import {job} added that were never used, as {undo}: this report "
+UNDO_STARTED = gettext_lazy(
+    "Removing the codes import %(job)s added that were never used, as %(undo)s: this report "
     "shows its progress."
 )
 REJECTED_SHOWN = 100
-CHOOSE_A_POOL = "Codes are added to a pool: open a pool, then “Add codes”."
+CHOOSE_A_POOL = gettext_lazy("Codes are added to a pool: open a pool, then “Add codes”.")
 
 
 @admin.register(Import)
@@ -46,7 +49,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         "task_number",
         "pool",
         "source",
-        "file_name",
+        "name_shown",
         "status_badge",
         "codes_added",
         "rows_rejected",
@@ -61,18 +64,24 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         css = {"all": ("pools/admin.css",)}
         js = ("imports/progress.js",)
 
-    @admin.display(description="task number", ordering="id")
+    @admin.display(description=gettext_lazy("task number"), ordering="id")
     def task_number(self, job):
         return f"#{job.pk}"
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=gettext_lazy("file"), ordering="file_name")
+    def name_shown(self, job):
+        return job.name_shown
+
+    @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, job):
         return status_cell(job)
 
     def changelist_view(self, request, extra_context=None):
-        # No "Add import" button: codes are added from a pool's page ("Add codes").
+        # No "Add import" button: codes are added from a pool's page ("Add codes"). A list
+        # whose rows open reports, not forms: titled by what it lists, not "Select … to view".
         return super().changelist_view(
-            request, {**(extra_context or {}), "has_add_permission": False}
+            request,
+            {**(extra_context or {}), "has_add_permission": False, "title": _("Imports")},
         )
 
     def get_model_perms(self, request):
@@ -145,7 +154,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Add codes to {pool}",
+                "title": _("Add codes to %(pool)s") % {"pool": pool},
                 "pool": pool,
                 "forms": forms,
                 "generation_allowed": generation_allowed(pool),
@@ -160,9 +169,9 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
                 ),
                 "history": pool_import_history(pool, limit=20),
                 "parts": add_codes_page.render(add_codes_page.sections, request, pool),
-                "template_columns": TEMPLATE_COLUMNS,
+                "template_columns": template_columns(),
                 "template_example": template_example_row(),
-                "template_notes": TEMPLATE_NOTES,
+                "template_notes": template_notes(),
             },
         )
 
@@ -179,13 +188,13 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             except services.FileQuestion:
                 # Not a reason to choose the file again: the question is asked on its preview.
                 upload = services.upload_stage(**staged, check=False)
-                messages.info(request, QUESTION_ASKED.format(name=upload.file_name))
+                messages.info(request, QUESTION_ASKED % {"name": upload.file_name})
                 return HttpResponseRedirect(upload_preview_url(upload))
         elif kind == "paste":
             job = services.import_text_start(pool=pool, text=data["text"], user=user)
         else:
             job = services.import_generate_start(pool=pool, user=user, **data)
-        messages.success(request, IMPORT_QUEUED.format(job=job))
+        messages.success(request, IMPORT_QUEUED % {"job": job})
         # The manager lands where the progress is: the report updates itself.
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
 
@@ -206,7 +215,8 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Import {job} — {job.get_status_display()}",
+                "title": _("Import %(job)s — %(status)s")
+                % {"job": job, "status": job.get_status_display()},
                 "job": job,
                 "rejections": job.rejections.all()[:REJECTED_SHOWN],
                 "rejected_shown": REJECTED_SHOWN,
@@ -245,18 +255,38 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
             return HttpResponseRedirect(report_url)
-        message = UNDO_STARTED.format(job=job, undo=undo)
+        message = UNDO_STARTED % {"job": job, "undo": undo}
         self.log_change(request, job, message)
         messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:pools_additionundo_change", args=[undo.pk]))
 
     def _undo_confirm_page(self, request, job, preview, report_url):
+        def count(n):
+            return number_format(n, force_grouping=True)
+
         facts = [
-            f"{preview.removed:,} codes will be removed: they were never issued nor redeemed.",
-            f"{preview.kept:,} will be kept, since they have a history: "
-            f"{preview.kept_issued:,} issued, {preview.kept_redeemed:,} redeemed, "
-            f"{preview.kept_withdrawn:,} withdrawn, {preview.kept_used:,} handed out "
-            "before and back in stock or multiple-use.",
+            ngettext(
+                "%(count)s code will be removed: it was never issued nor redeemed.",
+                "%(count)s codes will be removed: they were never issued nor redeemed.",
+                preview.removed,
+            )
+            % {"count": count(preview.removed)},
+            ngettext(
+                "%(count)s code will be kept, since it has a history: %(issued)s issued, "
+                "%(redeemed)s redeemed, %(withdrawn)s withdrawn, %(used)s given out before "
+                "and back in stock or multiple-use.",
+                "%(count)s codes will be kept, since they have a history: %(issued)s issued, "
+                "%(redeemed)s redeemed, %(withdrawn)s withdrawn, %(used)s given out before "
+                "and back in stock or multiple-use.",
+                preview.kept,
+            )
+            % {
+                "count": count(preview.kept),
+                "issued": count(preview.kept_issued),
+                "redeemed": count(preview.kept_redeemed),
+                "withdrawn": count(preview.kept_withdrawn),
+                "used": count(preview.kept_used),
+            },
         ]
         return TemplateResponse(
             request,
@@ -264,21 +294,31 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Remove the codes import {job} added?",
+                "title": _("Remove the codes import %(job)s added?") % {"job": job},
                 "intro": [
-                    f"Import {job} added {job.codes_added:,} codes to {job.pool}. Codes that "
-                    "were issued, redeemed or withdrawn stay, with their history; the others "
-                    "leave the pool and its stock."
+                    ngettext(
+                        "Import %(job)s added %(count)s code to %(pool)s. Codes that were "
+                        "issued, redeemed or withdrawn stay, with their history; the others "
+                        "leave the pool and its stock.",
+                        "Import %(job)s added %(count)s codes to %(pool)s. Codes that were "
+                        "issued, redeemed or withdrawn stay, with their history; the others "
+                        "leave the pool and its stock.",
+                        job.codes_added,
+                    )
+                    % {"job": job, "count": count(job.codes_added), "pool": job.pool}
                 ],
-                "sections": [{"heading": "What will happen", "facts": facts}],
+                "sections": [{"heading": _("What will happen"), "facts": facts}],
                 "crumbs": [
                     {
                         "url": reverse("admin:pools_pool_change", args=[job.pool_id]),
                         "label": job.pool,
                     },
-                    {"url": report_url, "label": f"Import {job}"},
+                    {"url": report_url, "label": _("Import %(job)s") % {"job": job}},
                 ],
-                "confirm_label": f"Remove {preview.removed:,} codes",
+                "confirm_label": ngettext(
+                    "Remove %(count)s code", "Remove %(count)s codes", preview.removed
+                )
+                % {"count": count(preview.removed)},
                 "dangerous": True,
                 "can_confirm": preview.removed > 0,
                 "cancel_url": report_url,
@@ -321,7 +361,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         if job.rows_not_added <= export_services.EXPORT_AT_ONCE_MAX:
             if file_format == "xlsx":
                 return xlsx_response(
-                    rejected_rows(job), f"{name}.xlsx", sheet_title="Rejected rows"
+                    rejected_rows(job), f"{name}.xlsx", sheet_title=_("Rejected rows")
                 )
             return csv_response(rejected_rows(job), f"{name}.csv")
         if request.method != "POST" or not job.is_finished:
@@ -352,7 +392,7 @@ class ImportAdmin(UploadViews, admin.ModelAdmin):
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            message = f"Import {job} is queued again."
+            message = _("Import %(job)s is queued again.") % {"job": job}
             self.log_change(request, job, message)
             messages.success(request, message)
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))

@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 from pools.admin import PageParts, addition_labels, home_page, pool_page
 
@@ -44,13 +45,24 @@ def import_addition_label(addition) -> str | None:
     job = Import.objects.filter(addition=addition).select_related("created_by").first()
     if job is None:
         return None
-    return format_html(
-        '<a href="{}">import #{}</a> ({}, {}{})',
+    link = format_html(
+        '<a href="{}">{}</a>',
         reverse("admin:imports_import_change", args=[job.pk]),
-        job.pk,
-        job.get_source_display().lower(),
-        job.file_name or "—",
-        format_html(", started by {}", job.created_by) if job.created_by else "",
+        _("import #%(number)s") % {"number": job.pk},
+    )
+    if job.created_by:
+        return format_html(
+            _("{link} ({source}, {file}, started by {user})"),
+            link=link,
+            source=job.get_source_display(),
+            file=job.name_shown or "—",
+            user=job.created_by,
+        )
+    return format_html(
+        _("{link} ({source}, {file})"),
+        link=link,
+        source=job.get_source_display(),
+        file=job.name_shown or "—",
     )
 
 
@@ -67,17 +79,20 @@ def imports_attention_section(request) -> str:
     )
     rows = [
         format_html(
-            '<a href="{}">Import #{}</a> into {}: {}',
-            reverse("admin:imports_import_change", args=[job.pk]),
-            job.pk,
-            job.pool,
-            status_cell(job),
+            _("{link} into {pool}: {status}"),
+            link=format_html(
+                '<a href="{}">{}</a>',
+                reverse("admin:imports_import_change", args=[job.pk]),
+                _("Import #%(number)s") % {"number": job.pk},
+            ),
+            pool=job.pool,
+            status=status_cell(job),
         )
         for job in jobs
     ]
     return render_to_string(
         "admin/pools/attention_section.html",
-        {"title": "Imports running, or failed in the last days", "rows": rows},
+        {"title": _("Imports running, or failed in the last days"), "rows": rows},
         request=request,
     )
 
@@ -98,9 +113,10 @@ def assign_button(request, pool) -> str:
     if not (pool.is_active and request.user.has_perm("imports.add_assignment")):
         return ""
     return format_html(
-        '<li><a href="{}?pool={}" class="addlink">Assign to customers</a></li>',
+        '<li><a href="{}?pool={}" class="addlink">{}</a></li>',
         reverse("admin:imports_assignment_add"),
         pool.pk,
+        _("Assign to customers"),
     )
 
 

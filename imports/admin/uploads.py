@@ -7,6 +7,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from pools.models import Pool
 
@@ -14,15 +16,16 @@ from .. import services
 from ..forms import PreviewForm
 from ..models import Upload
 from ..preview import Question, file_preview
-from ..readers import FIX_THE_FILE, TEMPLATE_COLUMNS, ImportFileError, column_letter
+from ..readers import FIX_THE_FILE, ImportFileError, column_letter
+from ..templates_download import template_columns
 from .helpers import IMPORT_QUEUED
 
-QUESTION_ASKED = "“{name}” needs an answer before it can be imported: see below."
-CHOICES_KEPT = "Your choices are kept: here is the file read with them."
+QUESTION_ASKED = gettext_lazy("“%(name)s” needs an answer before it can be imported: see below.")
+CHOICES_KEPT = gettext_lazy("Your choices are saved: here is the file read with them.")
 QUESTION_TITLES = {
-    Question.COLUMNS: "Which columns hold the codes?",
-    Question.ENCODING: "Which encoding is the file in?",
-    Question.DATE_ORDER: "Day or month first?",
+    Question.COLUMNS: gettext_lazy("Which columns hold the codes?"),
+    Question.ENCODING: gettext_lazy("Which encoding is the file in?"),
+    Question.DATE_ORDER: gettext_lazy("Day or month first?"),
 }
 
 
@@ -101,7 +104,7 @@ class UploadViews:
             # The question stays open: the manager answers it on the page.
             messages.error(request, " ".join(error.messages))
             return HttpResponseRedirect(upload_preview_url(upload))
-        messages.success(request, IMPORT_QUEUED.format(job=job))
+        messages.success(request, IMPORT_QUEUED % {"job": job})
         return HttpResponseRedirect(reverse("admin:imports_import_change", args=[job.pk]))
 
     def _upload_page(self, request, upload: Upload, *, preview=None, form=None, refusal=""):
@@ -111,14 +114,14 @@ class UploadViews:
             {
                 **self.admin_site.each_context(request),
                 "opts": self.opts,
-                "title": f"Check “{upload.file_name}” before importing",
+                "title": _("Check “%(name)s” before importing") % {"name": upload.file_name},
                 "upload": upload,
                 "pool": upload.pool,
                 "preview": preview,
                 "form": form,
                 "refusal": refusal,
                 "question_title": QUESTION_TITLES.get(preview.question, "") if preview else "",
-                "template_columns": TEMPLATE_COLUMNS,
+                "template_columns": template_columns(),
                 "letters": [column_letter(i) for i in range(preview.width)] if preview else [],
                 "first_rows": _first_rows(preview) if preview else [],
             },

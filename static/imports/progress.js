@@ -3,7 +3,9 @@
 // endpoint once a second and updates its status, bar and counts, until the import finishes.
 {
     const POLL_MS = 1000;
-    const formatCount = (n) => n.toLocaleString('en-US');
+    // Counts as the page writes them: in the page's language (1,234 in English, 1 234 in Russian).
+    const pageLanguage = document.documentElement.lang || undefined;
+    const formatCount = (n) => n.toLocaleString(pageLanguage);
 
     const update = (element, data) => {
         const status = element.querySelector('[data-field="status"]');

@@ -69,7 +69,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     page.locator("#upload-form").get_by_role("button", name="Import").click()
     job = Import.objects.get()
     page.wait_for_url(f"**{reverse('admin:imports_import_change', args=[job.pk])}")
-    page.get_by_text("Completion report").wait_for()
+    page.get_by_text("Import report").wait_for()
     page.locator(".import-report .import-status-completed_with_errors").wait_for()
     page.locator(".import-ended").wait_for()
     rejected = page.locator("table.rejections tbody tr")
@@ -85,7 +85,7 @@ def test_manager_sets_up_fills_and_launches_a_pool(
     # Paste codes; generation is then no longer offered.
     page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
     page.locator("#id_paste-text").fill("PASTED-1\nPASTED-2, PASTED-3")
-    page.locator("#paste-form").get_by_role("button", name="Upload").click()
+    page.locator("#paste-form").get_by_role("button", name="Import codes").click()
     page.locator(".import-report .import-status-completed").wait_for()
     page.goto(f"{url}{reverse('admin:imports_import_add')}?pool={pool.pk}")
     assert page.get_by_text("no longer offers generation").is_visible()

@@ -102,7 +102,7 @@ def test_templates_download(manager_client):
         "Available-from",
         "Available-till",
     ]
-    assert "YYYY-MM-DD" in " ".join(str(r[0].value) for r in workbook["How to fill"].iter_rows())
+    assert "YYYY-MM-DD" in " ".join(str(r[0].value) for r in workbook["How to fill in"].iter_rows())
 
 
 def test_paste_then_generation_is_no_longer_offered(manager_client):

@@ -321,7 +321,7 @@ def test_starting_is_refused_while_a_question_is_open_and_once_started():
         preview = preview_of(pool, file)
     upload_choose(upload=upload, preview=preview, date_order="dmy")
     upload_start(upload=upload)
-    with pytest.raises(ValidationError, match="started already"):
+    with pytest.raises(ValidationError, match="already been started"):
         upload_start(upload=upload)
     assert Import.objects.get().date_order == "dmy"
 
