@@ -1,11 +1,12 @@
 from django.apps import AppConfig
 from django.conf import settings
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class PoolsConfig(AppConfig):
     name = "pools"
-    verbose_name = "Promo code pools"
+    verbose_name = _("Promo code pools")
 
     def ready(self):
         from . import api, api_keys, checks  # noqa: F401  (register signal receivers, checks)

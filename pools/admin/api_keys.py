@@ -55,6 +55,27 @@ class ApiKeyScopeInline(admin.StackedInline):
     verbose_name = verbose_name_plural = _("What this key may do")
 
 
+def _api_key_names_translated() -> None:
+    """rest_framework_api_key names its model, its fields and its list's columns in English only
+    (some without gettext at all): give them the product's words, in the reader's language."""
+    meta = APIKey._meta
+    meta.verbose_name, meta.verbose_name_plural = _("API key"), _("API keys")
+    meta.app_config.verbose_name = _("API keys")
+    for name, label, help_text in (
+        ("name", _("name"), _("What the key is for, e.g. the CRM that sends the mailings.")),
+        ("prefix", _("prefix"), ""),
+        ("created", _("created"), ""),
+        ("expiry_date", _("expires"), _("After this moment the key is refused.")),
+        ("revoked", _("revoked"), _("A revoked key is refused for good (this cannot be undone).")),
+    ):
+        field = meta.get_field(name)
+        field.verbose_name = label
+        if help_text:
+            field.help_text = help_text
+    APIKey._has_expired.short_description = _("has expired")
+
+
+_api_key_names_translated()
 admin.site.unregister(APIKey)
 
 
