@@ -128,5 +128,5 @@ def test_a_workbook_of_thousands_of_codes_is_a_job_with_its_bar(browser_page, li
     # The page answers at once with what will happen, rather than a wait with no word.
     page.get_by_role("link", name="Export XLSX").click()
     page.get_by_role("button", name="Start the export").click()
-    page.wait_for_url("**/codeexport/**")
+    page.wait_for_url("**/codeexport/**", timeout=60_000)
     page.get_by_text("Task number").wait_for()

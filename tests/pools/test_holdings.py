@@ -246,6 +246,11 @@ def test_what_customers_hold_is_looked_up_one_probe_per_customer_whatever_the_st
         cursor.execute(f"EXPLAIN {look_up}")
         plan = [row[0] for row in cursor.fetchall()]
     issues_read = [line for line in plan if " on pools_codeissue" in line]
-    assert issues_read and all("code_issue_customer" in line for line in issues_read), "\n".join(
-        plan
-    )
+    # Never by the pool's entries (code_issue_pool_time: all the pool's issues, each slice). On
+    # this tiny table the planner may still read it whole by its primary key when the table's
+    # statistics say it holds a row or two; by the customer's index otherwise.
+    assert issues_read, "\n".join(plan)
+    assert not any("code_issue_pool" in line for line in issues_read), "\n".join(plan)
+    assert all(
+        "code_issue_customer" in line or "pools_codeissue_pkey" in line for line in issues_read
+    ), "\n".join(plan)
