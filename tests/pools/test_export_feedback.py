@@ -3,6 +3,7 @@ within a second, a workbook that would take longer is a job with its bar; and a 
 dates as dates and counts as numbers."""
 
 import io
+import re
 from datetime import datetime
 
 import pytest
@@ -10,8 +11,9 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from pools.code_services import code_issue, code_redeem
-from pools.models import CodeExport
-from tests.factories import make_codes, make_pool
+from pools.models import CodeExport, Pool
+from pools.services import pool_launch
+from tests.factories import make_campaign, make_codes, make_pool
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +34,27 @@ def test_ten_thousand_codes_as_csv_are_streamed_at_once_whole(manager_client):
     # Streamed in chunks of rows (about 0.14 s of the server's time for these), not a job.
     assert response.streaming and not CodeExport.objects.exists()
     assert body.count(b"\n") == 10_001
+
+
+def test_the_start_page_posts_back_a_pool_numbered_in_the_thousands(manager_client):
+    """The page's form carries the pool's id as the server reads it ("1708", never "1,708")."""
+    pool = Pool.objects.create(
+        id=1708,
+        campaign=make_campaign(),
+        description="Big ids",
+        slug="big-ids",
+        template_parameter="BIG_IDS",
+    )
+    make_codes(pool, [f"K-{n:05}" for n in range(2_500)])
+    pool_launch(pool=pool)
+
+    page = manager_client.get(export_url("xlsx", pool)).content.decode()
+    fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)">', page))
+    response = manager_client.post(reverse("admin:pools_code_export", args=["xlsx"]), fields)
+
+    assert fields["pool__id__exact"] == "1708"
+    assert response.status_code == 302
+    assert CodeExport.objects.get().filters["pool"] == 1708
 
 
 def test_a_workbook_too_big_to_write_at_once_is_a_job_with_its_bar(manager_client):
