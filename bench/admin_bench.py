@@ -21,10 +21,16 @@ import common
 POOL_CODES = common.size("BENCH_POOL_CODES", 20_000_000, 20_000)
 PAGE_REPEAT = max(3, int(os.environ.get("BENCH_PAGE_REPEAT", "7")))
 
-common.setup(DJANGO_DEBUG="0", DJANGO_SECRET_KEY="bench", DJANGO_ALLOWED_HOSTS="testserver")
+common.setup(
+    DJANGO_DEBUG="0",
+    DJANGO_SECRET_KEY="bench",
+    DJANGO_ALLOWED_HOSTS="testserver",
+    STATIC_ROOT=str(common.CACHE / "static"),
+)
 
 from big_pool import big_pool  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.management import call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
@@ -75,6 +81,8 @@ def pages(pool) -> dict[str, str]:
 
 
 def main() -> int:
+    # DEBUG off, as in production: pages link the collected, hashed static files.
+    call_command("collectstatic", "--noinput", verbosity=0)
     pool = big_pool(POOL_CODES, slug=f"bench-{common.label(POOL_CODES)}")
     user, _ = get_user_model().objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}

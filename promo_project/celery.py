@@ -12,14 +12,17 @@ app.autodiscover_tasks()
 
 
 @setup_logging.connect
-def _django_logging(**kwargs):
+def _django_logging(loglevel=None, **kwargs):
     """Workers log through Django's LOGGING (plain or JSON lines, with the request id of the
-    request that queued the task) instead of Celery's own set-up."""
+    request that queued the task) instead of Celery's own set-up; Celery's own lines (ready,
+    task received) at the level the worker's command line asks, whatever LOG_LEVEL says."""
     import logging.config
 
     from django.conf import settings
 
     logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 def _structured_task_logs():

@@ -99,11 +99,16 @@ class Worker:
             start_new_session=True,
         )
         start = self.log_path.read_text().count(" ready.")
-        wait_for(
-            lambda: self.log_path.read_text().count(" ready.") > start,
-            timeout=READY_TIMEOUT,
-            what=f"the worker to start; log: {self.log_path}",
-        )
+        try:
+            wait_for(
+                lambda: self.log_path.read_text().count(" ready.") > start,
+                timeout=READY_TIMEOUT,
+                what=f"the worker to start; log: {self.log_path}",
+            )
+        except AssertionError:
+            # Not left behind to take the next run's tasks with this run's settings.
+            self.stop()
+            raise
         return self
 
     def child_pids(self) -> list[int]:
