@@ -72,3 +72,14 @@ def test_a_requests_id_is_on_the_log_lines_of_the_task_it_queued(
     ]
     assert task_lines, log.read_text()[-3000:]
     assert {line.get("request_id") for line in task_lines} == {request_id}
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_says_it_is_ready_whatever_the_log_level(broker_url, tmp_path):
+    """LOG_LEVEL quiets the product's lines; the worker's own (ready, task received) follow its
+    command line, which process managers and the benchmarks wait on."""
+    worker = Worker(worker_env(broker_url, LOG_LEVEL="WARNING"), tmp_path / "worker.log").start()
+    worker.stop()
+
+    assert " ready." in (tmp_path / "worker.log").read_text()
