@@ -43,13 +43,18 @@ def job_run_watched(job: Job, run, *, bar: bool, poll: float = 0.25) -> Job:
     A run that returns with the job still unfinished found it held (a live worker, or another
     job of the pool first): it is tried again, and meanwhile the job's row is watched.
     """
-    if not bar:
+
+    def run_until_finished():
         while True:
             run()
             job.refresh_from_db()
             if job.is_finished:
-                return job
+                return
             time.sleep(1)
+
+    if not bar:
+        run_until_finished()
+        return job
 
     from tqdm import tqdm
 
@@ -57,12 +62,7 @@ def job_run_watched(job: Job, run, *, bar: bool, poll: float = 0.25) -> Job:
 
     def work():
         try:
-            while True:
-                run()
-                job.refresh_from_db()
-                if job.is_finished:
-                    return
-                time.sleep(1)
+            run_until_finished()
         except Exception as error:  # shown once the bar is closed
             failure.append(error)
         finally:
